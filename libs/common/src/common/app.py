@@ -1,0 +1,165 @@
+"""`create_service_app`: the FastAPI app every service is built from.
+
+It wires problem+json errors, body limits, metrics, tracing, health/readiness, JWT verification and a
+lifespan that owns the database engine, the Kafka producer + outbox relay, and the consumers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI
+
+from common.auth.jwks import JWKSClient
+from common.config import ServiceSettings
+from common.db import Database
+from common.errors import install_problem_handlers
+from common.health import router as health_router
+from common.limits import BodyLimitMiddleware
+from common.messaging import EventConsumer, Outbox, OutboxRelay
+from common.messaging.kafka import make_producer, wait_for_kafka
+from common.observability.logging import configure_logging
+from common.observability.metrics import MetricsMiddleware
+from common.observability.tracing import TracingMiddleware, configure_tracing
+
+logger = logging.getLogger("common.app")
+
+
+@dataclass
+class Runtime:
+    """What the lifespan started; available as `app.state.runtime`."""
+
+    settings: ServiceSettings
+    database: Database
+    producer: AIOKafkaProducer | None = None
+    relay: OutboxRelay | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    kafka_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self.tasks.append(task)
+        return task
+
+
+Hook = Callable[[FastAPI, Runtime], Awaitable[None]]
+ConsumerFactory = Callable[[Runtime], list[EventConsumer]]
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    outbox: Outbox | None = None,
+    consumers: ConsumerFactory | None = None,
+    on_startup: Hook | None = None,
+    on_shutdown: Hook | None = None,
+    version: str = "0.1.0",
+) -> FastAPI:
+    configure_logging(settings.service_name, settings.log_level)
+    configure_tracing(settings.service_name)
+    uses_kafka = outbox is not None or consumers is not None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings.database_url, pool_size=settings.database_pool_size)
+        runtime = Runtime(settings=settings, database=database)
+        app.state.runtime = runtime
+        app.state.database = database
+        checks = app.state.readiness_checks
+        checks["database"] = database.ping
+        if uses_kafka:
+            checks["broker"] = _kafka_check(runtime)
+        if consumers is not None:
+            runtime.consumers = consumers(runtime)
+            checks["consumers"] = _consumers_check(runtime)
+        if uses_kafka:
+            runtime.spawn(_start_kafka(runtime, outbox), "kafka-start")
+        if on_startup is not None:
+            await on_startup(app, runtime)
+        logger.info("%s started", settings.service_name)
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                await on_shutdown(app, runtime)
+            for task in reversed(runtime.tasks):
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            if runtime.producer is not None:
+                with contextlib.suppress(Exception):
+                    await runtime.producer.stop()
+            await database.dispose()
+            logger.info("%s stopped", settings.service_name)
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+    app.state.settings = settings
+    app.state.readiness_checks = {}
+    app.state.jwks = JWKSClient(settings.auth_jwks_url, issuer=settings.auth_issuer,
+                                audience=settings.auth_audience)
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(TracingMiddleware, service=settings.service_name)
+    app.include_router(health_router)
+    for router in routers:
+        app.include_router(router)
+
+    app.state.public_routes = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+    return app
+
+
+async def _start_kafka(runtime: Runtime, outbox: Outbox | None) -> None:
+    """Connect to the broker in the background (retrying), so a late broker delays readiness only."""
+    settings = runtime.settings
+    while True:
+        try:
+            await wait_for_kafka(settings.kafka_bootstrap_servers, timeout=5.0)
+            if outbox is not None:
+                producer = make_producer(settings)
+                await producer.start()
+                runtime.producer = producer
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("broker %s not reachable yet: %s", settings.kafka_bootstrap_servers, exc)
+            await asyncio.sleep(1.0)
+    runtime.kafka_ready.set()
+    if outbox is not None and runtime.producer is not None:
+        runtime.relay = OutboxRelay(runtime.database, runtime.producer, outbox,
+                                    bootstrap=settings.kafka_bootstrap_servers,
+                                    partitions=settings.kafka_topic_partitions,
+                                    poll_interval=settings.outbox_poll_interval_seconds)
+        runtime.spawn(runtime.relay.run(), "outbox-relay")
+    for consumer in runtime.consumers:
+        runtime.spawn(consumer.run(), f"consumer-{consumer.name}")
+
+
+def _kafka_check(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        if not runtime.kafka_ready.is_set():
+            raise RuntimeError("not connected to the broker yet")
+        if runtime.producer is not None:
+            await runtime.producer.client.fetch_all_metadata()
+
+    return check
+
+
+def _consumers_check(runtime: Runtime) -> Callable[[], Awaitable[None]]:
+    async def check() -> None:
+        waiting = [c.name for c in runtime.consumers if not c.assigned.is_set()]
+        if waiting:
+            raise RuntimeError(f"waiting for partition assignment: {', '.join(waiting)}")
+
+    return check

@@ -1,0 +1,115 @@
+"""Who may call an endpoint, declared per endpoint with Annotated aliases (STYLE habit 4).
+
+Default deny: every route must depend on `get_principal` (directly or through an alias) unless it is
+listed as public when the app is built; `common.testing.assert_routes_declare_auth` checks it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from common.auth.jwks import InvalidToken, JWKSClient, KeysUnavailable
+from common.errors import Forbidden, ProblemError, TooManyRequests, Unauthorized
+
+
+class Role(StrEnum):
+    PLATFORM_OWNER = "PLATFORM_OWNER"
+    TENANT_ADMIN = "TENANT_ADMIN"
+    TENANT_USER = "TENANT_USER"
+
+
+TENANT_ROLES = frozenset({Role.TENANT_ADMIN, Role.TENANT_USER})
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: uuid.UUID
+    email: str | None
+    role: Role
+    tenant_id: uuid.UUID | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role is Role.PLATFORM_OWNER
+
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/auth/login")
+
+
+class _RateLimiter:
+    """Per-caller token bucket, in process memory (one bucket per principal id)."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[uuid.UUID, tuple[float, float]] = {}
+
+    def allow(self, key: uuid.UUID, per_minute: int) -> float:
+        """Returns 0 when allowed, else seconds until a token is available."""
+        now = time.monotonic()
+        rate = per_minute / 60.0
+        tokens, last = self.buckets.get(key, (float(per_minute), now))
+        tokens = min(float(per_minute), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self.buckets[key] = (tokens, now)
+            return (1.0 - tokens) / rate
+        self.buckets[key] = (tokens - 1.0, now)
+        if len(self.buckets) > 100_000:
+            self.buckets.clear()
+        return 0.0
+
+
+_limiter = _RateLimiter()
+
+
+async def get_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized()
+    jwks: JWKSClient = request.app.state.jwks
+    try:
+        claims = await jwks.verify(credentials.credentials)
+    except InvalidToken as exc:
+        raise Unauthorized(f"Invalid token: {exc}") from None
+    except KeysUnavailable:
+        raise ProblemError("Token verification keys are unavailable", status=503) from None
+    try:
+        principal = Principal(
+            id=uuid.UUID(claims["sub"]),
+            email=claims.get("email"),
+            role=Role(claims.get("role")),
+            tenant_id=uuid.UUID(claims["tid"]) if claims.get("tid") else None,
+            scopes=frozenset(claims.get("scopes") or ()),
+        )
+    except (KeyError, ValueError):
+        raise Unauthorized("Invalid token claims") from None
+    limit = request.app.state.settings.rate_limit_per_minute
+    wait = _limiter.allow(principal.id, limit)
+    if wait:
+        raise TooManyRequests(f"Rate limit of {limit} requests per minute exceeded",
+                              headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+    request.state.principal = principal
+    return principal
+
+
+def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    allowed = frozenset(roles)
+
+    async def _check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden("Your role may not use this endpoint")
+        return principal
+
+    return _check
+
+
+AnyCaller = Annotated[Principal, Depends(get_principal)]
+PlatformOwner = Annotated[Principal, Depends(require_roles(Role.PLATFORM_OWNER))]

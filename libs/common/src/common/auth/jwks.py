@@ -1,0 +1,80 @@
+"""Verifies access tokens locally against the auth service's JWKS, with caching.
+
+Keys are cached for `ttl` seconds; an unknown `kid` (key rotation) triggers a refetch, at most once
+per `min_refetch` seconds so forged kids cannot hammer the auth service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+import jwt
+from jwt.algorithms import RSAAlgorithm
+
+
+class KeysUnavailable(Exception):
+    pass
+
+
+class InvalidToken(Exception):
+    pass
+
+
+class JWKSClient:
+    def __init__(self, url: str, *, issuer: str, audience: str, ttl: float = 600.0,
+                 min_refetch: float = 10.0) -> None:
+        self.url = url
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl
+        self.min_refetch = min_refetch
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def set_jwks(self, jwks: dict[str, Any]) -> None:
+        """Install keys directly (the auth service verifies its own tokens without HTTP)."""
+        self._keys = {k["kid"]: RSAAlgorithm.from_jwk(json.dumps(k)) for k in jwks.get("keys", [])}
+        self._fetched_at = time.monotonic()
+
+    async def _refresh(self, force: bool) -> None:
+        async with self._lock:
+            age = time.monotonic() - self._fetched_at
+            if (not force and age < self.ttl) or (force and age < self.min_refetch and self._keys):
+                return
+            try:
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    resp = await client.get(self.url)
+                    resp.raise_for_status()
+                    self.set_jwks(resp.json())
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                if not self._keys:
+                    raise KeysUnavailable(str(exc)) from exc
+                self._fetched_at = time.monotonic()  # keep serving cached keys; retry after ttl
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("malformed token") from exc
+        kid = header.get("kid")
+        if header.get("alg") != "RS256" or not isinstance(kid, str):
+            raise InvalidToken("unsupported token")
+        await self._refresh(force=False)
+        if kid not in self._keys:
+            await self._refresh(force=True)
+        key = self._keys.get(kid)
+        if key is None:
+            raise InvalidToken("unknown signing key")
+        try:
+            claims = jwt.decode(token, key=key, algorithms=["RS256"], audience=self.audience, issuer=self.issuer,
+                                options={"require": ["exp", "iat", "sub"]})
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from exc
+        if claims.get("typ") != "access":
+            raise InvalidToken("not an access token")
+        return claims

@@ -1,0 +1,44 @@
+"""Settings every service shares; a service subclasses `ServiceSettings` for its own names."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    service_name: str = "service"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+    database_pool_size: int = 10
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # tansu rejects InitProducerId (ARCHITECTURE §8): idempotence is off unless a real cluster is used.
+    kafka_enable_idempotence: bool = False
+    kafka_topic_partitions: int = 3
+    auth_jwks_url: str = "http://127.0.0.1:8101/api/auth/.well-known/jwks.json"
+    auth_issuer: str = "plataforma-auth"
+    auth_audience: str = "plataforma"
+    secrets_encryption_keys: str = ""
+    log_level: str = "INFO"
+    max_body_bytes: int = 1_048_576
+    rate_limit_per_minute: int = 1200
+    outbox_poll_interval_seconds: float = 1.0
+    # A consumer group join against tansu takes ~5 s; short fetch waits keep p99 low (ARCHITECTURE §8).
+    kafka_fetch_max_wait_ms: int = 20
+    otel_service_name: str | None = Field(default=None)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        # Accept plain postgres URLs (as compose/k8s often give them) and use asyncpg.
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+asyncpg://" + value[len(prefix) :]
+        return value
+
+    @cached_property
+    def topic(self) -> str:
+        return f"platform.{self.service_name}.events"

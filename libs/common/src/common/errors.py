@@ -1,0 +1,131 @@
+"""RFC 9457 problem responses: every error a client sees is `application/problem+json`."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+logger = logging.getLogger("common.errors")
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class ProblemError(Exception):
+    """A business error that carries its HTTP status (STYLE habit 5)."""
+
+    status: int = 400
+    title: str | None = None
+
+    def __init__(self, detail: str | None = None, *, status: int | None = None, title: str | None = None,
+                 type: str = "about:blank", headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        if status is not None:
+            self.status = status
+        self.detail = detail
+        self.title = title or self.title or HTTPStatus(self.status).phrase
+        self.type = type
+        self.headers = headers
+        self.extra = extra or {}
+
+
+class NotFound(ProblemError):
+    status = 404
+
+
+class Conflict(ProblemError):
+    status = 409
+
+
+class Forbidden(ProblemError):
+    status = 403
+
+
+class Unauthorized(ProblemError):
+    status = 401
+
+    def __init__(self, detail: str | None = "Missing or invalid credentials", **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kw)
+
+
+class BadRequest(ProblemError):
+    status = 400
+
+
+class Unprocessable(ProblemError):
+    status = 422
+
+
+class BadGateway(ProblemError):
+    status = 502
+
+
+class TooManyRequests(ProblemError):
+    status = 429
+
+
+def problem_response(status: int, title: str | None = None, detail: str | None = None, *,
+                     type: str = "about:blank", headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": type, "title": title or HTTPStatus(status).phrase, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _jsonable_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for err in errors:
+        # `input` may echo huge or binary bodies and `ctx` can hold exceptions: keep what helps a caller.
+        out.append({"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")})
+    return out[:50]
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc.status, exc.title, exc.detail, type=exc.type, headers=exc.headers,
+                                **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _jsonable_errors(list(exc.errors()))
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
+        return problem_response(422, "Validation failed", detail or "Invalid request", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else None
+        return problem_response(exc.status_code, None, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal Server Error", "An unexpected error occurred")
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": HTTPStatus(code).phrase}
+    for code in (400, 401, 403, 404, 409, 422, 429)
+}
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for an endpoint, listing the problems it can answer."""
+    return {c: PROBLEM_RESPONSES.get(c) or {"model": Problem, "description": HTTPStatus(c).phrase} for c in codes}

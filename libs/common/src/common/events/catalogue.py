@@ -1,0 +1,251 @@
+"""The whole event catalogue as typed models; `data` of each event type, exported as JSON Schema.
+
+Payloads carry what a subscriber needs to act without calling back (e.g. a ticket's priority),
+and allow extra fields so a publisher can add information without breaking consumers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.events.envelope import Envelope
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+# --- tenants -------------------------------------------------------------------------------------
+class TenantData(EventData):
+    tenantId: uuid.UUID
+    name: str
+    plan: str
+    status: Literal["ACTIVE", "SUSPENDED", "DELETED"]
+
+
+class TenantUpdatedData(TenantData):
+    changes: list[str] = Field(description="Names of the fields that changed")
+    previous: dict[str, Any] = Field(default_factory=dict, description="Previous values of changed fields")
+
+
+class TenantStatusChangedData(TenantData):
+    reason: str | None = None
+
+
+# --- support -------------------------------------------------------------------------------------
+Priority = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+TicketStatus = Literal["OPEN", "IN_PROGRESS", "WAITING", "RESOLVED", "CLOSED"]
+
+
+class TicketData(EventData):
+    ticketId: uuid.UUID
+    tenantId: uuid.UUID
+    subject: str
+    priority: Priority
+    status: TicketStatus
+    assigneeId: uuid.UUID | None = None
+    createdBy: uuid.UUID | None = None
+
+
+class TicketUpdatedData(TicketData):
+    changes: list[str]
+    previous: dict[str, Any] = Field(default_factory=dict)
+
+
+class TicketMessageData(EventData):
+    ticketId: uuid.UUID
+    tenantId: uuid.UUID
+    messageId: uuid.UUID
+    authorId: uuid.UUID | None = None
+    body: str
+    internal: bool = False
+    priority: Priority
+    status: TicketStatus
+
+
+# --- leads ---------------------------------------------------------------------------------------
+class LeadData(EventData):
+    leadId: uuid.UUID
+    name: str
+    email: str | None = None
+    company: str | None = None
+    source: str | None = None
+    stage: str
+    value: Decimal | None = None
+    ownOperation: bool = False
+
+
+class LeadUpdatedData(LeadData):
+    changes: list[str]
+    previous: dict[str, Any] = Field(default_factory=dict)
+
+
+class LeadStageChangedData(LeadData):
+    from_: str = Field(alias="from")
+    to: str
+
+
+class LeadConvertedData(LeadData):
+    convertedAt: datetime
+    tenantId: uuid.UUID | None = None
+
+
+# --- conversations -------------------------------------------------------------------------------
+class ConversationData(EventData):
+    conversationId: uuid.UUID
+    channelId: uuid.UUID
+    channelType: Literal["WHATSAPP_CLOUD", "EVOLUTION"] | str
+    contact: str
+    contactName: str | None = None
+    agentId: uuid.UUID | None = None
+
+
+class ConversationMessageData(ConversationData):
+    messageId: uuid.UUID
+    externalId: str | None = None
+    text: str | None = None
+    direction: Literal["INBOUND", "OUTBOUND"]
+
+
+# --- billing -------------------------------------------------------------------------------------
+class SubscriptionData(EventData):
+    tenantId: uuid.UUID
+    subscriptionId: str
+    plan: str | None = None
+    status: str
+    currentPeriodEnd: datetime | None = None
+
+
+class PaymentData(EventData):
+    tenantId: uuid.UUID
+    invoiceId: str
+    subscriptionId: str | None = None
+    amountDue: int | None = None
+    currency: str | None = None
+    attemptCount: int | None = None
+    nextPaymentAttempt: datetime | None = None
+
+
+# --- dispatcher ----------------------------------------------------------------------------------
+class WebhookVerificationData(EventData):
+    challenge: str
+
+
+class WebhookTestData(EventData):
+    endpointId: uuid.UUID
+    message: str = "This is a test event from Plataforma"
+
+
+class WebhookEndpointStatusData(EventData):
+    endpointId: uuid.UUID
+    url: str
+    status: str
+    reason: str | None = None
+    failingSince: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    source: str
+    description: str
+    data_model: type[EventData]
+    routable: bool = True  # False: sent only to the endpoint concerned (verification, test)
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = Envelope.model_json_schema(by_alias=True)
+        schema["title"] = self.name
+        schema["properties"]["event"] = {"const": self.name, "type": "string"}
+        schema["properties"]["data"] = self.data_model.model_json_schema(by_alias=True)
+        return schema
+
+
+def _t(name: str, source: str, description: str, model: type[EventData], routable: bool = True) -> EventType:
+    return EventType(name, source, description, model, routable)
+
+
+EVENT_TYPES: dict[str, EventType] = {
+    e.name: e
+    for e in [
+        _t("tenant.created", "tenants", "A tenant was created", TenantData),
+        _t("tenant.updated", "tenants", "A tenant's name, plan or settings changed", TenantUpdatedData),
+        _t("tenant.suspended", "tenants", "A tenant was suspended", TenantStatusChangedData),
+        _t("tenant.reactivated", "tenants", "A suspended tenant was reactivated", TenantStatusChangedData),
+        _t("tenant.deleted", "tenants", "A tenant was deleted (soft)", TenantStatusChangedData),
+        _t("ticket.created", "support", "A support ticket was opened", TicketData),
+        _t("ticket.updated", "support", "A ticket's status, priority, assignee or text changed", TicketUpdatedData),
+        _t("ticket.closed", "support", "A ticket was closed", TicketData),
+        _t("ticket.message.added", "support", "A message or internal note was added to a ticket",
+           TicketMessageData),
+        _t("lead.created", "leads", "A sales lead was created", LeadData),
+        _t("lead.updated", "leads", "A lead's details changed", LeadUpdatedData),
+        _t("lead.converted", "leads", "A lead was converted into a customer", LeadConvertedData),
+        _t("lead.stage.changed", "leads", "A lead moved to another pipeline stage", LeadStageChangedData),
+        _t("conversation.started", "conversations", "A conversation started on a channel", ConversationData),
+        _t("conversation.message.received", "conversations", "An inbound message arrived",
+           ConversationMessageData),
+        _t("conversation.message.sent", "conversations", "An outbound message was sent", ConversationMessageData),
+        _t("conversation.ended", "conversations", "A conversation ended", ConversationData),
+        _t("billing.subscription.created", "billing", "A tenant's subscription was created", SubscriptionData),
+        _t("billing.subscription.updated", "billing", "A tenant's subscription changed", SubscriptionData),
+        _t("billing.subscription.canceled", "billing", "A tenant's subscription was canceled", SubscriptionData),
+        _t("billing.payment_failed", "billing", "A subscription payment failed", PaymentData),
+        _t("billing.payment_succeeded", "billing", "A subscription payment succeeded", PaymentData),
+        _t("webhook.verification", "webhook-dispatcher", "Challenge sent to verify a new endpoint",
+           WebhookVerificationData, routable=False),
+        _t("webhook.test", "webhook-dispatcher", "Test event sent on request to one endpoint",
+           WebhookTestData, routable=False),
+        _t("webhook.endpoint.disabled", "webhook-dispatcher",
+           "An endpoint failed continuously past the threshold and was disabled", WebhookEndpointStatusData),
+        _t("webhook.endpoint.recovered", "webhook-dispatcher", "A disabled endpoint was re-enabled",
+           WebhookEndpointStatusData),
+    ]
+}
+
+
+def topic_for_source(source: str) -> str:
+    return f"platform.{source}.events"
+
+
+ALL_TOPICS: list[str] = sorted({topic_for_source(e.source) for e in EVENT_TYPES.values()})
+
+
+def event_type(name: str) -> EventType:
+    try:
+        return EVENT_TYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown event type {name!r}") from None
+
+
+def build_event(name: str, data: EventData | dict[str, Any], *, tenant_id: uuid.UUID | None = None,
+                source: str | None = None) -> Envelope:
+    """Validate `data` against the catalogue and wrap it in an envelope."""
+    et = event_type(name)
+    model = data if isinstance(data, et.data_model) else et.data_model.model_validate(
+        data.model_dump(by_alias=True) if isinstance(data, BaseModel) else data)
+    return Envelope(event=name, source=source or et.source, tenantId=tenant_id,
+                    data=model.model_dump(mode="json", by_alias=True))
+
+
+def matches(pattern: str, name: str) -> bool:
+    """`*`, exact names, or prefix wildcards such as `lead.*` (which also covers `lead.stage.changed`)."""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return name.startswith(pattern[:-1])
+    return pattern == name
+
+
+def valid_pattern(pattern: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        prefix = pattern[:-1]
+        return any(n.startswith(prefix) for n, e in EVENT_TYPES.items() if e.routable)
+    return pattern in EVENT_TYPES and EVENT_TYPES[pattern].routable

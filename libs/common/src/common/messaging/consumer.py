@@ -1,0 +1,184 @@
+"""Idempotent Kafka consumer: inbox row + effect in one transaction, offset committed after the commit.
+
+Handlers receive a batch of new (never seen by this consumer) events and a session; they must not
+commit. A handler may return an async callable that runs after the commit (e.g. start deliveries now).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.config import ServiceSettings
+from common.db import Database
+from common.events import Envelope
+from common.messaging.kafka import ensure_topics
+from common.observability.metrics import CONSUMED, CONSUMER_ERRORS
+
+logger = logging.getLogger("common.consumer")
+tracer = trace.get_tracer("common.consumer")
+
+AfterCommit = Callable[[], Awaitable[None]]
+Handler = Callable[[AsyncSession, list["ConsumedEvent"]], Awaitable[AfterCommit | None]]
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    envelope: Envelope
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str]
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.envelope.id
+
+    @property
+    def traceparent(self) -> str | None:
+        return self.headers.get("traceparent")
+
+
+class _Assignment(ConsumerRebalanceListener):
+    def __init__(self, event: asyncio.Event) -> None:
+        self.event = event
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.event.set()
+
+
+class EventConsumer:
+    def __init__(self, settings: ServiceSettings, database: Database, inbox: Table, *, name: str,
+                 topics: list[str], handler: Handler, group_id: str | None = None,
+                 max_records: int = 500, max_attempts: int = 5) -> None:
+        self.settings = settings
+        self.database = database
+        self.inbox = inbox
+        self.name = name
+        self.topics = topics
+        self.handler = handler
+        self.group_id = group_id or f"{settings.service_name}.{name}"
+        self.max_records = max_records
+        self.max_attempts = max_attempts
+        self.assigned = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("consumer %s failed; restarting in 1 s", self.name)
+                await asyncio.sleep(1.0)
+
+    async def _consume(self) -> None:
+        await ensure_topics(self.settings.kafka_bootstrap_servers, self.topics,
+                            self.settings.kafka_topic_partitions)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self.settings.service_name}-{self.name}",
+            enable_auto_commit=False,
+            # A broker restart loses offsets (tansu memory storage); the inbox makes replays harmless.
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            max_poll_records=self.max_records,
+            metadata_max_age_ms=30_000,
+        )
+        consumer.subscribe(self.topics, listener=_Assignment(self.assigned))
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                for tp, records in batches.items():
+                    await self._process(records)
+                    await consumer.commit({tp: records[-1].offset + 1})
+        finally:
+            self._consumer = None
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    def _decode(self, record: ConsumerRecord) -> ConsumedEvent | None:
+        headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
+        try:
+            envelope = Envelope.model_validate(orjson.loads(record.value))
+        except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
+            CONSUMER_ERRORS.labels(self.name, "decode").inc()
+            logger.error("consumer %s: undecodable record %s/%s@%s skipped: %s", self.name, record.topic,
+                         record.partition, record.offset, exc)
+            return None
+        return ConsumedEvent(envelope, record.topic, record.partition, record.offset, headers)
+
+    async def _process(self, records: list[ConsumerRecord]) -> None:
+        events = [e for e in (self._decode(r) for r in records) if e is not None]
+        if not events:
+            return
+        try:
+            await self._apply(events)
+        except Exception:
+            # Isolate the bad one: go one by one, so one poison event does not block the others.
+            logger.exception("consumer %s: batch of %d failed; retrying one by one", self.name, len(events))
+            for event in events:
+                await self._apply_one_with_retries(event)
+
+    async def _apply(self, events: list[ConsumedEvent], error: str | None = None) -> None:
+        parent = propagate.extract(events[0].headers)
+        with tracer.start_as_current_span(f"{events[0].topic} process", context=parent, kind=SpanKind.CONSUMER,
+                                          attributes={"messaging.system": "kafka",
+                                                      "messaging.batch.message_count": len(events)}):
+            after: AfterCommit | None = None
+            async with self.database.sessionmaker() as session:
+                # Deduplicate within the batch (a relay re-publish can put one id twice in a batch).
+                unique: dict[uuid.UUID, ConsumedEvent] = {}
+                for e in events:
+                    unique.setdefault(e.id, e)
+                stmt = insert(self.inbox).values([
+                    {"consumer": self.name, "event_id": e.id, "event_type": e.envelope.event, "error": error}
+                    for e in unique.values()
+                ]).on_conflict_do_nothing().returning(self.inbox.c.event_id)
+                fresh = set((await session.execute(stmt)).scalars().all())
+                new = [e for e in unique.values() if e.id in fresh]
+                if new and error is None:
+                    after = await self.handler(session, new)
+                await session.commit()
+            CONSUMED.labels(self.name).inc(len(new))
+            if after is not None:
+                try:
+                    await after()
+                except Exception:
+                    logger.exception("consumer %s: after-commit hook failed", self.name)
+
+    async def _apply_one_with_retries(self, event: ConsumedEvent) -> None:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self._apply([event])
+                return
+            except Exception as exc:
+                CONSUMER_ERRORS.labels(self.name, "handler").inc()
+                if attempt == self.max_attempts:
+                    logger.error("consumer %s: event %s (%s) failed %d times; recorded as dead letter: %s",
+                                 self.name, event.id, event.envelope.event, attempt, exc)
+                    # Recorded with its error in the inbox: visible, and not re-applied on replay.
+                    await self._apply([event], error=repr(exc)[:2000])
+                    return
+                await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))

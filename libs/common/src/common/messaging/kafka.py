@@ -1,0 +1,61 @@
+"""aiokafka producer/admin helpers with the settings measured on these machines (ARCHITECTURE §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from common.config import ServiceSettings
+
+logger = logging.getLogger("common.kafka")
+
+
+def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=settings.service_name,
+        acks="all",
+        enable_idempotence=settings.kafka_enable_idempotence,
+        linger_ms=2,
+        request_timeout_ms=10_000,
+    )
+
+
+async def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3) -> None:
+    """(Re)create topics: a tansu restart loses them, and auto-creation picks its own partitioning."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+            except Exception as exc:
+                logger.info("create_topics %s: %s", missing, exc)
+    finally:
+        await admin.close()
+
+
+async def wait_for_kafka(bootstrap: str, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2_000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+        finally:
+            await admin.close()

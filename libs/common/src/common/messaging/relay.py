@@ -1,0 +1,119 @@
+"""Outbox relay: one active per service (advisory lock), publishes rows in `seq` order, then marks them.
+
+Woken by LISTEN/NOTIFY with a polling fallback. A crash between produce and mark re-publishes the same
+rows on restart: duplicates are possible and carry the same event id (consumers dedupe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+from sqlalchemy import select, update
+from sqlalchemy.sql import func
+
+from common.db import Database
+from common.messaging.kafka import ensure_topics
+from common.messaging.outbox import Outbox
+from common.observability.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
+
+logger = logging.getLogger("common.relay")
+tracer = trace.get_tracer("common.relay")
+
+
+class OutboxRelay:
+    def __init__(self, database: Database, producer: AIOKafkaProducer, outbox: Outbox, *,
+                 bootstrap: str, partitions: int = 3, poll_interval: float = 1.0, batch_size: int = 500) -> None:
+        self.database = database
+        self.producer = producer
+        self.outbox = outbox
+        self.table = outbox.table
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.lock_key = zlib.crc32(f"outbox-relay:{outbox.source}".encode())
+        self.is_leader = False
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox relay failed; restarting in 1 s")
+                self.is_leader = False
+                await asyncio.sleep(1.0)
+
+    async def _lead(self) -> None:
+        async with self.database.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            while not await raw.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
+                # Another process is the active relay; stand by and try again.
+                await asyncio.sleep(2.0)
+            self.is_leader = True
+            await ensure_topics(self.bootstrap, [self.outbox.topic], self.partitions)
+            await raw.add_listener(self.outbox.channel, self._on_notify)
+            try:
+                while True:
+                    published = await self.publish_batch()
+                    if published >= self.batch_size:
+                        continue
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    self._wake.clear()
+                    await raw.fetchval("SELECT 1")  # keep the lock's connection honest
+            finally:
+                self.is_leader = False
+                with contextlib.suppress(Exception):
+                    await raw.remove_listener(self.outbox.channel, self._on_notify)
+                    await raw.execute("SELECT pg_advisory_unlock($1)", self.lock_key)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def publish_batch(self) -> int:
+        t = self.table
+        async with self.database.sessionmaker() as session:
+            rows = (await session.execute(
+                select(t.c.seq, t.c.topic, t.c.aggregate_id, t.c.event_type, t.c.payload, t.c.headers,
+                       t.c.created_at)
+                .where(t.c.published_at.is_(None)).order_by(t.c.seq).limit(self.batch_size)
+            )).all()
+            if not rows:
+                OUTBOX_LAG.labels(self.outbox.source).set(0)
+                return 0
+            futures = []
+            for row in rows:
+                futures.append(await self._send(row))
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            done = [row.seq for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+            failed = len(rows) - len(done)
+            if done:
+                await session.execute(update(t).where(t.c.seq.in_(done)).values(published_at=func.now()))
+                await session.commit()
+                OUTBOX_PUBLISHED.labels(self.outbox.source).inc(len(done))
+            if failed:
+                logger.warning("outbox relay: %d of %d sends failed; will retry", failed, len(rows))
+                await asyncio.sleep(0.5)
+            return len(done)
+
+    async def _send(self, row: Any) -> asyncio.Future[Any]:
+        parent = propagate.extract(row.headers or {})
+        with tracer.start_as_current_span(f"{row.topic} publish", context=parent, kind=SpanKind.PRODUCER,
+                                          attributes={"messaging.system": "kafka",
+                                                      "messaging.destination.name": row.topic}):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+        headers = [("event", row.event_type.encode())] + [(k, v.encode()) for k, v in carrier.items()]
+        return await self.producer.send(row.topic, value=orjson.dumps(row.payload),
+                                        key=row.aggregate_id.encode(), headers=headers)

@@ -1,0 +1,61 @@
+"""OpenTelemetry: a tracer provider per process, exporting over OTLP only when OTEL_* says where.
+
+Server spans for HTTP come from `TracingMiddleware` (W3C traceparent in, span around the request);
+Kafka spans are made by the relay and consumer; the dispatcher injects `traceparent` on webhooks.
+"""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_configured = False
+
+
+def configure_tracing(service: str) -> None:
+    global _configured
+    if _configured or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return
+    _configured = True
+    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME",
+                                                                                         service)}))
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
+class TracingMiddleware:
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.tracer = trace.get_tracer(service)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in ("/healthz", "/readyz", "/metrics"):
+            await self.app(scope, receive, send)
+            return
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])
+                   if k in (b"traceparent", b"tracestate")}
+        ctx = propagate.extract(carrier)
+        with self.tracer.start_as_current_span(f"{scope['method']} {scope['path']}", context=ctx,
+                                               kind=SpanKind.SERVER) as span:
+            span.set_attribute("http.request.method", scope["method"])
+            span.set_attribute("url.path", scope["path"])
+
+            async def _send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                    if message["status"] >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                    tp = format(span.get_span_context().trace_id, "032x")
+                    message.setdefault("headers", []).append((b"x-trace-id", tp.encode()))
+                await send(message)
+
+            await self.app(scope, receive, _send)

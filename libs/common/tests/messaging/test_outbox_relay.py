@@ -1,0 +1,158 @@
+"""The outbox path against real PostgreSQL and the real broker: commit → Kafka, rollback → nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import DeclarativeBase
+
+from common.config import ServiceSettings
+from common.db import Database, new_metadata
+from common.events import Envelope, build_event
+from common.messaging import EventConsumer, Outbox, OutboxRelay, inbox_table, outbox_table
+from common.messaging.kafka import make_producer
+from common.testing.events import collect_events
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+OUTBOX = outbox_table(Base.metadata)
+INBOX = inbox_table(Base.metadata)
+
+
+@pytest.fixture(scope="module")
+async def database(postgres):
+    name = f"t_common_{uuid.uuid4().hex[:8]}"
+    await postgres.create_databases([name])
+    db = Database(postgres.async_url(name))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    yield db
+    await db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def running_relay(database, bootstrap, source):
+    settings = ServiceSettings(service_name=source, kafka_bootstrap_servers=bootstrap)
+    producer = make_producer(settings)
+    await producer.start()
+    relay = OutboxRelay(database, producer, Outbox(OUTBOX, source), bootstrap=bootstrap, poll_interval=5.0)
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await producer.stop()
+
+
+def tenant_event(tenant_id: uuid.UUID, name: str = "Empresa") -> Envelope:
+    return build_event("tenant.created", {"tenantId": tenant_id, "name": name, "plan": "Pro", "status": "ACTIVE"},
+                       tenant_id=tenant_id)
+
+
+async def test_committed_rows_reach_kafka_in_order_per_key_and_are_marked(database, kafka_bootstrap):
+    source = f"relaytest{uuid.uuid4().hex[:6]}"
+    outbox = Outbox(OUTBOX, source)
+    tenant_id = uuid.uuid4()
+    async with collect_events(kafka_bootstrap, [outbox.topic]) as seen:
+        async with running_relay(database, kafka_bootstrap, source):
+            sent = []
+            for i in range(20):
+                async with database.sessionmaker() as session:
+                    sent.append(await outbox.add(session, tenant_event(tenant_id, f"n{i}"), key=str(tenant_id)))
+                    await session.commit()
+            await seen.wait_for(lambda e: e.id == sent[-1].id)
+            # The poll interval is 5 s: arriving before it means LISTEN/NOTIFY woke the relay.
+        received = [e.id for e in seen.matching(lambda e: e.tenant_id == tenant_id)]
+        assert received[: len(sent)] == [e.id for e in sent]
+        headers = seen.headers_of(sent[0].id)
+        assert headers["event"] == "tenant.created"
+        assert "traceparent" in headers
+    async with database.sessionmaker() as session:
+        unpublished = await session.scalar(
+            select(func.count()).select_from(OUTBOX).where(OUTBOX.c.topic == outbox.topic,
+                                                           OUTBOX.c.published_at.is_(None)))
+    assert unpublished == 0
+
+
+async def test_rolled_back_change_publishes_nothing(database, kafka_bootstrap):
+    source = f"relaytest{uuid.uuid4().hex[:6]}"
+    outbox = Outbox(OUTBOX, source)
+    ghost, real = tenant_event(uuid.uuid4()), tenant_event(uuid.uuid4())
+    async with collect_events(kafka_bootstrap, [outbox.topic]) as seen:
+        async with running_relay(database, kafka_bootstrap, source):
+            async with database.sessionmaker() as session:
+                await outbox.add(session, ghost, key="k")
+                await session.rollback()
+            async with database.sessionmaker() as session:
+                await outbox.add(session, real, key="k")
+                await session.commit()
+            await seen.wait_for(lambda e: e.id == real.id)
+        assert not seen.matching(lambda e: e.id == ghost.id)
+
+
+async def test_rows_written_while_no_relay_runs_are_published_when_it_starts(database, kafka_bootstrap):
+    source = f"relaytest{uuid.uuid4().hex[:6]}"
+    outbox = Outbox(OUTBOX, source)
+    event = tenant_event(uuid.uuid4())
+    async with database.sessionmaker() as session:
+        await outbox.add(session, event, key="k")
+        await session.commit()
+    async with collect_events(kafka_bootstrap, [outbox.topic]) as seen:
+        async with running_relay(database, kafka_bootstrap, source):
+            await seen.wait_for(lambda e: e.id == event.id)
+
+
+async def test_only_one_relay_is_active_per_service(database, kafka_bootstrap):
+    source = f"relaytest{uuid.uuid4().hex[:6]}"
+    async with running_relay(database, kafka_bootstrap, source) as first, \
+            running_relay(database, kafka_bootstrap, source) as second:
+        for _ in range(100):
+            if first.is_leader or second.is_leader:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        assert [first.is_leader, second.is_leader].count(True) == 1
+
+
+async def test_consumer_applies_each_event_once_even_when_delivered_twice(database, kafka_bootstrap):
+    source = f"relaytest{uuid.uuid4().hex[:6]}"
+    outbox = Outbox(OUTBOX, source)
+    applied: list[uuid.UUID] = []
+
+    async def handler(session, events):
+        applied.extend(e.id for e in events)
+
+    settings = ServiceSettings(service_name="t", kafka_bootstrap_servers=kafka_bootstrap)
+    consumer = EventConsumer(settings, database, INBOX, name=f"c{uuid.uuid4().hex[:6]}", topics=[outbox.topic],
+                             handler=handler)
+    event = tenant_event(uuid.uuid4())
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(30):
+            await consumer.assigned.wait()
+        # The same event twice in the outbox (a relay crash between produce and mark does this).
+        for _ in range(2):
+            async with database.sessionmaker() as session:
+                await session.execute(OUTBOX.insert().values(
+                    event_id=uuid.uuid4(), event_type=event.event, topic=outbox.topic, aggregate_id="k",
+                    payload=event.to_kafka(), headers={}))
+                await session.commit()
+        async with running_relay(database, kafka_bootstrap, source):
+            async with asyncio.timeout(20):
+                while not applied:
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # room for a second (wrong) application
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert applied == [event.id]

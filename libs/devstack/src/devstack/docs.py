@@ -1,0 +1,61 @@
+"""The gateway's offline API docs page (``/api/docs``).
+
+Assembles DOCS_ROOT with Swagger UI 5 (the assets shipped by the ``fastapi-offline`` wheel; FastAPI
+emits OpenAPI 3.1, which Swagger UI 4 cannot render) and ``index.html`` (from the template
+``docs_index.html``) that shows each service's ``/api/docs/openapi/<name>.json`` with a service
+selector. No network access is needed by the page.
+
+API::
+
+    build_docs(dest: Path, services=SERVICES) -> Path   # writes index.html + assets, returns dest
+
+CLI (e.g. for a gateway image): ``python -m devstack.docs <dest>``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+
+from .services import SERVICES, ServiceSpec
+
+ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
+_PLACEHOLDER = "/*SERVICES_JSON*/[]"
+
+
+def swagger_static_dir() -> Path:
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def render_index(services: Iterable[ServiceSpec] = SERVICES) -> str:
+    template = resources.files("devstack").joinpath("docs_index.html").read_text("utf-8")
+    entries = [{"name": s.name, "url": f"/api/docs/openapi/{s.name}.json"} for s in services]
+    assert _PLACEHOLDER in template
+    return template.replace(_PLACEHOLDER, json.dumps(entries).replace("</", "<\\/"))
+
+
+def build_docs(dest: Path, services: Iterable[ServiceSpec] = SERVICES) -> Path:
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    static = swagger_static_dir()
+    for name in ASSETS:
+        src = static / name
+        target = dest / name
+        if not target.exists() or target.stat().st_size != src.stat().st_size:
+            shutil.copyfile(src, target)
+    tmp = dest / "index.html.tmp"
+    tmp.write_text(render_index(services), "utf-8")
+    tmp.replace(dest / "index.html")
+    return dest
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m devstack.docs <dest-dir>")
+    print(build_docs(Path(sys.argv[1])))

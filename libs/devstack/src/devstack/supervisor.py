@@ -1,0 +1,400 @@
+"""Run the whole platform (or part of it) locally: PostgreSQL, Kafka, migrations, services, gateway.
+
+``make run`` (:mod:`devstack.run`) is a thin CLI over :class:`Stack`; the pytest plugin can use the
+same API to bring up any subset::
+
+    stack = Stack(data_dir, env=None, root=None, registry=SERVICES,
+                  progress=print, extra_env={"LOG_LEVEL": "debug"})
+    await stack.start_infra(kafka_port=None)      # postgres + kafka (concurrently) + all databases
+    stack.database_urls                            # {name: "postgresql+asyncpg://..."}
+    stack.bootstrap_servers                        # "127.0.0.1:<port>"
+    await stack.start_services(["auth", "tenants"], ports={"auth": 18101}, migrate=True)
+        # per service, concurrently: alembic upgrade head -> uvicorn -> GET /readyz == 200
+    await stack.migrate("leads")                   # just the migration
+    stack.service_env("leads", port=None) -> dict  # the full environment a service process gets
+    await stack.start_gateway(port=18080, upstreams=None)  # default: the started services
+    stack.services["auth"].url                     # "http://127.0.0.1:18101"
+    await stack.start(names=None, gateway_port=8080)  # everything, what `make run` does
+    await stack.stop()                             # services (TERM, then KILL), caddy, tansu, postgres
+    stack.kill()                                   # immediate SIGKILL of every child (2nd Ctrl-C)
+    async with Stack(...) as stack: ...            # stop() on exit
+
+Failures while starting raise :class:`StartupError` whose message carries the tail of the log.
+Logs: ``<data_dir>/logs/<name>.log`` (migration + service), ``kafka.log``, ``gateway.log``;
+PostgreSQL's own log is ``<data_dir>/postgres/log``.
+
+Each service process gets the parent environment plus DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS,
+AUTH_JWKS_URL, SERVICE_NAME, SECRETS_ENCRYPTION_KEYS, PLATFORM_OWNER_EMAIL,
+PLATFORM_OWNER_PASSWORD (secrets from :mod:`devstack.credentials`), PYTHONUNBUFFERED=1 and
+OTEL_SERVICE_NAME (unless set), then ``extra_env``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import credentials, docs
+from ._proc import kill_now, port_in_use, repo_root, spawn, tail, terminate
+from .gateway import Gateway, start_gateway
+from .kafka import Broker, start_kafka
+from .postgres import Postgres, provision_databases, start_embedded, start_postgres
+from .services import JWKS_PATH, SERVICES, ServiceSpec
+
+MIGRATION_TIMEOUT = 180.0
+READY_TIMEOUT = 120.0
+LOG_ROTATE_BYTES = 10 * 1024 * 1024
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    spec: ServiceSpec
+    port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    ready: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("DATA_DIR") or "./.data").expanduser().resolve()
+
+
+class Stack:
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        root: Path | None = None,
+        registry: Sequence[ServiceSpec] = SERVICES,
+        progress: Callable[[str], None] | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.data_dir = Path(data_dir).resolve() if data_dir else default_data_dir(self.env)
+        self.root = root or repo_root()
+        self.registry = {s.name: s for s in registry}
+        self.logs_dir = self.data_dir / "logs"
+        self.docs_dir = self.data_dir / "docs"
+        self.extra_env = dict(extra_env or {})
+        self._progress = progress
+        self.t0 = time.monotonic()
+
+        self.postgres: Postgres | None = None
+        self.broker: Broker | None = None
+        self.gateway: Gateway | None = None
+        self.services: dict[str, ServiceProcess] = {}
+        self.database_urls: dict[str, str] = {}
+        self.ports: dict[str, int] = {s.name: s.port for s in registry}
+        self._secrets: dict[str, str] | None = None
+        self._stopping = False
+
+    # ------------------------------------------------------------------ helpers
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def note(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress(f"[{self.elapsed():5.1f}s] {message}")
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        if self._secrets is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._secrets = credentials.load_or_create_secrets(self.data_dir, self.env)
+        return self._secrets
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.broker is None:
+            raise RuntimeError("kafka not started")
+        return self.broker.bootstrap
+
+    def log_path(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def _prepare_dirs(self) -> None:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        for log in self.logs_dir.glob("*.log"):
+            if log.stat().st_size > LOG_ROTATE_BYTES:
+                log.replace(log.with_suffix(".log.1"))
+
+    def _spec(self, name: str) -> ServiceSpec:
+        try:
+            return self.registry[name]
+        except KeyError:
+            raise KeyError(f"unknown service {name!r}; known: {', '.join(self.registry)}") from None
+
+    # ------------------------------------------------------------------ infrastructure
+    async def start_postgres(self) -> Postgres:
+        if self.postgres is not None:
+            return self.postgres
+        self._prepare_dirs()
+        if self.env.get("DATABASE_URL"):
+            self.postgres = await start_postgres(self.data_dir, self.env)
+        else:
+            # a thread cannot be cancelled: on Ctrl-C wait for it, so stop() sees the server
+            fut = asyncio.ensure_future(asyncio.to_thread(start_embedded, self.data_dir))
+            try:
+                self.postgres = await asyncio.shield(fut)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    self.postgres = await fut
+                raise
+        self.note(f"postgres ready ({self.postgres.mode})")
+        return self.postgres
+
+    async def start_kafka(self, port: int | None = None) -> Broker:
+        if self.broker is not None:
+            return self.broker
+        self._prepare_dirs()
+        self.broker = await start_kafka(self.env, port=port, log_path=self.log_path("kafka"))
+        kind = "tansu" if self.broker.embedded else "external"
+        self.note(f"kafka ready ({kind}, {self.broker.bootstrap})")
+        return self.broker
+
+    async def provision(self, names: Iterable[str] | None = None) -> dict[str, str]:
+        """Create the databases (all registered services by default); fills ``database_urls``."""
+        pg = await self.start_postgres()
+        specs = [self._spec(n) for n in (names or self.registry)]
+        urls = await provision_databases(pg, specs, self.env)
+        self.database_urls.update(urls)
+        return urls
+
+    async def start_infra(self, *, kafka_port: int | None = None) -> None:
+        """PostgreSQL and Kafka concurrently, then every service's database."""
+        await asyncio.gather(self.start_postgres(), self.start_kafka(kafka_port))
+        await self.provision()
+        self.note(f"databases ready ({len(self.database_urls)})")
+
+    # ------------------------------------------------------------------ services
+    def service_env(self, name: str, port: int | None = None) -> dict[str, str]:
+        spec = self._spec(name)
+        if name not in self.database_urls:
+            raise RuntimeError(f"no database for {name}: call provision() first")
+        auth_port = self.ports.get("auth", 8101)
+        env = dict(self.env)
+        env.update(self.secrets)
+        env.update(
+            {
+                "DATABASE_URL": self.database_urls[name],
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "AUTH_JWKS_URL": f"http://127.0.0.1:{auth_port}{JWKS_PATH}",
+                "SERVICE_NAME": spec.name,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.setdefault("OTEL_SERVICE_NAME", spec.name)
+        env.update(self.extra_env)
+        return env
+
+    async def migrate(self, name: str) -> None:
+        spec = self._spec(name)
+        ini = spec.alembic_ini(self.root)
+        if not ini.exists():
+            raise StartupError(f"{name}: {ini} not found")
+        argv = [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"]
+        log = self.log_path(name)
+        proc = spawn(
+            argv, env=self.service_env(name), log_path=log, cwd=self.root, header="alembic upgrade head"
+        )
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + MIGRATION_TIMEOUT
+            while proc.poll() is None:
+                if loop.time() > deadline:
+                    raise StartupError(f"{name}: migration still running after {MIGRATION_TIMEOUT:.0f}s")
+                await asyncio.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                await terminate(proc, 2)
+        if proc.returncode != 0:
+            raise StartupError(
+                f"{name}: migration failed (exit {proc.returncode}); last lines of {log}:\n{tail(log)}"
+            )
+
+    def spawn_service(self, name: str, port: int | None = None) -> ServiceProcess:
+        spec = self._spec(name)
+        port = port or self.ports.get(name, spec.port)
+        self.ports[name] = port
+        if port_in_use(port):
+            raise StartupError(f"{name}: port {port} is already in use (another `make run`?)")
+        argv = [
+            sys.executable, "-m", "uvicorn", spec.app_factory, "--factory",
+            "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
+        log = self.log_path(name)
+        proc = spawn(argv, env=self.service_env(name, port), log_path=log, cwd=self.root, header="uvicorn")
+        sp = ServiceProcess(spec, port, log, proc)
+        self.services[name] = sp
+        return sp
+
+    async def wait_ready(self, name: str, timeout: float = READY_TIMEOUT) -> None:
+        import httpx
+
+        sp = self.services[name]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last = "no answer"
+        async with httpx.AsyncClient(timeout=3.0, trust_env=False) as client:
+            while True:
+                if not sp.alive():
+                    code = sp.process.returncode if sp.process else None
+                    raise StartupError(
+                        f"{name}: exited with code {code} while starting; last lines of {sp.log_path}:\n"
+                        f"{tail(sp.log_path)}"
+                    )
+                try:
+                    r = await client.get(f"{sp.url}/readyz")
+                    if r.status_code == 200:
+                        sp.ready = True
+                        return
+                    last = f"/readyz answered {r.status_code}: {r.text[:200]}"
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}"
+                if loop.time() > deadline:
+                    raise StartupError(
+                        f"{name}: not ready after {timeout:.0f}s ({last}); last lines of {sp.log_path}:\n"
+                        f"{tail(sp.log_path)}"
+                    )
+                await asyncio.sleep(0.2)
+
+    async def _bring_up(self, name: str, port: int | None, migrate: bool, timeout: float) -> None:
+        t = time.monotonic()
+        if migrate:
+            await self.migrate(name)
+            self.note(f"{name}: migrated ({time.monotonic() - t:.1f}s)")
+        self.spawn_service(name, port)
+        await self.wait_ready(name, timeout)
+        self.note(f"{name}: ready on {self.services[name].url}")
+
+    async def start_services(
+        self,
+        names: Iterable[str] | None = None,
+        ports: Mapping[str, int] | None = None,
+        *,
+        migrate: bool = True,
+        timeout: float = READY_TIMEOUT,
+    ) -> dict[str, ServiceProcess]:
+        """Migrate, start and wait for /readyz of ``names`` (default: all), concurrently.
+        The first failure cancels the others and raises :class:`StartupError`."""
+        names = list(names or self.registry)
+        ports = dict(ports or {})
+        for n in names:
+            self.ports[n] = ports.get(n, self.ports.get(n, self._spec(n).port))
+        busy = [f"{n} ({self.ports[n]})" for n in names if port_in_use(self.ports[n])]
+        if busy:
+            raise StartupError(f"ports already in use: {', '.join(busy)} (another `make run`?)")
+        missing = [n for n in names if n not in self.database_urls]
+        if missing:
+            await self.provision(missing)
+        if self.broker is None:
+            await self.start_kafka()
+        tasks = [asyncio.create_task(self._bring_up(n, self.ports[n], migrate, timeout)) for n in names]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return {n: self.services[n] for n in names}
+
+    # ------------------------------------------------------------------ gateway
+    async def start_gateway(
+        self, port: int | None = None, upstreams: Mapping[str, str] | None = None
+    ) -> Gateway:
+        if port is None:
+            port = int(self.env.get("GATEWAY_PORT") or 8080)
+        if upstreams is None:
+            upstreams = {n: f"127.0.0.1:{sp.port}" for n, sp in self.services.items()}
+        docs.build_docs(self.docs_dir, self.registry.values())
+        try:
+            self.gateway = await start_gateway(
+                port=port,
+                upstreams=upstreams,
+                docs_root=self.docs_dir,
+                caddyfile=self.root / "deploy" / "gateway" / "Caddyfile",
+                log_path=self.log_path("gateway"),
+                env=self.env,
+            )
+        except RuntimeError as exc:
+            raise StartupError(str(exc)) from exc
+        self.note(f"gateway ready on {self.gateway.url}")
+        return self.gateway
+
+    # ------------------------------------------------------------------ all
+    async def start(
+        self,
+        names: Iterable[str] | None = None,
+        *,
+        gateway_port: int | None = None,
+        kafka_port: int | None = None,
+    ) -> None:
+        """Everything ``make run`` starts. Raises StartupError (the caller then calls stop())."""
+        names = list(names or self.registry)
+        if gateway_port is None:
+            gateway_port = int(self.env.get("GATEWAY_PORT") or 8080)
+        busy = [f"{n} ({self.ports[n]})" for n in names if port_in_use(self.ports[n])]
+        if port_in_use(gateway_port):
+            busy.append(f"gateway ({gateway_port})")
+        if busy:
+            raise StartupError(f"ports already in use: {', '.join(busy)} (another `make run`?)")
+        _ = self.secrets  # create secrets.env before any service reads it
+        await self.start_infra(kafka_port=kafka_port)
+        await self.start_services(names)
+        await self.start_gateway(gateway_port)
+
+    async def stop(self, timeout: float = 10.0, *, keep_postgres: bool = False) -> None:
+        """Stop in reverse order: services (SIGTERM, SIGKILL after ``timeout``), Caddy, tansu and
+        the embedded PostgreSQL (unless ``keep_postgres``). Safe to call twice."""
+        self._stopping = True
+        procs = [sp for sp in self.services.values() if sp.process is not None]
+        await asyncio.gather(*(terminate(sp.process, timeout) for sp in procs))
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self.broker is not None:
+            await self.broker.stop()
+        if self.postgres is not None and not keep_postgres:
+            await asyncio.to_thread(self.postgres.stop)
+
+    def kill(self) -> None:
+        """SIGKILL every child process now (PostgreSQL is left to stop())."""
+        for sp in self.services.values():
+            kill_now(sp.process)
+        if self.gateway is not None:
+            self.gateway.kill()
+        if self.broker is not None:
+            self.broker.kill()
+
+    def dead_services(self) -> list[ServiceProcess]:
+        return [sp for sp in self.services.values() if sp.process is not None and not sp.alive()]
+
+    async def __aenter__(self) -> Stack:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()

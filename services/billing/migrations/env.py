@@ -1,0 +1,4 @@
+from billing.models import Base
+from common.db.migrations import run_migrations
+
+run_migrations(Base.metadata)

@@ -1,0 +1,16 @@
+from common.app import create_service_app
+from fastapi import FastAPI
+
+from billing.api import routers
+from billing.config import Settings
+from billing.events import outbox
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return create_service_app(
+        settings or Settings(),
+        title="Plataforma · Billing",
+        description="Stripe billing: subscriptions follow plans; publishes `billing.*` events.",
+        routers=routers,
+        outbox=outbox,
+    )

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from common.auth import PlatformOwner
+from common.db import SessionDep
+from common.errors import problem_responses
+from common.pagination import Page, PageParamsDep
+from fastapi import APIRouter, Body, Query, Response, status
+
+from tenants.tenant import service
+from tenants.tenant.schemas import (
+    StatusChange,
+    TenantCreate,
+    TenantRead,
+    TenantSort,
+    TenantStatus,
+    TenantUpdate,
+)
+
+router = APIRouter(prefix="/api/platform/tenants", tags=["tenants"])
+
+
+@router.get("", response_model=Page[TenantRead], responses=problem_responses(401, 403, 422))
+async def list_tenants(
+    session: SessionDep, _: PlatformOwner, page: PageParamsDep,
+    status: TenantStatus | None = None,
+    plan: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Search in the name")] = None,
+    sort: TenantSort = TenantSort.created_desc,
+) -> Page[TenantRead]:
+    """Tenants, newest first. Deleted tenants are listed only with `status=DELETED`."""
+    return await service.list_tenants(session, status=status, plan=plan, q=q, sort=sort, page=page)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TenantRead,
+             responses=problem_responses(401, 403, 409, 422))
+async def create_tenant(session: SessionDep, _: PlatformOwner, body: TenantCreate) -> TenantRead:
+    """Create a tenant; emits `tenant.created`."""
+    return await service.create(session, body)
+
+
+@router.get("/{tenant_id}", response_model=TenantRead, responses=problem_responses(401, 403, 404, 422))
+async def get_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID) -> TenantRead:
+    return await service.get(session, tenant_id)
+
+
+@router.put("/{tenant_id}", response_model=TenantRead, responses=problem_responses(401, 403, 404, 409, 422))
+async def update_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID,
+                        body: TenantUpdate) -> TenantRead:
+    """Change name, plan, contact or settings; emits `tenant.updated` with the changed fields."""
+    return await service.update(session, tenant_id, body)
+
+
+@router.delete("/{tenant_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=problem_responses(401, 403, 404, 422))
+async def delete_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID) -> Response:
+    """Soft delete; emits `tenant.deleted` (once: deleting again changes nothing)."""
+    await service.delete(session, tenant_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{tenant_id}/suspend", response_model=TenantRead,
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def suspend_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID,
+                         body: Annotated[StatusChange | None, Body()] = None) -> TenantRead:
+    return await service.suspend(session, tenant_id, body or StatusChange())
+
+
+@router.post("/{tenant_id}/reactivate", response_model=TenantRead,
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def reactivate_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID,
+                            body: Annotated[StatusChange | None, Body()] = None) -> TenantRead:
+    return await service.reactivate(session, tenant_id, body or StatusChange())

@@ -1,0 +1,67 @@
+"""All SQL of tenants (STYLE habit 2)."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+
+from tenants.models import Plan, Tenant
+from tenants.tenant.schemas import TenantSort
+
+_SORT = {
+    TenantSort.name: func.lower(Tenant.name).asc(),
+    TenantSort.name_desc: func.lower(Tenant.name).desc(),
+    TenantSort.created: Tenant.created_at.asc(),
+    TenantSort.created_desc: Tenant.created_at.desc(),
+}
+
+
+class DuplicateName(Exception):
+    pass
+
+
+class TenantRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, tenant_id: uuid.UUID, *, for_update: bool = False) -> Tenant | None:
+        stmt = select(Tenant).options(joinedload(Tenant.plan)).where(Tenant.id == tenant_id)
+        if for_update:
+            stmt = stmt.with_for_update(of=Tenant)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def list(self, *, status: str | None, plan: str | None, q: str | None, sort: TenantSort,
+                   limit: int, offset: int) -> tuple[list[Tenant], int]:
+        stmt = select(Tenant).join(Tenant.plan)
+        if status:
+            stmt = stmt.where(Tenant.status == status)
+        else:
+            stmt = stmt.where(Tenant.status != "DELETED")
+        if plan:
+            p = plan.lower()
+            stmt = stmt.where((func.lower(Plan.name) == p) | (func.lower(Plan.code) == p))
+        if q:
+            escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(Tenant.name.ilike(f"%{escaped}%", escape="\\"))
+        total = (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+        rows = await self.session.execute(
+            stmt.options(joinedload(Tenant.plan)).order_by(_SORT[sort], Tenant.id).limit(limit).offset(offset)
+        )
+        return list(rows.scalars()), total
+
+    async def add(self, tenant: Tenant) -> None:
+        self.session.add(tenant)
+        await self.flush()
+
+    async def flush(self) -> None:
+        try:
+            async with self.session.begin_nested():
+                await self.session.flush()
+        except IntegrityError as exc:
+            if "uq_tenants_live_name" in str(exc.orig):
+                raise DuplicateName from exc
+            raise

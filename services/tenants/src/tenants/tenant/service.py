@@ -1,0 +1,139 @@
+"""Tenant lifecycle rules. Every change adds exactly one `tenant.*` event to the outbox."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from common.db import utcnow
+from common.errors import Conflict, NotFound, Unprocessable
+from common.pagination import Page, PageParams
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenants.events import outbox
+from tenants.models import Plan, Tenant
+from tenants.plan.repository import PlanRepository
+from tenants.tenant.repository import DuplicateName, TenantRepository
+from tenants.tenant.schemas import (
+    StatusChange,
+    TenantCreate,
+    TenantRead,
+    TenantSort,
+    TenantStatus,
+    TenantUpdate,
+)
+
+
+def to_read(t: Tenant) -> TenantRead:
+    return TenantRead(id=t.id, name=t.name, plan=t.plan.name, status=TenantStatus(t.status),
+                      contactEmail=t.contact_email, settings=t.settings, statusReason=t.status_reason,
+                      createdAt=t.created_at, updatedAt=t.updated_at, deletedAt=t.deleted_at)
+
+
+def _event_data(t: Tenant) -> dict[str, Any]:
+    return {"tenantId": t.id, "name": t.name, "plan": t.plan.name, "status": t.status}
+
+
+async def _plan(session: AsyncSession, name: str) -> Plan:
+    plan = await PlanRepository(session).by_name_or_code(name)
+    if plan is None:
+        names = ", ".join(p.name for p in await PlanRepository(session).list() if p.active)
+        raise Unprocessable(f"Unknown plan {name!r}; available plans: {names}")
+    return plan
+
+
+async def _get(session: AsyncSession, tenant_id: uuid.UUID, *, for_update: bool = False) -> Tenant:
+    tenant = await TenantRepository(session).get(tenant_id, for_update=for_update)
+    if tenant is None:
+        raise NotFound(f"Tenant {tenant_id} not found")
+    return tenant
+
+
+async def create(session: AsyncSession, payload: TenantCreate) -> TenantRead:
+    plan = await _plan(session, payload.plan)
+    tenant = Tenant(id=uuid.uuid4(), name=payload.name, plan_id=plan.id, status="ACTIVE",
+                    contact_email=payload.contactEmail, settings=payload.settings)
+    tenant.plan = plan
+    try:
+        await TenantRepository(session).add(tenant)
+    except DuplicateName:
+        raise Conflict(f"A tenant named {payload.name!r} already exists") from None
+    await outbox.publish(session, "tenant.created", _event_data(tenant), key=tenant.id, tenant_id=tenant.id)
+    return to_read(tenant)
+
+
+async def get(session: AsyncSession, tenant_id: uuid.UUID) -> TenantRead:
+    return to_read(await _get(session, tenant_id))
+
+
+async def list_tenants(session: AsyncSession, *, status: TenantStatus | None, plan: str | None, q: str | None,
+                       sort: TenantSort, page: PageParams) -> Page[TenantRead]:
+    items, total = await TenantRepository(session).list(status=status, plan=plan, q=q, sort=sort,
+                                                        limit=page.limit, offset=page.offset)
+    return Page(items=[to_read(t) for t in items], total=total, limit=page.limit, offset=page.offset)
+
+
+async def update(session: AsyncSession, tenant_id: uuid.UUID, payload: TenantUpdate) -> TenantRead:
+    tenant = await _get(session, tenant_id, for_update=True)
+    if tenant.status == TenantStatus.DELETED:
+        raise Conflict("A deleted tenant cannot be changed")
+    previous: dict[str, Any] = {}
+    fields = payload.model_dump(exclude_unset=True)
+    if fields.get("name") is not None and fields["name"] != tenant.name:
+        previous["name"] = tenant.name
+        tenant.name = fields["name"]
+    if fields.get("plan") is not None:
+        plan = await _plan(session, fields["plan"])
+        if plan.id != tenant.plan_id:
+            previous["plan"] = tenant.plan.name
+            tenant.plan_id, tenant.plan = plan.id, plan
+    if "contactEmail" in fields and fields["contactEmail"] != tenant.contact_email:
+        previous["contactEmail"] = tenant.contact_email
+        tenant.contact_email = fields["contactEmail"]
+    if fields.get("settings") is not None and fields["settings"] != tenant.settings:
+        previous["settings"] = tenant.settings
+        tenant.settings = fields["settings"]
+    if not previous:
+        return to_read(tenant)  # nothing changed: no event
+    tenant.updated_at = utcnow()
+    try:
+        await TenantRepository(session).flush()
+    except DuplicateName:
+        raise Conflict(f"A tenant named {tenant.name!r} already exists") from None
+    data = _event_data(tenant) | {"changes": sorted(previous), "previous": previous}
+    await outbox.publish(session, "tenant.updated", data, key=tenant.id, tenant_id=tenant.id)
+    return to_read(tenant)
+
+
+async def _transition(session: AsyncSession, tenant_id: uuid.UUID, *, allowed_from: set[str], to: str,
+                      event: str, reason: str | None) -> Tenant:
+    tenant = await _get(session, tenant_id, for_update=True)
+    if tenant.status not in allowed_from:
+        raise Conflict(f"Tenant is {tenant.status}; cannot become {to}")
+    tenant.status = to
+    tenant.status_reason = reason
+    tenant.updated_at = utcnow()
+    if to == TenantStatus.DELETED:
+        tenant.deleted_at = tenant.updated_at
+    await TenantRepository(session).flush()
+    await outbox.publish(session, event, _event_data(tenant) | {"reason": reason}, key=tenant.id,
+                         tenant_id=tenant.id)
+    return tenant
+
+
+async def suspend(session: AsyncSession, tenant_id: uuid.UUID, body: StatusChange) -> TenantRead:
+    return to_read(await _transition(session, tenant_id, allowed_from={"ACTIVE"}, to="SUSPENDED",
+                                     event="tenant.suspended", reason=body.reason))
+
+
+async def reactivate(session: AsyncSession, tenant_id: uuid.UUID, body: StatusChange) -> TenantRead:
+    return to_read(await _transition(session, tenant_id, allowed_from={"SUSPENDED"}, to="ACTIVE",
+                                     event="tenant.reactivated", reason=body.reason))
+
+
+async def delete(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    tenant = await _get(session, tenant_id, for_update=True)
+    if tenant.status == TenantStatus.DELETED:
+        return  # DELETE is idempotent; the event was emitted the first time
+    await _transition(session, tenant_id, allowed_from={"ACTIVE", "SUSPENDED"}, to="DELETED",
+                      event="tenant.deleted", reason=None)
