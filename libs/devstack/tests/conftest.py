@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from devstack.kafka import start_tansu
 from devstack.postgres import start_embedded
 

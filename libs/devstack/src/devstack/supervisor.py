@@ -16,6 +16,8 @@ same API to bring up any subset::
     stack.services["auth"].url                     # "http://127.0.0.1:18101"
     await stack.start(names=None, gateway_port=8080)  # everything, what `make run` does
     await stack.stop()                             # services (TERM, then KILL), caddy, tansu, postgres
+    # share infrastructure: assign before starting; stop() only stops what this stack started
+    stack.postgres = existing_postgres; stack.broker = existing_broker
     stack.kill()                                   # immediate SIGKILL of every child (2nd Ctrl-C)
     async with Stack(...) as stack: ...            # stop() on exit
 
@@ -23,7 +25,8 @@ Failures while starting raise :class:`StartupError` whose message carries the ta
 Logs: ``<data_dir>/logs/<name>.log`` (migration + service), ``kafka.log``, ``gateway.log``;
 PostgreSQL's own log is ``<data_dir>/postgres/log``.
 
-Each service process gets the parent environment plus DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS,
+Service ports default to the registry's; ``<NAME>_PORT`` in the environment (``AUTH_PORT``,
+``WEBHOOK_DISPATCHER_PORT``) or ``ports=`` overrides them. Each service process gets the parent environment plus DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS,
 AUTH_JWKS_URL, SERVICE_NAME, SECRETS_ENCRYPTION_KEYS, PLATFORM_OWNER_EMAIL,
 PLATFORM_OWNER_PASSWORD (secrets from :mod:`devstack.credentials`), PYTHONUNBUFFERED=1 and
 OTEL_SERVICE_NAME (unless set), then ``extra_env``.
@@ -108,9 +111,12 @@ class Stack:
         self.gateway: Gateway | None = None
         self.services: dict[str, ServiceProcess] = {}
         self.database_urls: dict[str, str] = {}
-        self.ports: dict[str, int] = {s.name: s.port for s in registry}
+        # default ports from the registry; ``<NAME>_PORT`` (e.g. AUTH_PORT=18101) overrides
+        self.ports: dict[str, int] = {
+            s.name: int(self.env.get(f"{s.env_prefix}_PORT") or s.port) for s in registry
+        }
         self._secrets: dict[str, str] | None = None
-        self._stopping = False
+        self._owned: set[str] = set()  # "postgres" / "kafka" started by this stack
 
     # ------------------------------------------------------------------ helpers
     def elapsed(self) -> float:
@@ -163,7 +169,9 @@ class Stack:
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
                     self.postgres = await fut
+                    self._owned.add("postgres")
                 raise
+            self._owned.add("postgres")  # also a reused one: this DATA_DIR's server is ours
         self.note(f"postgres ready ({self.postgres.mode})")
         return self.postgres
 
@@ -172,6 +180,7 @@ class Stack:
             return self.broker
         self._prepare_dirs()
         self.broker = await start_kafka(self.env, port=port, log_path=self.log_path("kafka"))
+        self._owned.add("kafka")
         kind = "tansu" if self.broker.embedded else "external"
         self.note(f"kafka ready ({kind}, {self.broker.bootstrap})")
         return self.broker
@@ -370,15 +379,15 @@ class Stack:
 
     async def stop(self, timeout: float = 10.0, *, keep_postgres: bool = False) -> None:
         """Stop in reverse order: services (SIGTERM, SIGKILL after ``timeout``), Caddy, tansu and
-        the embedded PostgreSQL (unless ``keep_postgres``). Safe to call twice."""
-        self._stopping = True
+        the embedded PostgreSQL (unless ``keep_postgres``) -- only what this stack started (not an
+        assigned ``postgres``/``broker``). Safe to call twice."""
         procs = [sp for sp in self.services.values() if sp.process is not None]
         await asyncio.gather(*(terminate(sp.process, timeout) for sp in procs))
         if self.gateway is not None:
             await self.gateway.stop()
-        if self.broker is not None:
+        if self.broker is not None and "kafka" in self._owned:
             await self.broker.stop()
-        if self.postgres is not None and not keep_postgres:
+        if self.postgres is not None and "postgres" in self._owned and not keep_postgres:
             await asyncio.to_thread(self.postgres.stop)
 
     def kill(self) -> None:
@@ -387,7 +396,7 @@ class Stack:
             kill_now(sp.process)
         if self.gateway is not None:
             self.gateway.kill()
-        if self.broker is not None:
+        if self.broker is not None and "kafka" in self._owned:
             self.broker.kill()
 
     def dead_services(self) -> list[ServiceProcess]:

@@ -1,0 +1,48 @@
+# Plataforma — the two commands are `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench fmt clean help
+
+help:
+	@echo "make run    - the whole platform (embedded PostgreSQL + Kafka + services + gateway on :8080)"
+	@echo "make test   - lint + the whole test suite against real PostgreSQL and Kafka"
+	@echo "make lint   - ruff + import-linter (service boundaries)"
+	@echo "make bench  - dispatcher benchmarks (prints a table; not part of the tests)"
+
+# uv comes from PATH, or is installed once into .tools/ with the machine's Python.
+$(TOOLS)/bin/uv:
+	@echo "==> installing uv into $(TOOLS)/"
+	@$(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install -q uv
+
+$(VENV)/.synced: pyproject.toml uv.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) | $(UV)
+	@echo "==> syncing the workspace into $(VENV)/ (uv sync --frozen)"
+	@$(UV) sync --frozen --python $(PYTHON) -q
+	@touch $@
+
+run: $(VENV)/.synced
+	@$(VENV)/bin/plataforma-run
+
+lint: $(VENV)/.synced
+	@echo "==> ruff"
+	@$(VENV)/bin/ruff check .
+	@echo "==> import-linter (services share only libs/common)"
+	@$(VENV)/bin/lint-imports
+
+test: lint
+	@echo "==> pytest (real PostgreSQL + tansu broker + services)"
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.synced
+	@$(PY) -m bench
+
+fmt: $(VENV)/.synced
+	@$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache

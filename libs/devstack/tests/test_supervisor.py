@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from devstack._proc import free_port
+from devstack.services import ServiceSpec
+from devstack.supervisor import Stack, StartupError
+from fake_root import make_fake_root, pythonpath
+
+
+def _registry() -> list[ServiceSpec]:
+    # names must be real ones so the shared Caddyfile routes them; the package is the demo app
+    return [
+        ServiceSpec("auth", "devstack_demo", free_port(), "auth", ("/api/auth/*",)),
+        ServiceSpec("leads", "devstack_demo", free_port(), "leads", ("/api/platform/leads*",)),
+    ]
+
+
+@pytest.fixture
+def fake_root(tmp_path):
+    return make_fake_root(tmp_path / "root", ["auth", "leads"])
+
+
+async def test_full_stack_start_stop_restart(fake_root: Path, tmp_path: Path):
+    data_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"ds-{os.getpid()}-{free_port()}"
+    env = {**os.environ, "PYTHONPATH": pythonpath(), "DEMO_PASSTHROUGH": "yes"}
+    env.pop("DATABASE_URL", None)
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("SECRETS_ENCRYPTION_KEYS", None)
+    env.pop("PLATFORM_OWNER_PASSWORD", None)
+    lines: list[str] = []
+    registry = _registry()
+    gw_port = free_port()
+    stack = Stack(data_dir, env=env, root=fake_root, registry=registry, progress=lines.append)
+    try:
+        await stack.start(gateway_port=gw_port)
+        assert any("postgres ready" in line for line in lines) and lines[0].startswith("[")
+        async with httpx.AsyncClient(base_url=stack.gateway.url, trust_env=False) as c:
+            r = await c.get("/api/auth/demo/env")  # gateway -> auth (demo) -> echo
+            assert r.json()["service"] == "auth"
+            env_seen = (await c.get(f"{stack.services['leads'].url}/api/demo/env")).json()
+            tables = (await c.get(f"{stack.services['leads'].url}/api/demo/tables")).json()
+            docs = await c.get("/api/docs/openapi/leads.json")
+        assert env_seen["SERVICE_NAME"] == "leads"
+        assert env_seen["DATABASE_URL"].startswith("postgresql+asyncpg://postgres@/leads?host=")
+        assert env_seen["KAFKA_BOOTSTRAP_SERVERS"] == stack.bootstrap_servers
+        assert env_seen["AUTH_JWKS_URL"] == (
+            f"http://127.0.0.1:{registry[0].port}/api/auth/.well-known/jwks.json"
+        )
+        assert env_seen["PLATFORM_OWNER_EMAIL"] == "owner@plataforma.local"
+        assert len(env_seen["PLATFORM_OWNER_PASSWORD"]) >= 20
+        assert env_seen["DEMO_PASSTHROUGH"] == "yes"
+        assert tables == ["alembic_version", "demo_items"]
+        assert docs.json()["openapi"].startswith("3.1")
+        secrets_file = data_dir / "secrets.env"
+        assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+        assert (data_dir / "logs" / "leads.log").read_text().count("alembic upgrade head") == 1
+        first_secrets = dict(stack.secrets)
+        procs = [sp.process for sp in stack.services.values()] + [stack.gateway.process, stack.broker.process]
+    finally:
+        await stack.stop()
+    assert all(p.poll() is not None for p in procs)
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
+
+    # restart on the same DATA_DIR: same secrets, data kept, migrations are a no-op
+    stack2 = Stack(data_dir, env=env, root=fake_root, registry=_registry())
+    try:
+        await stack2.start_infra()
+        assert stack2.secrets == first_secrets
+        await stack2.start_services(["leads"])
+        conn = await asyncpg.connect(stack2.postgres.dsn("leads"))
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0001"
+        await conn.close()
+    finally:
+        await stack2.stop()
+    import shutil
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def test_crashing_service_fails_with_log_tail(fake_root: Path, tmp_path: Path, pg, broker):
+    env = {**os.environ, "PYTHONPATH": pythonpath()}
+    stack = Stack(tmp_path / "data", env=env, root=fake_root, registry=_registry(),
+                  extra_env={"DEMO_CRASH_ON_START": "1"})  # fmt: skip
+    stack.postgres, stack.broker = pg, broker  # shared: stop() leaves them running
+    try:
+        with pytest.raises(StartupError, match="crashing on purpose") as info:
+            await stack.start_services(["auth"])
+        assert "exited with code" in str(info.value)
+    finally:
+        await stack.stop()
+    assert broker.process.poll() is None
+    conn = await pg.connect()
+    await conn.close()
+
+
+async def test_missing_alembic_ini_and_busy_port(tmp_path: Path, pg, broker):
+    root = make_fake_root(tmp_path / "root", ["leads"])
+    registry = _registry()
+    stack = Stack(tmp_path / "data", env={**os.environ, "PYTHONPATH": pythonpath()}, root=root, registry=registry)
+    stack.postgres, stack.broker = pg, broker
+    with pytest.raises(StartupError, match="alembic.ini not found"):
+        await stack.start_services(["auth"])
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(StartupError, match="already in use"):
+            await stack.start_services(["leads"], ports={"leads": s.getsockname()[1]})
+    await stack.stop()

@@ -1,0 +1,141 @@
+"""Tenant lifecycle through the real API; each change must put exactly one event on Kafka."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from common.testing.checks import assert_routes_declare_auth
+from common.testing.events import collect_events
+from common.testing.plugin import bearer
+from tenants.app import create_app
+
+TOPIC = "platform.tenants.events"
+
+
+def unique_name(prefix: str = "Empresa") -> str:
+    return f"{prefix} {uuid.uuid4().hex[:8]}"
+
+
+async def create(owner, **body):
+    body.setdefault("name", unique_name())
+    resp = await owner.post("/api/platform/tenants", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+async def test_create_returns_the_tenant_and_publishes_tenant_created(owner, kafka_bootstrap):
+    async with collect_events(kafka_bootstrap, [TOPIC]) as events:
+        tenant = await create(owner, name="Empresa Cliente " + uuid.uuid4().hex[:6], plan="Pro")
+        assert tenant["status"] == "ACTIVE" and tenant["plan"] == "Pro"
+        event = await events.wait_for(lambda e: e.event == "tenant.created" and str(e.tenant_id) == tenant["id"])
+    assert event.source == "tenants"
+    assert event.data == {"tenantId": tenant["id"], "name": tenant["name"], "plan": "Pro", "status": "ACTIVE"}
+    assert (await owner.get(f"/api/platform/tenants/{tenant['id']}")).json()["name"] == tenant["name"]
+
+
+async def test_update_says_which_fields_changed_and_a_no_op_emits_nothing(owner, kafka_bootstrap):
+    tenant = await create(owner, plan="Free")
+    async with collect_events(kafka_bootstrap, [TOPIC]) as events:
+        same = await owner.put(f"/api/platform/tenants/{tenant['id']}", json={"plan": "free"})
+        assert same.status_code == 200
+        resp = await owner.put(f"/api/platform/tenants/{tenant['id']}", json={"plan": "Enterprise"})
+        assert resp.json()["plan"] == "Enterprise"
+        event = await events.wait_for(lambda e: e.event == "tenant.updated" and str(e.tenant_id) == tenant["id"])
+        await owner.post(f"/api/platform/tenants/{tenant['id']}/suspend")
+        await events.wait_for(lambda e: e.event == "tenant.suspended" and str(e.tenant_id) == tenant["id"])
+        updates = events.matching(lambda e: e.event == "tenant.updated" and str(e.tenant_id) == tenant["id"])
+    assert event.data["changes"] == ["plan"]
+    assert event.data["previous"] == {"plan": "Free"}
+    assert len(updates) == 1
+
+
+async def test_lifecycle_suspend_reactivate_delete_each_emit_one_event(owner, kafka_bootstrap):
+    tenant = await create(owner)
+    tid = tenant["id"]
+    async with collect_events(kafka_bootstrap, [TOPIC]) as events:
+        assert (await owner.post(f"/api/platform/tenants/{tid}/suspend", json={"reason": "unpaid"})).json()[
+            "status"] == "SUSPENDED"
+        assert (await owner.post(f"/api/platform/tenants/{tid}/suspend")).status_code == 409
+        assert (await owner.post(f"/api/platform/tenants/{tid}/reactivate")).json()["status"] == "ACTIVE"
+        assert (await owner.post(f"/api/platform/tenants/{tid}/reactivate")).status_code == 409
+        assert (await owner.delete(f"/api/platform/tenants/{tid}")).status_code == 204
+        assert (await owner.delete(f"/api/platform/tenants/{tid}")).status_code == 204
+        conflict = await owner.put(f"/api/platform/tenants/{tid}", json={"name": "again"})
+        assert conflict.status_code == 409
+        assert conflict.headers["content-type"] == "application/problem+json"
+        await events.wait_for(lambda e: e.event == "tenant.deleted" and str(e.tenant_id) == tid)
+        mine = [e.event for e in events.matching(lambda e: str(e.tenant_id) == tid)]
+    assert mine == ["tenant.suspended", "tenant.reactivated", "tenant.deleted"]
+    assert (await owner.get(f"/api/platform/tenants/{tid}")).json()["status"] == "DELETED"
+
+
+async def test_list_filters_search_and_paginates(owner):
+    marker = uuid.uuid4().hex[:8]
+    made = [await create(owner, name=f"Lista {marker} {i}", plan="Pro" if i % 2 else "Free") for i in range(5)]
+    await owner.post(f"/api/platform/tenants/{made[0]['id']}/suspend")
+    page = (await owner.get("/api/platform/tenants", params={"q": marker, "sort": "name", "limit": 2})).json()
+    assert page["total"] == 5 and [t["name"] for t in page["items"]] == [f"Lista {marker} 0", f"Lista {marker} 1"]
+    pro = (await owner.get("/api/platform/tenants", params={"q": marker, "plan": "Pro"})).json()
+    assert {t["name"] for t in pro["items"]} == {f"Lista {marker} 1", f"Lista {marker} 3"}
+    suspended = (await owner.get("/api/platform/tenants", params={"q": marker, "status": "SUSPENDED"})).json()
+    assert [t["id"] for t in suspended["items"]] == [made[0]["id"]]
+    await owner.delete(f"/api/platform/tenants/{made[1]['id']}")
+    live = (await owner.get("/api/platform/tenants", params={"q": marker})).json()
+    assert made[1]["id"] not in {t["id"] for t in live["items"]}
+
+
+async def test_duplicate_live_name_conflicts_but_a_deleted_name_can_be_reused(owner):
+    name = unique_name()
+    first = await create(owner, name=name)
+    dup = await owner.post("/api/platform/tenants", json={"name": name.upper()})
+    assert dup.status_code == 409
+    await owner.delete(f"/api/platform/tenants/{first['id']}")
+    assert (await owner.post("/api/platform/tenants", json={"name": name})).status_code == 201
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "x", "plan": "Platinum"},
+    {"name": ""},
+    {"name": 123},
+    {"name": "x", "status": "DELETED"},
+    {"name": "x", "contactEmail": "not-an-email"},
+    ["not", "an", "object"],
+])
+async def test_bad_input_is_a_422_problem_and_changes_nothing(owner, body):
+    before = (await owner.get("/api/platform/tenants")).json()["total"]
+    resp = await owner.post("/api/platform/tenants", json=body)
+    assert resp.status_code == 422
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.json()["status"] == 422
+    assert (await owner.get("/api/platform/tenants")).json()["total"] == before
+
+
+async def test_malformed_json_huge_bodies_and_bad_ids_are_4xx(owner):
+    resp = await owner.post("/api/platform/tenants", content=b'{"name": ', headers={"content-type": "application/json"})
+    assert resp.status_code == 422
+    huge = await owner.post("/api/platform/tenants", content=b'{"name": "' + b"a" * 2_000_000 + b'"}',
+                            headers={"content-type": "application/json"})
+    assert huge.status_code == 413
+    assert (await owner.get("/api/platform/tenants/not-a-uuid")).status_code == 422
+    assert (await owner.get(f"/api/platform/tenants/{uuid.uuid4()}")).status_code == 404
+    assert (await owner.get("/api/platform/tenants", params={"limit": 10_000})).status_code == 422
+
+
+async def test_every_route_requires_the_platform_owner(anonymous, auth_server, owner):
+    assert_routes_declare_auth(create_app())
+    tenant = await create(owner)
+    admin = await auth_server.create_user("TENANT_ADMIN", tenant_id=tenant["id"])
+    calls = [("GET", "/api/platform/tenants"), ("POST", "/api/platform/tenants"),
+             ("GET", f"/api/platform/tenants/{tenant['id']}"), ("PUT", f"/api/platform/tenants/{tenant['id']}"),
+             ("DELETE", f"/api/platform/tenants/{tenant['id']}"),
+             ("POST", f"/api/platform/tenants/{tenant['id']}/suspend"),
+             ("POST", f"/api/platform/tenants/{tenant['id']}/reactivate")]
+    forged = "eyJhbGciOiJSUzI1NiIsImtpZCI6Im5vcGUifQ.eyJzdWIiOiJ4In0.c2ln"
+    for method, path in calls:
+        assert (await anonymous.request(method, path, json={})).status_code == 401
+        assert (await anonymous.request(method, path, json={}, headers=bearer(forged))).status_code == 401
+        resp = await anonymous.request(method, path, json={}, headers=bearer(admin["accessToken"]))
+        assert resp.status_code == 403, (method, path)
+    assert (await owner.get(f"/api/platform/tenants/{tenant['id']}")).json()["status"] == "ACTIVE"
