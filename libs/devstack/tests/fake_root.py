@@ -35,7 +35,7 @@ formatter = generic
 format = %(levelname)-5.5s [%(name)s] %(message)s
 """
 
-ENV_PY = '''
+ENV_PY = """
 import asyncio
 import os
 
@@ -58,7 +58,7 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 SCRIPT_MAKO = '''"""${message}"""
 revision = ${repr(up_revision)}
@@ -73,7 +73,7 @@ def downgrade():
     ${downgrades if downgrades else "pass"}
 '''
 
-VERSION = '''
+VERSION = """
 import sqlalchemy as sa
 from alembic import op
 
@@ -87,7 +87,7 @@ def upgrade():
 
 def downgrade():
     op.drop_table("demo_items")
-'''
+"""
 
 
 def make_fake_root(root: Path, names: list[str]) -> Path:

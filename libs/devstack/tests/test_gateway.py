@@ -101,13 +101,20 @@ async def test_every_registered_prefix_reaches_its_service(client):
 
 
 async def test_unknown_paths_are_problem_404(client):
-    for path in ("/api/nope", "/api/platform/unknown", "/api/authx", "/", "/api/docs/missing.js"):
+    for path in (
+        "/api/nope",
+        "/api/platform/unknown",
+        "/api/authx",
+        "/",
+        "/api/docs/missing.js",
+        "/api/docs/openapi/nope.json",
+        "/api/docs/../../etc/passwd",
+    ):
         r = await client.get(path)
         assert r.status_code == 404, path
-        if path != "/api/docs/missing.js":
-            assert r.headers["content-type"].startswith("application/problem+json"), path
-            body = r.json()
-            assert body["status"] == 404 and body["title"] == "Not Found"
+        assert r.headers["content-type"].startswith("application/problem+json"), path
+        body = r.json()
+        assert body["status"] == 404 and body["title"] == "Not Found"
 
 
 async def test_dead_upstream_is_problem_502(client):

@@ -1,4 +1,4 @@
-from common.db.migrations import run_migrations
 from auth.models import Base
+from common.db.migrations import run_migrations
 
 run_migrations(Base.metadata)

@@ -106,15 +106,23 @@ def kill_now(proc: subprocess.Popen[bytes] | None) -> None:
             proc.kill()
 
 
-def tail(path: Path | None, lines: int = 40) -> str:
+def log_size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def tail(path: Path | None, lines: int = 40, start: int = 0) -> str:
+    """The last ``lines`` lines of ``path`` written after byte offset ``start``."""
     if path is None or not path.exists():
         return "(no log)"
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
-        f.seek(max(0, size - 64 * 1024))
+        f.seek(max(start, size - 64 * 1024))
         data = f.read().decode("utf-8", "replace")
-    return "\n".join(data.splitlines()[-lines:])
+    return "\n".join(data.splitlines()[-lines:]) or "(empty log)"
 
 
 async def wait_tcp(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

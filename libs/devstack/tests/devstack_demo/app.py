@@ -48,9 +48,16 @@ def create_app() -> FastAPI:
 
     @app.get("/api/demo/env")
     async def env() -> dict:
-        keys = ["DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "AUTH_JWKS_URL", "SERVICE_NAME",
-                "SECRETS_ENCRYPTION_KEYS", "PLATFORM_OWNER_EMAIL", "PLATFORM_OWNER_PASSWORD",
-                "DEMO_PASSTHROUGH"]
+        keys = [
+            "DATABASE_URL",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "AUTH_JWKS_URL",
+            "SERVICE_NAME",
+            "SECRETS_ENCRYPTION_KEYS",
+            "PLATFORM_OWNER_EMAIL",
+            "PLATFORM_OWNER_PASSWORD",
+            "DEMO_PASSTHROUGH",
+        ]
         return {k: os.environ.get(k) for k in keys}
 
     @app.get("/api/demo/tables")

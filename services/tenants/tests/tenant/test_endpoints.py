@@ -67,7 +67,7 @@ async def test_lifecycle_suspend_reactivate_delete_each_emit_one_event(owner, ka
         assert conflict.headers["content-type"] == "application/problem+json"
         await events.wait_for(lambda e: e.event == "tenant.deleted" and str(e.tenant_id) == tid)
         mine = [e.event for e in events.matching(lambda e: str(e.tenant_id) == tid)]
-    assert mine == ["tenant.suspended", "tenant.reactivated", "tenant.deleted"]
+    assert mine == ["tenant.created", "tenant.suspended", "tenant.reactivated", "tenant.deleted"]
     assert (await owner.get(f"/api/platform/tenants/{tid}")).json()["status"] == "DELETED"
 
 

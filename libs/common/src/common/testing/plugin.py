@@ -45,15 +45,20 @@ async def postgres(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[An
 
 
 @pytest.fixture(scope="session")
-async def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+async def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
     from devstack.kafka import start_kafka
 
     env = {}
     if os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS"):
         env["KAFKA_BOOTSTRAP_SERVERS"] = os.environ["TEST_KAFKA_BOOTSTRAP_SERVERS"]
     broker = await start_kafka(env, log_path=tmp_path_factory.mktemp("kafka") / "tansu.log")
-    yield broker.bootstrap
+    yield broker
     await broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_broker: Any) -> str:
+    return kafka_broker.bootstrap
 
 
 def _migrate(repo_root: Path, service: str, url: str) -> None:

@@ -58,7 +58,12 @@ async def load_keyring(session: AsyncSession, box: SecretBox, *, access_token_tt
     active = await repo.active()
     if active is None:
         raise RuntimeError("no active signing key: ensure_active_key must run first")
-    private_key = serialization.load_pem_private_key(box.decrypt(active.private_key_encrypted).encode(), None)
+    try:
+        pem = box.decrypt(active.private_key_encrypted)
+    except ValueError as exc:
+        raise RuntimeError(f"signing key {active.kid} cannot be decrypted: SECRETS_ENCRYPTION_KEYS must still "
+                           "include the key it was sealed with") from exc
+    private_key = serialization.load_pem_private_key(pem.encode(), None)
     if not isinstance(private_key, RSAPrivateKey):
         raise RuntimeError(f"signing key {active.kid} is not an RSA key")
     # A retired key stays published while tokens it signed can still be unexpired.

@@ -7,11 +7,13 @@ from typing import Annotated
 from common.auth import Role
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from auth.validation import CleanText
+
 # Lenient on purpose: `owner@plataforma.local` must pass, which strict validators reject as special-use.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=320,
-                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"), CleanText]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256), CleanText]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), CleanText]
 
 
 def check_role_tenant(role: Role, tenant_id: uuid.UUID | None) -> str | None:

@@ -68,12 +68,12 @@ async def update(session: AsyncSession, user_id: uuid.UUID, payload: UserUpdate)
     fields = payload.model_dump(exclude_unset=True)
     user = await _get(session, user_id, for_update=True)
     role = Role(fields.get("platformRole") or user.platform_role)
-    tenant_id = user.tenant_id
-    if "tenantId" in fields or "platformRole" in fields:
-        # Becoming the owner drops the tenant; a tenant role keeps the current one unless another is given.
-        tenant_id = None if role is Role.PLATFORM_OWNER else fields.get("tenantId") or user.tenant_id
-        if "tenantId" in fields and role is Role.PLATFORM_OWNER and fields["tenantId"] is not None:
-            tenant_id = fields["tenantId"]
+    if "tenantId" in fields:
+        tenant_id = fields["tenantId"]
+    elif role is Role.PLATFORM_OWNER:
+        tenant_id = None  # promotion to owner leaves the tenant
+    else:
+        tenant_id = user.tenant_id
     if problem := check_role_tenant(role, tenant_id):
         raise Unprocessable(problem)
     active = user.is_active if fields.get("isActive") is None else fields["isActive"]
@@ -106,7 +106,7 @@ async def seed_owner(session: AsyncSession, email: str, password: str | None) ->
             logger.warning("PLATFORM_OWNER_EMAIL %s belongs to a %s; no owner was seeded", email,
                            existing.platform_role)
         return
-    generated = password is None
+    generated = not password
     password = password or secrets.token_urlsafe(18)
     await repo.add(User(id=uuid.uuid4(), email=email.strip().lower(), password_hash=await hash_password(password),
                         platform_role=Role.PLATFORM_OWNER.value, tenant_id=None, name="Platform owner",

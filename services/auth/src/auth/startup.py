@@ -1,0 +1,78 @@
+"""What the auth service does when it starts, and keeps doing while it runs.
+
+Start: make sure one signing key exists, seed the platform owner, load the keys into memory and into
+`app.state.jwks` (so this service verifies its own tokens without fetching its own JWKS over HTTP).
+Then, periodically: reload the keys (a key made by another replica) and purge stale rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+from common.app import Runtime
+from common.crypto import SecretBox
+from fastapi import FastAPI
+
+from auth.config import Settings
+from auth.login_attempt import service as login_attempts
+from auth.refresh_token import service as refresh_tokens
+from auth.signing_key import service as signing_keys
+from auth.user import service as users
+
+logger = logging.getLogger("auth.startup")
+
+PURGE_INTERVAL_SECONDS = 600.0
+
+
+async def on_startup(app: FastAPI, runtime: Runtime) -> None:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    box = SecretBox(settings.secrets_encryption_keys)
+    sessionmaker = runtime.database.sessionmaker
+    async with sessionmaker() as session, session.begin():
+        if await signing_keys.ensure_active_key(session, box):
+            logger.info("created a new signing key")
+    async with sessionmaker() as session, session.begin():
+        password = settings.platform_owner_password
+        await users.seed_owner(session, settings.platform_owner_email,
+                               password.get_secret_value() if password else None)
+    # Never fetch our own JWKS over HTTP: keys come from the database only.
+    app.state.jwks.ttl = app.state.jwks.min_refetch = math.inf
+    await _load_keys(app, runtime, box)
+    runtime.spawn(_maintain(app, runtime, box), "auth-maintenance")
+
+
+async def _load_keys(app: FastAPI, runtime: Runtime, box: SecretBox) -> None:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    async with runtime.database.sessionmaker() as session:
+        keyring = await signing_keys.load_keyring(session, box,
+                                                  access_token_ttl_seconds=settings.access_token_ttl_seconds)
+    app.state.keyring = keyring
+    app.state.jwks.set_jwks(keyring.jwks)
+
+
+async def _purge(runtime: Runtime) -> None:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    async with runtime.database.sessionmaker() as session, session.begin():
+        attempts = await login_attempts.purge(session, settings)
+        tokens = await refresh_tokens.purge_expired(session)
+    if attempts or tokens:
+        logger.info("purged %d old login attempts and %d expired refresh tokens", attempts, tokens)
+
+
+async def _maintain(app: FastAPI, runtime: Runtime, box: SecretBox) -> None:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    last_purge = -math.inf
+    while True:
+        await asyncio.sleep(settings.signing_keys_reload_seconds)
+        try:
+            await _load_keys(app, runtime, box)
+            if time.monotonic() - last_purge >= PURGE_INTERVAL_SECONDS:
+                await _purge(runtime)
+                last_purge = time.monotonic()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("auth maintenance failed; retrying in %.0fs", settings.signing_keys_reload_seconds)

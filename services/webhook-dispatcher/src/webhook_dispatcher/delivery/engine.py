@@ -1,0 +1,472 @@
+"""The in-process delivery engine: lanes per endpoint, a DB poller, and a batching recorder.
+
+Flow
+    consumer batch (one transaction with the inbox) inserts deliveries already leased to this
+    replica -> after the commit they are offered to their endpoint's `Lane` -> an attempt is made
+    right away -> the `Recorder` commits the attempt and the delivery's new state -> a short retry
+    waits in memory holding the lease, a long one is left to the poller.
+    The poller (any replica) claims due rows `FOR UPDATE SKIP LOCKED` and leases them: retries,
+    replays, rows left behind by a crashed replica (lease expired), and the overflow of full lanes.
+
+Isolation: each endpoint has its own bounded queue and concurrency cap (and optional rate limit);
+the HTTP connector has no global limit, so a slow or dead endpoint only ever fills its own lane.
+What does not fit in a lane stays in the database for the poller.
+
+Exactly-once per endpoint as far as the subscriber can tell: a delivery is attempted only by the
+replica holding its lease; a lease is renewed before an attempt that could outlive it; the outcome
+is recorded right after the answer. Only a crash between the answer and the record (or an attempt
+cut by the shutdown grace) can repeat an attempt, with the same `webhook-id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from common.crypto import SecretBox
+from common.db import Database
+
+from webhook_dispatcher import metrics
+from webhook_dispatcher.config import Settings
+from webhook_dispatcher.delivery.messages import attempt_span, build_headers
+from webhook_dispatcher.delivery.registry import EndpointConfig, EndpointRegistry
+from webhook_dispatcher.delivery.repository import DUE_CHANNEL, ClaimedDelivery, DeliveryRepository
+from webhook_dispatcher.delivery.retries import Decision, decide
+from webhook_dispatcher.delivery.transport import AttemptResult, WebhookTransport
+from webhook_dispatcher.endpoint.repository import EndpointRepository
+from webhook_dispatcher.events import outbox
+from webhook_dispatcher.models import DeliveryStatus, EndpointStatus
+
+logger = logging.getLogger("webhook_dispatcher.engine")
+
+LEASE_MARGIN = 5.0  # seconds kept between the end of an attempt and the end of its lease
+
+
+@dataclass
+class Job:
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    body: bytes
+    occurred_at: datetime | None
+    traceparent: str | None
+    tracestate: str | None
+    attempts: int  # made so far, in total
+    cycle_attempts: int  # made so far in this retry cycle
+    lease_deadline: float  # loop.time() at which our lease on the row ends (conservative)
+
+    @classmethod
+    def from_claim(cls, row: ClaimedDelivery, lease_deadline: float) -> Job:
+        return cls(row.id, row.endpoint_id, row.event_id, row.event_type, row.body.encode(), row.occurred_at,
+                   row.traceparent, row.tracestate, row.attempts, row.cycle_attempts, lease_deadline)
+
+
+@dataclass
+class _Record:
+    job: Job
+    config: EndpointConfig
+    result: AttemptResult
+    decision: Decision
+    keep_lease: bool
+    future: asyncio.Future[None] = field(repr=False, default=None)  # type: ignore[assignment]
+
+
+class Lane:
+    """One endpoint's in-memory queue, concurrency cap and rate limit."""
+
+    def __init__(self, engine: DeliveryEngine, endpoint_id: uuid.UUID) -> None:
+        self.engine = engine
+        self.endpoint_id = endpoint_id
+        self.queue: deque[Job] = deque()
+        self.in_flight = 0
+        self.wakeup = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self._tokens = 0.0
+        self._last_refill = 0.0
+
+    def free(self) -> int:
+        return self.engine.settings.webhook_queue_size - len(self.queue)
+
+    def offer(self, job: Job) -> bool:
+        if len(self.queue) >= self.engine.settings.webhook_queue_size:
+            return False
+        self.queue.append(job)
+        metrics.QUEUED.inc()
+        self.wakeup.set()
+        return True
+
+    def drain(self) -> list[Job]:
+        jobs = list(self.queue)
+        self.queue.clear()
+        metrics.QUEUED.dec(len(jobs))
+        self.wakeup.set()
+        return jobs
+
+    async def _throttle(self, rate: float) -> None:
+        loop = asyncio.get_running_loop()
+        burst = max(1.0, rate)
+        while True:
+            now = loop.time()
+            self._tokens = min(burst, self._tokens + (now - self._last_refill) * rate)
+            self._last_refill = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return
+            await asyncio.sleep((1.0 - self._tokens) / rate)
+
+    async def run(self) -> None:
+        try:
+            self._last_refill = asyncio.get_running_loop().time()
+            self._tokens = 1.0
+            while True:
+                self.wakeup.clear()
+                while self.queue:
+                    config = self.engine.registry.cached(self.endpoint_id)
+                    cap = config.max_concurrency if config else self.engine.settings.webhook_default_max_concurrency
+                    if self.in_flight >= cap:
+                        break
+                    if config is not None and config.rate_limit_per_second:
+                        await self._throttle(config.rate_limit_per_second)
+                        if not self.queue:
+                            break
+                    job = self.queue.popleft()
+                    metrics.QUEUED.dec()
+                    self.in_flight += 1
+                    self.engine._start_attempt(job, self)
+                if not self.queue and self.in_flight == 0:
+                    return
+                await self.wakeup.wait()
+        finally:
+            if self.engine.lanes.get(self.endpoint_id) is self:
+                del self.engine.lanes[self.endpoint_id]
+            # Anything offered after the last check (none expected: no await in between) is not lost.
+            if self.queue:
+                self.engine._requeue(self.drain())
+
+    def attempt_done(self) -> None:
+        self.in_flight -= 1
+        self.wakeup.set()
+
+
+class Recorder:
+    """Commits finished attempts in batches: whatever finished while the previous commit ran."""
+
+    def __init__(self, engine: DeliveryEngine) -> None:
+        self.engine = engine
+        self.pending: list[_Record] = []
+        self.wakeup = asyncio.Event()
+
+    async def record(self, record: _Record) -> None:
+        record.future = asyncio.get_running_loop().create_future()
+        self.pending.append(record)
+        self.wakeup.set()
+        await asyncio.shield(record.future)
+
+    async def run(self) -> None:
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    await self.engine._flush(batch)
+                except Exception as exc:
+                    logger.exception("recording %d attempts failed", len(batch))
+                    for r in batch:
+                        if not r.future.done():
+                            r.future.set_exception(exc)
+                            r.future.exception()
+                else:
+                    for r in batch:
+                        if not r.future.done():
+                            r.future.set_result(None)
+
+
+class DeliveryEngine:
+    def __init__(self, settings: Settings, database: Database, *, transport: WebhookTransport | None = None,
+                 registry: EndpointRegistry | None = None) -> None:
+        self.settings = settings
+        self.database = database
+        self.owner = uuid.uuid4()  # this replica's lease identity
+        self.box = SecretBox(settings.secrets_encryption_keys)
+        self.transport = transport or WebhookTransport(settings)
+        self.registry = registry or EndpointRegistry(
+            database, self.box, refresh_seconds=settings.webhook_endpoint_refresh_seconds,
+            channels={DUE_CHANNEL: lambda _: self.wake()})
+        self.recorder = Recorder(self)
+        self.lanes: dict[uuid.UUID, Lane] = {}
+        self.accepting = False
+        self._poll_wake = asyncio.Event()
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._timers: dict[uuid.UUID, tuple[asyncio.TimerHandle, Job]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.accepting = True
+        for coro, name in ((self.registry.run(), "webhook-registry"), (self.recorder.run(), "webhook-recorder"),
+                           (self._poll_loop(), "webhook-poller"), (self._maintenance_loop(), "webhook-maintenance")):
+            self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking work, give back what is queued, let in-flight attempts finish (bounded), record them."""
+        grace = self.settings.webhook_shutdown_grace_seconds if grace is None else grace
+        self.accepting = False
+        poller = [t for t in self._tasks if t.get_name() in ("webhook-poller", "webhook-maintenance")]
+        for task in poller:
+            task.cancel()
+        await asyncio.gather(*poller, return_exceptions=True)
+        queued = [job for lane in list(self.lanes.values()) for job in lane.drain()]
+        for handle, job in self._timers.values():
+            handle.cancel()
+            queued.append(job)
+        self._timers.clear()
+        with contextlib.suppress(Exception):
+            await self._release(queued)
+        if self._attempts:
+            done, pending = await asyncio.wait(set(self._attempts), timeout=grace)
+            for task in pending:
+                task.cancel()  # not recorded: its lease runs out and another replica retries it
+            if pending:
+                logger.warning("shutdown: %d attempts cut after %.0f s", len(pending), grace)
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.transport.close()
+
+    def wake(self) -> None:
+        self._poll_wake.set()
+
+    # --- intake --------------------------------------------------------------------------------
+    def offer(self, job: Job) -> bool:
+        if not self.accepting:
+            return False
+        lane = self.lanes.get(job.endpoint_id)
+        if lane is None:
+            lane = self.lanes[job.endpoint_id] = Lane(self, job.endpoint_id)
+        if not lane.offer(job):
+            return False
+        if lane.task is None:
+            lane.task = asyncio.create_task(lane.run(), name=f"webhook-lane-{job.endpoint_id}")
+        return True
+
+    async def accept(self, jobs: list[Job], *, wake: bool = False) -> None:
+        """After a consumer commit: attempt now what fits, give the rest back to the poller."""
+        overflow = [job for job in jobs if not self.offer(job)]
+        if overflow:
+            await self._release(overflow)
+        if wake:
+            self.wake()
+
+    def _requeue(self, jobs: list[Job]) -> None:
+        overflow = [job for job in jobs if not self.offer(job)]
+        if overflow:
+            self._in_background(self._release(overflow))
+
+    def _in_background(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        async with self.database.sessionmaker() as session:
+            await DeliveryRepository(session).release([j.delivery_id for j in jobs], self.owner)
+            await session.commit()
+        self.wake()
+
+    # --- poller --------------------------------------------------------------------------------
+    async def _poll_loop(self) -> None:
+        await self.registry.listening.wait()
+        while True:
+            self._poll_wake.clear()
+            try:
+                claimed = await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("polling for due deliveries failed")
+                claimed = 0
+            if claimed >= self.settings.webhook_poll_batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_wake.wait(), self.settings.webhook_poll_interval_seconds)
+
+    async def poll_once(self) -> int:
+        if not self.accepting:
+            return 0
+        busy = [endpoint_id for endpoint_id, lane in self.lanes.items() if lane.free() <= 0]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with self.database.sessionmaker() as session:
+            rows = await DeliveryRepository(session).claim_due(
+                owner=self.owner, lease=self.settings.webhook_lease_seconds,
+                per_endpoint=min(self.settings.webhook_queue_size, 200),
+                limit=self.settings.webhook_poll_batch, busy=busy)
+            await session.commit()
+        deadline = started + self.settings.webhook_lease_seconds
+        overflow = [job for job in (Job.from_claim(r, deadline) for r in rows) if not self.offer(job)]
+        if overflow:
+            await self._release(overflow)
+        return len(rows)
+
+    # --- attempts ------------------------------------------------------------------------------
+    def _start_attempt(self, job: Job, lane: Lane) -> None:
+        task = asyncio.create_task(self._attempt(job, lane), name=f"webhook-attempt-{job.delivery_id}")
+        self._attempts.add(task)
+        metrics.IN_FLIGHT.inc()
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._attempts.discard(t)
+            metrics.IN_FLIGHT.dec()
+            lane.attempt_done()
+
+        task.add_done_callback(done)
+
+    async def _attempt(self, job: Job, lane: Lane) -> None:
+        try:
+            await self.deliver(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Left leased: when the lease runs out the poller (of any replica) tries again.
+            logger.exception("delivery %s to endpoint %s failed unexpectedly", job.delivery_id, job.endpoint_id)
+
+    async def deliver(self, job: Job) -> None:
+        config = await self.registry.get(job.endpoint_id)
+        if config is None or not config.active:
+            await self._release([job])  # paused/disabled/deleted meanwhile: the row waits (or is final)
+            return
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.webhook_timeout_seconds
+        if loop.time() > job.lease_deadline - timeout - LEASE_MARGIN:
+            renewed_at = loop.time()
+            async with self.database.sessionmaker() as session:
+                ok = await DeliveryRepository(session).renew_lease(job.delivery_id, self.owner,
+                                                                   self.settings.webhook_lease_seconds)
+                await session.commit()
+            if not ok:
+                return  # another replica took it (or it was finished meanwhile)
+            job.lease_deadline = renewed_at + self.settings.webhook_lease_seconds
+        msg_id = str(job.event_id)
+        with attempt_span(job.event_type, str(job.endpoint_id), job.traceparent, job.tracestate) as span:
+            headers = build_headers(msg_id, job.body, config.signing_keys(), user_agent=self.settings.webhook_user_agent)
+            result = await self.transport.post(config.url, job.body, headers)
+            span.set_attribute("http.response.status_code", result.status_code or 0)
+            if result.error_class:
+                span.set_attribute("error.type", result.error_class)
+        cycle = job.cycle_attempts + 1
+        decision = decide(result, cycle, self.settings.retry_schedule, jitter=self.settings.webhook_retry_jitter,
+                          retry_after_max=self.settings.webhook_retry_after_max_seconds)
+        keep_lease = (decision.status == DeliveryStatus.PENDING and self.accepting
+                      and (decision.delay or 0.0) <= self.settings.webhook_local_retry_max_seconds)
+        recorded_at = loop.time()
+        await self.recorder.record(_Record(job, config, result, decision, keep_lease))
+        self._observe(job, result, decision)
+        if keep_lease and decision.delay is not None:
+            job.attempts += 1
+            job.cycle_attempts = cycle
+            job.lease_deadline = recorded_at + decision.delay + self.settings.webhook_lease_seconds
+            handle = loop.call_later(decision.delay, self._retry_due, job.delivery_id)
+            self._timers[job.delivery_id] = (handle, job)
+
+    def _retry_due(self, delivery_id: uuid.UUID) -> None:
+        entry = self._timers.pop(delivery_id, None)
+        if entry is not None:
+            self._requeue([entry[1]])
+
+    def _observe(self, job: Job, result: AttemptResult, decision: Decision) -> None:
+        metrics.ATTEMPTS.labels("success" if result.success else (result.error_class or "http")).inc()
+        metrics.ATTEMPT_DURATION.observe(result.duration_ms / 1000.0)
+        if decision.status == DeliveryStatus.SUCCEEDED:
+            metrics.DELIVERIES.labels("succeeded").inc()
+            if job.occurred_at is not None:
+                metrics.DELIVERY_LATENCY.observe(max(0.0, (datetime.now(UTC) - job.occurred_at).total_seconds()))
+        elif decision.status == DeliveryStatus.FAILED:
+            metrics.DELIVERIES.labels("failed").inc()
+        else:
+            metrics.DELIVERIES.labels("retry_scheduled").inc()
+
+    # --- recording -----------------------------------------------------------------------------
+    async def _flush(self, batch: list[_Record]) -> None:
+        attempts, outcomes = [], []
+        succeeded: set[uuid.UUID] = set()
+        failed: set[uuid.UUID] = set()
+        gone: set[uuid.UUID] = set()
+        for r in batch:
+            res = r.result
+            attempts.append({
+                "id": uuid.uuid4(), "delivery_id": r.job.delivery_id, "endpoint_id": r.job.endpoint_id,
+                "number": r.job.attempts + 1, "started_at": res.started_at, "duration_ms": res.duration_ms,
+                "url": r.config.url[:2048], "target_ip": res.target_ip, "request_headers": res.request_headers,
+                "status_code": res.status_code, "response_headers": res.response_headers,
+                "response_body": res.response_body, "success": res.success, "error_class": res.error_class,
+                "error": (res.error or None) and res.error[:1000],
+            })
+            outcomes.append({
+                "id": r.job.delivery_id, "owner": self.owner, "status": r.decision.status.value,
+                "delay": r.decision.delay or 0.0, "lease": self.settings.webhook_lease_seconds,
+                "keep_lease": r.keep_lease, "attempted_at": res.started_at, "status_code": res.status_code,
+                "error_class": res.error_class, "error": res.describe()[:1000] if not res.success else None,
+            })
+            if res.success:
+                succeeded.add(r.job.endpoint_id)
+            elif r.decision.disable_endpoint:
+                gone.add(r.job.endpoint_id)
+            else:
+                failed.add(r.job.endpoint_id)
+        disabled: list[uuid.UUID] = []
+        async with self.database.sessionmaker() as session:
+            await DeliveryRepository(session).record(attempts, outcomes)
+            endpoints = EndpointRepository(session)
+            to_disable: dict[uuid.UUID, tuple[str, str, datetime | None]] = {}
+            for endpoint_id in gone:
+                to_disable[endpoint_id] = ("gone", "the endpoint answered 410 Gone", None)
+            still_failing = failed - succeeded - gone
+            if still_failing:
+                threshold = datetime.now(UTC) - timedelta(seconds=self.settings.webhook_disable_after_seconds)
+                for row in await endpoints.mark_failing(sorted(still_failing)):
+                    if row.failing_since is not None and row.failing_since <= threshold:
+                        to_disable[row.id] = ("failing", "every delivery failed since "
+                                              f"{row.failing_since.isoformat()}", row.failing_since)
+            if succeeded:
+                await endpoints.clear_failing(sorted(succeeded))
+            for endpoint_id, (kind, reason, failing_since) in to_disable.items():
+                endpoint = await endpoints.disable(endpoint_id, reason)
+                if endpoint is None:
+                    continue
+                disabled.append(endpoint_id)
+                metrics.ENDPOINTS_DISABLED.labels(kind).inc()
+                await outbox.publish(session, "webhook.endpoint.disabled", {
+                    "endpointId": endpoint_id, "url": endpoint.url, "status": EndpointStatus.DISABLED.value,
+                    "reason": reason, "failingSince": failing_since or endpoint.failing_since,
+                }, key=endpoint_id)
+            await session.commit()
+        for endpoint_id in disabled:
+            logger.warning("endpoint %s disabled: %s", endpoint_id, to_disable[endpoint_id][1])
+            self.registry.set_status(endpoint_id, EndpointStatus.DISABLED)
+            lane = self.lanes.get(endpoint_id)
+            if lane is not None:
+                lane.drain()  # their rows were just marked FAILED
+            for delivery_id, (handle, job) in list(self._timers.items()):
+                if job.endpoint_id == endpoint_id:
+                    handle.cancel()
+                    del self._timers[delivery_id]
+
+    # --- housekeeping --------------------------------------------------------------------------
+    async def _maintenance_loop(self) -> None:
+        from webhook_dispatcher.delivery.maintenance import run_maintenance
+
+        await run_maintenance(self)

@@ -1,0 +1,68 @@
+"""Housekeeping, every `webhook_maintenance_interval_seconds`: backlog and endpoint gauges, retention purge.
+
+The purge runs in one replica at a time (transaction-scoped advisory lock) and deletes in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, select
+
+from webhook_dispatcher import metrics
+from webhook_dispatcher.delivery.repository import DeliveryRepository
+from webhook_dispatcher.endpoint.repository import EndpointRepository
+from webhook_dispatcher.models import EndpointStatus
+
+if TYPE_CHECKING:
+    from webhook_dispatcher.delivery.engine import DeliveryEngine
+
+logger = logging.getLogger("webhook_dispatcher.maintenance")
+PURGE_LOCK = zlib.crc32(b"webhook-dispatcher:purge")
+PURGE_EVERY = 3600.0
+
+
+async def refresh_gauges(engine: DeliveryEngine) -> None:
+    async with engine.database.sessionmaker() as session:
+        pending, oldest = await DeliveryRepository(session).backlog()
+        by_status = await EndpointRepository(session).count_by_status()
+    metrics.PENDING.set(pending)
+    metrics.OLDEST_PENDING_AGE.set(oldest)
+    for status in EndpointStatus:
+        if status is not EndpointStatus.DELETED:
+            metrics.ENDPOINTS.labels(status.value).set(by_status.get(status.value, 0))
+
+
+async def purge(engine: DeliveryEngine) -> int:
+    """Delete what is older than WEBHOOK_RETENTION_DAYS; returns the number of rows deleted."""
+    total = 0
+    while True:
+        async with engine.database.sessionmaker() as session:
+            if not (await session.execute(select(func.pg_try_advisory_xact_lock(PURGE_LOCK)))).scalar():
+                return total
+            deleted = await DeliveryRepository(session).purge(engine.settings.webhook_retention_days)
+            await session.commit()
+        total += deleted
+        if deleted == 0:
+            return total
+
+
+async def run_maintenance(engine: DeliveryEngine) -> None:
+    loop = asyncio.get_running_loop()
+    next_purge = loop.time() + 60.0
+    while True:
+        try:
+            await refresh_gauges(engine)
+            if loop.time() >= next_purge:
+                next_purge = loop.time() + PURGE_EVERY
+                deleted = await purge(engine)
+                if deleted:
+                    logger.info("retention purge deleted %d rows", deleted)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("maintenance pass failed")
+        await asyncio.sleep(engine.settings.webhook_maintenance_interval_seconds)

@@ -1,0 +1,104 @@
+"""All SQL about endpoints (STYLE habit 2)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhook_dispatcher.models import DeliveryStatus, Endpoint, EndpointStatus
+
+CHANGED_CHANNEL = "webhook_endpoint_changed"
+
+
+class EndpointRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, endpoint_id: uuid.UUID, *, for_update: bool = False,
+                  include_deleted: bool = False) -> Endpoint | None:
+        stmt = select(Endpoint).where(Endpoint.id == endpoint_id)
+        if not include_deleted:
+            stmt = stmt.where(Endpoint.status != EndpointStatus.DELETED)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_many(self, ids: Sequence[uuid.UUID] | None = None) -> list[Endpoint]:
+        """Endpoints that can still deliver (not deleted); all of them when `ids` is None."""
+        stmt = select(Endpoint).where(Endpoint.status != EndpointStatus.DELETED)
+        if ids is not None:
+            stmt = stmt.where(Endpoint.id.in_(list(ids)))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def list(self, *, status: str | None, limit: int, offset: int) -> tuple[list[Endpoint], int]:
+        stmt = select(Endpoint).where(Endpoint.status != EndpointStatus.DELETED)
+        if status:
+            stmt = stmt.where(Endpoint.status == status)
+        total = (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+        rows = await self.session.execute(stmt.order_by(Endpoint.created_at.desc(), Endpoint.id)
+                                          .limit(limit).offset(offset))
+        return list(rows.scalars()), total
+
+    async def add(self, endpoint: Endpoint) -> None:
+        self.session.add(endpoint)
+        await self.session.flush()
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    async def active_routes(self) -> list[tuple[uuid.UUID, list[str], bool]]:
+        """(id, event patterns, ordered) of every ACTIVE endpoint: who receives what."""
+        rows = await self.session.execute(
+            select(Endpoint.id, Endpoint.events, Endpoint.ordered).where(Endpoint.status == EndpointStatus.ACTIVE))
+        return [(r.id, list(r.events or ()), bool(r.ordered)) for r in rows]
+
+    async def notify_changed(self, endpoint_id: uuid.UUID) -> None:
+        """Every dispatcher replica reloads this endpoint when the transaction commits."""
+        await self.session.execute(select(func.pg_notify(CHANGED_CHANNEL, str(endpoint_id))))
+
+    async def mark_failing(self, ids: Sequence[uuid.UUID]) -> list[Any]:
+        """Start (or keep) the failing clock; returns (id, failing_since, url) of ACTIVE endpoints."""
+        rows = await self.session.execute(
+            update(Endpoint)
+            .where(Endpoint.id.in_(list(ids)), Endpoint.status == EndpointStatus.ACTIVE)
+            .values(failing_since=func.coalesce(Endpoint.failing_since, func.now()))
+            .returning(Endpoint.id, Endpoint.failing_since, Endpoint.url)
+        )
+        return list(rows)
+
+    async def clear_failing(self, ids: Sequence[uuid.UUID]) -> None:
+        await self.session.execute(
+            update(Endpoint).where(Endpoint.id.in_(list(ids)), Endpoint.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+
+    async def disable(self, endpoint_id: uuid.UUID, reason: str) -> Endpoint | None:
+        """ACTIVE -> DISABLED (once); its pending deliveries become FAILED (replayable with recover)."""
+        row = (await self.session.execute(
+            update(Endpoint)
+            .where(Endpoint.id == endpoint_id, Endpoint.status == EndpointStatus.ACTIVE)
+            .values(status=EndpointStatus.DISABLED, status_reason=reason[:1000], disabled_at=func.now(),
+                    updated_at=func.now())
+            .returning(Endpoint)
+        )).scalar_one_or_none()
+        if row is not None:
+            await self.fail_pending_deliveries(endpoint_id, f"endpoint disabled: {reason}")
+            await self.notify_changed(endpoint_id)
+        return row
+
+    async def fail_pending_deliveries(self, endpoint_id: uuid.UUID, reason: str) -> None:
+        await self.session.execute(
+            text("UPDATE webhook_deliveries SET status = :failed, next_attempt_at = NULL, lease_until = NULL, "
+                 "last_error = :reason, updated_at = now() "
+                 "WHERE endpoint_id = :endpoint_id AND status = :pending"),
+            {"failed": DeliveryStatus.FAILED.value, "pending": DeliveryStatus.PENDING.value,
+             "reason": reason[:1000], "endpoint_id": endpoint_id},
+        )
+
+    async def count_by_status(self) -> dict[str, int]:
+        rows = await self.session.execute(select(Endpoint.status, func.count()).group_by(Endpoint.status))
+        return {r[0]: r[1] for r in rows}

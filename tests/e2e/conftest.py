@@ -1,0 +1,52 @@
+"""The whole platform as processes behind the Caddy gateway, the way `make run` starts it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from common.testing.receiver import webhook_receiver
+from common.testing.servers import free_port
+
+OWNER_EMAIL, OWNER_PASSWORD = "owner@e2e.local", "E2e-Owner-Passw0rd"
+
+
+@pytest.fixture(scope="session")
+async def receiver():
+    async with webhook_receiver() as r:
+        yield r
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory, postgres, kafka_broker, receiver):
+    from devstack.services import SERVICES
+    from devstack.supervisor import Stack
+
+    stack = Stack(tmp_path_factory.mktemp("stack"), extra_env={
+        "PLATFORM_OWNER_EMAIL": OWNER_EMAIL,
+        "PLATFORM_OWNER_PASSWORD": OWNER_PASSWORD,
+        "WEBHOOK_ALLOWED_PRIVATE_CIDRS": "127.0.0.1/32",
+        "WEBHOOK_CA_BUNDLE": str(receiver.ca_bundle_path),
+        "WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1,1,2",
+        "OUTBOX_POLL_INTERVAL_SECONDS": "0.5",
+    })
+    stack.postgres, stack.broker = postgres, kafka_broker
+    try:
+        await stack.start_services([s.name for s in SERVICES], ports={s.name: free_port() for s in SERVICES})
+        await stack.start_gateway(port=free_port())
+        yield stack
+    finally:
+        await stack.stop()
+
+
+@pytest.fixture(scope="session")
+async def gateway(stack):
+    async with httpx.AsyncClient(base_url=stack.gateway.url, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def owner_headers(gateway):
+    resp = await gateway.post("/api/auth/login", json={"email": OWNER_EMAIL, "password": OWNER_PASSWORD})
+    assert resp.status_code == 200, resp.text
+    return {"Authorization": f"Bearer {resp.json()['accessToken']}"}
