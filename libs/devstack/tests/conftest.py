@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from devstack.kafka import start_tansu
 from devstack.postgres import start_embedded
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import stat
 
 from cryptography.fernet import Fernet
+
 from devstack.credentials import generate_password, load_or_create_secrets
 
 

@@ -12,6 +12,7 @@ import subprocess
 import httpx
 import pytest
 from aiohttp import web
+
 from devstack._proc import free_port
 from devstack.docs import build_docs
 from devstack.gateway import caddy_executable, caddyfile_path, start_gateway

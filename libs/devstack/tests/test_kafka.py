@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from devstack.kafka import Broker, start_kafka, start_tansu, wait_for_kafka
 
 

@@ -8,6 +8,9 @@ import tempfile
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from devstack.postgres import (
     Postgres,
     provision_databases,
@@ -16,8 +19,6 @@ from devstack.postgres import (
     to_sqlalchemy_url,
 )
 from devstack.services import SERVICES
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 
 async def test_embedded_creates_service_databases(pg: Postgres):

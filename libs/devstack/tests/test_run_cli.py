@@ -11,8 +11,9 @@ import tempfile
 from pathlib import Path
 
 import httpx
-from devstack._proc import free_port
 from fake_root import make_fake_packages, make_fake_root, pythonpath
+
+from devstack._proc import free_port
 
 
 async def test_run_cli_starts_prints_summary_and_stops_on_sigint(tmp_path: Path):

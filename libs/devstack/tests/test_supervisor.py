@@ -10,10 +10,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from fake_root import make_fake_root, pythonpath
+
 from devstack._proc import free_port
 from devstack.services import ServiceSpec
 from devstack.supervisor import Stack, StartupError
-from fake_root import make_fake_root, pythonpath
 
 
 def _registry() -> list[ServiceSpec]:

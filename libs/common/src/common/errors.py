@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -113,6 +114,20 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
         return problem_response(exc.status_code, None, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Input the database cannot hold (NUL characters, out-of-range numbers: SQLSTATE class 22)
+        # is the caller's fault; a constraint the service did not anticipate (class 23) is a conflict.
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None),
+                                                                       "sqlstate", "") or "")
+        if sqlstate.startswith("22"):
+            return problem_response(422, "Validation failed", "A value cannot be stored (e.g. it contains a NUL "
+                                    "character or is out of range)")
+        if sqlstate.startswith("23"):
+            return problem_response(409, "Conflict", "The change conflicts with existing data")
+        logger.exception("database error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal Server Error", "An unexpected error occurred")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

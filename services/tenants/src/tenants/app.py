@@ -1,6 +1,6 @@
-from common.app import create_service_app
 from fastapi import FastAPI
 
+from common.app import create_service_app
 from tenants.api import routers
 from tenants.config import Settings
 from tenants.events import outbox

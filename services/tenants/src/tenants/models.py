@@ -7,11 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from common.db import ModelBase, new_metadata
-from common.messaging import inbox_table, outbox_table
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, Numeric, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from common.db import ModelBase, new_metadata
+from common.messaging import inbox_table, outbox_table
 
 
 class Base(ModelBase, DeclarativeBase):

@@ -53,6 +53,13 @@ class AuthServer:
         return user | {"accessToken": tokens["accessToken"], "password": password}
 
 
+def _spawn(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[bytes]:
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "auth.app:create_app", "--factory", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 async def start_auth_server(database_url: str, env: dict[str, str], repo_root: Path, port: int) -> AuthServer:
     owner_email, owner_password = "owner@test.local", "Owner-Passw0rd-1"
     proc_env = os.environ | env | {
@@ -61,10 +68,7 @@ async def start_auth_server(database_url: str, env: dict[str, str], repo_root: P
         "PLATFORM_OWNER_EMAIL": owner_email,
         "PLATFORM_OWNER_PASSWORD": owner_password,
     }
-    log = open(repo_root / ".pytest-auth.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "auth.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log"], env=proc_env, stdout=log, stderr=subprocess.STDOUT)
+    proc = _spawn(proc_env, repo_root / ".pytest-auth.log", port)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(timeout=2) as client:
         for _ in range(300):

@@ -97,7 +97,9 @@ async def update(session: AsyncSession, user_id: uuid.UUID, payload: UserUpdate)
 
 
 async def seed_owner(session: AsyncSession, email: str, password: str | None) -> None:
-    """Creates the platform owner unless a user with that email exists (its password is then kept)."""
+    """Creates the platform owner unless a user with that email exists (its password is then kept).
+
+    Without a password (unset or empty) one is generated and logged once, at creation."""
     repo = UserRepository(session)
     await repo.lock_owner_seed()
     existing = await repo.by_email(email)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.pagination import Page, PageParams
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from tenants.events import outbox
 from tenants.models import Plan, Tenant
 from tenants.plan.repository import PlanRepository

@@ -24,7 +24,7 @@ class EndpointRepository:
         if not include_deleted:
             stmt = stmt.where(Endpoint.status != EndpointStatus.DELETED)
         if for_update:
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def get_many(self, ids: Sequence[uuid.UUID] | None = None) -> list[Endpoint]:

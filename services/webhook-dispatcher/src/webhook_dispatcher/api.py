@@ -1,0 +1,6 @@
+from webhook_dispatcher.delivery.endpoints import router as delivery_router
+from webhook_dispatcher.endpoint.endpoints import router as endpoint_router
+from webhook_dispatcher.event_type.endpoints import router as event_type_router
+
+# Fixed paths (/event-types, /deliveries/...) before /{endpoint_id}.
+routers = [event_type_router, delivery_router, endpoint_router]

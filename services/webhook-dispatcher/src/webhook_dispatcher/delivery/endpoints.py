@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from common.auth import PlatformOwner
+from common.db import SessionDep
+from common.errors import problem_responses
+from fastapi import APIRouter, Query, status
+from pydantic import AwareDatetime
+
+from webhook_dispatcher.delivery import service
+from webhook_dispatcher.delivery.schemas import (
+    AttemptRead,
+    DeliveryDetail,
+    DeliveryPage,
+    DeliveryRead,
+    DeliveryStatusName,
+    RecoverRequest,
+    RecoverResult,
+)
+
+router = APIRouter(prefix="/api/platform/webhooks", tags=["webhook deliveries"])
+
+
+@router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail, responses=problem_responses(401, 403, 404, 422))
+async def get_delivery(session: SessionDep, _: PlatformOwner, delivery_id: uuid.UUID) -> DeliveryDetail:
+    """One delivery with its payload and every attempt."""
+    return await service.get_delivery(session, delivery_id)
+
+
+@router.get("/deliveries/{delivery_id}/attempts", response_model=list[AttemptRead],
+            responses=problem_responses(401, 403, 404, 422))
+async def list_attempts(session: SessionDep, _: PlatformOwner, delivery_id: uuid.UUID) -> list[AttemptRead]:
+    return await service.list_attempts(session, delivery_id)
+
+
+@router.post("/deliveries/{delivery_id}/retry", status_code=status.HTTP_202_ACCEPTED, response_model=DeliveryRead,
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def retry_delivery(session: SessionDep, _: PlatformOwner, delivery_id: uuid.UUID) -> DeliveryRead:
+    """Send a finished (FAILED or SUCCEEDED) delivery again, with the same `webhook-id`."""
+    return await service.retry(session, delivery_id)
+
+
+@router.get("/{endpoint_id}/deliveries", response_model=DeliveryPage, responses=problem_responses(401, 403, 404, 422))
+async def list_deliveries(
+    session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID,
+    status: DeliveryStatusName | None = None,
+    eventType: Annotated[str | None, Query(max_length=100, description="Exact name or prefix like `lead.*`")] = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> DeliveryPage:
+    """Deliveries to this endpoint, newest first (cursor pagination)."""
+    return await service.list_deliveries(session, endpoint_id, status=status, event_type=eventType, since=since,
+                                         until=until, cursor=cursor, limit=limit)
+
+
+@router.post("/{endpoint_id}/recover", response_model=RecoverResult,
+             responses=problem_responses(401, 403, 404, 422))
+async def recover(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID,
+                  body: RecoverRequest) -> RecoverResult:
+    """Send again, with their original `webhook-id`, the events since `since` (until `until`) that this
+    endpoint failed (`FAILED`), missed (`MISSED`: while paused or disabled) or, on request, already got
+    (`SUCCEEDED`). `dryRun` only counts."""
+    return await service.recover(session, endpoint_id, body)

@@ -1,0 +1,142 @@
+"""Delivery log and replays: list, inspect, retry one, recover a time range (same `webhook-id`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+import orjson
+from common.errors import Conflict, NotFound, Unprocessable
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhook_dispatcher.delivery.repository import DeliveryRepository
+from webhook_dispatcher.delivery.schemas import (
+    AttemptRead,
+    DeliveryDetail,
+    DeliveryPage,
+    DeliveryRead,
+    DeliveryStatusName,
+    RecoverRequest,
+    RecoverResult,
+    RecoverStatus,
+)
+from webhook_dispatcher.endpoint.repository import EndpointRepository
+from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint
+
+ONE_OFF_EVENTS = ("webhook.verification", "webhook.test")
+
+
+def to_read(d: Delivery) -> DeliveryRead:
+    return DeliveryRead(id=d.id, endpointId=d.endpoint_id, eventId=d.event_id, eventType=d.event_type,
+                        status=DeliveryStatusName(d.status), attempts=d.attempts, nextAttemptAt=d.next_attempt_at,
+                        lastAttemptAt=d.last_attempt_at, lastStatusCode=d.last_status_code,
+                        lastErrorClass=d.last_error_class, lastError=d.last_error, deliveredAt=d.delivered_at,
+                        createdAt=d.created_at)
+
+
+def attempt_read(a: Attempt) -> AttemptRead:
+    return AttemptRead(id=a.id, number=a.number, startedAt=a.started_at, durationMs=a.duration_ms, url=a.url,
+                       targetIp=a.target_ip, requestHeaders=a.request_headers, statusCode=a.status_code,
+                       responseHeaders=a.response_headers, responseBody=a.response_body, success=a.success,
+                       errorClass=a.error_class, error=a.error)
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("s:"):
+            raise ValueError
+        return int(raw[2:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Unprocessable("cursor: not a cursor returned by this API") from None
+
+
+async def _endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> Endpoint:
+    endpoint = await EndpointRepository(session).get(endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"Webhook endpoint {endpoint_id} not found")
+    return endpoint
+
+
+async def list_deliveries(session: AsyncSession, endpoint_id: uuid.UUID, *, status: DeliveryStatusName | None,
+                          event_type: str | None, since: datetime | None, until: datetime | None,
+                          cursor: str | None, limit: int) -> DeliveryPage:
+    await _endpoint(session, endpoint_id)
+    before = _decode_cursor(cursor) if cursor else None
+    rows = await DeliveryRepository(session).list_for_endpoint(
+        endpoint_id, status=status, event_type=event_type, since=since, until=until, before_seq=before,
+        limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return DeliveryPage(items=[to_read(d) for d in rows], nextCursor=_encode_cursor(rows[-1].seq) if more else None)
+
+
+async def get_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryDetail:
+    repo = DeliveryRepository(session)
+    delivery = await repo.get(delivery_id)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} not found")
+    event = await repo.get_event(delivery.event_id)
+    attempts = await repo.attempts_of(delivery_id)
+    return DeliveryDetail(**to_read(delivery).model_dump(),
+                          payload=orjson.loads(event.body) if event is not None else None,
+                          attemptLog=[attempt_read(a) for a in attempts])
+
+
+async def list_attempts(session: AsyncSession, delivery_id: uuid.UUID) -> list[AttemptRead]:
+    repo = DeliveryRepository(session)
+    if await repo.get(delivery_id) is None:
+        raise NotFound(f"Delivery {delivery_id} not found")
+    return [attempt_read(a) for a in await repo.attempts_of(delivery_id)]
+
+
+async def retry(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryRead:
+    """A final delivery goes out again now (same event, same `webhook-id`), with a fresh retry cycle."""
+    repo = DeliveryRepository(session)
+    delivery = await repo.get(delivery_id, for_update=True)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} not found")
+    if delivery.event_type in ONE_OFF_EVENTS:
+        raise Conflict(f"A {delivery.event_type} message is not replayed; use /verify or /test instead")
+    if delivery.status == DeliveryStatus.PENDING:
+        raise Conflict("The delivery is still pending; it will be attempted when due")
+    endpoint = await EndpointRepository(session).get(delivery.endpoint_id)
+    if endpoint is None:
+        raise Conflict("The endpoint of this delivery was deleted")
+    await repo.reschedule([delivery.id])
+    await repo.notify_due()
+    await session.refresh(delivery)
+    return to_read(delivery)
+
+
+async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRequest) -> RecoverResult:
+    """Send again what this endpoint failed or missed in a time range (by event time)."""
+    endpoint = await _endpoint(session, endpoint_id)
+    statuses = body.statuses
+    repo = DeliveryRepository(session)
+    existing_by_status: dict[str, list[uuid.UUID]] = {}
+    for st in (RecoverStatus.FAILED, RecoverStatus.SUCCEEDED):
+        if st in statuses:
+            ids, _ = await repo.recover_candidates(endpoint, since=body.since, until=body.until,
+                                                   event_types=body.eventTypes, statuses=[st.value],
+                                                   include_missed=False)
+            existing_by_status[st.value] = ids
+    missed: list[uuid.UUID] = []
+    if RecoverStatus.MISSED in statuses:
+        _, missed = await repo.recover_candidates(endpoint, since=body.since, until=body.until,
+                                                  event_types=body.eventTypes, statuses=[], include_missed=True)
+    failed_ids = existing_by_status.get("FAILED", [])
+    succeeded_ids = existing_by_status.get("SUCCEEDED", [])
+    count = len(failed_ids) + len(succeeded_ids) + len(missed)
+    if not body.dryRun and count:
+        await repo.reschedule(failed_ids + succeeded_ids)
+        await repo.create_for_events(endpoint.id, missed)
+        await repo.notify_due()
+    return RecoverResult(dryRun=body.dryRun, count=count, failed=len(failed_ids), succeeded=len(succeeded_ids),
+                         missed=len(missed))

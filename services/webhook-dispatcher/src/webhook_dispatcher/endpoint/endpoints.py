@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from common.auth import PlatformOwner
+from common.db import SessionDep
+from common.errors import problem_responses
+from common.pagination import Page, PageParamsDep
+from fastapi import APIRouter, Body, Response, status
+
+from webhook_dispatcher.dependencies import EngineDep
+from webhook_dispatcher.endpoint import service
+from webhook_dispatcher.endpoint.schemas import (
+    EndpointCreate,
+    EndpointCreated,
+    EndpointRead,
+    EndpointStatusName,
+    EndpointUpdate,
+    RotateSecret,
+    SecretRotated,
+    StatusChange,
+    TestSent,
+)
+
+router = APIRouter(prefix="/api/platform/webhooks", tags=["webhooks"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=EndpointCreated,
+             responses=problem_responses(401, 403, 422))
+async def create_endpoint(session: SessionDep, principal: PlatformOwner, engine: EngineDep,
+                          body: EndpointCreate) -> EndpointCreated:
+    """Register a subscriber URL. The dispatcher sends it a signed `webhook.verification` challenge at once:
+    answering 2xx with `{"challenge": "<same>"}` (or the challenge as plain text) makes it `ACTIVE`;
+    otherwise it stays `PENDING_VERIFICATION` with `verificationError`. The full secret is shown only here."""
+    return await service.create(session, engine, principal, body)
+
+
+@router.get("", response_model=Page[EndpointRead], responses=problem_responses(401, 403, 422))
+async def list_endpoints(session: SessionDep, _: PlatformOwner, page: PageParamsDep,
+                         status: EndpointStatusName | None = None) -> Page[EndpointRead]:
+    return await service.list_endpoints(session, status=status, page=page)
+
+
+@router.get("/{endpoint_id}", response_model=EndpointRead, responses=problem_responses(401, 403, 404, 422))
+async def get_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID) -> EndpointRead:
+    return await service.get(session, endpoint_id)
+
+
+@router.patch("/{endpoint_id}", response_model=EndpointRead, responses=problem_responses(401, 403, 404, 409, 422))
+async def update_endpoint(session: SessionDep, _: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
+                          body: EndpointUpdate) -> EndpointRead:
+    """Change URL, filters, description or delivery settings. A new URL is challenged again and receives
+    nothing until verified."""
+    return await service.update(session, engine, endpoint_id, body)
+
+
+@router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=problem_responses(401, 403, 404, 422))
+async def delete_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID) -> Response:
+    await service.delete(session, endpoint_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{endpoint_id}/verify", response_model=EndpointRead,
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def verify_endpoint(session: SessionDep, _: PlatformOwner, engine: EngineDep,
+                          endpoint_id: uuid.UUID) -> EndpointRead:
+    """Send the verification challenge again (see create)."""
+    return await service.verify(session, engine, endpoint_id)
+
+
+@router.post("/{endpoint_id}/pause", response_model=EndpointRead,
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def pause_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID,
+                         body: Annotated[StatusChange | None, Body()] = None) -> EndpointRead:
+    """Stop sending to this endpoint; pending deliveries wait, new events are not routed to it."""
+    return await service.pause(session, endpoint_id, body or StatusChange())
+
+
+@router.post("/{endpoint_id}/resume", response_model=EndpointRead,
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def resume_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID,
+                          body: Annotated[StatusChange | None, Body()] = None) -> EndpointRead:
+    """Re-enable a PAUSED or DISABLED endpoint. Use `/recover` to get what it missed meanwhile."""
+    return await service.resume(session, endpoint_id, body or StatusChange())
+
+
+@router.post("/{endpoint_id}/test", response_model=TestSent, responses=problem_responses(401, 403, 404, 409, 422))
+async def test_endpoint(session: SessionDep, _: PlatformOwner, engine: EngineDep,
+                        endpoint_id: uuid.UUID) -> TestSent:
+    """Send one signed `webhook.test` event to this endpoint only, now, and report the answer."""
+    return await service.send_test(session, engine, endpoint_id)
+
+
+@router.post("/{endpoint_id}/rotate-secret", response_model=SecretRotated,
+             responses=problem_responses(401, 403, 404, 422))
+async def rotate_secret(session: SessionDep, _: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
+                        body: Annotated[RotateSecret | None, Body()] = None) -> SecretRotated:
+    """New signing secret (shown once). For `graceHours` (default 24, max 168) every message carries
+    two signatures, with the new and the old secret."""
+    return await service.rotate_secret(session, engine, endpoint_id, body or RotateSecret())

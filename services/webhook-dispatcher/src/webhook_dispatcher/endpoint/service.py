@@ -1,0 +1,346 @@
+"""Endpoint rules: create + verify, change, pause/resume, rotate secrets, test, delete.
+
+Services take the session and the engine (transport, secret box) and never commit (STYLE habit 3).
+Calls to the subscriber (challenge, test) are made before any statement where possible, so no
+database connection waits on someone else's server.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from common.auth import Principal
+from common.crypto import mask
+from common.db import utcnow
+from common.errors import Conflict, NotFound, Unprocessable
+from common.events import build_event, format_timestamp
+from common.pagination import Page, PageParams
+from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhook_dispatcher.delivery.engine import DeliveryEngine
+from webhook_dispatcher.delivery.messages import build_headers
+from webhook_dispatcher.delivery.signing import generate_secret, secret_key
+from webhook_dispatcher.delivery.transport import AttemptResult, ErrorClass
+from webhook_dispatcher.endpoint.repository import EndpointRepository
+from webhook_dispatcher.endpoint.schemas import (
+    EndpointCreate,
+    EndpointCreated,
+    EndpointRead,
+    EndpointStatusName,
+    EndpointUpdate,
+    RotateSecret,
+    SecretRotated,
+    SecretRotationRead,
+    StatusChange,
+    TestSent,
+    VerificationRead,
+)
+from webhook_dispatcher.events import outbox
+from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus, Event
+from webhook_dispatcher.security import UnsafeURL
+
+tracer = trace.get_tracer("webhook_dispatcher.endpoint")
+
+VERIFICATION_EVENT = "webhook.verification"
+TEST_EVENT = "webhook.test"
+
+
+def to_read(e: Endpoint, *, verification: VerificationRead | None = None) -> EndpointRead:
+    rotation = None
+    if e.previous_secret_encrypted and e.previous_secret_expires_at and e.previous_secret_expires_at > utcnow():
+        rotation = SecretRotationRead(previousSecretExpiresAt=e.previous_secret_expires_at)
+    return EndpointRead(
+        id=e.id, url=e.url, description=e.description, events=list(e.events), status=EndpointStatusName(e.status),
+        statusReason=e.status_reason, secret=e.secret_hint, verificationError=e.verification_error,
+        verifiedAt=e.verified_at, failingSince=e.failing_since, disabledAt=e.disabled_at,
+        maxConcurrency=e.max_concurrency, rateLimitPerSecond=e.rate_limit_per_second, ordered=e.ordered,
+        secretRotation=rotation, createdAt=e.created_at, updatedAt=e.updated_at, verification=verification,
+    )
+
+
+async def check_url(engine: DeliveryEngine, url: str) -> None:
+    """URL rules (ARCHITECTURE §3): 422 with the reason when the URL or what it resolves to is refused."""
+    try:
+        await engine.transport.check(url, fresh=True)
+    except UnsafeURL as exc:
+        raise Unprocessable(f"url: {exc.reason}", title="Webhook URL refused",
+                            extra={"errors": [{"loc": ["body", "url"], "msg": exc.reason,
+                                               "type": exc.error_class}]}) from None
+
+
+# --- the subscriber's side: challenge and test -----------------------------------------------------
+@dataclass
+class Sent:
+    event_id: uuid.UUID
+    body: bytes
+    occurred_at: datetime
+    result: AttemptResult
+    error: str | None  # why it does not count as a success (None: success)
+
+    def verification(self, delivery_id: uuid.UUID) -> VerificationRead:
+        return VerificationRead(success=self.error is None, statusCode=self.result.status_code, error=self.error,
+                                durationMs=self.result.duration_ms, deliveryId=delivery_id)
+
+
+def _challenge_error(result: AttemptResult, challenge: str) -> str | None:
+    if result.status_code is None or result.error_class not in (None, ErrorClass.HTTP):
+        return f"the challenge could not be delivered ({result.describe()})"
+    if not 200 <= result.status_code < 300:
+        return f"the endpoint answered HTTP {result.status_code} to the challenge; expected 2xx echoing it"
+    body = result.response_body or ""
+    if body.strip() == challenge:
+        return None
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and parsed.get("challenge") == challenge:
+        return None
+    return ('the endpoint answered 2xx but did not echo the challenge: answer with the JSON '
+            '{"challenge": "<the challenge>"} or with the challenge as plain text')
+
+
+async def _send_once(engine: DeliveryEngine, endpoint_id: uuid.UUID, url: str, keys: list[bytes],
+                     event: str, body_value: dict[str, Any]) -> tuple[bytes, AttemptResult]:
+    body = orjson.dumps(body_value)
+    with tracer.start_as_current_span(f"webhook {event}", kind=trace.SpanKind.CLIENT,
+                                      attributes={"webhook.endpoint_id": str(endpoint_id)}):
+        headers = build_headers(body_value["id"], body, keys, user_agent=engine.settings.webhook_user_agent)
+        result = await engine.transport.post(url, body, headers)
+    return body, result
+
+
+async def _challenge(engine: DeliveryEngine, endpoint_id: uuid.UUID, url: str, key: bytes) -> Sent:
+    challenge = secrets.token_urlsafe(32)
+    event_id, now = uuid.uuid4(), datetime.now(UTC)
+    message = {"id": str(event_id), "event": VERIFICATION_EVENT, "timestamp": format_timestamp(now),
+               "data": {"challenge": challenge}}
+    body, result = await _send_once(engine, endpoint_id, url, [key], VERIFICATION_EVENT, message)
+    return Sent(event_id, body, now, result, _challenge_error(result, challenge))
+
+
+def _record_single(session: AsyncSession, endpoint: Endpoint, event_type: str, sent: Sent) -> uuid.UUID:
+    """A one-off message (challenge, test) with its single attempt, visible in the delivery log."""
+    result = sent.result
+    ok = sent.error is None
+    session.add(Event(id=sent.event_id, event_type=event_type, occurred_at=sent.occurred_at, tenant_id=None,
+                      ordering_key=f"webhook:{endpoint.id}", body=sent.body.decode()))
+    delivery = Delivery(
+        id=uuid.uuid4(), endpoint_id=endpoint.id, event_id=sent.event_id, event_type=event_type,
+        ordering_key=f"webhook:{endpoint.id}", status=DeliveryStatus.SUCCEEDED if ok else DeliveryStatus.FAILED,
+        attempts=1, cycle_attempts=1, last_attempt_at=result.started_at, last_status_code=result.status_code,
+        last_error_class=result.error_class, last_error=sent.error and sent.error[:1000],
+        delivered_at=utcnow() if ok else None)
+    session.add(delivery)
+    session.add(Attempt(
+        delivery_id=delivery.id, endpoint_id=endpoint.id, number=1, started_at=result.started_at,
+        duration_ms=result.duration_ms, url=endpoint.url[:2048], target_ip=result.target_ip,
+        request_headers=result.request_headers, status_code=result.status_code,
+        response_headers=result.response_headers, response_body=result.response_body, success=ok,
+        error_class=result.error_class, error=(sent.error or result.error or "")[:1000] or None))
+    return delivery.id
+
+
+def _apply_verification(endpoint: Endpoint, sent: Sent, *, activate: bool) -> None:
+    endpoint.verification_error = sent.error[:1000] if sent.error else None
+    if sent.error is None:
+        endpoint.verified_at = utcnow()
+        if activate:
+            endpoint.status = EndpointStatus.ACTIVE
+            endpoint.status_reason = None
+            endpoint.failing_since = None
+
+
+# --- use cases ---------------------------------------------------------------------------------------
+async def _get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False) -> Endpoint:
+    endpoint = await EndpointRepository(session).get(endpoint_id, for_update=for_update)
+    if endpoint is None:
+        raise NotFound(f"Webhook endpoint {endpoint_id} not found")
+    return endpoint
+
+
+async def create(session: AsyncSession, engine: DeliveryEngine, principal: Principal,
+                 payload: EndpointCreate) -> EndpointCreated:
+    await check_url(engine, payload.url)
+    secret = payload.secret or generate_secret()
+    endpoint_id = uuid.uuid4()
+    # The challenge goes out before anything is written: no transaction waits on the subscriber.
+    sent = await _challenge(engine, endpoint_id, payload.url, secret_key(secret))
+    endpoint = Endpoint(
+        id=endpoint_id, url=payload.url, description=payload.description, events=payload.events,
+        status=EndpointStatus.PENDING_VERIFICATION, secret_encrypted=engine.box.encrypt(secret),
+        secret_hint=mask(secret) or "****",
+        max_concurrency=payload.maxConcurrency or engine.settings.webhook_default_max_concurrency,
+        rate_limit_per_second=payload.rateLimitPerSecond, ordered=payload.ordered, created_by=principal.id,
+    )
+    _apply_verification(endpoint, sent, activate=True)
+    repo = EndpointRepository(session)
+    await repo.add(endpoint)
+    delivery_id = _record_single(session, endpoint, VERIFICATION_EVENT, sent)
+    await session.flush()
+    await repo.notify_changed(endpoint.id)
+    read = to_read(endpoint, verification=sent.verification(delivery_id))
+    return EndpointCreated(**(read.model_dump() | {"secret": secret}))
+
+
+async def get(session: AsyncSession, endpoint_id: uuid.UUID) -> EndpointRead:
+    return to_read(await _get(session, endpoint_id))
+
+
+async def list_endpoints(session: AsyncSession, *, status: EndpointStatusName | None,
+                         page: PageParams) -> Page[EndpointRead]:
+    items, total = await EndpointRepository(session).list(status=status, limit=page.limit, offset=page.offset)
+    return Page(items=[to_read(e) for e in items], total=total, limit=page.limit, offset=page.offset)
+
+
+async def verify(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uuid.UUID) -> EndpointRead:
+    """Send the challenge again. PENDING_VERIFICATION becomes ACTIVE on success; other states keep theirs."""
+    endpoint = await _get(session, endpoint_id)
+    url, key = endpoint.url, secret_key(engine.box.decrypt(endpoint.secret_encrypted))
+    sent = await _challenge(engine, endpoint.id, url, key)
+    endpoint = await _get(session, endpoint_id, for_update=True)
+    if endpoint.url != url:
+        raise Conflict("The endpoint's URL changed while it was being verified; verify again")
+    _apply_verification(endpoint, sent, activate=endpoint.status == EndpointStatus.PENDING_VERIFICATION)
+    endpoint.updated_at = utcnow()
+    delivery_id = _record_single(session, endpoint, VERIFICATION_EVENT, sent)
+    repo = EndpointRepository(session)
+    await repo.flush()
+    await repo.notify_changed(endpoint.id)
+    return to_read(endpoint, verification=sent.verification(delivery_id))
+
+
+async def update(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uuid.UUID,
+                 payload: EndpointUpdate) -> EndpointRead:
+    fields = payload.model_dump(exclude_unset=True)
+    endpoint = await _get(session, endpoint_id)
+    new_url = fields.get("url")
+    sent = None
+    if new_url is not None and new_url != endpoint.url:
+        await check_url(engine, new_url)
+        sent = await _challenge(engine, endpoint.id, new_url, secret_key(engine.box.decrypt(endpoint.secret_encrypted)))
+    endpoint = await _get(session, endpoint_id, for_update=True)
+    if "events" in fields:
+        endpoint.events = fields["events"]
+    if "description" in fields:
+        endpoint.description = fields["description"]
+    if "maxConcurrency" in fields:
+        endpoint.max_concurrency = fields["maxConcurrency"]
+    if "rateLimitPerSecond" in fields:
+        endpoint.rate_limit_per_second = fields["rateLimitPerSecond"]
+    if "ordered" in fields:
+        endpoint.ordered = fields["ordered"]
+    verification = None
+    if sent is not None and new_url is not None:
+        # A new URL receives nothing until it has answered the challenge.
+        endpoint.url = new_url
+        endpoint.status = EndpointStatus.PENDING_VERIFICATION
+        endpoint.status_reason = None
+        endpoint.verified_at = None
+        _apply_verification(endpoint, sent, activate=True)
+        verification = sent.verification(_record_single(session, endpoint, VERIFICATION_EVENT, sent))
+    endpoint.updated_at = utcnow()
+    repo = EndpointRepository(session)
+    await repo.flush()
+    await repo.notify_changed(endpoint.id)
+    return to_read(endpoint, verification=verification)
+
+
+async def delete(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
+    """Soft delete: the endpoint stops receiving at once; its delivery log stays until the retention."""
+    endpoint = await EndpointRepository(session).get(endpoint_id, for_update=True, include_deleted=True)
+    if endpoint is None:
+        raise NotFound(f"Webhook endpoint {endpoint_id} not found")
+    if endpoint.status == EndpointStatus.DELETED:
+        return
+    endpoint.status = EndpointStatus.DELETED
+    endpoint.deleted_at = endpoint.updated_at = utcnow()
+    repo = EndpointRepository(session)
+    await repo.flush()
+    await repo.fail_pending_deliveries(endpoint.id, "endpoint deleted")
+    await repo.notify_changed(endpoint.id)
+
+
+async def pause(session: AsyncSession, endpoint_id: uuid.UUID, body: StatusChange) -> EndpointRead:
+    """ACTIVE -> PAUSED: no new deliveries; pending ones wait and go out on resume."""
+    endpoint = await _get(session, endpoint_id, for_update=True)
+    if endpoint.status == EndpointStatus.PAUSED:
+        return to_read(endpoint)
+    if endpoint.status != EndpointStatus.ACTIVE:
+        raise Conflict(f"Endpoint is {endpoint.status}; only an ACTIVE endpoint can be paused")
+    endpoint.status = EndpointStatus.PAUSED
+    endpoint.status_reason = body.reason
+    endpoint.updated_at = utcnow()
+    repo = EndpointRepository(session)
+    await repo.flush()
+    await repo.notify_changed(endpoint.id)
+    return to_read(endpoint)
+
+
+async def resume(session: AsyncSession, endpoint_id: uuid.UUID, body: StatusChange) -> EndpointRead:
+    """PAUSED or DISABLED -> ACTIVE (re-enabling a disabled endpoint emits `webhook.endpoint.recovered`)."""
+    endpoint = await _get(session, endpoint_id, for_update=True)
+    if endpoint.status == EndpointStatus.ACTIVE:
+        return to_read(endpoint)
+    if endpoint.status not in (EndpointStatus.PAUSED, EndpointStatus.DISABLED):
+        raise Conflict(f"Endpoint is {endpoint.status}; verify it first (POST /{{id}}/verify)")
+    was_disabled = endpoint.status == EndpointStatus.DISABLED
+    endpoint.status = EndpointStatus.ACTIVE
+    endpoint.status_reason = body.reason
+    endpoint.failing_since = None
+    endpoint.disabled_at = None
+    endpoint.updated_at = utcnow()
+    repo = EndpointRepository(session)
+    await repo.flush()
+    if was_disabled:
+        await outbox.publish(session, "webhook.endpoint.recovered", {
+            "endpointId": endpoint.id, "url": endpoint.url, "status": EndpointStatus.ACTIVE.value,
+            "reason": body.reason}, key=endpoint.id)
+    await repo.notify_changed(endpoint.id)
+    return to_read(endpoint)
+
+
+async def rotate_secret(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uuid.UUID,
+                        body: RotateSecret) -> SecretRotated:
+    """New secret now; the old one keeps signing too (second signature) for the grace period."""
+    settings = engine.settings
+    grace = settings.webhook_rotation_grace_hours_default if body.graceHours is None else body.graceHours
+    grace = min(grace, settings.webhook_rotation_grace_hours_max)
+    endpoint = await _get(session, endpoint_id, for_update=True)
+    secret = body.secret or generate_secret()
+    if grace > 0:
+        endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+        endpoint.previous_secret_expires_at = utcnow() + timedelta(hours=grace)
+    else:
+        endpoint.previous_secret_encrypted = None
+        endpoint.previous_secret_expires_at = None
+    endpoint.secret_encrypted = engine.box.encrypt(secret)
+    endpoint.secret_hint = mask(secret) or "****"
+    endpoint.updated_at = utcnow()
+    repo = EndpointRepository(session)
+    await repo.flush()
+    await repo.notify_changed(endpoint.id)
+    return SecretRotated(**(to_read(endpoint).model_dump() | {"secret": secret}))
+
+
+async def send_test(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uuid.UUID) -> TestSent:
+    """One signed `webhook.test` to this endpoint only, sent now; the attempt is recorded (no retries)."""
+    endpoint = await _get(session, endpoint_id)
+    if endpoint.status == EndpointStatus.PENDING_VERIFICATION:
+        raise Conflict("The endpoint is not verified yet: POST /{id}/verify first")
+    config = await engine.registry.get(endpoint.id)
+    keys = config.signing_keys() if config is not None else [secret_key(engine.box.decrypt(endpoint.secret_encrypted))]
+    envelope = build_event(TEST_EVENT, {"endpointId": endpoint.id})
+    body, result = await _send_once(engine, endpoint.id, endpoint.url, keys, TEST_EVENT, envelope.to_webhook())
+    sent = Sent(envelope.id, body, envelope.timestamp, result, None if result.success else result.describe())
+    delivery_id = _record_single(session, endpoint, TEST_EVENT, sent)
+    await session.flush()
+    return TestSent(deliveryId=delivery_id, eventId=envelope.id, success=result.success,
+                    statusCode=result.status_code, error=sent.error, durationMs=result.duration_ms)
