@@ -7,13 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench fmt clean help
+.PHONY: run test lint bench fmt clean help postman
 
 help:
 	@echo "make run    - the whole platform (embedded PostgreSQL + Kafka + services + gateway on :8080)"
 	@echo "make test   - lint + the whole test suite against real PostgreSQL and Kafka"
 	@echo "make lint   - ruff + import-linter (service boundaries)"
 	@echo "make bench  - dispatcher benchmarks (prints a table; not part of the tests)"
+	@echo "make postman - regenerate postman/Plataforma.postman_collection.json from the OpenAPI specs"
 
 # uv comes from PATH, or is installed once into .tools/ with the machine's Python.
 $(TOOLS)/bin/uv:
@@ -40,6 +41,9 @@ test: lint
 
 bench: $(VENV)/.synced
 	@$(PY) -m bench
+
+postman: $(VENV)/.synced
+	@$(PY) tools/postman.py
 
 fmt: $(VENV)/.synced
 	@$(VENV)/bin/ruff check --fix .

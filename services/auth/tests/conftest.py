@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
 from auth.app import create_app
 from auth.config import Settings
-from fastapi import FastAPI
 
 OWNER_EMAIL = "owner@auth-tests.local"
 OWNER_PASSWORD = "Owner-Passw0rd-1"

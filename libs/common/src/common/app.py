@@ -63,6 +63,7 @@ def create_service_app(
     consumers: ConsumerFactory | None = None,
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
+    public_routes: Sequence[str] = (),
     version: str = "0.1.0",
 ) -> FastAPI:
     configure_logging(settings.service_name, settings.log_level)
@@ -115,7 +116,8 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
 
-    app.state.public_routes = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+    # Default deny: only these paths may be called without a principal (checked by the test helper).
+    app.state.public_routes = {"/healthz", "/readyz", "/metrics", "/openapi.json", *public_routes}
     return app
 
 

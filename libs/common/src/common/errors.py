@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -127,6 +127,20 @@ def install_problem_handlers(app: FastAPI) -> None:
         if sqlstate.startswith("23"):
             return problem_response(409, "Conflict", "The change conflicts with existing data")
         logger.exception("database error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal Server Error", "An unexpected error occurred")
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _unencodable(_: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        # Lone surrogates ("\\ud800") parse as JSON but cannot be stored as UTF-8.
+        return problem_response(422, "Validation failed", "Text contains characters that are not valid Unicode")
+
+    @app.exception_handler(StatementError)
+    async def _statement(request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc.orig, UnicodeEncodeError):
+            return await _unencodable(request, exc.orig)
+        if isinstance(exc, DBAPIError):
+            return await _database(request, exc)
+        logger.exception("database statement error on %s %s", request.method, request.url.path)
         return problem_response(500, "Internal Server Error", "An unexpected error occurred")
 
     @app.exception_handler(Exception)

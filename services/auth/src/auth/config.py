@@ -1,5 +1,6 @@
-from common.config import ServiceSettings
 from pydantic import Field, SecretStr
+
+from common.config import ServiceSettings
 
 
 class Settings(ServiceSettings):

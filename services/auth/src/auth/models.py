@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from common.db import ModelBase, new_metadata
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from common.db import ModelBase, new_metadata
 
 
 class Base(ModelBase, DeclarativeBase):

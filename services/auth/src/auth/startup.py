@@ -12,8 +12,6 @@ import logging
 import math
 import time
 
-from common.app import Runtime
-from common.crypto import SecretBox
 from fastapi import FastAPI
 
 from auth.config import Settings
@@ -21,6 +19,8 @@ from auth.login_attempt import service as login_attempts
 from auth.refresh_token import service as refresh_tokens
 from auth.signing_key import service as signing_keys
 from auth.user import service as users
+from common.app import Runtime
+from common.crypto import SecretBox
 
 logger = logging.getLogger("auth.startup")
 

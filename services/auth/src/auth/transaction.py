@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from common.errors import ProblemError, Unauthorized
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.errors import ProblemError, Unauthorized
 
 
 class KeepChanges(ProblemError):

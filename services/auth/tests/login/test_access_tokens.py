@@ -10,9 +10,10 @@ import time
 import uuid
 
 import pytest
-from auth.signing_key.keyring import KeyRing
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from auth.signing_key.keyring import KeyRing
 
 
 def _b64(data: dict) -> str:

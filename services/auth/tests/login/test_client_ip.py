@@ -5,9 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from starlette.requests import Request
+
 from auth.config import Settings
 from auth.login.client_ip import client_ip
-from starlette.requests import Request
 
 
 def _request(peer: str, forwarded: str | None = None) -> Request:

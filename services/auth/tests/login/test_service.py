@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 
 from argon2 import PasswordHasher
+from sqlalchemy import select
+
 from auth.models import User
 from auth.user.passwords import needs_rehash
-from sqlalchemy import select
 
 
 async def test_login_rehashes_an_outdated_hash(app, client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jwt
 import pytest
+
 from common.auth.jwks import InvalidToken, JWKSClient
 
 OWNER_EMAIL = "owner@auth-tests.local"

@@ -8,13 +8,14 @@ import uuid
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import select
+
 from auth.models import SigningKey
 from auth.signing_key import service
 from auth.signing_key.keyring import KeyRing
 from common.crypto import SecretBox
 from common.db import Database
-from cryptography.fernet import Fernet
-from sqlalchemy import select
 
 
 async def test_concurrent_starts_create_one_key(migrated_database, encryption_keys):

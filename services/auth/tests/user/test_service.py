@@ -6,11 +6,12 @@ import asyncio
 import logging
 import re
 
+from sqlalchemy import select
+
 from auth.models import User
 from auth.user import service
 from auth.user.passwords import verify_password
 from common.db import Database
-from sqlalchemy import select
 
 
 async def _owners(database: Database, email: str) -> list[User]:

@@ -1,9 +1,9 @@
-from common.app import create_service_app
 from fastapi import FastAPI
 
 from billing.api import routers
 from billing.config import Settings
 from billing.events import outbox
+from common.app import create_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -1,7 +1,6 @@
 """The billing service's outbox (topic platform.billing.events)."""
 
-from common.messaging import Outbox
-
 from billing.models import outbox as outbox_table
+from common.messaging import Outbox
 
 outbox = Outbox(outbox_table, source="billing")

@@ -1,8 +1,9 @@
 """ORM models of the billing service (Alembic's target metadata)."""
 
+from sqlalchemy.orm import DeclarativeBase
+
 from common.db import ModelBase, new_metadata
 from common.messaging import inbox_table, outbox_table
-from sqlalchemy.orm import DeclarativeBase
 
 
 class Base(ModelBase, DeclarativeBase):

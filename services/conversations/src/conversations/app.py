@@ -1,6 +1,6 @@
-from common.app import create_service_app
 from fastapi import FastAPI
 
+from common.app import create_service_app
 from conversations.api import routers
 from conversations.config import Settings
 from conversations.events import outbox

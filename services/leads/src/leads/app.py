@@ -1,6 +1,6 @@
-from common.app import create_service_app
 from fastapi import FastAPI
 
+from common.app import create_service_app
 from leads.api import routers
 from leads.config import Settings
 from leads.events import outbox

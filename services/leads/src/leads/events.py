@@ -1,7 +1,6 @@
 """The leads service's outbox (topic platform.leads.events)."""
 
 from common.messaging import Outbox
-
 from leads.models import outbox as outbox_table
 
 outbox = Outbox(outbox_table, source="leads")

@@ -1,6 +1,6 @@
-from common.app import create_service_app
 from fastapi import FastAPI
 
+from common.app import create_service_app
 from support.api import routers
 from support.config import Settings
 from support.events import outbox

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from common.app import Runtime, create_service_app
 from fastapi import FastAPI
 
+from common.app import Runtime, create_service_app
 from webhook_dispatcher.api import routers
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.engine import DeliveryEngine

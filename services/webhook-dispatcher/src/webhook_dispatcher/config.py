@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from common.config import ServiceSettings
 from pydantic import field_validator, model_validator
+
+from common.config import ServiceSettings
 
 
 def parse_schedule(value: str) -> list[float]:

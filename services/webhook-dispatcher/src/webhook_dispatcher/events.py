@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from common.events import EVENT_TYPES, Envelope
 from common.messaging import Outbox
-
 from webhook_dispatcher.models import outbox as outbox_table
 
 outbox = Outbox(outbox_table, source="webhook-dispatcher")

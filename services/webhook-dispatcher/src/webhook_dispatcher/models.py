@@ -15,8 +15,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from common.db import ModelBase, new_metadata
-from common.messaging import inbox_table, outbox_table
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -34,6 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import Uuid
+
+from common.db import ModelBase, new_metadata
+from common.messaging import inbox_table, outbox_table
 
 
 class Base(ModelBase, DeclarativeBase):
@@ -141,7 +142,7 @@ class Attempt(Base):
     target_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     request_headers: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
+    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     success: Mapped[bool] = mapped_column(Boolean, default=False)
     error_class: Mapped[str | None] = mapped_column(String(30), nullable=True)

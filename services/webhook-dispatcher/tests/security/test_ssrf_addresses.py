@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+
 from webhook_dispatcher.security import (
     AllowList,
     BlockedByPolicy,

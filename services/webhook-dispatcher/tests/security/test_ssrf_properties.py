@@ -8,6 +8,7 @@ import socket
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+
 from webhook_dispatcher.security import BlockedByPolicy, blocked_reason, parse_ipv4_legacy, parse_webhook_url
 
 BLOCKED_V4 = [

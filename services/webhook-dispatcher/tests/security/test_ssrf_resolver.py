@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from webhook_dispatcher.security import (
     AllowList,
     BlockedByPolicy,

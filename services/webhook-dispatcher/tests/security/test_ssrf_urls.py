@@ -6,6 +6,7 @@ import ipaddress
 
 import pytest
 import yarl
+
 from webhook_dispatcher.security import (
     AllowList,
     BlockedByPolicy,

@@ -20,4 +20,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response is sent. With FastAPI's default (request scope) the client
+# could see a 2xx before the commit, miss its own write on the next call, and never learn of a failed commit.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

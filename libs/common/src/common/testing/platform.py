@@ -60,7 +60,7 @@ def _spawn(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen[b
              "--port", str(port), "--no-access-log"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-async def start_auth_server(database_url: str, env: dict[str, str], repo_root: Path, port: int) -> AuthServer:
+async def start_auth_server(database_url: str, env: dict[str, str], log_path: Path, port: int) -> AuthServer:
     owner_email, owner_password = "owner@test.local", "Owner-Passw0rd-1"
     proc_env = os.environ | env | {
         "DATABASE_URL": database_url,
@@ -68,12 +68,12 @@ async def start_auth_server(database_url: str, env: dict[str, str], repo_root: P
         "PLATFORM_OWNER_EMAIL": owner_email,
         "PLATFORM_OWNER_PASSWORD": owner_password,
     }
-    proc = _spawn(proc_env, repo_root / ".pytest-auth.log", port)
+    proc = _spawn(proc_env, log_path, port)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(timeout=2) as client:
         for _ in range(300):
             if proc.poll() is not None:
-                raise RuntimeError(f"auth exited: {(repo_root / '.pytest-auth.log').read_text()[-3000:]}")
+                raise RuntimeError(f"auth exited: {log_path.read_text()[-3000:]}")
             try:
                 if (await client.get(f"{url}/readyz")).status_code == 200:
                     return AuthServer(url, owner_email, owner_password, proc)

@@ -95,10 +95,11 @@ def encryption_keys() -> str:
 
 
 @pytest.fixture(scope="session")
-async def auth_server(migrated_database: Callable[..., Awaitable[str]], repo_root: Path,
+async def auth_server(migrated_database: Callable[..., Awaitable[str]], tmp_path_factory: pytest.TempPathFactory,
                       encryption_keys: str) -> AsyncIterator[AuthServer]:
     url = await migrated_database("auth")
-    server = await start_auth_server(url, {"SECRETS_ENCRYPTION_KEYS": encryption_keys}, repo_root, free_port())
+    server = await start_auth_server(url, {"SECRETS_ENCRYPTION_KEYS": encryption_keys},
+                                     tmp_path_factory.mktemp("auth") / "auth.log", free_port())
     yield server
     server.process.terminate()
     try:

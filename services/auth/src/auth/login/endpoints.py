@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from common.errors import problem_responses
 from fastapi import APIRouter, Depends, Request, Response, status
 
 from auth.login import service
@@ -10,6 +9,7 @@ from auth.login.client_ip import client_ip
 from auth.login.schemas import LoginRequest, RefreshRequest, TokenResponse
 from auth.signing_key.keyring import KeyRing, current_keyring
 from auth.transaction import SessionDep
+from common.errors import problem_responses
 
 router = APIRouter(prefix="/api/auth", tags=["sessions"])
 

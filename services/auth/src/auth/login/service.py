@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 
-from common.auth import Role
-from common.db import utcnow
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.config import Settings
@@ -19,6 +17,8 @@ from auth.transaction import RejectedCredentials
 from auth.user.passwords import hash_password, needs_rehash, verify_password
 from auth.user.repository import UserRepository
 from auth.user.schemas import UserSummary
+from common.auth import Role
+from common.db import utcnow
 
 # One message for an unknown email, a wrong password and a disabled account: no user enumeration.
 INVALID_LOGIN = "Invalid email or password"

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from common.db import utcnow
-from common.errors import TooManyRequests
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.config import Settings
 from auth.login_attempt.repository import LoginAttemptRepository
+from common.db import utcnow
+from common.errors import TooManyRequests
 
 
 def _retry_after(nth_latest: datetime | None, window: timedelta, now: datetime) -> int | None:

@@ -11,12 +11,12 @@ import secrets
 import uuid
 from datetime import timedelta
 
-from common.db import utcnow
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import RefreshToken
 from auth.refresh_token.repository import RefreshTokenRepository
 from auth.transaction import RejectedCredentials
+from common.db import utcnow
 
 INVALID = "Invalid or expired refresh token"
 

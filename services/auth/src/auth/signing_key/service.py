@@ -10,8 +10,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from common.crypto import SecretBox
-from common.db import utcnow
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -21,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.models import SigningKey
 from auth.signing_key.keyring import KeyRing
 from auth.signing_key.repository import SigningKeyRepository
+from common.crypto import SecretBox
+from common.db import utcnow
 
 
 def _b64url(data: bytes) -> str:

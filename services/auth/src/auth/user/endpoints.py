@@ -3,15 +3,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from common.auth import AnyCaller, PlatformOwner, Role
-from common.errors import problem_responses
-from common.pagination import Page, PageParamsDep
 from fastapi import APIRouter, Query, status
 
 from auth.transaction import SessionDep
 from auth.user import service
 from auth.user.schemas import UserCreate, UserRead, UserUpdate
 from auth.validation import CleanText
+from common.auth import AnyCaller, PlatformOwner, Role
+from common.errors import problem_responses
+from common.pagination import Page, PageParamsDep
 
 router = APIRouter(prefix="/api/auth", tags=["users"])
 

@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from common.auth import Role
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from auth.validation import CleanText
+from common.auth import Role
 
 # Lenient on purpose: `owner@plataforma.local` must pass, which strict validators reject as special-use.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=320,

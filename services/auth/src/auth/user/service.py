@@ -6,10 +6,6 @@ import logging
 import secrets
 import uuid
 
-from common.auth import Principal, Role
-from common.db import utcnow
-from common.errors import Conflict, NotFound, Unauthorized, Unprocessable
-from common.pagination import Page, PageParams
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import User
@@ -17,6 +13,10 @@ from auth.refresh_token import service as refresh_tokens
 from auth.user.passwords import hash_password
 from auth.user.repository import DuplicateEmail, UserRepository
 from auth.user.schemas import UserCreate, UserRead, UserUpdate, check_role_tenant
+from common.auth import Principal, Role
+from common.db import utcnow
+from common.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from common.pagination import Page, PageParams
 
 logger = logging.getLogger("auth.user")
 

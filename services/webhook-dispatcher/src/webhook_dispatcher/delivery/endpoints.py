@@ -3,12 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from common.auth import PlatformOwner
-from common.db import SessionDep
-from common.errors import problem_responses
 from fastapi import APIRouter, Query, status
 from pydantic import AwareDatetime
 
+from common.auth import PlatformOwner
+from common.db import SessionDep
+from common.errors import problem_responses
 from webhook_dispatcher.delivery import service
 from webhook_dispatcher.delivery.schemas import (
     AttemptRead,

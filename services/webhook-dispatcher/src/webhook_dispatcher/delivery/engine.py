@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 
 from common.crypto import SecretBox
 from common.db import Database
-
 from webhook_dispatcher import metrics
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.messages import attempt_span, build_headers

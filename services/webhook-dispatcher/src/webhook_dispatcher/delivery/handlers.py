@@ -14,14 +14,14 @@ import uuid
 from typing import Any
 
 import orjson
+from sqlalchemy import Float, bindparam, func
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from common.config import ServiceSettings
 from common.db import Database
 from common.events import ALL_TOPICS, matches
 from common.messaging import ConsumedEvent, EventConsumer
 from common.messaging.consumer import AfterCommit
-from sqlalchemy import Float, bindparam, func
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from webhook_dispatcher.delivery.engine import DeliveryEngine, Job
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.endpoint.repository import EndpointRepository

@@ -19,7 +19,6 @@ from typing import Any
 
 from common.crypto import SecretBox
 from common.db import Database
-
 from webhook_dispatcher.delivery.signing import secret_key
 from webhook_dispatcher.endpoint.repository import CHANGED_CHANNEL, EndpointRepository
 from webhook_dispatcher.models import Endpoint, EndpointStatus

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from common.events import matches
 from sqlalchemy import (
     Boolean,
     DateTime,
@@ -29,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import Uuid
 
+from common.events import matches
 from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 
 DUE_CHANNEL = "webhook_deliveries_due"

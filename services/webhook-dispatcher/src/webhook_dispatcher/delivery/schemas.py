@@ -5,7 +5,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from common.events import valid_pattern
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -15,6 +14,8 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+
+from common.events import valid_pattern
 
 
 class DeliveryStatusName(StrEnum):

@@ -8,9 +8,9 @@ import uuid
 from datetime import datetime
 
 import orjson
-from common.errors import Conflict, NotFound, Unprocessable
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.errors import Conflict, NotFound, Unprocessable
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.delivery.schemas import (
     AttemptRead,

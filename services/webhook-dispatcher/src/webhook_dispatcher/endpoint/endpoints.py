@@ -3,12 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
+from fastapi import APIRouter, Body, Response, status
+
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import problem_responses
 from common.pagination import Page, PageParamsDep
-from fastapi import APIRouter, Body, Response, status
-
 from webhook_dispatcher.dependencies import EngineDep
 from webhook_dispatcher.endpoint import service
 from webhook_dispatcher.endpoint.schemas import (

@@ -15,15 +15,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from common.auth import Principal
 from common.crypto import mask
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.events import build_event, format_timestamp
 from common.pagination import Page, PageParams
-from opentelemetry import trace
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from webhook_dispatcher.delivery.engine import DeliveryEngine
 from webhook_dispatcher.delivery.messages import build_headers
 from webhook_dispatcher.delivery.signing import generate_secret, secret_key
@@ -126,12 +126,13 @@ async def _challenge(engine: DeliveryEngine, endpoint_id: uuid.UUID, url: str, k
     return Sent(event_id, body, now, result, _challenge_error(result, challenge))
 
 
-def _record_single(session: AsyncSession, endpoint: Endpoint, event_type: str, sent: Sent) -> uuid.UUID:
+async def _record_single(session: AsyncSession, endpoint: Endpoint, event_type: str, sent: Sent) -> uuid.UUID:
     """A one-off message (challenge, test) with its single attempt, visible in the delivery log."""
     result = sent.result
     ok = sent.error is None
     session.add(Event(id=sent.event_id, event_type=event_type, occurred_at=sent.occurred_at, tenant_id=None,
                       ordering_key=f"webhook:{endpoint.id}", body=sent.body.decode()))
+    await session.flush()  # no relationships declared: rows go in foreign-key order by hand
     delivery = Delivery(
         id=uuid.uuid4(), endpoint_id=endpoint.id, event_id=sent.event_id, event_type=event_type,
         ordering_key=f"webhook:{endpoint.id}", status=DeliveryStatus.SUCCEEDED if ok else DeliveryStatus.FAILED,
@@ -139,12 +140,14 @@ def _record_single(session: AsyncSession, endpoint: Endpoint, event_type: str, s
         last_error_class=result.error_class, last_error=sent.error and sent.error[:1000],
         delivered_at=utcnow() if ok else None)
     session.add(delivery)
+    await session.flush()
     session.add(Attempt(
         delivery_id=delivery.id, endpoint_id=endpoint.id, number=1, started_at=result.started_at,
         duration_ms=result.duration_ms, url=endpoint.url[:2048], target_ip=result.target_ip,
         request_headers=result.request_headers, status_code=result.status_code,
         response_headers=result.response_headers, response_body=result.response_body, success=ok,
         error_class=result.error_class, error=(sent.error or result.error or "")[:1000] or None))
+    await session.flush()
     return delivery.id
 
 
@@ -183,7 +186,7 @@ async def create(session: AsyncSession, engine: DeliveryEngine, principal: Princ
     _apply_verification(endpoint, sent, activate=True)
     repo = EndpointRepository(session)
     await repo.add(endpoint)
-    delivery_id = _record_single(session, endpoint, VERIFICATION_EVENT, sent)
+    delivery_id = await _record_single(session, endpoint, VERIFICATION_EVENT, sent)
     await session.flush()
     await repo.notify_changed(endpoint.id)
     read = to_read(endpoint, verification=sent.verification(delivery_id))
@@ -210,7 +213,7 @@ async def verify(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uui
         raise Conflict("The endpoint's URL changed while it was being verified; verify again")
     _apply_verification(endpoint, sent, activate=endpoint.status == EndpointStatus.PENDING_VERIFICATION)
     endpoint.updated_at = utcnow()
-    delivery_id = _record_single(session, endpoint, VERIFICATION_EVENT, sent)
+    delivery_id = await _record_single(session, endpoint, VERIFICATION_EVENT, sent)
     repo = EndpointRepository(session)
     await repo.flush()
     await repo.notify_changed(endpoint.id)
@@ -245,7 +248,7 @@ async def update(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uui
         endpoint.status_reason = None
         endpoint.verified_at = None
         _apply_verification(endpoint, sent, activate=True)
-        verification = sent.verification(_record_single(session, endpoint, VERIFICATION_EVENT, sent))
+        verification = sent.verification(await _record_single(session, endpoint, VERIFICATION_EVENT, sent))
     endpoint.updated_at = utcnow()
     repo = EndpointRepository(session)
     await repo.flush()
@@ -340,7 +343,7 @@ async def send_test(session: AsyncSession, engine: DeliveryEngine, endpoint_id: 
     envelope = build_event(TEST_EVENT, {"endpointId": endpoint.id})
     body, result = await _send_once(engine, endpoint.id, endpoint.url, keys, TEST_EVENT, envelope.to_webhook())
     sent = Sent(envelope.id, body, envelope.timestamp, result, None if result.success else result.describe())
-    delivery_id = _record_single(session, endpoint, TEST_EVENT, sent)
+    delivery_id = await _record_single(session, endpoint, TEST_EVENT, sent)
     await session.flush()
     return TestSent(deliveryId=delivery_id, eventId=envelope.id, success=result.success,
                     statusCode=result.status_code, error=sent.error, durationMs=result.duration_ms)

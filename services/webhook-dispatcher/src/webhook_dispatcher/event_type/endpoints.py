@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
 from common.auth import PlatformOwner
 from common.errors import problem_responses
 from common.events import EVENT_TYPES
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
 router = APIRouter(prefix="/api/platform/webhooks", tags=["webhooks"])
 

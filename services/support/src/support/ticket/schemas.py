@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from support.text import LongText, Subject
+
+
+class Priority(StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+
+class TicketStatus(StrEnum):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    WAITING = "WAITING"
+    RESOLVED = "RESOLVED"
+    CLOSED = "CLOSED"
+
+
+class TicketCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tenantId: uuid.UUID | None = Field(
+        default=None, description="Required for the platform owner; tenant users may leave it out (their own "
+                                  "tenant is used) and may not name another tenant")
+    subject: Subject
+    description: LongText
+    priority: Priority = Priority.MEDIUM
+    assigneeId: uuid.UUID | None = Field(default=None, description="User id of the assignee (platform owner only)")
+
+
+class TicketUpdate(BaseModel):
+    """Partial update: fields left out are kept; `assigneeId: null` unassigns.
+
+    Tenant users may change `subject` and `description`, close the ticket, and reopen a RESOLVED one;
+    values equal to the current ones are not changes (a full PUT of what GET returned is accepted).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: Subject | None = None
+    description: LongText | None = None
+    priority: Priority | None = None
+    status: TicketStatus | None = None
+    assigneeId: uuid.UUID | None = None
+
+    @field_validator("subject", "description", "priority", "status")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+
+class TicketRead(BaseModel):
+    id: uuid.UUID
+    tenantId: uuid.UUID
+    subject: str
+    description: str
+    priority: Priority
+    status: TicketStatus
+    assigneeId: uuid.UUID | None
+    createdBy: uuid.UUID
+    createdAt: datetime
+    updatedAt: datetime
+    closedAt: datetime | None
+
+
+class TicketSort(StrEnum):
+    created = "createdAt"
+    created_desc = "-createdAt"
+    updated = "updatedAt"
+    updated_desc = "-updatedAt"
+    priority = "priority"
+    priority_desc = "-priority"

@@ -1,0 +1,151 @@
+"""The dispatcher under test: real PostgreSQL, real Kafka (tansu), real auth, a real HTTPS receiver.
+
+One dispatcher app runs for the whole session (a consumer-group join costs ~5 s against tansu), with
+short retries ("0.2,0.2": three attempts) and the receiver's loopback address allowed.
+Each test creates its own endpoints (unique receiver paths) and they are deleted afterwards, so tests
+never see each other's deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from common.events import Envelope, build_event, topic_for_source
+from common.testing.plugin import bearer
+from common.testing.receiver import WebhookReceiver, webhook_receiver
+from common.testing.servers import serve_app
+from webhook_dispatcher.app import create_app
+from webhook_dispatcher.config import Settings
+
+API = "/api/platform/webhooks"
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+TEST_SETTINGS: dict[str, Any] = {
+    "webhook_allowed_private_cidrs": "127.0.0.1/32",
+    "webhook_retry_schedule": "0.2,0.2",
+    "webhook_timeout_seconds": 3.0,
+    "webhook_lease_seconds": 10.0,
+    "webhook_poll_interval_seconds": 0.2,
+    "webhook_shutdown_grace_seconds": 5.0,
+    "webhook_maintenance_interval_seconds": 0.5,
+}
+
+
+@pytest.fixture(scope="session")
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    async with webhook_receiver() as r:
+        yield r
+
+
+@pytest.fixture(scope="session")
+async def dispatcher_db(migrated_database: Callable[..., Awaitable[str]]) -> str:
+    return await migrated_database("webhook-dispatcher")
+
+
+@pytest.fixture(scope="session")
+def make_settings(dispatcher_db: str, platform_settings: dict[str, Any],
+                  receiver: WebhookReceiver) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return Settings(**(platform_settings | {"database_url": dispatcher_db,
+                                                "webhook_ca_bundle": receiver.ca_bundle_path}
+                           | TEST_SETTINGS | overrides))
+
+    return make
+
+
+@dataclass
+class Dispatcher:
+    url: str
+    app: FastAPI
+    settings: Settings
+
+
+async def wait_ready(url: str, timeout: float = 60.0) -> None:
+    """Until /readyz says ready: database, broker, and the consumer's partitions assigned."""
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        async with asyncio.timeout(timeout):
+            while (await client.get("/readyz")).status_code != 200:
+                await asyncio.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+async def dispatcher(make_settings: Callable[..., Settings]) -> AsyncIterator[Dispatcher]:
+    settings = make_settings()
+    app = create_app(settings)
+    async with serve_app(app) as url:
+        await wait_ready(url)
+        yield Dispatcher(url, app, settings)
+
+
+@pytest.fixture
+async def owner(dispatcher: Dispatcher, owner_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=dispatcher.url, headers=bearer(owner_token), timeout=20) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(dispatcher: Dispatcher) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=dispatcher.url, timeout=20) as client:
+        yield client
+
+
+@pytest.fixture
+async def endpoints(owner: httpx.AsyncClient) -> AsyncIterator[Callable[..., Awaitable[dict[str, Any]]]]:
+    """Factory: create an endpoint through the API (201 expected); deleted when the test ends."""
+    created: list[str] = []
+
+    async def create(url: str, events: list[str] | None = None, **body: Any) -> dict[str, Any]:
+        resp = await owner.post(API, json={"url": url, "events": events or ["*"], **body})
+        assert resp.status_code == 201, resp.text
+        created.append(resp.json()["id"])
+        return resp.json()
+
+    yield create
+    for endpoint_id in created:
+        await owner.delete(f"{API}/{endpoint_id}")
+
+
+@pytest.fixture(scope="session")
+async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=False, linger_ms=1)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def publish(producer: AIOKafkaProducer) -> Callable[..., Awaitable[Envelope]]:
+    """Put a real envelope on its service's topic, as a relay would (key = aggregate id, event header)."""
+
+    async def send(name: str, data: dict[str, Any] | None = None, *, envelope: Envelope | None = None,
+                   key: str | None = None, tenant_id: uuid.UUID | None = None,
+                   traceparent: str | None = TRACEPARENT) -> Envelope:
+        if envelope is None:
+            envelope = build_event(name, data or {}, tenant_id=tenant_id)
+        headers = [("event", envelope.event.encode())]
+        if traceparent:
+            headers.append(("traceparent", traceparent.encode()))
+        await producer.send_and_wait(topic_for_source(envelope.source), orjson.dumps(envelope.to_kafka()),
+                                     key=(key or str(envelope.tenant_id or envelope.id)).encode(), headers=headers)
+        return envelope
+
+    return send
+
+
+def tenant_data(**overrides: Any) -> dict[str, Any]:
+    tid = uuid.uuid4()
+    return {"tenantId": tid, "name": f"Empresa {tid.hex[:6]}", "plan": "Pro", "status": "ACTIVE"} | overrides
