@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
 
+from common.auth.api_keys import ApiKeyIntrospector
 from common.auth.jwks import JWKSClient
 from common.config import ServiceSettings
 from common.db import Database
@@ -108,6 +109,7 @@ def create_service_app(
     app.state.readiness_checks = {}
     app.state.jwks = JWKSClient(settings.auth_jwks_url, issuer=settings.auth_issuer,
                                 audience=settings.auth_audience)
+    app.state.api_keys = ApiKeyIntrospector(settings.introspect_url)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -19,6 +19,8 @@ class ServiceSettings(BaseSettings):
     kafka_enable_idempotence: bool = False
     kafka_topic_partitions: int = 3
     auth_jwks_url: str = "http://127.0.0.1:8101/api/auth/.well-known/jwks.json"
+    # Where platform API keys (plk_...) are checked; derived from the JWKS URL when unset.
+    auth_introspect_url: str | None = None
     auth_issuer: str = "plataforma-auth"
     auth_audience: str = "plataforma"
     secrets_encryption_keys: str = ""
@@ -38,6 +40,12 @@ class ServiceSettings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+asyncpg://" + value[len(prefix) :]
         return value
+
+    @property
+    def introspect_url(self) -> str:
+        if self.auth_introspect_url:
+            return self.auth_introspect_url
+        return self.auth_jwks_url.replace("/.well-known/jwks.json", "/api-keys/introspect")
 
     @cached_property
     def topic(self) -> str:

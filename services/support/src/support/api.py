@@ -1,4 +1,4 @@
-from fastapi import APIRouter
+from support.message.endpoints import router as message_router
+from support.ticket.endpoints import router as ticket_router
 
-# Domain modules are added by later issues; the service already starts, migrates and reports health.
-routers: list[APIRouter] = []
+routers = [ticket_router, message_router]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from common.db import ModelBase, new_metadata
-from common.messaging import inbox_table, outbox_table
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -21,6 +19,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import Uuid
+
+from common.db import ModelBase, new_metadata
+from common.messaging import inbox_table, outbox_table
 
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 STATUSES = ("OPEN", "IN_PROGRESS", "WAITING", "RESOLVED", "CLOSED")

@@ -22,3 +22,6 @@ Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
                     AfterValidator(storable)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000),
                      AfterValidator(storable)]
+
+# For query parameters (URL decoding already replaces invalid UTF-8): no NUL characters.
+NO_NUL = r"^[^\x00]*$"

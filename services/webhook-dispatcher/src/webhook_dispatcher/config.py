@@ -28,6 +28,8 @@ class Settings(ServiceSettings):
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
     webhook_timeout_seconds: float = 15.0
 
+    webhook_consumer_group: str = "webhook-dispatcher"
+
     # --- delivery engine ---
     webhook_user_agent: str = "Plataforma-Webhooks/1.0"
     webhook_default_max_concurrency: int = 10

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import uuid
 
-from common.testing.plugin import bearer
 from standardwebhooks import Webhook
+
+from common.testing.plugin import bearer
 
 API = "/api/platform/webhooks"
 

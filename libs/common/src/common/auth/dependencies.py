@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from common.auth import api_keys
 from common.auth.jwks import InvalidToken, JWKSClient, KeysUnavailable
 from common.errors import Forbidden, ProblemError, TooManyRequests, Unauthorized
 
@@ -36,6 +37,7 @@ class Principal:
     role: Role
     tenant_id: uuid.UUID | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    api_key_id: str | None = None  # set when the caller used a platform API key
 
     @property
     def is_owner(self) -> bool:
@@ -74,9 +76,13 @@ async def get_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized()
-    jwks: JWKSClient = request.app.state.jwks
+    token = credentials.credentials
     try:
-        claims = await jwks.verify(credentials.credentials)
+        if token.startswith(api_keys.PREFIX):
+            claims = api_keys.principal_claims(await request.app.state.api_keys.principal(token))
+        else:
+            jwks: JWKSClient = request.app.state.jwks
+            claims = await jwks.verify(token)
     except InvalidToken as exc:
         raise Unauthorized(f"Invalid token: {exc}") from None
     except KeysUnavailable:
@@ -88,10 +94,15 @@ async def get_principal(
             role=Role(claims.get("role")),
             tenant_id=uuid.UUID(claims["tid"]) if claims.get("tid") else None,
             scopes=frozenset(claims.get("scopes") or ()),
+            api_key_id=claims.get("kid"),
         )
     except (KeyError, ValueError):
         raise Unauthorized("Invalid token claims") from None
-    limit = request.app.state.settings.rate_limit_per_minute
+    settings = request.app.state.settings
+    if principal.api_key_id and not api_keys.scope_allows(principal.scopes, settings.service_name,
+                                                          request.method):
+        raise Forbidden(f"This API key's scopes do not allow {request.method} on {settings.service_name}")
+    limit = settings.rate_limit_per_minute
     wait = _limiter.allow(principal.id, limit)
     if wait:
         raise TooManyRequests(f"Rate limit of {limit} requests per minute exceeded",

@@ -17,19 +17,18 @@ import orjson
 from sqlalchemy import Float, bindparam, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.config import ServiceSettings
 from common.db import Database
 from common.events import ALL_TOPICS, matches
 from common.messaging import ConsumedEvent, EventConsumer
 from common.messaging.consumer import AfterCommit
+from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.engine import DeliveryEngine, Job
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.events import is_routable, ordering_key
 from webhook_dispatcher.models import DeliveryStatus, inbox
 
-CONSUMER_NAME = "webhook-dispatcher"
-GROUP_ID = "webhook-dispatcher"
+CONSUMER_NAME = "webhook-dispatcher"  # the inbox's consumer name
 
 
 def _event_row(event: ConsumedEvent, body: bytes) -> dict[str, Any]:
@@ -94,9 +93,9 @@ async def route_events(session: AsyncSession, events: list[ConsumedEvent],
     return after_commit
 
 
-def make_consumer(settings: ServiceSettings, database: Database, engine: DeliveryEngine) -> EventConsumer:
+def make_consumer(settings: Settings, database: Database, engine: DeliveryEngine) -> EventConsumer:
     async def handler(session: AsyncSession, events: list[ConsumedEvent]) -> AfterCommit | None:
         return await route_events(session, events, engine)
 
     return EventConsumer(settings, database, inbox, name=CONSUMER_NAME, topics=list(ALL_TOPICS),
-                         handler=handler, group_id=GROUP_ID)
+                         handler=handler, group_id=settings.webhook_consumer_group)
