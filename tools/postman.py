@@ -19,7 +19,7 @@ SERVICES = [("auth", "auth"), ("tenants", "tenants"), ("support", "support"), ("
             ("conversations", "conversations"), ("billing", "billing"),
             ("webhook-dispatcher", "webhook_dispatcher")]
 PUBLIC = {("POST", "/api/auth/login"), ("POST", "/api/auth/refresh"), ("POST", "/api/auth/logout"),
-          ("GET", "/api/auth/.well-known/jwks.json")}
+          ("GET", "/api/auth/.well-known/jwks.json"), ("POST", "/api/auth/api-keys/introspect")}
 
 
 def _resolve(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:

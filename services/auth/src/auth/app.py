@@ -10,8 +10,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         settings or Settings(),
         title="Plataforma · Auth",
-        description="Users, login with rotating refresh tokens, and the JWKS every service verifies "
-                    "access tokens against. Publishes no events.",
+        description="Users, login with rotating refresh tokens, the JWKS every service verifies "
+                    "access tokens against, and platform API keys for machines (with the introspection "
+                    "endpoint every service checks them with). Publishes no events.",
         routers=routers,
         on_startup=on_startup,
         public_routes=public_paths,

@@ -23,3 +23,8 @@ class Settings(ServiceSettings):
 
     # How often the in-memory keys are reloaded from the database (a key made by another replica).
     signing_keys_reload_seconds: float = Field(default=60.0, gt=0)
+
+    # Platform API keys: how long a service may cache an introspection answer, and how many failed
+    # introspections (unknown, revoked, malformed keys) one client IP may make per minute before a 429.
+    api_key_cache_seconds: int = Field(default=30, ge=0, le=3600)
+    api_key_introspect_failures_per_minute: int = Field(default=120, ge=1)

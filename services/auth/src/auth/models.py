@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import ModelBase, new_metadata
@@ -76,3 +76,28 @@ class LoginAttempt(Base):
     email: Mapped[str] = mapped_column(String(320))
     ip: Mapped[str] = mapped_column(String(64))
     cleared: Mapped[bool] = mapped_column(default=False)
+
+
+class ApiKey(Base):
+    """A platform API key for machines (`plk_<public id>_<secret>`): the public id in clear for lookup, the
+    SHA-256 of the whole key to check it. The key itself is shown once, at creation or rotation."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("(role = 'PLATFORM_OWNER') = (tenant_id IS NULL)", name="role_tenant"),
+    )
+
+    name: Mapped[str] = mapped_column(String(200))
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(20))
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(100)), default=list, server_default="{}")
+    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
+                                                         nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The key this one replaced; unique, so a key is rotated at most once.
+    rotated_from: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"),
+                                                           nullable=True, unique=True)

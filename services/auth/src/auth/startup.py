@@ -1,7 +1,8 @@
 """What the auth service does when it starts, and keeps doing while it runs.
 
 Start: make sure one signing key exists, seed the platform owner, load the keys into memory and into
-`app.state.jwks` (so this service verifies its own tokens without fetching its own JWKS over HTTP).
+`app.state.jwks` (so this service verifies its own tokens without fetching its own JWKS over HTTP), and
+check `plk_` API keys against the database rather than through its own introspection endpoint.
 Then, periodically: reload the keys (a key made by another replica) and purge stale rows.
 """
 
@@ -14,6 +15,8 @@ import time
 
 from fastapi import FastAPI
 
+from auth.api_key.introspector import LocalApiKeyIntrospector
+from auth.api_key.throttle import IntrospectionThrottle
 from auth.config import Settings
 from auth.login_attempt import service as login_attempts
 from auth.refresh_token import service as refresh_tokens
@@ -40,6 +43,9 @@ async def on_startup(app: FastAPI, runtime: Runtime) -> None:
                                password.get_secret_value() if password else None)
     # Never fetch our own JWKS over HTTP: keys come from the database only.
     app.state.jwks.ttl = app.state.jwks.min_refetch = math.inf
+    # Likewise API keys: checked against the database, not through our own introspection endpoint.
+    app.state.api_keys = LocalApiKeyIntrospector(runtime.database, settings)
+    app.state.introspection_throttle = IntrospectionThrottle(settings.api_key_introspect_failures_per_minute)
     await _load_keys(app, runtime, box)
     runtime.spawn(_maintain(app, runtime, box), "auth-maintenance")
 

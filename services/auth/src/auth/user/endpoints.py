@@ -5,6 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from auth.api_key import service as api_keys
+from auth.api_key.schemas import ApiKeyPrincipal
 from auth.transaction import SessionDep
 from auth.user import service
 from auth.user.schemas import UserCreate, UserRead, UserUpdate
@@ -16,9 +18,11 @@ from common.pagination import Page, PageParamsDep
 router = APIRouter(prefix="/api/auth", tags=["users"])
 
 
-@router.get("/me", response_model=UserRead, responses=problem_responses(401))
-async def me(session: SessionDep, principal: AnyCaller) -> UserRead:
-    """The signed-in user."""
+@router.get("/me", response_model=UserRead | ApiKeyPrincipal, responses=problem_responses(401, 403))
+async def me(session: SessionDep, principal: AnyCaller) -> UserRead | ApiKeyPrincipal:
+    """The signed-in user, or for a platform API key the principal it stands for."""
+    if principal.api_key_id is not None:
+        return await api_keys.me(session, principal)
     return await service.me(session, principal)
 
 
