@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from common.auth.dependencies import get_principal
 
@@ -13,13 +13,26 @@ def _depends_on(dependant: Dependant, target: object) -> bool:
     return any(d.call is target or _depends_on(d, target) for d in dependant.dependencies)
 
 
-def assert_routes_declare_auth(app: FastAPI, public: set[tuple[str, str]] = frozenset()) -> None:
-    """Default deny: every route needs a caller, unless listed as (METHOD, path) in `public`."""
-    missing = []
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or route.path in app.state.public_routes:
+def api_routes(app: FastAPI) -> list[tuple[str, str, Dependant]]:
+    """(method, path, effective dependant) of every API route. FastAPI 0.16x keeps included routers as
+    `_IncludedRouter` entries of `app.routes`, so walk them through `iter_route_contexts`."""
+    found = []
+    for ctx in iter_route_contexts(app.routes):
+        if isinstance(ctx.original_route, APIRoute):
+            found.extend((method, ctx.path, ctx.dependant) for method in sorted(ctx.methods))
+    return found
+
+
+def assert_routes_declare_auth(app: FastAPI, public: frozenset[tuple[str, str]] = frozenset()) -> int:
+    """Default deny: every route needs a caller, unless its path is public in the app or listed as
+    (METHOD, path) in `public`. Returns how many routes it checked (so a test can see it checked some)."""
+    checked, missing = 0, []
+    for method, path, dependant in api_routes(app):
+        if path in app.state.public_routes or (method, path) in public:
             continue
-        for method in route.methods:
-            if (method, route.path) not in public and not _depends_on(route.dependant, get_principal):
-                missing.append(f"{method} {route.path}")
+        checked += 1
+        if not _depends_on(dependant, get_principal):
+            missing.append(f"{method} {path}")
+    assert checked, "no routes found to check"
     assert not missing, f"routes without an auth dependency: {missing}"
+    return checked

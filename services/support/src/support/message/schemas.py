@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from support.text import LongText
 
@@ -12,7 +12,7 @@ class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     body: LongText
-    internal: bool = Field(default=False, description="An internal note, visible to the platform owner only "
+    internal: StrictBool = Field(default=False, description="An internal note, visible to the platform owner only "
                                                       "(platform owner only)")
 
 

@@ -3,7 +3,8 @@
 - Anyone who can see the ticket (the owner; its tenant's users) may add a message; only the platform
   owner may add an internal note (`internal: true`) — a tenant user asking for one gets a 403.
 - Internal notes are never shown to tenant users: `GET .../messages` filters them out in SQL (its
-  `total` does not count them), and adding one does not touch the ticket (no `updatedAt` change).
+  `total` does not count them). Adding any message leaves the ticket row as it is (no `updatedAt`
+  change), so a note does not even show up as activity on the ticket.
 - A CLOSED ticket takes no messages or notes (409): it must be reopened first.
 - The event carries the ticket's priority and status (filterable from the payload alone) and
   `internal`. The only event subscribers today are the platform owner's webhooks; any delivery of

@@ -34,7 +34,10 @@ changes nothing:
   carries `changes`/`previous`, since the same PUT may change other fields too;
 - `ticket.updated` for every other change, with `changes` (field names) and `previous` (old values);
 - `ticket.message.added` (see support.message.service).
-Every payload carries the ticket's priority and status, so a subscriber can filter without calling back.
+Ticket payloads are exactly the catalogue's TicketData (ticketId, tenantId, subject, priority, status,
+assigneeId, createdBy), so a subscriber can filter on priority or status from the payload alone. The
+description (customer free text, up to 10k characters) is not carried: a description change is listed
+in `changes` without a `previous` value.
 """
 
 from __future__ import annotations
@@ -95,9 +98,9 @@ def to_read(t: Ticket) -> TicketRead:
 
 
 def event_data(t: Ticket) -> dict[str, Any]:
-    """The ticket as events carry it (catalogue TicketData, plus the description)."""
-    return {"ticketId": t.id, "tenantId": t.tenant_id, "subject": t.subject, "description": t.description,
-            "priority": t.priority, "status": t.status, "assigneeId": t.assignee_id, "createdBy": t.created_by}
+    """The ticket as events carry it: exactly the catalogue's TicketData (no description text)."""
+    return {"ticketId": t.id, "tenantId": t.tenant_id, "subject": t.subject, "priority": t.priority,
+            "status": t.status, "assigneeId": t.assignee_id, "createdBy": t.created_by}
 
 
 async def visible_ticket(session: AsyncSession, principal: Principal, ticket_id: uuid.UUID, *,
@@ -201,7 +204,8 @@ async def update(session: AsyncSession, principal: Principal, ticket_id: uuid.UU
     ticket.updated_at = now
     await TicketRepository(session).flush()
 
-    previous = {name: old for name, (old, _) in changes.items()}
+    # `changes` names every changed field; `previous` holds the old values of those the payload carries.
+    previous = {name: old for name, (old, _) in changes.items() if name != "description"}
     data = event_data(ticket) | {"changes": sorted(changes), "previous": previous}
     name = "ticket.closed" if ticket.status == TicketStatus.CLOSED else "ticket.updated"
     await outbox.publish(session, name, data, key=ticket.id, tenant_id=ticket.tenant_id)

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from common.events import Envelope
+from common.testing.events import EventCollector, collect_events
+from common.testing.plugin import bearer
+from common.testing.servers import serve_app
+from support.app import create_app
+from support.config import Settings
+
+TOPIC = "platform.support.events"
+TICKETS = "/api/platform/support/tickets"
+
+
+@pytest.fixture(scope="session")
+async def support_database(migrated_database) -> str:
+    return await migrated_database("support")
+
+
+@pytest.fixture(scope="session")
+async def support_url(support_database, platform_settings):
+    settings = Settings(database_url=support_database, **platform_settings)
+    async with serve_app(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def events(kafka_bootstrap, support_url) -> AsyncIterator[EventCollector]:
+    """One reader of the support topic for the whole session (a consumer-group join is slow on tansu);
+    tests pick their own tickets' events by ticket id."""
+    async with collect_events(kafka_bootstrap, [TOPIC]) as collector:
+        yield collector
+
+
+@dataclass
+class Tenant:
+    id: uuid.UUID
+    admin: dict[str, Any]  # the auth user plus its accessToken
+    user: dict[str, Any]
+
+
+async def _tenant(auth_server) -> Tenant:
+    tenant_id = uuid.uuid4()
+    return Tenant(tenant_id, await auth_server.create_user("TENANT_ADMIN", tenant_id=tenant_id),
+                  await auth_server.create_user("TENANT_USER", tenant_id=tenant_id))
+
+
+@pytest.fixture(scope="session")
+async def tenant_a(auth_server) -> Tenant:
+    return await _tenant(auth_server)
+
+
+@pytest.fixture(scope="session")
+async def tenant_b(auth_server) -> Tenant:
+    return await _tenant(auth_server)
+
+
+@pytest.fixture
+async def client(support_url) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
+    """client(token) -> an httpx client for the support service (no token: anonymous)."""
+    opened: list[httpx.AsyncClient] = []
+
+    def make(token: str | None = None) -> httpx.AsyncClient:
+        c = httpx.AsyncClient(base_url=support_url, headers=bearer(token) if token else {}, timeout=10)
+        opened.append(c)
+        return c
+
+    yield make
+    for c in opened:
+        await c.aclose()
+
+
+@pytest.fixture
+def owner(client, owner_token) -> httpx.AsyncClient:
+    return client(owner_token)
+
+
+@pytest.fixture
+def admin_a(client, tenant_a) -> httpx.AsyncClient:
+    return client(tenant_a.admin["accessToken"])
+
+
+@pytest.fixture
+def user_a(client, tenant_a) -> httpx.AsyncClient:
+    return client(tenant_a.user["accessToken"])
+
+
+@pytest.fixture
+def admin_b(client, tenant_b) -> httpx.AsyncClient:
+    return client(tenant_b.admin["accessToken"])
+
+
+@pytest.fixture
+def anonymous(client) -> httpx.AsyncClient:
+    return client(None)
+
+
+@pytest.fixture
+def new_ticket() -> Callable[..., Awaitable[dict[str, Any]]]:
+    """new_ticket(client, **body) -> the created ticket (asserts 201)."""
+
+    async def make(c: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
+        body.setdefault("subject", f"Ticket {uuid.uuid4().hex[:8]}")
+        body.setdefault("description", "Something does not work")
+        body = {k: str(v) if isinstance(v, uuid.UUID) else v for k, v in body.items()}
+        resp = await c.post(TICKETS, json=body)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    return make
+
+
+@pytest.fixture
+def ticket_events(events) -> Callable[..., Awaitable[list[Envelope]]]:
+    """ticket_events(ticket_id, until=event name) -> that ticket's events in Kafka order, once `until` (the
+    last change made) has arrived. Per-key ordering makes it a fence: anything published before it is in."""
+
+    async def read(ticket_id: str, until: str, count: int = 1) -> list[Envelope]:
+        def mine(e: Envelope) -> bool:
+            return e.data.get("ticketId") == ticket_id
+
+        await events.wait_for(lambda _: len(events.matching(lambda e: mine(e) and e.event == until)) >= count)
+        return events.matching(mine)
+
+    return read
