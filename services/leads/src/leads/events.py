@@ -1,4 +1,4 @@
-"""The leads service's outbox (topic platform.leads.events)."""
+"""The leads service's outbox (topic platform.leads.events, keyed by lead id)."""
 
 from common.messaging import Outbox
 from leads.models import outbox as outbox_table

@@ -6,8 +6,6 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from common.db import ModelBase, new_metadata
-from common.messaging import inbox_table, outbox_table
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
@@ -22,6 +20,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import Uuid
+
+from common.db import ModelBase, new_metadata
+from common.messaging import inbox_table, outbox_table
 
 
 class Base(ModelBase, DeclarativeBase):

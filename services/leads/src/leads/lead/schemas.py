@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,11 +33,12 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Company = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=50,
                                          pattern=r"^\+?[0-9][0-9 ()./-]*$")]
-Email = Annotated[EmailStr, StringConstraints(max_length=320)]
+Email = EmailStr  # email-validator bounds the length (254)
 Source = Annotated[str, BeforeValidator(_lower),
                    StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
 Currency = Annotated[str, BeforeValidator(_upper), StringConstraints(pattern=r"^[A-Z]{3}$")]
-Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2),
+                  AfterValidator(lambda d: d.quantize(Decimal("0.01")))]
 Notes = Annotated[str, StringConstraints(max_length=5000)]
 Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 
@@ -51,7 +53,7 @@ class LeadCreate(BaseModel):
     phone: Phone | None = None
     company: Company | None = None
     source: Source = Field(default="manual", description=SOURCE_HELP)
-    value: Money = Decimal("0")
+    value: Money = Decimal("0.00")
     currency: Currency = "USD"
     stage: StageCode | None = Field(default=None, description="An open stage; default: the first open stage")
     assigneeId: uuid.UUID | None = Field(default=None, description="The user who owns / works the lead")

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import APIRouter, Path, Response, status
+
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import problem_responses
-from fastapi import APIRouter, Path, Response, status
-
 from leads.stage import service
 from leads.stage.schemas import StageCreate, StageRead, StageUpdate
 

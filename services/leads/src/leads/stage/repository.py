@@ -10,7 +10,11 @@ from leads.models import Lead, Stage
 
 
 class DuplicateStage(Exception):
-    """The code is taken, or a second won stage was attempted."""
+    """The code is taken (`won` False), or a second won stage was attempted (`won` True)."""
+
+    def __init__(self, *, won: bool) -> None:
+        super().__init__("a second won stage" if won else "duplicate stage code")
+        self.won = won
 
 
 class StageRepository:
@@ -59,6 +63,7 @@ class StageRepository:
             async with self.session.begin_nested():
                 await self.session.flush()
         except IntegrityError as exc:
-            if any(n in str(exc.orig) for n in ("uq_lead_stages_code", "uq_lead_stages_won")):
-                raise DuplicateStage from exc
+            for constraint, won in (("uq_lead_stages_code", False), ("uq_lead_stages_won", True)):
+                if constraint in str(exc.orig):
+                    raise DuplicateStage(won=won) from exc
             raise

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 
-from common.errors import Conflict, NotFound, Unprocessable
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.errors import Conflict, NotFound, Unprocessable
 from leads.models import Stage
 from leads.stage.repository import DuplicateStage, StageRepository
 from leads.stage.schemas import StageCreate, StageRead, StageUpdate
@@ -68,10 +68,8 @@ async def create(session: AsyncSession, body: StageCreate) -> StageRead:
                   is_lost=body.isLost, is_final=bool(body.isFinal))
     try:
         await repo.add(stage)
-    except DuplicateStage:
-        if await repo.get(body.code) is not None:
-            raise Conflict(f"Stage {body.code!r} already exists") from None
-        raise Conflict("There is already a won stage") from None
+    except DuplicateStage as exc:
+        raise Conflict("There is already a won stage" if exc.won else f"Stage {body.code} already exists") from None
     return to_read(stage)
 
 

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, status
+
+from common.auth import PlatformOwner
+from common.db import SessionDep
+from common.errors import Unprocessable, problem_responses
+from common.pagination import Page, PageParamsDep
+from leads.lead import service
+from leads.lead.schemas import (
+    ConvertRequest,
+    LeadCreate,
+    LeadDetail,
+    LeadFilters,
+    LeadRead,
+    LeadSort,
+    LeadUpdate,
+    Source,
+    StageMove,
+)
+from leads.stage.schemas import StageCode
+
+# Query parameters shared by the lead list, own-operations list, pipeline and metrics.
+SourceQuery = Annotated[Source | None, Query(description="Exact source, e.g. web")]
+SearchQuery = Annotated[str | None, Query(max_length=200, description="Search in name, email, company")]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # naive times are UTC
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise Unprocessable("Date out of range") from None
+
+
+def _filters(stage: StageCode | None, source: str | None, q: str | None, own_operation: bool | None,
+             created_from: datetime | None, created_to: datetime | None) -> LeadFilters:
+    created_from, created_to = _utc(created_from), _utc(created_to)
+    if created_from is not None and created_to is not None and created_from > created_to:
+        raise Unprocessable("createdFrom must not be after createdTo")
+    return LeadFilters(stage=stage, source=source, q=q or None, own_operation=own_operation,
+                       created_from=created_from, created_to=created_to)
+
+
+def lead_filters(
+    stage: Annotated[StageCode | None, Query(description="Stage code")] = None,
+    source: SourceQuery = None,
+    q: SearchQuery = None,
+    ownOperation: Annotated[bool | None, Query(description="Only own-operations leads (or only others)")] = None,
+    createdFrom: Annotated[datetime | None, Query(description="Created at or after (ISO 8601; naive = UTC)")] = None,
+    createdTo: Annotated[datetime | None, Query(description="Created before (ISO 8601; naive = UTC)")] = None,
+) -> LeadFilters:
+    return _filters(stage, source, q, ownOperation, createdFrom, createdTo)
+
+
+def own_operation_filters(
+    stage: Annotated[StageCode | None, Query(description="Stage code")] = None,
+    source: SourceQuery = None,
+    q: SearchQuery = None,
+    createdFrom: Annotated[datetime | None, Query(description="Created at or after (ISO 8601; naive = UTC)")] = None,
+    createdTo: Annotated[datetime | None, Query(description="Created before (ISO 8601; naive = UTC)")] = None,
+) -> LeadFilters:
+    return _filters(stage, source, q, True, createdFrom, createdTo)
+
+
+LeadFiltersDep = Annotated[LeadFilters, Depends(lead_filters)]
+OwnOperationFiltersDep = Annotated[LeadFilters, Depends(own_operation_filters)]
+
+
+# Included after the stage, pipeline and metrics routers: `/leads/{lead_id}` must not shadow them.
+router = APIRouter(prefix="/api/platform/leads", tags=["leads"])
+operations_router = APIRouter(prefix="/api/platform/operations/leads", tags=["own operations"])
+
+
+@router.get("", response_model=Page[LeadRead], responses=problem_responses(401, 403, 422))
+async def list_leads(session: SessionDep, _: PlatformOwner, page: PageParamsDep, filters: LeadFiltersDep,
+                     sort: LeadSort = LeadSort.created_desc) -> Page[LeadRead]:
+    """Leads, newest first; filter by stage, source, text, own operations, creation range."""
+    return await service.list_leads(session, filters, sort=sort, page=page)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=LeadRead,
+             responses=problem_responses(401, 403, 409, 422))
+async def create_lead(session: SessionDep, caller: PlatformOwner, body: LeadCreate) -> LeadRead:
+    """Create a lead (in the first open stage unless another open stage is given); emits `lead.created`."""
+    return await service.create(session, body, caller)
+
+
+@router.get("/{lead_id}", response_model=LeadDetail, responses=problem_responses(401, 403, 404, 422))
+async def get_lead(session: SessionDep, _: PlatformOwner, lead_id: uuid.UUID) -> LeadDetail:
+    """A lead with its stage history."""
+    return await service.get(session, lead_id)
+
+
+@router.put("/{lead_id}", response_model=LeadRead, responses=problem_responses(401, 403, 404, 422))
+async def update_lead(session: SessionDep, _: PlatformOwner, lead_id: uuid.UUID, body: LeadUpdate) -> LeadRead:
+    """Change details (not the stage); emits `lead.updated` with the changed fields, or nothing if none."""
+    return await service.update(session, lead_id, body)
+
+
+@router.post("/{lead_id}/stage", response_model=LeadRead, responses=problem_responses(401, 403, 404, 409, 422))
+async def move_lead(session: SessionDep, caller: PlatformOwner, lead_id: uuid.UUID, body: StageMove) -> LeadRead:
+    """Move the lead to another stage; emits `lead.stage.changed`. 409 out of a final stage, into the won
+    stage (use convert) or to the current stage."""
+    return await service.move(session, lead_id, body, caller)
+
+
+@router.post("/{lead_id}/convert", response_model=LeadRead, responses=problem_responses(401, 403, 404, 409, 422))
+async def convert_lead(session: SessionDep, caller: PlatformOwner, lead_id: uuid.UUID,
+                       body: Annotated[ConvertRequest | None, Body()] = None) -> LeadRead:
+    """Mark the lead won (converted): moves it to the won stage, records `convertedAt`; emits
+    `lead.converted`. 409 if already converted or in a lost/final stage."""
+    return await service.convert(session, lead_id, body or ConvertRequest(), caller)
+
+
+@operations_router.get("", response_model=Page[LeadRead], responses=problem_responses(401, 403, 422))
+async def list_own_operation_leads(session: SessionDep, _: PlatformOwner, page: PageParamsDep,
+                                   filters: OwnOperationFiltersDep,
+                                   sort: LeadSort = LeadSort.created_desc) -> Page[LeadRead]:
+    """Leads of the owner's own operations (`ownOperation = true`), with the same filters."""
+    return await service.list_leads(session, filters, sort=sort, page=page)

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from common.testing.events import collect_events
+from common.testing.plugin import bearer
+from common.testing.servers import serve_app
+from leads.app import create_app
+from leads.config import Settings
+
+LEADS = "/api/platform/leads"
+TOPIC = "platform.leads.events"
+
+
+@pytest.fixture(scope="session")
+async def leads_db(migrated_database) -> str:
+    return await migrated_database("leads")
+
+
+@pytest.fixture(scope="session")
+async def leads_url(leads_db, platform_settings):
+    settings = Settings(database_url=leads_db, **platform_settings)
+    async with serve_app(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def events(kafka_bootstrap):
+    """Everything on platform.leads.events during the session (one consumer-group join, not one per test);
+    tests pick their own leads' events by id."""
+    async with collect_events(kafka_bootstrap, [TOPIC]) as collector:
+        yield collector
+
+
+@pytest.fixture(scope="session")
+async def db(leads_db):
+    """Direct access to the service's database, to set up what the API cannot (e.g. past creation times)."""
+    engine = create_async_engine(leads_db)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def owner(leads_url, owner_token):
+    async with httpx.AsyncClient(base_url=leads_url, headers=bearer(owner_token), timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(leads_url):
+    async with httpx.AsyncClient(base_url=leads_url, timeout=10) as client:
+        yield client
+
+
+class LeadsApi:
+    """The owner's calls that tests repeat, each asserting success."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def create(self, **body: Any) -> dict[str, Any]:
+        body.setdefault("name", f"Lead {uuid.uuid4().hex[:8]}")
+        resp = await self.client.post(LEADS, json=body)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    async def get(self, lead_id: str) -> dict[str, Any]:
+        resp = await self.client.get(f"{LEADS}/{lead_id}")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    async def update(self, lead_id: str, **body: Any) -> dict[str, Any]:
+        resp = await self.client.put(f"{LEADS}/{lead_id}", json=body)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    async def move(self, lead_id: str, stage: str, **extra: Any) -> dict[str, Any]:
+        resp = await self.client.post(f"{LEADS}/{lead_id}/stage", json={"stage": stage, **extra})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    async def convert(self, lead_id: str, **body: Any) -> dict[str, Any]:
+        resp = await self.client.post(f"{LEADS}/{lead_id}/convert", json=body or None)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    async def list(self, path: str = LEADS, **params: Any) -> dict[str, Any]:
+        resp = await self.client.get(path, params=params)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+
+@pytest.fixture
+def api(owner) -> LeadsApi:
+    return LeadsApi(owner)
