@@ -27,7 +27,7 @@ async def test_create_returns_the_lead_in_the_first_stage_and_publishes_lead_cre
     assert event.data | {"value": Decimal(event.data["value"])} == {
         "leadId": lead["id"], "name": "Ana Gómez", "email": "ana@example.com", "company": "Acme SA",
         "source": "referral", "stage": "NEW", "value": Decimal("1500.50"), "ownOperation": False,
-        "phone": "+54 11 5555-0000", "currency": "EUR", "assigneeId": None}
+        "phone": "+54 11 5555-0000", "currency": "EUR", "assigneeId": None, "conversationId": None}
     detail = await api.get(lead["id"])
     assert [(h["from"], h["to"]) for h in detail["history"]] == [(None, "NEW")]
     assert detail["createdBy"] is not None

@@ -78,6 +78,10 @@ class LeadData(EventData):
     source: str | None = None
     stage: str
     value: Decimal | None = None
+    currency: str | None = None
+    phone: str | None = None
+    assigneeId: uuid.UUID | None = None
+    conversationId: uuid.UUID | None = Field(default=None, description="Set when the lead came from a conversation")
     ownOperation: bool = False
 
 
@@ -89,11 +93,13 @@ class LeadUpdatedData(LeadData):
 class LeadStageChangedData(LeadData):
     from_: str = Field(alias="from")
     to: str
+    note: str | None = None
 
 
 class LeadConvertedData(LeadData):
     convertedAt: datetime
     tenantId: uuid.UUID | None = None
+    from_: str | None = Field(default=None, alias="from", description="Stage the lead was converted from")
 
 
 # --- conversations -------------------------------------------------------------------------------
