@@ -6,6 +6,7 @@ Run: .venv/bin/pytest -p no:cacheprovider -o addopts='' libs/devstack/tests
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from devstack.kafka import start_tansu
 from devstack.postgres import start_embedded
 
 TESTS_DIR = Path(__file__).parent
+# The suite runs with --import-mode=importlib, which does not put test folders on sys.path: the
+# helper module next to these tests is imported by name.
+sys.path.insert(0, str(TESTS_DIR))
 
 
 @pytest.fixture(scope="session")

@@ -131,10 +131,11 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 def publish(producer: AIOKafkaProducer) -> Callable[..., Awaitable[Envelope]]:
     """Put a real envelope on its service's topic, as a relay would (key = aggregate id, event header)."""
 
-    async def send(name: str, data: dict[str, Any] | None = None, *, envelope: Envelope | None = None,
+    async def send(name: str | None = None, data: dict[str, Any] | None = None, *, envelope: Envelope | None = None,
                    key: str | None = None, tenant_id: uuid.UUID | None = None,
                    traceparent: str | None = TRACEPARENT) -> Envelope:
         if envelope is None:
+            assert name is not None
             envelope = build_event(name, data or {}, tenant_id=tenant_id)
         headers = [("event", envelope.event.encode())]
         if traceparent:
@@ -146,6 +147,11 @@ def publish(producer: AIOKafkaProducer) -> Callable[..., Awaitable[Envelope]]:
     return send
 
 
-def tenant_data(**overrides: Any) -> dict[str, Any]:
-    tid = uuid.uuid4()
-    return {"tenantId": tid, "name": f"Empresa {tid.hex[:6]}", "plan": "Pro", "status": "ACTIVE"} | overrides
+@pytest.fixture(scope="session")
+async def database(dispatcher_db: str) -> AsyncIterator[Any]:
+    """Direct access to the dispatcher's database, for setting up states an API cannot reach (time)."""
+    from common.db import Database
+
+    db = Database(dispatcher_db, pool_size=2)
+    yield db
+    await db.dispose()

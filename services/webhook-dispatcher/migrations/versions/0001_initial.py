@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 21:16:59.738116
+Create Date: 2026-11-27 21:51:01.580119
 """
 from collections.abc import Sequence
 
@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('consumer', 'event_id', name=op.f('pk_inbox'))
     )
+    op.create_index('ix_inbox_processed_at', 'inbox', ['processed_at'], unique=False)
     op.create_table('outbox',
     sa.Column('seq', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
@@ -78,6 +79,7 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_events'))
     )
+    op.create_index('ix_webhook_events_created_at', 'webhook_events', ['created_at'], unique=False)
     op.create_index('ix_webhook_events_occurred_at', 'webhook_events', ['occurred_at'], unique=False)
     op.create_table('webhook_deliveries',
     sa.Column('seq', sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -119,7 +121,7 @@ def upgrade() -> None:
     sa.Column('target_ip', sa.String(length=64), nullable=True),
     sa.Column('request_headers', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('status_code', sa.Integer(), nullable=True),
-    sa.Column('response_headers', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('response_headers', postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), nullable=True),
     sa.Column('response_body', sa.Text(), nullable=True),
     sa.Column('success', sa.Boolean(), nullable=False),
     sa.Column('error_class', sa.String(length=30), nullable=True),
@@ -146,10 +148,12 @@ def downgrade() -> None:
     op.drop_index('ix_webhook_deliveries_created_at', table_name='webhook_deliveries')
     op.drop_table('webhook_deliveries')
     op.drop_index('ix_webhook_events_occurred_at', table_name='webhook_events')
+    op.drop_index('ix_webhook_events_created_at', table_name='webhook_events')
     op.drop_table('webhook_events')
     op.drop_index('ix_webhook_endpoints_status', table_name='webhook_endpoints')
     op.drop_table('webhook_endpoints')
     op.drop_index('ix_outbox_unpublished', table_name='outbox', postgresql_where=sa.text('published_at IS NULL'))
     op.drop_table('outbox')
+    op.drop_index('ix_inbox_processed_at', table_name='inbox')
     op.drop_table('inbox')
     # ### end Alembic commands ###

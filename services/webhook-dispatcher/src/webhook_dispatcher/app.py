@@ -1,3 +1,14 @@
+"""The webhook dispatcher: endpoints API + Kafka consumer + in-process delivery engine (ARCHITECTURE §3).
+
+    Kafka (every domain topic, group "webhook-dispatcher")
+      -> delivery.handlers.route_events: inbox + event row + one delivery per matching ACTIVE endpoint,
+         one transaction, offsets committed after it
+      -> delivery.engine.DeliveryEngine: per-endpoint lanes (bounded queue, concurrency cap, rate limit),
+         signed POST through the SSRF-guarded transport, batched recording of every attempt,
+         retries (memory for short delays, DB poller with FOR UPDATE SKIP LOCKED + leases otherwise)
+    API (endpoint/, delivery/, event_type/): /api/platform/webhooks/*, platform owner only.
+"""
+
 from __future__ import annotations
 
 from fastapi import FastAPI
@@ -22,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def on_startup(app: FastAPI, runtime: Runtime) -> None:
         engine = engines[-1]
         app.state.engine = engine
+        app.state.readiness_checks["delivery"] = engine.check_ready
         await engine.start()
 
     async def on_shutdown(app: FastAPI, runtime: Runtime) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 from pydantic import field_validator, model_validator
 
 from common.config import ServiceSettings
+from webhook_dispatcher.security.addresses import AllowList
 
 
 def parse_schedule(value: str) -> list[float]:
@@ -51,6 +53,7 @@ class Settings(ServiceSettings):
     webhook_rotation_grace_hours_max: float = 7 * 24.0
     webhook_maintenance_interval_seconds: float = 15.0
     webhook_endpoint_refresh_seconds: float = 30.0
+    webhook_recover_max: int = 100_000  # deliveries one recover request may schedule
 
     @field_validator("webhook_retry_schedule")
     @classmethod
@@ -60,8 +63,16 @@ class Settings(ServiceSettings):
 
     @field_validator("webhook_ca_bundle")
     @classmethod
-    def _empty_bundle(cls, value: str | None) -> str | None:
+    def _bundle_exists(cls, value: str | None) -> str | None:
+        if value and not Path(value).is_file():
+            raise ValueError(f"WEBHOOK_CA_BUNDLE: {value!r} is not a readable file")
         return value or None
+
+    @field_validator("webhook_allowed_private_cidrs")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        AllowList.parse(value)  # a typo stops the service at startup, naming the bad entry
+        return value
 
     @model_validator(mode="after")
     def _lease_covers_an_attempt(self) -> Settings:

@@ -83,7 +83,8 @@ class Event(Base):
     """`id` is the event id (the `webhook-id` header); `body` the exact bytes that are signed and sent."""
 
     __tablename__ = "webhook_events"
-    __table_args__ = (Index("ix_webhook_events_occurred_at", "occurred_at"),)
+    __table_args__ = (Index("ix_webhook_events_occurred_at", "occurred_at"),
+                      Index("ix_webhook_events_created_at", "created_at"))
 
     event_type: Mapped[str] = mapped_column(String(100))
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -151,3 +152,5 @@ class Attempt(Base):
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
+# The retention purge deletes old inbox rows too (one per consumed event).
+Index("ix_inbox_processed_at", inbox.c.processed_at)

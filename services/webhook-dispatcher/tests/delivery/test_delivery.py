@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-import pytest
+from sqlalchemy import text
 from standardwebhooks import Webhook
 
+from common.events import build_event
+from common.messaging import ConsumedEvent
+from common.testing.events import collect_events
+from webhook_dispatcher.delivery.handlers import route_events
+
 API = "/api/platform/webhooks"
+TOPIC = "platform.webhook-dispatcher.events"
 
 
 def tenant_data() -> dict:
@@ -30,6 +37,16 @@ async def deliveries_of(owner, endpoint_id: str, **params) -> list[dict]:
     return resp.json()["items"]
 
 
+async def wait_delivery(owner, endpoint_id: str, event_id, predicate=lambda d: True, timeout: float = 15.0) -> dict:
+    """Poll the API until the delivery of `event_id` to the endpoint satisfies `predicate`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            found = [d for d in await deliveries_of(owner, endpoint_id) if d["eventId"] == str(event_id)]
+            if found and predicate(found[0]):
+                return found[0]
+            await asyncio.sleep(0.05)
+
+
 async def test_tenant_created_reaches_the_subscriber_signed_and_traceable(receiver, endpoints, publish):
     hook = receiver.hook()
     endpoint = await endpoints(hook.url, ["tenant.created"])
@@ -44,6 +61,189 @@ async def test_tenant_created_reaches_the_subscriber_signed_and_traceable(receiv
     assert request.headers["content-type"] == "application/json"
     assert request.headers["user-agent"].startswith("Plataforma")
     # The delivery's span is a child of the event's trace (carried from the Kafka record).
-    version, trace_id, span_id, _ = request.headers["traceparent"].split("-")
+    _, trace_id, span_id, _ = request.headers["traceparent"].split("-")
     assert trace_id == "4bf92f3577b34da6a3ce929d0e0e4736" and span_id != "00f067aa0ba902b7"
 
+
+async def test_filters_exact_prefix_and_star_and_pending_endpoints_get_nothing(owner, receiver, endpoints, publish):
+    star, exact, prefix, other = receiver.hook(), receiver.hook(), receiver.hook(), receiver.hook()
+    pending = receiver.hook(challenge="none")
+    e_star = await endpoints(star.url, ["*"])
+    e_exact = await endpoints(exact.url, ["lead.created"])
+    e_prefix = await endpoints(prefix.url, ["lead.*"])
+    e_other = await endpoints(other.url, ["ticket.closed", "tenant.*"])
+    e_pending = await endpoints(pending.url, ["*"])
+    assert e_pending["status"] == "PENDING_VERIFICATION"
+
+    created = await publish("lead.created", lead_data())
+    stage = await publish("lead.stage.changed", lead_data(**{"from": "NEW", "to": "WON"}))
+    # The `*` endpoint got both, so both events were routed (routing is one transaction per batch).
+    await star.wait_for(lambda h: {str(created.id), str(stage.id)} <= set(ids_of(h)))
+    await prefix.wait_for(lambda h: {str(created.id), str(stage.id)} <= set(ids_of(h)))
+    await exact.wait_for(lambda h: str(created.id) in ids_of(h))
+    assert ids_of(exact) == [str(created.id)]
+    assert not other.events() and not pending.events()
+    assert [d["eventType"] for d in await deliveries_of(owner, e_other["id"])] == ["webhook.verification"]
+    assert [d["eventType"] for d in await deliveries_of(owner, e_pending["id"])] == ["webhook.verification"]
+    assert {d["eventType"] for d in await deliveries_of(owner, e_star["id"])} >= {"lead.created", "lead.stage.changed"}
+    assert len(await deliveries_of(owner, e_exact["id"], eventType="lead.created")) == 1
+    assert len(await deliveries_of(owner, e_prefix["id"], eventType="lead.*")) == 2
+
+
+async def test_the_same_event_consumed_twice_is_delivered_once(owner, receiver, endpoints, publish, dispatcher,
+                                                               database):
+    hook = receiver.hook()
+    endpoint = await endpoints(hook.url, ["tenant.updated"])
+    envelope = build_event("tenant.updated", tenant_data() | {"changes": ["plan"]})
+    await publish(envelope=envelope)
+    await publish(envelope=envelope)  # a relay re-publish: same id
+    await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "SUCCEEDED")
+    # Even bypassing the inbox (another consumer replaying it), the unique (event, endpoint) holds.
+    engine = dispatcher.app.state.engine
+    consumed = ConsumedEvent(envelope, "platform.tenants.events", 0, 0, {})
+    async with database.sessionmaker() as session:
+        after = await route_events(session, [consumed], engine)
+        await session.commit()
+    assert after is None  # nothing new to deliver
+    await publish("tenant.updated", tenant_data() | {"changes": ["name"]})
+    await hook.wait_for(lambda h: len(h.events()) >= 2)
+    assert ids_of(hook).count(str(envelope.id)) == 1
+    assert len([d for d in await deliveries_of(owner, endpoint["id"]) if d["eventId"] == str(envelope.id)]) == 1
+
+
+async def test_503s_are_retried_with_the_same_webhook_id_until_a_2xx(owner, receiver, endpoints, publish):
+    # The subscriber's answers are recorded even when they hold what PostgreSQL text cannot (NUL).
+    hook = receiver.hook(statuses=[503, 503, 200], response_body=b"ok\x00", response_headers={"X-Odd": "\u00e9"})
+    endpoint = await endpoints(hook.url, ["lead.created"])
+    envelope = await publish("lead.created", lead_data())
+    delivery = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "SUCCEEDED")
+    assert delivery["attempts"] == 3
+    assert ids_of(hook) == [str(envelope.id)] * 3
+    for request in hook.events():  # each attempt is signed afresh (its own timestamp)
+        Webhook(endpoint["secret"]).verify(request.body, request.headers)
+    detail = (await owner.get(f"{API}/deliveries/{delivery['id']}")).json()
+    assert [a["statusCode"] for a in detail["attemptLog"]] == [503, 503, 200]
+    assert [a["success"] for a in detail["attemptLog"]] == [False, False, True]
+    first = detail["attemptLog"][0]
+    assert first["errorClass"] == "http" and first["targetIp"] == "127.0.0.1"
+    assert first["requestHeaders"]["webhook-id"] == str(envelope.id) and first["responseBody"] == "ok\ufffd"
+    assert detail["payload"] == envelope.to_webhook()
+    attempts = (await owner.get(f"{API}/deliveries/{delivery['id']}/attempts")).json()
+    assert len(attempts) == 3
+
+
+async def test_after_the_last_attempt_the_delivery_fails_and_can_be_retried(owner, receiver, endpoints, publish):
+    hook = receiver.hook(status=500, response_body=b"x" * 10_000)
+    endpoint = await endpoints(hook.url, ["lead.updated"])
+    envelope = await publish("lead.updated", lead_data(changes=["name"]))
+    delivery = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "FAILED")
+    assert delivery["attempts"] == 3 and delivery["lastStatusCode"] == 500 and delivery["nextAttemptAt"] is None
+    assert len(hook.events()) == 3
+    attempt = (await owner.get(f"{API}/deliveries/{delivery['id']}/attempts")).json()[-1]
+    assert len(attempt["responseBody"]) == 4096  # only the first 4 KB are kept
+    assert (await owner.get(f"{API}/{endpoint['id']}")).json()["status"] == "ACTIVE"
+    assert [d["id"] for d in await deliveries_of(owner, endpoint["id"], status="FAILED")] == [delivery["id"]]
+
+    hook.set_behaviour(status=200)
+    resp = await owner.post(f"{API}/deliveries/{delivery['id']}/retry")
+    assert resp.status_code == 202 and resp.json()["status"] == "PENDING"
+    done = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "SUCCEEDED")
+    assert done["attempts"] == 4
+    assert ids_of(hook) == [str(envelope.id)] * 4
+    assert (await owner.post(f"{API}/deliveries/{uuid.uuid4()}/retry")).status_code == 404
+
+
+async def test_410_gone_disables_the_endpoint_and_announces_it(owner, receiver, endpoints, publish, kafka_bootstrap):
+    gone = receiver.hook(status=410)
+    watcher = receiver.hook()
+    endpoint = await endpoints(gone.url, ["lead.converted"])
+    watch = await endpoints(watcher.url, ["webhook.endpoint.*"])
+    async with collect_events(kafka_bootstrap, [TOPIC]) as events:
+        envelope = await publish("lead.converted", lead_data(convertedAt="2025-01-27T10:00:00Z"))
+        delivery = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "FAILED")
+        announced = await events.wait_for(lambda e: e.event == "webhook.endpoint.disabled"
+                                          and e.data["endpointId"] == endpoint["id"])
+    assert delivery["attempts"] == 1 and delivery["lastStatusCode"] == 410
+    after = (await owner.get(f"{API}/{endpoint['id']}")).json()
+    assert after["status"] == "DISABLED" and "410" in after["statusReason"]
+    assert announced.data["status"] == "DISABLED"
+    # The dispatcher consumes its own topic: owners can subscribe to endpoint health.
+    await watcher.wait_for(lambda h: str(announced.id) in ids_of(h))
+    Webhook(watch["secret"]).verify(watcher.events()[-1].body, watcher.events()[-1].headers)
+    # Disabled endpoints receive nothing more; re-enabling is the owner's call.
+    await publish("lead.converted", lead_data(convertedAt="2025-01-27T10:00:00Z"))
+    resumed = await owner.post(f"{API}/{endpoint['id']}/resume")
+    assert resumed.json()["status"] == "ACTIVE"
+    assert len(gone.events()) == 1
+
+
+async def test_an_endpoint_failing_past_the_threshold_is_disabled(owner, receiver, endpoints, publish, database):
+    hook = receiver.hook(status=502)
+    endpoint = await endpoints(hook.url, ["ticket.created"])
+    async with database.sessionmaker() as session:  # it has been failing for 6 days already
+        await session.execute(text("UPDATE webhook_endpoints SET failing_since = now() - interval '6 days' "
+                                   "WHERE id = :id"), {"id": uuid.UUID(endpoint["id"])})
+        await session.commit()
+    ticket = {"ticketId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4()), "subject": "Help", "priority": "HIGH",
+              "status": "OPEN"}
+    envelope = await publish("ticket.created", ticket)
+    delivery = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "FAILED")
+    assert delivery["attempts"] == 1
+    after = (await owner.get(f"{API}/{endpoint['id']}")).json()
+    assert after["status"] == "DISABLED" and after["failingSince"] is not None
+
+
+async def test_a_success_resets_the_failing_clock(owner, receiver, endpoints, publish):
+    hook = receiver.hook(statuses=[500, 200])
+    endpoint = await endpoints(hook.url, ["tenant.suspended"])
+    envelope = await publish("tenant.suspended", tenant_data() | {"status": "SUSPENDED", "reason": "unpaid"})
+    await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "SUCCEEDED")
+    assert (await owner.get(f"{API}/{endpoint['id']}")).json()["failingSince"] is None
+
+
+async def test_retry_after_on_429_is_honoured(owner, receiver, endpoints, publish):
+    hook = receiver.hook(statuses=[429, 200], retry_after="2")
+    endpoint = await endpoints(hook.url, ["tenant.reactivated"])
+    envelope = await publish("tenant.reactivated", tenant_data())
+    pending = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["lastStatusCode"] == 429)
+    scheduled = datetime.fromisoformat(pending["nextAttemptAt"]) - datetime.fromisoformat(pending["lastAttemptAt"])
+    assert scheduled >= timedelta(seconds=2)  # not the schedule's 0.2 s
+    await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "SUCCEEDED")
+
+
+async def test_a_slow_endpoint_never_delays_the_others(receiver, endpoints, publish):
+    slow = receiver.hook(delay=1.0)
+    fast = receiver.hook()
+    await endpoints(slow.url, ["conversation.started"], maxConcurrency=1)
+    await endpoints(fast.url, ["conversation.started"])
+    conversation = {"channelId": str(uuid.uuid4()), "channelType": "EVOLUTION", "contact": "+5511999999999"}
+    sent = [await publish("conversation.started", conversation | {"conversationId": str(uuid.uuid4())})
+            for _ in range(6)]
+    await fast.wait_for(lambda h: len(h.events()) == 6)
+    assert len(slow.events()) < 6  # still working through its own queue, one at a time
+    assert slow.max_in_flight == 1
+    await slow.wait_for(lambda h: len(h.events()) == 6, timeout=20)
+    assert sorted(ids_of(slow)) == sorted(str(e.id) for e in sent)
+
+
+async def test_a_pending_endpoint_gets_nothing_until_verified(owner, receiver, endpoints, publish):
+    hook = receiver.hook(challenge="none")
+    witness = receiver.hook()
+    endpoint = await endpoints(hook.url, ["lead.created"])
+    await endpoints(witness.url, ["lead.created"])
+    envelope = await publish("lead.created", lead_data())
+    await witness.wait_for(lambda h: str(envelope.id) in ids_of(h))
+    assert hook.events() == []
+    assert [d["eventType"] for d in await deliveries_of(owner, endpoint["id"])] == ["webhook.verification"]
+
+
+async def test_a_rate_limited_endpoint_is_paced(receiver, endpoints, publish):
+    hook = receiver.hook()
+    await endpoints(hook.url, ["conversation.ended"], rateLimitPerSecond=4)
+    conversation = {"channelId": str(uuid.uuid4()), "channelType": "EVOLUTION", "contact": "+5511999999999"}
+    for _ in range(6):
+        await publish("conversation.ended", conversation | {"conversationId": str(uuid.uuid4())})
+    await hook.wait_for(lambda h: len(h.events()) == 6)
+    times = [r.received_at for r in hook.events()]
+    # 4 per second with a burst of 4: the 6th cannot come before (6 - 4) / 4 s after the first.
+    assert times[-1] - times[0] >= 0.45

@@ -181,3 +181,23 @@ async def test_event_types_list_the_catalogue_with_json_schemas(owner):
     assert created["schema"]["properties"]["event"]["const"] == "tenant.created"
     assert "tenantId" in created["schema"]["properties"]["data"]["properties"]
     assert types["webhook.verification"]["subscribable"] is False
+
+
+async def test_more_hostile_input_is_a_4xx_problem_never_a_500(owner, receiver):
+    url = receiver.hook().url
+    responses = [
+        await owner.post(API, json={"url": url, "events": ["*"], "description": "nul\x00byte"}),
+        await owner.post(API, json={"url": url, "events": ["*"], "description": "x" * 501}),
+        await owner.post(API, content=b'{"url": "' + url.encode() + b'", "events": ["*"], "description": "\\ud800"}',
+                         headers={"content-type": "application/json"}),
+        await owner.post(API, content=b"x" * 2_000_000, headers={"content-type": "application/json"}),
+        await owner.get(API, params={"limit": 0}),
+        await owner.get(API, params={"status": "DELETED"}),
+        await owner.post(f"{API}/{uuid.uuid4()}/rotate-secret", json={"graceHours": "many"}),
+        await owner.post(API, json=[]),
+        await owner.post(API, json={"url": "https://\u0000/x", "events": ["*"]}),
+        await owner.post(API, json={"url": "https://exa mple.com/x", "events": ["*"]}),
+    ]
+    for resp in responses:
+        assert 400 <= resp.status_code < 500, resp.text
+        assert resp.headers["content-type"].startswith("application/problem+json")

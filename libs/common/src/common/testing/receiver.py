@@ -45,17 +45,10 @@ class ReceivedRequest:
     body: bytes
     received_at: float  # time.time()
     peer: str | None
+    event: str | None = None  # the body's "event", when it is a JSON object with one
 
     def json(self) -> Any:
         return json.loads(self.body)
-
-    @property
-    def event(self) -> str | None:
-        try:
-            value = self.json()
-        except ValueError:
-            return None
-        return value.get("event") if isinstance(value, dict) else None
 
 
 @dataclass
@@ -72,6 +65,7 @@ class Hook:
     response_headers: dict[str, str] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
     _served: int = 0  # non-verification requests answered so far
+    _verifications: int = 0
     _in_flight: int = 0
     max_in_flight: int = 0
 
@@ -90,6 +84,10 @@ class Hook:
     def events(self) -> list[ReceivedRequest]:
         """Requests other than verification challenges."""
         return [r for r in self.requests if r.event != "webhook.verification"]
+
+    @property
+    def event_count(self) -> int:
+        return len(self.requests) - self._verifications
 
     def verifications(self) -> list[ReceivedRequest]:
         return [r for r in self.requests if r.event == "webhook.verification"]
@@ -138,6 +136,15 @@ class Hook:
         return web.Response(text="ok")
 
 
+def _event_of(body: bytes) -> str | None:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None
+    event = value.get("event") if isinstance(value, dict) else None
+    return event if isinstance(event, str) else None
+
+
 class WebhookReceiver:
     def __init__(self, *, tls: bool = True, host: str = "127.0.0.1") -> None:
         self.tls = tls
@@ -176,7 +183,7 @@ class WebhookReceiver:
         body = await request.read()
         peer = request.transport.get_extra_info("peername") if request.transport else None
         received = ReceivedRequest(request.method, request.path, {k.lower(): v for k, v in request.headers.items()},
-                                   body, time.time(), peer[0] if peer else None)
+                                   body, time.time(), peer[0] if peer else None, _event_of(body))
         hook_id = request.path.removeprefix("/hooks/").split("/")[0] if request.path.startswith("/hooks/") else ""
         hook = self.hooks.get(hook_id)
         if hook is None:
@@ -184,6 +191,8 @@ class WebhookReceiver:
             await self._notify()
             return web.Response(status=404, text="no such hook")
         hook.requests.append(received)
+        if received.event == "webhook.verification":
+            hook._verifications += 1
         hook._in_flight += 1
         hook.max_in_flight = max(hook.max_in_flight, hook._in_flight)
         await self._notify()

@@ -19,6 +19,7 @@ from webhook_dispatcher.delivery.schemas import (
     RecoverRequest,
     RecoverResult,
 )
+from webhook_dispatcher.dependencies import EngineDep
 
 router = APIRouter(prefix="/api/platform/webhooks", tags=["webhook deliveries"])
 
@@ -59,9 +60,9 @@ async def list_deliveries(
 
 @router.post("/{endpoint_id}/recover", response_model=RecoverResult,
              responses=problem_responses(401, 403, 404, 422))
-async def recover(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID,
+async def recover(session: SessionDep, _: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
                   body: RecoverRequest) -> RecoverResult:
     """Send again, with their original `webhook-id`, the events since `since` (until `until`) that this
     endpoint failed (`FAILED`), missed (`MISSED`: while paused or disabled) or, on request, already got
     (`SUCCEEDED`). `dryRun` only counts."""
-    return await service.recover(session, endpoint_id, body)
+    return await service.recover(session, endpoint_id, body, max_count=engine.settings.webhook_recover_max)

@@ -25,8 +25,11 @@ import contextlib
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import orjson
 
 from common.crypto import SecretBox
 from common.db import Database
@@ -88,12 +91,14 @@ class Lane:
         self.task: asyncio.Task[None] | None = None
         self._tokens = 0.0
         self._last_refill = 0.0
+        self.overflowed = False
 
     def free(self) -> int:
         return self.engine.settings.webhook_queue_size - len(self.queue)
 
     def offer(self, job: Job) -> bool:
         if len(self.queue) >= self.engine.settings.webhook_queue_size:
+            self.overflowed = True  # the rest waits in the database: ask the poller once there is room
             return False
         self.queue.append(job)
         metrics.QUEUED.inc()
@@ -136,9 +141,14 @@ class Lane:
                             break
                     job = self.queue.popleft()
                     metrics.QUEUED.dec()
+                    if self.overflowed and len(self.queue) <= self.engine.settings.webhook_queue_size // 2:
+                        self.overflowed = False
+                        self.engine.wake()
                     self.in_flight += 1
                     self.engine._start_attempt(job, self)
                 if not self.queue and self.in_flight == 0:
+                    if self.overflowed:
+                        self.engine.wake()
                     return
                 await self.wakeup.wait()
         finally:
@@ -173,18 +183,25 @@ class Recorder:
             self.wakeup.clear()
             while self.pending:
                 batch, self.pending = self.pending, []
-                try:
-                    await self.engine._flush(batch)
-                except Exception as exc:
-                    logger.exception("recording %d attempts failed", len(batch))
-                    for r in batch:
-                        if not r.future.done():
-                            r.future.set_exception(exc)
-                            r.future.exception()
-                else:
-                    for r in batch:
-                        if not r.future.done():
-                            r.future.set_result(None)
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Record]) -> None:
+        try:
+            await self.engine._flush(batch)
+        except Exception as exc:
+            if len(batch) > 1:
+                # One bad record must not take the others down: record them one by one.
+                for r in batch:
+                    await self._commit([r])
+                return
+            logger.exception("recording the attempt of delivery %s failed", batch[0].job.delivery_id)
+            if not batch[0].future.done():
+                batch[0].future.set_exception(exc)
+                batch[0].future.exception()
+        else:
+            for r in batch:
+                if not r.future.done():
+                    r.future.set_result(None)
 
 
 class DeliveryEngine:
@@ -197,13 +214,16 @@ class DeliveryEngine:
         self.transport = transport or WebhookTransport(settings)
         self.registry = registry or EndpointRegistry(
             database, self.box, refresh_seconds=settings.webhook_endpoint_refresh_seconds,
-            channels={DUE_CHANNEL: lambda _: self.wake()})
+            channels={DUE_CHANNEL: lambda _: self.wake()}, on_change=self.wake)
         self.recorder = Recorder(self)
         self.lanes: dict[uuid.UUID, Lane] = {}
         self.accepting = False
         self._poll_wake = asyncio.Event()
         self._attempts: set[asyncio.Task[None]] = set()
         self._timers: dict[uuid.UUID, tuple[asyncio.TimerHandle, Job]] = {}
+        # Deliveries this replica holds (queued, in flight, waiting for a local retry): a claim that
+        # returns one of them again (its lease ran out while queued) must not make a second copy.
+        self._held: set[uuid.UUID] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
 
@@ -247,15 +267,25 @@ class DeliveryEngine:
     def wake(self) -> None:
         self._poll_wake.set()
 
+    async def check_ready(self) -> None:
+        """Readiness: taking work, and listening for endpoint changes (its cache is current)."""
+        if not self.accepting:
+            raise RuntimeError("the delivery engine is not running")
+        if not self.registry.listening.is_set():
+            raise RuntimeError("not listening for endpoint changes yet")
+
     # --- intake --------------------------------------------------------------------------------
     def offer(self, job: Job) -> bool:
         if not self.accepting:
             return False
+        if job.delivery_id in self._held:
+            return True  # already ours (queued or in flight); the fresh lease only extends it
         lane = self.lanes.get(job.endpoint_id)
         if lane is None:
             lane = self.lanes[job.endpoint_id] = Lane(self, job.endpoint_id)
         if not lane.offer(job):
             return False
+        self._held.add(job.delivery_id)
         if lane.task is None:
             lane.task = asyncio.create_task(lane.run(), name=f"webhook-lane-{job.endpoint_id}")
         return True
@@ -269,6 +299,8 @@ class DeliveryEngine:
             self.wake()
 
     def _requeue(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self._held.discard(job.delivery_id)
         overflow = [job for job in jobs if not self.offer(job)]
         if overflow:
             self._in_background(self._release(overflow))
@@ -281,9 +313,10 @@ class DeliveryEngine:
     async def _release(self, jobs: list[Job]) -> None:
         if not jobs:
             return
-        async with self.database.sessionmaker() as session:
-            await DeliveryRepository(session).release([j.delivery_id for j in jobs], self.owner)
-            await session.commit()
+        for job in jobs:
+            self._held.discard(job.delivery_id)
+        async with self.database.engine.begin() as conn:
+            await DeliveryRepository(conn).release([j.delivery_id for j in jobs], self.owner)
         self.wake()
 
     # --- poller --------------------------------------------------------------------------------
@@ -298,23 +331,24 @@ class DeliveryEngine:
             except Exception:
                 logger.exception("polling for due deliveries failed")
                 claimed = 0
-            if claimed >= self.settings.webhook_poll_batch:
-                continue
+            if claimed:
+                continue  # there may be more due right now (each claim is capped per endpoint)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poll_wake.wait(), self.settings.webhook_poll_interval_seconds)
 
     async def poll_once(self) -> int:
         if not self.accepting:
             return 0
-        busy = [endpoint_id for endpoint_id, lane in self.lanes.items() if lane.free() <= 0]
+        # A lane without room for a full share is skipped (its overflow would be given straight back);
+        # it wakes the poller when it has drained to half.
+        per_endpoint = max(1, min(self.settings.webhook_queue_size // 2, 200))
+        busy = [endpoint_id for endpoint_id, lane in self.lanes.items() if lane.free() < per_endpoint]
         loop = asyncio.get_running_loop()
         started = loop.time()
-        async with self.database.sessionmaker() as session:
-            rows = await DeliveryRepository(session).claim_due(
-                owner=self.owner, lease=self.settings.webhook_lease_seconds,
-                per_endpoint=min(self.settings.webhook_queue_size, 200),
+        async with self.database.engine.begin() as conn:
+            rows = await DeliveryRepository(conn).claim_due(
+                owner=self.owner, lease=self.settings.webhook_lease_seconds, per_endpoint=per_endpoint,
                 limit=self.settings.webhook_poll_batch, busy=busy)
-            await session.commit()
         deadline = started + self.settings.webhook_lease_seconds
         overflow = [job for job in (Job.from_claim(r, deadline) for r in rows) if not self.offer(job)]
         if overflow:
@@ -323,27 +357,40 @@ class DeliveryEngine:
 
     # --- attempts ------------------------------------------------------------------------------
     def _start_attempt(self, job: Job, lane: Lane) -> None:
-        task = asyncio.create_task(self._attempt(job, lane), name=f"webhook-attempt-{job.delivery_id}")
+        released = False
+
+        def release_slot() -> None:
+            # The lane's slot is for the request to the subscriber: it is freed as soon as the answer is
+            # in, while the attempt is still being recorded.
+            nonlocal released
+            if not released:
+                released = True
+                metrics.IN_FLIGHT.dec()
+                lane.attempt_done()
+
+        task = asyncio.create_task(self._attempt(job, release_slot), name=f"webhook-attempt-{job.delivery_id}")
         self._attempts.add(task)
         metrics.IN_FLIGHT.inc()
 
         def done(t: asyncio.Task[None]) -> None:
             self._attempts.discard(t)
-            metrics.IN_FLIGHT.dec()
-            lane.attempt_done()
+            release_slot()
 
         task.add_done_callback(done)
 
-    async def _attempt(self, job: Job, lane: Lane) -> None:
+    async def _attempt(self, job: Job, on_answer: Callable[[], None]) -> None:
         try:
-            await self.deliver(job)
+            await self.deliver(job, on_answer=on_answer)
         except asyncio.CancelledError:
             raise
         except Exception:
             # Left leased: when the lease runs out the poller (of any replica) tries again.
             logger.exception("delivery %s to endpoint %s failed unexpectedly", job.delivery_id, job.endpoint_id)
+        finally:
+            if job.delivery_id not in self._timers:
+                self._held.discard(job.delivery_id)
 
-    async def deliver(self, job: Job) -> None:
+    async def deliver(self, job: Job, *, on_answer: Callable[[], None] | None = None) -> None:
         config = await self.registry.get(job.endpoint_id)
         if config is None or not config.active:
             await self._release([job])  # paused/disabled/deleted meanwhile: the row waits (or is final)
@@ -352,10 +399,9 @@ class DeliveryEngine:
         timeout = self.settings.webhook_timeout_seconds
         if loop.time() > job.lease_deadline - timeout - LEASE_MARGIN:
             renewed_at = loop.time()
-            async with self.database.sessionmaker() as session:
-                ok = await DeliveryRepository(session).renew_lease(job.delivery_id, self.owner,
-                                                                   self.settings.webhook_lease_seconds)
-                await session.commit()
+            async with self.database.engine.begin() as conn:
+                ok = await DeliveryRepository(conn).renew_lease(job.delivery_id, self.owner,
+                                                                self.settings.webhook_lease_seconds)
             if not ok:
                 return  # another replica took it (or it was finished meanwhile)
             job.lease_deadline = renewed_at + self.settings.webhook_lease_seconds
@@ -363,6 +409,8 @@ class DeliveryEngine:
         with attempt_span(job.event_type, str(job.endpoint_id), job.traceparent, job.tracestate) as span:
             headers = build_headers(msg_id, job.body, config.signing_keys(), user_agent=self.settings.webhook_user_agent)
             result = await self.transport.post(config.url, job.body, headers)
+            if on_answer is not None:
+                on_answer()
             span.set_attribute("http.response.status_code", result.status_code or 0)
             if result.error_class:
                 span.set_attribute("error.type", result.error_class)
@@ -374,6 +422,8 @@ class DeliveryEngine:
         recorded_at = loop.time()
         await self.recorder.record(_Record(job, config, result, decision, keep_lease))
         self._observe(job, result, decision)
+        if config.ordered and decision.status != DeliveryStatus.PENDING:
+            self.wake()  # the next event of this aggregate is due now
         if keep_lease and decision.delay is not None:
             job.attempts += 1
             job.cycle_attempts = cycle
@@ -409,15 +459,15 @@ class DeliveryEngine:
             attempts.append({
                 "id": uuid.uuid4(), "delivery_id": r.job.delivery_id, "endpoint_id": r.job.endpoint_id,
                 "number": r.job.attempts + 1, "started_at": res.started_at, "duration_ms": res.duration_ms,
-                "url": r.config.url[:2048], "target_ip": res.target_ip, "request_headers": res.request_headers,
-                "status_code": res.status_code, "response_headers": res.response_headers,
+                "url": r.config.url[:2048], "target_ip": res.target_ip,
+                "request_headers": orjson.dumps(res.request_headers).decode(), "status_code": res.status_code,
+                "response_headers": None if res.response_headers is None else orjson.dumps(res.response_headers).decode(),
                 "response_body": res.response_body, "success": res.success, "error_class": res.error_class,
                 "error": (res.error or None) and res.error[:1000],
             })
             outcomes.append({
-                "id": r.job.delivery_id, "owner": self.owner, "status": r.decision.status.value,
-                "delay": r.decision.delay or 0.0, "lease": self.settings.webhook_lease_seconds,
-                "keep_lease": r.keep_lease, "attempted_at": res.started_at, "status_code": res.status_code,
+                "id": r.job.delivery_id, "status": r.decision.status.value,
+                "delay": r.decision.delay or 0.0, "keep_lease": r.keep_lease, "attempted_at": res.started_at, "status_code": res.status_code,
                 "error_class": res.error_class, "error": res.describe()[:1000] if not res.success else None,
             })
             if res.success:
@@ -427,9 +477,13 @@ class DeliveryEngine:
             else:
                 failed.add(r.job.endpoint_id)
         disabled: list[uuid.UUID] = []
-        async with self.database.sessionmaker() as session:
-            await DeliveryRepository(session).record(attempts, outcomes)
-            endpoints = EndpointRepository(session)
+        marked: list[uuid.UUID] = []
+        recovering: list[uuid.UUID] = []
+        # Core connection, not an ORM session: this runs once per batch of attempts (ARCHITECTURE §8).
+        async with self.database.engine.begin() as conn:
+            await DeliveryRepository(conn).record(attempts, outcomes, owner=self.owner,
+                                                  lease=self.settings.webhook_lease_seconds)
+            endpoints = EndpointRepository(conn)
             to_disable: dict[uuid.UUID, tuple[str, str, datetime | None]] = {}
             for endpoint_id in gone:
                 to_disable[endpoint_id] = ("gone", "the endpoint answered 410 Gone", None)
@@ -437,32 +491,37 @@ class DeliveryEngine:
             if still_failing:
                 threshold = datetime.now(UTC) - timedelta(seconds=self.settings.webhook_disable_after_seconds)
                 for row in await endpoints.mark_failing(sorted(still_failing)):
+                    marked.append(row.id)
                     if row.failing_since is not None and row.failing_since <= threshold:
                         to_disable[row.id] = ("failing", "every delivery failed since "
                                               f"{row.failing_since.isoformat()}", row.failing_since)
-            if succeeded:
-                await endpoints.clear_failing(sorted(succeeded))
+            recovering = [e for e in succeeded if self.registry.failing(e)]
+            if recovering:
+                await endpoints.clear_failing(sorted(recovering))
             for endpoint_id, (kind, reason, failing_since) in to_disable.items():
                 endpoint = await endpoints.disable(endpoint_id, reason)
                 if endpoint is None:
                     continue
                 disabled.append(endpoint_id)
                 metrics.ENDPOINTS_DISABLED.labels(kind).inc()
-                await outbox.publish(session, "webhook.endpoint.disabled", {
+                await outbox.publish(conn, "webhook.endpoint.disabled", {  # type: ignore[arg-type]
                     "endpointId": endpoint_id, "url": endpoint.url, "status": EndpointStatus.DISABLED.value,
                     "reason": reason, "failingSince": failing_since or endpoint.failing_since,
                 }, key=endpoint_id)
-            await session.commit()
+        self.registry.set_failing(marked, True)
+        self.registry.set_failing(recovering, False)
         for endpoint_id in disabled:
             logger.warning("endpoint %s disabled: %s", endpoint_id, to_disable[endpoint_id][1])
             self.registry.set_status(endpoint_id, EndpointStatus.DISABLED)
             lane = self.lanes.get(endpoint_id)
             if lane is not None:
-                lane.drain()  # their rows were just marked FAILED
+                for job in lane.drain():  # their rows were just marked FAILED
+                    self._held.discard(job.delivery_id)
             for delivery_id, (handle, job) in list(self._timers.items()):
                 if job.endpoint_id == endpoint_id:
                     handle.cancel()
                     del self._timers[delivery_id]
+                    self._held.discard(delivery_id)
 
     # --- housekeeping --------------------------------------------------------------------------
     async def _maintenance_loop(self) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Float, bindparam, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database
@@ -26,15 +26,20 @@ from webhook_dispatcher.delivery.engine import DeliveryEngine, Job
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.events import is_routable, ordering_key
-from webhook_dispatcher.models import DeliveryStatus, inbox
+from webhook_dispatcher.models import inbox
 
 CONSUMER_NAME = "webhook-dispatcher"  # the inbox's consumer name
+
+
+def _occurred_at(event: ConsumedEvent) -> datetime:
+    ts = event.envelope.timestamp
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)  # a zone-less timestamp is read as UTC
 
 
 def _event_row(event: ConsumedEvent, body: bytes) -> dict[str, Any]:
     env = event.envelope
     return {
-        "id": env.id, "event_type": env.event[:100], "occurred_at": env.timestamp, "tenant_id": env.tenant_id,
+        "id": env.id, "event_type": env.event[:100], "occurred_at": _occurred_at(event), "tenant_id": env.tenant_id,
         "ordering_key": ordering_key(env), "body": body.decode(),
         "traceparent": (event.headers.get("traceparent") or None) and event.headers["traceparent"][:100],
         "tracestate": (event.headers.get("tracestate") or None) and event.headers["tracestate"][:512],
@@ -56,7 +61,6 @@ async def route_events(session: AsyncSession, events: list[ConsumedEvent],
         return None
     lease = engine.settings.webhook_lease_seconds
     leased = engine.accepting
-    lease_until = func.now() + func.make_interval(0, 0, 0, 0, 0, 0, bindparam("lease", lease, Float))
     deliveries: list[dict[str, Any]] = []
     for event in events:
         name = event.envelope.event
@@ -66,14 +70,12 @@ async def route_events(session: AsyncSession, events: list[ConsumedEvent],
             take = leased and not ordered  # ordered endpoints: the poller hands out the head of each key
             deliveries.append({
                 "id": uuid.uuid4(), "event_id": event.id, "endpoint_id": endpoint_id, "event_type": name[:100],
-                "ordering_key": rows[event.id]["ordering_key"], "status": DeliveryStatus.PENDING.value,
-                "attempts": 0, "cycle_attempts": 0, "next_attempt_at": func.now(),
-                "lease_until": lease_until if take else None, "lease_owner": engine.owner if take else None,
+                "ordering_key": rows[event.id]["ordering_key"], "leased": take,
             })
     if not deliveries:
         return None
     started = asyncio.get_running_loop().time()
-    inserted = await repo.insert_deliveries(deliveries)
+    inserted = await repo.insert_deliveries(deliveries, owner=engine.owner, lease=lease)
     if not inserted:
         return None
     by_event = {e.id: e for e in events}
@@ -83,7 +85,7 @@ async def route_events(session: AsyncSession, events: list[ConsumedEvent],
             continue
         event = by_event[row.event_id]
         jobs.append(Job(row.id, row.endpoint_id, row.event_id, event.envelope.event, bodies[row.event_id],
-                        event.envelope.timestamp, rows[row.event_id]["traceparent"], rows[row.event_id]["tracestate"],
+                        rows[row.event_id]["occurred_at"], rows[row.event_id]["traceparent"], rows[row.event_id]["tracestate"],
                         0, 0, started + lease))
     wake = len(jobs) < len(inserted)
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ class EndpointConfig:
     max_concurrency: int
     rate_limit_per_second: float | None
     ordered: bool
+    failing: bool = False  # its failing clock runs (a success must stop it)
 
     @property
     def active(self) -> bool:
@@ -64,13 +65,16 @@ def config_of(box: SecretBox, endpoint: Endpoint) -> EndpointConfig:
     return EndpointConfig(id=endpoint.id, url=endpoint.url, status=endpoint.status, key=key, previous_key=previous,
                           previous_expires_at=endpoint.previous_secret_expires_at,
                           max_concurrency=max(1, endpoint.max_concurrency),
-                          rate_limit_per_second=endpoint.rate_limit_per_second, ordered=endpoint.ordered)
+                          rate_limit_per_second=endpoint.rate_limit_per_second, ordered=endpoint.ordered,
+                          failing=endpoint.failing_since is not None)
 
 
 class EndpointRegistry:
     def __init__(self, database: Database, box: SecretBox, *, refresh_seconds: float = 30.0,
-                 channels: dict[str, Callable[[str], None]] | None = None) -> None:
+                 channels: dict[str, Callable[[str], None]] | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.database = database
+        self.on_change = on_change  # after endpoints were reloaded (e.g. resumed: its backlog is due)
         self.channels = dict(channels or {})  # other NOTIFY channels to listen to on the same connection
         self.box = box
         self.refresh_seconds = refresh_seconds
@@ -109,7 +113,18 @@ class EndpointRegistry:
     def set_status(self, endpoint_id: uuid.UUID, status: str) -> None:
         config = self._configs.get(endpoint_id)
         if config is not None:
-            self._configs[endpoint_id] = EndpointConfig(**{**config.__dict__, "status": status})
+            self._configs[endpoint_id] = replace(config, status=status)
+
+    def failing(self, endpoint_id: uuid.UUID) -> bool:
+        """Whether a success must stop this endpoint's failing clock (unknown: assume it runs)."""
+        config = self._configs.get(endpoint_id)
+        return config is None or config.failing
+
+    def set_failing(self, ids: Iterable[uuid.UUID], failing: bool) -> None:
+        for endpoint_id in ids:
+            config = self._configs.get(endpoint_id)
+            if config is not None and config.failing != failing:
+                self._configs[endpoint_id] = replace(config, failing=failing)
 
     async def reload(self, ids: Iterable[uuid.UUID] | None = None) -> None:
         wanted = None if ids is None else list(ids)
@@ -174,6 +189,8 @@ class EndpointRegistry:
                     while not changed.empty():
                         ids.add(changed.get_nowait())
                     await self.reload(ids)
+                    if self.on_change is not None:
+                        self.on_change()
             finally:
                 self.listening.clear()
                 with contextlib.suppress(Exception):

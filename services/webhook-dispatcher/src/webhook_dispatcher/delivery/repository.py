@@ -14,9 +14,9 @@ from sqlalchemy import (
     Float,
     Integer,
     String,
+    Text,
     bindparam,
     func,
-    insert,
     or_,
     select,
     text,
@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Uuid
 
 from common.events import matches
@@ -87,50 +87,113 @@ RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.attempts, d.cycle_att
 """).bindparams(bindparam("busy", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
                 bindparam("lease", type_=Float))
 
-# One finished attempt: the delivery's new state. The lease is kept only when the retry waits in
-# this replica's memory (short delays); otherwise the poller of any replica takes it when due.
+# Hot paths: one fixed statement per batch, rows passed as arrays (`unnest`), so PostgreSQL and
+# asyncpg reuse one prepared statement whatever the batch size.
+_INSERT_EVENTS = text("""
+INSERT INTO webhook_events (id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent, tracestate,
+                            created_at, updated_at)
+SELECT u.id, u.event_type, u.occurred_at, u.tenant_id, u.ordering_key, u.body, u.traceparent, u.tracestate,
+       now(), now()
+FROM unnest(:ids, :event_types, :occurred_at, :tenant_ids, :ordering_keys, :bodies, :traceparents, :tracestates)
+     AS u(id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent, tracestate)
+ON CONFLICT (id) DO NOTHING
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("event_types", type_=ARRAY(String)),
+                bindparam("occurred_at", type_=ARRAY(DateTime(timezone=True))),
+                bindparam("tenant_ids", type_=ARRAY(Uuid)), bindparam("ordering_keys", type_=ARRAY(String)),
+                bindparam("bodies", type_=ARRAY(Text)), bindparam("traceparents", type_=ARRAY(String)),
+                bindparam("tracestates", type_=ARRAY(String)))
+
+# New deliveries, due now; `leased` ones are already claimed by the consuming replica (`owner`).
+_INSERT_DELIVERIES = text("""
+INSERT INTO webhook_deliveries (id, event_id, endpoint_id, event_type, ordering_key, status, attempts,
+                                cycle_attempts, next_attempt_at, lease_until, lease_owner, created_at, updated_at)
+SELECT u.id, u.event_id, u.endpoint_id, u.event_type, u.ordering_key, 'PENDING', 0, 0, now(),
+       CASE WHEN u.leased THEN now() + make_interval(secs => :lease) END,
+       CASE WHEN u.leased THEN CAST(:owner AS uuid) END, now(), now()
+FROM unnest(:ids, :event_ids, :endpoint_ids, :event_types, :ordering_keys, :leased)
+     AS u(id, event_id, endpoint_id, event_type, ordering_key, leased)
+ON CONFLICT (event_id, endpoint_id) DO NOTHING
+RETURNING id, endpoint_id, event_id, lease_owner
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("event_ids", type_=ARRAY(Uuid)),
+                bindparam("endpoint_ids", type_=ARRAY(Uuid)), bindparam("event_types", type_=ARRAY(String)),
+                bindparam("ordering_keys", type_=ARRAY(String)), bindparam("leased", type_=ARRAY(Boolean)),
+                bindparam("lease", type_=Float), bindparam("owner", type_=Uuid))
+
+_INSERT_ATTEMPTS = text("""
+INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, number, started_at, duration_ms, url, target_ip,
+                              request_headers, status_code, response_headers, response_body, success,
+                              error_class, error, created_at, updated_at)
+SELECT u.id, u.delivery_id, u.endpoint_id, u.number, u.started_at, u.duration_ms, u.url, u.target_ip,
+       CAST(u.request_headers AS jsonb), u.status_code, CAST(u.response_headers AS jsonb), u.response_body,
+       u.success, u.error_class, u.error, now(), now()
+FROM unnest(:ids, :delivery_ids, :endpoint_ids, :numbers, :started_at, :durations, :urls, :target_ips,
+            :request_headers, :status_codes, :response_headers, :response_bodies, :successes, :error_classes,
+            :errors)
+     AS u(id, delivery_id, endpoint_id, number, started_at, duration_ms, url, target_ip, request_headers,
+          status_code, response_headers, response_body, success, error_class, error)
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("delivery_ids", type_=ARRAY(Uuid)),
+                bindparam("endpoint_ids", type_=ARRAY(Uuid)), bindparam("numbers", type_=ARRAY(Integer)),
+                bindparam("started_at", type_=ARRAY(DateTime(timezone=True))),
+                bindparam("durations", type_=ARRAY(Integer)), bindparam("urls", type_=ARRAY(String)),
+                bindparam("target_ips", type_=ARRAY(String)), bindparam("request_headers", type_=ARRAY(Text)),
+                bindparam("status_codes", type_=ARRAY(Integer)), bindparam("response_headers", type_=ARRAY(Text)),
+                bindparam("response_bodies", type_=ARRAY(Text)), bindparam("successes", type_=ARRAY(Boolean)),
+                bindparam("error_classes", type_=ARRAY(String)), bindparam("errors", type_=ARRAY(Text)))
+
+# Finished attempts: each delivery's new state. The lease is kept only when the retry waits in this
+# replica's memory (short delays); otherwise the poller of any replica takes it when due. An endpoint
+# disabled meanwhile failed its pending rows: a retry must not bring them back.
 _RECORD = text("""
-UPDATE webhook_deliveries SET
-    status = :status,
-    attempts = attempts + 1,
-    cycle_attempts = cycle_attempts + 1,
-    next_attempt_at = CASE WHEN :status = 'PENDING' THEN now() + make_interval(secs => :delay) END,
-    lease_until = CASE WHEN :keep_lease THEN now() + make_interval(secs => :delay + :lease) END,
-    lease_owner = CASE WHEN :keep_lease THEN lease_owner END,
-    last_attempt_at = :attempted_at,
-    last_status_code = :status_code,
-    last_error_class = :error_class,
-    last_error = :error,
-    delivered_at = CASE WHEN :status = 'SUCCEEDED' THEN now() ELSE delivered_at END,
+UPDATE webhook_deliveries d SET
+    status = u.status,
+    attempts = d.attempts + 1,
+    cycle_attempts = d.cycle_attempts + 1,
+    next_attempt_at = CASE WHEN u.status = 'PENDING' THEN now() + make_interval(secs => u.delay) END,
+    lease_until = CASE WHEN u.keep_lease THEN now() + make_interval(secs => u.delay + :lease) END,
+    lease_owner = CASE WHEN u.keep_lease THEN d.lease_owner END,
+    last_attempt_at = u.attempted_at,
+    last_status_code = u.status_code,
+    last_error_class = u.error_class,
+    last_error = u.error,
+    delivered_at = CASE WHEN u.status = 'SUCCEEDED' THEN now() ELSE d.delivered_at END,
     updated_at = now()
-WHERE id = :id AND lease_owner = :owner
-  -- an endpoint disabled meanwhile failed its pending rows: a retry must not bring them back
-  AND (status = 'PENDING' OR :status <> 'PENDING')
-""").bindparams(bindparam("delay", type_=Float), bindparam("lease", type_=Float), bindparam("owner", type_=Uuid),
-                bindparam("id", type_=Uuid), bindparam("keep_lease", type_=Boolean),
-                bindparam("status", type_=String), bindparam("attempted_at", type_=DateTime(timezone=True)),
-                bindparam("status_code", type_=Integer), bindparam("error_class", type_=String),
-                bindparam("error", type_=String))
+FROM unnest(:ids, :statuses, :delays, :keep_leases, :attempted_at, :status_codes, :error_classes, :errors)
+     AS u(id, status, delay, keep_lease, attempted_at, status_code, error_class, error)
+WHERE d.id = u.id AND d.lease_owner = :owner AND (d.status = 'PENDING' OR u.status <> 'PENDING')
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("statuses", type_=ARRAY(String)),
+                bindparam("delays", type_=ARRAY(Float)), bindparam("keep_leases", type_=ARRAY(Boolean)),
+                bindparam("attempted_at", type_=ARRAY(DateTime(timezone=True))),
+                bindparam("status_codes", type_=ARRAY(Integer)), bindparam("error_classes", type_=ARRAY(String)),
+                bindparam("errors", type_=ARRAY(Text)), bindparam("lease", type_=Float),
+                bindparam("owner", type_=Uuid))
+
+
+def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
+    """Row dicts -> one list per parameter ({param: row key})."""
+    return {param: [r[key] for r in rows] for param, key in names.items()}
 
 
 class DeliveryRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """Takes a session; the engine's hot paths pass a Core connection (only `execute` is used there)."""
+
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
+        self.session = session  # type: ignore[assignment]
 
     # --- consumption ---------------------------------------------------------------------------
     async def insert_events(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            await self.session.execute(pg_insert(events_t).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+            await self.session.execute(_INSERT_EVENTS, _columns(rows, {
+                "ids": "id", "event_types": "event_type", "occurred_at": "occurred_at", "tenant_ids": "tenant_id",
+                "ordering_keys": "ordering_key", "bodies": "body", "traceparents": "traceparent",
+                "tracestates": "tracestate"}))
 
-    async def insert_deliveries(self, rows: list[dict[str, Any]]) -> list[Any]:
+    async def insert_deliveries(self, rows: list[dict[str, Any]], *, owner: uuid.UUID, lease: float) -> list[Any]:
         """Insert, skipping (event, endpoint) pairs that already have a delivery; returns the new ones."""
         if not rows:
             return []
-        stmt = (pg_insert(deliveries_t).values(rows)
-                .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
-                .returning(deliveries_t.c.id, deliveries_t.c.endpoint_id, deliveries_t.c.event_id,
-                           deliveries_t.c.lease_owner))
-        return list(await self.session.execute(stmt))
+        params = _columns(rows, {"ids": "id", "event_ids": "event_id", "endpoint_ids": "endpoint_id",
+                                 "event_types": "event_type", "ordering_keys": "ordering_key", "leased": "leased"})
+        return list(await self.session.execute(_INSERT_DELIVERIES, params | {"owner": owner, "lease": lease}))
 
     async def notify_due(self) -> None:
         """Wake every replica's poller when this transaction commits."""
@@ -163,11 +226,20 @@ class DeliveryRepository:
                 .values(lease_until=None, lease_owner=None)
             )
 
-    async def record(self, attempts: list[dict[str, Any]], outcomes: list[dict[str, Any]]) -> None:
+    async def record(self, attempts: list[dict[str, Any]], outcomes: list[dict[str, Any]], *,
+                     owner: uuid.UUID, lease: float) -> None:
         if attempts:
-            await self.session.execute(insert(attempts_t), attempts)
+            await self.session.execute(_INSERT_ATTEMPTS, _columns(attempts, {
+                "ids": "id", "delivery_ids": "delivery_id", "endpoint_ids": "endpoint_id", "numbers": "number",
+                "started_at": "started_at", "durations": "duration_ms", "urls": "url", "target_ips": "target_ip",
+                "request_headers": "request_headers", "status_codes": "status_code",
+                "response_headers": "response_headers", "response_bodies": "response_body",
+                "successes": "success", "error_classes": "error_class", "errors": "error"}))
         if outcomes:
-            await self.session.execute(_RECORD, outcomes)
+            await self.session.execute(_RECORD, _columns(outcomes, {
+                "ids": "id", "statuses": "status", "delays": "delay", "keep_leases": "keep_lease",
+                "attempted_at": "attempted_at", "status_codes": "status_code", "error_classes": "error_class",
+                "errors": "error"}) | {"owner": owner, "lease": lease})
 
     # --- API -----------------------------------------------------------------------------------
     async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
@@ -233,8 +305,10 @@ class DeliveryRepository:
             existing = list((await self.session.execute(stmt)).scalars())
         missed: list[uuid.UUID] = []
         if include_missed:
+            # Missed = received while the endpoint existed but was not ACTIVE (never a backfill of
+            # what happened before it was created).
             stmt = (select(ev.c.id, ev.c.event_type)
-                    .where(ev.c.occurred_at >= since,
+                    .where(ev.c.occurred_at >= since, ev.c.created_at >= endpoint.created_at,
                            ~select(d.c.id).where(d.c.event_id == ev.c.id, d.c.endpoint_id == endpoint.id).exists(),
                            ev.c.event_type.notin_(["webhook.verification", "webhook.test"])))
             if until:

@@ -27,7 +27,7 @@ class DeliveryStatusName(StrEnum):
 class RecoverStatus(StrEnum):
     FAILED = "FAILED"  # deliveries that ended in the dead letter
     SUCCEEDED = "SUCCEEDED"  # deliveries that were already delivered (sent again)
-    MISSED = "MISSED"  # events the endpoint never got (it was paused, disabled, or filtered them out)
+    MISSED = "MISSED"  # events received while the endpoint existed but was not ACTIVE (paused, disabled, pending)
 
 
 def _pattern(value: str) -> str:

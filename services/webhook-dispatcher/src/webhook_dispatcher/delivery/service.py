@@ -115,7 +115,8 @@ async def retry(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryRead:
     return to_read(delivery)
 
 
-async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRequest) -> RecoverResult:
+async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRequest, *,
+                  max_count: int) -> RecoverResult:
     """Send again what this endpoint failed or missed in a time range (by event time)."""
     endpoint = await _endpoint(session, endpoint_id)
     statuses = body.statuses
@@ -134,6 +135,9 @@ async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRe
     failed_ids = existing_by_status.get("FAILED", [])
     succeeded_ids = existing_by_status.get("SUCCEEDED", [])
     count = len(failed_ids) + len(succeeded_ids) + len(missed)
+    if not body.dryRun and count > max_count:
+        raise Unprocessable(f"{count} deliveries match; at most {max_count} can be recovered at once: narrow the "
+                            "time range or the event types")
     if not body.dryRun and count:
         await repo.reschedule(failed_ids + succeeded_ids)
         await repo.create_for_events(endpoint.id, missed)

@@ -129,19 +129,24 @@ def _classify(exc: BaseException) -> str:
     return ErrorClass.PROTOCOL
 
 
+def clean(text: str) -> str:
+    """PostgreSQL text cannot hold NUL: whatever a subscriber answers must still be recordable."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _describe(exc: BaseException) -> str:
     denial = policy_denial(exc)
     if denial is not None:
-        return denial.reason
+        return clean(denial.reason)
     text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:MAX_HEADER_VALUE]
+    return clean(f"{type(exc).__name__}: {text}"[:MAX_HEADER_VALUE])
 
 
 def _headers(raw: aiohttp.typedefs.LooseHeaders | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in list((raw or {}).items())[:MAX_RECORDED_HEADERS]:  # type: ignore[union-attr]
-        k = str(key).lower()
-        out[k] = (out[k] + ", " + str(value) if k in out else str(value))[:MAX_HEADER_VALUE]
+        k = clean(str(key).lower())
+        out[k] = clean(out[k] + ", " + str(value) if k in out else str(value))[:MAX_HEADER_VALUE]
     return out
 
 
@@ -222,12 +227,12 @@ class WebhookTransport:
                     result.status_code = resp.status
                     result.response_headers = _headers(resp.headers)
                     raw = await _read_limited(resp, self.body_limit)
-                    result.response_body = raw.decode("utf-8", errors="replace")
+                    result.response_body = clean(raw.decode("utf-8", errors="replace"))
             finally:
                 result.target_ip = pin.peer_ip or result.target_ip
         if not (200 <= resp.status < 300):
             result.error_class = ErrorClass.HTTP
-            result.error = f"HTTP {resp.status} {resp.reason or ''}".strip()[:MAX_HEADER_VALUE]
+            result.error = clean(f"HTTP {resp.status} {resp.reason or ''}".strip()[:MAX_HEADER_VALUE])
             if resp.status in (429, 503):
                 result.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
 

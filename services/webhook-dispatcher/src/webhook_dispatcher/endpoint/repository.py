@@ -6,17 +6,22 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import any_, bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.types import Uuid
 
 from webhook_dispatcher.models import DeliveryStatus, Endpoint, EndpointStatus
 
 CHANGED_CHANNEL = "webhook_endpoint_changed"
+endpoints_t = Endpoint.__table__
 
 
 class EndpointRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """Takes a session; the engine's hot paths pass a Core connection (only `execute` is used there)."""
+
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
+        self.session = session  # type: ignore[assignment]
 
     async def get(self, endpoint_id: uuid.UUID, *, for_update: bool = False,
                   include_deleted: bool = False) -> Endpoint | None:
@@ -62,29 +67,34 @@ class EndpointRepository:
 
     async def mark_failing(self, ids: Sequence[uuid.UUID]) -> list[Any]:
         """Start (or keep) the failing clock; returns (id, failing_since, url) of ACTIVE endpoints."""
+        t = endpoints_t
         rows = await self.session.execute(
-            update(Endpoint)
-            .where(Endpoint.id.in_(list(ids)), Endpoint.status == EndpointStatus.ACTIVE)
-            .values(failing_since=func.coalesce(Endpoint.failing_since, func.now()))
-            .returning(Endpoint.id, Endpoint.failing_since, Endpoint.url)
+            update(t)
+            .where(t.c.id == any_(bindparam("ids", list(ids), ARRAY(Uuid))), t.c.status == EndpointStatus.ACTIVE.value)
+            .values(failing_since=func.coalesce(t.c.failing_since, func.now()))
+            .returning(t.c.id, t.c.failing_since, t.c.url)
         )
         return list(rows)
 
     async def clear_failing(self, ids: Sequence[uuid.UUID]) -> None:
+        t = endpoints_t
         await self.session.execute(
-            update(Endpoint).where(Endpoint.id.in_(list(ids)), Endpoint.failing_since.is_not(None))
-            .values(failing_since=None)
-        )
+            update(t).where(t.c.id == any_(bindparam("ids", list(ids), ARRAY(Uuid))), t.c.failing_since.is_not(None))
+            .values(failing_since=None))
 
-    async def disable(self, endpoint_id: uuid.UUID, reason: str) -> Endpoint | None:
-        """ACTIVE -> DISABLED (once); its pending deliveries become FAILED (replayable with recover)."""
+    async def disable(self, endpoint_id: uuid.UUID, reason: str) -> Any | None:
+        """ACTIVE -> DISABLED (once); its pending deliveries become FAILED (replayable with recover).
+
+        Returns (id, url, failing_since) when this call disabled it, None when it was not ACTIVE.
+        """
+        t = endpoints_t
         row = (await self.session.execute(
-            update(Endpoint)
-            .where(Endpoint.id == endpoint_id, Endpoint.status == EndpointStatus.ACTIVE)
-            .values(status=EndpointStatus.DISABLED, status_reason=reason[:1000], disabled_at=func.now(),
+            update(t)
+            .where(t.c.id == endpoint_id, t.c.status == EndpointStatus.ACTIVE.value)
+            .values(status=EndpointStatus.DISABLED.value, status_reason=reason[:1000], disabled_at=func.now(),
                     updated_at=func.now())
-            .returning(Endpoint)
-        )).scalar_one_or_none()
+            .returning(t.c.id, t.c.url, t.c.failing_since)
+        )).first()
         if row is not None:
             await self.fail_pending_deliveries(endpoint_id, f"endpoint disabled: {reason}")
             await self.notify_changed(endpoint_id)

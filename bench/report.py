@@ -1,0 +1,165 @@
+"""The summary table (measured vs target, PASS/MISS per line) and bench/results/latest.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+TARGET_THROUGHPUT = 3000.0  # deliveries/s on 2 cores
+TARGET_RATIO = 0.25
+TARGET_P50_MS = 25.0
+TARGET_P99_MS = 100.0
+TARGET_FANOUT_MS = 1000.0
+TARGET_ISOLATION_FACTOR = 2.0
+
+
+@dataclass
+class Line:
+    key: str
+    what: str
+    measured: str
+    target: str
+    ok: bool | None  # None: informative, no target
+
+    @property
+    def verdict(self) -> str:
+        return "-" if self.ok is None else ("PASS" if self.ok else "MISS")
+
+
+def _num(value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def _ok(value: float, limit: float, *, at_least: bool = False) -> bool:
+    if math.isnan(value):
+        return False
+    return value >= limit if at_least else value <= limit
+
+
+def _ms(v: float) -> str:
+    return "n/a" if math.isnan(v) else f"{v:,.1f} ms"
+
+
+def build_lines(results: dict[str, Any]) -> list[Line]:
+    lines: list[Line] = []
+    raw = results.get("raw") or {}
+    tp = results.get("throughput") or {}
+    lat = results.get("latency") or {}
+    fan = results.get("fanout") or {}
+    hang = results.get("hanging") or {}
+
+    a = _num(raw.get("rate"))
+    if raw:
+        lines.append(Line("a", f"raw limit: bare consumer -> aiohttp ({raw.get('in_flight')} in flight)",
+                          f"{a:,.0f}/s", "(reference)", None if raw.get("received") == raw.get("messages")
+                          else False))
+    b = _num(tp.get("rate"))
+    if tp:
+        lines.append(Line("b", f"dispatcher sustained deliveries/s ({tp.get('events'):,} events, recorded)",
+                          f"{b:,.0f}/s", f">= {TARGET_THROUGHPUT:,.0f}/s",
+                          _ok(b, TARGET_THROUGHPUT, at_least=True)))
+        lines.append(Line("b", "  all delivered once, every attempt recorded",
+                          f"{tp.get('distinct')}/{tp.get('events')}, dup {tp.get('duplicates')}, "
+                          f"recorded {'yes' if tp.get('all_recorded') else 'no'}", "all, 0, yes",
+                          bool(tp.get("complete"))))
+    if raw and tp:
+        c = b / a if a and not math.isnan(a) and a > 0 else math.nan
+        results["ratio"] = c
+        lines.append(Line("c", "ratio (b) / (a)", "n/a" if math.isnan(c) else f"{c:.2f}",
+                          f">= {TARGET_RATIO:.2f}", _ok(c, TARGET_RATIO, at_least=True)))
+    if lat:
+        rate = _num(lat.get("api_rate"))
+        lines.append(Line("d", f"API call -> webhook p50 at {rate:.0f} events/s", _ms(_num(lat.get("p50_ms"))),
+                          f"<= {TARGET_P50_MS:.0f} ms", _ok(_num(lat.get("p50_ms")), TARGET_P50_MS)))
+        lines.append(Line("d", "API call -> webhook p99", _ms(_num(lat.get("p99_ms"))),
+                          f"<= {TARGET_P99_MS:.0f} ms", _ok(_num(lat.get("p99_ms")), TARGET_P99_MS)))
+        lines.append(Line("d", "  every call's webhook arrived, once",
+                          f"{lat.get('received')}/{lat.get('api_ok')}, dup {lat.get('duplicates')}",
+                          "all, 0", lat.get("missing") == 0 and lat.get("duplicates") == 0
+                          and lat.get("api_ok") == lat.get("calls")))
+    if fan:
+        n = fan.get("endpoints")
+        lines.append(Line("e", f"fan-out of 1 event to {n} endpoints, median of {fan.get('repeats')}",
+                          _ms(_num(fan.get("median_ms"))), f"<= {TARGET_FANOUT_MS / 1000:.0f} s",
+                          _ok(_num(fan.get("median_ms")), TARGET_FANOUT_MS)))
+        lines.append(Line("e", "fan-out, max", _ms(_num(fan.get("max_ms"))), f"<= {TARGET_FANOUT_MS / 1000:.0f} s",
+                          _ok(_num(fan.get("max_ms")), TARGET_FANOUT_MS)))
+    if hang:
+        f99 = _num(hang.get("p99_ms"))
+        d99 = _num(lat.get("p99_ms")) if lat else math.nan
+        limit = TARGET_ISOLATION_FACTOR * d99
+        lines.append(Line("f", "healthy endpoint p99 while one endpoint hangs", _ms(f99),
+                          f"<= 2x(d) = {_ms(limit)}" if not math.isnan(limit) else "<= 2x(d)",
+                          _ok(f99, limit)))
+        lines.append(Line("f", "  healthy endpoint p50 (vs (d) p50)", _ms(_num(hang.get("p50_ms"))),
+                          f"(d): {_ms(_num(lat.get('p50_ms')))}" if lat else "", None))
+        lines.append(Line("f", "  every call's webhook arrived, once",
+                          f"{hang.get('received')}/{hang.get('api_ok')}, dup {hang.get('duplicates')}",
+                          "all, 0", hang.get("missing") == 0 and hang.get("duplicates") == 0
+                          and hang.get("api_ok") == hang.get("calls")))
+    return lines
+
+
+def render(lines: list[Line], title: str) -> str:
+    headers = ("", "measurement", "measured", "target", "result")
+    rows = [(ln.key, ln.what, ln.measured, ln.target, ln.verdict) for ln in lines]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    sep = "+-" + "-+-".join("-" * w for w in widths) + "-+"
+    out = [title, sep, fmt(headers), sep, *(fmt(r) for r in rows), sep]
+    judged = [ln for ln in lines if ln.ok is not None]
+    passed = sum(1 for ln in judged if ln.ok)
+    out.append(f"{passed}/{len(judged)} PASS" + ("" if passed == len(judged) else
+                                                  f", {len(judged) - passed} MISS"))
+    return "\n".join(out)
+
+
+def environment() -> dict[str, Any]:
+    rev = None
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+            "system": platform.system(), "git": rev,
+            "when": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: write null."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(results: dict[str, Any], lines: list[Line], path: Path | None = None) -> Path:
+    path = path or RESULTS_DIR / "latest.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = dict(results)
+    doc["summary"] = [asdict(ln) | {"result": ln.verdict} for ln in lines]
+    doc["targets"] = {"throughput_per_s": TARGET_THROUGHPUT, "ratio": TARGET_RATIO, "p50_ms": TARGET_P50_MS,
+                      "p99_ms": TARGET_P99_MS, "fanout_ms": TARGET_FANOUT_MS,
+                      "isolation_factor": TARGET_ISOLATION_FACTOR}
+    path.write_text(json.dumps(_clean(doc), indent=2) + "\n")
+    return path

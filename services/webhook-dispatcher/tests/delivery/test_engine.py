@@ -1,0 +1,139 @@
+"""The engine under stress: restarts, crashed replicas, transport failures, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+from sqlalchemy import text
+
+from common.events import build_event
+from common.messaging import ConsumedEvent
+from common.testing.plugin import bearer
+from common.testing.servers import serve_app
+from webhook_dispatcher.app import create_app
+from webhook_dispatcher.delivery.engine import DeliveryEngine
+from webhook_dispatcher.delivery.handlers import route_events
+from webhook_dispatcher.delivery.maintenance import purge
+from webhook_dispatcher.delivery.transport import WebhookTransport
+
+API = "/api/platform/webhooks"
+
+
+def ids_of(hook) -> list[str]:
+    return [r.headers["webhook-id"] for r in hook.events()]
+
+
+def payment_failed() -> dict:
+    return {"tenantId": str(uuid.uuid4()), "invoiceId": f"in_{uuid.uuid4().hex[:10]}", "amountDue": 4900,
+            "currency": "usd", "attemptCount": 1}
+
+
+async def _wait_ready(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        async with asyncio.timeout(60):
+            while (await client.get("/readyz")).status_code != 200:
+                await asyncio.sleep(0.1)
+
+
+async def test_a_restart_mid_stream_loses_nothing_and_sends_nothing_twice(migrated_database, make_settings, receiver,
+                                                                          owner_token, publish):
+    # Its own database and consumer group: this dispatcher starts, stops and starts again.
+    settings = make_settings(database_url=await migrated_database("webhook-dispatcher", name="restart"),
+                             webhook_consumer_group=f"restart-{uuid.uuid4().hex[:8]}")
+    hook = receiver.hook(delay=0.1)
+    sent = []
+    async with serve_app(create_app(settings)) as url:
+        await _wait_ready(url)
+        async with httpx.AsyncClient(base_url=url, headers=bearer(owner_token), timeout=20) as client:
+            resp = await client.post(API, json={"url": hook.url, "events": ["billing.payment_failed"],
+                                                "maxConcurrency": 2})
+            assert resp.status_code == 201 and resp.json()["status"] == "ACTIVE"
+            endpoint_id = resp.json()["id"]
+            for _ in range(30):
+                sent.append(await publish("billing.payment_failed", payment_failed()))
+            async with asyncio.timeout(20):  # all routed (committed, offsets acknowledged) ...
+                while len((await client.get(f"{API}/{endpoint_id}/deliveries",
+                                            params={"limit": 100, "eventType": "billing.*"})).json()["items"]) < 30:
+                    await asyncio.sleep(0.05)
+        await hook.wait_for(lambda h: len(h.events()) >= 4)
+    # ... and stopped (the SIGTERM path: lifespan shutdown) in the middle of delivering them.
+    stopped_at = len(hook.events())
+    assert stopped_at < 30
+    async with serve_app(create_app(settings)):
+        await hook.wait_for(lambda h: len(h.events()) >= 30, timeout=30)
+        await asyncio.sleep(0.5)  # anything extra would show up now
+    assert sorted(ids_of(hook)) == sorted(str(e.id) for e in sent)  # each exactly once
+
+
+async def test_deliveries_left_by_a_crashed_replica_are_taken_over_when_its_lease_ends(
+        dispatcher, make_settings, database, receiver, endpoints):
+    hook = receiver.hook()
+    await endpoints(hook.url, ["billing.payment_succeeded"])
+    # A replica that consumed the event, committed leased deliveries, and died before sending them.
+    dead = DeliveryEngine(make_settings(webhook_timeout_seconds=1.0, webhook_lease_seconds=6.0), database)
+    dead.accepting = True
+    envelope = build_event("billing.payment_succeeded", payment_failed())
+    async with database.sessionmaker() as session:
+        after = await route_events(session, [ConsumedEvent(envelope, "platform.billing.events", 0, 0, {})], dead)
+        await session.commit()
+    assert after is not None  # never called: the replica is gone
+    await hook.wait_for(lambda h: len(h.events()) >= 1, timeout=20)
+    await asyncio.sleep(0.3)
+    assert ids_of(hook) == [str(envelope.id)]
+
+
+async def test_transport_failures_are_classified(make_settings, receiver):
+    ok = receiver.hook()
+    slow = receiver.hook(delay=3.0)
+    body, headers = b"{}", {"content-type": "application/json"}
+
+    strict = WebhookTransport(make_settings(webhook_allowed_private_cidrs=""))
+    no_ca = WebhookTransport(make_settings(webhook_ca_bundle=None))
+    quick = WebhookTransport(make_settings(webhook_timeout_seconds=0.5))
+    plain = WebhookTransport(make_settings())
+    try:
+        refused = await strict.post(ok.url, body, headers)
+        assert refused.error_class == "policy" and "127.0.0.1" in refused.error and not refused.success
+        untrusted = await no_ca.post(ok.url, body, headers)
+        assert untrusted.error_class == "tls"
+        timed_out = await quick.post(slow.url, body, headers)
+        assert timed_out.error_class == "timeout"
+        closed = await plain.post("https://127.0.0.1:9/x", body, headers)
+        assert closed.error_class == "connect"
+        unresolvable = await plain.post("https://does-not-exist.invalid/x", body, headers)
+        assert unresolvable.error_class == "dns"
+        good = await plain.post(ok.url, body, headers)
+        assert good.success and good.target_ip == "127.0.0.1" and good.status_code == 200
+        assert len(ok.events()) == 1  # the refused and untrusted attempts never reached it
+    finally:
+        for t in (strict, no_ca, quick, plain):
+            await t.close()
+
+
+async def test_retention_purges_old_attempts_deliveries_and_events(owner, dispatcher, database, receiver,
+                                                                   endpoints, publish):
+    hook = receiver.hook()
+    endpoint = await endpoints(hook.url, ["ticket.closed"])
+    ticket = {"ticketId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4()), "subject": "Old", "priority": "LOW",
+              "status": "CLOSED"}
+    envelope = await publish("ticket.closed", ticket)
+    await hook.wait_for(lambda h: str(envelope.id) in ids_of(h))
+    async with asyncio.timeout(10):
+        while True:
+            items = (await owner.get(f"{API}/{endpoint['id']}/deliveries",
+                                     params={"eventType": "ticket.closed"})).json()["items"]
+            if items and items[0]["status"] == "SUCCEEDED":
+                break
+            await asyncio.sleep(0.05)
+    async with database.sessionmaker() as session:
+        for table, column in (("webhook_attempts", "delivery_id"), ("webhook_deliveries", "id")):
+            await session.execute(text(f"UPDATE {table} SET created_at = now() - interval '40 days' "
+                                       f"WHERE {column} = :id"), {"id": uuid.UUID(items[0]["id"])})
+        await session.execute(text("UPDATE webhook_events SET created_at = now() - interval '40 days' "
+                                   "WHERE id = :id"), {"id": envelope.id})
+        await session.commit()
+    assert await purge(dispatcher.app.state.engine) >= 3
+    assert (await owner.get(f"{API}/deliveries/{items[0]['id']}")).status_code == 404
+    assert (await owner.get(f"{API}/{endpoint['id']}")).status_code == 200

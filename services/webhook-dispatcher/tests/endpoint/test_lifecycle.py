@@ -1,0 +1,208 @@
+"""Changing, pausing, testing, rotating and replaying an endpoint (the dispatcher issue)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+API = "/api/platform/webhooks"
+
+
+def lead_data(**extra) -> dict:
+    return {"leadId": str(uuid.uuid4()), "name": "Ana", "stage": "NEW"} | extra
+
+
+def ids_of(hook) -> list[str]:
+    return [r.headers["webhook-id"] for r in hook.events()]
+
+
+async def deliveries_of(owner, endpoint_id: str, **params) -> list[dict]:
+    resp = await owner.get(f"{API}/{endpoint_id}/deliveries", params={"limit": 100} | params)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["items"]
+
+
+async def wait_delivery(owner, endpoint_id, event_id, predicate=lambda d: True, timeout: float = 15.0) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            found = [d for d in await deliveries_of(owner, endpoint_id) if d["eventId"] == str(event_id)]
+            if found and predicate(found[0]):
+                return found[0]
+            await asyncio.sleep(0.05)
+
+
+async def test_patch_changes_filters_and_a_new_url_is_verified_before_it_receives(owner, receiver, endpoints,
+                                                                                  publish):
+    old, new, refusing, witness = receiver.hook(), receiver.hook(), receiver.hook(challenge="none"), receiver.hook()
+    endpoint = await endpoints(old.url, ["lead.created"])
+    await endpoints(witness.url, ["lead.updated"])
+    resp = await owner.patch(f"{API}/{endpoint['id']}", json={"events": ["lead.updated"], "maxConcurrency": 3,
+                                                               "description": "sales"})
+    assert resp.status_code == 200
+    assert resp.json()["events"] == ["lead.updated"] and resp.json()["maxConcurrency"] == 3
+    assert resp.json()["status"] == "ACTIVE" and resp.json()["verification"] is None
+
+    moved = (await owner.patch(f"{API}/{endpoint['id']}", json={"url": refusing.url})).json()
+    assert moved["status"] == "PENDING_VERIFICATION" and moved["verification"]["success"] is False
+    envelope = await publish("lead.updated", lead_data(changes=["name"]))
+    await witness.wait_for(lambda h: str(envelope.id) in ids_of(h))  # routed while the endpoint was pending
+    moved = (await owner.patch(f"{API}/{endpoint['id']}", json={"url": new.url})).json()
+    assert moved["status"] == "ACTIVE" and moved["url"] == new.url
+    second = await publish("lead.updated", lead_data(changes=["name"]))
+    await new.wait_for(lambda h: str(second.id) in ids_of(h))
+    assert str(envelope.id) not in ids_of(new) and not old.events() and not refusing.events()
+
+    for bad in ({"url": None}, {"events": []}, {"events": ["nope"]}, {"url": "https://10.1.1.1/x"},
+                {"status": "ACTIVE"}):
+        assert (await owner.patch(f"{API}/{endpoint['id']}", json=bad)).status_code == 422, bad
+    assert (await owner.patch(f"{API}/{uuid.uuid4()}", json={"description": "x"})).status_code == 404
+
+
+async def test_pause_holds_events_back_and_recover_sends_what_was_missed(owner, receiver, endpoints, publish):
+    hook, witness = receiver.hook(), receiver.hook()
+    endpoint = await endpoints(hook.url, ["lead.stage.changed"])
+    await endpoints(witness.url, ["lead.stage.changed"])
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    paused = await owner.post(f"{API}/{endpoint['id']}/pause", json={"reason": "maintenance"})
+    assert paused.json()["status"] == "PAUSED" and paused.json()["statusReason"] == "maintenance"
+    missed = await publish("lead.stage.changed", lead_data(**{"from": "NEW", "to": "WON"}))
+    await witness.wait_for(lambda h: str(missed.id) in ids_of(h))
+    assert hook.events() == []
+
+    assert (await owner.post(f"{API}/{endpoint['id']}/resume")).json()["status"] == "ACTIVE"
+    body = {"since": since.isoformat(), "eventTypes": ["lead.*"]}
+    dry = (await owner.post(f"{API}/{endpoint['id']}/recover", json=body | {"dryRun": True})).json()
+    assert dry == {"dryRun": True, "count": 1, "failed": 0, "succeeded": 0, "missed": 1}
+    assert hook.events() == []
+    done = (await owner.post(f"{API}/{endpoint['id']}/recover", json=body)).json()
+    assert done["count"] == 1 and done["dryRun"] is False
+    await hook.wait_for(lambda h: ids_of(h) == [str(missed.id)])
+    # Recovering again finds nothing new: the event was delivered.
+    assert (await owner.post(f"{API}/{endpoint['id']}/recover", json=body)).json()["count"] == 0
+    again = await owner.post(f"{API}/{endpoint['id']}/recover", json=body | {"status": "SUCCEEDED"})
+    assert again.json()["succeeded"] == 1
+    await hook.wait_for(lambda h: ids_of(h) == [str(missed.id)] * 2)  # replayed with the same webhook-id
+
+    bad = [{"since": "yesterday"}, {"since": since.isoformat(), "until": (since - timedelta(1)).isoformat()},
+           {"since": since.isoformat(), "status": "LOST"}, {"since": since.replace(tzinfo=None).isoformat()},
+           {"since": since.isoformat(), "eventTypes": ["nope.*"]}]
+    for b in bad:
+        assert (await owner.post(f"{API}/{endpoint['id']}/recover", json=b)).status_code == 422, b
+    assert (await owner.post(f"{API}/{endpoint['id']}/pause")).json()["status"] == "PAUSED"
+    assert (await owner.post(f"{API}/{endpoint['id']}/pause")).status_code == 200
+
+
+async def test_recover_resends_failed_deliveries_with_their_webhook_id(owner, receiver, endpoints, publish):
+    hook = receiver.hook(status=500)
+    endpoint = await endpoints(hook.url, ["lead.created"])
+    envelope = await publish("lead.created", lead_data())
+    await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "FAILED")
+    hook.set_behaviour(status=204)
+    since = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    result = (await owner.post(f"{API}/{endpoint['id']}/recover", json={"since": since})).json()
+    assert result["failed"] == 1
+    await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "SUCCEEDED")
+    assert set(ids_of(hook)) == {str(envelope.id)}
+
+
+async def test_test_event_goes_to_that_endpoint_only(owner, receiver, endpoints):
+    hook, other = receiver.hook(), receiver.hook()
+    endpoint = await endpoints(hook.url, ["lead.created"])
+    await endpoints(other.url, ["*"])
+    resp = await owner.post(f"{API}/{endpoint['id']}/test")
+    assert resp.status_code == 200, resp.text
+    result = resp.json()
+    assert result["success"] is True and result["statusCode"] == 200
+    [request] = hook.events()
+    body = Webhook(endpoint["secret"]).verify(request.body, request.headers)
+    assert body["event"] == "webhook.test" and body["data"]["endpointId"] == endpoint["id"]
+    assert request.headers["webhook-id"] == result["eventId"]
+    assert not other.events()
+    assert [d["eventType"] for d in await deliveries_of(owner, endpoint["id"], eventType="webhook.test")] == [
+        "webhook.test"]
+
+    pending = await endpoints(receiver.hook(challenge="none").url)
+    assert (await owner.post(f"{API}/{pending['id']}/test")).status_code == 409
+
+
+async def test_rotating_the_secret_signs_with_both_during_the_grace_period(owner, receiver, endpoints, publish):
+    hook = receiver.hook()
+    endpoint = await endpoints(hook.url, ["lead.created"])
+    old_secret = endpoint["secret"]
+    rotated = await owner.post(f"{API}/{endpoint['id']}/rotate-secret", json={"graceHours": 1})
+    assert rotated.status_code == 200, rotated.text
+    new_secret = rotated.json()["secret"]
+    assert new_secret != old_secret and new_secret.startswith("whsec_")
+    assert rotated.json()["secretRotation"]["previousSecretExpiresAt"]
+    shown = (await owner.get(f"{API}/{endpoint['id']}")).json()
+    assert shown["secret"] == "****" + new_secret[-4:]
+
+    envelope = await publish("lead.created", lead_data())
+    await hook.wait_for(lambda h: str(envelope.id) in ids_of(h))
+    request = hook.events()[-1]
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    Webhook(new_secret).verify(request.body, request.headers)
+    Webhook(old_secret).verify(request.body, request.headers)
+
+    # Without a grace period the old secret stops signing at once.
+    final = (await owner.post(f"{API}/{endpoint['id']}/rotate-secret", json={"graceHours": 0})).json()["secret"]
+    second = await publish("lead.created", lead_data())
+    await hook.wait_for(lambda h: str(second.id) in ids_of(h))
+    request = hook.events()[-1]
+    Webhook(final).verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret).verify(request.body, request.headers)
+    for bad in ({"graceHours": 169}, {"graceHours": -1}, {"secret": "whsec_short"}):
+        assert (await owner.post(f"{API}/{endpoint['id']}/rotate-secret", json=bad)).status_code == 422
+
+
+async def test_deliveries_are_paginated_with_a_cursor_and_filtered(owner, receiver, endpoints, publish):
+    hook = receiver.hook()
+    endpoint = await endpoints(hook.url, ["lead.*"])
+    sent = [await publish("lead.created", lead_data()) for _ in range(5)]
+    await hook.wait_for(lambda h: len(h.events()) == 5)
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, "eventType": "lead.created"} | ({"cursor": cursor} if cursor else {})
+        page = (await owner.get(f"{API}/{endpoint['id']}/deliveries", params=params)).json()
+        seen += [d["eventId"] for d in page["items"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(str(e.id) for e in sent) and len(seen) == 5
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert await deliveries_of(owner, endpoint["id"], since=future) == []
+    assert await deliveries_of(owner, endpoint["id"], status="FAILED") == []
+    assert (await owner.get(f"{API}/{endpoint['id']}/deliveries", params={"cursor": "garbage"})).status_code == 422
+    assert (await owner.get(f"{API}/{endpoint['id']}/deliveries", params={"status": "LOST"})).status_code == 422
+    assert (await owner.get(f"{API}/{uuid.uuid4()}/deliveries")).status_code == 404
+
+
+async def test_an_ordered_endpoint_gets_one_aggregate_in_order_even_across_retries(owner, receiver, endpoints,
+                                                                                   publish):
+    hook = receiver.hook(statuses=[503, 200])
+    await endpoints(hook.url, ["lead.*"], ordered=True)
+    lead_id = str(uuid.uuid4())
+    first = await publish("lead.created", lead_data(leadId=lead_id), key=lead_id)
+    second = await publish("lead.updated", lead_data(leadId=lead_id, changes=["name"]), key=lead_id)
+    third = await publish("lead.stage.changed", lead_data(leadId=lead_id, **{"from": "NEW", "to": "WON"}), key=lead_id)
+    await hook.wait_for(lambda h: len(h.events()) == 4)
+    assert ids_of(hook) == [str(first.id), str(first.id), str(second.id), str(third.id)]
+
+
+async def test_metrics_expose_outcomes_latency_backlog_and_endpoints(owner, dispatcher, receiver, endpoints, publish):
+    hook = receiver.hook()
+    await endpoints(hook.url, ["lead.created"])
+    envelope = await publish("lead.created", lead_data())
+    await hook.wait_for(lambda h: str(envelope.id) in ids_of(h))
+    await asyncio.sleep(1.0)  # one maintenance pass refreshes the gauges
+    text = (await owner.get("/metrics")).text
+    for name in ('webhook_deliveries_total{outcome="succeeded"}', "webhook_delivery_latency_seconds_bucket",
+                 'webhook_attempts_total{result="success"}', "webhook_deliveries_pending ",
+                 "webhook_deliveries_oldest_pending_age_seconds", 'webhook_endpoints{status="ACTIVE"}'):
+        assert name in text, name
