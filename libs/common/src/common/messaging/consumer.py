@@ -19,8 +19,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.config import ServiceSettings
@@ -43,6 +42,7 @@ class ConsumedEvent:
     partition: int
     offset: int
     headers: dict[str, str]
+    key: str | None = None  # the aggregate id the publisher keyed the record with
 
     @property
     def id(self) -> uuid.UUID:
@@ -127,7 +127,8 @@ class EventConsumer:
             logger.error("consumer %s: undecodable record %s/%s@%s skipped: %s", self.name, record.topic,
                          record.partition, record.offset, exc)
             return None
-        return ConsumedEvent(envelope, record.topic, record.partition, record.offset, headers)
+        key = record.key.decode(errors="replace") if record.key else None
+        return ConsumedEvent(envelope, record.topic, record.partition, record.offset, headers, key)
 
     async def _process(self, records: list[ConsumerRecord]) -> None:
         events = [e for e in (self._decode(r) for r in records) if e is not None]
@@ -152,11 +153,18 @@ class EventConsumer:
                 unique: dict[uuid.UUID, ConsumedEvent] = {}
                 for e in events:
                     unique.setdefault(e.id, e)
-                stmt = insert(self.inbox).values([
-                    {"consumer": self.name, "event_id": e.id, "event_type": e.envelope.event, "error": error}
-                    for e in unique.values()
-                ]).on_conflict_do_nothing().returning(self.inbox.c.event_id)
-                fresh = set((await session.execute(stmt)).scalars().all())
+                # One statement whatever the batch size (unnest), instead of a multi-row VALUES that
+                # SQLAlchemy would compile anew for every batch length.
+                stmt = text(
+                    f"INSERT INTO {self.inbox.name} (consumer, event_id, event_type, error) "
+                    "SELECT :consumer, u.id, u.type, :error "
+                    "FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[])) AS u(id, type) "
+                    "ON CONFLICT DO NOTHING RETURNING event_id"
+                )
+                fresh = set((await session.execute(stmt, {
+                    "consumer": self.name, "error": error, "ids": [e.id for e in unique.values()],
+                    "types": [e.envelope.event for e in unique.values()],
+                })).scalars().all())
                 new = [e for e in unique.values() if e.id in fresh]
                 if new and error is None:
                     after = await self.handler(session, new)
