@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, StringConstraints
 
 from auth.user.schemas import UserSummary
-from auth.validation import CleanText
+from common.validation import StorableText as CleanText
 
 # Login input is not validated beyond size: a malformed email is simply a wrong one (401, no hints).
 LoginEmail = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=320),

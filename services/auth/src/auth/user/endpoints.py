@@ -10,10 +10,10 @@ from auth.api_key.schemas import ApiKeyPrincipal
 from auth.transaction import SessionDep
 from auth.user import service
 from auth.user.schemas import UserCreate, UserRead, UserUpdate
-from auth.validation import CleanText
 from common.auth import AnyCaller, PlatformOwner, Role
 from common.errors import problem_responses
 from common.pagination import Page, PageParamsDep
+from common.validation import StorableText as CleanText
 
 router = APIRouter(prefix="/api/auth", tags=["users"])
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from auth.validation import CleanText
 from common.auth import Role
+from common.validation import StorableText as CleanText
 
 # Lenient on purpose: `owner@plataforma.local` must pass, which strict validators reject as special-use.
 Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=320,

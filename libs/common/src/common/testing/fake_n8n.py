@@ -1,0 +1,457 @@
+"""A fake n8n for tests: an aiohttp server on 127.0.0.1 that answers the part of n8n's public API v1 the
+platform uses, VALIDATES every API request against n8n's own OpenAPI file (openapi-core; 400 with
+`{"message"}` like n8n when invalid) and behaves as the contract notes in shared/specs/README.md say:
+
+    async with fake_n8n(spec_path=...) as n8n:       # http://127.0.0.1:<port>, key in n8n.api_key
+        n8n.url, n8n.api_key
+        n8n.add_workflow({...}, active=False)         # a workflow "built in n8n's editor" (register mode)
+        n8n.workflows[id], n8n.calls, n8n.webhook_calls, n8n.executions
+        n8n.v2 = True                                 # n8n 2.x: /activate, /deactivate answer 404 (v2_status),
+                                                      #   /publish, /unpublish work
+        n8n.fail_api = (500, "boom")                  # every API call answers that
+        n8n.api_delay = 2.0                           # API calls answer after 2 s (timeouts)
+        n8n.activation_gap = 0.2                      # after activation the webhook answers 404 for 0.2 s ...
+        n8n.gap_requests = 1                          # ... and to at least this many requests
+        n8n.execution_status = "error"                # status of the executions webhook calls start
+        n8n.add_execution(workflow_id, status="waiting")
+
+Behaviour kept from the real n8n (1.119 / 2.x): base `/api/v1`; `X-N8N-API-KEY` required (401
+`{"message": ...}` otherwise); string ids; read-only fields (`active`, `id`, ...) and unknown settings
+rejected with 400 on create; activation needs a trigger node and a free webhook path; a Webhook node is
+served at `/webhook/{path}` (with a `webhookId`; else `/webhook/{workflowId}/{node name}/{path}`) only
+while its workflow is active and after the activation gap, else 404 `{"message": "... not registered"}`;
+each accepted webhook POST starts an execution (mode webhook) recorded with the data it received;
+`GET /executions` filters by workflowId and status (running ones only with `status=running`), newest
+first, `limit` (default 100, max 250) with an opaque `nextCursor`; `/rest/settings` tells `versionCli`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import secrets
+import string
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+from multidict import CIMultiDict, MultiDict
+
+API_PREFIX = "/api/v1"
+WEBHOOK_TYPE = "n8n-nodes-base.webhook"
+NOT_TRIGGERS = {"n8n-nodes-base.manualTrigger"}
+SPEC_ENV = "N8N_OPENAPI_SPEC"
+READ_ONLY_WORKFLOW_FIELDS = ("id", "active", "createdAt", "updatedAt", "tags", "isArchived", "versionId")
+
+
+def default_spec_path() -> Path:
+    """`$N8N_OPENAPI_SPEC`, else shared/specs/n8n/public-api-v1.yml beside the repository."""
+    if os.environ.get(SPEC_ENV):
+        return Path(os.environ[SPEC_ENV])
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "specs" / "n8n" / "public-api-v1.yml"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"n8n's OpenAPI file not found: set {SPEC_ENV} or pass spec_path")
+
+
+@cache
+def _openapi(path: str) -> Any:
+    import yaml
+    from openapi_core import OpenAPI
+
+    with open(path, encoding="utf-8") as f:
+        return OpenAPI.from_dict(yaml.safe_load(f))
+
+
+@dataclass
+class _OpenAPIRequest:
+    """What openapi-core reads from a request (its `Request` protocol)."""
+
+    host_url: str
+    path: str
+    method: str
+    body: bytes | None
+    content_type: str
+    parameters: Any
+
+    @property
+    def full_url_pattern(self) -> str:
+        return self.host_url + self.path
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str  # without the /api/v1 prefix for API calls
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: Any  # parsed JSON, or None
+    raw: bytes = b""
+    at: float = field(default_factory=time.time)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _new_id() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def production_path(workflow_id: str, node: dict[str, Any]) -> str:
+    path = str((node.get("parameters") or {}).get("path") or "").strip("/")
+    if node.get("webhookId"):
+        return path or str(node["webhookId"])
+    return f"{workflow_id}/{quote(str(node.get('name', '')).lower(), safe='')}/{path}"
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"message": message, **extra}, status=status)
+
+
+def _validation_message(exc: Exception) -> str:
+    """Like express-openapi-validator: where, and the first schema error."""
+    cause = exc.__cause__ or exc
+    errors = getattr(cause, "schema_errors", None) or []
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in getattr(first, "absolute_path", ()))
+        location = "request/body" + (f"/{where}" if where else "")
+        if getattr(first, "validator", None) == "readOnly":
+            return f"{location} is read-only"
+        return f"{location} {str(first.message).splitlines()[0]}"
+    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+
+
+class FakeN8n:
+    def __init__(self, *, api_key: str | None = None, version: str = "1.119.0", spec_path: str | Path | None = None,
+                 host: str = "127.0.0.1", activation_gap: float = 0.1) -> None:
+        self.api_key = api_key or "n8n_api_" + secrets.token_hex(16)
+        self.version = version
+        self.spec_path = str(spec_path or default_spec_path())
+        self.host = host
+        self.port = 0
+        self.activation_gap = activation_gap
+        self.gap_requests = 0
+        self.v2 = False
+        self.v2_status = 404
+        self.fail_api: tuple[int, str] | None = None
+        self.api_delay = 0.0
+        self.execution_status = "success"
+        self.workflows: dict[str, dict[str, Any]] = {}
+        self.executions: list[dict[str, Any]] = []
+        self.calls: list[Call] = []
+        self.webhook_calls: list[Call] = []
+        self.invalid: list[tuple[Call, str]] = []  # API requests refused by the spec validation
+        self._activated: dict[str, tuple[float, int]] = {}  # workflow id -> (loop time, 404s served since)
+        self._next_execution = 1000
+        self._runner: web.AppRunner | None = None
+        self._changed = asyncio.Condition()
+
+    # --- test helpers ------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def reset(self) -> None:
+        """Back to normal behaviour (the data stays)."""
+        self.v2, self.v2_status, self.fail_api, self.api_delay = False, 404, None, 0.0
+        self.gap_requests, self.execution_status = 0, "success"
+
+    def api_calls(self, method: str | None = None, path: str | None = None) -> list[Call]:
+        return [c for c in self.calls if (method is None or c.method == method) and (path is None or c.path == path)]
+
+    def add_workflow(self, body: dict[str, Any], *, active: bool = False) -> dict[str, Any]:
+        """A workflow made in n8n itself (not through the API): no validation, any shape."""
+        workflow_id = _new_id()
+        now = _now()
+        wf = {"id": workflow_id, "name": body.get("name", "My workflow"), "active": False, "isArchived": False,
+              "createdAt": now, "updatedAt": now, "nodes": body.get("nodes", []),
+              "connections": body.get("connections", {}), "settings": body.get("settings", {"executionOrder": "v1"}),
+              "staticData": None, "tags": [], "versionId": str(uuid.uuid4()), "triggerCount": 0}
+        self.workflows[workflow_id] = wf
+        if active:
+            self._set_active(wf, True)
+            self._activated[workflow_id] = (0.0, self.gap_requests)
+        return wf
+
+    def add_execution(self, workflow_id: str, *, status: str = "success", mode: str = "webhook",
+                      started_at: str | None = None, stopped_at: str | None = None,
+                      data: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._next_execution += 1
+        started = started_at or _now()
+        execution = {"id": str(self._next_execution), "finished": status == "success", "mode": mode,
+                     "retryOf": None, "retrySuccessId": None, "startedAt": started,
+                     "stoppedAt": None if status in ("running", "new") else (stopped_at or _now()),
+                     "workflowId": workflow_id, "waitTill": None, "customData": {}, "status": status,
+                     "data": data or {"resultData": {"runData": {}}}}
+        self.executions.append(execution)
+        return execution
+
+    def executions_of(self, workflow_id: str) -> list[dict[str, Any]]:
+        return [e for e in self.executions if e["workflowId"] == workflow_id]
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- server ------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        _openapi(self.spec_path)  # load (and fail) before serving
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._api)
+        app.router.add_route("*", "/webhook/{tail:.*}", self._webhook)
+        app.router.add_get("/rest/settings", self._settings)
+        app.router.add_get("/healthz", self._healthz)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, 0)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner.cleanup()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _settings(self, _: web.Request) -> web.Response:
+        return web.json_response({"data": {"versionCli": self.version, "publicApi": {"enabled": True}}})
+
+    # --- the public API ----------------------------------------------------------------------------
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+            if raw:
+                return _error(400, "request/body must be JSON")
+        path = "/" + request.match_info["tail"]
+        call = Call(request.method, path, dict(request.query), {k.lower(): v for k, v in request.headers.items()},
+                    body, raw)
+        self.calls.append(call)
+        await self._notify()
+        key = request.headers.get("X-N8N-API-KEY")
+        if not key:
+            return _error(401, "'X-N8N-API-KEY' header required")
+        if key != self.api_key:
+            return _error(401, "unauthorized")
+        if self.api_delay:
+            await asyncio.sleep(self.api_delay)
+        if self.fail_api is not None:
+            return _error(*self.fail_api)
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if len(parts) == 3 and parts[0] == "workflows" and parts[2] in ("publish", "unpublish"):
+            # n8n 2.x only, not in the 1.x OpenAPI file: no body, nothing to validate but the key.
+            if not self.v2:
+                return _error(404, "not found")
+            if raw:
+                return _error(400, "request/body must be empty")
+            return self._activate(parts[1], parts[2] == "publish")
+        problem = self._validate(request, raw)
+        if problem is not None:
+            self.invalid.append((call, problem))
+            return _error(404 if problem == "not found" else 400, problem)
+        return self._route(request.method, parts, body, request.query)
+
+    def _validate(self, request: web.Request, raw: bytes) -> str | None:
+        from openapi_core.datatypes import RequestParameters
+        from openapi_core.templating.paths.exceptions import PathNotFound
+
+        req = _OpenAPIRequest(
+            host_url=f"http://{request.host}", path=request.path, method=request.method.lower(), body=raw or None,
+            content_type=(request.content_type or "application/json") if raw else "application/json",
+            parameters=RequestParameters(query=MultiDict(request.query), header=CIMultiDict(request.headers),
+                                         cookie=MultiDict(request.cookies), path={}))
+        try:
+            _openapi(self.spec_path).validate_request(req)
+        except PathNotFound:
+            return "not found"
+        except Exception as exc:
+            if type(exc).__name__ in ("OperationNotFound", "PathNotFound"):
+                return "not found"
+            return _validation_message(exc)
+        return None
+
+    def _route(self, method: str, parts: list[str], body: Any, query: Any) -> web.Response:
+        if parts == ["workflows"] and method == "POST":
+            return self._create_workflow(body)
+        if parts == ["workflows"] and method == "GET":
+            items = sorted(self.workflows.values(), key=lambda w: w["createdAt"], reverse=True)
+            if "active" in query:
+                items = [w for w in items if w["active"] == (query["active"] == "true")]
+            return self._page(items, query)
+        if len(parts) >= 2 and parts[0] == "workflows":
+            wf = self.workflows.get(parts[1])
+            if wf is None:
+                return _error(404, "Not Found")
+            if len(parts) == 2 and method == "GET":
+                return web.json_response(wf)
+            if len(parts) == 2 and method == "DELETE":
+                del self.workflows[parts[1]]
+                self._activated.pop(parts[1], None)
+                return web.json_response(wf)
+            if len(parts) == 2 and method == "PUT":
+                wf.update({k: body[k] for k in ("name", "nodes", "connections", "settings") if k in body})
+                wf["updatedAt"] = _now()
+                return web.json_response(wf)
+            if len(parts) == 3 and parts[2] in ("activate", "deactivate") and method == "POST":
+                if self.v2:
+                    return _error(self.v2_status, "not found" if self.v2_status == 404 else "Method Not Allowed")
+                return self._activate(parts[1], parts[2] == "activate")
+        if parts == ["executions"] and method == "GET":
+            return self._list_executions(query)
+        if len(parts) == 2 and parts[0] == "executions" and method == "GET":
+            found = [e for e in self.executions if e["id"] == parts[1]]
+            if not found:
+                return _error(404, "Not Found")
+            return web.json_response(self._execution_view(found[0], query.get("includeData") == "true"))
+        return _error(404, "not found")
+
+    def _create_workflow(self, body: dict[str, Any]) -> web.Response:
+        for name in READ_ONLY_WORKFLOW_FIELDS:  # the spec catches most; n8n refuses all of them
+            if name in body:
+                return _error(400, f"request/body/{name} is read-only")
+        wf = self.add_workflow(body)
+        return web.json_response(wf)
+
+    def _set_active(self, wf: dict[str, Any], active: bool) -> None:
+        wf["active"] = active
+        wf["updatedAt"] = _now()
+        if active:
+            wf["activeVersionId"] = wf["versionId"]
+        else:
+            wf.pop("activeVersionId", None)
+
+    def _activate(self, workflow_id: str, active: bool) -> web.Response:
+        wf = self.workflows.get(workflow_id)
+        if wf is None:
+            return _error(404, "Not Found")
+        if active:
+            nodes = [n for n in wf["nodes"] if not n.get("disabled")]
+            triggers = [n for n in nodes if n.get("type") == WEBHOOK_TYPE
+                        or (str(n.get("type", "")).endswith("Trigger") and n.get("type") not in NOT_TRIGGERS)]
+            if not triggers:
+                return _error(400, "Workflow has no node to start the workflow - at least one trigger, poller or "
+                                   "webhook node is required")
+            mine = {production_path(workflow_id, n) for n in nodes if n.get("type") == WEBHOOK_TYPE}
+            for other in self.workflows.values():
+                if other["id"] != workflow_id and other["active"]:
+                    theirs = {production_path(other["id"], n) for n in other["nodes"] if n.get("type") == WEBHOOK_TYPE}
+                    if mine & theirs:
+                        return _error(400, f"There is a conflict with one of the webhooks: the path "
+                                           f"{sorted(mine & theirs)[0]!r} is already used by workflow {other['id']}")
+            if not wf["active"]:
+                self._activated[workflow_id] = (asyncio.get_running_loop().time(), 0)
+        else:
+            self._activated.pop(workflow_id, None)
+        self._set_active(wf, active)
+        return web.json_response(wf)
+
+    # --- executions --------------------------------------------------------------------------------
+    def _execution_view(self, execution: dict[str, Any], include_data: bool) -> dict[str, Any]:
+        view = dict(execution)
+        if not include_data:
+            view.pop("data", None)
+        return view
+
+    def _list_executions(self, query: Any) -> web.Response:
+        items = list(self.executions)
+        if query.get("workflowId"):
+            items = [e for e in items if e["workflowId"] == query["workflowId"]]
+        status = query.get("status")
+        items = [e for e in items if e["status"] == status] if status else [e for e in items if e["status"] != "running"]
+        items.sort(key=lambda e: int(e["id"]), reverse=True)
+        include = query.get("includeData") == "true"
+        return self._page(items, query, view=lambda e: self._execution_view(e, include))
+
+    def _page(self, items: list[dict[str, Any]], query: Any, view: Any = None) -> web.Response:
+        limit = int(float(query.get("limit", 100)))
+        start = 0
+        if query.get("cursor"):
+            try:
+                decoded = json.loads(base64.b64decode(query["cursor"]))
+                start = int(decoded["offset"])
+            except (ValueError, KeyError, TypeError):
+                return _error(400, "An invalid cursor was provided")
+        page = items[start:start + limit]
+        more = start + limit < len(items)
+        cursor = base64.b64encode(json.dumps({"offset": start + limit, "limit": limit}).encode()).decode()
+        return web.json_response({"data": [view(i) if view else i for i in page],
+                                  "nextCursor": cursor if more else None})
+
+    # --- production webhooks -----------------------------------------------------------------------
+    def _registered(self, path: str, method: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        for wf in self.workflows.values():
+            if not wf["active"]:
+                continue
+            for n in wf["nodes"]:
+                if n.get("type") != WEBHOOK_TYPE or n.get("disabled"):
+                    continue
+                wanted = str((n.get("parameters") or {}).get("httpMethod") or "GET").upper()
+                if production_path(wf["id"], n) == path and wanted == method:
+                    return wf, n
+        return None
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else {}
+        except ValueError:
+            body = raw.decode("utf-8", errors="replace")
+        path = request.match_info["tail"].strip("/")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.webhook_calls.append(Call(request.method, path, dict(request.query), headers, body, raw))
+        try:
+            found = self._registered(path, request.method)
+            if found is not None:
+                wf, node = found
+                since, served = self._activated.get(wf["id"], (0.0, self.gap_requests))
+                if asyncio.get_running_loop().time() - since < self.activation_gap or served < self.gap_requests:
+                    self._activated[wf["id"]] = (since, served + 1)
+                    found = None  # registering: n8n has not added the production webhook yet
+            if found is None:
+                return _error(404, f'The requested webhook "{request.method} {path}" is not registered.',
+                              code=404, hint="The workflow must be active for a production URL to run successfully.")
+            item = {"json": {"headers": headers, "params": {}, "query": dict(request.query), "body": body,
+                             "webhookUrl": str(request.url), "executionMode": "production"}}
+            started = _now()
+            self.add_execution(wf["id"], status=self.execution_status, mode="webhook", started_at=started, data={
+                "resultData": {"runData": {node["name"]: [{"startTime": int(time.time() * 1000), "executionTime": 1,
+                                                           "data": {"main": [[item]]}}]},
+                               "lastNodeExecuted": node["name"]}})
+            return web.json_response({"message": "Workflow was started"})
+        finally:
+            await self._notify()
+
+
+@contextlib.asynccontextmanager
+async def fake_n8n(**kwargs: Any) -> AsyncIterator[FakeN8n]:
+    fake = FakeN8n(**kwargs)
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
