@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-PlanName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+from common.validation import StorableText
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), StorableText]
+PlanName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), StorableText]
 
 
 class TenantStatus(StrEnum):
