@@ -9,8 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.url = url
+        # No pool_pre_ping: it costs a round trip on every checkout (every request). A connection the
+        # server dropped fails its statement once and is discarded; recycling bounds their age.
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+            url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
