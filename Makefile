@@ -50,3 +50,9 @@ fmt: $(VENV)/.synced
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .ruff_cache
+
+# Opt-in, not part of `make test`: the N8N bridge against a real n8n from the npm registry (Node 24 +
+# n8n 2.41.1 cached in .n8n/: ~3 minutes and ~3.9 GB the first time), started on 127.0.0.1:5678.
+.PHONY: test-n8n
+test-n8n: $(VENV)/.synced
+	@bash tools/n8n_real.sh $(PYTEST_ARGS)

@@ -3,7 +3,8 @@
 One dispatcher app runs for the whole session (a consumer-group join costs ~5 s against tansu), with
 short retries ("0.2,0.2": three attempts) and the receiver's loopback address allowed.
 Each test creates its own endpoints (unique receiver paths) and they are deleted afterwards, so tests
-never see each other's deliveries.
+never see each other's deliveries. The N8N bridge's tests share one fake n8n (`n8n_server`): the `n8n`
+fixture configures it in the platform and deletes the test's flows afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from common.events import Envelope, build_event, topic_for_source
+from common.testing.fake_n8n import FakeN8n, fake_n8n
 from common.testing.plugin import bearer
 from common.testing.receiver import WebhookReceiver, webhook_receiver
 from common.testing.servers import serve_app
@@ -39,7 +42,12 @@ TEST_SETTINGS: dict[str, Any] = {
     "webhook_poll_interval_seconds": 0.2,
     "webhook_shutdown_grace_seconds": 5.0,
     "webhook_maintenance_interval_seconds": 0.5,
+    "n8n_timeout_seconds": 1.0,
 }
+# n8n's public API v1 (shared/specs/n8n/public-api-v1.yml, n8n 1.119.0), which the fake validates against.
+N8N_SPEC = Path(__file__).parent / "n8n" / "n8n-public-api-v1.yml"
+N8N_SETTINGS = "/api/platform/integrations/n8n"
+FLOWS = "/api/platform/n8n/flows"
 
 
 @pytest.fixture(scope="session")
@@ -155,3 +163,42 @@ async def database(dispatcher_db: str) -> AsyncIterator[Any]:
     db = Database(dispatcher_db, pool_size=2)
     yield db
     await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def n8n_server() -> AsyncIterator[FakeN8n]:
+    async with fake_n8n(spec_path=N8N_SPEC) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def n8n(owner: httpx.AsyncClient, n8n_server: FakeN8n) -> AsyncIterator[FakeN8n]:
+    """The fake n8n, configured in the platform and behaving normally. Afterwards the test's flows are
+    deleted, and every request the platform sent to n8n's API must have passed the spec validation."""
+    n8n_server.reset()
+    n8n_server.calls.clear()
+    n8n_server.webhook_calls.clear()
+    resp = await owner.put(N8N_SETTINGS, json={"url": n8n_server.url, "apiKey": n8n_server.api_key})
+    assert resp.status_code == 200, resp.text
+    checked = len(n8n_server.invalid)
+    yield n8n_server
+    n8n_server.reset()
+    invalid = n8n_server.invalid[checked:]
+    listed = (await owner.get(FLOWS, params={"limit": 100})).json()["items"]
+    for flow in listed:
+        await owner.delete(f"{FLOWS}/{flow['id']}")
+    assert not invalid, f"requests refused by n8n's OpenAPI: {invalid}"
+
+
+@pytest.fixture
+async def flows(owner: httpx.AsyncClient, n8n: FakeN8n) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """Factory: create a flow through the API (201 expected)."""
+
+    async def create(**body: Any) -> dict[str, Any]:
+        if "template" not in body:
+            body.setdefault("name", f"flow {uuid.uuid4().hex[:6]}")
+        resp = await owner.post(FLOWS, json=body)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    return create

@@ -20,4 +20,12 @@ async def test_openapi_lists_the_webhook_api(anonymous):
                  "/api/platform/webhooks/event-types"):
         assert path in paths, path
     assert set(paths["/api/platform/webhooks/{endpoint_id}"]) == {"get", "patch", "delete"}
+    for path in ("/api/platform/integrations/n8n", "/api/platform/integrations/n8n/test", "/api/platform/n8n/flows",
+                 "/api/platform/n8n/flows/{flow_id}", "/api/platform/n8n/flows/{flow_id}/activate",
+                 "/api/platform/n8n/flows/{flow_id}/deactivate", "/api/platform/n8n/flows/{flow_id}/logs",
+                 "/api/platform/n8n/templates", "/api/platform/n8n/templates/{template_id}/flows"):
+        assert path in paths, path
+    assert set(paths["/api/platform/integrations/n8n"]) == {"get", "put"}
+    assert set(paths["/api/platform/n8n/flows/{flow_id}"]) == {"get", "patch", "delete"}
+    assert {"502", "504"} <= set(paths["/api/platform/n8n/flows/{flow_id}/activate"]["post"]["responses"])
     assert "201" in paths["/api/platform/webhooks"]["post"]["responses"]

@@ -7,6 +7,11 @@
          signed POST through the SSRF-guarded transport, batched recording of every attempt,
          retries (memory for short delays, DB poller with FOR UPDATE SKIP LOCKED + leases otherwise)
     API (endpoint/, delivery/, event_type/): /api/platform/webhooks/*, platform owner only.
+    N8N bridge (n8n/): /api/platform/integrations/n8n (URL + encrypted key, connection test) and
+      /api/platform/n8n/{flows,templates}. A flow with a Webhook trigger is backed by an endpoint of kind
+      N8N_FLOW (`{n8n}/webhook/{path}`, own secret, trusted: the owner's n8n is exempt from the SSRF policy,
+      never challenged), ACTIVE while the flow is active in n8n and PAUSED otherwise, so flows get events
+      through this same machinery. Those endpoints are hidden from the webhooks API.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=(
             "Subscriber endpoints for platform events, signed with Standard Webhooks. Every domain event is "
             "consumed from Kafka and delivered at least once to each ACTIVE endpoint whose filter matches, "
-            "with retries, replays and a full attempt log."
+            "with retries, replays and a full attempt log. The N8N bridge feeds n8n workflows (flows) the same "
+            "way: create or register them, activate them, read their executions next to the delivery log."
         ),
         routers=routers,
         outbox=outbox,

@@ -55,6 +55,11 @@ class Settings(ServiceSettings):
     webhook_endpoint_refresh_seconds: float = 30.0
     webhook_recover_max: int = 100_000  # deliveries one recover request may schedule
 
+    # --- n8n bridge (the n8n URL and API key are settings in the database, set through the API) ---
+    n8n_timeout_seconds: float = 10.0  # each call to n8n's public API; past it the caller gets a 504
+    # Default `platformUrl` of templates whose workflow calls the platform back (the daily report).
+    platform_public_url: str | None = None
+
     @field_validator("webhook_retry_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:

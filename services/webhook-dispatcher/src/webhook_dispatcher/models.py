@@ -6,6 +6,10 @@
                         "same event never delivered twice to one endpoint" rule; `lease_until` /
                         `lease_owner` let several dispatcher replicas share due work
     webhook_attempts    one row per HTTP attempt (request/response metadata, first 4 KB of the body)
+    n8n_settings        the platform's n8n instance: URL and API key (encrypted), one row
+    n8n_flows           n8n workflows the platform feeds; each flow with a Webhook trigger is backed by a
+                        `webhook_endpoints` row of kind N8N_FLOW (ACTIVE while the flow is active, else
+                        PAUSED), so events reach it through the same delivery machinery as webhooks
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -49,6 +54,11 @@ class EndpointStatus(StrEnum):
     DELETED = "DELETED"
 
 
+class EndpointKind(StrEnum):
+    WEBHOOK = "WEBHOOK"  # a subscriber URL (the webhooks API)
+    N8N_FLOW = "N8N_FLOW"  # the production webhook of an n8n flow (the n8n API; hidden from the webhooks API)
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "PENDING"
     SUCCEEDED = "SUCCEEDED"
@@ -57,7 +67,8 @@ class DeliveryStatus(StrEnum):
 
 class Endpoint(Base):
     __tablename__ = "webhook_endpoints"
-    __table_args__ = (Index("ix_webhook_endpoints_status", "status"),)
+    __table_args__ = (Index("ix_webhook_endpoints_status", "status"),
+                      CheckConstraint("NOT trusted OR kind = 'N8N_FLOW'", name="trusted_only_n8n"))
 
     url: Mapped[str] = mapped_column(String(2048))
     description: Mapped[str | None] = mapped_column(String(500), nullable=True)
@@ -77,6 +88,11 @@ class Endpoint(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    kind: Mapped[str] = mapped_column(String(20), default=EndpointKind.WEBHOOK,
+                                      server_default=EndpointKind.WEBHOOK.value)
+    # Skips the subscriber SSRF policy: set only on N8N_FLOW endpoints, whose URL is built from the n8n URL
+    # the platform owner configured (trusted admin configuration, typically http://127.0.0.1:5678).
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class Event(Base):
@@ -148,6 +164,39 @@ class Attempt(Base):
     success: Mapped[bool] = mapped_column(Boolean, default=False)
     error_class: Mapped[str | None] = mapped_column(String(30), nullable=True)
     error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+
+
+class N8nSettings(Base):
+    """The platform's n8n instance (one row, `singleton` = true)."""
+
+    __tablename__ = "n8n_settings"
+
+    singleton: Mapped[bool] = mapped_column(Boolean, default=True, unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    api_key_encrypted: Mapped[str] = mapped_column(Text)
+    api_key_hint: Mapped[str] = mapped_column(String(20))
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+
+
+class N8nFlow(Base):
+    __tablename__ = "n8n_flows"
+
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    trigger_events: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    mode: Mapped[str] = mapped_column(String(20))  # create | register
+    template: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    workflow_id: Mapped[str] = mapped_column(String(100), unique=True)
+    # The production webhook path (`{n8n}/webhook/{path}`); null for flows without a Webhook trigger.
+    webhook_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    webhook_node: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="SET NULL"), nullable=True, unique=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
 outbox = outbox_table(Base.metadata)

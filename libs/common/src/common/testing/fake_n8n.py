@@ -219,6 +219,7 @@ class FakeN8n:
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._api)
         app.router.add_route("*", "/webhook/{tail:.*}", self._webhook)
         app.router.add_get("/rest/settings", self._settings)
+        app.router.add_get("/", self._editor)
         app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -237,7 +238,16 @@ class FakeN8n:
         return web.json_response({"status": "ok"})
 
     async def _settings(self, _: web.Request) -> web.Response:
+        if self.v2:  # 2.x: the public settings no longer tell the version
+            return web.json_response({"data": {"authCookie": {"secure": False}, "defaultLocale": "en"}})
         return web.json_response({"data": {"versionCli": self.version, "publicApi": {"enabled": True}}})
+
+    async def _editor(self, _: web.Request) -> web.Response:
+        sentry = base64.b64encode(json.dumps({"dsn": "", "environment": "development",
+                                              "release": f"n8n@{self.version}"}).encode()).decode()
+        meta = f'<meta name="n8n:config:sentry" content="{sentry}">' if self.v2 else ""
+        return web.Response(text=f"<!DOCTYPE html><html><head>{meta}<title>n8n.io</title></head></html>",
+                            content_type="text/html")
 
     # --- the public API ----------------------------------------------------------------------------
     async def _api(self, request: web.Request) -> web.StreamResponse:

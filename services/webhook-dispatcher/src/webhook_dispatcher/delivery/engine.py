@@ -42,7 +42,7 @@ from webhook_dispatcher.delivery.retries import Decision, decide
 from webhook_dispatcher.delivery.transport import AttemptResult, WebhookTransport
 from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.events import outbox
-from webhook_dispatcher.models import DeliveryStatus, EndpointStatus
+from webhook_dispatcher.models import DeliveryStatus, EndpointKind, EndpointStatus
 
 logger = logging.getLogger("webhook_dispatcher.engine")
 
@@ -408,7 +408,7 @@ class DeliveryEngine:
         msg_id = str(job.event_id)
         with attempt_span(job.event_type, str(job.endpoint_id), job.traceparent, job.tracestate) as span:
             headers = build_headers(msg_id, job.body, config.signing_keys(), user_agent=self.settings.webhook_user_agent)
-            result = await self.transport.post(config.url, job.body, headers)
+            result = await self.transport.post(config.url, job.body, headers, trusted=config.trusted)
             if on_answer is not None:
                 on_answer()
             span.set_attribute("http.response.status_code", result.status_code or 0)
@@ -416,7 +416,8 @@ class DeliveryEngine:
                 span.set_attribute("error.type", result.error_class)
         cycle = job.cycle_attempts + 1
         decision = decide(result, cycle, self.settings.retry_schedule, jitter=self.settings.webhook_retry_jitter,
-                          retry_after_max=self.settings.webhook_retry_after_max_seconds)
+                          retry_after_max=self.settings.webhook_retry_after_max_seconds,
+                          gone_is_final=config.kind != EndpointKind.N8N_FLOW)
         keep_lease = (decision.status == DeliveryStatus.PENDING and self.accepting
                       and (decision.delay or 0.0) <= self.settings.webhook_local_retry_max_seconds)
         recorded_at = loop.time()

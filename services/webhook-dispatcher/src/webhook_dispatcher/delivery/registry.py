@@ -21,7 +21,7 @@ from common.crypto import SecretBox
 from common.db import Database
 from webhook_dispatcher.delivery.signing import secret_key
 from webhook_dispatcher.endpoint.repository import CHANGED_CHANNEL, EndpointRepository
-from webhook_dispatcher.models import Endpoint, EndpointStatus
+from webhook_dispatcher.models import Endpoint, EndpointKind, EndpointStatus
 
 logger = logging.getLogger("webhook_dispatcher.registry")
 
@@ -38,6 +38,8 @@ class EndpointConfig:
     rate_limit_per_second: float | None
     ordered: bool
     failing: bool = False  # its failing clock runs (a success must stop it)
+    kind: str = EndpointKind.WEBHOOK
+    trusted: bool = False  # the owner's n8n: not subject to the subscriber SSRF policy
 
     @property
     def active(self) -> bool:
@@ -66,7 +68,8 @@ def config_of(box: SecretBox, endpoint: Endpoint) -> EndpointConfig:
                           previous_expires_at=endpoint.previous_secret_expires_at,
                           max_concurrency=max(1, endpoint.max_concurrency),
                           rate_limit_per_second=endpoint.rate_limit_per_second, ordered=endpoint.ordered,
-                          failing=endpoint.failing_since is not None)
+                          failing=endpoint.failing_since is not None, kind=endpoint.kind,
+                          trusted=bool(endpoint.trusted) and endpoint.kind == EndpointKind.N8N_FLOW)
 
 
 class EndpointRegistry:

@@ -17,11 +17,17 @@ class Decision:
 
 
 def decide(result: AttemptResult, cycle_attempts: int, schedule: list[float], *, jitter: float = 0.1,
-           retry_after_max: float = 21_600.0, rng: random.Random | None = None) -> Decision:
-    """`cycle_attempts`: attempts made in this cycle including the one just finished."""
+           retry_after_max: float = 21_600.0, rng: random.Random | None = None,
+           gone_is_final: bool = True) -> Decision:
+    """`cycle_attempts`: attempts made in this cycle including the one just finished.
+
+    Every failure but 410 is retried on the schedule, 404 included: an n8n production webhook answers
+    404 "not registered" for a moment after its workflow is activated. `gone_is_final=False` (n8n flows,
+    whose state the platform mirrors) retries a 410 too instead of disabling the endpoint.
+    """
     if result.success:
         return Decision(DeliveryStatus.SUCCEEDED)
-    if result.status_code == 410 and result.error_class == "http":
+    if gone_is_final and result.status_code == 410 and result.error_class == "http":
         return Decision(DeliveryStatus.FAILED, disable_endpoint=True)
     if cycle_attempts > len(schedule):
         return Decision(DeliveryStatus.FAILED)

@@ -23,7 +23,7 @@ from webhook_dispatcher.delivery.schemas import (
     RecoverStatus,
 )
 from webhook_dispatcher.endpoint.repository import EndpointRepository
-from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint
+from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointKind
 
 ONE_OFF_EVENTS = ("webhook.verification", "webhook.test")
 
@@ -43,11 +43,11 @@ def attempt_read(a: Attempt) -> AttemptRead:
                        errorClass=a.error_class, error=a.error)
 
 
-def _encode_cursor(seq: int) -> str:
+def encode_cursor(seq: int) -> str:
     return base64.urlsafe_b64encode(f"s:{seq}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         if not raw.startswith("s:"):
@@ -58,7 +58,7 @@ def _decode_cursor(cursor: str) -> int:
 
 
 async def _endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> Endpoint:
-    endpoint = await EndpointRepository(session).get(endpoint_id)
+    endpoint = await EndpointRepository(session).get(endpoint_id, kind=EndpointKind.WEBHOOK)
     if endpoint is None:
         raise NotFound(f"Webhook endpoint {endpoint_id} not found")
     return endpoint
@@ -68,13 +68,13 @@ async def list_deliveries(session: AsyncSession, endpoint_id: uuid.UUID, *, stat
                           event_type: str | None, since: datetime | None, until: datetime | None,
                           cursor: str | None, limit: int) -> DeliveryPage:
     await _endpoint(session, endpoint_id)
-    before = _decode_cursor(cursor) if cursor else None
+    before = decode_cursor(cursor) if cursor else None
     rows = await DeliveryRepository(session).list_for_endpoint(
         endpoint_id, status=status, event_type=event_type, since=since, until=until, before_seq=before,
         limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    return DeliveryPage(items=[to_read(d) for d in rows], nextCursor=_encode_cursor(rows[-1].seq) if more else None)
+    return DeliveryPage(items=[to_read(d) for d in rows], nextCursor=encode_cursor(rows[-1].seq) if more else None)
 
 
 async def get_delivery(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryDetail:

@@ -7,6 +7,10 @@ connection goes to a checked address and the peer of every (new or pooled) conne
 again. TLS verifies against certifi + system CAs + `WEBHOOK_CA_BUNDLE`; redirects are never
 followed; the whole attempt is bounded by `WEBHOOK_TIMEOUT_SECONDS`. The outcome is an
 `AttemptResult`, never an exception.
+
+Trusted targets (`trusted=True`: the webhook URLs of n8n flows, built from the n8n URL the platform
+owner configured, typically http://127.0.0.1:5678) skip the subscriber SSRF policy: they go through a
+second session with a plain connector. Only http(s) URLs, never redirects, never a proxy, same timeout.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ import asyncio
 import logging
 import ssl
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import aiohttp
 import certifi
+import yarl
 
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.security import (
@@ -73,6 +80,22 @@ class AttemptResult:
         if self.error_class in (None, ErrorClass.HTTP) and self.status_code is not None:
             return f"HTTP {self.status_code}"
         return f"{self.error_class}: {self.error}" if self.error else str(self.error_class)
+
+
+_PEER: ContextVar[list[str] | None] = ContextVar("webhook_dispatcher_trusted_peer", default=None)
+
+
+class PeerRecordingConnector(aiohttp.TCPConnector):
+    """A plain connector (trusted targets only) that tells the attempt which address it connected to."""
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        transport = connection.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        holder = _PEER.get()
+        if holder is not None and peer:
+            holder.append(str(peer[0]))
+        return connection
 
 
 def policy_from_settings(settings: Settings) -> WebhookPolicy:
@@ -159,6 +182,7 @@ class WebhookTransport:
         self.body_limit = settings.webhook_response_body_bytes
         self.target_cache_seconds = settings.webhook_target_cache_seconds
         self._session: aiohttp.ClientSession | None = None
+        self._trusted_session: aiohttp.ClientSession | None = None
         self._checked: dict[str, tuple[float, CheckedTarget]] = {}
 
     async def check(self, url: str, *, fresh: bool = False) -> CheckedTarget:
@@ -194,17 +218,31 @@ class WebhookTransport:
             )
         return self._session
 
-    async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+    @property
+    def trusted_session(self) -> aiohttp.ClientSession:
+        """For the owner's own n8n only (see the module docstring): no SSRF policy, nothing else relaxed."""
+        if self._trusted_session is None or self._trusted_session.closed:
+            connector = PeerRecordingConnector(ssl=self.ssl, limit=0, limit_per_host=0, keepalive_timeout=30)
+            self._trusted_session = aiohttp.ClientSession(
+                connector=connector, timeout=self.timeout, cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent",), raise_for_status=False, trust_env=False)
+        return self._trusted_session
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
+    async def close(self) -> None:
+        for session in (self._session, self._trusted_session):
+            if session is not None and not session.closed:
+                await session.close()
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], *, trusted: bool = False) -> AttemptResult:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         result = AttemptResult(started_at=started, duration_ms=0, url=url, request_headers=dict(headers))
         try:
             async with asyncio.timeout(self.settings.webhook_timeout_seconds):
-                await self._post(url, body, headers, result)
+                if trusted:
+                    await self._post_trusted(url, body, headers, result)
+                else:
+                    await self._post(url, body, headers, result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # every failure is a recorded outcome, never an exception
@@ -224,12 +262,29 @@ class WebhookTransport:
                 async with self.session.post(checked.url, data=body, headers=headers,
                                              allow_redirects=False) as resp:
                     result.target_ip = pin.peer_ip or checked.ip
-                    result.status_code = resp.status
-                    result.response_headers = _headers(resp.headers)
-                    raw = await _read_limited(resp, self.body_limit)
-                    result.response_body = clean(raw.decode("utf-8", errors="replace"))
+                    await self._read(resp, result)
             finally:
                 result.target_ip = pin.peer_ip or result.target_ip
+
+    async def _post_trusted(self, url: str, body: bytes, headers: dict[str, str], result: AttemptResult) -> None:
+        target = yarl.URL(url)
+        if target.scheme not in ("http", "https") or not target.host:
+            raise UnsafeURL(f"not an http(s) URL: {url[:200]}")
+        peers: list[str] = []
+        token = _PEER.set(peers)
+        try:
+            async with self.trusted_session.post(target, data=body, headers=headers,
+                                                 allow_redirects=False) as resp:
+                result.target_ip = peers[-1] if peers else None
+                await self._read(resp, result)
+        finally:
+            _PEER.reset(token)
+
+    async def _read(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
+        result.status_code = resp.status
+        result.response_headers = _headers(resp.headers)
+        raw = await _read_limited(resp, self.body_limit)
+        result.response_body = clean(raw.decode("utf-8", errors="replace"))
         if not (200 <= resp.status < 300):
             result.error_class = ErrorClass.HTTP
             result.error = clean(f"HTTP {resp.status} {resp.reason or ''}".strip()[:MAX_HEADER_VALUE])

@@ -39,6 +39,8 @@ async def create_endpoint(session: SessionDep, principal: PlatformOwner, engine:
 @router.get("", response_model=Page[EndpointRead], responses=problem_responses(401, 403, 422))
 async def list_endpoints(session: SessionDep, _: PlatformOwner, page: PageParamsDep,
                          status: EndpointStatusName | None = None) -> Page[EndpointRead]:
+    """Subscriber endpoints. The endpoints that feed n8n flows are not listed here (nor reachable by id):
+    they are managed through /api/platform/n8n/flows."""
     return await service.list_endpoints(session, status=status, page=page)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Uuid
 
-from webhook_dispatcher.models import DeliveryStatus, Endpoint, EndpointStatus
+from webhook_dispatcher.models import DeliveryStatus, Endpoint, EndpointKind, EndpointStatus
 
 CHANGED_CHANNEL = "webhook_endpoint_changed"
 endpoints_t = Endpoint.__table__
@@ -24,8 +24,11 @@ class EndpointRepository:
         self.session = session  # type: ignore[assignment]
 
     async def get(self, endpoint_id: uuid.UUID, *, for_update: bool = False,
-                  include_deleted: bool = False) -> Endpoint | None:
+                  include_deleted: bool = False, kind: EndpointKind | None = None) -> Endpoint | None:
+        """`kind`: only an endpoint of that kind (the webhooks API never shows n8n flows' endpoints)."""
         stmt = select(Endpoint).where(Endpoint.id == endpoint_id)
+        if kind is not None:
+            stmt = stmt.where(Endpoint.kind == kind)
         if not include_deleted:
             stmt = stmt.where(Endpoint.status != EndpointStatus.DELETED)
         if for_update:
@@ -39,8 +42,9 @@ class EndpointRepository:
             stmt = stmt.where(Endpoint.id.in_(list(ids)))
         return list((await self.session.execute(stmt)).scalars())
 
-    async def list(self, *, status: str | None, limit: int, offset: int) -> tuple[list[Endpoint], int]:
-        stmt = select(Endpoint).where(Endpoint.status != EndpointStatus.DELETED)
+    async def list(self, *, status: str | None, limit: int, offset: int,
+                   kind: EndpointKind = EndpointKind.WEBHOOK) -> tuple[list[Endpoint], int]:
+        stmt = select(Endpoint).where(Endpoint.status != EndpointStatus.DELETED, Endpoint.kind == kind)
         if status:
             stmt = stmt.where(Endpoint.status == status)
         total = (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()

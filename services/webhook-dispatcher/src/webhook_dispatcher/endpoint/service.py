@@ -43,7 +43,15 @@ from webhook_dispatcher.endpoint.schemas import (
     VerificationRead,
 )
 from webhook_dispatcher.events import outbox
-from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointStatus, Event
+from webhook_dispatcher.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointKind,
+    EndpointStatus,
+    Event,
+)
 from webhook_dispatcher.security import UnsafeURL
 
 tracer = trace.get_tracer("webhook_dispatcher.endpoint")
@@ -163,7 +171,7 @@ def _apply_verification(endpoint: Endpoint, sent: Sent, *, activate: bool) -> No
 
 # --- use cases ---------------------------------------------------------------------------------------
 async def _get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False) -> Endpoint:
-    endpoint = await EndpointRepository(session).get(endpoint_id, for_update=for_update)
+    endpoint = await EndpointRepository(session).get(endpoint_id, for_update=for_update, kind=EndpointKind.WEBHOOK)
     if endpoint is None:
         raise NotFound(f"Webhook endpoint {endpoint_id} not found")
     return endpoint
@@ -258,7 +266,8 @@ async def update(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uui
 
 async def delete(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
     """Soft delete: the endpoint stops receiving at once; its delivery log stays until the retention."""
-    endpoint = await EndpointRepository(session).get(endpoint_id, for_update=True, include_deleted=True)
+    endpoint = await EndpointRepository(session).get(endpoint_id, for_update=True, include_deleted=True,
+                                                     kind=EndpointKind.WEBHOOK)
     if endpoint is None:
         raise NotFound(f"Webhook endpoint {endpoint_id} not found")
     if endpoint.status == EndpointStatus.DELETED:

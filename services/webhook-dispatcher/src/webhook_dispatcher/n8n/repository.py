@@ -1,0 +1,90 @@
+"""All SQL about the n8n settings and flows (STYLE habit 2)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from webhook_dispatcher.models import Attempt, Endpoint, EndpointKind, N8nFlow, N8nSettings
+
+
+class N8nRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --- settings --------------------------------------------------------------------------------
+    async def settings(self, *, for_update: bool = False) -> N8nSettings | None:
+        stmt = select(N8nSettings).where(N8nSettings.singleton.is_(True))
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add(self, row: N8nSettings | N8nFlow) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    # --- flows -----------------------------------------------------------------------------------
+    async def get_flow(self, flow_id: uuid.UUID, *, for_update: bool = False) -> N8nFlow | None:
+        stmt = select(N8nFlow).where(N8nFlow.id == flow_id)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def flow_by_workflow(self, workflow_id: str) -> N8nFlow | None:
+        return (await self.session.execute(select(N8nFlow).where(N8nFlow.workflow_id == workflow_id))
+                ).scalar_one_or_none()
+
+    async def list_flows(self, *, category: str | None, active: bool | None, limit: int,
+                         offset: int) -> tuple[list[N8nFlow], int]:
+        stmt = select(N8nFlow)
+        if category is not None:
+            stmt = stmt.where(N8nFlow.category == category)
+        if active is not None:
+            stmt = stmt.where(N8nFlow.active.is_(active))
+        total = (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
+        rows = await self.session.execute(stmt.order_by(N8nFlow.created_at.desc(), N8nFlow.id)
+                                          .limit(limit).offset(offset))
+        return list(rows.scalars()), total
+
+    async def delete_flow(self, flow: N8nFlow) -> None:
+        await self.session.delete(flow)
+        await self.session.flush()
+
+    async def endpoint(self, endpoint_id: uuid.UUID | None, *, for_update: bool = False) -> Endpoint | None:
+        if endpoint_id is None:
+            return None
+        stmt = select(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.kind == EndpointKind.N8N_FLOW)
+        if for_update:
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def endpoints(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Endpoint]:
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(Endpoint).where(Endpoint.id.in_(list(ids)), Endpoint.kind == EndpointKind.N8N_FLOW))
+        return {e.id: e for e in rows.scalars()}
+
+    async def flows_with_endpoints(self) -> list[tuple[N8nFlow, Endpoint]]:
+        """Every flow that has a backing endpoint, both locked (the n8n URL is changing)."""
+        rows = await self.session.execute(
+            select(N8nFlow, Endpoint).join(Endpoint, Endpoint.id == N8nFlow.endpoint_id)
+            .where(Endpoint.kind == EndpointKind.N8N_FLOW).with_for_update())
+        return [(r[0], r[1]) for r in rows]
+
+    async def attempts_of_many(self, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Attempt]]:
+        out: dict[uuid.UUID, list[Attempt]] = {i: [] for i in delivery_ids}
+        if not delivery_ids:
+            return out
+        rows = await self.session.execute(
+            select(Attempt).where(Attempt.delivery_id.in_(list(delivery_ids)))
+            .order_by(Attempt.delivery_id, Attempt.number, Attempt.started_at))
+        for attempt in rows.scalars():
+            out[attempt.delivery_id].append(attempt)
+        return out
