@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -20,9 +21,10 @@ from typing import Any
 
 from bench import raw, scenarios
 from bench.kafka import tenant_created_batch
+from bench.machine import CpuMonitor, describe, postmaster_pid
 from bench.receiver import HANG_SECONDS, Receiver
-from bench.report import build_lines, environment, render, write_json
-from bench.stack import Api, start_stack
+from bench.report import build_lines, environment, render, render_cpu, write_json
+from bench.stack import Api, make_stack, start_stack
 
 T0 = time.monotonic()
 SCENARIOS = ("a", "b", "d", "e", "f")
@@ -42,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=200.0, help="API calls/s for (d) and (f) (default 200)")
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds of (d) and (f) (default 10)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before (d) and (f) (default 2)")
+    p.add_argument("--low-rate", type=float, default=50.0,
+                   help="before (d) and (f), an informative 5 s run at this API rate (0: skip; default 50)")
     p.add_argument("--fanout", type=int, default=100, help="endpoints for (e) (default 100)")
     p.add_argument("--repeats", type=int, default=5, help="repetitions of (e) (default 5)")
     p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the services (default INFO)")
@@ -68,6 +72,8 @@ class Run:
         self.receiver: Receiver | None = None
         self.failed = False
         self.stopped = False
+        self.interrupted = False
+        self.cpu = CpuMonitor()
         self.results: dict[str, Any] = {"environment": environment(), "config": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
 
@@ -85,44 +91,65 @@ class Run:
         say(f"bench: data in {self.data_dir}; scenarios {','.join(args.only)}")
         self.receiver = Receiver.start(free_port())
         say(f"receiver on {self.receiver.base_url} (separate process)")
-        self.stack, password = await start_stack(self.data_dir, log_level=args.log_level, progress=say)
+        self.stack, password = make_stack(self.data_dir, log_level=args.log_level, progress=say)
+        await start_stack(self.stack)
+        cpu = self.cpu
+        cpu.track("bench", os.getpid())
+        cpu.track("receiver", self.receiver.process.pid)
+        for name, sp in self.stack.services.items():
+            cpu.track(name, sp.process.pid if sp.process else None)
+        if self.stack.broker is not None and self.stack.broker.process is not None:
+            cpu.track("kafka", self.stack.broker.process.pid)
+        if self.stack.postgres is not None:
+            cpu.track("postgres", postmaster_pid(self.stack.postgres.pgdata))
+        idle0 = cpu.snapshot()
+        await asyncio.sleep(2.0)
+        idle = CpuMonitor.usage(idle0, cpu.snapshot())
+        self.results["idle_cpu"] = idle
+        say(f"idle stack, 2s: {describe(idle)}")
         api = Api(self.stack, password)
         try:
             await api.login()
             bootstrap = self.stack.bootstrap_servers
             receiver = self.receiver
-            if "a" in args.only:
-                say(f"(a) raw limit: {args.events:,} messages, bare aiokafka consumer -> aiohttp "
-                    f"({args.concurrency} in flight)")
-                self.results["raw"] = await raw.run_raw(bootstrap, receiver, tenant_created_batch(args.events),
-                                                        in_flight=args.concurrency, progress=say)
-                self.check_alive()
-            if "b" in args.only:
-                say(f"(b) dispatcher throughput: {args.events:,} tenant.created to one endpoint "
-                    f"(maxConcurrency {args.concurrency})")
-                self.results["throughput"] = await scenarios.throughput(
-                    api, receiver, bootstrap, args.events, max_concurrency=args.concurrency, timeout=240,
-                    progress=say)
-                self.check_alive()
-            if "d" in args.only:
-                say(f"(d) latency: POST /api/platform/tenants at {args.rate:.0f}/s for {args.seconds:.0f}s "
-                    f"(+{args.warmup:.0f}s warm-up) -> webhook")
-                self.results["latency"] = await scenarios.latency(api, receiver, rate=args.rate,
-                                                                  seconds=args.seconds, warmup=args.warmup,
-                                                                  progress=say)
-                self.check_alive()
-            if "e" in args.only:
-                say(f"(e) fan-out: one tenant.updated to {args.fanout} endpoints, {args.repeats}x")
-                self.results["fanout"] = await scenarios.fanout(api, receiver, bootstrap, endpoints=args.fanout,
-                                                                repeats=args.repeats, progress=say)
-                self.check_alive()
-            if "f" in args.only:
-                say(f"(f) isolation: (d) again while another endpoint hangs (its requests sleep "
-                    f"{HANG_SECONDS:.0f}s)")
-                self.results["hanging"] = await scenarios.hanging(api, receiver, rate=args.rate,
-                                                                  seconds=args.seconds, warmup=args.warmup,
-                                                                  progress=say)
-                self.check_alive()
+            steps = {
+                "a": ("raw", f"(a) raw limit: {args.events:,} messages, bare aiokafka consumer -> aiohttp "
+                             f"({args.concurrency} in flight)",
+                      lambda: raw.run_raw(bootstrap, receiver, tenant_created_batch(args.events),
+                                          in_flight=args.concurrency, cpu=cpu, progress=say)),
+                "b": ("throughput", f"(b) dispatcher throughput: {args.events:,} tenant.created to one endpoint "
+                                    f"(maxConcurrency {args.concurrency})",
+                      lambda: scenarios.throughput(api, receiver, bootstrap, args.events,
+                                                   max_concurrency=args.concurrency, timeout=240, progress=say,
+                                                   cpu=cpu)),
+                "d": ("latency", f"(d) latency: POST /api/platform/tenants at {args.rate:.0f}/s for "
+                                 f"{args.seconds:.0f}s (+{args.warmup:.0f}s warm-up) -> webhook"
+                                 + (f"; first {args.low_rate:.0f}/s for 5s (info)" if args.low_rate > 0 else ""),
+                      lambda: scenarios.latency(api, receiver, rate=args.rate, seconds=args.seconds,
+                                                warmup=args.warmup, progress=say, cpu=cpu,
+                                                low_rate=args.low_rate)),
+                "e": ("fanout", f"(e) fan-out: one tenant.updated to {args.fanout} endpoints, {args.repeats}x",
+                      lambda: scenarios.fanout(api, receiver, bootstrap, endpoints=args.fanout,
+                                               repeats=args.repeats, progress=say, cpu=cpu)),
+                "f": ("hanging", f"(f) isolation: (d) again while another endpoint hangs (its requests "
+                                 f"sleep {HANG_SECONDS:.0f}s)",
+                      lambda: scenarios.hanging(api, receiver, rate=args.rate, seconds=args.seconds,
+                                                warmup=args.warmup, progress=say, cpu=cpu,
+                                                low_rate=args.low_rate)),
+            }
+            for key in SCENARIOS:
+                if key not in args.only:
+                    continue
+                name, title, step = steps[key]
+                say(title)
+                try:
+                    self.results[name] = await step()
+                except Exception:
+                    # One scenario failing (e.g. an API error) does not cost the others their numbers.
+                    self.failed = True
+                    say(f"({key}) failed:\n{traceback.format_exc()}")
+                    self.results.setdefault("errors", {})[key] = traceback.format_exc(limit=5)[-2000:]
+                self.check_alive()  # a dead service ends the run
         finally:
             await api.close()
 
@@ -150,10 +177,15 @@ class Run:
             await self.shutdown()
 
     def finish(self) -> int:
+        self.results["status"] = ("interrupted" if self.interrupted else "failed") if self.failed else "complete"
         lines = build_lines(self.results)
         print()
+        status = self.results["status"]
         print(render(lines, f"Webhook dispatcher benchmark ({self.results['environment']['cpus']} cores, "
-                            f"{time.monotonic() - T0:.0f}s)"))
+                            f"{time.monotonic() - T0:.0f}s" + ("" if status == "complete" else f", {status}") + ")"))
+        cpu = render_cpu(self.results)
+        if cpu:
+            print(cpu)
         path = write_json(self.results, lines, self.args.json)
         print(f"results: {path}")
         if self.args.keep or self.failed:
@@ -174,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             uvloop.run(run.run())
     except KeyboardInterrupt:
-        run.failed = True
+        run.failed = run.interrupted = True
         if run.stopped:
             say("interrupted; the stack was stopped")
         else:

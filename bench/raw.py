@@ -17,13 +17,15 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.kafka import Message, ensure_topic, make_producer, produce
+from bench.machine import CpuMonitor, describe
 from bench.receiver import Receiver
 
 GROUP = "raw"
 
 
 async def run_raw(bootstrap: str, receiver: Receiver, messages: list[Message], *, in_flight: int = 100,
-                  timeout: float = 120.0, progress: Callable[[str], None] = print) -> dict[str, Any]:
+                  cpu: CpuMonitor, timeout: float = 120.0,
+                  progress: Callable[[str], None] = print) -> dict[str, Any]:
     n = len(messages)
     topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
     await ensure_topic(bootstrap, topic)
@@ -83,6 +85,7 @@ async def run_raw(bootstrap: str, receiver: Receiver, messages: list[Message], *
         for _ in range(in_flight):
             await queue.put(None)
 
+    cpu0 = cpu.snapshot()
     workers = [asyncio.create_task(worker()) for _ in range(in_flight)]
     try:
         async with asyncio.timeout(timeout):
@@ -95,10 +98,12 @@ async def run_raw(bootstrap: str, receiver: Receiver, messages: list[Message], *
         await asyncio.gather(*workers, return_exceptions=True)
         await session.close()
         await consumer.stop()
+    usage = CpuMonitor.usage(cpu0, cpu.snapshot())
     received = await receiver.count(GROUP)
     elapsed = (last - first) if first is not None and last > first else float("nan")
     rate = done / elapsed if elapsed == elapsed and elapsed > 0 else 0.0
     progress(f"  raw: {done} posted ({errors} errors), {received} received, {rate:,.0f}/s")
+    progress(f"  raw: {describe(usage)}")
     await receiver.reset(GROUP)
     return {"messages": n, "posted": done, "errors": errors, "received": received, "seconds": elapsed,
-            "rate": rate, "in_flight": in_flight}
+            "rate": rate, "in_flight": in_flight, "cpu": usage}

@@ -6,10 +6,10 @@ except:
 - a verification challenge (`"event": "webhook.verification"`) is echoed as `{"challenge": ...}`;
 - paths under `/hang/` wait (up to `HANG_SECONDS`, or until `release()`) before answering.
 
-Each request is recorded in memory as `(path, webhook-id, received_at, tenant_id)`, grouped by the
-first path segment (`/tp/1` -> group `tp`); `received_at` is `time.time()` when the handler starts.
-Only groups in `PARSE_GROUPS` have their body parsed (for `data.tenantId`, which links a webhook back to
-the API call that caused it). The parent reads counts and records over a small control API under
+Each request is recorded in memory as `(path, webhook-id, received_at, tenant_id, event_timestamp)`,
+grouped by the first path segment (`/tp/1` -> group `tp`); `received_at` is `time.time()` when the
+handler starts. Only groups in `PARSE_GROUPS` have their body parsed (for `data.tenantId`, which links a
+webhook back to the API call that caused it, and the envelope's `timestamp`). The parent reads counts and records over a small control API under
 `/_ctl/` (counts are cheap to poll; records are fetched once per scenario).
 """
 
@@ -30,13 +30,14 @@ import orjson
 from aiohttp import web
 
 HANG_SECONDS = 60.0
+Record = tuple[str, str | None, float, str | None, str | None]  # path, webhook-id, at, tenant id, timestamp
 PARSE_GROUPS = frozenset({"lat"})
 _VERIFICATION = b'"webhook.verification"'
 
 
 class _State:
     def __init__(self) -> None:
-        self.records: dict[str, list[tuple[str, str | None, float, str | None]]] = defaultdict(list)
+        self.records: dict[str, list[Record]] = defaultdict(list)
         self.release = asyncio.Event()
         self.hanging = 0
 
@@ -55,11 +56,13 @@ def _app(state: _State) -> web.Application:
             return web.Response(body=orjson.dumps({"challenge": challenge}), content_type="application/json")
         path = request.path
         group = path.split("/", 2)[1]
-        tenant_id = None
+        tenant_id = timestamp = None
         if group in PARSE_GROUPS:
             with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
-                tenant_id = orjson.loads(body)["data"].get("tenantId")
-        state.records[group].append((path, request.headers.get("webhook-id"), t, tenant_id))
+                doc = orjson.loads(body)
+                timestamp = doc.get("timestamp")
+                tenant_id = doc["data"].get("tenantId")
+        state.records[group].append((path, request.headers.get("webhook-id"), t, tenant_id, timestamp))
         if group == "hang" and not state.release.is_set():
             state.hanging += 1
             try:
@@ -150,8 +153,13 @@ class Receiver:
         if not parent.poll(timeout):
             proc.kill()
             raise RuntimeError(f"the receiver did not start on 127.0.0.1:{port} within {timeout:.0f}s")
-        parent.recv()
-        parent.close()
+        try:
+            parent.recv()
+        except EOFError:
+            proc.join(5)
+            raise RuntimeError(f"the receiver exited while starting (exit code {proc.exitcode})") from None
+        finally:
+            parent.close()
         return cls(port, proc)
 
     def stop(self) -> None:
@@ -179,7 +187,7 @@ class Receiver:
     async def count(self, group: str) -> int:
         return (await self.counts()).get(group, 0)
 
-    async def records(self, group: str) -> list[tuple[str, str | None, float, str | None]]:
+    async def records(self, group: str) -> list[Record]:
         async with self.session.get(self.url(f"/_ctl/records/{group}")) as resp:
             return [tuple(r) for r in orjson.loads(await resp.read())]  # type: ignore[misc]
 

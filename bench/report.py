@@ -68,7 +68,7 @@ def build_lines(results: dict[str, Any]) -> list[Line]:
                           else False))
     b = _num(tp.get("rate"))
     if tp:
-        lines.append(Line("b", f"dispatcher sustained deliveries/s ({tp.get('events'):,} events, recorded)",
+        lines.append(Line("b", f"dispatcher sustained deliveries/s ({tp.get('events'):,} events, 1 endpoint)",
                           f"{b:,.0f}/s", f">= {TARGET_THROUGHPUT:,.0f}/s",
                           _ok(b, TARGET_THROUGHPUT, at_least=True)))
         lines.append(Line("b", "  all delivered once, every attempt recorded",
@@ -78,7 +78,7 @@ def build_lines(results: dict[str, Any]) -> list[Line]:
     if raw and tp:
         c = b / a if a and not math.isnan(a) and a > 0 else math.nan
         results["ratio"] = c
-        lines.append(Line("c", "ratio (b) / (a)", "n/a" if math.isnan(c) else f"{c:.2f}",
+        lines.append(Line("c", "ratio (b) / (a)", "n/a" if math.isnan(c) else f"{c:.3f}",
                           f">= {TARGET_RATIO:.2f}", _ok(c, TARGET_RATIO, at_least=True)))
     if lat:
         rate = _num(lat.get("api_rate"))
@@ -86,6 +86,16 @@ def build_lines(results: dict[str, Any]) -> list[Line]:
                           f"<= {TARGET_P50_MS:.0f} ms", _ok(_num(lat.get("p50_ms")), TARGET_P50_MS)))
         lines.append(Line("d", "API call -> webhook p99", _ms(_num(lat.get("p99_ms"))),
                           f"<= {TARGET_P99_MS:.0f} ms", _ok(_num(lat.get("p99_ms")), TARGET_P99_MS)))
+        lines.append(Line("d", "  of which the API call itself, p50 / p99",
+                          f"{_ms(_num(lat.get('api_p50_ms')))} / {_ms(_num(lat.get('api_p99_ms')))}", "", None))
+        lines.append(Line("d", "  event timestamp -> webhook (no API), p50 / p99",
+                          f"{_ms(_num(lat.get('event_p50_ms')))} / {_ms(_num(lat.get('event_p99_ms')))}", "",
+                          None))
+        low = lat.get("low_rate")
+        if low:
+            lines.append(Line("d", f"  (info) same at {_num(low.get('api_rate')):.0f}/s: p50 / p99",
+                              f"{_ms(_num(low.get('p50_ms')))} / {_ms(_num(low.get('p99_ms')))}",
+                              f"API call p50 {_ms(_num(low.get('api_p50_ms')))}", None))
         lines.append(Line("d", "  every call's webhook arrived, once",
                           f"{lat.get('received')}/{lat.get('api_ok')}, dup {lat.get('duplicates')}",
                           "all, 0", lat.get("missing") == 0 and lat.get("duplicates") == 0
@@ -106,6 +116,14 @@ def build_lines(results: dict[str, Any]) -> list[Line]:
                           _ok(f99, limit)))
         lines.append(Line("f", "  healthy endpoint p50 (vs (d) p50)", _ms(_num(hang.get("p50_ms"))),
                           f"(d): {_ms(_num(lat.get('p50_ms')))}" if lat else "", None))
+        low_f, low_d = hang.get("low_rate"), (lat.get("low_rate") if lat else None)
+        if low_f:
+            lines.append(Line("f", f"  (info) same at {_num(low_f.get('api_rate')):.0f}/s: p50 / p99",
+                              f"{_ms(_num(low_f.get('p50_ms')))} / {_ms(_num(low_f.get('p99_ms')))}",
+                              f"(d) at that rate: {_ms(_num(low_d.get('p99_ms')))} p99" if low_d else "", None))
+        lines.append(Line("f", "  event timestamp -> webhook (no API), p50 / p99",
+                          f"{_ms(_num(hang.get('event_p50_ms')))} / {_ms(_num(hang.get('event_p99_ms')))}", "",
+                          None))
         lines.append(Line("f", "  every call's webhook arrived, once",
                           f"{hang.get('received')}/{hang.get('api_ok')}, dup {hang.get('duplicates')}",
                           "all, 0", hang.get("missing") == 0 and hang.get("duplicates") == 0
@@ -130,6 +148,28 @@ def render(lines: list[Line], title: str) -> str:
     return "\n".join(out)
 
 
+SHARED_WARNING_PCT = 25.0  # other processes using more than this (of one core) during a scenario
+
+
+def render_cpu(results: dict[str, Any]) -> str:
+    """Per scenario, the CPU of each component (% of one core) and of the rest of the machine."""
+    rows = [("(a) raw", "raw"), ("(b) throughput", "throughput"), ("(d) latency", "latency"),
+            ("(e) fan-out", "fanout"), ("(f) one hanging", "hanging")]
+    out = ["CPU during each measurement (% of one core; 'others' = processes outside this benchmark):"]
+    busy = []
+    for label, key in rows:
+        usage = (results.get(key) or {}).get("cpu") or {}
+        if not usage:
+            continue
+        out.append(f"  {label:<16} " + ", ".join(f"{k} {v:.0f}" for k, v in usage.items()))
+        if usage.get("others", 0.0) > SHARED_WARNING_PCT:
+            busy.append(f"{label} {usage['others']:.0f} %")
+    if busy:
+        out.append("  WARNING: other processes on this machine were busy during " + ", ".join(busy)
+                   + " -- those numbers understate what the stack can do alone")
+    return "\n".join(out) if len(out) > 1 else ""
+
+
 def environment() -> dict[str, Any]:
     rev = None
     try:
@@ -137,7 +177,12 @@ def environment() -> dict[str, Any]:
                              timeout=5, cwd=Path(__file__).resolve().parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         pass
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine(),
+            "loadavg_at_start": load,
             "system": platform.system(), "git": rev,
             "when": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
 

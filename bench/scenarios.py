@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -25,6 +26,7 @@ from bench.kafka import (
     tenant_created_batch,
     tenant_updated,
 )
+from bench.machine import CpuMonitor, describe
 from bench.receiver import Receiver
 from bench.stack import Api, succeeded
 
@@ -42,7 +44,7 @@ def percentile(values: list[float], q: float) -> float:
 
 # --- (b) throughput ------------------------------------------------------------------------------
 async def throughput(api: Api, receiver: Receiver, bootstrap: str, n: int, *, max_concurrency: int,
-                     timeout: float, progress: Progress) -> dict[str, Any]:
+                     timeout: float, progress: Progress, cpu: CpuMonitor) -> dict[str, Any]:
     group = "tp"
     endpoint = await api.create_endpoint(receiver.url(f"/{group}/1"), ["tenant.created"],
                                          max_concurrency=max_concurrency, description="bench throughput")
@@ -54,6 +56,7 @@ async def throughput(api: Api, receiver: Receiver, bootstrap: str, n: int, *, ma
     loop = asyncio.get_running_loop()
     try:
         t_start = loop.time()
+        cpu0 = cpu.snapshot()
         producing = asyncio.create_task(produce(producer, TENANTS_TOPIC, messages))
         last_count, last_change = 0, t_start
         printed_count, last_print = 0, t_start
@@ -76,6 +79,8 @@ async def throughput(api: Api, receiver: Receiver, bootstrap: str, n: int, *, ma
             if now - last_change > 30 or now - t_start > timeout:
                 progress(f"  (b) stopped waiting: {count}/{n} after {now - t_start:.0f}s")
                 break
+        usage = CpuMonitor.usage(cpu0, cpu.snapshot())
+        progress(f"  (b) {describe(usage)}")
         await producing
         produced_in = produced_in if produced_in is not None else loop.time() - t_start
         # "Everything recorded": the succeeded counter moves only after the attempt's row is committed.
@@ -111,8 +116,10 @@ async def throughput(api: Api, receiver: Receiver, bootstrap: str, n: int, *, ma
         "events": n, "received": len(times), "distinct": distinct, "duplicates": duplicates,
         "seconds": span, "rate": rate, "steady_rate": steady, "recorded_rate": recorded_rate,
         "all_recorded": recorded_at is not None, "produce_seconds": produced_in,
-        "max_concurrency": max_concurrency, "db": db,
-        "complete": distinct == n and duplicates == 0 and recorded_at is not None,
+        "max_concurrency": max_concurrency, "db": db, "cpu": usage,
+        # the endpoint's verification is one more SUCCEEDED delivery with one attempt
+        "complete": distinct == n and duplicates == 0 and recorded_at is not None
+        and db.get("attempts_ok", 0) >= n and db.get("deliveries", {}).get("SUCCEEDED", 0) >= n,
     }
 
 
@@ -139,6 +146,10 @@ async def _db_counts(api: Api, endpoint_id: str) -> dict[str, Any]:
 
 
 # --- (d)/(f) latency -----------------------------------------------------------------------------
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
 async def _api_load(api: Api, rate: float, seconds: float) -> tuple[list[tuple[str | None, float, float, int]],
                                                                     float]:
     """Open loop: call i is sent at t0 + i / rate whatever the earlier ones are doing."""
@@ -157,7 +168,7 @@ async def _api_load(api: Api, rate: float, seconds: float) -> tuple[list[tuple[s
 
 
 async def _latency_run(api: Api, receiver: Receiver, path: str, *, rate: float, seconds: float,
-                       warmup: float, label: str, progress: Progress) -> dict[str, Any]:
+                       warmup: float, label: str, progress: Progress, cpu: CpuMonitor) -> dict[str, Any]:
     group = path.strip("/").split("/")[0]
     if warmup > 0:
         warm, _ = await _api_load(api, rate, warmup)
@@ -165,59 +176,90 @@ async def _latency_run(api: Api, receiver: Receiver, path: str, *, rate: float, 
         await receiver.wait_count(group, len(ids), timeout=30, interval=0.1)
     await receiver.reset(group)
     progress(f"  {label} {rate:.0f} tenants/s for {seconds:.0f}s ...")
+    cpu0 = cpu.snapshot()
     results, achieved = await _api_load(api, rate, seconds)
+    usage = CpuMonitor.usage(cpu0, cpu.snapshot())
     sent = {tid: t for tid, t, _, _ in results if tid}
     api_errors = Counter(status for tid, _, _, status in results if not tid)
     got = await receiver.wait_count(group, len(sent), timeout=30, interval=0.1)
     records = [r for r in await receiver.records(group) if r[0] == path]
     received: dict[str, float] = {}
+    dispatch_ms: list[float] = []
     duplicates = 0
-    for _, _, t, tid in records:
+    for _, _, t, tid, timestamp in records:
         if tid in received:
             duplicates += 1
         elif tid in sent:
             received[tid] = t
+            if timestamp:
+                dispatch_ms.append((t - _epoch(timestamp)) * 1000)
     latencies = [(received[tid] - sent[tid]) * 1000 for tid in received]
     api_ms = [took * 1000 for tid, _, took, _ in results if tid]
+    answered = {tid: t + took for tid, t, took, _ in results if tid}
+    after_answer_ms = [(received[tid] - answered[tid]) * 1000 for tid in received]
     out = {
         "calls": len(results), "api_rate": achieved, "api_ok": len(sent), "api_errors": dict(api_errors),
         "received": len(received), "missing": len(sent) - len(received), "duplicates": duplicates,
         "p50_ms": percentile(latencies, 50), "p90_ms": percentile(latencies, 90),
         "p99_ms": percentile(latencies, 99), "max_ms": max(latencies, default=float("nan")),
         "api_p50_ms": percentile(api_ms, 50), "api_p99_ms": percentile(api_ms, 99),
+        # the event's own timestamp (set by the tenants service inside the request) -> webhook received
+        "event_p50_ms": percentile(dispatch_ms, 50), "event_p99_ms": percentile(dispatch_ms, 99),
+        # the API's answer -> webhook received
+        "after_answer_p50_ms": percentile(after_answer_ms, 50),
+        "after_answer_p99_ms": percentile(after_answer_ms, 99),
+        "cpu": usage,
     }
     progress(f"  {label} {out['api_ok']}/{out['calls']} calls at {achieved:.0f}/s, {out['received']} webhooks "
              f"(missing {out['missing']}, dup {duplicates}, receiver count {got}): p50 {out['p50_ms']:.1f} ms, "
              f"p99 {out['p99_ms']:.1f} ms, max {out['max_ms']:.1f} ms; API call alone p50 "
-             f"{out['api_p50_ms']:.1f} ms p99 {out['api_p99_ms']:.1f} ms")
+             f"{out['api_p50_ms']:.1f} ms p99 {out['api_p99_ms']:.1f} ms; event timestamp -> webhook p50 "
+             f"{out['event_p50_ms']:.1f} ms p99 {out['event_p99_ms']:.1f} ms")
+    progress(f"  {label} {describe(usage)}")
     await receiver.reset(group)
     return out
 
 
 async def latency(api: Api, receiver: Receiver, *, rate: float, seconds: float, warmup: float,
-                  progress: Progress) -> dict[str, Any]:
+                  progress: Progress, cpu: CpuMonitor, low_rate: float = 0.0) -> dict[str, Any]:
+    """(d) at `rate`; first, when `low_rate` > 0, a short informative run at that rate (same endpoint), which
+    tells the dispatcher path's own latency apart from a saturated API."""
     path = "/lat/d"
     endpoint = await api.create_endpoint(receiver.url(path), ["tenant.created"], description="bench latency")
     try:
-        return await _latency_run(api, receiver, path, rate=rate, seconds=seconds, warmup=warmup,
-                                  label="(d)", progress=progress)
+        low = None
+        if low_rate > 0:
+            low = await _latency_run(api, receiver, path, rate=low_rate, seconds=min(seconds, 5.0), warmup=1.0,
+                                     label="(d, info)", progress=progress, cpu=cpu)
+        out = await _latency_run(api, receiver, path, rate=rate, seconds=seconds, warmup=warmup,
+                                 label="(d)", progress=progress, cpu=cpu)
+        if low is not None:
+            out["low_rate"] = low
+        return out
     finally:
         await api.delete_endpoints([endpoint["id"]])
 
 
 async def hanging(api: Api, receiver: Receiver, *, rate: float, seconds: float, warmup: float,
-                  progress: Progress) -> dict[str, Any]:
+                  progress: Progress, cpu: CpuMonitor, low_rate: float = 0.0) -> dict[str, Any]:
+    """(f): (d) with one more endpoint, subscribed to the same events, whose every request hangs."""
     path = "/lat/f"
     healthy = await api.create_endpoint(receiver.url(path), ["tenant.created"], description="bench healthy")
     hang = await api.create_endpoint(receiver.url("/hang/f"), ["tenant.created"], description="bench hanging")
     try:
+        low = None
+        if low_rate > 0:
+            low = await _latency_run(api, receiver, path, rate=low_rate, seconds=min(seconds, 5.0), warmup=1.0,
+                                     label="(f, info)", progress=progress, cpu=cpu)
         out = await _latency_run(api, receiver, path, rate=rate, seconds=seconds, warmup=warmup,
-                                 label="(f)", progress=progress)
+                                 label="(f)", progress=progress, cpu=cpu)
+        if low is not None:
+            out["low_rate"] = low
         counts = await receiver.counts()
         out["hang_requests"] = counts.get("hang", 0)
         out["hang_in_flight"] = counts.get("_hanging", 0)
         progress(f"  (f) the hanging endpoint got {out['hang_requests']} requests, "
-                 f"{out['hang_in_flight']} still hanging")
+                 f"{out['hang_in_flight']} still hanging (the receiver does not notice a client giving up)")
         return out
     finally:
         await api.delete_endpoints([healthy["id"], hang["id"]])
@@ -226,7 +268,7 @@ async def hanging(api: Api, receiver: Receiver, *, rate: float, seconds: float, 
 
 # --- (e) fan-out ---------------------------------------------------------------------------------
 async def fanout(api: Api, receiver: Receiver, bootstrap: str, *, endpoints: int, repeats: int,
-                 progress: Progress) -> dict[str, Any]:
+                 progress: Progress, cpu: CpuMonitor) -> dict[str, Any]:
     group = "fan"
     t = time.perf_counter()
     created = await api.create_endpoints([receiver.url(f"/{group}/{i}") for i in range(endpoints)],
@@ -235,6 +277,7 @@ async def fanout(api: Api, receiver: Receiver, bootstrap: str, *, endpoints: int
     producer = make_producer(bootstrap)
     await producer.start()
     runs: list[dict[str, Any]] = []
+    cpu0 = cpu.snapshot()
     try:
         for i in range(repeats):
             await receiver.reset(group)
@@ -257,8 +300,10 @@ async def fanout(api: Api, receiver: Receiver, bootstrap: str, *, endpoints: int
         await producer.stop()
         await api.delete_endpoints([e["id"] for e in created])
         await receiver.reset(group)
+    usage = CpuMonitor.usage(cpu0, cpu.snapshot())
+    progress(f"  (e) {describe(usage)}")
     alls = [r["all_ms"] for r in runs]
     complete = all(r["endpoints_reached"] == endpoints and r["requests"] == endpoints for r in runs)
     return {"endpoints": endpoints, "repeats": repeats, "runs": runs, "complete": complete,
-            "median_ms": statistics.median(alls) if alls else float("nan"),
+            "median_ms": statistics.median(alls) if alls else float("nan"), "cpu": usage,
             "max_ms": max(alls) if alls else float("nan")}

@@ -44,12 +44,17 @@ def extra_env(password: str, log_level: str) -> dict[str, str]:
     }
 
 
-async def start_stack(data_dir: Path, *, log_level: str, progress: Callable[[str], None]) -> tuple[Stack, str]:
+def make_stack(data_dir: Path, *, log_level: str, progress: Callable[[str], None]) -> tuple[Stack, str]:
+    """The stack object (nothing started yet) and the owner's password."""
     password = "Bench-" + secrets.token_urlsafe(18)
     stack = Stack(data_dir, env=stack_env(), progress=progress, extra_env=extra_env(password, log_level))
+    return stack, password
+
+
+async def start_stack(stack: Stack) -> None:
+    """PostgreSQL + tansu, then auth, tenants and the dispatcher on free ports (migrated, /readyz 200)."""
     await stack.start_infra()
     await stack.start_services(SERVICES, ports={n: free_port() for n in SERVICES})
-    return stack, password
 
 
 class Api:
