@@ -18,6 +18,9 @@ class ServiceSettings(BaseSettings):
     # tansu rejects InitProducerId (ARCHITECTURE §8): idempotence is off unless a real cluster is used.
     kafka_enable_idempotence: bool = False
     kafka_topic_partitions: int = 3
+    # Prepended to every consumer group id: lets two deployments (or a test run next to `make run`)
+    # share one broker without splitting each other's partitions.
+    kafka_consumer_group_prefix: str = ""
     auth_jwks_url: str = "http://127.0.0.1:8101/api/auth/.well-known/jwks.json"
     # Where platform API keys (plk_...) are checked; derived from the JWKS URL when unset.
     auth_introspect_url: str | None = None

@@ -71,16 +71,22 @@ async def test_committed_rows_reach_kafka_in_order_per_key_and_are_marked(databa
                     await session.commit()
             await seen.wait_for(lambda e: e.id == sent[-1].id)
             # The poll interval is 5 s: arriving before it means LISTEN/NOTIFY woke the relay.
+            # Rows are marked once their sends are acknowledged, just after consumers may see them.
+            async with asyncio.timeout(10):
+                while await unpublished_rows(database, outbox.topic):
+                    await asyncio.sleep(0.05)
         received = [e.id for e in seen.matching(lambda e: e.tenant_id == tenant_id)]
         assert received[: len(sent)] == [e.id for e in sent]
         headers = seen.headers_of(sent[0].id)
         assert headers["event"] == "tenant.created"
         assert "traceparent" in headers
+    assert await unpublished_rows(database, outbox.topic) == 0
+
+
+async def unpublished_rows(database, topic: str) -> int:
     async with database.sessionmaker() as session:
-        unpublished = await session.scalar(
-            select(func.count()).select_from(OUTBOX).where(OUTBOX.c.topic == outbox.topic,
-                                                           OUTBOX.c.published_at.is_(None)))
-    assert unpublished == 0
+        return await session.scalar(select(func.count()).select_from(OUTBOX).where(
+            OUTBOX.c.topic == topic, OUTBOX.c.published_at.is_(None)))
 
 
 async def test_rolled_back_change_publishes_nothing(database, kafka_bootstrap):

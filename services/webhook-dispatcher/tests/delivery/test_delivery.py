@@ -245,5 +245,6 @@ async def test_a_rate_limited_endpoint_is_paced(receiver, endpoints, publish):
         await publish("conversation.ended", conversation | {"conversationId": str(uuid.uuid4())})
     await hook.wait_for(lambda h: len(h.events()) == 6)
     times = [r.received_at for r in hook.events()]
-    # 4 per second with a burst of 4: the 6th cannot come before (6 - 4) / 4 s after the first.
-    assert times[-1] - times[0] >= 0.45
+    # 4 per second with a burst of 4: the 6th is sent (6 - 4) / 4 = 0.5 s after the first. Arrival times
+    # include connection set-up on a loaded machine, so allow slack; unpaced, all six arrive at once.
+    assert times[-1] - times[0] >= 0.3

@@ -74,7 +74,7 @@ class EventConsumer:
         self.name = name
         self.topics = topics
         self.handler = handler
-        self.group_id = group_id or f"{settings.service_name}.{name}"
+        self.group_id = settings.kafka_consumer_group_prefix + (group_id or f"{settings.service_name}.{name}")
         self.max_records = max_records
         self.max_attempts = max_attempts
         self.assigned = asyncio.Event()

@@ -12,6 +12,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,12 +24,18 @@ def configure_tracing(service: str) -> None:
     if _configured or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return
     _configured = True
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME",
-                                                                                         service)}))
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
+    exporting = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                     or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    if exporting:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        provider = TracerProvider(resource=resource)  # sampler from OTEL_TRACES_SAMPLER, default on
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        # Nobody collects spans: don't record them (measured ~15% of a service's CPU at load), but keep
+        # creating span contexts so trace ids still flow through logs, Kafka headers and webhooks.
+        provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
     trace.set_tracer_provider(provider)
 
 

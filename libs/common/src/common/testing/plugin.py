@@ -122,6 +122,8 @@ def platform_settings(kafka_bootstrap: str, auth_server: AuthServer, encryption_
         "secrets_encryption_keys": encryption_keys,
         "outbox_poll_interval_seconds": 0.5,
         "rate_limit_per_minute": 100_000,
+        # In-process apps must not join the consumer groups of the e2e stack's service processes.
+        "kafka_consumer_group_prefix": f"test-{uuid.uuid4().hex[:8]}-",
     }
 
 
