@@ -248,3 +248,17 @@ async def test_a_rate_limited_endpoint_is_paced(receiver, endpoints, publish):
     # 4 per second with a burst of 4: the 6th is sent (6 - 4) / 4 = 0.5 s after the first. Arrival times
     # include connection set-up on a loaded machine, so allow slack; unpaced, all six arrive at once.
     assert times[-1] - times[0] >= 0.3
+
+
+async def test_the_rate_limit_holds_for_events_that_arrive_one_by_one(receiver, endpoints, publish):
+    # Each event arrives after the previous one was delivered, so the endpoint goes idle in between:
+    # the limit must still hold (it used to restart with every burst).
+    hook = receiver.hook()
+    await endpoints(hook.url, ["conversation.ended"], rateLimitPerSecond=2)
+    conversation = {"channelId": str(uuid.uuid4()), "channelType": "EVOLUTION", "contact": "+5511988887777"}
+    for n in range(1, 5):
+        await publish("conversation.ended", conversation | {"conversationId": str(uuid.uuid4())})
+        await hook.wait_for(lambda h, n=n: len(h.events()) == n)
+    times = [r.received_at for r in hook.events()]
+    # 2 per second: four sends span at least 1.5 s (minus connection set-up slack); unpaced, ~0.1 s.
+    assert times[-1] - times[0] >= 1.0

@@ -79,8 +79,29 @@ class _Record:
     future: asyncio.Future[None] = field(repr=False, default=None)  # type: ignore[assignment]
 
 
+class TokenBucket:
+    """An endpoint's rate limit. Kept by the engine, not the lane: a lane ends whenever its endpoint goes
+    idle, and a bucket that started full again with every new lane would not pace sparse bursts."""
+
+    def __init__(self, now: float) -> None:
+        self.tokens = 1.0
+        self.last_refill = now
+
+    async def take(self, rate: float) -> None:
+        loop = asyncio.get_running_loop()
+        burst = max(1.0, rate)
+        while True:
+            now = loop.time()
+            self.tokens = min(burst, self.tokens + (now - self.last_refill) * rate)
+            self.last_refill = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return
+            await asyncio.sleep((1.0 - self.tokens) / rate)
+
+
 class Lane:
-    """One endpoint's in-memory queue, concurrency cap and rate limit."""
+    """One endpoint's in-memory queue and concurrency cap; its rate limit is the engine's bucket."""
 
     def __init__(self, engine: DeliveryEngine, endpoint_id: uuid.UUID) -> None:
         self.engine = engine
@@ -89,8 +110,6 @@ class Lane:
         self.in_flight = 0
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
-        self._tokens = 0.0
-        self._last_refill = 0.0
         self.overflowed = False
 
     def free(self) -> int:
@@ -113,21 +132,13 @@ class Lane:
         return jobs
 
     async def _throttle(self, rate: float) -> None:
-        loop = asyncio.get_running_loop()
-        burst = max(1.0, rate)
-        while True:
-            now = loop.time()
-            self._tokens = min(burst, self._tokens + (now - self._last_refill) * rate)
-            self._last_refill = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return
-            await asyncio.sleep((1.0 - self._tokens) / rate)
+        bucket = self.engine.buckets.get(self.endpoint_id)
+        if bucket is None:
+            bucket = self.engine.buckets[self.endpoint_id] = TokenBucket(asyncio.get_running_loop().time())
+        await bucket.take(rate)
 
     async def run(self) -> None:
         try:
-            self._last_refill = asyncio.get_running_loop().time()
-            self._tokens = 1.0
             while True:
                 self.wakeup.clear()
                 while self.queue:
@@ -217,6 +228,7 @@ class DeliveryEngine:
             channels={DUE_CHANNEL: lambda _: self.wake()}, on_change=self.wake)
         self.recorder = Recorder(self)
         self.lanes: dict[uuid.UUID, Lane] = {}
+        self.buckets: dict[uuid.UUID, TokenBucket] = {}  # rate limits outlive lanes (one per endpoint)
         self.accepting = False
         self._poll_wake = asyncio.Event()
         self._attempts: set[asyncio.Task[None]] = set()
