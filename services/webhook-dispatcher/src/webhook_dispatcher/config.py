@@ -54,6 +54,7 @@ class Settings(ServiceSettings):
     webhook_maintenance_interval_seconds: float = 15.0
     webhook_endpoint_refresh_seconds: float = 30.0
     webhook_recover_max: int = 100_000  # deliveries one recover request may schedule
+    webhook_recover_rate_per_second: float = 100.0  # default pace of a recovery's re-sends
 
     # --- n8n bridge (the n8n URL and API key are settings in the database, set through the API) ---
     n8n_timeout_seconds: float = 10.0  # each call to n8n's public API; past it the caller gets a 504

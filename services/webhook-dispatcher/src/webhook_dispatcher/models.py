@@ -6,6 +6,8 @@
                         "same event never delivered twice to one endpoint" rule; `lease_until` /
                         `lease_owner` let several dispatcher replicas share due work
     webhook_attempts    one row per HTTP attempt (request/response metadata, first 4 KB of the body)
+    webhook_recoveries  one row per bulk recover: what was asked and how many it scheduled; the
+                        deliveries it (re)scheduled point at it, which is how its progress is counted
     n8n_settings        the platform's n8n instance: URL and API key (encrypted), one row
     n8n_flows           n8n workflows the platform feeds; each flow with a Webhook trigger is backed by a
                         `webhook_endpoints` row of kind N8N_FLOW (ACTIVE while the flow is active, else
@@ -123,6 +125,7 @@ class Delivery(Base):
               postgresql_where=text("status = 'PENDING'")),
         Index("ix_webhook_deliveries_endpoint_seq", "endpoint_id", "seq"),
         Index("ix_webhook_deliveries_created_at", "created_at"),
+        Index("ix_webhook_deliveries_recovery", "recovery_id", postgresql_where=text("recovery_id IS NOT NULL")),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False), unique=True)
@@ -141,6 +144,26 @@ class Delivery(Base):
     last_error_class: Mapped[str | None] = mapped_column(String(30), nullable=True)
     last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The bulk recover that last (re)scheduled this delivery, if any.
+    recovery_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("webhook_recoveries.id", ondelete="SET NULL"), nullable=True)
+
+
+class Recovery(Base):
+    __tablename__ = "webhook_recoveries"
+    __table_args__ = (Index("ix_webhook_recoveries_endpoint", "endpoint_id", "created_at"),)
+
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    event_types: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
+    statuses: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    rate_per_second: Mapped[float] = mapped_column(Float)
+    total: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer)
+    missed: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
 class Attempt(Base):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
+import pytest
 from sqlalchemy import text
 from standardwebhooks import Webhook
 
@@ -201,13 +203,17 @@ async def test_a_success_resets_the_failing_clock(owner, receiver, endpoints, pu
     assert (await owner.get(f"{API}/{endpoint['id']}")).json()["failingSince"] is None
 
 
-async def test_retry_after_on_429_is_honoured(owner, receiver, endpoints, publish):
-    hook = receiver.hook(statuses=[429, 200], retry_after="2")
+@pytest.mark.parametrize("status, retry_after", [
+    (429, lambda: "2"),
+    (504, lambda: format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)),
+])
+async def test_retry_after_is_honoured(owner, receiver, endpoints, publish, status, retry_after):
+    hook = receiver.hook(statuses=[status, 200], retry_after=retry_after())
     endpoint = await endpoints(hook.url, ["tenant.reactivated"])
     envelope = await publish("tenant.reactivated", tenant_data())
-    pending = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["lastStatusCode"] == 429)
+    pending = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["lastStatusCode"] == status)
     scheduled = datetime.fromisoformat(pending["nextAttemptAt"]) - datetime.fromisoformat(pending["lastAttemptAt"])
-    assert scheduled >= timedelta(seconds=2)  # not the schedule's 0.2 s
+    assert scheduled >= timedelta(seconds=1.5)  # not the schedule's 0.2 s (an HTTP date has whole seconds)
     await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "SUCCEEDED")
 
 

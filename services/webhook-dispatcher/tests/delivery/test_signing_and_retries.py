@@ -69,12 +69,13 @@ def test_the_schedule_gives_the_delay_before_each_retry_with_bounded_jitter():
     assert gone.status is DeliveryStatus.FAILED and gone.disable_endpoint
 
 
-def test_retry_after_is_honoured_on_429_and_503_within_a_bound():
+def test_retry_after_is_honoured_on_429_502_503_504_within_a_bound():
     schedule = [1.0, 1.0]
-    assert decide(_result(429, retry_after=120), 1, schedule, jitter=0).delay == 120
+    for status in (429, 502, 503, 504):
+        assert decide(_result(status, retry_after=120), 1, schedule, jitter=0).delay == 120
     assert decide(_result(503, retry_after=10**9), 1, schedule, jitter=0, retry_after_max=3600).delay == 3600
     assert decide(_result(503, retry_after=0), 1, schedule, jitter=0).delay == 1.0  # never sooner than planned
-    assert decide(_result(500, retry_after=120), 1, schedule, jitter=0).delay == 1.0  # only 429/503
+    assert decide(_result(500, retry_after=120), 1, schedule, jitter=0).delay == 1.0  # only the back-off answers
     assert parse_retry_after("30") == 30
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None

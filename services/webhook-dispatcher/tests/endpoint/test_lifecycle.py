@@ -76,12 +76,18 @@ async def test_pause_holds_events_back_and_recover_sends_what_was_missed(owner, 
 
     assert (await owner.post(f"{API}/{endpoint['id']}/resume")).json()["status"] == "ACTIVE"
     body = {"since": since.isoformat(), "eventTypes": ["lead.*"]}
-    dry = (await owner.post(f"{API}/{endpoint['id']}/recover", json=body | {"dryRun": True})).json()
-    assert dry == {"dryRun": True, "count": 1, "failed": 0, "succeeded": 0, "missed": 1}
+    dry = await owner.post(f"{API}/{endpoint['id']}/recover", json=body | {"dryRun": True})
+    assert dry.status_code == 200 and "location" not in dry.headers
+    assert dry.json() == {"id": None, "dryRun": True, "count": 1, "failed": 0, "succeeded": 0, "missed": 1,
+                          "ratePerSecond": 100.0, "estimatedSeconds": 0.01}
     assert hook.events() == []
-    done = (await owner.post(f"{API}/{endpoint['id']}/recover", json=body)).json()
-    assert done["count"] == 1 and done["dryRun"] is False
+    started = await owner.post(f"{API}/{endpoint['id']}/recover", json=body)
+    done = started.json()
+    assert started.status_code == 200 and done["count"] == 1 and done["dryRun"] is False
     await hook.wait_for(lambda h: ids_of(h) == [str(missed.id)])
+    recovery = await wait_recovery(owner, started.headers["location"])
+    assert recovery["id"] == done["id"] and recovery["missed"] == 1 and recovery["status"] == ["FAILED", "MISSED"]
+    assert recovery["progress"] == {"pending": 0, "succeeded": 1, "failed": 0, "superseded": 0, "done": True}
     # Recovering again finds nothing new: the event was delivered.
     assert (await owner.post(f"{API}/{endpoint['id']}/recover", json=body)).json()["count"] == 0
     again = await owner.post(f"{API}/{endpoint['id']}/recover", json=body | {"status": "SUCCEEDED"})
@@ -95,6 +101,51 @@ async def test_pause_holds_events_back_and_recover_sends_what_was_missed(owner, 
         assert (await owner.post(f"{API}/{endpoint['id']}/recover", json=b)).status_code == 422, b
     assert (await owner.post(f"{API}/{endpoint['id']}/pause")).json()["status"] == "PAUSED"
     assert (await owner.post(f"{API}/{endpoint['id']}/pause")).status_code == 200
+
+
+async def wait_recovery(owner, location: str, timeout: float = 15.0) -> dict:
+    async with asyncio.timeout(timeout):
+        while not (recovery := (await owner.get(location)).json())["progress"]["done"]:
+            await asyncio.sleep(0.05)
+    return recovery
+
+
+async def test_a_recovery_is_paced_oldest_first_and_reports_its_progress(owner, receiver, endpoints, publish):
+    hook, witness = receiver.hook(), receiver.hook()
+    endpoint = await endpoints(hook.url, ["lead.created"])
+    await endpoints(witness.url, ["lead.created"])
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    await owner.post(f"{API}/{endpoint['id']}/pause")
+    sent = [await publish("lead.created", lead_data()) for _ in range(6)]
+    await witness.wait_for(lambda h: len(h.events()) >= 6)  # consumed while paused: missed by the endpoint
+    await owner.post(f"{API}/{endpoint['id']}/resume")
+    dry = (await owner.post(f"{API}/{endpoint['id']}/recover", json={"since": since.isoformat(), "dryRun": True}))
+    assert dry.json()["missed"] == 6 and dry.json()["estimatedSeconds"] == 6 / 100
+
+    started = await owner.post(f"{API}/{endpoint['id']}/recover",
+                               json={"since": since.isoformat(), "ratePerSecond": 4})
+    assert started.status_code == 200 and started.json()["estimatedSeconds"] == 1.5
+    first = (await owner.get(started.headers["location"])).json()
+    assert first["count"] == 6 and first["ratePerSecond"] == 4
+    assert first["progress"]["pending"] > 0 and not first["progress"]["done"]  # 6 at 4/s take over a second
+    pending = sorted(await deliveries_of(owner, endpoint["id"], status="PENDING"), key=lambda d: d["nextAttemptAt"])
+    assert [d["eventId"] for d in pending] == [str(e.id) for e in sent if str(e.id) in {d["eventId"] for d in pending}]
+    scheduled = [datetime.fromisoformat(d["nextAttemptAt"]) for d in pending]
+    assert scheduled[-1] - scheduled[0] >= timedelta(seconds=1)  # oldest first, spread over time, not all at once
+
+    recovery = await wait_recovery(owner, started.headers["location"])
+    assert recovery["progress"] == {"pending": 0, "succeeded": 6, "failed": 0, "superseded": 0, "done": True}
+    assert sorted(ids_of(hook)) == sorted(str(e.id) for e in sent)
+    listed = (await owner.get(f"{API}/{endpoint['id']}/recoveries")).json()
+    assert [r["id"] for r in listed] == [started.json()["id"]]
+
+    other = await endpoints(receiver.hook().url, ["lead.created"])
+    assert (await owner.get(f"{API}/{other['id']}/recoveries/{recovery['id']}")).status_code == 404
+    assert (await owner.get(f"{API}/{uuid.uuid4()}/recoveries")).status_code == 404
+    for rate in (0, -1, 10_000, "fast"):
+        resp = await owner.post(f"{API}/{endpoint['id']}/recover", json={"since": since.isoformat(),
+                                                                         "ratePerSecond": rate})
+        assert resp.status_code == 422, rate
 
 
 async def test_recover_resends_failed_deliveries_with_their_webhook_id(owner, receiver, endpoints, publish):

@@ -116,7 +116,7 @@ class Hook:
         self._served += 1
         status = self.statuses[index]
         headers = dict(self.response_headers)
-        if self.retry_after is not None and status in (429, 503):
+        if self.retry_after is not None and not 200 <= status < 300:
             headers["Retry-After"] = self.retry_after
         if self.delay:
             await asyncio.sleep(self.delay)

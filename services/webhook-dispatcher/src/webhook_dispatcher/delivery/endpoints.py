@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import AwareDatetime
 
 from common.auth import PlatformOwner
@@ -18,6 +18,7 @@ from webhook_dispatcher.delivery.schemas import (
     DeliveryStatusName,
     RecoverRequest,
     RecoverResult,
+    RecoveryRead,
 )
 from webhook_dispatcher.dependencies import EngineDep
 
@@ -58,11 +59,32 @@ async def list_deliveries(
                                          until=until, cursor=cursor, limit=limit)
 
 
-@router.post("/{endpoint_id}/recover", response_model=RecoverResult,
-             responses=problem_responses(401, 403, 404, 422))
-async def recover(session: SessionDep, _: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
-                  body: RecoverRequest) -> RecoverResult:
+@router.post("/{endpoint_id}/recover", response_model=RecoverResult, responses=problem_responses(401, 403, 404, 422))
+async def recover(session: SessionDep, principal: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
+                  body: RecoverRequest, response: Response) -> RecoverResult:
     """Send again, with their original `webhook-id`, the events since `since` (until `until`) that this
     endpoint failed (`FAILED`), missed (`MISSED`: while paused or disabled) or, on request, already got
-    (`SUCCEEDED`). `dryRun` only counts."""
-    return await service.recover(session, endpoint_id, body, max_count=engine.settings.webhook_recover_max)
+    (`SUCCEEDED`). `dryRun` only counts. The re-sends go out oldest first at `ratePerSecond`; follow them
+    at the `Location` answered (`GET /{id}/recoveries/{recoveryId}`)."""
+    result = await service.recover(session, endpoint_id, body, max_count=engine.settings.webhook_recover_max,
+                                   default_rate=engine.settings.webhook_recover_rate_per_second,
+                                   caller=principal.id)
+    if result.id is not None:  # 200 rather than 202 keeps the answer callers of the first cut relied on
+        response.headers["Location"] = f"{router.prefix}/{endpoint_id}/recoveries/{result.id}"
+    return result
+
+
+@router.get("/{endpoint_id}/recoveries", response_model=list[RecoveryRead],
+            responses=problem_responses(401, 403, 404, 422))
+async def list_recoveries(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID,
+                          limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[RecoveryRead]:
+    """This endpoint's latest recoveries, newest first, each with its progress."""
+    return await service.list_recoveries(session, endpoint_id, limit=limit)
+
+
+@router.get("/{endpoint_id}/recoveries/{recovery_id}", response_model=RecoveryRead,
+            responses=problem_responses(401, 403, 404, 422))
+async def get_recovery(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID,
+                       recovery_id: uuid.UUID) -> RecoveryRead:
+    """One recovery: what was asked, how many deliveries it scheduled, and how far they got."""
+    return await service.get_recovery(session, endpoint_id, recovery_id)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    any_,
     bindparam,
     func,
     or_,
@@ -32,6 +33,21 @@ from common.events import matches
 from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 
 DUE_CHANNEL = "webhook_deliveries_due"
+
+
+def _uuids(ids: Sequence[uuid.UUID]):  # type: ignore[no-untyped-def]
+    """One array parameter (`= ANY(...)`): a recovery can touch more ids than PostgreSQL's 32,767 binds."""
+    return bindparam(None, list(ids), type_=ARRAY(Uuid))
+
+
+_PACE = text("""
+UPDATE webhook_deliveries AS d
+SET next_attempt_at = now() + make_interval(secs => (p.rn - 1) / CAST(:rate AS double precision))
+FROM (SELECT d2.id, row_number() OVER (ORDER BY e.occurred_at, d2.seq) AS rn
+      FROM webhook_deliveries AS d2 JOIN webhook_events AS e ON e.id = d2.event_id
+      WHERE d2.recovery_id = :recovery_id AND d2.status = 'PENDING') AS p
+WHERE d.id = p.id
+""")
 
 events_t = Event.__table__
 deliveries_t = Delivery.__table__
@@ -276,17 +292,31 @@ class DeliveryRepository:
             select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number, Attempt.started_at))
         return list(rows.scalars())
 
-    async def reschedule(self, ids: Sequence[uuid.UUID]) -> int:
+    async def reschedule(self, ids: Sequence[uuid.UUID], *, recovery_id: uuid.UUID | None = None) -> int:
         """Final deliveries -> PENDING now, with a fresh retry cycle (same event, so the same webhook-id)."""
         if not ids:
             return 0
+        values: dict[str, Any] = dict(status=DeliveryStatus.PENDING, cycle_attempts=0, next_attempt_at=func.now(),
+                                      lease_until=None, lease_owner=None, updated_at=func.now())
+        if recovery_id is not None:
+            values["recovery_id"] = recovery_id
         result = await self.session.execute(
             update(deliveries_t)
-            .where(deliveries_t.c.id.in_(list(ids)), deliveries_t.c.status != DeliveryStatus.PENDING)
-            .values(status=DeliveryStatus.PENDING, cycle_attempts=0, next_attempt_at=func.now(), lease_until=None,
-                    lease_owner=None, updated_at=func.now())
+            .where(deliveries_t.c.id == any_(_uuids(ids)), deliveries_t.c.status != DeliveryStatus.PENDING)
+            .values(**values)
         )
         return result.rowcount or 0
+
+    async def pace(self, recovery_id: uuid.UUID, rate_per_second: float) -> None:
+        """Spread a recovery's pending deliveries over time, oldest event first, at `rate_per_second`:
+        the poller then finds them due a few at a time and live traffic keeps flowing beside them."""
+        await self.session.execute(_PACE, {"recovery_id": recovery_id, "rate": rate_per_second})
+
+    async def recovery_progress(self, recovery_id: uuid.UUID) -> dict[str, int]:
+        rows = await self.session.execute(
+            select(deliveries_t.c.status, func.count()).where(deliveries_t.c.recovery_id == recovery_id)
+            .group_by(deliveries_t.c.status))
+        return {status: count for status, count in rows}
 
     async def recover_candidates(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
                                  event_types: list[str] | None, statuses: list[str],
@@ -319,17 +349,19 @@ class DeliveryRepository:
                       if any(matches(p, r.event_type) for p in endpoint.events)]
         return existing, missed
 
-    async def create_for_events(self, endpoint_id: uuid.UUID, event_ids: Sequence[uuid.UUID]) -> int:
+    async def create_for_events(self, endpoint_id: uuid.UUID, event_ids: Sequence[uuid.UUID], *,
+                                recovery_id: uuid.UUID | None = None) -> int:
         if not event_ids:
             return 0
         ev = events_t
         source = select(
             func.gen_random_uuid(), ev.c.id, bindparam("endpoint_id", endpoint_id, Uuid), ev.c.event_type,
             ev.c.ordering_key, text("'PENDING'"), text("0"), text("0"), func.now(),
-        ).where(ev.c.id.in_(list(event_ids)))
+            bindparam("recovery_id", recovery_id, Uuid),
+        ).where(ev.c.id == any_(_uuids(event_ids)))
         stmt = (pg_insert(deliveries_t)
                 .from_select(["id", "event_id", "endpoint_id", "event_type", "ordering_key", "status", "attempts",
-                              "cycle_attempts", "next_attempt_at"], source)
+                              "cycle_attempts", "next_attempt_at", "recovery_id"], source)
                 .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"]))
         result = await self.session.execute(stmt)
         return result.rowcount or 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from webhook_dispatcher.delivery.transport import AttemptResult
+from webhook_dispatcher.delivery.transport import BACK_OFF_STATUSES, AttemptResult
 from webhook_dispatcher.models import DeliveryStatus
 
 
@@ -33,6 +33,6 @@ def decide(result: AttemptResult, cycle_attempts: int, schedule: list[float], *,
         return Decision(DeliveryStatus.FAILED)
     base = schedule[cycle_attempts - 1]
     delay = base * (1.0 + (rng or random).uniform(-jitter, jitter)) if jitter else base
-    if result.retry_after is not None and result.status_code in (429, 503):
+    if result.retry_after is not None and result.status_code in BACK_OFF_STATUSES:
         delay = max(delay, min(result.retry_after, retry_after_max))
     return Decision(DeliveryStatus.PENDING, delay=max(0.0, delay))

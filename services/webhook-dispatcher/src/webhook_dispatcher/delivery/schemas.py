@@ -92,6 +92,10 @@ class RecoverRequest(BaseModel):
         default_factory=lambda: [RecoverStatus.FAILED, RecoverStatus.MISSED],
         description="What to send again: FAILED deliveries, SUCCEEDED ones, MISSED events (never delivered)")
     dryRun: bool = False
+    ratePerSecond: float | None = Field(
+        default=None, gt=0, le=1000,
+        description="Pace of the re-sends (deliveries per second; default WEBHOOK_RECOVER_RATE_PER_SECOND). "
+                    "The endpoint's own rate limit and concurrency cap apply as well.")
 
     @model_validator(mode="after")
     def _range(self) -> RecoverRequest:
@@ -105,8 +109,35 @@ class RecoverRequest(BaseModel):
 
 
 class RecoverResult(BaseModel):
+    id: uuid.UUID | None = Field(default=None, description="The recovery, to follow its progress (none with dryRun)")
     dryRun: bool
     count: int = Field(description="Deliveries (re)scheduled, or that would be with dryRun")
     failed: int
     succeeded: int
     missed: int
+    ratePerSecond: float
+    estimatedSeconds: float = Field(description="At the recovery's pace, how long the re-sends take to start")
+
+
+class RecoveryProgress(BaseModel):
+    pending: int = Field(description="Not delivered yet (waiting for their turn, or retrying)")
+    succeeded: int
+    failed: int = Field(description="Failed again (dead letter, replayable)")
+    superseded: int = Field(description="Taken over since by a later recovery or retry, or purged by retention")
+    done: bool = Field(description="Nothing of this recovery is pending any more")
+
+
+class RecoveryRead(BaseModel):
+    id: uuid.UUID
+    endpointId: uuid.UUID
+    createdAt: datetime
+    since: datetime
+    until: datetime | None
+    eventTypes: list[str] | None
+    status: list[RecoverStatus]
+    ratePerSecond: float
+    count: int
+    failed: int = Field(description="Of `count`: deliveries that were FAILED when the recovery started")
+    succeeded: int = Field(description="Of `count`: deliveries that had SUCCEEDED when the recovery started")
+    missed: int = Field(description="Of `count`: events the endpoint had never been sent")
+    progress: RecoveryProgress

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 
 import orjson
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import Conflict, NotFound, Unprocessable
@@ -21,9 +22,11 @@ from webhook_dispatcher.delivery.schemas import (
     RecoverRequest,
     RecoverResult,
     RecoverStatus,
+    RecoveryProgress,
+    RecoveryRead,
 )
 from webhook_dispatcher.endpoint.repository import EndpointRepository
-from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointKind
+from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointKind, Recovery
 
 ONE_OFF_EVENTS = ("webhook.verification", "webhook.test")
 
@@ -115,11 +118,12 @@ async def retry(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryRead:
     return to_read(delivery)
 
 
-async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRequest, *,
-                  max_count: int) -> RecoverResult:
-    """Send again what this endpoint failed or missed in a time range (by event time)."""
+async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRequest, *, max_count: int,
+                  default_rate: float, caller: uuid.UUID | None = None) -> RecoverResult:
+    """Send again what this endpoint failed or missed in a time range (by event time), paced."""
     endpoint = await _endpoint(session, endpoint_id)
     statuses = body.statuses
+    rate = body.ratePerSecond or default_rate
     repo = DeliveryRepository(session)
     existing_by_status: dict[str, list[uuid.UUID]] = {}
     for st in (RecoverStatus.FAILED, RecoverStatus.SUCCEEDED):
@@ -138,9 +142,43 @@ async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRe
     if not body.dryRun and count > max_count:
         raise Unprocessable(f"{count} deliveries match; at most {max_count} can be recovered at once: narrow the "
                             "time range or the event types")
-    if not body.dryRun and count:
-        await repo.reschedule(failed_ids + succeeded_ids)
-        await repo.create_for_events(endpoint.id, missed)
-        await repo.notify_due()
-    return RecoverResult(dryRun=body.dryRun, count=count, failed=len(failed_ids), succeeded=len(succeeded_ids),
-                         missed=len(missed))
+    result = RecoverResult(dryRun=body.dryRun, count=count, failed=len(failed_ids), succeeded=len(succeeded_ids),
+                           missed=len(missed), ratePerSecond=rate, estimatedSeconds=round(count / rate, 3))
+    if body.dryRun or not count:
+        return result
+    recovery = Recovery(endpoint_id=endpoint.id, since=body.since, until=body.until, event_types=body.eventTypes,
+                        statuses=[s.value for s in statuses], rate_per_second=rate, total=count,
+                        failed=len(failed_ids), succeeded=len(succeeded_ids), missed=len(missed), created_by=caller)
+    session.add(recovery)
+    await session.flush()
+    await repo.reschedule(failed_ids + succeeded_ids, recovery_id=recovery.id)
+    await repo.create_for_events(endpoint.id, missed, recovery_id=recovery.id)
+    await repo.pace(recovery.id, rate)
+    await repo.notify_due()
+    return result.model_copy(update={"id": recovery.id})
+
+
+async def get_recovery(session: AsyncSession, endpoint_id: uuid.UUID, recovery_id: uuid.UUID) -> RecoveryRead:
+    recovery = await session.get(Recovery, recovery_id)
+    if recovery is None or recovery.endpoint_id != endpoint_id:
+        raise NotFound(f"Recovery {recovery_id} not found for endpoint {endpoint_id}")
+    return await _recovery_read(session, recovery)
+
+
+async def list_recoveries(session: AsyncSession, endpoint_id: uuid.UUID, *, limit: int) -> list[RecoveryRead]:
+    """The endpoint's latest recoveries, newest first."""
+    await _endpoint(session, endpoint_id)
+    rows = await session.scalars(select(Recovery).where(Recovery.endpoint_id == endpoint_id)
+                                 .order_by(Recovery.created_at.desc(), Recovery.id.desc()).limit(limit))
+    return [await _recovery_read(session, r) for r in rows.all()]
+
+
+async def _recovery_read(session: AsyncSession, r: Recovery) -> RecoveryRead:
+    counts = await DeliveryRepository(session).recovery_progress(r.id)
+    pending, succeeded, failed = (counts.get(s, 0) for s in ("PENDING", "SUCCEEDED", "FAILED"))
+    progress = RecoveryProgress(pending=pending, succeeded=succeeded, failed=failed,
+                                superseded=max(0, r.total - pending - succeeded - failed), done=pending == 0)
+    return RecoveryRead(id=r.id, endpointId=r.endpoint_id, createdAt=r.created_at, since=r.since, until=r.until,
+                        eventTypes=r.event_types, status=[RecoverStatus(s) for s in r.statuses],
+                        ratePerSecond=r.rate_per_second, count=r.total, failed=r.failed, succeeded=r.succeeded,
+                        missed=r.missed, progress=progress)

@@ -111,6 +111,10 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     return ctx
 
 
+# Answers that mean "not now": their Retry-After, when given, pushes the next attempt back.
+BACK_OFF_STATUSES = frozenset({429, 502, 503, 504})
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent or unusable."""
     if not value:
@@ -288,7 +292,7 @@ class WebhookTransport:
         if not (200 <= resp.status < 300):
             result.error_class = ErrorClass.HTTP
             result.error = clean(f"HTTP {resp.status} {resp.reason or ''}".strip()[:MAX_HEADER_VALUE])
-            if resp.status in (429, 503):
+            if resp.status in BACK_OFF_STATUSES:
                 result.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
 
 
