@@ -150,6 +150,37 @@ def _epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+async def _stages(api: Api, records: list[Any]) -> dict[str, float]:
+    """Where an event's time goes, p50 of each hop (ms), from the rows both services wrote (same clock):
+    event timestamp -> relay picked the outbox row (`published_at` is the relay transaction's start) ->
+    dispatcher consumed it (inbox `processed_at`) -> attempt started -> receiver got it."""
+    ids = [uuid.UUID(r[1]) for r in records if r[1]]
+    received = {uuid.UUID(r[1]): r[2] for r in records if r[1]}
+    stamps = {uuid.UUID(r[1]): _epoch(r[4]) for r in records if r[1] and r[4]}
+
+    async def fetch(service: str, sql: str) -> dict[uuid.UUID, float]:
+        url = api.stack.database_urls[service].replace("postgresql+asyncpg://", "postgresql://", 1)
+        conn = await asyncpg.connect(url)
+        try:
+            return {r[0]: r[1].timestamp() for r in await conn.fetch(sql, ids)}
+        finally:
+            await conn.close()
+
+    try:
+        picked = await fetch("tenants", "SELECT event_id, published_at FROM outbox WHERE event_id = ANY($1)")
+        consumed = await fetch("webhook-dispatcher", "SELECT event_id, processed_at FROM inbox "
+                                                     "WHERE event_id = ANY($1)")
+        started = await fetch("webhook-dispatcher", "SELECT d.event_id, min(a.started_at) FROM webhook_attempts a "
+                                                    "JOIN webhook_deliveries d ON d.id = a.delivery_id "
+                                                    "WHERE d.event_id = ANY($1) GROUP BY d.event_id")
+    except Exception as exc:  # informative only
+        return {"error": repr(exc)[:200]}  # type: ignore[dict-item]
+    hops = {"to_relay": (stamps, picked), "relay_to_consumer": (picked, consumed),
+            "consumer_to_attempt": (consumed, started), "attempt_to_receipt": (started, received)}
+    return {name: percentile([(b[i] - a[i]) * 1000 for i in ids if i in a and i in b], 50)
+            for name, (a, b) in hops.items()}
+
+
 async def _api_load(api: Api, rate: float, seconds: float) -> tuple[list[tuple[str | None, float, float, int]],
                                                                     float]:
     """Open loop: call i is sent at t0 + i / rate whatever the earlier ones are doing."""
@@ -209,12 +240,18 @@ async def _latency_run(api: Api, receiver: Receiver, path: str, *, rate: float, 
         "after_answer_p50_ms": percentile(after_answer_ms, 50),
         "after_answer_p99_ms": percentile(after_answer_ms, 99),
         "cpu": usage,
+        "stages_p50_ms": await _stages(api, records),
     }
     progress(f"  {label} {out['api_ok']}/{out['calls']} calls at {achieved:.0f}/s, {out['received']} webhooks "
              f"(missing {out['missing']}, dup {duplicates}, receiver count {got}): p50 {out['p50_ms']:.1f} ms, "
              f"p99 {out['p99_ms']:.1f} ms, max {out['max_ms']:.1f} ms; API call alone p50 "
              f"{out['api_p50_ms']:.1f} ms p99 {out['api_p99_ms']:.1f} ms; event timestamp -> webhook p50 "
              f"{out['event_p50_ms']:.1f} ms p99 {out['event_p99_ms']:.1f} ms")
+    st = out["stages_p50_ms"]
+    if "error" not in st:
+        progress(f"  {label} p50 per hop: event timestamp -> relay picked it {st['to_relay']:.1f} ms -> "
+                 f"dispatcher consumed it {st['relay_to_consumer']:.1f} ms -> attempt started "
+                 f"{st['consumer_to_attempt']:.1f} ms -> received {st['attempt_to_receipt']:.1f} ms")
     progress(f"  {label} {describe(usage)}")
     await receiver.reset(group)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 import time
 from datetime import UTC, datetime
 
@@ -93,3 +94,15 @@ def test_settings_parse_the_schedule_and_refuse_nonsense():
                 {"webhook_ca_bundle": "/does/not/exist.pem"}):
         with pytest.raises(ValidationError):
             Settings(**bad)
+
+
+def test_without_recorded_spans_an_attempt_is_still_a_child_in_the_events_trace():
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = build_headers("e1", BODY, [secret_key(generate_secret())], user_agent="t", parent=(parent, "k=v"))
+    _, trace_id, span_id, flags = headers["traceparent"].split("-")
+    assert (trace_id, flags) == ("4bf92f3577b34da6a3ce929d0e0e4736", "01") and span_id != "00f067aa0ba902b7"
+    assert headers["tracestate"] == "k=v"
+    for broken in (None, "", "garbage", "00-" + "0" * 32 + "-00f067aa0ba902b7-01", parent.upper()):
+        fresh = build_headers("e1", BODY, [secret_key(generate_secret())], user_agent="t", parent=(broken, "k=v"))
+        assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", fresh["traceparent"]) and "tracestate" not in fresh
+        assert fresh["traceparent"][3:35] != "0" * 32

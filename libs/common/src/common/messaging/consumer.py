@@ -110,9 +110,12 @@ class EventConsumer:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
-                for tp, records in batches.items():
-                    await self._process(records)
-                    await consumer.commit({tp: records[-1].offset + 1})
+                if not batches:
+                    continue
+                # Every partition's records in one transaction and one offset commit: per-partition
+                # order is kept (records of one key share a partition), round trips are not multiplied.
+                await self._process([r for records in batches.values() for r in records])
+                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
         finally:
             self._consumer = None
             with contextlib.suppress(Exception):

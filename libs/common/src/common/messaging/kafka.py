@@ -20,7 +20,7 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         client_id=settings.service_name,
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
-        linger_ms=2,
+        linger_ms=0,
         request_timeout_ms=10_000,
     )
 

@@ -17,10 +17,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _configured = False
+_recording = True  # until configure_tracing decides otherwise (a caller's own provider records)
+
+
+def spans_recorded() -> bool:
+    """False when nothing exports spans: hot paths may then skip the SDK and only propagate ids."""
+    return _recording
 
 
 def configure_tracing(service: str) -> None:
-    global _configured
+    global _configured, _recording
     if _configured or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return
     _configured = True
@@ -36,6 +42,7 @@ def configure_tracing(service: str) -> None:
         # Nobody collects spans: don't record them (measured ~15% of a service's CPU at load), but keep
         # creating span contexts so trace ids still flow through logs, Kafka headers and webhooks.
         provider = TracerProvider(resource=resource, sampler=ALWAYS_OFF)
+        _recording = False
     trace.set_tracer_provider(provider)
 
 

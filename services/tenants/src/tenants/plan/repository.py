@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from tenants.models import Plan
 
@@ -10,10 +11,15 @@ class PlanRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def by_name_or_code(self, value: str) -> Plan | None:
-        v = value.lower()
-        stmt = select(Plan).where(Plan.active, or_(func.lower(Plan.name) == v, func.lower(Plan.code) == v))
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+    async def active_detached(self) -> list[Plan]:
+        """Active plans as detached instances, outside this session's identity map (for caching)."""
+        rows = (await self.session.execute(select(Plan.__table__).where(Plan.active))).mappings()
+        plans = []
+        for row in rows:
+            plan = Plan(**row)
+            make_transient_to_detached(plan)
+            plans.append(plan)
+        return plans
 
     async def list(self) -> list[Plan]:
         return list((await self.session.execute(select(Plan).order_by(Plan.sort_order))).scalars())

@@ -58,9 +58,10 @@ class TenantRepository:
         await self.flush()
 
     async def flush(self) -> None:
+        # No savepoint (two round trips and an identity-map snapshot per write): every caller turns a
+        # duplicate into a 409 and the request's transaction is rolled back anyway.
         try:
-            async with self.session.begin_nested():
-                await self.session.flush()
+            await self.session.flush()
         except IntegrityError as exc:
             if "uq_tenants_live_name" in str(exc.orig):
                 raise DuplicateName from exc

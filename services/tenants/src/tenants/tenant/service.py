@@ -12,6 +12,7 @@ from common.errors import Conflict, NotFound, Unprocessable
 from common.pagination import Page, PageParams
 from tenants.events import outbox
 from tenants.models import Plan, Tenant
+from tenants.plan.cache import plans
 from tenants.plan.repository import PlanRepository
 from tenants.tenant.repository import DuplicateName, TenantRepository
 from tenants.tenant.schemas import (
@@ -35,7 +36,7 @@ def _event_data(t: Tenant) -> dict[str, Any]:
 
 
 async def _plan(session: AsyncSession, name: str) -> Plan:
-    plan = await PlanRepository(session).by_name_or_code(name)
+    plan = await plans.active(session, name)
     if plan is None:
         names = ", ".join(p.name for p in await PlanRepository(session).list() if p.active)
         raise Unprocessable(f"Unknown plan {name!r}; available plans: {names}")

@@ -33,6 +33,7 @@ import orjson
 
 from common.crypto import SecretBox
 from common.db import Database
+from common.observability.tracing import spans_recorded
 from webhook_dispatcher import metrics
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.messages import attempt_span, build_headers
@@ -418,14 +419,18 @@ class DeliveryEngine:
                 return  # another replica took it (or it was finished meanwhile)
             job.lease_deadline = renewed_at + self.settings.webhook_lease_seconds
         msg_id = str(job.event_id)
-        with attempt_span(job.event_type, str(job.endpoint_id), job.traceparent, job.tracestate) as span:
-            headers = build_headers(msg_id, job.body, config.signing_keys(), user_agent=self.settings.webhook_user_agent)
+        recording = spans_recorded()  # else no SDK span per attempt: only the trace ids travel on
+        with (attempt_span(job.event_type, str(job.endpoint_id), job.traceparent, job.tracestate) if recording
+              else contextlib.nullcontext()) as span:
+            headers = build_headers(msg_id, job.body, config.signing_keys(), user_agent=self.settings.webhook_user_agent,
+                                    parent=None if recording else (job.traceparent, job.tracestate))
             result = await self.transport.post(config.url, job.body, headers, trusted=config.trusted)
             if on_answer is not None:
                 on_answer()
-            span.set_attribute("http.response.status_code", result.status_code or 0)
-            if result.error_class:
-                span.set_attribute("error.type", result.error_class)
+            if span is not None:
+                span.set_attribute("http.response.status_code", result.status_code or 0)
+                if result.error_class:
+                    span.set_attribute("error.type", result.error_class)
         cycle = job.cycle_attempts + 1
         decision = decide(result, cycle, self.settings.retry_schedule, jitter=self.settings.webhook_retry_jitter,
                           retry_after_max=self.settings.webhook_retry_after_max_seconds,

@@ -43,6 +43,7 @@ against the name, while the TCP connection goes to the pinned IP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -272,14 +273,33 @@ class PinnedConnector(aiohttp.TCPConnector):
             raise BlockedByPolicy("the connection's peer address is unknown", host=req.url.raw_host)
         address = str(peer[0])
         host = req.url.raw_host or ""
-        try:
-            check_ip(address, self.policy_resolver.allow, host=host)
-        except BlockedByPolicy:
+        if not _permitted(address, self.policy_resolver.allow):
             connection.close()
-            raise
-        normalized = normalize_host(host)
-        key = normalized if isinstance(normalized, str) else normalized.compressed
-        pin = _pin_for(key, req.port)
+            check_ip(address, self.policy_resolver.allow, host=host)  # raises, with the reason
+            raise BlockedByPolicy(f"{address} is not a permitted destination", host=host)
+        pin = _pin_for(_host_key(host), req.port)
         if pin is not None:
-            pin.peer_ip = as_ip(address).compressed
+            pin.peer_ip = _compressed(address)
         return connection
+
+
+# Every attempt re-checks its connection's peer; these pure functions of their arguments make the
+# repeat cheap (the allow-list is immutable, so a changed list is a different cache key).
+@functools.lru_cache(maxsize=4096)
+def _permitted(address: str, allow: AllowList) -> bool:
+    try:
+        check_ip(address, allow)
+    except BlockedByPolicy:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_key(host: str) -> str:
+    normalized = normalize_host(host)
+    return normalized if isinstance(normalized, str) else normalized.compressed
+
+
+@functools.lru_cache(maxsize=4096)
+def _compressed(address: str) -> str:
+    return as_ip(address).compressed

@@ -1,0 +1,33 @@
+"""Plans are cached per process: a plan added or switched off in the database counts after a refresh."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from tenants.plan.cache import plans
+
+
+async def test_plans_follow_the_database_once_the_cache_refreshes(owner, migrated_database):
+    url = (await migrated_database("tenants")).replace("postgresql+asyncpg://", "postgresql://", 1)
+    code = "beta" + uuid.uuid4().hex[:6]
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("INSERT INTO plans (id, code, name, monthly_price, currency, limits, sort_order, active) "
+                           "VALUES ($1, $2, $3, 9, 'USD', '{}', 99, true)", uuid.uuid4(), code, code.title())
+        plans.clear()
+        made = await owner.post("/api/platform/tenants", json={"name": f"Cache {code}", "plan": code.upper()})
+        assert made.status_code == 201 and made.json()["plan"] == code.title()
+
+        await conn.execute("UPDATE plans SET active = false WHERE code = $1", code)
+        plans.clear()
+        refused = await owner.post("/api/platform/tenants", json={"name": f"Cache2 {code}", "plan": code})
+        assert refused.status_code == 422 and code.title() not in refused.json()["detail"].split(":")[-1]
+        # Tenants already on the plan still read fine (their plan is loaded, not cached).
+        assert (await owner.get(f"/api/platform/tenants/{made.json()['id']}")).json()["plan"] == code.title()
+    finally:
+        await conn.execute("DELETE FROM tenants WHERE plan_id IN (SELECT id FROM plans WHERE code = $1)", code)
+        await conn.execute("DELETE FROM plans WHERE code = $1", code)
+        await conn.close()
+        plans.clear()
