@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ def create_service_app(
             runtime.spawn(_start_kafka(runtime, outbox), "kafka-start")
         if on_startup is not None:
             await on_startup(app, runtime)
+        _tune_gc()
         logger.info("%s started", settings.service_name)
         try:
             yield
@@ -121,6 +123,15 @@ def create_service_app(
     # Default deny: only these paths may be called without a principal (checked by the test helper).
     app.state.public_routes = {"/healthz", "/readyz", "/metrics", "/openapi.json", *public_routes}
     return app
+
+
+def _tune_gc() -> None:
+    """What exists after start-up (modules, app, caches) lives as long as the process: freezing it keeps
+    full collections from walking it again and again, and a larger young generation makes collections
+    rarer under load (their pauses showed in the latency tail)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
 
 
 async def _start_kafka(runtime: Runtime, outbox: Outbox | None) -> None:
