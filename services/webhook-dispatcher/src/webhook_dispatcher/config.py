@@ -38,6 +38,7 @@ class Settings(ServiceSettings):
     webhook_queue_size: int = 1000  # per endpoint, in memory; the overflow waits in the database
     webhook_retry_jitter: float = 0.1  # +-10 % on every retry delay
     webhook_retry_after_max_seconds: float = 21_600.0  # Retry-After is honoured up to this bound
+    webhook_owner_lease_seconds: float = 15.0  # one replica owns an endpoint for this long, renewed at 1/3
     webhook_lease_seconds: float = 60.0  # a claimed delivery is ours for this long (crash -> retaken after)
     webhook_poll_interval_seconds: float = 1.0
     webhook_poll_batch: int = 500
@@ -86,6 +87,8 @@ class Settings(ServiceSettings):
             raise ValueError("WEBHOOK_TIMEOUT_SECONDS must be positive")
         if self.webhook_lease_seconds < self.webhook_timeout_seconds + 5:
             raise ValueError("WEBHOOK_LEASE_SECONDS must exceed WEBHOOK_TIMEOUT_SECONDS by at least 5 s")
+        if self.webhook_owner_lease_seconds < 1:
+            raise ValueError("WEBHOOK_OWNER_LEASE_SECONDS must be at least 1")
         if self.webhook_default_max_concurrency < 1 or self.webhook_queue_size < 1:
             raise ValueError("concurrency and queue size must be at least 1")
         return self

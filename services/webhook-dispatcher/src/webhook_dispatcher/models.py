@@ -6,6 +6,7 @@
                         "same event never delivered twice to one endpoint" rule; `lease_until` /
                         `lease_owner` let several dispatcher replicas share due work
     webhook_attempts    one row per HTTP attempt (request/response metadata, first 4 KB of the body)
+    webhook_endpoint_owners  which replica delivers to an endpoint now (a lease; see delivery/ownership.py)
     webhook_recoveries  one row per bulk recover: what was asked and how many it scheduled; the
                         deliveries it (re)scheduled point at it, which is how its progress is counted
     n8n_settings        the platform's n8n instance: URL and API key (encrypted), one row
@@ -25,6 +26,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -32,6 +34,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -221,6 +224,13 @@ class N8nFlow(Base):
         ForeignKey("webhook_endpoints.id", ondelete="SET NULL"), nullable=True, unique=True)
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
+
+endpoint_owners = Table(
+    "webhook_endpoint_owners", Base.metadata,
+    Column("endpoint_id", Uuid, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), primary_key=True),
+    Column("owner", Uuid, nullable=False),
+    Column("lease_until", DateTime(timezone=True), nullable=False),
+)
 
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)

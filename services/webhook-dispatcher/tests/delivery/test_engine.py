@@ -137,3 +137,29 @@ async def test_retention_purges_old_attempts_deliveries_and_events(owner, dispat
     assert await purge(dispatcher.app.state.engine) >= 3
     assert (await owner.get(f"{API}/deliveries/{items[0]['id']}")).status_code == 404
     assert (await owner.get(f"{API}/{endpoint['id']}")).status_code == 200
+
+
+async def test_an_endpoints_limits_hold_across_replicas(dispatcher, make_settings, database, receiver, endpoints,
+                                                         publish):
+    hook = receiver.hook(delay=0.3)
+    await endpoints(hook.url, ["billing.payment_failed"], maxConcurrency=2)
+    # A second replica on the same database: it routes half of the events (as its own consumer would),
+    # this test's dispatcher consumes the other half from Kafka.
+    other = DeliveryEngine(make_settings(), database)
+    await other.start()
+    try:
+        await other.registry.listening.wait()
+        events = [build_event("billing.payment_failed", payment_failed()) for _ in range(8)]
+        async with database.sessionmaker() as session:
+            after = await route_events(session, [ConsumedEvent(e, "platform.billing.events", 0, i, {})
+                                                 for i, e in enumerate(events)], other)
+            await session.commit()
+        assert after is not None
+        await after()
+        events += [await publish("billing.payment_failed", payment_failed()) for _ in range(8)]
+        await hook.wait_for(lambda h: len(h.events()) >= 16, timeout=30)
+        await asyncio.sleep(0.5)  # anything extra would show up now
+        assert sorted(ids_of(hook)) == sorted(str(e.id) for e in events)  # each once, whoever sent it
+        assert hook.max_in_flight <= 2  # the cap is the endpoint's, not each replica's
+    finally:
+        await other.stop()

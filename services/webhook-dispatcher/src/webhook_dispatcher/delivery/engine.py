@@ -10,7 +10,8 @@ Flow
 
 Isolation: each endpoint has its own bounded queue and concurrency cap (and optional rate limit);
 the HTTP connector has no global limit, so a slow or dead endpoint only ever fills its own lane.
-What does not fit in a lane stays in the database for the poller.
+What does not fit in a lane stays in the database for the poller. One replica at a time owns an
+endpoint (see `ownership`), so its cap and rate limit hold however many replicas run.
 
 Exactly-once per endpoint as far as the subscriber can tell: a delivery is attempted only by the
 replica holding its lease; a lease is renewed before an attempt that could outlive it; the outcome
@@ -37,6 +38,7 @@ from common.observability.tracing import spans_recorded
 from webhook_dispatcher import metrics
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.messages import attempt_span, build_headers
+from webhook_dispatcher.delivery.ownership import Ownership
 from webhook_dispatcher.delivery.registry import EndpointConfig, EndpointRegistry
 from webhook_dispatcher.delivery.repository import DUE_CHANNEL, ClaimedDelivery, DeliveryRepository
 from webhook_dispatcher.delivery.retries import Decision, decide
@@ -228,6 +230,7 @@ class DeliveryEngine:
             database, self.box, refresh_seconds=settings.webhook_endpoint_refresh_seconds,
             channels={DUE_CHANNEL: lambda _: self.wake()}, on_change=self.wake)
         self.recorder = Recorder(self)
+        self.ownership = Ownership(database, self.owner, settings.webhook_owner_lease_seconds)
         self.lanes: dict[uuid.UUID, Lane] = {}
         self.buckets: dict[uuid.UUID, TokenBucket] = {}  # rate limits outlive lanes (one per endpoint)
         self.accepting = False
@@ -244,7 +247,8 @@ class DeliveryEngine:
     async def start(self) -> None:
         self.accepting = True
         for coro, name in ((self.registry.run(), "webhook-registry"), (self.recorder.run(), "webhook-recorder"),
-                           (self._poll_loop(), "webhook-poller"), (self._maintenance_loop(), "webhook-maintenance")):
+                           (self._poll_loop(), "webhook-poller"), (self._maintenance_loop(), "webhook-maintenance"),
+                           (self._ownership_loop(), "webhook-ownership")):
             self._tasks.append(asyncio.create_task(coro, name=name))
 
     async def stop(self, grace: float | None = None) -> None:
@@ -261,7 +265,7 @@ class DeliveryEngine:
             queued.append(job)
         self._timers.clear()
         with contextlib.suppress(Exception):
-            await self._release(queued)
+            await self._release(queued, notify=True)  # another replica may take them now
         if self._attempts:
             done, pending = await asyncio.wait(set(self._attempts), timeout=grace)
             for task in pending:
@@ -275,6 +279,8 @@ class DeliveryEngine:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.ownership.release_all()  # the other replicas need not wait for the leases to end
         await self.transport.close()
 
     def wake(self) -> None:
@@ -293,6 +299,8 @@ class DeliveryEngine:
             return False
         if job.delivery_id in self._held:
             return True  # already ours (queued or in flight); the fresh lease only extends it
+        if not self.ownership.holds(job.endpoint_id):
+            return False
         lane = self.lanes.get(job.endpoint_id)
         if lane is None:
             lane = self.lanes[job.endpoint_id] = Lane(self, job.endpoint_id)
@@ -304,32 +312,45 @@ class DeliveryEngine:
         return True
 
     async def accept(self, jobs: list[Job], *, wake: bool = False) -> None:
-        """After a consumer commit: attempt now what fits, give the rest back to the poller."""
-        overflow = [job for job in jobs if not self.offer(job)]
-        if overflow:
-            await self._release(overflow)
+        """After a consumer commit: attempt now what fits, give the rest back to the poller (ours, or the
+        replica that owns their endpoint)."""
+        foreign = await self._take_ownership(jobs)
+        overflow = [job for job in jobs if job.endpoint_id not in foreign and not self.offer(job)]
+        await self._release(overflow)
+        await self._release([job for job in jobs if job.endpoint_id in foreign], notify=True)
         if wake:
             self.wake()
+
+    async def _take_ownership(self, jobs: list[Job]) -> set[uuid.UUID]:
+        """The endpoints of these jobs that another replica owns (the others are now ours)."""
+        wanted = {job.endpoint_id for job in jobs}
+        if not self.accepting or not wanted:
+            return set()
+        return wanted - await self.ownership.acquire(wanted)
 
     def _requeue(self, jobs: list[Job]) -> None:
         for job in jobs:
             self._held.discard(job.delivery_id)
         overflow = [job for job in jobs if not self.offer(job)]
         if overflow:
-            self._in_background(self._release(overflow))
+            self._in_background(self._release(overflow, notify=True))
 
     def _in_background(self, coro) -> None:  # type: ignore[no-untyped-def]
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _release(self, jobs: list[Job]) -> None:
+    async def _release(self, jobs: list[Job], *, notify: bool = False) -> None:
+        """Give leased rows back; `notify` wakes every replica's poller (for work another one owns)."""
         if not jobs:
             return
         for job in jobs:
             self._held.discard(job.delivery_id)
         async with self.database.engine.begin() as conn:
-            await DeliveryRepository(conn).release([j.delivery_id for j in jobs], self.owner)
+            repo = DeliveryRepository(conn)
+            await repo.release([j.delivery_id for j in jobs], self.owner)
+            if notify:
+                await repo.notify_due()
         self.wake()
 
     # --- poller --------------------------------------------------------------------------------
@@ -363,9 +384,11 @@ class DeliveryEngine:
                 owner=self.owner, lease=self.settings.webhook_lease_seconds, per_endpoint=per_endpoint,
                 limit=self.settings.webhook_poll_batch, busy=busy)
         deadline = started + self.settings.webhook_lease_seconds
-        overflow = [job for job in (Job.from_claim(r, deadline) for r in rows) if not self.offer(job)]
-        if overflow:
-            await self._release(overflow)
+        jobs = [Job.from_claim(r, deadline) for r in rows]
+        foreign = await self._take_ownership(jobs)  # the claim skipped owned endpoints; this settles races
+        overflow = [job for job in jobs if job.endpoint_id not in foreign and not self.offer(job)]
+        await self._release(overflow)
+        await self._release([job for job in jobs if job.endpoint_id in foreign], notify=True)
         return len(rows)
 
     # --- attempts ------------------------------------------------------------------------------
@@ -540,6 +563,32 @@ class DeliveryEngine:
                     handle.cancel()
                     del self._timers[delivery_id]
                     self._held.discard(delivery_id)
+
+    # --- ownership -----------------------------------------------------------------------------
+    async def _ownership_loop(self) -> None:
+        """Renew the endpoints with work here, give up the idle ones; hand back what was taken over."""
+        while True:
+            await asyncio.sleep(self.settings.webhook_owner_lease_seconds / 3)
+            busy = set(self.lanes) | {job.endpoint_id for _, job in self._timers.values()}
+            try:
+                lost = await self.ownership.renew(busy)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("renewing endpoint ownership failed")
+                continue
+            if lost:
+                logger.warning("lost ownership of %d endpoint(s) (this replica stalled?)", len(lost))
+                await self._give_back(lost)
+
+    async def _give_back(self, endpoint_ids: set[uuid.UUID]) -> None:
+        jobs = [job for e in endpoint_ids if (lane := self.lanes.get(e)) is not None for job in lane.drain()]
+        for delivery_id, (handle, job) in list(self._timers.items()):
+            if job.endpoint_id in endpoint_ids:
+                handle.cancel()
+                del self._timers[delivery_id]
+                jobs.append(job)
+        await self._release(jobs, notify=True)
 
     # --- housekeeping --------------------------------------------------------------------------
     async def _maintenance_loop(self) -> None:

@@ -87,6 +87,8 @@ WITH picked AS (
         LIMIT :per_endpoint
     ) d
     WHERE e.status = 'ACTIVE' AND NOT (e.id = ANY(:busy))
+      AND NOT EXISTS (SELECT 1 FROM webhook_endpoint_owners o  -- another replica delivers to it
+                      WHERE o.endpoint_id = e.id AND o.owner <> :owner AND o.lease_until > now())
     LIMIT :limit
 ), locked AS (
     SELECT d.id FROM webhook_deliveries d
