@@ -107,6 +107,7 @@ class EventConsumer:
         consumer.subscribe(self.topics, listener=_Assignment(self.assigned))
         self._consumer = consumer
         await consumer.start()
+        committing: asyncio.Future[None] | None = None
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
@@ -115,9 +116,18 @@ class EventConsumer:
                 # Every partition's records in one transaction and one offset commit: per-partition
                 # order is kept (records of one key share a partition), round trips are not multiplied.
                 await self._process([r for records in batches.values() for r in records])
-                await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                # The offsets go after the database commit, as always, but the next batch does not wait
+                # for the broker's answer (only the next commit does); a lost commit means a replay,
+                # which the inbox absorbs.
+                if committing is not None:
+                    await committing
+                committing = asyncio.ensure_future(
+                    consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()}))
         finally:
             self._consumer = None
+            if committing is not None:
+                with contextlib.suppress(Exception):
+                    await committing
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
