@@ -177,6 +177,12 @@ async def test_410_gone_disables_the_endpoint_and_announces_it(owner, receiver, 
     resumed = await owner.post(f"{API}/{endpoint['id']}/resume")
     assert resumed.json()["status"] == "ACTIVE"
     assert len(gone.events()) == 1
+    # Re-enabling offers what failed (and what was missed) while it was off, with the request to send it.
+    offer = resumed.json()["recoveryOffer"]
+    assert offer["failed"] == 1 and datetime.fromisoformat(offer["since"]) <= datetime.fromisoformat(
+        delivery["lastAttemptAt"])
+    dry = await owner.post(f"{API}/{endpoint['id']}/recover", json=offer["recover"] | {"dryRun": True})
+    assert dry.json()["failed"] == 1
 
 
 async def test_an_endpoint_failing_past_the_threshold_is_disabled(owner, receiver, endpoints, publish, database):

@@ -74,7 +74,13 @@ async def test_pause_holds_events_back_and_recover_sends_what_was_missed(owner, 
     await witness.wait_for(lambda h: str(missed.id) in ids_of(h))
     assert hook.events() == []
 
-    assert (await owner.post(f"{API}/{endpoint['id']}/resume")).json()["status"] == "ACTIVE"
+    resumed = (await owner.post(f"{API}/{endpoint['id']}/resume")).json()
+    assert resumed["status"] == "ACTIVE"
+    offer = resumed["recoveryOffer"]  # what it missed while paused, and how to get it
+    assert (offer["count"], offer["missed"], offer["failed"]) == (1, 1, 0)
+    assert offer["recover"]["status"] == ["FAILED", "MISSED"] and datetime.fromisoformat(offer["since"]) > since
+    assert (await owner.post(f"{API}/{endpoint['id']}/recover", json=offer["recover"] | {"dryRun": True})
+            ).json()["count"] == 1
     body = {"since": since.isoformat(), "eventTypes": ["lead.*"]}
     dry = await owner.post(f"{API}/{endpoint['id']}/recover", json=body | {"dryRun": True})
     assert dry.status_code == 200 and "location" not in dry.headers

@@ -351,6 +351,18 @@ class DeliveryRepository:
                       if any(matches(p, r.event_type) for p in endpoint.events)]
         return existing, missed
 
+    async def earliest_failed_event(self, endpoint_id: uuid.UUID) -> datetime | None:
+        """When the oldest event happened whose delivery to this endpoint failed after its last success
+        (the current outage; such an event is older than the failure that ended its retries)."""
+        d, ev = deliveries_t, events_t
+        last_ok = (select(func.max(d.c.delivered_at))
+                   .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.SUCCEEDED).scalar_subquery())
+        return (await self.session.execute(
+            select(func.min(ev.c.occurred_at)).join_from(d, ev, ev.c.id == d.c.event_id)
+            .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.FAILED,
+                   d.c.event_type.notin_(["webhook.verification", "webhook.test"]),
+                   d.c.last_attempt_at >= func.coalesce(last_ok, text("'-infinity'::timestamptz"))))).scalar()
+
     async def create_for_events(self, endpoint_id: uuid.UUID, event_ids: Sequence[uuid.UUID], *,
                                 recovery_id: uuid.UUID | None = None) -> int:
         if not event_ids:

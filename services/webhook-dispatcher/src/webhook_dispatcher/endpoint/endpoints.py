@@ -17,6 +17,7 @@ from webhook_dispatcher.endpoint.schemas import (
     EndpointRead,
     EndpointStatusName,
     EndpointUpdate,
+    Resumed,
     RotateSecret,
     SecretRotated,
     StatusChange,
@@ -80,12 +81,13 @@ async def pause_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uui
     return await service.pause(session, endpoint_id, body or StatusChange())
 
 
-@router.post("/{endpoint_id}/resume", response_model=EndpointRead,
+@router.post("/{endpoint_id}/resume", response_model=Resumed,
              responses=problem_responses(401, 403, 404, 409, 422))
-async def resume_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.UUID,
-                          body: Annotated[StatusChange | None, Body()] = None) -> EndpointRead:
-    """Re-enable a PAUSED or DISABLED endpoint. Use `/recover` to get what it missed meanwhile."""
-    return await service.resume(session, endpoint_id, body or StatusChange())
+async def resume_endpoint(session: SessionDep, _: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
+                          body: Annotated[StatusChange | None, Body()] = None) -> Resumed:
+    """Re-enable a PAUSED or DISABLED endpoint. `recoveryOffer` counts what it failed or missed while it
+    was off; POST its `recover` body to `/{id}/recover` to have it sent (same `webhook-id`s)."""
+    return await service.resume(session, engine, endpoint_id, body or StatusChange())
 
 
 @router.post("/{endpoint_id}/test", response_model=TestSent, responses=problem_responses(401, 403, 404, 409, 422))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -131,6 +131,21 @@ class EndpointRead(BaseModel):
 
 class EndpointCreated(EndpointRead):
     secret: str = Field(description="The full signing secret: shown only in this response")
+
+
+class RecoveryOffer(BaseModel):
+    """What a re-enabled endpoint missed while it was off, and the request that sends it."""
+
+    since: datetime = Field(description="When the endpoint stopped receiving (failing, disabled or paused)")
+    count: int = Field(description="Deliveries a recover from `since` would send now (FAILED + MISSED)")
+    failed: int
+    missed: int
+    recover: dict[str, Any] = Field(description="POST this to /{id}/recover (add dryRun or ratePerSecond)")
+
+
+class Resumed(EndpointRead):
+    recoveryOffer: RecoveryOffer | None = Field(
+        default=None, description="Present when the endpoint was PAUSED or DISABLED until this call")
 
 
 class SecretRotated(EndpointRead):

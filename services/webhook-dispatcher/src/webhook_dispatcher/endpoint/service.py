@@ -26,6 +26,9 @@ from common.events import build_event, format_timestamp
 from common.pagination import Page, PageParams
 from webhook_dispatcher.delivery.engine import DeliveryEngine
 from webhook_dispatcher.delivery.messages import build_headers
+from webhook_dispatcher.delivery.repository import DeliveryRepository
+from webhook_dispatcher.delivery.schemas import RecoverRequest
+from webhook_dispatcher.delivery.service import recover as recover_deliveries
 from webhook_dispatcher.delivery.signing import generate_secret, secret_key
 from webhook_dispatcher.delivery.transport import AttemptResult, ErrorClass
 from webhook_dispatcher.endpoint.repository import EndpointRepository
@@ -35,6 +38,8 @@ from webhook_dispatcher.endpoint.schemas import (
     EndpointRead,
     EndpointStatusName,
     EndpointUpdate,
+    RecoveryOffer,
+    Resumed,
     RotateSecret,
     SecretRotated,
     SecretRotationRead,
@@ -296,14 +301,22 @@ async def pause(session: AsyncSession, endpoint_id: uuid.UUID, body: StatusChang
     return to_read(endpoint)
 
 
-async def resume(session: AsyncSession, endpoint_id: uuid.UUID, body: StatusChange) -> EndpointRead:
-    """PAUSED or DISABLED -> ACTIVE (re-enabling a disabled endpoint emits `webhook.endpoint.recovered`)."""
+async def resume(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uuid.UUID,
+                 body: StatusChange) -> Resumed:
+    """PAUSED or DISABLED -> ACTIVE (re-enabling a disabled endpoint emits `webhook.endpoint.recovered`),
+    with an offer to recover what it missed meanwhile."""
     endpoint = await _get(session, endpoint_id, for_update=True)
     if endpoint.status == EndpointStatus.ACTIVE:
-        return to_read(endpoint)
+        return Resumed(**to_read(endpoint).model_dump())
     if endpoint.status not in (EndpointStatus.PAUSED, EndpointStatus.DISABLED):
         raise Conflict(f"Endpoint is {endpoint.status}; verify it first (POST /{{id}}/verify)")
     was_disabled = endpoint.status == EndpointStatus.DISABLED
+    # A disabled endpoint has been failing since its clock started; a paused one since it was paused
+    # (its last change). What failed since its last success may carry older events.
+    off_since = endpoint.failing_since or endpoint.disabled_at or endpoint.updated_at
+    oldest_failed = await DeliveryRepository(session).earliest_failed_event(endpoint.id)
+    if oldest_failed is not None and oldest_failed < off_since:
+        off_since = oldest_failed
     endpoint.status = EndpointStatus.ACTIVE
     endpoint.status_reason = body.reason
     endpoint.failing_since = None
@@ -316,7 +329,13 @@ async def resume(session: AsyncSession, endpoint_id: uuid.UUID, body: StatusChan
             "endpointId": endpoint.id, "url": endpoint.url, "status": EndpointStatus.ACTIVE.value,
             "reason": body.reason}, key=endpoint.id)
     await repo.notify_changed(endpoint.id)
-    return to_read(endpoint)
+    offer = await recover_deliveries(session, endpoint.id, RecoverRequest(since=off_since, dryRun=True),
+                                     max_count=engine.settings.webhook_recover_max,
+                                     default_rate=engine.settings.webhook_recover_rate_per_second)
+    since = format_timestamp(off_since)
+    return Resumed(**to_read(endpoint).model_dump(), recoveryOffer=RecoveryOffer(
+        since=off_since, count=offer.count, failed=offer.failed, missed=offer.missed,
+        recover={"since": since, "status": ["FAILED", "MISSED"]}))
 
 
 async def rotate_secret(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uuid.UUID,
