@@ -32,7 +32,9 @@ class ServiceSettings(BaseSettings):
     rate_limit_per_minute: int = 1200
     outbox_poll_interval_seconds: float = 1.0
     # A consumer group join against tansu takes ~5 s; short fetch waits keep p99 low (ARCHITECTURE §8).
-    kafka_fetch_max_wait_ms: int = 20
+    # Against tansu the produce->consume p50 follows this wait (measured at 200 msg/s: 3.0 ms at 10,
+    # 5.3 ms at 20, 26 ms at 100): it does not answer a waiting fetch as soon as data arrives.
+    kafka_fetch_max_wait_ms: int = 10
     otel_service_name: str | None = Field(default=None)
 
     @field_validator("database_url")
