@@ -1,4 +1,5 @@
-"""Endpoint ownership: one replica at a time delivers to an endpoint (its limits hold across replicas)
+"""Endpoint ownership: one replica at a time delivers to an endpoint (its limits hold across replicas);
+endpoints remember when they were paused (what a resume offers to recover starts there)
 
 Revision ID: 0004
 Revises: 0003
@@ -25,7 +26,9 @@ def upgrade() -> None:
                             ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('endpoint_id', name=op.f('pk_webhook_endpoint_owners'))
     )
+    op.add_column('webhook_endpoints', sa.Column('paused_at', sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('webhook_endpoints', 'paused_at')
     op.drop_table('webhook_endpoint_owners')

@@ -87,6 +87,8 @@ class Settings(ServiceSettings):
             raise ValueError("WEBHOOK_TIMEOUT_SECONDS must be positive")
         if self.webhook_lease_seconds < self.webhook_timeout_seconds + 5:
             raise ValueError("WEBHOOK_LEASE_SECONDS must exceed WEBHOOK_TIMEOUT_SECONDS by at least 5 s")
+        if self.webhook_recover_rate_per_second <= 0 or self.webhook_recover_max < 1:
+            raise ValueError("WEBHOOK_RECOVER_RATE_PER_SECOND and WEBHOOK_RECOVER_MAX must be positive")
         if self.webhook_owner_lease_seconds < 1:
             raise ValueError("WEBHOOK_OWNER_LEASE_SECONDS must be at least 1")
         if self.webhook_default_max_concurrency < 1 or self.webhook_queue_size < 1:

@@ -126,7 +126,8 @@ class EventConsumer:
         finally:
             self._consumer = None
             if committing is not None:
-                with contextlib.suppress(Exception):
+                # Cancelled with us, or failed: either way the consumer must still leave its group.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await committing
             with contextlib.suppress(Exception):
                 await consumer.stop()

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -149,6 +149,11 @@ class Lane:
                     cap = config.max_concurrency if config else self.engine.settings.webhook_default_max_concurrency
                     if self.in_flight >= cap:
                         break
+                    if not self.engine.ownership.holds(self.endpoint_id):
+                        # Not (or no longer surely) ours: another replica may be sending to it. Its
+                        # owner's poller takes the rest.
+                        self.engine._in_background(self.engine._release(self.drain(), notify=True))
+                        break
                     if config is not None and config.rate_limit_per_second:
                         await self._throttle(config.rate_limit_per_second)
                         if not self.queue:
@@ -236,6 +241,7 @@ class DeliveryEngine:
         self.accepting = False
         self._poll_wake = asyncio.Event()
         self._attempts: set[asyncio.Task[None]] = set()
+        self._attempting: Counter[uuid.UUID] = Counter()  # endpoint -> attempts not yet recorded
         self._timers: dict[uuid.UUID, tuple[asyncio.TimerHandle, Job]] = {}
         # Deliveries this replica holds (queued, in flight, waiting for a local retry): a claim that
         # returns one of them again (its lease ran out while queued) must not make a second copy.
@@ -326,7 +332,12 @@ class DeliveryEngine:
         wanted = {job.endpoint_id for job in jobs}
         if not self.accepting or not wanted:
             return set()
-        return wanted - await self.ownership.acquire(wanted)
+        try:
+            return wanted - await self.ownership.acquire(wanted)
+        except Exception:
+            # Unknown who owns them: hand them to whichever poller gets there first (the claim settles it).
+            logger.exception("taking ownership of %d endpoint(s) failed", len(wanted))
+            return {e for e in wanted if not self.ownership.holds(e)}
 
     def _requeue(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -406,10 +417,14 @@ class DeliveryEngine:
 
         task = asyncio.create_task(self._attempt(job, release_slot), name=f"webhook-attempt-{job.delivery_id}")
         self._attempts.add(task)
+        self._attempting[job.endpoint_id] += 1
         metrics.IN_FLIGHT.inc()
 
         def done(t: asyncio.Task[None]) -> None:
             self._attempts.discard(t)
+            self._attempting[job.endpoint_id] -= 1
+            if self._attempting[job.endpoint_id] <= 0:
+                del self._attempting[job.endpoint_id]
             release_slot()
 
         task.add_done_callback(done)
@@ -569,17 +584,19 @@ class DeliveryEngine:
         """Renew the endpoints with work here, give up the idle ones; hand back what was taken over."""
         while True:
             await asyncio.sleep(self.settings.webhook_owner_lease_seconds / 3)
-            busy = set(self.lanes) | {job.endpoint_id for _, job in self._timers.values()}
             try:
-                lost = await self.ownership.renew(busy)
+                lost = await self.ownership.renew(self._busy_endpoints)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("renewing endpoint ownership failed")
                 continue
             if lost:
-                logger.warning("lost ownership of %d endpoint(s) (this replica stalled?)", len(lost))
                 await self._give_back(lost)
+
+    def _busy_endpoints(self) -> set[uuid.UUID]:
+        """Endpoints with work here: queued, in flight or being recorded, or waiting for a local retry."""
+        return set(self.lanes) | set(self._attempting) | {job.endpoint_id for _, job in self._timers.values()}
 
     async def _give_back(self, endpoint_ids: set[uuid.UUID]) -> None:
         jobs = [job for e in endpoint_ids if (lane := self.lanes.get(e)) is not None for job in lane.drain()]
@@ -588,7 +605,10 @@ class DeliveryEngine:
                 handle.cancel()
                 del self._timers[delivery_id]
                 jobs.append(job)
-        await self._release(jobs, notify=True)
+        if jobs:
+            logger.warning("not the owner of %d endpoint(s) any more (this replica stalled?): %d deliveries "
+                           "handed back", len(endpoint_ids), len(jobs))
+            await self._release(jobs, notify=True)
 
     # --- housekeeping --------------------------------------------------------------------------
     async def _maintenance_loop(self) -> None:

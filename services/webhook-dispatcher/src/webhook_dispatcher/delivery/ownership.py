@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Float, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -21,15 +21,22 @@ from sqlalchemy.types import Uuid
 
 from common.db import Database
 
+# Rows are always locked in endpoint id order (here, and by _LOCK_OWN before renewing or giving up), so
+# replicas taking and renewing overlapping sets of endpoints cannot deadlock.
 _ACQUIRE = text("""
 INSERT INTO webhook_endpoint_owners AS o (endpoint_id, owner, lease_until)
 SELECT e.id, :owner, now() + make_interval(secs => :lease)
-FROM webhook_endpoints e WHERE e.id = ANY(:ids)
+FROM webhook_endpoints e WHERE e.id = ANY(:ids) ORDER BY e.id
 ON CONFLICT (endpoint_id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
 WHERE o.owner = EXCLUDED.owner OR o.lease_until < now()
 RETURNING o.endpoint_id
 """).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
                 bindparam("lease", type_=Float))
+
+_LOCK_OWN = text("""
+SELECT endpoint_id FROM webhook_endpoint_owners WHERE owner = :owner AND endpoint_id = ANY(:ids)
+ORDER BY endpoint_id FOR UPDATE
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid))
 
 _RENEW = text("""
 UPDATE webhook_endpoint_owners SET lease_until = now() + make_interval(secs => :lease)
@@ -37,6 +44,8 @@ WHERE owner = :owner AND endpoint_id = ANY(:ids)
 RETURNING endpoint_id
 """).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
                 bindparam("lease", type_=Float))
+
+_NOTIFY_DUE = text("SELECT pg_notify('webhook_deliveries_due', '')")  # every replica's poller (DUE_CHANNEL)
 
 _RELEASE = text("DELETE FROM webhook_endpoint_owners WHERE owner = :owner AND endpoint_id = ANY(:ids)"
                 ).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid))
@@ -66,7 +75,7 @@ class Ownership:
         if all(self.holds(e) for e in wanted):
             return wanted
         async with self._lock:
-            missing = [e for e in wanted if not self.holds(e)]
+            missing = sorted(e for e in wanted if not self.holds(e))
             if missing:
                 started = asyncio.get_running_loop().time()
                 async with self.database.engine.begin() as conn:
@@ -76,30 +85,42 @@ class Ownership:
                     self._until[endpoint_id] = started + self.lease
         return {e for e in wanted if self.holds(e)}
 
-    async def renew(self, busy: set[uuid.UUID]) -> set[uuid.UUID]:
-        """Renew the endpoints with work here, give up the others; returns those found taken over."""
+    async def renew(self, busy_now: Callable[[], set[uuid.UUID]]) -> set[uuid.UUID]:
+        """Renew the endpoints with work here, give up the others. Returns the endpoints this replica has
+        work for but does not own (taken over after a stall, or never renewed): hand their work back.
+
+        `busy_now` is asked under the lock, and idle endpoints are dropped before anything awaits, so
+        work offered meanwhile either sees them owned (and counts as busy) or takes them anew."""
         async with self._lock:
-            idle = [e for e in self._until if e not in busy]
-            keep = [e for e in self._until if e in busy]
+            busy = busy_now()
+            idle = sorted(e for e in self._until if e not in busy)
+            keep = sorted(e for e in self._until if e in busy)
+            orphans = {e for e in busy if e not in self._until}
             for endpoint_id in idle:
                 del self._until[endpoint_id]
             started = asyncio.get_running_loop().time()
+            renewed: set[uuid.UUID] = set()
             async with self.database.engine.begin() as conn:
+                await conn.execute(_LOCK_OWN, {"ids": idle + keep, "owner": self.owner})
                 if idle:
                     await conn.execute(_RELEASE, {"ids": idle, "owner": self.owner})
-                renewed = set((await conn.execute(_RENEW, {"ids": keep, "owner": self.owner,
-                                                           "lease": self.lease})).scalars().all()) if keep else set()
+                if keep:
+                    renewed = set((await conn.execute(_RENEW, {"ids": keep, "owner": self.owner,
+                                                               "lease": self.lease})).scalars().all())
             lost = {e for e in keep if e not in renewed}
             for endpoint_id in keep:
                 if endpoint_id in renewed:
                     self._until[endpoint_id] = started + self.lease
                 else:
                     self._until.pop(endpoint_id, None)
-            return lost
+            return lost | orphans
 
     async def release_all(self) -> None:
+        """Give up every endpoint and wake the other replicas' pollers (their backlog is theirs now)."""
         async with self._lock:
-            ids, self._until = list(self._until), {}
+            ids, self._until = sorted(self._until), {}
             if ids:
                 async with self.database.engine.begin() as conn:
+                    await conn.execute(_LOCK_OWN, {"ids": ids, "owner": self.owner})
                     await conn.execute(_RELEASE, {"ids": ids, "owner": self.owner})
+                    await conn.execute(_NOTIFY_DUE)

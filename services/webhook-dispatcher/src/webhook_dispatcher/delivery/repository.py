@@ -372,7 +372,7 @@ class DeliveryRepository:
             func.gen_random_uuid(), ev.c.id, bindparam("endpoint_id", endpoint_id, Uuid), ev.c.event_type,
             ev.c.ordering_key, text("'PENDING'"), text("0"), text("0"), func.now(),
             bindparam("recovery_id", recovery_id, Uuid),
-        ).where(ev.c.id == any_(_uuids(event_ids)))
+        ).where(ev.c.id == any_(_uuids(event_ids))).order_by(ev.c.occurred_at, ev.c.created_at)  # seq = event order
         stmt = (pg_insert(deliveries_t)
                 .from_select(["id", "event_id", "endpoint_id", "event_type", "ordering_key", "status", "attempts",
                               "cycle_attempts", "next_attempt_at", "recovery_id"], source)

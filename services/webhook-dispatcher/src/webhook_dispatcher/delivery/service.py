@@ -151,8 +151,9 @@ async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRe
                         failed=len(failed_ids), succeeded=len(succeeded_ids), missed=len(missed), created_by=caller)
     session.add(recovery)
     await session.flush()
-    await repo.reschedule(failed_ids + succeeded_ids, recovery_id=recovery.id)
-    await repo.create_for_events(endpoint.id, missed, recovery_id=recovery.id)
+    # What really was (re)scheduled: a delivery may have changed state since it was counted.
+    recovery.total = (await repo.reschedule(failed_ids + succeeded_ids, recovery_id=recovery.id)
+                      + await repo.create_for_events(endpoint.id, missed, recovery_id=recovery.id))
     await repo.pace(recovery.id, rate)
     await repo.notify_due()
     return result.model_copy(update={"id": recovery.id})

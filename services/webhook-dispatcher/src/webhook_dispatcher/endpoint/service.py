@@ -294,11 +294,14 @@ async def pause(session: AsyncSession, endpoint_id: uuid.UUID, body: StatusChang
         raise Conflict(f"Endpoint is {endpoint.status}; only an ACTIVE endpoint can be paused")
     endpoint.status = EndpointStatus.PAUSED
     endpoint.status_reason = body.reason
-    endpoint.updated_at = utcnow()
+    endpoint.paused_at = endpoint.updated_at = utcnow()
     repo = EndpointRepository(session)
     await repo.flush()
     await repo.notify_changed(endpoint.id)
     return to_read(endpoint)
+
+
+RECOVERY_OFFER_LAG = timedelta(minutes=1)
 
 
 async def resume(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uuid.UUID,
@@ -311,9 +314,12 @@ async def resume(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uui
     if endpoint.status not in (EndpointStatus.PAUSED, EndpointStatus.DISABLED):
         raise Conflict(f"Endpoint is {endpoint.status}; verify it first (POST /{{id}}/verify)")
     was_disabled = endpoint.status == EndpointStatus.DISABLED
-    # A disabled endpoint has been failing since its clock started; a paused one since it was paused
-    # (its last change). What failed since its last success may carry older events.
-    off_since = endpoint.failing_since or endpoint.disabled_at or endpoint.updated_at
+    # Off since it was paused, or since its failing clock started (disabled), less the consumer's lag
+    # (events that happened just before but reached the dispatcher after). What failed since its last
+    # success may carry older events.
+    off_since = (endpoint.paused_at if endpoint.status == EndpointStatus.PAUSED else None) \
+        or endpoint.failing_since or endpoint.disabled_at or endpoint.updated_at
+    off_since -= RECOVERY_OFFER_LAG
     oldest_failed = await DeliveryRepository(session).earliest_failed_event(endpoint.id)
     if oldest_failed is not None and oldest_failed < off_since:
         off_since = oldest_failed
@@ -321,6 +327,7 @@ async def resume(session: AsyncSession, engine: DeliveryEngine, endpoint_id: uui
     endpoint.status_reason = body.reason
     endpoint.failing_since = None
     endpoint.disabled_at = None
+    endpoint.paused_at = None
     endpoint.updated_at = utcnow()
     repo = EndpointRepository(session)
     await repo.flush()
