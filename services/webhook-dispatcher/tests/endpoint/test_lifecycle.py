@@ -120,11 +120,12 @@ async def wait_recovery(owner, location: str, timeout: float = 15.0) -> dict:
 async def test_a_recovery_is_paced_oldest_first_and_reports_its_progress(owner, receiver, endpoints, publish):
     hook, witness = receiver.hook(), receiver.hook()
     endpoint = await endpoints(hook.url, ["lead.created"])
-    await endpoints(witness.url, ["lead.created"])
+    await endpoints(witness.url, ["lead.*"])
     since = datetime.now(UTC) - timedelta(seconds=5)
     await owner.post(f"{API}/{endpoint['id']}/pause")
     sent = [await publish("lead.created", lead_data()) for _ in range(6)]
-    await witness.wait_for(lambda h: len(h.events()) >= 6)  # consumed while paused: missed by the endpoint
+    await publish("lead.updated", lead_data(changes=["name"]))  # not subscribed: never missed by it
+    await witness.wait_for(lambda h: len(h.events()) >= 7)  # consumed while paused: missed by the endpoint
     await owner.post(f"{API}/{endpoint['id']}/resume")
     dry = (await owner.post(f"{API}/{endpoint['id']}/recover", json={"since": since.isoformat(), "dryRun": True}))
     assert dry.json()["missed"] == 6 and dry.json()["estimatedSeconds"] == 6 / 100

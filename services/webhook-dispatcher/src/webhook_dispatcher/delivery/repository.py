@@ -29,7 +29,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Uuid
 
-from common.events import matches
 from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 
 DUE_CHANNEL = "webhook_deliveries_due"
@@ -320,36 +319,40 @@ class DeliveryRepository:
             .group_by(deliveries_t.c.status))
         return {status: count for status, count in rows}
 
-    async def recover_candidates(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
-                                 event_types: list[str] | None, statuses: list[str],
-                                 include_missed: bool) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
-        """(existing final deliveries to re-send, events in range that never got a delivery to it)."""
+    def recover_existing(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
+                         event_types: list[str] | None, status: str) -> Any:
+        """SELECT of the ids of this endpoint's final deliveries in `status` whose event is in the range."""
         d, ev = deliveries_t, events_t
-        existing: list[uuid.UUID] = []
-        if statuses:
-            stmt = (select(d.c.id).join(ev, ev.c.id == d.c.event_id)
-                    .where(d.c.endpoint_id == endpoint.id, d.c.status.in_(statuses), ev.c.occurred_at >= since))
-            if until:
-                stmt = stmt.where(ev.c.occurred_at < until)
-            if event_types:
-                stmt = stmt.where(_type_filter(d.c.event_type, event_types))
-            stmt = stmt.where(d.c.event_type.notin_(["webhook.verification", "webhook.test"]))
-            existing = list((await self.session.execute(stmt)).scalars())
-        missed: list[uuid.UUID] = []
-        if include_missed:
-            # Missed = received while the endpoint existed but was not ACTIVE (never a backfill of
-            # what happened before it was created).
-            stmt = (select(ev.c.id, ev.c.event_type)
-                    .where(ev.c.occurred_at >= since, ev.c.created_at >= endpoint.created_at,
-                           ~select(d.c.id).where(d.c.event_id == ev.c.id, d.c.endpoint_id == endpoint.id).exists(),
-                           ev.c.event_type.notin_(["webhook.verification", "webhook.test"])))
-            if until:
-                stmt = stmt.where(ev.c.occurred_at < until)
-            if event_types:
-                stmt = stmt.where(_type_filter(ev.c.event_type, event_types))
-            missed = [r.id for r in await self.session.execute(stmt)
-                      if any(matches(p, r.event_type) for p in endpoint.events)]
-        return existing, missed
+        stmt = (select(d.c.id).join(ev, ev.c.id == d.c.event_id)
+                .where(d.c.endpoint_id == endpoint.id, d.c.status == status, ev.c.occurred_at >= since,
+                       d.c.event_type.notin_(ONE_OFF_TYPES)))
+        if until:
+            stmt = stmt.where(ev.c.occurred_at < until)
+        if event_types:
+            stmt = stmt.where(_type_filter(d.c.event_type, event_types))
+        return stmt
+
+    def recover_missed(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
+                       event_types: list[str] | None) -> Any:
+        """SELECT of the events in range the endpoint subscribes to but never got a delivery of: received
+        while it existed but was not ACTIVE (never a backfill of what happened before it was created)."""
+        d, ev = deliveries_t, events_t
+        stmt = (select(ev.c.id)
+                .where(ev.c.occurred_at >= since, ev.c.created_at >= endpoint.created_at,
+                       _type_filter(ev.c.event_type, list(endpoint.events)),
+                       ~select(d.c.id).where(d.c.event_id == ev.c.id, d.c.endpoint_id == endpoint.id).exists(),
+                       ev.c.event_type.notin_(ONE_OFF_TYPES)))
+        if until:
+            stmt = stmt.where(ev.c.occurred_at < until)
+        if event_types:
+            stmt = stmt.where(_type_filter(ev.c.event_type, event_types))
+        return stmt
+
+    async def ids(self, stmt: Any) -> list[uuid.UUID]:
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def count(self, stmt: Any) -> int:
+        return (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
 
     async def earliest_failed_event(self, endpoint_id: uuid.UUID) -> datetime | None:
         """When the oldest event happened whose delivery to this endpoint failed after its last success
@@ -360,7 +363,7 @@ class DeliveryRepository:
         return (await self.session.execute(
             select(func.min(ev.c.occurred_at)).join_from(d, ev, ev.c.id == d.c.event_id)
             .where(d.c.endpoint_id == endpoint_id, d.c.status == DeliveryStatus.FAILED,
-                   d.c.event_type.notin_(["webhook.verification", "webhook.test"]),
+                   d.c.event_type.notin_(ONE_OFF_TYPES),
                    d.c.last_attempt_at >= func.coalesce(last_ok, text("'-infinity'::timestamptz"))))).scalar()
 
     async def create_for_events(self, endpoint_id: uuid.UUID, event_ids: Sequence[uuid.UUID], *,
@@ -407,7 +410,11 @@ class DeliveryRepository:
         return total
 
 
+ONE_OFF_TYPES = ("webhook.verification", "webhook.test")  # sent once on request, never recovered
+
+
 def _type_filter(column: Any, patterns: list[str]) -> Any:
+    """`*`, exact names and prefix wildcards (`lead.*`), as `common.events.matches` reads them."""
     clauses = []
     for p in patterns:
         if p == "*":

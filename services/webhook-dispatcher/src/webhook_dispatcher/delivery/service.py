@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.errors import Conflict, NotFound, Unprocessable
-from webhook_dispatcher.delivery.repository import DeliveryRepository
+from webhook_dispatcher.delivery.repository import ONE_OFF_TYPES, DeliveryRepository
 from webhook_dispatcher.delivery.schemas import (
     AttemptRead,
     DeliveryDetail,
@@ -27,8 +27,6 @@ from webhook_dispatcher.delivery.schemas import (
 )
 from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, EndpointKind, Recovery
-
-ONE_OFF_EVENTS = ("webhook.verification", "webhook.test")
 
 
 def to_read(d: Delivery) -> DeliveryRead:
@@ -105,7 +103,7 @@ async def retry(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryRead:
     delivery = await repo.get(delivery_id, for_update=True)
     if delivery is None:
         raise NotFound(f"Delivery {delivery_id} not found")
-    if delivery.event_type in ONE_OFF_EVENTS:
+    if delivery.event_type in ONE_OFF_TYPES:
         raise Conflict(f"A {delivery.event_type} message is not replayed; use /verify or /test instead")
     if delivery.status == DeliveryStatus.PENDING:
         raise Conflict("The delivery is still pending; it will be attempted when due")
@@ -120,40 +118,39 @@ async def retry(session: AsyncSession, delivery_id: uuid.UUID) -> DeliveryRead:
 
 async def recover(session: AsyncSession, endpoint_id: uuid.UUID, body: RecoverRequest, *, max_count: int,
                   default_rate: float, caller: uuid.UUID | None = None) -> RecoverResult:
-    """Send again what this endpoint failed or missed in a time range (by event time), paced."""
+    """Send again what this endpoint failed or missed in a time range (by event time), paced. A dry run
+    only counts (in the database: cheap whatever the outage's size)."""
     endpoint = await _endpoint(session, endpoint_id)
     statuses = body.statuses
     rate = body.ratePerSecond or default_rate
     repo = DeliveryRepository(session)
-    existing_by_status: dict[str, list[uuid.UUID]] = {}
-    for st in (RecoverStatus.FAILED, RecoverStatus.SUCCEEDED):
-        if st in statuses:
-            ids, _ = await repo.recover_candidates(endpoint, since=body.since, until=body.until,
-                                                   event_types=body.eventTypes, statuses=[st.value],
-                                                   include_missed=False)
-            existing_by_status[st.value] = ids
-    missed: list[uuid.UUID] = []
-    if RecoverStatus.MISSED in statuses:
-        _, missed = await repo.recover_candidates(endpoint, since=body.since, until=body.until,
-                                                  event_types=body.eventTypes, statuses=[], include_missed=True)
-    failed_ids = existing_by_status.get("FAILED", [])
-    succeeded_ids = existing_by_status.get("SUCCEEDED", [])
-    count = len(failed_ids) + len(succeeded_ids) + len(missed)
+    window = {"since": body.since, "until": body.until, "event_types": body.eventTypes}
+    queries = {st: (repo.recover_missed(endpoint, **window) if st is RecoverStatus.MISSED
+                    else repo.recover_existing(endpoint, status=st.value, **window)) for st in statuses}
+    if body.dryRun:
+        found = {st: await repo.count(q) for st, q in queries.items()}
+    else:
+        ids = {st: await repo.ids(q) for st, q in queries.items()}
+        found = {st: len(v) for st, v in ids.items()}
+    failed, succeeded, missed = (found.get(st, 0) for st in RecoverStatus)
+    count = failed + succeeded + missed
     if not body.dryRun and count > max_count:
         raise Unprocessable(f"{count} deliveries match; at most {max_count} can be recovered at once: narrow the "
                             "time range or the event types")
-    result = RecoverResult(dryRun=body.dryRun, count=count, failed=len(failed_ids), succeeded=len(succeeded_ids),
-                           missed=len(missed), ratePerSecond=rate, estimatedSeconds=round(count / rate, 3))
+    result = RecoverResult(dryRun=body.dryRun, count=count, failed=failed, succeeded=succeeded, missed=missed,
+                           ratePerSecond=rate, estimatedSeconds=round(count / rate, 3))
     if body.dryRun or not count:
         return result
     recovery = Recovery(endpoint_id=endpoint.id, since=body.since, until=body.until, event_types=body.eventTypes,
                         statuses=[s.value for s in statuses], rate_per_second=rate, total=count,
-                        failed=len(failed_ids), succeeded=len(succeeded_ids), missed=len(missed), created_by=caller)
+                        failed=failed, succeeded=succeeded, missed=missed, created_by=caller)
     session.add(recovery)
     await session.flush()
+    existing = ids.get(RecoverStatus.FAILED, []) + ids.get(RecoverStatus.SUCCEEDED, [])
     # What really was (re)scheduled: a delivery may have changed state since it was counted.
-    recovery.total = (await repo.reschedule(failed_ids + succeeded_ids, recovery_id=recovery.id)
-                      + await repo.create_for_events(endpoint.id, missed, recovery_id=recovery.id))
+    recovery.total = (await repo.reschedule(existing, recovery_id=recovery.id)
+                      + await repo.create_for_events(endpoint.id, ids.get(RecoverStatus.MISSED, []),
+                                                     recovery_id=recovery.id))
     await repo.pace(recovery.id, rate)
     await repo.notify_due()
     return result.model_copy(update={"id": recovery.id})
