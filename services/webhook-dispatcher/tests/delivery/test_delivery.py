@@ -201,6 +201,20 @@ async def test_an_endpoint_failing_past_the_threshold_is_disabled(owner, receive
     assert after["status"] == "DISABLED" and after["failingSince"] is not None
 
 
+async def test_a_redirect_is_a_failure_and_is_never_followed(owner, receiver, endpoints, publish):
+    elsewhere = receiver.hook()
+    hook = receiver.hook(statuses=[307, 308, 301], response_headers={"Location": elsewhere.url})
+    endpoint = await endpoints(hook.url, ["tenant.suspended"])
+    envelope = await publish("tenant.suspended", tenant_data() | {"status": "SUSPENDED", "reason": "unpaid"})
+    delivery = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "FAILED")
+    assert delivery["attempts"] == 3 and delivery["lastStatusCode"] == 301  # retried on the schedule, then dead
+    assert ids_of(hook) == [str(envelope.id)] * 3
+    assert elsewhere.events() == []  # the Location was never visited
+    attempts = (await owner.get(f"{API}/deliveries/{delivery['id']}/attempts")).json()
+    assert [a["statusCode"] for a in attempts] == [307, 308, 301]
+    assert all(not a["success"] and a["responseHeaders"]["location"] == elsewhere.url for a in attempts)
+
+
 async def test_a_success_resets_the_failing_clock(owner, receiver, endpoints, publish):
     hook = receiver.hook(statuses=[500, 200])
     endpoint = await endpoints(hook.url, ["tenant.suspended"])
