@@ -89,7 +89,7 @@ async def _burst_across_restart(gateway, owner_headers, receiver, stack, service
     await burst(10)
     ids = set(created)
     await hook.wait_for(lambda h: {r.json()["data"]["tenantId"] for r in tenant_events(h, ids)} == ids,
-                        timeout=60)
+                        timeout=90)
     await asyncio.sleep(1.0)  # room for a late duplicate
     return [r.headers["webhook-id"] for r in tenant_events(hook, ids)], ids
 

@@ -39,7 +39,7 @@ class Settings(ServiceSettings):
     webhook_retry_jitter: float = 0.1  # +-10 % on every retry delay
     webhook_retry_after_max_seconds: float = 21_600.0  # Retry-After is honoured up to this bound
     webhook_owner_lease_seconds: float = 15.0  # one replica owns an endpoint for this long, renewed at 1/3
-    webhook_lease_seconds: float = 60.0  # a claimed delivery is ours for this long (crash -> retaken after)
+    webhook_lease_seconds: float = 30.0  # a claimed delivery is ours for this long (crash -> retaken after)
     webhook_poll_interval_seconds: float = 1.0
     webhook_poll_batch: int = 500
     webhook_local_retry_max_seconds: float = 30.0  # shorter retries wait in memory, longer ones in the DB
