@@ -506,7 +506,7 @@ class DeliveryEngine:
 
     # --- recording -----------------------------------------------------------------------------
     async def _flush(self, batch: list[_Record]) -> None:
-        attempts, outcomes = [], []
+        attempts = []
         succeeded: set[uuid.UUID] = set()
         failed: set[uuid.UUID] = set()
         gone: set[uuid.UUID] = set()
@@ -520,11 +520,9 @@ class DeliveryEngine:
                 "response_headers": None if res.response_headers is None else orjson.dumps(res.response_headers).decode(),
                 "response_body": res.response_body, "success": res.success, "error_class": res.error_class,
                 "error": (res.error or None) and res.error[:1000],
-            })
-            outcomes.append({
-                "id": r.job.delivery_id, "status": r.decision.status.value,
-                "delay": r.decision.delay or 0.0, "keep_lease": r.keep_lease, "attempted_at": res.started_at, "status_code": res.status_code,
-                "error_class": res.error_class, "error": res.describe()[:1000] if not res.success else None,
+                # the delivery's new state
+                "status": r.decision.status.value, "delay": r.decision.delay or 0.0, "keep_lease": r.keep_lease,
+                "outcome_error": res.describe()[:1000] if not res.success else None,
             })
             if res.success:
                 succeeded.add(r.job.endpoint_id)
@@ -537,7 +535,7 @@ class DeliveryEngine:
         recovering: list[uuid.UUID] = []
         # Core connection, not an ORM session: this runs once per batch of attempts (ARCHITECTURE §8).
         async with self.database.engine.begin() as conn:
-            await DeliveryRepository(conn).record(attempts, outcomes, owner=self.owner,
+            await DeliveryRepository(conn).record(attempts, owner=self.owner,
                                                   lease=self.settings.webhook_lease_seconds)
             endpoints = EndpointRepository(conn)
             to_disable: dict[uuid.UUID, tuple[str, str, datetime | None]] = {}

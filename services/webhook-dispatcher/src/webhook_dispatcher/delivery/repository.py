@@ -136,31 +136,24 @@ RETURNING id, endpoint_id, event_id, lease_owner
                 bindparam("ordering_keys", type_=ARRAY(String)), bindparam("leased", type_=ARRAY(Boolean)),
                 bindparam("lease", type_=Float), bindparam("owner", type_=Uuid))
 
-_INSERT_ATTEMPTS = text("""
-INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, number, started_at, duration_ms, url, target_ip,
-                              request_headers, status_code, response_headers, response_body, success,
-                              error_class, error, created_at, updated_at)
-SELECT u.id, u.delivery_id, u.endpoint_id, u.number, u.started_at, u.duration_ms, u.url, u.target_ip,
-       CAST(u.request_headers AS jsonb), u.status_code, CAST(u.response_headers AS jsonb), u.response_body,
-       u.success, u.error_class, u.error, now(), now()
-FROM unnest(:ids, :delivery_ids, :endpoint_ids, :numbers, :started_at, :durations, :urls, :target_ips,
-            :request_headers, :status_codes, :response_headers, :response_bodies, :successes, :error_classes,
-            :errors)
-     AS u(id, delivery_id, endpoint_id, number, started_at, duration_ms, url, target_ip, request_headers,
-          status_code, response_headers, response_body, success, error_class, error)
-""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("delivery_ids", type_=ARRAY(Uuid)),
-                bindparam("endpoint_ids", type_=ARRAY(Uuid)), bindparam("numbers", type_=ARRAY(Integer)),
-                bindparam("started_at", type_=ARRAY(DateTime(timezone=True))),
-                bindparam("durations", type_=ARRAY(Integer)), bindparam("urls", type_=ARRAY(String)),
-                bindparam("target_ips", type_=ARRAY(String)), bindparam("request_headers", type_=ARRAY(Text)),
-                bindparam("status_codes", type_=ARRAY(Integer)), bindparam("response_headers", type_=ARRAY(Text)),
-                bindparam("response_bodies", type_=ARRAY(Text)), bindparam("successes", type_=ARRAY(Boolean)),
-                bindparam("error_classes", type_=ARRAY(String)), bindparam("errors", type_=ARRAY(Text)))
-
-# Finished attempts: each delivery's new state. The lease is kept only when the retry waits in this
-# replica's memory (short delays); otherwise the poller of any replica takes it when due. An endpoint
-# disabled meanwhile failed its pending rows: a retry must not bring them back.
-_RECORD = text("""
+# Finished attempts, one round trip per batch: the attempt rows, and each delivery's new state. The
+# lease is kept only when the retry waits in this replica's memory (short delays); otherwise the poller
+# of any replica takes it when due. An endpoint disabled meanwhile failed its pending rows: a retry must
+# not bring them back.
+_RECORD_ATTEMPTS = text("""
+WITH attempts AS (
+    INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, number, started_at, duration_ms, url, target_ip,
+                                  request_headers, status_code, response_headers, response_body, success,
+                                  error_class, error, created_at, updated_at)
+    SELECT a.id, a.delivery_id, a.endpoint_id, a.number, a.started_at, a.duration_ms, a.url, a.target_ip,
+           CAST(a.request_headers AS jsonb), a.status_code, CAST(a.response_headers AS jsonb), a.response_body,
+           a.success, a.error_class, a.error, now(), now()
+    FROM unnest(:ids, :delivery_ids, :endpoint_ids, :numbers, :started_at, :durations, :urls, :target_ips,
+                :request_headers, :status_codes, :response_headers, :response_bodies, :successes, :error_classes,
+                :errors)
+         AS a(id, delivery_id, endpoint_id, number, started_at, duration_ms, url, target_ip, request_headers,
+              status_code, response_headers, response_body, success, error_class, error)
+)
 UPDATE webhook_deliveries d SET
     status = u.status,
     attempts = d.attempts + 1,
@@ -174,15 +167,21 @@ UPDATE webhook_deliveries d SET
     last_error = u.error,
     delivered_at = CASE WHEN u.status = 'SUCCEEDED' THEN now() ELSE d.delivered_at END,
     updated_at = now()
-FROM unnest(:ids, :statuses, :delays, :keep_leases, :attempted_at, :status_codes, :error_classes, :errors)
+FROM unnest(:delivery_ids, :statuses, :delays, :keep_leases, :started_at, :status_codes, :error_classes,
+            :outcome_errors)
      AS u(id, status, delay, keep_lease, attempted_at, status_code, error_class, error)
 WHERE d.id = u.id AND d.lease_owner = :owner AND (d.status = 'PENDING' OR u.status <> 'PENDING')
-""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("statuses", type_=ARRAY(String)),
-                bindparam("delays", type_=ARRAY(Float)), bindparam("keep_leases", type_=ARRAY(Boolean)),
-                bindparam("attempted_at", type_=ARRAY(DateTime(timezone=True))),
-                bindparam("status_codes", type_=ARRAY(Integer)), bindparam("error_classes", type_=ARRAY(String)),
-                bindparam("errors", type_=ARRAY(Text)), bindparam("lease", type_=Float),
-                bindparam("owner", type_=Uuid))
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("delivery_ids", type_=ARRAY(Uuid)),
+                bindparam("endpoint_ids", type_=ARRAY(Uuid)), bindparam("numbers", type_=ARRAY(Integer)),
+                bindparam("started_at", type_=ARRAY(DateTime(timezone=True))),
+                bindparam("durations", type_=ARRAY(Integer)), bindparam("urls", type_=ARRAY(String)),
+                bindparam("target_ips", type_=ARRAY(String)), bindparam("request_headers", type_=ARRAY(Text)),
+                bindparam("status_codes", type_=ARRAY(Integer)), bindparam("response_headers", type_=ARRAY(Text)),
+                bindparam("response_bodies", type_=ARRAY(Text)), bindparam("successes", type_=ARRAY(Boolean)),
+                bindparam("error_classes", type_=ARRAY(String)), bindparam("errors", type_=ARRAY(Text)),
+                bindparam("statuses", type_=ARRAY(String)), bindparam("delays", type_=ARRAY(Float)),
+                bindparam("keep_leases", type_=ARRAY(Boolean)), bindparam("outcome_errors", type_=ARRAY(Text)),
+                bindparam("lease", type_=Float), bindparam("owner", type_=Uuid))
 
 
 def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
@@ -243,20 +242,18 @@ class DeliveryRepository:
                 .values(lease_until=None, lease_owner=None)
             )
 
-    async def record(self, attempts: list[dict[str, Any]], outcomes: list[dict[str, Any]], *,
-                     owner: uuid.UUID, lease: float) -> None:
+    async def record(self, attempts: list[dict[str, Any]], *, owner: uuid.UUID, lease: float) -> None:
+        """Finished attempts (attempt columns plus the delivery's `status`, `delay`, `keep_lease` and
+        `outcome_error`, the error shown on the delivery)."""
         if attempts:
-            await self.session.execute(_INSERT_ATTEMPTS, _columns(attempts, {
+            await self.session.execute(_RECORD_ATTEMPTS, _columns(attempts, {
                 "ids": "id", "delivery_ids": "delivery_id", "endpoint_ids": "endpoint_id", "numbers": "number",
                 "started_at": "started_at", "durations": "duration_ms", "urls": "url", "target_ips": "target_ip",
                 "request_headers": "request_headers", "status_codes": "status_code",
                 "response_headers": "response_headers", "response_bodies": "response_body",
-                "successes": "success", "error_classes": "error_class", "errors": "error"}))
-        if outcomes:
-            await self.session.execute(_RECORD, _columns(outcomes, {
-                "ids": "id", "statuses": "status", "delays": "delay", "keep_leases": "keep_lease",
-                "attempted_at": "attempted_at", "status_codes": "status_code", "error_classes": "error_class",
-                "errors": "error"}) | {"owner": owner, "lease": lease})
+                "successes": "success", "error_classes": "error_class", "errors": "error", "statuses": "status",
+                "delays": "delay", "keep_leases": "keep_lease", "outcome_errors": "outcome_error"}) | {
+                "owner": owner, "lease": lease})
 
     # --- API -----------------------------------------------------------------------------------
     async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
