@@ -24,7 +24,6 @@ from common.messaging.consumer import AfterCommit
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.engine import DeliveryEngine, Job
 from webhook_dispatcher.delivery.repository import DeliveryRepository
-from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.events import is_routable, ordering_key
 from webhook_dispatcher.models import inbox
 
@@ -55,8 +54,7 @@ async def route_events(session: AsyncSession, events: list[ConsumedEvent],
     rows = {e.id: _event_row(e, bodies[e.id]) for e in events}
     repo = DeliveryRepository(session)
     # Every event is kept (within the retention): recover re-sends what a paused endpoint missed.
-    await repo.insert_events(list(rows.values()))
-    routes = await EndpointRepository(session).active_routes()
+    routes = await repo.insert_events(list(rows.values()))
     if not routes:
         return None
     lease = engine.settings.webhook_lease_seconds

@@ -24,7 +24,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Uuid
@@ -107,18 +107,23 @@ RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.attempts, d.cycle_att
 # Hot paths: one fixed statement per batch, rows passed as arrays (`unnest`), so PostgreSQL and
 # asyncpg reuse one prepared statement whatever the batch size.
 _INSERT_EVENTS = text("""
-INSERT INTO webhook_events (id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent, tracestate,
-                            created_at, updated_at)
-SELECT u.id, u.event_type, u.occurred_at, u.tenant_id, u.ordering_key, u.body, u.traceparent, u.tracestate,
-       now(), now()
-FROM unnest(:ids, :event_types, :occurred_at, :tenant_ids, :ordering_keys, :bodies, :traceparents, :tracestates)
-     AS u(id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent, tracestate)
-ON CONFLICT (id) DO NOTHING
+WITH inserted AS (
+    INSERT INTO webhook_events (id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent,
+                                tracestate, created_at, updated_at)
+    SELECT u.id, u.event_type, u.occurred_at, u.tenant_id, u.ordering_key, u.body, u.traceparent, u.tracestate,
+           now(), now()
+    FROM unnest(:ids, :event_types, :occurred_at, :tenant_ids, :ordering_keys, :bodies, :traceparents, :tracestates)
+         AS u(id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent, tracestate)
+    ON CONFLICT (id) DO NOTHING
+)
+-- Who receives them: read from the database in the consumer's transaction (never from a cache), in the
+-- same round trip.
+SELECT id, events, ordered FROM webhook_endpoints WHERE status = 'ACTIVE'
 """).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("event_types", type_=ARRAY(String)),
                 bindparam("occurred_at", type_=ARRAY(DateTime(timezone=True))),
                 bindparam("tenant_ids", type_=ARRAY(Uuid)), bindparam("ordering_keys", type_=ARRAY(String)),
                 bindparam("bodies", type_=ARRAY(Text)), bindparam("traceparents", type_=ARRAY(String)),
-                bindparam("tracestates", type_=ARRAY(String)))
+                bindparam("tracestates", type_=ARRAY(String))).columns(id=Uuid, events=JSONB, ordered=Boolean)
 
 # New deliveries, due now; `leased` ones are already claimed by the consuming replica (`owner`).
 _INSERT_DELIVERIES = text("""
@@ -196,12 +201,14 @@ class DeliveryRepository:
         self.session = session  # type: ignore[assignment]
 
     # --- consumption ---------------------------------------------------------------------------
-    async def insert_events(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await self.session.execute(_INSERT_EVENTS, _columns(rows, {
-                "ids": "id", "event_types": "event_type", "occurred_at": "occurred_at", "tenant_ids": "tenant_id",
-                "ordering_keys": "ordering_key", "bodies": "body", "traceparents": "traceparent",
-                "tracestates": "tracestate"}))
+    async def insert_events(self, rows: list[dict[str, Any]]) -> list[tuple[uuid.UUID, list[str], bool]]:
+        """Keep the events (once each); returns the routes: (id, event patterns, ordered) of every ACTIVE
+        endpoint."""
+        result = await self.session.execute(_INSERT_EVENTS, _columns(rows, {
+            "ids": "id", "event_types": "event_type", "occurred_at": "occurred_at", "tenant_ids": "tenant_id",
+            "ordering_keys": "ordering_key", "bodies": "body", "traceparents": "traceparent",
+            "tracestates": "tracestate"}))
+        return [(r.id, list(r.events or ()), bool(r.ordered)) for r in result]
 
     async def insert_deliveries(self, rows: list[dict[str, Any]], *, owner: uuid.UUID, lease: float) -> list[Any]:
         """Insert, skipping (event, endpoint) pairs that already have a delivery; returns the new ones."""

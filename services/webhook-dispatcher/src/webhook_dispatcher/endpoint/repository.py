@@ -59,12 +59,6 @@ class EndpointRepository:
     async def flush(self) -> None:
         await self.session.flush()
 
-    async def active_routes(self) -> list[tuple[uuid.UUID, list[str], bool]]:
-        """(id, event patterns, ordered) of every ACTIVE endpoint: who receives what."""
-        rows = await self.session.execute(
-            select(Endpoint.id, Endpoint.events, Endpoint.ordered).where(Endpoint.status == EndpointStatus.ACTIVE))
-        return [(r.id, list(r.events or ()), bool(r.ordered)) for r in rows]
-
     async def notify_changed(self, endpoint_id: uuid.UUID) -> None:
         """Every dispatcher replica reloads this endpoint when the transaction commits."""
         await self.session.execute(select(func.pg_notify(CHANGED_CHANNEL, str(endpoint_id))))
