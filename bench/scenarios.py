@@ -152,7 +152,7 @@ def _epoch(timestamp: str) -> float:
 
 async def _stages(api: Api, records: list[Any]) -> dict[str, float]:
     """Where an event's time goes, p50 of each hop (ms), from the rows both services wrote (same clock):
-    event timestamp -> relay picked the outbox row (`published_at` is the relay transaction's start) ->
+    event timestamp -> Kafka acknowledged it to the relay (`published_at`, set right after the ack) ->
     dispatcher consumed it (inbox `processed_at`) -> attempt started -> receiver got it."""
     ids = [uuid.UUID(r[1]) for r in records if r[1]]
     received = {uuid.UUID(r[1]): r[2] for r in records if r[1]}
@@ -175,7 +175,7 @@ async def _stages(api: Api, records: list[Any]) -> dict[str, float]:
                                                     "WHERE d.event_id = ANY($1) GROUP BY d.event_id")
     except Exception as exc:  # informative only
         return {"error": repr(exc)[:200]}  # type: ignore[dict-item]
-    hops = {"to_relay": (stamps, picked), "relay_to_consumer": (picked, consumed),
+    hops = {"to_published": (stamps, picked), "relay_to_consumer": (picked, consumed),
             "consumer_to_attempt": (consumed, started), "attempt_to_receipt": (started, received)}
     return {name: percentile([(b[i] - a[i]) * 1000 for i in ids if i in a and i in b], 50)
             for name, (a, b) in hops.items()}
@@ -249,7 +249,7 @@ async def _latency_run(api: Api, receiver: Receiver, path: str, *, rate: float, 
              f"{out['event_p50_ms']:.1f} ms p99 {out['event_p99_ms']:.1f} ms")
     st = out["stages_p50_ms"]
     if "error" not in st:
-        progress(f"  {label} p50 per hop: event timestamp -> relay picked it {st['to_relay']:.1f} ms -> "
+        progress(f"  {label} p50 per hop: event timestamp -> published (Kafka ack) {st['to_published']:.1f} ms -> "
                  f"dispatcher consumed it {st['relay_to_consumer']:.1f} ms -> attempt started "
                  f"{st['consumer_to_attempt']:.1f} ms -> received {st['attempt_to_receipt']:.1f} ms")
     progress(f"  {label} {describe(usage)}")

@@ -28,6 +28,8 @@ from common.events import Envelope
 from common.messaging.kafka import ensure_topics
 from common.observability.metrics import CONSUMED, CONSUMER_ERRORS
 
+COMMIT_INTERVAL = 0.1  # seconds between Kafka offset commits while records keep coming
+
 logger = logging.getLogger("common.consumer")
 tracer = trace.get_tracer("common.consumer")
 
@@ -108,27 +110,33 @@ class EventConsumer:
         self._consumer = consumer
         await consumer.start()
         committing: asyncio.Future[None] | None = None
+        offsets: dict[Any, int] = {}  # processed, not yet committed
+        loop = asyncio.get_running_loop()
+        committed_at = loop.time()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
-                if not batches:
-                    continue
-                # Every partition's records in one transaction and one offset commit: per-partition
-                # order is kept (records of one key share a partition), round trips are not multiplied.
-                await self._process([r for records in batches.values() for r in records])
-                # The offsets go after the database commit, as always, but the next batch does not wait
-                # for the broker's answer (only the next commit does); a lost commit means a replay,
-                # which the inbox absorbs.
-                if committing is not None:
-                    await committing
-                committing = asyncio.ensure_future(
-                    consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()}))
+                if batches:
+                    # Every partition's records in one transaction: per-partition order is kept (records
+                    # of one key share a partition), round trips are not multiplied.
+                    await self._process([r for records in batches.values() for r in records])
+                    offsets.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                # Offsets go after the database commit, as always, but at most every COMMIT_INTERVAL and
+                # without making the next batch wait for the broker: what a crash or a rebalance
+                # replays is already in the inbox, which absorbs it.
+                if offsets and (not batches or loop.time() - committed_at >= COMMIT_INTERVAL):
+                    if committing is not None:
+                        await committing
+                    committing = asyncio.ensure_future(consumer.commit(offsets))
+                    offsets, committed_at = {}, loop.time()
         finally:
             self._consumer = None
-            if committing is not None:
-                # Cancelled with us, or failed: either way the consumer must still leave its group.
-                with contextlib.suppress(Exception, asyncio.CancelledError):
+            # Cancelled with us, or failed: either way the consumer must still leave its group.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                if committing is not None:
                     await committing
+                if offsets:
+                    await consumer.commit(offsets)
             with contextlib.suppress(Exception):
                 await consumer.stop()
 

@@ -16,8 +16,6 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-from sqlalchemy import select, text, update
-from sqlalchemy.sql import func
 
 from common.db import Database
 from common.messaging.kafka import ensure_topics
@@ -40,6 +38,10 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.lock_key = zlib.crc32(f"outbox-relay:{outbox.source}".encode())
+        table = self.table.name
+        self._select = (f"SELECT seq, topic, aggregate_id, event_type, payload::text AS payload, "
+                        f"headers::text AS headers FROM {table} WHERE published_at IS NULL ORDER BY seq LIMIT $1")
+        self._mark = f"UPDATE {table} SET published_at = now() WHERE seq = ANY($1::bigint[])"
         self.is_leader = False
         self._wake = asyncio.Event()
 
@@ -63,9 +65,13 @@ class OutboxRelay:
             self.is_leader = True
             await ensure_topics(self.bootstrap, [self.outbox.topic], self.partitions)
             await raw.add_listener(self.outbox.channel, self._on_notify)
+            # The relay's statements run on this connection, each committing by itself (no BEGIN/COMMIT
+            # round trips). A mark lost to a database crash only means those rows are published again
+            # (same event ids, which consumers dedupe): marks need not wait for the WAL flush.
+            await raw.execute("SET synchronous_commit TO OFF")
             try:
                 while True:
-                    published = await self.publish_batch()
+                    published = await self.publish_batch(raw)
                     if published >= self.batch_size:
                         continue
                     # Commits arriving while a pass runs share the next one (one SELECT, one UPDATE).
@@ -79,46 +85,41 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await raw.remove_listener(self.outbox.channel, self._on_notify)
                     await raw.execute("SELECT pg_advisory_unlock($1)", self.lock_key)
+                    await raw.execute("RESET synchronous_commit")  # the connection goes back to the pool
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
 
-    async def publish_batch(self) -> int:
-        t = self.table
-        async with self.database.sessionmaker() as session:
-            rows = (await session.execute(
-                select(t.c.seq, t.c.topic, t.c.aggregate_id, t.c.event_type, t.c.payload, t.c.headers,
-                       t.c.created_at)
-                .where(t.c.published_at.is_(None)).order_by(t.c.seq).limit(self.batch_size)
-            )).all()
-            if not rows:
-                OUTBOX_LAG.labels(self.outbox.source).set(0)
-                return 0
-            futures = []
-            for row in rows:
-                futures.append(await self._send(row))
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            done = [row.seq for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
-            failed = len(rows) - len(done)
-            if done:
-                # A mark lost to a database crash only means those rows are published again (same event
-                # ids, which consumers dedupe): its commit need not wait for the WAL flush.
-                await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-                await session.execute(update(t).where(t.c.seq.in_(done)).values(published_at=func.now()))
-                await session.commit()
-                OUTBOX_PUBLISHED.labels(self.outbox.source).inc(len(done))
-            if failed:
-                logger.warning("outbox relay: %d of %d sends failed; will retry", failed, len(rows))
-                await asyncio.sleep(0.5)
-            return len(done)
+    async def publish_batch(self, conn: Any) -> int:
+        """One pass on the relay's own asyncpg connection: read unpublished rows in order, send them,
+        mark the sent ones."""
+        rows = await conn.fetch(self._select, self.batch_size)
+        if not rows:
+            OUTBOX_LAG.labels(self.outbox.source).set(0)
+            return 0
+        futures = []
+        for row in rows:
+            futures.append(await self._send(row))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        done = [row["seq"] for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+        failed = len(rows) - len(done)
+        if done:
+            await conn.execute(self._mark, done)
+            OUTBOX_PUBLISHED.labels(self.outbox.source).inc(len(done))
+        if failed:
+            logger.warning("outbox relay: %d of %d sends failed; will retry", failed, len(rows))
+            await asyncio.sleep(0.5)
+        return len(done)
 
     async def _send(self, row: Any) -> asyncio.Future[Any]:
-        parent = propagate.extract(row.headers or {})
-        with tracer.start_as_current_span(f"{row.topic} publish", context=parent, kind=SpanKind.PRODUCER,
+        topic = row["topic"]
+        parent = propagate.extract(orjson.loads(row["headers"]) if row["headers"] else {})
+        with tracer.start_as_current_span(f"{topic} publish", context=parent, kind=SpanKind.PRODUCER,
                                           attributes={"messaging.system": "kafka",
-                                                      "messaging.destination.name": row.topic}):
+                                                      "messaging.destination.name": topic}):
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-        headers = [("event", row.event_type.encode())] + [(k, v.encode()) for k, v in carrier.items()]
-        return await self.producer.send(row.topic, value=orjson.dumps(row.payload),
-                                        key=row.aggregate_id.encode(), headers=headers)
+        headers = [("event", row["event_type"].encode())] + [(k, v.encode()) for k, v in carrier.items()]
+        # The payload as PostgreSQL prints the jsonb: the same JSON document the row holds.
+        return await self.producer.send(topic, value=row["payload"].encode(), key=row["aggregate_id"].encode(),
+                                        headers=headers)
