@@ -85,7 +85,10 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await raw.remove_listener(self.outbox.channel, self._on_notify)
                     await raw.execute("SELECT pg_advisory_unlock($1)", self.lock_key)
-                    await raw.execute("RESET synchronous_commit")  # the connection goes back to the pool
+                # Never back to the pool: its session settings (synchronous_commit) must not reach a
+                # transaction that needs a durable commit.
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
