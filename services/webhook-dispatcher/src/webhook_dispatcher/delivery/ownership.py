@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Uuid
 
 from common.db import Database
+from webhook_dispatcher.delivery.repository import DUE_CHANNEL
 
 # Rows are always locked in endpoint id order (here, and by _LOCK_OWN before renewing or giving up), so
 # replicas taking and renewing overlapping sets of endpoints cannot deadlock.
@@ -45,7 +46,7 @@ RETURNING endpoint_id
 """).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
                 bindparam("lease", type_=Float))
 
-_NOTIFY_DUE = text("SELECT pg_notify('webhook_deliveries_due', '')")  # every replica's poller (DUE_CHANNEL)
+_NOTIFY_DUE = text("SELECT pg_notify(:channel, '')").bindparams(channel=DUE_CHANNEL)  # every replica's poller
 
 _RELEASE = text("DELETE FROM webhook_endpoint_owners WHERE owner = :owner AND endpoint_id = ANY(:ids)"
                 ).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid))
