@@ -330,11 +330,7 @@ class DeliveryRepository:
         stmt = (select(d.c.id).join(ev, ev.c.id == d.c.event_id)
                 .where(d.c.endpoint_id == endpoint.id, d.c.status == status, ev.c.occurred_at >= since,
                        d.c.event_type.notin_(ONE_OFF_TYPES)))
-        if until:
-            stmt = stmt.where(ev.c.occurred_at < until)
-        if event_types:
-            stmt = stmt.where(_type_filter(d.c.event_type, event_types))
-        return stmt
+        return _narrowed(stmt, d.c.event_type, until, event_types)
 
     def recover_missed(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
                        event_types: list[str] | None) -> Any:
@@ -346,11 +342,7 @@ class DeliveryRepository:
                        _type_filter(ev.c.event_type, list(endpoint.events)),
                        ~select(d.c.id).where(d.c.event_id == ev.c.id, d.c.endpoint_id == endpoint.id).exists(),
                        ev.c.event_type.notin_(ONE_OFF_TYPES)))
-        if until:
-            stmt = stmt.where(ev.c.occurred_at < until)
-        if event_types:
-            stmt = stmt.where(_type_filter(ev.c.event_type, event_types))
-        return stmt
+        return _narrowed(stmt, ev.c.event_type, until, event_types)
 
     async def ids(self, stmt: Any) -> list[uuid.UUID]:
         return list((await self.session.execute(stmt)).scalars())
@@ -415,6 +407,15 @@ class DeliveryRepository:
 
 
 ONE_OFF_TYPES = ("webhook.verification", "webhook.test")  # sent once on request, never recovered
+
+
+def _narrowed(stmt: Any, type_column: Any, until: datetime | None, event_types: list[str] | None) -> Any:
+    """A recover's optional bounds: events before `until`, of these types or patterns."""
+    if until:
+        stmt = stmt.where(events_t.c.occurred_at < until)
+    if event_types:
+        stmt = stmt.where(_type_filter(type_column, event_types))
+    return stmt
 
 
 def _type_filter(column: Any, patterns: list[str]) -> Any:
