@@ -20,5 +20,6 @@ OLDEST_PENDING_AGE = Gauge("webhook_deliveries_oldest_pending_age_seconds",
 ENDPOINTS = Gauge("webhook_endpoints", "Endpoints by status", ["status"])
 QUEUED = Gauge("webhook_engine_queued", "Deliveries queued in this replica's memory")
 IN_FLIGHT = Gauge("webhook_engine_in_flight", "Attempts in flight in this replica")
+OWNED = Gauge("webhook_engine_endpoints_owned", "Endpoints this replica delivers to now (one owner each)")
 ENDPOINTS_DISABLED = Counter("webhook_endpoints_disabled_total", "Endpoints disabled automatically",
                              ["reason"])  # gone | failing

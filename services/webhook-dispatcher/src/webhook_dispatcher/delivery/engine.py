@@ -589,6 +589,8 @@ class DeliveryEngine:
             except Exception:
                 logger.exception("renewing endpoint ownership failed")
                 continue
+            finally:
+                metrics.OWNED.set(len(self.ownership.owned))
             if lost:
                 await self._give_back(lost)
 
