@@ -163,3 +163,30 @@ async def test_an_endpoints_limits_hold_across_replicas(dispatcher, make_setting
         assert hook.max_in_flight <= 2  # the cap is the endpoint's, not each replica's
     finally:
         await other.stop()
+
+
+async def test_a_slow_endpoints_backlog_waits_in_the_database_not_in_memory(migrated_database, make_settings,
+                                                                             receiver, owner_token, publish):
+    settings = make_settings(database_url=await migrated_database("webhook-dispatcher", name="backlog"),
+                             webhook_queue_size=3,
+                             webhook_consumer_group=f"backlog-{uuid.uuid4().hex[:8]}")
+    hook = receiver.hook(delay=0.15)
+    app = create_app(settings)
+    async with serve_app(app) as url:
+        await _wait_ready(url)
+        async with httpx.AsyncClient(base_url=url, headers=bearer(owner_token), timeout=20) as client:
+            resp = await client.post(API, json={"url": hook.url, "events": ["billing.payment_failed"],
+                                                "maxConcurrency": 1})
+            assert resp.status_code == 201 and resp.json()["status"] == "ACTIVE"
+            endpoint_id = uuid.UUID(resp.json()["id"])
+            sent = [await publish("billing.payment_failed", payment_failed()) for _ in range(15)]
+            engine = app.state.engine
+            most_queued = 0
+            async with asyncio.timeout(30):
+                while len(hook.events()) < 15:
+                    lane = engine.lanes.get(endpoint_id)
+                    most_queued = max(most_queued, len(lane.queue) if lane else 0)
+                    await asyncio.sleep(0.01)
+    assert sorted(ids_of(hook)) == sorted(str(e.id) for e in sent)  # all of them, once each
+    assert most_queued <= 3  # the rest waited in the database until the lane had room
+    assert hook.max_in_flight == 1
