@@ -317,21 +317,6 @@ class DeliveryEngine:
             lane.task = asyncio.create_task(lane.run(), name=f"webhook-lane-{job.endpoint_id}")
         return True
 
-    def room(self, endpoint_id: uuid.UUID) -> int:
-        """How many more deliveries this endpoint's lane would queue now."""
-        lane = self.lanes.get(endpoint_id)
-        return self.settings.webhook_queue_size if lane is None else lane.free()
-
-    def overflowed(self, endpoint_ids: set[uuid.UUID]) -> None:
-        """Rows of these endpoints wait unleased for room in their lanes: each lane wakes the poller once
-        it has drained to half (a lane that has ended already cannot, so the poller is woken now)."""
-        for endpoint_id in endpoint_ids:
-            lane = self.lanes.get(endpoint_id)
-            if lane is None:
-                self.wake()
-            else:
-                lane.overflowed = True
-
     async def accept(self, jobs: list[Job], *, wake: bool = False) -> None:
         """After a consumer commit: attempt now what fits, give the rest back to the poller (ours, or the
         replica that owns their endpoint)."""

@@ -59,8 +59,6 @@ async def route_events(session: AsyncSession, events: list[ConsumedEvent],
         return None
     lease = engine.settings.webhook_lease_seconds
     leased = engine.accepting
-    room: dict[uuid.UUID, int] = {}  # what each endpoint's lane can still take
-    full: set[uuid.UUID] = set()
     deliveries: list[dict[str, Any]] = []
     for event in events:
         name = event.envelope.event
@@ -68,13 +66,6 @@ async def route_events(session: AsyncSession, events: list[ConsumedEvent],
             if not any(matches(p, name) for p in patterns):
                 continue
             take = leased and not ordered  # ordered endpoints: the poller hands out the head of each key
-            if take:
-                # A full lane (a slow endpoint's backlog): the row waits unleased for the poller, instead
-                # of being leased here and given back in another statement.
-                left = room[endpoint_id] = room.get(endpoint_id, engine.room(endpoint_id)) - 1
-                if left < 0:
-                    take = False
-                    full.add(endpoint_id)
             deliveries.append({
                 "id": uuid.uuid4(), "event_id": event.id, "endpoint_id": endpoint_id, "event_type": name[:100],
                 "ordering_key": rows[event.id]["ordering_key"], "leased": take,
@@ -94,12 +85,9 @@ async def route_events(session: AsyncSession, events: list[ConsumedEvent],
         jobs.append(Job(row.id, row.endpoint_id, row.event_id, event.envelope.event, bodies[row.event_id],
                         rows[row.event_id]["occurred_at"], rows[row.event_id]["traceparent"], rows[row.event_id]["tracestate"],
                         0, 0, started + lease))
-    # Rows left for the poller: wake it now, unless they only wait for a full lane (which wakes it once
-    # it has drained).
-    wake = any(row.endpoint_id not in full for row in inserted if row.lease_owner != engine.owner)
+    wake = len(jobs) < len(inserted)
 
     async def after_commit() -> None:
-        engine.overflowed(full)
         await engine.accept(jobs, wake=wake)
 
     return after_commit
