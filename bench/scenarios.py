@@ -257,6 +257,20 @@ async def _latency_run(api: Api, receiver: Receiver, path: str, *, rate: float, 
     return out
 
 
+async def _latency_runs(api: Api, receiver: Receiver, path: str, key: str, *, rate: float, seconds: float,
+                        warmup: float, progress: Progress, cpu: CpuMonitor, low_rate: float) -> dict[str, Any]:
+    """The measured run at `rate`; first, when `low_rate` > 0, a short informative one at that rate."""
+    low = None
+    if low_rate > 0:
+        low = await _latency_run(api, receiver, path, rate=low_rate, seconds=min(seconds, 5.0), warmup=1.0,
+                                 label=f"({key}, info)", progress=progress, cpu=cpu)
+    out = await _latency_run(api, receiver, path, rate=rate, seconds=seconds, warmup=warmup, label=f"({key})",
+                             progress=progress, cpu=cpu)
+    if low is not None:
+        out["low_rate"] = low
+    return out
+
+
 async def latency(api: Api, receiver: Receiver, *, rate: float, seconds: float, warmup: float,
                   progress: Progress, cpu: CpuMonitor, low_rate: float = 0.0) -> dict[str, Any]:
     """(d) at `rate`; first, when `low_rate` > 0, a short informative run at that rate (same endpoint), which
@@ -264,15 +278,8 @@ async def latency(api: Api, receiver: Receiver, *, rate: float, seconds: float, 
     path = "/lat/d"
     endpoint = await api.create_endpoint(receiver.url(path), ["tenant.created"], description="bench latency")
     try:
-        low = None
-        if low_rate > 0:
-            low = await _latency_run(api, receiver, path, rate=low_rate, seconds=min(seconds, 5.0), warmup=1.0,
-                                     label="(d, info)", progress=progress, cpu=cpu)
-        out = await _latency_run(api, receiver, path, rate=rate, seconds=seconds, warmup=warmup,
-                                 label="(d)", progress=progress, cpu=cpu)
-        if low is not None:
-            out["low_rate"] = low
-        return out
+        return await _latency_runs(api, receiver, path, "d", rate=rate, seconds=seconds, warmup=warmup,
+                                   progress=progress, cpu=cpu, low_rate=low_rate)
     finally:
         await api.delete_endpoints([endpoint["id"]])
 
@@ -284,14 +291,8 @@ async def hanging(api: Api, receiver: Receiver, *, rate: float, seconds: float, 
     healthy = await api.create_endpoint(receiver.url(path), ["tenant.created"], description="bench healthy")
     hang = await api.create_endpoint(receiver.url("/hang/f"), ["tenant.created"], description="bench hanging")
     try:
-        low = None
-        if low_rate > 0:
-            low = await _latency_run(api, receiver, path, rate=low_rate, seconds=min(seconds, 5.0), warmup=1.0,
-                                     label="(f, info)", progress=progress, cpu=cpu)
-        out = await _latency_run(api, receiver, path, rate=rate, seconds=seconds, warmup=warmup,
-                                 label="(f)", progress=progress, cpu=cpu)
-        if low is not None:
-            out["low_rate"] = low
+        out = await _latency_runs(api, receiver, path, "f", rate=rate, seconds=seconds, warmup=warmup,
+                                  progress=progress, cpu=cpu, low_rate=low_rate)
         counts = await receiver.counts()
         out["hang_requests"] = counts.get("hang", 0)
         out["hang_in_flight"] = counts.get("_hanging", 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -14,6 +13,7 @@ from standardwebhooks import Webhook
 from common.events import build_event
 from common.messaging import ConsumedEvent
 from common.testing.events import collect_events
+from common.testing.webhooks import deliveries_of, ids_of, wait_delivery
 from webhook_dispatcher.delivery.handlers import route_events
 
 API = "/api/platform/webhooks"
@@ -27,26 +27,6 @@ def tenant_data() -> dict:
 
 def lead_data(**extra) -> dict:
     return {"leadId": str(uuid.uuid4()), "name": "Ana", "stage": "NEW"} | extra
-
-
-def ids_of(hook) -> list[str]:
-    return [r.headers["webhook-id"] for r in hook.events()]
-
-
-async def deliveries_of(owner, endpoint_id: str, **params) -> list[dict]:
-    resp = await owner.get(f"{API}/{endpoint_id}/deliveries", params={"limit": 100} | params)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["items"]
-
-
-async def wait_delivery(owner, endpoint_id: str, event_id, predicate=lambda d: True, timeout: float = 15.0) -> dict:
-    """Poll the API until the delivery of `event_id` to the endpoint satisfies `predicate`."""
-    async with asyncio.timeout(timeout):
-        while True:
-            found = [d for d in await deliveries_of(owner, endpoint_id) if d["eventId"] == str(event_id)]
-            if found and predicate(found[0]):
-                return found[0]
-            await asyncio.sleep(0.05)
 
 
 async def test_tenant_created_reaches_the_subscriber_signed_and_traceable(receiver, endpoints, publish):

@@ -12,6 +12,7 @@ from common.events import build_event
 from common.messaging import ConsumedEvent
 from common.testing.plugin import bearer
 from common.testing.servers import serve_app
+from common.testing.webhooks import ids_of
 from webhook_dispatcher.app import create_app
 from webhook_dispatcher.delivery.engine import DeliveryEngine
 from webhook_dispatcher.delivery.handlers import route_events
@@ -19,10 +20,6 @@ from webhook_dispatcher.delivery.maintenance import purge
 from webhook_dispatcher.delivery.transport import WebhookTransport
 
 API = "/api/platform/webhooks"
-
-
-def ids_of(hook) -> list[str]:
-    return [r.headers["webhook-id"] for r in hook.events()]
 
 
 def payment_failed() -> dict:

@@ -10,30 +10,13 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from common.testing.webhooks import deliveries_of, ids_of, wait_delivery
+
 API = "/api/platform/webhooks"
 
 
 def lead_data(**extra) -> dict:
     return {"leadId": str(uuid.uuid4()), "name": "Ana", "stage": "NEW"} | extra
-
-
-def ids_of(hook) -> list[str]:
-    return [r.headers["webhook-id"] for r in hook.events()]
-
-
-async def deliveries_of(owner, endpoint_id: str, **params) -> list[dict]:
-    resp = await owner.get(f"{API}/{endpoint_id}/deliveries", params={"limit": 100} | params)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["items"]
-
-
-async def wait_delivery(owner, endpoint_id, event_id, predicate=lambda d: True, timeout: float = 15.0) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            found = [d for d in await deliveries_of(owner, endpoint_id) if d["eventId"] == str(event_id)]
-            if found and predicate(found[0]):
-                return found[0]
-            await asyncio.sleep(0.05)
 
 
 async def test_patch_changes_filters_and_a_new_url_is_verified_before_it_receives(owner, receiver, endpoints,

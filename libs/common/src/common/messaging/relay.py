@@ -21,6 +21,7 @@ from common.db import Database
 from common.messaging.kafka import ensure_topics
 from common.messaging.outbox import Outbox
 from common.observability.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
+from common.observability.tracing import child_headers, spans_recorded
 
 logger = logging.getLogger("common.relay")
 tracer = trace.get_tracer("common.relay")
@@ -116,12 +117,15 @@ class OutboxRelay:
 
     async def _send(self, row: Any) -> asyncio.Future[Any]:
         topic = row["topic"]
-        parent = propagate.extract(orjson.loads(row["headers"]) if row["headers"] else {})
-        with tracer.start_as_current_span(f"{topic} publish", context=parent, kind=SpanKind.PRODUCER,
-                                          attributes={"messaging.system": "kafka",
-                                                      "messaging.destination.name": topic}):
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier)
+        stored: dict[str, str] = orjson.loads(row["headers"]) if row["headers"] else {}
+        carrier: dict[str, str] = {}
+        if spans_recorded():
+            with tracer.start_as_current_span(f"{topic} publish", context=propagate.extract(stored),
+                                              kind=SpanKind.PRODUCER, attributes={
+                                                  "messaging.system": "kafka", "messaging.destination.name": topic}):
+                propagate.inject(carrier)
+        else:  # nothing exports spans: only the trace ids travel on (no SDK span per row)
+            carrier = child_headers(stored.get("traceparent"), stored.get("tracestate"))
         headers = [("event", row["event_type"].encode())] + [(k, v.encode()) for k, v in carrier.items()]
         # The payload as PostgreSQL prints the jsonb: the same JSON document the row holds.
         return await self.producer.send(topic, value=row["payload"].encode(), key=row["aggregate_id"].encode(),

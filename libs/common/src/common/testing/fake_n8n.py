@@ -47,6 +47,8 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
+from common.testing.servers import start_aiohttp
+
 API_PREFIX = "/api/v1"
 WEBHOOK_TYPE = "n8n-nodes-base.webhook"
 NOT_TRIGGERS = {"n8n-nodes-base.manualTrigger"}
@@ -221,13 +223,7 @@ class FakeN8n:
         app.router.add_get("/rest/settings", self._settings)
         app.router.add_get("/", self._editor)
         app.router.add_get("/healthz", self._healthz)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await start_aiohttp(app, self.host)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -34,6 +34,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from common.testing.servers import start_aiohttp
+
 ChallengeMode = Literal["json", "text", "wrong", "none"]
 
 
@@ -217,13 +219,7 @@ class WebhookReceiver:
     async def start(self) -> None:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self._ssl_context() if self.tls else None)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await start_aiohttp(app, self.host, self._ssl_context() if self.tls else None)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
+from aiohttp import web
 from fastapi import FastAPI
 
 
@@ -15,6 +18,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def start_aiohttp(app: web.Application, host: str, ssl_context: ssl.SSLContext | None = None
+                        ) -> tuple[web.AppRunner, int]:
+    """Start an aiohttp app (a fake outside system) on a free port of `host`; stop with `runner.cleanup()`."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0, ssl_context=ssl_context)
+    await site.start()
+    server: Any = site._server
+    assert server is not None and server.sockets
+    return runner, server.sockets[0].getsockname()[1]
 
 
 class _Server(uvicorn.Server):

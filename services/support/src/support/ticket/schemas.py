@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from common.validation import omitted_not_null
 from support.text import LongText, Subject
 
 
@@ -51,12 +52,7 @@ class TicketUpdate(BaseModel):
     status: TicketStatus | None = None
     assigneeId: uuid.UUID | None = None
 
-    @field_validator("subject", "description", "priority", "status")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = omitted_not_null("subject", "description", "priority", "status")
 
 
 class TicketRead(BaseModel):

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
 from collections.abc import Sequence
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
+from common.observability.tracing import child_headers, random_traceparent
 from webhook_dispatcher.delivery.signing import signature_header
 
 tracer = trace.get_tracer("webhook_dispatcher.delivery")
-
-
-_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})")
-_NO_TRACE = "0" * 32
-
-
-def _random_traceparent() -> str:
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
-
-
-def child_traceparent(parent: str | None) -> str:
-    """A new span id in the event's trace: what an unrecorded SDK span would put on the wire, for a
-    fraction of its cost (used when nothing exports spans)."""
-    match = _TRACEPARENT.fullmatch(parent) if parent else None
-    if match is None or match.group(1) == _NO_TRACE:
-        return _random_traceparent()
-    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(2)}"
 
 
 def build_headers(msg_id: str, body: bytes, keys: Sequence[bytes], *, user_agent: str,
@@ -49,13 +31,11 @@ def build_headers(msg_id: str, body: bytes, keys: Sequence[bytes], *, user_agent
         "webhook-signature": signature_header(keys, msg_id, ts, body),
     }
     if parent is not None:
-        headers["traceparent"] = child_traceparent(parent[0])
-        if parent[1] and headers["traceparent"][3:35] == (parent[0] or "")[3:35]:
-            headers["tracestate"] = parent[1]
+        headers.update(child_headers(*parent))
         return headers
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    headers["traceparent"] = carrier.get("traceparent") or _random_traceparent()
+    headers["traceparent"] = carrier.get("traceparent") or random_traceparent()
     if carrier.get("tracestate"):
         headers["tracestate"] = carrier["tracestate"]
     return headers

@@ -5,9 +5,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from common.events import valid_pattern
+from common.validation import omitted_not_null
 from webhook_dispatcher.delivery.signing import InvalidSecret, secret_key
 
 Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
@@ -73,12 +74,7 @@ class EndpointUpdate(BaseModel):
     rateLimitPerSecond: RateLimit | None = None
     ordered: bool | None = None
 
-    @field_validator("url", "events", "maxConcurrency", "ordered")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = omitted_not_null("url", "events", "maxConcurrency", "ordered")
 
 
 class RotateSecret(BaseModel):

@@ -13,12 +13,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
 from common.events import valid_pattern
-from common.validation import storable
+from common.validation import omitted_not_null, storable
 from webhook_dispatcher.delivery.schemas import AttemptRead, DeliveryRead
 from webhook_dispatcher.endpoint.schemas import EndpointStatusName
 
@@ -177,12 +176,7 @@ class TemplateFlowCreate(_FlowFields):
 class FlowUpdate(_FlowFields):
     """Partial update of the platform's record (the workflow in n8n is not changed)."""
 
-    @field_validator("name", "triggerEvents")
-    @classmethod
-    def _not_null(cls, value: object) -> object:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = omitted_not_null("name", "triggerEvents")
 
 
 class FlowRead(BaseModel):
