@@ -16,7 +16,8 @@ Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length
 Pattern = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-def _patterns(value: list[str]) -> list[str]:
+def unique_patterns(value: list[str]) -> list[str]:
+    """Known event names or patterns only (the message says where to find them), de-duplicated."""
     unknown = [p for p in value if not valid_pattern(p)]
     if unknown:
         raise ValueError(
@@ -34,7 +35,7 @@ def _secret(value: str | None) -> str | None:
     return value
 
 
-Patterns = Annotated[list[Pattern], Field(min_length=1, max_length=100), AfterValidator(_patterns)]
+Patterns = Annotated[list[Pattern], Field(min_length=1, max_length=100), AfterValidator(unique_patterns)]
 Secret = Annotated[str | None, Field(max_length=200,
                                      description="`whsec_` + base64 of 24-64 random bytes; generated when omitted"),
                    AfterValidator(_secret)]

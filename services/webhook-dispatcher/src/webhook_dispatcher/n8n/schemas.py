@@ -16,10 +16,9 @@ from pydantic import (
     model_validator,
 )
 
-from common.events import valid_pattern
 from common.validation import omitted_not_null, storable
 from webhook_dispatcher.delivery.schemas import AttemptRead, DeliveryRead
-from webhook_dispatcher.endpoint.schemas import EndpointStatusName
+from webhook_dispatcher.endpoint.schemas import EndpointStatusName, unique_patterns
 
 
 def check_http_url(value: str) -> str:
@@ -69,16 +68,7 @@ ParamValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=
 _PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,49}$")
 
 
-def _patterns(value: list[str]) -> list[str]:
-    unknown = [p for p in value if not valid_pattern(p)]
-    if unknown:
-        raise ValueError(
-            f"unknown event type or pattern: {', '.join(repr(p) for p in unknown[:10])}; use exact names from "
-            "GET /api/platform/webhooks/event-types, a prefix wildcard such as 'lead.*', or '*'")
-    return list(dict.fromkeys(value))
-
-
-TriggerEvents = Annotated[list[Pattern], Field(max_length=100), AfterValidator(_patterns)]
+TriggerEvents = Annotated[list[Pattern], Field(max_length=100), AfterValidator(unique_patterns)]
 
 
 def _params(value: dict[str, str] | None) -> dict[str, str] | None:
