@@ -82,16 +82,34 @@ async def _burst_across_restart(gateway, owner_headers, receiver, stack, service
             created.append((await create_tenant(gateway, owner_headers))["id"])
 
     await burst(15)
+    new_secret = None
+    if service == "webhook-dispatcher":  # the subscriber rolls its secret too (24 h grace by default)
+        rotated = await gateway.post(f"/api/platform/webhooks/{endpoint['id']}/rotate-secret",
+                                     headers=owner_headers, json={})
+        assert rotated.status_code == 200, rotated.text
+        new_secret = rotated.json()["secret"]
     restarting = asyncio.create_task(_restart(stack, service, sig))
     if service != "tenants":
         await burst(15)  # while the dispatcher is down or starting: the events wait on Kafka
     await restarting
+    after_restart = len(created)
     await burst(10)
     ids = set(created)
     await hook.wait_for(lambda h: {r.json()["data"]["tenantId"] for r in tenant_events(h, ids)} == ids,
                         timeout=90)
     await asyncio.sleep(1.0)  # room for a late duplicate
-    return [r.headers["webhook-id"] for r in tenant_events(hook, ids)], ids
+    received = tenant_events(hook, ids)
+    # What an outside subscriber checks: every request is signed, and one tenant is one webhook-id
+    # (a re-send after a crash repeats the id and the body, so the subscriber can drop it).
+    webhook_id_of: dict[str, set[str]] = {}
+    for r in received:
+        payload = Webhook(endpoint["secret"]).verify(r.body, r.headers)
+        assert payload["id"] == r.headers["webhook-id"]
+        webhook_id_of.setdefault(payload["data"]["tenantId"], set()).add(payload["id"])
+        if new_secret and payload["data"]["tenantId"] in created[after_restart:]:
+            Webhook(new_secret).verify(r.body, r.headers)  # signed with both during the grace period
+    assert all(len(seen) == 1 for seen in webhook_id_of.values()), webhook_id_of
+    return [r.headers["webhook-id"] for r in received], ids
 
 
 async def test_dispatcher_stopped_mid_stream_loses_nothing_and_doubles_nothing(gateway, owner_headers,

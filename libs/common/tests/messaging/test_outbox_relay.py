@@ -184,3 +184,28 @@ async def test_consumer_applies_each_event_once_even_when_delivered_twice(databa
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert applied == [event.id]
+
+
+async def test_a_commit_notifies_the_relays_of_other_processes_after_it_is_visible(database):
+    # No relay leads in this process: the commit is announced with NOTIFY, on its own connection (never
+    # inside the writing transaction, where it would serialise every commit on the notify lock).
+    source = f"relaytest{uuid.uuid4().hex[:6]}"
+    outbox = Outbox(OUTBOX, source)
+    heard: asyncio.Queue[int] = asyncio.Queue()
+    async with database.engine.connect() as listening:
+        raw = (await listening.get_raw_connection()).driver_connection
+
+        async def unpublished(*_):
+            heard.put_nowait(await unpublished_rows(database, outbox.topic))
+
+        await raw.add_listener(outbox.channel, lambda *args: asyncio.ensure_future(unpublished()))
+        async with database.sessionmaker() as session:
+            await outbox.add(session, tenant_event(uuid.uuid4()), key="k")
+            await session.rollback()
+        async with database.sessionmaker() as session:
+            await outbox.add(session, tenant_event(uuid.uuid4()), key="k")
+            await asyncio.sleep(0.3)
+            assert heard.empty()  # nothing before the commit (nor for the rolled-back row)
+            await session.commit()
+        async with asyncio.timeout(5):
+            assert await heard.get() == 1  # the row is visible when the notification arrives

@@ -6,9 +6,10 @@ from typing import Any
 
 from opentelemetry import propagate
 from sqlalchemy import Table, func, insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from common.events import Envelope, build_event, topic_for_source
+from common.messaging.wakeup import wake_after_commit
 
 
 class Outbox:
@@ -20,24 +21,27 @@ class Outbox:
         self.topic = topic_for_source(source)
         self.channel = f"outbox_{source.replace('-', '_')}"
 
-    async def add(self, session: AsyncSession, envelope: Envelope, *, key: str) -> Envelope:
+    async def add(self, session: AsyncSession | AsyncConnection, envelope: Envelope, *, key: str) -> Envelope:
         headers: dict[str, str] = {}
         propagate.inject(headers)  # W3C traceparent of the request that made the change
-        # NOTIFY is delivered at commit, so the relay wakes exactly when the row becomes visible; sent from
-        # the INSERT's RETURNING, it costs no extra statement.
-        await session.execute(
-            insert(self.table).values(
-                event_id=envelope.id,
-                event_type=envelope.event,
-                topic=self.topic,
-                aggregate_id=key,
-                payload=envelope.to_kafka(),
-                headers=headers,
-            ).returning(func.pg_notify(self.channel, ""))
+        statement = insert(self.table).values(
+            event_id=envelope.id,
+            event_type=envelope.event,
+            topic=self.topic,
+            aggregate_id=key,
+            payload=envelope.to_kafka(),
+            headers=headers,
         )
+        if isinstance(session, AsyncSession):  # the request path: the relay is woken after the commit
+            await session.execute(statement)
+            wake_after_commit(session, self.channel)
+        else:
+            # A bare connection (rare, operational events) has no after-commit hook: NOTIFY in the
+            # transaction, delivered at its commit.
+            await session.execute(statement.returning(func.pg_notify(self.channel, "")))
         return envelope
 
-    async def publish(self, session: AsyncSession, name: str, data: Any, *, key: Any,
+    async def publish(self, session: AsyncSession | AsyncConnection, name: str, data: Any, *, key: Any,
                       tenant_id: Any = None) -> Envelope:
         """Validate `data` against the catalogue, then add it to the outbox."""
         envelope = build_event(name, data, tenant_id=tenant_id, source=self.source)

@@ -1,6 +1,7 @@
 """Outbox relay: one active per service (advisory lock), publishes rows in `seq` order, then marks them.
 
-Woken by LISTEN/NOTIFY with a polling fallback. A crash between produce and mark re-publishes the same
+Woken directly by commits in its own process, by LISTEN/NOTIFY for commits elsewhere (see `wakeup`),
+with a polling fallback. A crash between produce and mark re-publishes the same
 rows on restart: duplicates are possible and carry the same event id (consumers dedupe).
 """
 
@@ -20,6 +21,7 @@ from opentelemetry.trace import SpanKind
 from common.db import Database
 from common.messaging.kafka import ensure_topics
 from common.messaging.outbox import Outbox
+from common.messaging.wakeup import register_leader, unregister_leader
 from common.observability.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
 from common.observability.tracing import child_headers, spans_recorded
 
@@ -65,7 +67,8 @@ class OutboxRelay:
                 await asyncio.sleep(2.0)
             self.is_leader = True
             await ensure_topics(self.bootstrap, [self.outbox.topic], self.partitions)
-            await raw.add_listener(self.outbox.channel, self._on_notify)
+            await raw.add_listener(self.outbox.channel, self._on_notify)  # commits of other processes
+            register_leader(self.outbox.channel, self._wake.set)  # commits of this one
             # The relay's statements run on this connection, each committing by itself (no BEGIN/COMMIT
             # round trips). A mark lost to a database crash only means those rows are published again
             # (same event ids, which consumers dedupe): marks need not wait for the WAL flush.
@@ -83,6 +86,7 @@ class OutboxRelay:
                     self._wake.clear()
             finally:
                 self.is_leader = False
+                unregister_leader(self.outbox.channel, self._wake.set)
                 with contextlib.suppress(Exception):
                     await raw.remove_listener(self.outbox.channel, self._on_notify)
                     await raw.execute("SELECT pg_advisory_unlock($1)", self.lock_key)
