@@ -42,7 +42,8 @@ async def running_relay(database, bootstrap, source):
     settings = ServiceSettings(service_name=source, kafka_bootstrap_servers=bootstrap)
     producer = make_producer(settings)
     await producer.start()
-    relay = OutboxRelay(database, producer, Outbox(OUTBOX, source), bootstrap=bootstrap, poll_interval=5.0)
+    # The polling fallback is far off: a row that arrives within a test's wait was woken for.
+    relay = OutboxRelay(database, producer, Outbox(OUTBOX, source), bootstrap=bootstrap, poll_interval=60.0)
     task = asyncio.create_task(relay.run())
     try:
         yield relay
@@ -62,19 +63,27 @@ async def test_committed_rows_reach_kafka_in_order_per_key_and_are_marked(databa
     source = f"relaytest{uuid.uuid4().hex[:6]}"
     outbox = Outbox(OUTBOX, source)
     tenant_id = uuid.uuid4()
-    async with collect_events(kafka_bootstrap, [outbox.topic]) as seen:
-        async with running_relay(database, kafka_bootstrap, source):
-            sent = []
-            for i in range(20):
-                async with database.sessionmaker() as session:
-                    sent.append(await outbox.add(session, tenant_event(tenant_id, f"n{i}"), key=str(tenant_id)))
-                    await session.commit()
-            await seen.wait_for(lambda e: e.id == sent[-1].id)
-            # The poll interval is 5 s: arriving before it means LISTEN/NOTIFY woke the relay.
-            # Rows are marked once their sends are acknowledged, just after consumers may see them.
-            async with asyncio.timeout(10):
-                while await unpublished_rows(database, outbox.topic):
-                    await asyncio.sleep(0.05)
+    notified: list[str] = []
+    async with collect_events(kafka_bootstrap, [outbox.topic]) as seen, \
+            running_relay(database, kafka_bootstrap, source) as relay, database.engine.connect() as listening:
+        raw = (await listening.get_raw_connection()).driver_connection
+        await raw.add_listener(outbox.channel, lambda *args: notified.append(args[2]))
+        async with asyncio.timeout(10):
+            while not relay.is_leader:
+                await asyncio.sleep(0.05)
+        sent = []
+        for i in range(20):
+            async with database.sessionmaker() as session:
+                sent.append(await outbox.add(session, tenant_event(tenant_id, f"n{i}"), key=str(tenant_id)))
+                await session.commit()
+        # The relay polls every 60 s: arriving sooner means each commit woke it, and the relay of the
+        # committing process is woken directly, without a NOTIFY.
+        await seen.wait_for(lambda e: e.id == sent[-1].id, timeout=10)
+        assert notified == []
+        # Rows are marked once their sends are acknowledged, just after consumers may see them.
+        async with asyncio.timeout(10):
+            while await unpublished_rows(database, outbox.topic):
+                await asyncio.sleep(0.05)
         received = [e.id for e in seen.matching(lambda e: e.tenant_id == tenant_id)]
         assert received[: len(sent)] == [e.id for e in sent]
         headers = seen.headers_of(sent[0].id)

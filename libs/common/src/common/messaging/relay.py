@@ -1,8 +1,8 @@
 """Outbox relay: one active per service (advisory lock), publishes rows in `seq` order, then marks them.
 
 Woken directly by commits in its own process, by LISTEN/NOTIFY for commits elsewhere (see `wakeup`),
-with a polling fallback. A crash between produce and mark re-publishes the same
-rows on restart: duplicates are possible and carry the same event id (consumers dedupe).
+with a polling fallback. A crash between produce and mark re-publishes the same rows on restart:
+duplicates are possible and carry the same event id (consumers dedupe).
 """
 
 from __future__ import annotations
@@ -66,14 +66,14 @@ class OutboxRelay:
                 # Another process is the active relay; stand by and try again.
                 await asyncio.sleep(2.0)
             self.is_leader = True
-            await ensure_topics(self.bootstrap, [self.outbox.topic], self.partitions)
-            await raw.add_listener(self.outbox.channel, self._on_notify)  # commits of other processes
-            register_leader(self.outbox.channel, self._wake.set)  # commits of this one
-            # The relay's statements run on this connection, each committing by itself (no BEGIN/COMMIT
-            # round trips). A mark lost to a database crash only means those rows are published again
-            # (same event ids, which consumers dedupe): marks need not wait for the WAL flush.
-            await raw.execute("SET synchronous_commit TO OFF")
             try:
+                register_leader(self.outbox.channel, self._wake.set)  # commits of this process
+                await raw.add_listener(self.outbox.channel, self._on_notify)  # commits of other processes
+                await ensure_topics(self.bootstrap, [self.outbox.topic], self.partitions)
+                # The relay's statements run on this connection, each committing by itself (no BEGIN/COMMIT
+                # round trips). A mark lost to a database crash only means those rows are published again
+                # (same event ids, which consumers dedupe): marks need not wait for the WAL flush.
+                await raw.execute("SET synchronous_commit TO OFF")
                 while True:
                     published = await self.publish_batch(raw)
                     if published >= self.batch_size:
