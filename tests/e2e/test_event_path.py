@@ -148,7 +148,7 @@ async def test_hostile_input_through_the_gateway_is_4xx_problem(stack, owner_hea
     ]
     for method, path, kwargs in cases:
         headers = owner_headers | kwargs.pop("headers", {})
-        # A fresh connection per case: after a 413 the gateway closes the connection mid-body.
+        # A fresh connection per case: after a 413 the gateway closes the connection (body unread).
         async with httpx.AsyncClient(base_url=stack.gateway.url, timeout=15) as gateway:
             resp = await gateway.request(method, path, headers=headers, **kwargs)
         assert 400 <= resp.status_code < 500, (path, resp.status_code, resp.text[:300])

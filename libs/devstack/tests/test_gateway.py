@@ -27,8 +27,13 @@ def _spec_for(name: str) -> dict:
     }
 
 
+# What reached an upstream: (service, path with query), in arrival order.
+SEEN: list[tuple[str, str]] = []
+
+
 def _make_app(name: str) -> web.Application:
     async def handler(request: web.Request) -> web.Response:
+        SEEN.append((name, request.path_qs))
         if request.path == "/openapi.json":
             return web.json_response(_spec_for(name))
         body = await request.read()
@@ -126,12 +131,16 @@ async def test_dead_upstream_is_problem_502(client):
 
 
 async def test_body_limit(client):
-    ok = await client.post("/api/auth/login", content=b"x" * 500_000)
-    assert ok.status_code == 200 and ok.json()["bytes"] == 500_000
-    big = await client.post("/api/auth/login", content=b"x" * (2 * 1024 * 1024))
+    # The gateway's limit is the services' (1 MiB): a body the gateway lets through, they accept.
+    ok = await client.post("/api/auth/login", content=b"x" * 1_048_576)
+    assert ok.status_code == 200 and ok.json()["bytes"] == 1_048_576
+    big = await client.post("/api/auth/login?case=declared", content=b"x" * (3 * 1024 * 1024))
     assert big.status_code == 413
     assert big.headers["content-type"].startswith("application/problem+json")
     assert big.json()["status"] == 413
+    # A declared length over the limit is refused before proxying: streamed on, the service would
+    # answer 413 itself and reset the connection while the gateway relayed that answer.
+    assert ("auth", "/api/auth/login?case=declared") not in SEEN
 
     async def chunks():
         for _ in range(40):
@@ -139,6 +148,17 @@ async def test_body_limit(client):
 
     chunked = await client.post("/api/auth/login", content=chunks())
     assert chunked.status_code == 413
+    assert chunked.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_an_unusable_content_length_is_a_4xx(gateway):
+    for value in (b"99999999999999999999999999", b"-1", b"12abc"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(b"POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: " + value + b"\r\n\r\n{}")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        assert re.match(rb"HTTP/1\.1 4\d\d ", status_line), (value, status_line)
 
 
 async def test_docs_page_and_specs(client):
