@@ -16,7 +16,11 @@ DELIVERY_LATENCY = Histogram("webhook_delivery_latency_seconds",
                                       36000, 86400))
 PENDING = Gauge("webhook_deliveries_pending", "Deliveries waiting for an attempt (all replicas)")
 OLDEST_PENDING_AGE = Gauge("webhook_deliveries_oldest_pending_age_seconds",
-                           "Age of the oldest pending delivery (0 when none)")
+                           "Age of the oldest pending delivery, retries waiting included (0 when none)")
+DUE = Gauge("webhook_deliveries_due", "Pending deliveries that could be sent now (all replicas)")
+DUE_LAG = Gauge("webhook_deliveries_due_lag_seconds",
+                "How long the most overdue sendable delivery has waited past its due time (0 when none): "
+                "the dispatcher falling behind, not a retry waiting its turn")
 ENDPOINTS = Gauge("webhook_endpoints", "Endpoints by status", ["status"])
 QUEUED = Gauge("webhook_engine_queued", "Deliveries queued in this replica's memory")
 IN_FLIGHT = Gauge("webhook_engine_in_flight", "Attempts in flight in this replica")

@@ -27,10 +27,12 @@ PURGE_EVERY = 3600.0
 
 async def refresh_gauges(engine: DeliveryEngine) -> None:
     async with engine.database.sessionmaker() as session:
-        pending, oldest = await DeliveryRepository(session).backlog()
+        backlog = await DeliveryRepository(session).backlog()
         by_status = await EndpointRepository(session).count_by_status()
-    metrics.PENDING.set(pending)
-    metrics.OLDEST_PENDING_AGE.set(oldest)
+    metrics.PENDING.set(backlog.pending)
+    metrics.OLDEST_PENDING_AGE.set(backlog.oldest_age)
+    metrics.DUE.set(backlog.due)
+    metrics.DUE_LAG.set(backlog.due_lag)
     for status in EndpointStatus:
         if status is not EndpointStatus.DELETED:
             metrics.ENDPOINTS.labels(status.value).set(by_status.get(status.value, 0))

@@ -104,6 +104,31 @@ RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.attempts, d.cycle_att
 """).bindparams(bindparam("busy", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
                 bindparam("lease", type_=Float))
 
+@dataclass(frozen=True)
+class Backlog:
+    pending: int  # every PENDING delivery, whether due now or waiting for a scheduled retry
+    oldest_age: float  # seconds since the oldest of them was created
+    due: int  # what could be sent now: ACTIVE endpoint, due, not behind an earlier one (ordered)
+    due_lag: float  # how long the most overdue of those has waited past its due time
+
+
+# A delivery waiting for its next retry, or behind its aggregate's head on an ordered endpoint, or for
+# a paused endpoint, is not late: only what the claim would take now counts as lag.
+_BACKLOG = text("""
+SELECT count(*) AS pending,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(d.created_at)), 0) AS oldest_age,
+       count(*) FILTER (WHERE sendable) AS due,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(d.next_attempt_at) FILTER (WHERE sendable)), 0) AS due_lag
+FROM webhook_deliveries d
+JOIN webhook_endpoints e ON e.id = d.endpoint_id
+CROSS JOIN LATERAL (SELECT e.status = 'ACTIVE' AND d.next_attempt_at <= now()
+    AND (NOT e.ordered OR NOT EXISTS (
+        SELECT 1 FROM webhook_deliveries p
+        WHERE p.endpoint_id = d.endpoint_id AND p.status = 'PENDING'
+          AND p.ordering_key = d.ordering_key AND p.seq < d.seq)) AS sendable) s
+WHERE d.status = 'PENDING'
+""")
+
 # Hot paths: one fixed statement per batch, rows passed as arrays (`unnest`), so PostgreSQL and
 # asyncpg reuse one prepared statement whatever the batch size.
 _INSERT_EVENTS = text("""
@@ -380,11 +405,9 @@ class DeliveryRepository:
         return result.rowcount or 0
 
     # --- housekeeping --------------------------------------------------------------------------
-    async def backlog(self) -> tuple[int, float]:
-        row = (await self.session.execute(text(
-            "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) "
-            "FROM webhook_deliveries WHERE status = 'PENDING'"))).one()
-        return int(row[0]), float(row[1])
+    async def backlog(self) -> Backlog:
+        row = (await self.session.execute(_BACKLOG)).one()
+        return Backlog(int(row.pending), float(row.oldest_age), int(row.due), float(row.due_lag))
 
     async def purge(self, older_than_days: float, batch: int = 5000) -> int:
         """Attempts, final deliveries and events older than the retention; the inbox with them."""
