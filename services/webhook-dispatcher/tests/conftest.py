@@ -42,6 +42,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "webhook_poll_interval_seconds": 0.2,
     "webhook_shutdown_grace_seconds": 5.0,
     "webhook_maintenance_interval_seconds": 0.5,
+    "webhook_purge_interval_seconds": 0.5,  # the retention job runs for real, in batches of 2 rows
+    "webhook_purge_batch": 2,
     "n8n_timeout_seconds": 1.0,
 }
 # n8n's public API v1 (shared/specs/n8n/public-api-v1.yml, n8n 1.119.0), which the fake validates against.

@@ -50,6 +50,8 @@ class Settings(ServiceSettings):
     # --- endpoint health and housekeeping ---
     webhook_disable_after_seconds: float = 5 * 24 * 3600.0
     webhook_retention_days: float = 30.0
+    webhook_purge_interval_seconds: float = 3600.0  # how often the retention purge runs (first: within a minute)
+    webhook_purge_batch: int = 1000  # rows per table per transaction: short locks, small WAL bursts
     webhook_rotation_grace_hours_default: float = 24.0
     webhook_rotation_grace_hours_max: float = 7 * 24.0
     webhook_maintenance_interval_seconds: float = 15.0
@@ -91,6 +93,8 @@ class Settings(ServiceSettings):
             raise ValueError("WEBHOOK_RECOVER_RATE_PER_SECOND and WEBHOOK_RECOVER_MAX must be positive")
         if self.webhook_owner_lease_seconds < 1:
             raise ValueError("WEBHOOK_OWNER_LEASE_SECONDS must be at least 1")
+        if self.webhook_purge_interval_seconds <= 0 or self.webhook_purge_batch < 1:
+            raise ValueError("WEBHOOK_PURGE_INTERVAL_SECONDS and WEBHOOK_PURGE_BATCH must be positive")
         if self.webhook_default_max_concurrency < 1 or self.webhook_queue_size < 1:
             raise ValueError("concurrency and queue size must be at least 1")
         return self

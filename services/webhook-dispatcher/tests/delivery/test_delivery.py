@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -167,8 +168,10 @@ async def test_410_gone_disables_the_endpoint_and_announces_it(owner, receiver, 
 
 async def test_an_endpoint_failing_past_the_threshold_is_disabled(owner, receiver, endpoints, publish, database):
     hook = receiver.hook(status=502)
+    watcher = receiver.hook()
     endpoint = await endpoints(hook.url, ["ticket.created"])
-    async with database.sessionmaker() as session:  # it has been failing for 6 days already
+    watch = await endpoints(watcher.url, ["webhook.endpoint.disabled"])
+    async with database.sessionmaker() as session:  # failing for 6 days already: past the 5-day default
         await session.execute(text("UPDATE webhook_endpoints SET failing_since = now() - interval '6 days' "
                                    "WHERE id = :id"), {"id": uuid.UUID(endpoint["id"])})
         await session.commit()
@@ -179,6 +182,19 @@ async def test_an_endpoint_failing_past_the_threshold_is_disabled(owner, receive
     assert delivery["attempts"] == 1
     after = (await owner.get(f"{API}/{endpoint['id']}")).json()
     assert after["status"] == "DISABLED" and after["failingSince"] is not None
+    # The owner hears of it like any other event: routed to another webhook, signed.
+    await watcher.wait_for(lambda h: any(json.loads(r.body)["data"]["endpointId"] == endpoint["id"]
+                                         for r in h.events()))
+    announced = Webhook(watch["secret"]).verify(watcher.events()[-1].body, watcher.events()[-1].headers)
+    assert announced["event"] == "webhook.endpoint.disabled"
+    assert announced["data"]["status"] == "DISABLED" and "failed since" in announced["data"]["reason"]
+    assert announced["data"]["failingSince"] is not None
+
+
+def test_the_disable_threshold_is_five_days_unless_configured(make_settings, monkeypatch):
+    assert make_settings().webhook_disable_after_seconds == 5 * 24 * 3600
+    monkeypatch.setenv("WEBHOOK_DISABLE_AFTER_SECONDS", "3600")
+    assert make_settings().webhook_disable_after_seconds == 3600
 
 
 async def test_a_redirect_is_a_failure_and_is_never_followed(owner, receiver, endpoints, publish):

@@ -16,7 +16,6 @@ from common.testing.webhooks import ids_of
 from webhook_dispatcher.app import create_app
 from webhook_dispatcher.delivery.engine import DeliveryEngine
 from webhook_dispatcher.delivery.handlers import route_events
-from webhook_dispatcher.delivery.maintenance import purge
 from webhook_dispatcher.delivery.transport import WebhookTransport
 
 API = "/api/platform/webhooks"
@@ -109,30 +108,48 @@ async def test_transport_failures_are_classified(make_settings, receiver):
             await t.close()
 
 
-async def test_retention_purges_old_attempts_deliveries_and_events(owner, dispatcher, database, receiver,
-                                                                   endpoints, publish):
+async def test_retention_purges_what_is_older_than_the_retention_on_its_own(owner, database, receiver,
+                                                                            endpoints, publish):
     hook = receiver.hook()
     endpoint = await endpoints(hook.url, ["ticket.closed"])
     ticket = {"ticketId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4()), "subject": "Old", "priority": "LOW",
               "status": "CLOSED"}
-    envelope = await publish("ticket.closed", ticket)
-    await hook.wait_for(lambda h: str(envelope.id) in ids_of(h))
+    envelopes = [await publish("ticket.closed", ticket) for _ in range(4)]
+    await hook.wait_for(lambda h: {str(e.id) for e in envelopes} <= set(ids_of(h)))
     async with asyncio.timeout(10):
         while True:
             items = (await owner.get(f"{API}/{endpoint['id']}/deliveries",
                                      params={"eventType": "ticket.closed"})).json()["items"]
-            if items and items[0]["status"] == "SUCCEEDED":
+            if len(items) == 4 and all(i["status"] == "SUCCEEDED" for i in items):
                 break
             await asyncio.sleep(0.05)
+    old, kept = items[:3], items[3]  # three (more than one batch of 2) age past the 30-day retention
+    old_events = [uuid.UUID(i["eventId"]) for i in old]
     async with database.sessionmaker() as session:
         for table, column in (("webhook_attempts", "delivery_id"), ("webhook_deliveries", "id")):
-            await session.execute(text(f"UPDATE {table} SET created_at = now() - interval '40 days' "
-                                       f"WHERE {column} = :id"), {"id": uuid.UUID(items[0]["id"])})
-        await session.execute(text("UPDATE webhook_events SET created_at = now() - interval '40 days' "
-                                   "WHERE id = :id"), {"id": envelope.id})
+            await session.execute(text(f"UPDATE {table} SET created_at = now() - interval '31 days' "
+                                       f"WHERE {column} = ANY(:ids)"), {"ids": [uuid.UUID(i["id"]) for i in old]})
+        await session.execute(text("UPDATE webhook_events SET created_at = now() - interval '31 days' "
+                                   "WHERE id = ANY(:ids)"), {"ids": old_events})
         await session.commit()
-    assert await purge(dispatcher.app.state.engine) >= 3
-    assert (await owner.get(f"{API}/deliveries/{items[0]['id']}")).status_code == 404
+
+    async def remaining(table: str, ids: list[uuid.UUID], column: str = "id") -> int:
+        async with database.sessionmaker() as session:
+            return (await session.execute(text(f"SELECT count(*) FROM {table} WHERE {column} = ANY(:ids)"),
+                                          {"ids": ids})).scalar_one()
+
+    # Nobody calls the purge: the dispatcher's periodic job finds the old rows, batch after batch.
+    async with asyncio.timeout(20):
+        while await remaining("webhook_events", old_events):
+            await asyncio.sleep(0.2)
+    assert await remaining("webhook_deliveries", [uuid.UUID(i["id"]) for i in old]) == 0
+    assert await remaining("webhook_attempts", [uuid.UUID(i["id"]) for i in old], "delivery_id") == 0
+    for item in old:
+        assert (await owner.get(f"{API}/deliveries/{item['id']}")).status_code == 404
+    # What is inside the retention stays, with its payload; so does the endpoint.
+    recent = await owner.get(f"{API}/deliveries/{kept['id']}")
+    assert recent.status_code == 200 and recent.json()["payload"]["id"] == kept["eventId"]
+    assert await remaining("webhook_attempts", [uuid.UUID(kept["id"])], "delivery_id") == 1
     assert (await owner.get(f"{API}/{endpoint['id']}")).status_code == 200
 
 

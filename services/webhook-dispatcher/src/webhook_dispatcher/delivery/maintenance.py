@@ -1,6 +1,8 @@
-"""Housekeeping, every `webhook_maintenance_interval_seconds`: backlog and endpoint gauges, retention purge.
+"""Housekeeping: backlog and endpoint gauges every `webhook_maintenance_interval_seconds`; the retention
+purge every `webhook_purge_interval_seconds`.
 
-The purge runs in one replica at a time (transaction-scoped advisory lock) and deletes in batches.
+The purge runs in one replica at a time (transaction-scoped advisory lock) and deletes in batches of
+`webhook_purge_batch` rows per table, one transaction each.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("webhook_dispatcher.maintenance")
 PURGE_LOCK = zlib.crc32(b"webhook-dispatcher:purge")
-PURGE_EVERY = 3600.0
+FIRST_PURGE_AFTER = 60.0  # not in the rush of a start-up
 
 
 async def refresh_gauges(engine: DeliveryEngine) -> None:
@@ -45,7 +47,8 @@ async def purge(engine: DeliveryEngine) -> int:
         async with engine.database.sessionmaker() as session:
             if not (await session.execute(select(func.pg_try_advisory_xact_lock(PURGE_LOCK)))).scalar():
                 return total
-            deleted = await DeliveryRepository(session).purge(engine.settings.webhook_retention_days)
+            deleted = await DeliveryRepository(session).purge(engine.settings.webhook_retention_days,
+                                                              engine.settings.webhook_purge_batch)
             await session.commit()
         total += deleted
         if deleted == 0:
@@ -54,12 +57,13 @@ async def purge(engine: DeliveryEngine) -> int:
 
 async def run_maintenance(engine: DeliveryEngine) -> None:
     loop = asyncio.get_running_loop()
-    next_purge = loop.time() + 60.0
+    every = engine.settings.webhook_purge_interval_seconds
+    next_purge = loop.time() + min(FIRST_PURGE_AFTER, every)
     while True:
         try:
             await refresh_gauges(engine)
             if loop.time() >= next_purge:
-                next_purge = loop.time() + PURGE_EVERY
+                next_purge = loop.time() + every
                 deleted = await purge(engine)
                 if deleted:
                     logger.info("retention purge deleted %d rows", deleted)

@@ -409,7 +409,7 @@ class DeliveryRepository:
         row = (await self.session.execute(_BACKLOG)).one()
         return Backlog(int(row.pending), float(row.oldest_age), int(row.due), float(row.due_lag))
 
-    async def purge(self, older_than_days: float, batch: int = 5000) -> int:
+    async def purge(self, older_than_days: float, batch: int) -> int:
         """Attempts, final deliveries and events older than the retention; the inbox with them."""
         params = {"secs": older_than_days * 86400.0, "batch": batch}
         total = 0
