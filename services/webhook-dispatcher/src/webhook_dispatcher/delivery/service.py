@@ -68,6 +68,8 @@ async def _endpoint(session: AsyncSession, endpoint_id: uuid.UUID) -> Endpoint:
 async def list_deliveries(session: AsyncSession, endpoint_id: uuid.UUID, *, status: DeliveryStatusName | None,
                           event_type: str | None, since: datetime | None, until: datetime | None,
                           cursor: str | None, limit: int) -> DeliveryPage:
+    if since is not None and until is not None and until < since:  # equal is a valid, empty window
+        raise Unprocessable("until must not be before since")
     await _endpoint(session, endpoint_id)
     before = decode_cursor(cursor) if cursor else None
     rows = await DeliveryRepository(session).list_for_endpoint(

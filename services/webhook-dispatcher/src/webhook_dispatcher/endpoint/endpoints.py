@@ -3,12 +3,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response, status
+from fastapi import APIRouter, Body, Query, Response, status
+from pydantic import AfterValidator
 
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import problem_responses
 from common.pagination import Page, PageParamsDep
+from common.validation import NO_NUL
 from webhook_dispatcher.dependencies import EngineDep
 from webhook_dispatcher.endpoint import service
 from webhook_dispatcher.endpoint.schemas import (
@@ -22,6 +24,7 @@ from webhook_dispatcher.endpoint.schemas import (
     SecretRotated,
     StatusChange,
     TestSent,
+    subscribable_event,
 )
 
 router = APIRouter(prefix="/api/platform/webhooks", tags=["webhooks"])
@@ -38,11 +41,24 @@ async def create_endpoint(session: SessionDep, principal: PlatformOwner, engine:
 
 
 @router.get("", response_model=Page[EndpointRead], responses=problem_responses(401, 403, 422))
-async def list_endpoints(session: SessionDep, _: PlatformOwner, page: PageParamsDep,
-                         status: EndpointStatusName | None = None) -> Page[EndpointRead]:
-    """Subscriber endpoints. The endpoints that feed n8n flows are not listed here (nor reachable by id):
-    they are managed through /api/platform/n8n/flows."""
-    return await service.list_endpoints(session, status=status, page=page)
+async def list_endpoints(
+    session: SessionDep, _: PlatformOwner, page: PageParamsDep,
+    status: Annotated[list[EndpointStatusName], Query(
+        max_length=4, description="One or more statuses: repeat the parameter (`status=ACTIVE&status=PAUSED`)",
+    )] = [],  # noqa: B006
+    eventType: Annotated[str | None, Query(
+        max_length=100, description="Endpoints that receive this event: subscribed to it by its exact name, "
+                                    "by a prefix wildcard such as `lead.*`, or by `*`. One exact name from "
+                                    "`/event-types`; patterns are not accepted here",
+        examples=["lead.stage.changed"]),
+        AfterValidator(subscribable_event)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
+                                   description="Case-insensitive search in url and description")] = None,
+) -> Page[EndpointRead]:
+    """Subscriber endpoints, newest first; the filters combine (all must hold). The endpoints that feed
+    n8n flows are not listed here (nor reachable by id): they are managed through /api/platform/n8n/flows."""
+    return await service.list_endpoints(session, statuses=status, event_type=eventType,
+                                        q=(q or "").strip() or None, page=page)
 
 
 @router.get("/{endpoint_id}", response_model=EndpointRead, responses=problem_responses(401, 403, 404, 422))

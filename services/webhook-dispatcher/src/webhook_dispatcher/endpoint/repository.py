@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, bindparam, func, select, text, update
+from sqlalchemy import any_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.types import Uuid
+from sqlalchemy.types import Text, Uuid
 
 from webhook_dispatcher.models import DeliveryStatus, Endpoint, EndpointKind, EndpointStatus
 
@@ -42,15 +42,30 @@ class EndpointRepository:
             stmt = stmt.where(Endpoint.id.in_(list(ids)))
         return list((await self.session.execute(stmt)).scalars())
 
-    async def list(self, *, status: str | None, limit: int, offset: int,
+    async def list(self, *, statuses: Sequence[str] = (), patterns: Sequence[str] | None = None,
+                   q: str | None = None, limit: int, offset: int,
                    kind: EndpointKind = EndpointKind.WEBHOOK) -> tuple[list[Endpoint], int]:
+        """`statuses`: any of them; `patterns`: subscribed to at least one of these exact patterns (an empty
+        list matches nothing); `q`: case-insensitive substring of the URL or the description."""
         stmt = select(Endpoint).where(Endpoint.status != EndpointStatus.DELETED, Endpoint.kind == kind)
-        if status:
-            stmt = stmt.where(Endpoint.status == status)
+        if statuses:
+            stmt = stmt.where(Endpoint.status.in_(list(statuses)))
+        if patterns is not None:
+            stmt = stmt.where(Endpoint.events.has_any(bindparam("patterns", list(patterns), ARRAY(Text))))
+        if q:
+            stmt = stmt.where(or_(Endpoint.url.icontains(q, autoescape=True),
+                                  Endpoint.description.icontains(q, autoescape=True)))
         total = (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
         rows = await self.session.execute(stmt.order_by(Endpoint.created_at.desc(), Endpoint.id)
                                           .limit(limit).offset(offset))
         return list(rows.scalars()), total
+
+    async def patterns_in_use(self, kind: EndpointKind = EndpointKind.WEBHOOK) -> list[str]:
+        """Every distinct event pattern the (not deleted) endpoints of this kind subscribe to."""
+        pattern = func.jsonb_array_elements_text(Endpoint.events)
+        rows = await self.session.execute(
+            select(pattern).where(Endpoint.status != EndpointStatus.DELETED, Endpoint.kind == kind).distinct())
+        return list(rows.scalars())
 
     async def add(self, endpoint: Endpoint) -> None:
         self.session.add(endpoint)

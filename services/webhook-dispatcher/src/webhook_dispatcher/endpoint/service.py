@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from common.auth import Principal
 from common.crypto import mask
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
-from common.events import build_event, format_timestamp
+from common.events import build_event, format_timestamp, matches
 from common.pagination import Page, PageParams
 from webhook_dispatcher.delivery.engine import DeliveryEngine
 from webhook_dispatcher.delivery.messages import build_headers
@@ -210,9 +211,16 @@ async def get(session: AsyncSession, endpoint_id: uuid.UUID) -> EndpointRead:
     return to_read(await _get(session, endpoint_id))
 
 
-async def list_endpoints(session: AsyncSession, *, status: EndpointStatusName | None,
+async def list_endpoints(session: AsyncSession, *, statuses: Sequence[EndpointStatusName] = (),
+                         event_type: str | None = None, q: str | None = None,
                          page: PageParams) -> Page[EndpointRead]:
-    items, total = await EndpointRepository(session).list(status=status, limit=page.limit, offset=page.offset)
+    """`event_type`: only the endpoints that would receive it, by the routing's own rule (`matches`)."""
+    repo = EndpointRepository(session)
+    patterns = None
+    if event_type is not None:
+        patterns = [p for p in await repo.patterns_in_use() if matches(p, event_type)]
+    items, total = await repo.list(statuses=statuses, patterns=patterns, q=q, limit=page.limit,
+                                   offset=page.offset)
     return Page(items=[to_read(e) for e in items], total=total, limit=page.limit, offset=page.offset)
 
 
