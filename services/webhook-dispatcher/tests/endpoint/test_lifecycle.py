@@ -203,6 +203,22 @@ async def test_rotating_the_secret_signs_with_both_during_the_grace_period(owner
         assert (await owner.post(f"{API}/{endpoint['id']}/rotate-secret", json=bad)).status_code == 422
 
 
+async def test_a_test_message_right_after_a_rotation_is_signed_with_the_new_secret(owner, receiver, endpoints):
+    hook = receiver.hook()
+    endpoint = await endpoints(hook.url, ["lead.created"])
+    previous = endpoint["secret"]
+    for _ in range(5):  # each /test follows its rotation at once: no time for any cache to catch up
+        secret = (await owner.post(f"{API}/{endpoint['id']}/rotate-secret", json={"graceHours": 0})).json()["secret"]
+        sent = (await owner.post(f"{API}/{endpoint['id']}/test")).json()
+        assert sent["success"] is True, sent
+        request = next(r for r in hook.events() if r.headers["webhook-id"] == sent["eventId"])
+        assert len(request.headers["webhook-signature"].split(" ")) == 1
+        Webhook(secret).verify(request.body, request.headers)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(previous).verify(request.body, request.headers)
+        previous = secret
+
+
 async def test_deliveries_are_paginated_with_a_cursor_and_filtered(owner, receiver, endpoints, publish):
     hook = receiver.hook()
     endpoint = await endpoints(hook.url, ["lead.*"])

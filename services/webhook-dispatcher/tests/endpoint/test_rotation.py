@@ -46,3 +46,17 @@ async def test_168_hours_is_the_maximum_grace_period(owner, receiver, endpoints)
         assert resp.headers["content-type"].startswith("application/problem+json")
     shown = (await owner.get(f"{API}/{endpoint['id']}")).json()  # the refused rotations changed nothing
     assert shown["secret"] == "****" + secret[-4:] and _expires(shown) == expires
+
+
+async def test_a_grace_period_past_a_lower_configured_maximum_is_refused_not_shortened(
+        owner, receiver, endpoints, dispatcher, monkeypatch):
+    monkeypatch.setattr(dispatcher.settings, "webhook_rotation_grace_hours_max", 48.0)
+    endpoint = await endpoints(receiver.hook().url, ["lead.created"])
+    resp = await owner.post(f"{API}/{endpoint['id']}/rotate-secret", json={"graceHours": 49})
+    assert resp.status_code == 422 and "at most 48" in resp.json()["detail"], resp.text
+    assert (await owner.get(f"{API}/{endpoint['id']}")).json()["secretRotation"] is None  # nothing rotated
+    before, rotated, after = await _rotate(owner, endpoint["id"], json={"graceHours": 48})
+    assert before + timedelta(hours=48) <= _expires(rotated) <= after + timedelta(hours=48)
+    monkeypatch.setattr(dispatcher.settings, "webhook_rotation_grace_hours_max", 12.0)
+    before, rotated, after = await _rotate(owner, endpoint["id"])  # the 24 h default is capped by the maximum
+    assert before + timedelta(hours=12) <= _expires(rotated) <= after + timedelta(hours=12)

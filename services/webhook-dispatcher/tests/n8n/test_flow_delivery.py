@@ -93,3 +93,18 @@ async def test_a_changed_trigger_filter_applies_to_the_next_events(owner, n8n, f
     moved = await publish("lead.stage.changed", lead_data(**{"from": "NEW", "to": "WON"}))
     await n8n.wait_for(lambda: len(n8n.executions_of(flow["workflowId"])) >= 1)
     assert {c.headers["webhook-id"] for c in calls_to(n8n, flow)} == {str(moved.id)}
+
+
+async def test_a_flow_can_be_told_when_a_subscriber_endpoint_is_disabled(owner, n8n, flows, publish, receiver,
+                                                                        endpoints):
+    flow = await flows(triggerEvents=["webhook.endpoint.disabled"])
+    await activate(owner, flow)
+    gone = receiver.hook(status=410)
+    endpoint = await endpoints(gone.url, ["lead.created"])
+    await publish("lead.created", lead_data())
+    await n8n.wait_for(lambda: any(c.body["data"]["endpointId"] == endpoint["id"] for c in calls_to(n8n, flow)))
+    [call] = [c for c in calls_to(n8n, flow) if c.body["data"]["endpointId"] == endpoint["id"]]
+    announced = Webhook(flow["secret"]).verify(call.raw, call.headers)
+    assert announced["event"] == "webhook.endpoint.disabled" and announced["data"]["status"] == "DISABLED"
+    assert "410" in announced["data"]["reason"]
+    assert (await owner.get(f"/api/platform/webhooks/{endpoint['id']}")).json()["status"] == "DISABLED"

@@ -27,6 +27,7 @@ from common.events import build_event, format_timestamp, matches
 from common.pagination import Page, PageParams
 from webhook_dispatcher.delivery.engine import DeliveryEngine
 from webhook_dispatcher.delivery.messages import build_headers
+from webhook_dispatcher.delivery.registry import config_of
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.delivery.schemas import RecoverRequest
 from webhook_dispatcher.delivery.service import recover as recover_deliveries
@@ -357,8 +358,11 @@ async def rotate_secret(session: AsyncSession, engine: DeliveryEngine, endpoint_
                         body: RotateSecret) -> SecretRotated:
     """New secret now; the old one keeps signing too (second signature) for the grace period."""
     settings = engine.settings
-    grace = settings.webhook_rotation_grace_hours_default if body.graceHours is None else body.graceHours
-    grace = min(grace, settings.webhook_rotation_grace_hours_max)
+    longest = settings.webhook_rotation_grace_hours_max
+    if body.graceHours is not None and body.graceHours > longest:  # asked for more than allowed: say so
+        raise Unprocessable(f"graceHours is at most {longest:g} here")
+    grace = min(settings.webhook_rotation_grace_hours_default if body.graceHours is None else body.graceHours,
+                longest)
     endpoint = await _get(session, endpoint_id, for_update=True)
     secret = body.secret or generate_secret()
     if grace > 0:
@@ -381,8 +385,7 @@ async def send_test(session: AsyncSession, engine: DeliveryEngine, endpoint_id: 
     endpoint = await _get(session, endpoint_id)
     if endpoint.status == EndpointStatus.PENDING_VERIFICATION:
         raise Conflict("The endpoint is not verified yet: POST /{id}/verify first")
-    config = await engine.registry.get(endpoint.id)
-    keys = config.signing_keys() if config is not None else [secret_key(engine.box.decrypt(endpoint.secret_encrypted))]
+    keys = config_of(engine.box, endpoint).signing_keys()  # the row just read: a rotation a moment ago counts
     envelope = build_event(TEST_EVENT, {"endpointId": endpoint.id})
     body, result = await _send_once(engine, endpoint.id, endpoint.url, keys, TEST_EVENT, envelope.to_webhook())
     sent = Sent(envelope.id, body, envelope.timestamp, result, None if result.success else result.describe())
