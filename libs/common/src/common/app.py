@@ -105,8 +105,11 @@ def create_service_app(
             await database.dispose()
             logger.info("%s stopped", settings.service_name)
 
+    # FastAPI's built-in telemetry is off: TracingMiddleware and MetricsMiddleware own spans and metrics.
+    # Left on, every request also opened a second, unrelated SERVER trace (plus three internal spans).
     app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url="/openapi.json")
+                  docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.state.readiness_checks = {}
     app.state.jwks = JWKSClient(settings.auth_jwks_url, issuer=settings.auth_issuer,

@@ -93,6 +93,10 @@ class TracingMiddleware:
 
             async def _send(message: Message) -> None:
                 if message["type"] == "http.response.start":
+                    route = getattr(scope.get("route"), "path", None)
+                    if route:  # named by its template (bounded), as the HTTP semantic conventions ask
+                        span.update_name(f"{scope['method']} {route}")
+                        span.set_attribute("http.route", route)
                     span.set_attribute("http.response.status_code", message["status"])
                     if message["status"] >= 500:
                         span.set_status(Status(StatusCode.ERROR))
