@@ -3,7 +3,7 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from common.events import EVENT_TYPES, build_event, matches, valid_pattern
+from common.events import EVENT_TYPES, build_event, matches, patterns_matching, valid_pattern
 
 SEED_EVENTS = [
     "tenant.created", "tenant.updated", "tenant.suspended", "tenant.reactivated", "tenant.deleted",
@@ -48,3 +48,13 @@ def test_patterns_must_name_known_routable_events():
     assert not valid_pattern("lead.exploded")
     assert not valid_pattern("nope.*")
     assert not valid_pattern("webhook.verification")
+
+
+def test_patterns_matching_a_name_are_exactly_those_routing_matches():
+    # Every valid pattern there could be: `*`, each routable name, each prefix wildcard of one.
+    names = [n for n, e in EVENT_TYPES.items() if e.routable]
+    candidates = {"*", *names, *(p for n in names for p in patterns_matching(n)), "lead.st.*", "lea.*"}
+    for name in names:
+        expected = {p for p in candidates if matches(p, name)}
+        assert set(patterns_matching(name)) == expected, name
+    assert patterns_matching("lead.stage.changed") == ["*", "lead.stage.changed", "lead.*", "lead.stage.*"]

@@ -248,6 +248,13 @@ def matches(pattern: str, name: str) -> bool:
     return pattern == name
 
 
+def patterns_matching(name: str) -> list[str]:
+    """Every pattern that `matches` this exact name: `*`, the name, and each prefix wildcard of it
+    (`lead.*`, `lead.stage.*` for `lead.stage.changed`). A wildcard's prefix ends with a dot, so it can
+    only cut the name at one of its dots."""
+    return ["*", name] + [name[: i + 1] + "*" for i, c in enumerate(name) if c == "."]
+
+
 def valid_pattern(pattern: str) -> bool:
     if pattern == "*":
         return True

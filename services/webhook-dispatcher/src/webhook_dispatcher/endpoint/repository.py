@@ -45,8 +45,8 @@ class EndpointRepository:
     async def list(self, *, statuses: Sequence[str] = (), patterns: Sequence[str] | None = None,
                    q: str | None = None, limit: int, offset: int,
                    kind: EndpointKind = EndpointKind.WEBHOOK) -> tuple[list[Endpoint], int]:
-        """`statuses`: any of them; `patterns`: subscribed to at least one of these exact patterns (an empty
-        list matches nothing); `q`: case-insensitive substring of the URL or the description."""
+        """`statuses`: any of them; `patterns`: subscribed to at least one of these patterns, as
+        written; `q`: case-insensitive substring of the URL or the description."""
         stmt = select(Endpoint).where(Endpoint.status != EndpointStatus.DELETED, Endpoint.kind == kind)
         if statuses:
             stmt = stmt.where(Endpoint.status.in_(list(statuses)))
@@ -59,13 +59,6 @@ class EndpointRepository:
         rows = await self.session.execute(stmt.order_by(Endpoint.created_at.desc(), Endpoint.id)
                                           .limit(limit).offset(offset))
         return list(rows.scalars()), total
-
-    async def patterns_in_use(self, kind: EndpointKind = EndpointKind.WEBHOOK) -> list[str]:
-        """Every distinct event pattern the (not deleted) endpoints of this kind subscribe to."""
-        pattern = func.jsonb_array_elements_text(Endpoint.events)
-        rows = await self.session.execute(
-            select(pattern).where(Endpoint.status != EndpointStatus.DELETED, Endpoint.kind == kind).distinct())
-        return list(rows.scalars())
 
     async def add(self, endpoint: Endpoint) -> None:
         self.session.add(endpoint)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from common.events import EVENT_TYPES, valid_pattern
+from common.events import valid_pattern
 from common.validation import omitted_not_null
 from webhook_dispatcher.delivery.signing import InvalidSecret, secret_key
 
@@ -28,7 +28,7 @@ def unique_patterns(value: list[str]) -> list[str]:
 
 def subscribable_event(value: str | None) -> str | None:
     """One exact event name that endpoints can subscribe to (not a pattern)."""
-    if value is not None and not ((et := EVENT_TYPES.get(value)) is not None and et.routable):
+    if value is not None and (value.endswith("*") or not valid_pattern(value)):
         raise ValueError(f"unknown event type {value!r}; use an exact name from "
                          "GET /api/platform/webhooks/event-types (patterns such as 'lead.*' are not accepted here)")
     return value

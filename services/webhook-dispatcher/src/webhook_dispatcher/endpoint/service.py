@@ -23,7 +23,7 @@ from common.auth import Principal
 from common.crypto import mask
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
-from common.events import build_event, format_timestamp, matches
+from common.events import build_event, format_timestamp, patterns_matching
 from common.pagination import Page, PageParams
 from webhook_dispatcher.delivery.engine import DeliveryEngine
 from webhook_dispatcher.delivery.messages import build_headers
@@ -215,13 +215,10 @@ async def get(session: AsyncSession, endpoint_id: uuid.UUID) -> EndpointRead:
 async def list_endpoints(session: AsyncSession, *, statuses: Sequence[EndpointStatusName] = (),
                          event_type: str | None = None, q: str | None = None,
                          page: PageParams) -> Page[EndpointRead]:
-    """`event_type`: only the endpoints that would receive it, by the routing's own rule (`matches`)."""
-    repo = EndpointRepository(session)
-    patterns = None
-    if event_type is not None:
-        patterns = [p for p in await repo.patterns_in_use() if matches(p, event_type)]
-    items, total = await repo.list(statuses=statuses, patterns=patterns, q=q, limit=page.limit,
-                                   offset=page.offset)
+    """`event_type`: only the endpoints that would receive it (subscribed to a pattern routing matches)."""
+    patterns = None if event_type is None else patterns_matching(event_type)
+    items, total = await EndpointRepository(session).list(statuses=statuses, patterns=patterns, q=q,
+                                                          limit=page.limit, offset=page.offset)
     return Page(items=[to_read(e) for e in items], total=total, limit=page.limit, offset=page.offset)
 
 
