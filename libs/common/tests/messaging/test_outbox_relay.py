@@ -7,11 +7,12 @@ import contextlib
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Column, String, Table, func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase
 
 from common.config import ServiceSettings
-from common.db import Database, new_metadata
+from common.db import Database, commit_each_statement, new_metadata
 from common.events import Envelope, build_event
 from common.messaging import EventConsumer, Outbox, OutboxRelay, inbox_table, outbox_table
 from common.messaging.kafka import make_producer
@@ -24,6 +25,7 @@ class Base(DeclarativeBase):
 
 OUTBOX = outbox_table(Base.metadata)
 INBOX = inbox_table(Base.metadata)
+THINGS = Table("things", Base.metadata, Column("name", String(50), primary_key=True))
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +98,50 @@ async def unpublished_rows(database, topic: str) -> int:
     async with database.sessionmaker() as session:
         return await session.scalar(select(func.count()).select_from(OUTBOX).where(
             OUTBOX.c.topic == topic, OUTBOX.c.published_at.is_(None)))
+
+
+async def test_a_change_sent_along_with_its_event_is_one_statement_all_or_nothing(database, kafka_bootstrap):
+    source = f"relaytest{uuid.uuid4().hex[:6]}"
+    outbox = Outbox(OUTBOX, source)
+    name = uuid.uuid4().hex
+    first, second = tenant_event(uuid.uuid4()), tenant_event(uuid.uuid4())
+    async with collect_events(kafka_bootstrap, [outbox.topic]) as seen:
+        async with running_relay(database, kafka_bootstrap, source):
+            async with database.sessionmaker() as session:
+                await commit_each_statement(session)  # no transaction around it: the statement is atomic
+                await outbox.add(session, first, key="k", along=insert(THINGS).values(name=name))
+                await session.commit()
+            async with database.sessionmaker() as session:
+                await commit_each_statement(session)
+                with pytest.raises(IntegrityError):  # the change fails: its event is not written either
+                    await outbox.add(session, second, key="k", along=insert(THINGS).values(name=name))
+            await seen.wait_for(lambda e: e.id == first.id)
+            await asyncio.sleep(0.3)  # room for the second (wrong) one
+        assert not seen.matching(lambda e: e.id == second.id)
+    async with database.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(THINGS).where(THINGS.c.name == name)) == 1
+        assert await session.scalar(select(func.count()).select_from(OUTBOX).where(
+            OUTBOX.c.event_id.in_([first.id, second.id]))) == 1
+
+
+async def test_a_session_committing_each_statement_leaves_the_pool_transactional(postgres):
+    name = f"t_common_{uuid.uuid4().hex[:8]}"
+    await postgres.create_databases([name])
+    db = Database(postgres.async_url(name), pool_size=1)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        async with db.sessionmaker() as session:
+            await commit_each_statement(session)
+            await session.execute(insert(THINGS).values(name="kept"))
+            await session.rollback()  # too late: the statement committed by itself
+        async with db.sessionmaker() as session:  # the same pooled connection, back in transactions
+            await session.execute(insert(THINGS).values(name="undone"))
+            await session.rollback()
+        async with db.sessionmaker() as session:
+            assert list((await session.execute(select(THINGS.c.name))).scalars()) == ["kept"]
+    finally:
+        await db.dispose()
 
 
 async def test_rolled_back_change_publishes_nothing(database, kafka_bootstrap):

@@ -86,13 +86,20 @@ async def test_list_filters_search_and_paginates(owner):
     assert made[1]["id"] not in {t["id"] for t in live["items"]}
 
 
-async def test_duplicate_live_name_conflicts_but_a_deleted_name_can_be_reused(owner):
+async def test_duplicate_live_name_conflicts_but_a_deleted_name_can_be_reused(owner, kafka_bootstrap):
     name = unique_name()
-    first = await create(owner, name=name)
-    dup = await owner.post("/api/platform/tenants", json={"name": name.upper()})
-    assert dup.status_code == 409
-    await owner.delete(f"/api/platform/tenants/{first['id']}")
-    assert (await owner.post("/api/platform/tenants", json={"name": name})).status_code == 201
+    async with collect_events(kafka_bootstrap, [TOPIC]) as events:
+        first = await create(owner, name=name)
+        dup = await owner.post("/api/platform/tenants", json={"name": name.upper()})
+        assert dup.status_code == 409
+        await owner.delete(f"/api/platform/tenants/{first['id']}")
+        again = await owner.post("/api/platform/tenants", json={"name": name})
+        assert again.status_code == 201
+        await events.wait_for(lambda e: e.event == "tenant.created" and str(e.tenant_id) == again.json()["id"])
+    # The refused create wrote no event (the row and its event are one statement).
+    created = [str(e.tenant_id) for e in events.matching(lambda e: e.event == "tenant.created"
+                                                         and e.data["name"].lower() == name.lower())]
+    assert created == [first["id"], again.json()["id"]]
 
 
 @pytest.mark.parametrize("body", [

@@ -1,8 +1,8 @@
 """The webhook dispatcher: endpoints API + Kafka consumer + in-process delivery engine (ARCHITECTURE §3).
 
     Kafka (every domain topic, group "webhook-dispatcher")
-      -> delivery.handlers.route_events: inbox + event row + one delivery per matching ACTIVE endpoint,
-         one transaction, offsets committed after it
+      -> delivery.handlers.route_batch: inbox + event row + one delivery per matching ACTIVE endpoint,
+         one statement per batch, offsets committed after it
       -> delivery.engine.DeliveryEngine: per-endpoint lanes (bounded queue, concurrency cap, rate limit),
          signed POST through the SSRF-guarded transport, batched recording of every attempt,
          retries (memory for short delays, DB poller with FOR UPDATE SKIP LOCKED + leases otherwise)

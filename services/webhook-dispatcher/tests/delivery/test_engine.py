@@ -15,7 +15,7 @@ from common.testing.servers import serve_app
 from common.testing.webhooks import ids_of
 from webhook_dispatcher.app import create_app
 from webhook_dispatcher.delivery.engine import DeliveryEngine
-from webhook_dispatcher.delivery.handlers import route_events
+from webhook_dispatcher.delivery.handlers import route_batch
 from webhook_dispatcher.delivery.transport import WebhookTransport
 
 API = "/api/platform/webhooks"
@@ -71,10 +71,9 @@ async def test_deliveries_left_by_a_crashed_replica_are_taken_over_when_its_leas
     dead = DeliveryEngine(make_settings(webhook_timeout_seconds=1.0, webhook_lease_seconds=6.0), database)
     dead.accepting = True
     envelope = build_event("billing.payment_succeeded", payment_failed())
-    async with database.sessionmaker() as session:
-        after = await route_events(session, [ConsumedEvent(envelope, "platform.billing.events", 0, 0, {})], dead)
-        await session.commit()
-    assert after is not None  # never called: the replica is gone
+    async with database.autocommit.connect() as conn:
+        new, after = await route_batch(conn, [ConsumedEvent(envelope, "platform.billing.events", 0, 0, {})], dead)
+    assert new == 1 and after is not None  # never called: the replica is gone
     await hook.wait_for(lambda h: len(h.events()) >= 1, timeout=20)
     await asyncio.sleep(0.3)
     assert ids_of(hook) == [str(envelope.id)]
@@ -164,11 +163,10 @@ async def test_an_endpoints_limits_hold_across_replicas(dispatcher, make_setting
     try:
         await other.registry.listening.wait()
         events = [build_event("billing.payment_failed", payment_failed()) for _ in range(8)]
-        async with database.sessionmaker() as session:
-            after = await route_events(session, [ConsumedEvent(e, "platform.billing.events", 0, i, {})
-                                                 for i, e in enumerate(events)], other)
-            await session.commit()
-        assert after is not None
+        async with database.autocommit.connect() as conn:
+            new, after = await route_batch(conn, [ConsumedEvent(e, "platform.billing.events", 0, i, {})
+                                                  for i, e in enumerate(events)], other)
+        assert new == 8 and after is not None
         await after()
         events += [await publish("billing.payment_failed", payment_failed()) for _ in range(8)]
         wanted = {str(e.id) for e in events}

@@ -14,6 +14,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(
             url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo
         )
+        # The same pool, each statement committing by itself (no BEGIN/COMMIT round trips): for hot paths
+        # that write in one statement. Connections go back to the pool in the default isolation level.
+        self.autocommit: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
     async def ping(self) -> None:

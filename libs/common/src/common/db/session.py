@@ -20,6 +20,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
+async def commit_each_statement(session: AsyncSession) -> None:
+    """For a request whose only write is ONE statement: each statement of this session commits by itself,
+    which spares the BEGIN and COMMIT round trips. Call it first, before anything touches the session
+    (the setting applies when the session takes its connection); the pool resets it afterwards."""
+    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 # scope="function": commit before the response is sent. With FastAPI's default (request scope) the client
 # could see a 2xx before the commit, miss its own write on the next call, and never learn of a failed commit.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

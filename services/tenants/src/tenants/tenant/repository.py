@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Insert, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -56,13 +57,14 @@ class TenantRepository:
         )
         return list(rows.scalars()), total
 
-    async def add(self, tenant: Tenant) -> None:
-        """One Core INSERT: on the create path the ORM's unit of work costs more than the statement
-        (the tenant object only carries the answer; it is not added to the session)."""
+    async def add(self, tenant: Tenant, *, publish: Callable[[Insert], Awaitable[Any]]) -> None:
+        """One Core INSERT, sent by `publish` with its event (one statement): on the create path the ORM's
+        unit of work costs more than the statement (the tenant object only carries the answer; it is not
+        added to the session)."""
         tenant.created_at = tenant.updated_at = utcnow()
         values = {c.key: v for c in _TENANTS.columns if (v := getattr(tenant, c.key)) is not None}  # else defaults
         async with _duplicate_names():
-            await self.session.execute(insert(_TENANTS).values(values))
+            await publish(insert(_TENANTS).values(values))
 
     async def flush(self) -> None:
         async with _duplicate_names():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
+from sqlalchemy import Insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import utcnow
+from common.db import commit_each_statement, utcnow
 from common.errors import Conflict, NotFound, Unprocessable
+from common.events import Envelope
 from common.pagination import Page, PageParams
 from tenants.events import outbox
 from tenants.models import Plan, Tenant
@@ -51,15 +54,21 @@ async def _get(session: AsyncSession, tenant_id: uuid.UUID, *, for_update: bool 
 
 
 async def create(session: AsyncSession, payload: TenantCreate) -> TenantRead:
+    # The only write is one statement (the tenant row and its event): it commits by itself.
+    await commit_each_statement(session)
     plan = await _plan(session, payload.plan)
     tenant = Tenant(id=uuid.uuid4(), name=payload.name, plan_id=plan.id, status="ACTIVE",
                     contact_email=payload.contactEmail, settings=payload.settings)
     tenant.plan = plan
+
+    def publish(change: Insert) -> Awaitable[Envelope]:
+        return outbox.publish(session, "tenant.created", _event_data(tenant), key=tenant.id, tenant_id=tenant.id,
+                              along=change)
+
     try:
-        await TenantRepository(session).add(tenant)
+        await TenantRepository(session).add(tenant, publish=publish)
     except DuplicateName:
         raise Conflict(f"A tenant named {payload.name!r} already exists") from None
-    await outbox.publish(session, "tenant.created", _event_data(tenant), key=tenant.id, tenant_id=tenant.id)
     return to_read(tenant)
 
 

@@ -532,7 +532,14 @@ class DeliveryEngine:
                 failed.add(r.job.endpoint_id)
         disabled: list[uuid.UUID] = []
         marked: list[uuid.UUID] = []
-        recovering: list[uuid.UUID] = []
+        recovering = [e for e in succeeded if self.registry.failing(e)]
+        still_failing = failed - succeeded - gone
+        if not (gone or still_failing or recovering):
+            # The usual batch changes no endpoint: one statement, committing by itself (no BEGIN/COMMIT).
+            async with self.database.autocommit.connect() as conn:
+                await DeliveryRepository(conn).record(attempts, owner=self.owner,
+                                                      lease=self.settings.webhook_lease_seconds)
+            return
         # Core connection, not an ORM session: this runs once per batch of attempts (ARCHITECTURE §8).
         async with self.database.engine.begin() as conn:
             await DeliveryRepository(conn).record(attempts, owner=self.owner,
@@ -541,7 +548,6 @@ class DeliveryEngine:
             to_disable: dict[uuid.UUID, tuple[str, str, datetime | None]] = {}
             for endpoint_id in gone:
                 to_disable[endpoint_id] = ("gone", "the endpoint answered 410 Gone", None)
-            still_failing = failed - succeeded - gone
             if still_failing:
                 threshold = datetime.now(UTC) - timedelta(seconds=self.settings.webhook_disable_after_seconds)
                 for row in await endpoints.mark_failing(sorted(still_failing)):
@@ -549,7 +555,6 @@ class DeliveryEngine:
                     if row.failing_since is not None and row.failing_since <= threshold:
                         to_disable[row.id] = ("failing", "every delivery failed since "
                                               f"{row.failing_since.isoformat()}", row.failing_since)
-            recovering = [e for e in succeeded if self.registry.failing(e)]
             if recovering:
                 await endpoints.clear_failing(sorted(recovering))
             for endpoint_id, (kind, reason, failing_since) in to_disable.items():

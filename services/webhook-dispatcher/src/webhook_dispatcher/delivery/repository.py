@@ -24,7 +24,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Uuid
@@ -131,40 +131,61 @@ WHERE d.status = 'PENDING'
 
 # Hot paths: one fixed statement per batch, rows passed as arrays (`unnest`), so PostgreSQL and
 # asyncpg reuse one prepared statement whatever the batch size.
-_INSERT_EVENTS = text("""
-WITH inserted AS (
+
+# A consumed batch in ONE statement, run outside any explicit transaction (one round trip instead of
+# BEGIN, inbox, events, deliveries, COMMIT; a statement is atomic by itself): the inbox rows, the events
+# seen for the first time (`fresh`), and one delivery per (fresh routable event, ACTIVE endpoint whose
+# subscriptions hold one of the patterns that match the event's name: `patterns`, a JSON array per
+# event). Who receives is read from the
+# database in the same statement (never from a cache). Deliveries are inserted in event order, so the
+# `seq` of an aggregate's events follows the order they were consumed in (ordered endpoints).
+# `leased` ones are already claimed by the consuming replica (`owner`); an ordered endpoint's are left
+# to the poller, which hands out the head of each aggregate's queue. Returns one row per fresh event,
+# with each delivery it got (none: NULLs).
+_ROUTE = text("""
+WITH batch AS (
+    SELECT * FROM unnest(:ids, :event_types, :routable, :patterns, :occurred_at, :tenant_ids, :ordering_keys,
+                         :bodies, :traceparents, :tracestates) WITH ORDINALITY
+         AS u(id, event_type, routable, patterns, occurred_at, tenant_id, ordering_key, body, traceparent,
+              tracestate, n)
+), fresh AS (
+    INSERT INTO inbox (consumer, event_id, event_type)
+    SELECT :consumer, b.id, left(b.event_type, 100) FROM batch b
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+), kept AS (
     INSERT INTO webhook_events (id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent,
                                 tracestate, created_at, updated_at)
-    SELECT u.id, u.event_type, u.occurred_at, u.tenant_id, u.ordering_key, u.body, u.traceparent, u.tracestate,
-           now(), now()
-    FROM unnest(:ids, :event_types, :occurred_at, :tenant_ids, :ordering_keys, :bodies, :traceparents, :tracestates)
-         AS u(id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent, tracestate)
+    SELECT b.id, left(b.event_type, 100), b.occurred_at, b.tenant_id, b.ordering_key, b.body, b.traceparent,
+           b.tracestate, now(), now()
+    FROM batch b WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)
     ON CONFLICT (id) DO NOTHING
+), delivered AS (
+    INSERT INTO webhook_deliveries (id, event_id, endpoint_id, event_type, ordering_key, status, attempts,
+                                    cycle_attempts, next_attempt_at, lease_until, lease_owner, created_at,
+                                    updated_at)
+    SELECT gen_random_uuid(), b.id, e.id, left(b.event_type, 100), b.ordering_key, 'PENDING', 0, 0, now(),
+           CASE WHEN :leased AND NOT e.ordered THEN now() + make_interval(secs => :lease) END,
+           CASE WHEN :leased AND NOT e.ordered THEN CAST(:owner AS uuid) END, now(), now()
+    FROM batch b
+    JOIN webhook_endpoints e
+      ON e.status = 'ACTIVE' AND e.events ?| ARRAY(SELECT jsonb_array_elements_text(CAST(b.patterns AS jsonb)))
+    WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)
+    ORDER BY b.n, e.id
+    ON CONFLICT (event_id, endpoint_id) DO NOTHING
+    RETURNING id, endpoint_id, event_id, lease_owner
 )
--- Who receives them: read from the database in the consumer's transaction (never from a cache), in the
--- same round trip.
-SELECT id, events, ordered FROM webhook_endpoints WHERE status = 'ACTIVE'
+SELECT f.event_id, d.id, d.endpoint_id, d.lease_owner
+FROM fresh f LEFT JOIN delivered d ON d.event_id = f.event_id
 """).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("event_types", type_=ARRAY(String)),
+                bindparam("routable", type_=ARRAY(Boolean)), bindparam("patterns", type_=ARRAY(Text)),
                 bindparam("occurred_at", type_=ARRAY(DateTime(timezone=True))),
                 bindparam("tenant_ids", type_=ARRAY(Uuid)), bindparam("ordering_keys", type_=ARRAY(String)),
                 bindparam("bodies", type_=ARRAY(Text)), bindparam("traceparents", type_=ARRAY(String)),
-                bindparam("tracestates", type_=ARRAY(String))).columns(id=Uuid, events=JSONB, ordered=Boolean)
-
-# New deliveries, due now; `leased` ones are already claimed by the consuming replica (`owner`).
-_INSERT_DELIVERIES = text("""
-INSERT INTO webhook_deliveries (id, event_id, endpoint_id, event_type, ordering_key, status, attempts,
-                                cycle_attempts, next_attempt_at, lease_until, lease_owner, created_at, updated_at)
-SELECT u.id, u.event_id, u.endpoint_id, u.event_type, u.ordering_key, 'PENDING', 0, 0, now(),
-       CASE WHEN u.leased THEN now() + make_interval(secs => :lease) END,
-       CASE WHEN u.leased THEN CAST(:owner AS uuid) END, now(), now()
-FROM unnest(:ids, :event_ids, :endpoint_ids, :event_types, :ordering_keys, :leased)
-     AS u(id, event_id, endpoint_id, event_type, ordering_key, leased)
-ON CONFLICT (event_id, endpoint_id) DO NOTHING
-RETURNING id, endpoint_id, event_id, lease_owner
-""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("event_ids", type_=ARRAY(Uuid)),
-                bindparam("endpoint_ids", type_=ARRAY(Uuid)), bindparam("event_types", type_=ARRAY(String)),
-                bindparam("ordering_keys", type_=ARRAY(String)), bindparam("leased", type_=ARRAY(Boolean)),
-                bindparam("lease", type_=Float), bindparam("owner", type_=Uuid))
+                bindparam("tracestates", type_=ARRAY(String)), bindparam("consumer", type_=String),
+                bindparam("leased", type_=Boolean), bindparam("lease", type_=Float),
+                bindparam("owner", type_=Uuid)).columns(event_id=Uuid, id=Uuid, endpoint_id=Uuid,
+                                                         lease_owner=Uuid)
 
 # Finished attempts, one round trip per batch: the attempt rows, and each delivery's new state. The
 # lease is kept only when the retry waits in this replica's memory (short delays); otherwise the poller
@@ -226,22 +247,17 @@ class DeliveryRepository:
         self.session = session  # type: ignore[assignment]
 
     # --- consumption ---------------------------------------------------------------------------
-    async def insert_events(self, rows: list[dict[str, Any]]) -> list[tuple[uuid.UUID, list[str], bool]]:
-        """Keep the events (once each); returns the routes: (id, event patterns, ordered) of every ACTIVE
-        endpoint."""
-        result = await self.session.execute(_INSERT_EVENTS, _columns(rows, {
-            "ids": "id", "event_types": "event_type", "occurred_at": "occurred_at", "tenant_ids": "tenant_id",
-            "ordering_keys": "ordering_key", "bodies": "body", "traceparents": "traceparent",
-            "tracestates": "tracestate"}))
-        return [(r.id, list(r.events or ()), bool(r.ordered)) for r in result]
-
-    async def insert_deliveries(self, rows: list[dict[str, Any]], *, owner: uuid.UUID, lease: float) -> list[Any]:
-        """Insert, skipping (event, endpoint) pairs that already have a delivery; returns the new ones."""
-        if not rows:
-            return []
-        params = _columns(rows, {"ids": "id", "event_ids": "event_id", "endpoint_ids": "endpoint_id",
-                                 "event_types": "event_type", "ordering_keys": "ordering_key", "leased": "leased"})
-        return list(await self.session.execute(_INSERT_DELIVERIES, params | {"owner": owner, "lease": lease}))
+    async def route(self, rows: list[dict[str, Any]], *, consumer: str, owner: uuid.UUID, lease: float,
+                    leased: bool) -> list[Any]:
+        """A consumed batch (see `_ROUTE`): rows of (event_id, id, endpoint_id, lease_owner), one per fresh
+        event and delivery (a fresh event without any delivery: id NULL)."""
+        params = _columns(rows, {
+            "ids": "id", "event_types": "event_type", "routable": "routable", "patterns": "patterns",
+            "occurred_at": "occurred_at", "tenant_ids": "tenant_id", "ordering_keys": "ordering_key",
+            "bodies": "body", "traceparents": "traceparent", "tracestates": "tracestate"})
+        result = await self.session.execute(_ROUTE, params | {"consumer": consumer, "owner": owner, "lease": lease,
+                                                              "leased": leased})
+        return list(result)
 
     async def notify_due(self) -> None:
         """Wake every replica's poller when this transaction commits."""
