@@ -14,7 +14,7 @@ from common.testing.plugin import bearer
 from common.testing.servers import serve_app
 from common.testing.webhooks import ids_of
 from webhook_dispatcher.app import create_app
-from webhook_dispatcher.delivery.engine import DeliveryEngine
+from webhook_dispatcher.delivery.engine import DeliveryEngine, Job, Lane
 from webhook_dispatcher.delivery.handlers import route_batch
 from webhook_dispatcher.delivery.transport import WebhookTransport
 
@@ -204,6 +204,34 @@ async def test_a_slow_endpoints_backlog_waits_in_the_database_not_in_memory(migr
     assert sorted(_only(hook, wanted)) == sorted(wanted)  # all of them, once each
     assert most_queued <= 3  # the rest waited in the database until the lane had room
     assert hook.max_in_flight == 1
+
+
+async def test_a_full_lanes_new_deliveries_wait_unleased_in_the_database(make_settings, database, receiver,
+                                                                          endpoints):
+    full_hook, free_hook = receiver.hook(), receiver.hook()
+    full = uuid.UUID((await endpoints(full_hook.url, ["billing.payment_failed"]))["id"])
+    free = uuid.UUID((await endpoints(free_hook.url, ["billing.payment_failed"]))["id"])
+    # A replica (not running) whose lane for `full` holds as much as its queue may.
+    replica = DeliveryEngine(make_settings(webhook_queue_size=1), database)
+    replica.accepting = True
+    lane = replica.lanes[full] = Lane(replica, full)
+    lane.queue.append(Job(uuid.uuid4(), full, uuid.uuid4(), "billing.payment_failed", b"{}", None, None, None,
+                          0, 0, 0.0))
+    assert replica.saturated() == [full]
+    event = build_event("billing.payment_failed", payment_failed())
+    async with database.autocommit.connect() as conn:
+        new, after = await route_batch(conn, [ConsumedEvent(event, "platform.billing.events", 0, 0, {})], replica)
+        leases = dict((await conn.execute(text(
+            "SELECT endpoint_id, lease_owner FROM webhook_deliveries WHERE event_id = :e"), {"e": event.id})).all())
+    # Not leased, so never handed back: it waits for whichever poller has room; the other one is taken now.
+    assert new == 1 and leases == {full: None, free: replica.owner}
+    assert after is not None
+    replica.accepting = False  # nothing is sent from here: the leased one is handed back
+    await after()
+    assert lane.overflowed  # the lane asks the poller for the rest once it has room again
+    # The running dispatcher's poller finds both in the database.
+    await full_hook.wait_for(lambda h: str(event.id) in ids_of(h), timeout=20)
+    await free_hook.wait_for(lambda h: str(event.id) in ids_of(h), timeout=20)
 
 
 def _only(hook, wanted: set[str]) -> list[str]:

@@ -317,6 +317,22 @@ class DeliveryEngine:
             lane.task = asyncio.create_task(lane.run(), name=f"webhook-lane-{job.endpoint_id}")
         return True
 
+    def saturated(self) -> list[uuid.UUID]:
+        """Endpoints whose lane is full: what is routed to them now waits in the database."""
+        return [endpoint_id for endpoint_id, lane in self.lanes.items() if lane.free() <= 0]
+
+    def park(self, endpoint_ids: set[uuid.UUID]) -> bool:
+        """Deliveries of these (saturated) endpoints wait in the database: their lane wakes the poller once
+        it has room. True when one of them has no lane any more (the poller must look now)."""
+        missing = False
+        for endpoint_id in endpoint_ids:
+            lane = self.lanes.get(endpoint_id)
+            if lane is None:
+                missing = True
+            else:
+                lane.overflowed = True
+        return missing
+
     async def accept(self, jobs: list[Job], *, wake: bool = False) -> None:
         """After a consumer commit: attempt now what fits, give the rest back to the poller (ours, or the
         replica that owns their endpoint)."""

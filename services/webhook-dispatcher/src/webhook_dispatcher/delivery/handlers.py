@@ -10,6 +10,7 @@ handed to the engine right after: the first attempt does not wait for any poll.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,24 +55,30 @@ async def route_batch(conn: AsyncConnection, events: list[ConsumedEvent],
     rows = {e.id: _event_row(e, bodies[e.id]) for e in events}
     lease = engine.settings.webhook_lease_seconds
     started = asyncio.get_running_loop().time()
+    # A full lane takes nothing more now: its deliveries are not leased (nor handed back a moment later).
+    saturated = engine.saturated()
     routed = await DeliveryRepository(conn).route(list(rows.values()), consumer=CONSUMER_NAME,
-                                                  owner=engine.owner, lease=lease, leased=engine.accepting)
+                                                  owner=engine.owner, lease=lease, leased=engine.accepting,
+                                                  saturated=saturated)
     fresh = {r.event_id for r in routed}
     inserted = [r for r in routed if r.id is not None]
     if not inserted:
         return len(fresh), None
     by_event = {e.id: e for e in events}
     jobs: list[Job] = []
+    waiting: set[uuid.UUID] = set()  # endpoints with new deliveries left to the poller
     for r in inserted:
         if r.lease_owner != engine.owner:
-            continue  # an ordered endpoint's: the poller hands out the head of each aggregate
+            waiting.add(r.endpoint_id)  # ordered (the poller hands out each aggregate's head) or saturated
+            continue
         row = rows[r.event_id]
         jobs.append(Job(r.id, r.endpoint_id, r.event_id, by_event[r.event_id].envelope.event, bodies[r.event_id],
                         row["occurred_at"], row["traceparent"], row["tracestate"], 0, 0, started + lease))
-    wake = len(jobs) < len(inserted)
+    parked = waiting.intersection(saturated)
 
     async def after_commit() -> None:
-        await engine.accept(jobs, wake=wake)
+        # A saturated lane asks the poller itself once it has room; the others' rows are due now.
+        await engine.accept(jobs, wake=engine.park(parked) or bool(waiting - parked))
 
     return len(fresh), after_commit
 

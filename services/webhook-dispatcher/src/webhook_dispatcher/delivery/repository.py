@@ -140,7 +140,8 @@ WHERE d.status = 'PENDING'
 # database in the same statement (never from a cache). Deliveries are inserted in event order, so the
 # `seq` of an aggregate's events follows the order they were consumed in (ordered endpoints).
 # `leased` ones are already claimed by the consuming replica (`owner`); an ordered endpoint's are left
-# to the poller, which hands out the head of each aggregate's queue. Returns one row per fresh event,
+# to the poller, which hands out the head of each aggregate's queue, and so are those of a `saturated`
+# endpoint (its lane is full: they wait in the database until it has room). Returns one row per fresh event,
 # with each delivery it got (none: NULLs).
 _ROUTE = text("""
 WITH batch AS (
@@ -165,11 +166,12 @@ WITH batch AS (
                                     cycle_attempts, next_attempt_at, lease_until, lease_owner, created_at,
                                     updated_at)
     SELECT gen_random_uuid(), b.id, e.id, left(b.event_type, 100), b.ordering_key, 'PENDING', 0, 0, now(),
-           CASE WHEN :leased AND NOT e.ordered THEN now() + make_interval(secs => :lease) END,
-           CASE WHEN :leased AND NOT e.ordered THEN CAST(:owner AS uuid) END, now(), now()
+           CASE WHEN t.take THEN now() + make_interval(secs => :lease) END,
+           CASE WHEN t.take THEN CAST(:owner AS uuid) END, now(), now()
     FROM batch b
     JOIN webhook_endpoints e
       ON e.status = 'ACTIVE' AND e.events ?| ARRAY(SELECT jsonb_array_elements_text(CAST(b.patterns AS jsonb)))
+    CROSS JOIN LATERAL (SELECT :leased AND NOT e.ordered AND NOT (e.id = ANY(:saturated)) AS take) t
     WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)
     ORDER BY b.n, e.id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
@@ -183,7 +185,8 @@ FROM fresh f LEFT JOIN delivered d ON d.event_id = f.event_id
                 bindparam("tenant_ids", type_=ARRAY(Uuid)), bindparam("ordering_keys", type_=ARRAY(String)),
                 bindparam("bodies", type_=ARRAY(Text)), bindparam("traceparents", type_=ARRAY(String)),
                 bindparam("tracestates", type_=ARRAY(String)), bindparam("consumer", type_=String),
-                bindparam("leased", type_=Boolean), bindparam("lease", type_=Float),
+                bindparam("leased", type_=Boolean), bindparam("saturated", type_=ARRAY(Uuid)),
+                bindparam("lease", type_=Float),
                 bindparam("owner", type_=Uuid)).columns(event_id=Uuid, id=Uuid, endpoint_id=Uuid,
                                                          lease_owner=Uuid)
 
@@ -248,7 +251,7 @@ class DeliveryRepository:
 
     # --- consumption ---------------------------------------------------------------------------
     async def route(self, rows: list[dict[str, Any]], *, consumer: str, owner: uuid.UUID, lease: float,
-                    leased: bool) -> list[Any]:
+                    leased: bool, saturated: Sequence[uuid.UUID] = ()) -> list[Any]:
         """A consumed batch (see `_ROUTE`): rows of (event_id, id, endpoint_id, lease_owner), one per fresh
         event and delivery (a fresh event without any delivery: id NULL)."""
         params = _columns(rows, {
@@ -256,7 +259,7 @@ class DeliveryRepository:
             "occurred_at": "occurred_at", "tenant_ids": "tenant_id", "ordering_keys": "ordering_key",
             "bodies": "body", "traceparents": "traceparent", "tracestates": "tracestate"})
         result = await self.session.execute(_ROUTE, params | {"consumer": consumer, "owner": owner, "lease": lease,
-                                                              "leased": leased})
+                                                              "leased": leased, "saturated": list(saturated)})
         return list(result)
 
     async def notify_due(self) -> None:
