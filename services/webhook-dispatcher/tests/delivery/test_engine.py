@@ -14,7 +14,7 @@ from common.testing.plugin import bearer
 from common.testing.servers import serve_app
 from common.testing.webhooks import ids_of
 from webhook_dispatcher.app import create_app
-from webhook_dispatcher.delivery.engine import DeliveryEngine, Job, Lane
+from webhook_dispatcher.delivery.engine import STALL_SECONDS, DeliveryEngine, Job, Lane
 from webhook_dispatcher.delivery.handlers import route_batch
 from webhook_dispatcher.delivery.transport import WebhookTransport
 
@@ -206,18 +206,20 @@ async def test_a_slow_endpoints_backlog_waits_in_the_database_not_in_memory(migr
     assert hook.max_in_flight == 1
 
 
-async def test_a_full_lanes_new_deliveries_wait_unleased_in_the_database(make_settings, database, receiver,
-                                                                          endpoints):
+async def test_a_stalled_lanes_new_deliveries_wait_unleased_in_the_database(make_settings, database, receiver,
+                                                                             endpoints):
     full_hook, free_hook = receiver.hook(), receiver.hook()
     full = uuid.UUID((await endpoints(full_hook.url, ["billing.payment_failed"]))["id"])
     free = uuid.UUID((await endpoints(free_hook.url, ["billing.payment_failed"]))["id"])
-    # A replica (not running) whose lane for `full` holds as much as its queue may.
+    # A replica (not running) whose lane for `full` holds as much as its queue may ...
     replica = DeliveryEngine(make_settings(webhook_queue_size=1), database)
     replica.accepting = True
     lane = replica.lanes[full] = Lane(replica, full)
     lane.queue.append(Job(uuid.uuid4(), full, uuid.uuid4(), "billing.payment_failed", b"{}", None, None, None,
                           0, 0, 0.0))
-    assert replica.saturated() == [full]
+    assert replica.stalled() == []  # full, but answering: the consumer goes on feeding it
+    lane.answered_at -= STALL_SECONDS  # ... and has had no answer for a while (the endpoint hangs)
+    assert replica.stalled() == [full]
     event = build_event("billing.payment_failed", payment_failed())
     async with database.autocommit.connect() as conn:
         new, after = await route_batch(conn, [ConsumedEvent(event, "platform.billing.events", 0, 0, {})], replica)

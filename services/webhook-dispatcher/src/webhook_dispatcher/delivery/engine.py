@@ -50,6 +50,10 @@ from webhook_dispatcher.models import DeliveryStatus, EndpointKind, EndpointStat
 logger = logging.getLogger("webhook_dispatcher.engine")
 
 LEASE_MARGIN = 5.0  # seconds kept between the end of an attempt and the end of its lease
+# A full lane that has had no answer for this long is stalled (a hanging or very slow endpoint): what the
+# consumer routes to it waits in the database, unleased, instead of being leased and handed back batch
+# after batch. A full lane that keeps answering is fed by the consumer as usual (no poller round trips).
+STALL_SECONDS = 1.0
 
 
 @dataclass
@@ -114,6 +118,7 @@ class Lane:
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.overflowed = False
+        self.answered_at = asyncio.get_running_loop().time()  # the last answer (or the lane's start)
 
     def free(self) -> int:
         return self.engine.settings.webhook_queue_size - len(self.queue)
@@ -179,7 +184,11 @@ class Lane:
 
     def attempt_done(self) -> None:
         self.in_flight -= 1
+        self.answered_at = asyncio.get_running_loop().time()
         self.wakeup.set()
+
+    def stalled(self, now: float) -> bool:
+        return self.free() <= 0 and now - self.answered_at >= STALL_SECONDS
 
 
 class Recorder:
@@ -317,12 +326,14 @@ class DeliveryEngine:
             lane.task = asyncio.create_task(lane.run(), name=f"webhook-lane-{job.endpoint_id}")
         return True
 
-    def saturated(self) -> list[uuid.UUID]:
-        """Endpoints whose lane is full: what is routed to them now waits in the database."""
-        return [endpoint_id for endpoint_id, lane in self.lanes.items() if lane.free() <= 0]
+    def stalled(self) -> list[uuid.UUID]:
+        """Endpoints whose lane is full and not answering (STALL_SECONDS): what is routed to them now waits
+        in the database."""
+        now = asyncio.get_running_loop().time()
+        return [endpoint_id for endpoint_id, lane in self.lanes.items() if lane.stalled(now)]
 
     def park(self, endpoint_ids: set[uuid.UUID]) -> bool:
-        """Deliveries of these (saturated) endpoints wait in the database: their lane wakes the poller once
+        """Deliveries of these (stalled) endpoints wait in the database: their lane wakes the poller once
         it has room. True when one of them has no lane any more (the poller must look now)."""
         missing = False
         for endpoint_id in endpoint_ids:

@@ -140,8 +140,8 @@ WHERE d.status = 'PENDING'
 # database in the same statement (never from a cache). Deliveries are inserted in event order, so the
 # `seq` of an aggregate's events follows the order they were consumed in (ordered endpoints).
 # `leased` ones are already claimed by the consuming replica (`owner`); an ordered endpoint's are left
-# to the poller, which hands out the head of each aggregate's queue, and so are those of a `saturated`
-# endpoint (its lane is full: they wait in the database until it has room). Returns one row per fresh event,
+# to the poller, which hands out the head of each aggregate's queue, and so are those of a `stalled`
+# endpoint (its lane is full and not answering: they wait in the database until it has room). Returns one row per fresh event,
 # with each delivery it got (none: NULLs).
 _ROUTE = text("""
 WITH batch AS (
@@ -171,7 +171,7 @@ WITH batch AS (
     FROM batch b
     JOIN webhook_endpoints e
       ON e.status = 'ACTIVE' AND e.events ?| ARRAY(SELECT jsonb_array_elements_text(CAST(b.patterns AS jsonb)))
-    CROSS JOIN LATERAL (SELECT :leased AND NOT e.ordered AND NOT (e.id = ANY(:saturated)) AS take) t
+    CROSS JOIN LATERAL (SELECT :leased AND NOT e.ordered AND NOT (e.id = ANY(:stalled)) AS take) t
     WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)
     ORDER BY b.n, e.id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
@@ -185,7 +185,7 @@ FROM fresh f LEFT JOIN delivered d ON d.event_id = f.event_id
                 bindparam("tenant_ids", type_=ARRAY(Uuid)), bindparam("ordering_keys", type_=ARRAY(String)),
                 bindparam("bodies", type_=ARRAY(Text)), bindparam("traceparents", type_=ARRAY(String)),
                 bindparam("tracestates", type_=ARRAY(String)), bindparam("consumer", type_=String),
-                bindparam("leased", type_=Boolean), bindparam("saturated", type_=ARRAY(Uuid)),
+                bindparam("leased", type_=Boolean), bindparam("stalled", type_=ARRAY(Uuid)),
                 bindparam("lease", type_=Float),
                 bindparam("owner", type_=Uuid)).columns(event_id=Uuid, id=Uuid, endpoint_id=Uuid,
                                                          lease_owner=Uuid)
@@ -251,7 +251,7 @@ class DeliveryRepository:
 
     # --- consumption ---------------------------------------------------------------------------
     async def route(self, rows: list[dict[str, Any]], *, consumer: str, owner: uuid.UUID, lease: float,
-                    leased: bool, saturated: Sequence[uuid.UUID] = ()) -> list[Any]:
+                    leased: bool, stalled: Sequence[uuid.UUID] = ()) -> list[Any]:
         """A consumed batch (see `_ROUTE`): rows of (event_id, id, endpoint_id, lease_owner), one per fresh
         event and delivery (a fresh event without any delivery: id NULL)."""
         params = _columns(rows, {
@@ -259,7 +259,7 @@ class DeliveryRepository:
             "occurred_at": "occurred_at", "tenant_ids": "tenant_id", "ordering_keys": "ordering_key",
             "bodies": "body", "traceparents": "traceparent", "tracestates": "tracestate"})
         result = await self.session.execute(_ROUTE, params | {"consumer": consumer, "owner": owner, "lease": lease,
-                                                              "leased": leased, "saturated": list(saturated)})
+                                                              "leased": leased, "stalled": list(stalled)})
         return list(result)
 
     async def notify_due(self) -> None:
