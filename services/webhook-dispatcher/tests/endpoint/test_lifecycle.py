@@ -10,7 +10,10 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from common.events import build_event
+from common.messaging import ConsumedEvent
 from common.testing.webhooks import deliveries_of, ids_of, wait_delivery
+from webhook_dispatcher.delivery.handlers import route_batch
 
 API = "/api/platform/webhooks"
 
@@ -251,6 +254,27 @@ async def test_an_ordered_endpoint_gets_one_aggregate_in_order_even_across_retri
     third = await publish("lead.stage.changed", lead_data(leadId=lead_id, **{"from": "NEW", "to": "WON"}), key=lead_id)
     await hook.wait_for(lambda h: len(h.events()) == 4)
     assert ids_of(hook) == [str(first.id), str(first.id), str(second.id), str(third.id)]
+
+
+async def test_one_consumed_batch_keeps_an_aggregates_order_on_ordered_endpoints(dispatcher, database, receiver,
+                                                                                 endpoints):
+    hooks = [receiver.hook() for _ in range(3)]
+    for hook in hooks:
+        await endpoints(hook.url, ["lead.*"], ordered=True)
+    lead_id = str(uuid.uuid4())
+    events = [build_event(name, lead_data(leadId=lead_id, **extra)) for name, extra in [
+        ("lead.created", {}), ("lead.updated", {"changes": ["name"]}),
+        ("lead.stage.changed", {"from": "NEW", "to": "CONTACTED"}), ("lead.updated", {"changes": ["value"]}),
+        ("lead.stage.changed", {"from": "CONTACTED", "to": "WON"})]]
+    # One batch, as the consumer would write it after one fetch: routed in a single statement.
+    async with database.autocommit.connect() as conn:
+        new, after = await route_batch(conn, [ConsumedEvent(e, "platform.leads.events", 0, i, {})
+                                              for i, e in enumerate(events)], dispatcher.app.state.engine)
+    assert new == 5 and after is not None
+    await after()
+    for hook in hooks:
+        await hook.wait_for(lambda h: len(h.events()) == 5)
+        assert ids_of(hook) == [str(e.id) for e in events]
 
 
 async def test_metrics_expose_outcomes_latency_backlog_and_endpoints(owner, dispatcher, receiver, endpoints, publish):
