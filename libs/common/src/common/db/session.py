@@ -25,6 +25,10 @@ async def commit_each_statement(session: AsyncSession) -> None:
     which spares the BEGIN and COMMIT round trips. Call it first, before anything touches the session
     (the setting applies when the session takes its connection); the pool resets it afterwards."""
     await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    session.info[COMMITS_EACH_STATEMENT] = True  # e.g. the outbox wakes its relay right after the write
+
+
+COMMITS_EACH_STATEMENT = "commits_each_statement"  # Session.info key set by commit_each_statement
 
 
 # scope="function": commit before the response is sent. With FastAPI's default (request scope) the client

@@ -21,6 +21,8 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
+from common.db.session import COMMITS_EACH_STATEMENT
+
 logger = logging.getLogger("common.messaging.wakeup")
 
 _PENDING = "outbox_wakeups"  # Session.info key: {channel: async engine} of the outbox rows written
@@ -38,8 +40,12 @@ def unregister_leader(channel: str, wake: Callable[[], None]) -> None:
 
 
 def wake_after_commit(session: AsyncSession, channel: str) -> None:
-    """Called when an outbox row is added in `session`: wake the relay once that session commits."""
-    session.info.setdefault(_PENDING, {})[channel] = session.bind
+    """Called when an outbox row is added in `session`: wake the relay once that session commits (at
+    once when each of its statements commits by itself: the row is already visible)."""
+    if session.info.get(COMMITS_EACH_STATEMENT):
+        _wake(channel, session.bind)
+    else:
+        session.info.setdefault(_PENDING, {})[channel] = session.bind
 
 
 @event.listens_for(Session, "after_commit")
@@ -48,14 +54,18 @@ def _after_commit(session: Session) -> None:
     if not pending:
         return
     for channel, engine in pending.items():
-        wake = _leaders.get(channel)
-        if wake is not None:
-            wake()
-        elif isinstance(engine, AsyncEngine):
-            notifier = _notifiers.get(channel)
-            if notifier is None or notifier.engine is not engine:
-                notifier = _notifiers[channel] = _Notifier(engine, channel)
-            notifier.request()
+        _wake(channel, engine)
+
+
+def _wake(channel: str, engine: object) -> None:
+    wake = _leaders.get(channel)
+    if wake is not None:
+        wake()
+    elif isinstance(engine, AsyncEngine):
+        notifier = _notifiers.get(channel)
+        if notifier is None or notifier.engine is not engine:
+            notifier = _notifiers[channel] = _Notifier(engine, channel)
+        notifier.request()
 
 
 @event.listens_for(Session, "after_rollback")

@@ -330,19 +330,22 @@ class DeliveryEngine:
         """Endpoints whose lane is full and not answering (STALL_SECONDS): what is routed to them now waits
         in the database."""
         now = asyncio.get_running_loop().time()
-        return [endpoint_id for endpoint_id, lane in self.lanes.items() if lane.stalled(now)]
+        return [endpoint_id for endpoint_id, lane in self.lanes.items()
+                if lane.stalled(now) and self.ownership.holds(endpoint_id)]
 
     def park(self, endpoint_ids: set[uuid.UUID]) -> bool:
-        """Deliveries of these (stalled) endpoints wait in the database: their lane wakes the poller once
-        it has room. True when one of them has no lane any more (the poller must look now)."""
-        missing = False
+        """Deliveries of these (stalled a moment ago) endpoints wait in the database: their lane wakes the
+        poller once it has drained to half. True when one of them is past that point already (drained
+        meanwhile, or its lane has ended, or it is no longer ours): the poller must look now."""
+        look_now = False
         for endpoint_id in endpoint_ids:
             lane = self.lanes.get(endpoint_id)
-            if lane is None:
-                missing = True
+            if (lane is None or not self.ownership.holds(endpoint_id)
+                    or len(lane.queue) <= self.settings.webhook_queue_size // 2):
+                look_now = True
             else:
                 lane.overflowed = True
-        return missing
+        return look_now
 
     async def accept(self, jobs: list[Job], *, wake: bool = False) -> None:
         """After a consumer commit: attempt now what fits, give the rest back to the poller (ours, or the
