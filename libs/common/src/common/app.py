@@ -44,6 +44,8 @@ class Runtime:
     consumers: list[EventConsumer] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     kafka_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Closed once every task has ended, before the main database (e.g. a consumer's own pool).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
@@ -102,6 +104,9 @@ def create_service_app(
             if runtime.producer is not None:
                 with contextlib.suppress(Exception):
                     await runtime.producer.stop()
+            for close in runtime.closers:
+                with contextlib.suppress(Exception):
+                    await close()
             await database.dispose()
             logger.info("%s stopped", settings.service_name)
 

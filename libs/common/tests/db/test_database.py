@@ -19,3 +19,10 @@ async def test_every_pooled_connection_plans_each_statement_for_the_table_as_it_
                 assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
     finally:
         await db.dispose()
+    # Opting out (a hot statement whose plan cannot degrade) gives PostgreSQL's default back.
+    kept = Database(postgres.async_url(name), pool_size=1, custom_plans=False)
+    try:
+        async with kept.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == "auto"
+    finally:
+        await kept.dispose()

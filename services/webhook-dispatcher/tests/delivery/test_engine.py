@@ -14,7 +14,7 @@ from common.testing.plugin import bearer
 from common.testing.servers import serve_app
 from common.testing.webhooks import ids_of
 from webhook_dispatcher.app import create_app
-from webhook_dispatcher.delivery.engine import STALL_SECONDS, DeliveryEngine, Job, Lane
+from webhook_dispatcher.delivery.engine import DeliveryEngine, Job, Lane
 from webhook_dispatcher.delivery.handlers import route_batch
 from webhook_dispatcher.delivery.transport import WebhookTransport
 
@@ -206,40 +206,44 @@ async def test_a_slow_endpoints_backlog_waits_in_the_database_not_in_memory(migr
     assert hook.max_in_flight == 1
 
 
-async def test_a_stalled_lanes_new_deliveries_wait_unleased_in_the_database(make_settings, database, receiver,
-                                                                             endpoints):
-    full_hook, free_hook = receiver.hook(), receiver.hook()
-    full = uuid.UUID((await endpoints(full_hook.url, ["billing.payment_failed"]))["id"])
+async def test_a_lane_is_leased_only_what_it_has_room_for_the_rest_waits_unleased(make_settings, database,
+                                                                                 receiver, endpoints):
+    tight_hook, free_hook = receiver.hook(), receiver.hook()
+    tight = uuid.UUID((await endpoints(tight_hook.url, ["billing.payment_failed"]))["id"])
     free = uuid.UUID((await endpoints(free_hook.url, ["billing.payment_failed"]))["id"])
-    # A replica (not running) whose lane for `full` holds as much as its queue may ...
-    replica = DeliveryEngine(make_settings(webhook_queue_size=1), database)
+    # A replica (not running) whose lane for `tight` has room for one more (queue of 3, two queued).
+    replica = DeliveryEngine(make_settings(webhook_queue_size=3), database)
     replica.accepting = True
-    lane = replica.lanes[full] = Lane(replica, full)
-    lane.queue.append(Job(uuid.uuid4(), full, uuid.uuid4(), "billing.payment_failed", b"{}", None, None, None,
-                          0, 0, 0.0))
-    assert await replica.ownership.acquire({full}) == {full}
-    assert replica.stalled() == []  # full, but answering: the consumer goes on feeding it
-    lane.answered_at -= STALL_SECONDS  # ... and has had no answer for a while (the endpoint hangs)
-    assert replica.stalled() == [full]
-    event = build_event("billing.payment_failed", payment_failed())
+    lane = replica.lanes[tight] = Lane(replica, tight)
+    lane.queue.extend(Job(uuid.uuid4(), tight, uuid.uuid4(), "billing.payment_failed", b"{}", None, None, None,
+                          0, 0, 0.0) for _ in range(2))
+    assert replica.room() == {tight: 1}
+    assert await replica.ownership.acquire({tight}) == {tight}
+    events = [build_event("billing.payment_failed", payment_failed()) for _ in range(3)]
     async with database.autocommit.connect() as conn:
-        new, after = await route_batch(conn, [ConsumedEvent(event, "platform.billing.events", 0, 0, {})], replica)
-        leases = dict((await conn.execute(text(
-            "SELECT endpoint_id, lease_owner FROM webhook_deliveries WHERE event_id = :e"), {"e": event.id})).all())
-    # Not leased, so never handed back: it waits for whichever poller has room; the other one is taken now.
-    assert new == 1 and leases == {full: None, free: replica.owner}
-    assert after is not None
-    replica.accepting = False  # nothing is sent from here: the leased one is handed back
+        new, after = await route_batch(conn, [ConsumedEvent(e, "platform.billing.events", 0, i, {})
+                                              for i, e in enumerate(events)], replica)
+        rows = (await conn.execute(text(
+            "SELECT endpoint_id, event_id, lease_owner FROM webhook_deliveries WHERE event_id = ANY(:e)"),
+            {"e": [e.id for e in events]})).all()
+    leased = {(r.endpoint_id, r.event_id): r.lease_owner == replica.owner for r in rows}
+    # The first event fits the tight lane; the later ones are not leased, so never handed back: they wait
+    # for whichever poller has room. The lane-less endpoint takes all three.
+    assert new == 3 and after is not None
+    assert [leased[(tight, e.id)] for e in events] == [True, False, False]
+    assert [leased[(free, e.id)] for e in events] == [True, True, True]
+    replica.accepting = False  # nothing is sent from here: what was leased is handed back
     await after()
     assert lane.overflowed  # the lane asks the poller for the rest once it has drained to half
     # Had it drained meanwhile (no pop left to notice), the poller is asked at once instead.
     lane.queue.clear()
     lane.overflowed = False
-    assert replica.park({full}) is True and not lane.overflowed
-    await replica.ownership.release_all()  # the running dispatcher may deliver to it now
-    # The running dispatcher's poller finds both in the database.
-    await full_hook.wait_for(lambda h: str(event.id) in ids_of(h), timeout=20)
-    await free_hook.wait_for(lambda h: str(event.id) in ids_of(h), timeout=20)
+    assert replica.park({tight}) is True and not lane.overflowed
+    await replica.ownership.release_all()
+    # The running dispatcher's poller finds them all in the database.
+    wanted = {str(e.id) for e in events}
+    await tight_hook.wait_for(lambda h: wanted <= set(ids_of(h)), timeout=20)
+    await free_hook.wait_for(lambda h: wanted <= set(ids_of(h)), timeout=20)
 
 
 def _only(hook, wanted: set[str]) -> list[str]:

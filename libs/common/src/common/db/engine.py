@@ -7,17 +7,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, custom_plans: bool = True) -> None:
+        """`custom_plans`: every execution is planned for the tables as they are now. asyncpg prepares each
+        statement once per connection, and PostgreSQL's default (`auto`) may switch to a generic plan
+        chosen while a table was nearly empty and keep it: measured here, the dispatcher's claim went
+        from 7 ms to 7 s, and its attempt recording from 1 to 17 ms, on a 40k-row backlog with such
+        plans. Planning again costs little, except for the rare big statement on a hot path whose plan
+        cannot degrade (the caller keeps a second `Database` with `custom_plans=False` for it)."""
         self.url = url
         # No pool_pre_ping: it costs a round trip on every checkout (every request). A connection the
         # server dropped fails its statement once and is discarded; recycling bounds their age.
         self.engine: AsyncEngine = create_async_engine(
             url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, echo=echo,
-            # Every execution is planned for the table as it is now. asyncpg prepares each statement once
-            # per connection, and PostgreSQL's default (`auto`) may switch to a generic plan chosen while a
-            # table was nearly empty and keep it: measured here, the dispatcher's claim went from 7 ms to
-            # 7 s on a 40k-row backlog with such a plan. Planning again costs well under a millisecond.
-            connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}},
+            connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan" if custom_plans else "auto"}},
         )
         # The same pool, each statement committing by itself (no BEGIN/COMMIT round trips): for hot paths
         # that write in one statement. Connections go back to the pool in the default isolation level.

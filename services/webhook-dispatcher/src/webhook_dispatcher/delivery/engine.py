@@ -50,10 +50,6 @@ from webhook_dispatcher.models import DeliveryStatus, EndpointKind, EndpointStat
 logger = logging.getLogger("webhook_dispatcher.engine")
 
 LEASE_MARGIN = 5.0  # seconds kept between the end of an attempt and the end of its lease
-# A full lane that has had no answer for this long is stalled (a hanging or very slow endpoint): what the
-# consumer routes to it waits in the database, unleased, instead of being leased and handed back batch
-# after batch. A full lane that keeps answering is fed by the consumer as usual (no poller round trips).
-STALL_SECONDS = 1.0
 
 
 @dataclass
@@ -118,7 +114,6 @@ class Lane:
         self.wakeup = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.overflowed = False
-        self.answered_at = asyncio.get_running_loop().time()  # the last answer (or the lane's start)
 
     def free(self) -> int:
         return self.engine.settings.webhook_queue_size - len(self.queue)
@@ -184,11 +179,7 @@ class Lane:
 
     def attempt_done(self) -> None:
         self.in_flight -= 1
-        self.answered_at = asyncio.get_running_loop().time()
         self.wakeup.set()
-
-    def stalled(self, now: float) -> bool:
-        return self.free() <= 0 and now - self.answered_at >= STALL_SECONDS
 
 
 class Recorder:
@@ -326,17 +317,14 @@ class DeliveryEngine:
             lane.task = asyncio.create_task(lane.run(), name=f"webhook-lane-{job.endpoint_id}")
         return True
 
-    def stalled(self) -> list[uuid.UUID]:
-        """Endpoints whose lane is full and not answering (STALL_SECONDS): what is routed to them now waits
-        in the database."""
-        now = asyncio.get_running_loop().time()
-        return [endpoint_id for endpoint_id, lane in self.lanes.items()
-                if lane.stalled(now) and self.ownership.holds(endpoint_id)]
+    def room(self) -> dict[uuid.UUID, int]:
+        """Free places in each lane (an endpoint without a lane has the whole queue)."""
+        return {endpoint_id: max(0, lane.free()) for endpoint_id, lane in self.lanes.items()}
 
     def park(self, endpoint_ids: set[uuid.UUID]) -> bool:
-        """Deliveries of these (stalled a moment ago) endpoints wait in the database: their lane wakes the
-        poller once it has drained to half. True when one of them is past that point already (drained
-        meanwhile, or its lane has ended, or it is no longer ours): the poller must look now."""
+        """New deliveries of these endpoints wait in the database (their lane was full, or they are
+        ordered): a lane still more than half full wakes the poller once it has drained to half. True
+        when one of them is past that point (drained, no lane, ordered, no longer ours): look now."""
         look_now = False
         for endpoint_id in endpoint_ids:
             lane = self.lanes.get(endpoint_id)

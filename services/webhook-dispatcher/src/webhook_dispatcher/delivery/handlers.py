@@ -55,11 +55,11 @@ async def route_batch(conn: AsyncConnection, events: list[ConsumedEvent],
     rows = {e.id: _event_row(e, bodies[e.id]) for e in events}
     lease = engine.settings.webhook_lease_seconds
     started = asyncio.get_running_loop().time()
-    # A stalled lane takes nothing more now: its deliveries are not leased (nor handed back a moment later).
-    stalled = engine.stalled()
+    # Each lane is leased only what it has room for: the rest is never leased and handed back a moment later.
     routed = await DeliveryRepository(conn).route(list(rows.values()), consumer=CONSUMER_NAME,
                                                   owner=engine.owner, lease=lease, leased=engine.accepting,
-                                                  stalled=stalled)
+                                                  room=engine.settings.webhook_queue_size,
+                                                  lane_room=engine.room())
     fresh = {r.event_id for r in routed}
     inserted = [r for r in routed if r.id is not None]
     if not inserted:
@@ -69,16 +69,15 @@ async def route_batch(conn: AsyncConnection, events: list[ConsumedEvent],
     waiting: set[uuid.UUID] = set()  # endpoints with new deliveries left to the poller
     for r in inserted:
         if r.lease_owner != engine.owner:
-            waiting.add(r.endpoint_id)  # ordered (the poller hands out each aggregate's head) or stalled
+            waiting.add(r.endpoint_id)  # ordered (the poller hands out each aggregate's head) or no room
             continue
         row = rows[r.event_id]
         jobs.append(Job(r.id, r.endpoint_id, r.event_id, by_event[r.event_id].envelope.event, bodies[r.event_id],
                         row["occurred_at"], row["traceparent"], row["tracestate"], 0, 0, started + lease))
-    parked = waiting.intersection(stalled)
 
     async def after_commit() -> None:
-        # A stalled lane asks the poller itself once it has room; the others' rows are due now.
-        await engine.accept(jobs, wake=engine.park(parked) or bool(waiting - parked))
+        # A full lane asks the poller itself once it has drained to half; the others' rows are due now.
+        await engine.accept(jobs, wake=engine.park(waiting))
 
     return len(fresh), after_commit
 

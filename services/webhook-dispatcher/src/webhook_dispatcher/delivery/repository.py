@@ -135,14 +135,15 @@ WHERE d.status = 'PENDING'
 # A consumed batch in ONE statement, run outside any explicit transaction (one round trip instead of
 # BEGIN, inbox, events, deliveries, COMMIT; a statement is atomic by itself): the inbox rows, the events
 # seen for the first time (`fresh`), and one delivery per (fresh routable event, ACTIVE endpoint whose
-# subscriptions hold one of the patterns that match the event's name: `patterns`, a JSON array per
-# event). Who receives is read from the
-# database in the same statement (never from a cache). Deliveries are inserted in event order, so the
-# `seq` of an aggregate's events follows the order they were consumed in (ordered endpoints).
-# `leased` ones are already claimed by the consuming replica (`owner`); an ordered endpoint's are left
-# to the poller, which hands out the head of each aggregate's queue, and so are those of a `stalled`
-# endpoint (its lane is full and not answering: they wait in the database until it has room). Returns one row per fresh event,
-# with each delivery it got (none: NULLs).
+# subscriptions hold one of the patterns that match the event's name; `patterns` is that list as a JSON
+# array, see `common.events.patterns_matching`). Who receives is read from the database in the same
+# statement (never from a cache), once per distinct name. Deliveries are inserted in event order, so
+# the `seq` of an aggregate's events follows the order they were consumed in (ordered endpoints).
+# `leased` ones are already claimed by the consuming replica (`owner`), as many per endpoint as its lane
+# has room for (`lane_ids`/`lane_room`; an endpoint without a lane: `room`). Left to the poller: the rest
+# (they wait in the database until the lane has room, never leased and handed back) and an ordered
+# endpoint's (the poller hands out the head of each aggregate's queue). Returns one row per fresh event
+# and delivery (a fresh event without any delivery: NULLs).
 _ROUTE = text("""
 WITH batch AS (
     SELECT * FROM unnest(:ids, :event_types, :routable, :patterns, :occurred_at, :tenant_ids, :ordering_keys,
@@ -161,19 +162,25 @@ WITH batch AS (
            b.tracestate, now(), now()
     FROM batch b WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)
     ON CONFLICT (id) DO NOTHING
+), routes AS (  -- once per distinct name in the batch, not per event
+    SELECT n.event_type, e.id AS endpoint_id, e.ordered
+    FROM (SELECT DISTINCT b.event_type, b.patterns FROM batch b WHERE b.routable) n
+    JOIN webhook_endpoints e
+      ON e.status = 'ACTIVE' AND e.events ?| ARRAY(SELECT jsonb_array_elements_text(CAST(n.patterns AS jsonb)))
 ), delivered AS (
     INSERT INTO webhook_deliveries (id, event_id, endpoint_id, event_type, ordering_key, status, attempts,
                                     cycle_attempts, next_attempt_at, lease_until, lease_owner, created_at,
                                     updated_at)
-    SELECT gen_random_uuid(), b.id, e.id, left(b.event_type, 100), b.ordering_key, 'PENDING', 0, 0, now(),
-           CASE WHEN t.take THEN now() + make_interval(secs => :lease) END,
+    SELECT gen_random_uuid(), x.id, x.endpoint_id, left(x.event_type, 100), x.ordering_key, 'PENDING', 0, 0,
+           now(), CASE WHEN t.take THEN now() + make_interval(secs => :lease) END,
            CASE WHEN t.take THEN CAST(:owner AS uuid) END, now(), now()
-    FROM batch b
-    JOIN webhook_endpoints e
-      ON e.status = 'ACTIVE' AND e.events ?| ARRAY(SELECT jsonb_array_elements_text(CAST(b.patterns AS jsonb)))
-    CROSS JOIN LATERAL (SELECT :leased AND NOT e.ordered AND NOT (e.id = ANY(:stalled)) AS take) t
-    WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)
-    ORDER BY b.n, e.id
+    FROM (SELECT b.id, b.n, b.event_type, b.ordering_key, r.endpoint_id, r.ordered,
+                 row_number() OVER (PARTITION BY r.endpoint_id ORDER BY b.n) AS k
+          FROM batch b JOIN routes r ON r.event_type = b.event_type
+          WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)) x
+    LEFT JOIN unnest(:lane_ids, :lane_room) AS q(endpoint_id, room) ON q.endpoint_id = x.endpoint_id
+    CROSS JOIN LATERAL (SELECT :leased AND NOT x.ordered AND x.k <= COALESCE(q.room, :room) AS take) t
+    ORDER BY x.n, x.endpoint_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING id, endpoint_id, event_id, lease_owner
 )
@@ -185,7 +192,8 @@ FROM fresh f LEFT JOIN delivered d ON d.event_id = f.event_id
                 bindparam("tenant_ids", type_=ARRAY(Uuid)), bindparam("ordering_keys", type_=ARRAY(String)),
                 bindparam("bodies", type_=ARRAY(Text)), bindparam("traceparents", type_=ARRAY(String)),
                 bindparam("tracestates", type_=ARRAY(String)), bindparam("consumer", type_=String),
-                bindparam("leased", type_=Boolean), bindparam("stalled", type_=ARRAY(Uuid)),
+                bindparam("leased", type_=Boolean), bindparam("lane_ids", type_=ARRAY(Uuid)),
+                bindparam("lane_room", type_=ARRAY(Integer)), bindparam("room", type_=Integer),
                 bindparam("lease", type_=Float),
                 bindparam("owner", type_=Uuid)).columns(event_id=Uuid, id=Uuid, endpoint_id=Uuid,
                                                          lease_owner=Uuid)
@@ -251,7 +259,7 @@ class DeliveryRepository:
 
     # --- consumption ---------------------------------------------------------------------------
     async def route(self, rows: list[dict[str, Any]], *, consumer: str, owner: uuid.UUID, lease: float,
-                    leased: bool, stalled: Sequence[uuid.UUID] = ()) -> list[Any]:
+                    leased: bool, room: int, lane_room: dict[uuid.UUID, int] | None = None) -> list[Any]:
         """A consumed batch (see `_ROUTE`): rows of (event_id, id, endpoint_id, lease_owner), one per fresh
         event and delivery (a fresh event without any delivery: id NULL)."""
         params = _columns(rows, {
@@ -259,7 +267,9 @@ class DeliveryRepository:
             "occurred_at": "occurred_at", "tenant_ids": "tenant_id", "ordering_keys": "ordering_key",
             "bodies": "body", "traceparents": "traceparent", "tracestates": "tracestate"})
         result = await self.session.execute(_ROUTE, params | {"consumer": consumer, "owner": owner, "lease": lease,
-                                                              "leased": leased, "stalled": list(stalled)})
+                                                              "leased": leased, "room": room,
+                                                              "lane_ids": list(lane_room or {}),
+                                                              "lane_room": list((lane_room or {}).values())})
         return list(result)
 
     async def notify_due(self) -> None:
