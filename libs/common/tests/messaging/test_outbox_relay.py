@@ -124,24 +124,17 @@ async def test_a_change_sent_along_with_its_event_is_one_statement_all_or_nothin
             OUTBOX.c.event_id.in_([first.id, second.id]))) == 1
 
 
-async def test_a_session_committing_each_statement_leaves_the_pool_transactional(postgres):
-    name = f"t_common_{uuid.uuid4().hex[:8]}"
-    await postgres.create_databases([name])
-    db = Database(postgres.async_url(name), pool_size=1)
-    try:
-        async with db.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        async with db.sessionmaker() as session:
-            await commit_each_statement(session)
-            await session.execute(insert(THINGS).values(name="kept"))
-            await session.rollback()  # too late: the statement committed by itself
-        async with db.sessionmaker() as session:  # the same pooled connection, back in transactions
-            await session.execute(insert(THINGS).values(name="undone"))
-            await session.rollback()
-        async with db.sessionmaker() as session:
-            assert list((await session.execute(select(THINGS.c.name))).scalars()) == ["kept"]
-    finally:
-        await db.dispose()
+async def test_a_session_committing_each_statement_leaves_the_pool_transactional(scratch_database):
+    db = await scratch_database(Base.metadata)
+    async with db.sessionmaker() as session:
+        await commit_each_statement(session)
+        await session.execute(insert(THINGS).values(name="kept"))
+        await session.rollback()  # too late: the statement committed by itself
+    async with db.sessionmaker() as session:  # the same pooled connection, back in transactions
+        await session.execute(insert(THINGS).values(name="undone"))
+        await session.rollback()
+    async with db.sessionmaker() as session:
+        assert list((await session.execute(select(THINGS.c.name))).scalars()) == ["kept"]
 
 
 async def test_rolled_back_change_publishes_nothing(database, kafka_bootstrap):
@@ -184,26 +177,20 @@ async def test_only_one_relay_is_active_per_service(database, kafka_bootstrap):
         assert [first.is_leader, second.is_leader].count(True) == 1
 
 
-async def test_the_relays_relaxed_commits_never_reach_the_services_own_transactions(kafka_bootstrap, postgres):
+async def test_the_relays_relaxed_commits_never_reach_the_services_own_transactions(kafka_bootstrap,
+                                                                                     scratch_database):
     # The relay's connection commits its marks without waiting for the WAL flush; a connection with that
     # setting must never serve a service's transaction afterwards.
-    name = f"t_common_{uuid.uuid4().hex[:8]}"
-    await postgres.create_databases([name])
-    db = Database(postgres.async_url(name), pool_size=1)
-    try:
-        async with db.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
-        async with running_relay(db, kafka_bootstrap, f"relaytest{uuid.uuid4().hex[:6]}") as relay:
-            for _ in range(100):
-                if relay.is_leader:
-                    break
-                await asyncio.sleep(0.05)
-            assert relay.is_leader
-        for _ in range(3):  # whatever connection the pool hands out now
-            async with db.engine.connect() as conn:
-                assert (await conn.exec_driver_sql("SHOW synchronous_commit")).scalar() == "on"
-    finally:
-        await db.dispose()
+    db = await scratch_database(Base.metadata)
+    async with running_relay(db, kafka_bootstrap, f"relaytest{uuid.uuid4().hex[:6]}") as relay:
+        for _ in range(100):
+            if relay.is_leader:
+                break
+            await asyncio.sleep(0.05)
+        assert relay.is_leader
+    for _ in range(3):  # whatever connection the pool hands out now
+        async with db.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SHOW synchronous_commit")).scalar() == "on"
 
 
 async def test_consumer_applies_each_event_once_even_when_delivered_twice(database, kafka_bootstrap):

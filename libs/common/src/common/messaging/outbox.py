@@ -47,7 +47,7 @@ class Outbox:
         return envelope
 
     async def publish(self, session: AsyncSession | AsyncConnection, name: str, data: Any, *, key: Any,
-                      tenant_id: Any = None, along: Insert | None = None) -> Envelope:
-        """Validate `data` against the catalogue, then add it to the outbox (with `along`, see `add`)."""
+                      tenant_id: Any = None) -> Envelope:
+        """Validate `data` against the catalogue, then add it to the outbox."""
         envelope = build_event(name, data, tenant_id=tenant_id, source=self.source)
-        return await self.add(session, envelope, key=str(key), along=along)
+        return await self.add(session, envelope, key=str(key))

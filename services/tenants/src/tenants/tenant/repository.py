@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
-from sqlalchemy import Insert, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from common.db import utcnow
+from common.events import Envelope
+from tenants.events import outbox
 from tenants.models import Plan, Tenant
 from tenants.tenant.schemas import TenantSort
 
@@ -57,14 +58,14 @@ class TenantRepository:
         )
         return list(rows.scalars()), total
 
-    async def add(self, tenant: Tenant, *, publish: Callable[[Insert], Awaitable[Any]]) -> None:
-        """One Core INSERT, sent by `publish` with its event (one statement): on the create path the ORM's
-        unit of work costs more than the statement (the tenant object only carries the answer; it is not
-        added to the session)."""
+    async def add(self, tenant: Tenant, *, event: Envelope) -> None:
+        """The tenant row and `event`'s outbox row in ONE Core statement (`Outbox.add(along=...)`): on the
+        create path the ORM's unit of work costs more than the statement (the tenant object only carries
+        the answer; it is not added to the session)."""
         tenant.created_at = tenant.updated_at = utcnow()
         values = {c.key: v for c in _TENANTS.columns if (v := getattr(tenant, c.key)) is not None}  # else defaults
         async with _duplicate_names():
-            await publish(insert(_TENANTS).values(values))
+            await outbox.add(self.session, event, key=str(tenant.id), along=insert(_TENANTS).values(values))
 
     async def flush(self) -> None:
         async with _duplicate_names():

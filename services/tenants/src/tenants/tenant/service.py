@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 from typing import Any
 
-from sqlalchemy import Insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import commit_each_statement, utcnow
 from common.errors import Conflict, NotFound, Unprocessable
-from common.events import Envelope
+from common.events import build_event
 from common.pagination import Page, PageParams
 from tenants.events import outbox
 from tenants.models import Plan, Tenant
@@ -60,13 +58,9 @@ async def create(session: AsyncSession, payload: TenantCreate) -> TenantRead:
     tenant = Tenant(id=uuid.uuid4(), name=payload.name, plan_id=plan.id, status="ACTIVE",
                     contact_email=payload.contactEmail, settings=payload.settings)
     tenant.plan = plan
-
-    def publish(change: Insert) -> Awaitable[Envelope]:
-        return outbox.publish(session, "tenant.created", _event_data(tenant), key=tenant.id, tenant_id=tenant.id,
-                              along=change)
-
+    event = build_event("tenant.created", _event_data(tenant), tenant_id=tenant.id, source=outbox.source)
     try:
-        await TenantRepository(session).add(tenant, publish=publish)
+        await TenantRepository(session).add(tenant, event=event)
     except DuplicateName:
         raise Conflict(f"A tenant named {payload.name!r} already exists") from None
     return to_read(tenant)
