@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
+from tenacity import AsyncRetrying, RetryCallState, wait_fixed
 
 from common.auth.api_keys import ApiKeyIntrospector
 from common.auth.jwks import JWKSClient
@@ -26,9 +27,11 @@ from common.health import router as health_router
 from common.limits import BodyLimitMiddleware
 from common.messaging import EventConsumer, Outbox, OutboxRelay
 from common.messaging.kafka import make_producer, wait_for_kafka
+from common.messaging.retention import purge_expired
 from common.observability.logging import configure_logging
 from common.observability.metrics import MetricsMiddleware
 from common.observability.tracing import TracingMiddleware, configure_tracing
+from common.supervise import every, supervise
 
 logger = logging.getLogger("common.app")
 
@@ -51,6 +54,10 @@ class Runtime:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
         self.tasks.append(task)
         return task
+
+    def supervise(self, name: str, job: Callable[[], Awaitable[Any]], **options: Any) -> asyncio.Task[Any]:
+        """Run a long-running job for the app's lifetime, restarted with backoff when it fails."""
+        return self.spawn(supervise(name, job, **options), name)
 
 
 Hook = Callable[[FastAPI, Runtime], Awaitable[None]]
@@ -89,6 +96,7 @@ def create_service_app(
             checks["consumers"] = _consumers_check(runtime)
         if uses_kafka:
             runtime.spawn(_start_kafka(runtime, outbox), "kafka-start")
+        _start_retention(runtime, outbox)
         if on_startup is not None:
             await on_startup(app, runtime)
         _tune_gc()
@@ -145,28 +153,42 @@ def _tune_gc() -> None:
 async def _start_kafka(runtime: Runtime, outbox: Outbox | None) -> None:
     """Connect to the broker in the background (retrying), so a late broker delays readiness only."""
     settings = runtime.settings
-    while True:
-        try:
+
+    def _log(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning("broker %s not reachable yet: %s", settings.kafka_bootstrap_servers, exc)
+
+    async for attempt in AsyncRetrying(wait=wait_fixed(1.0), before_sleep=_log):
+        with attempt:
             await wait_for_kafka(settings.kafka_bootstrap_servers, timeout=5.0)
-            if outbox is not None:
+            if outbox is not None and runtime.producer is None:
                 producer = make_producer(settings)
                 await producer.start()
                 runtime.producer = producer
-            break
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning("broker %s not reachable yet: %s", settings.kafka_bootstrap_servers, exc)
-            await asyncio.sleep(1.0)
     runtime.kafka_ready.set()
     if outbox is not None and runtime.producer is not None:
         runtime.relay = OutboxRelay(runtime.database, runtime.producer, outbox,
                                     bootstrap=settings.kafka_bootstrap_servers,
                                     partitions=settings.kafka_topic_partitions,
                                     poll_interval=settings.outbox_poll_interval_seconds)
-        runtime.spawn(runtime.relay.run(), "outbox-relay")
+        runtime.supervise("outbox-relay", runtime.relay.run, on_failure=runtime.relay.lost_leadership)
     for consumer in runtime.consumers:
-        runtime.spawn(consumer.run(), f"consumer-{consumer.name}")
+        runtime.supervise(f"consumer-{consumer.name}", consumer.run)
+
+
+def _start_retention(runtime: Runtime, outbox: Outbox | None) -> None:
+    settings = runtime.settings
+    inboxes = [c.inbox for c in runtime.consumers]
+    if outbox is None and not inboxes:
+        return
+
+    async def purge() -> None:
+        await purge_expired(runtime.database, outbox=outbox.table if outbox else None, inboxes=inboxes,
+                            hours=settings.outbox_retention_hours, batch=settings.outbox_purge_batch)
+
+    # The first pass within a minute of start, then every interval.
+    runtime.supervise("outbox-retention", lambda: every(settings.outbox_purge_interval_seconds, purge,
+                                                        first=min(60.0, settings.outbox_purge_interval_seconds)))
 
 
 def _kafka_check(runtime: Runtime) -> Callable[[], Awaitable[None]]:

@@ -31,6 +31,10 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = 1_048_576
     rate_limit_per_minute: int = 1200
     outbox_poll_interval_seconds: float = 1.0
+    # Published outbox rows and processed inbox rows are deleted after this (ARCHITECTURE §2).
+    outbox_retention_hours: float = Field(default=72.0, gt=0)
+    outbox_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    outbox_purge_batch: int = Field(default=1000, ge=1)
     # A consumer group join against tansu takes ~5 s; short fetch waits keep p99 low (ARCHITECTURE §8).
     # Against tansu the produce->consume p50 follows this wait (measured at 200 msg/s: 3.0 ms at 10,
     # 5.3 ms at 20, 26 ms at 100): it does not answer a waiting fetch as soon as data arrives.

@@ -1,4 +1,17 @@
-"""One ORM base per service (own MetaData, so services never share tables), one naming convention."""
+"""One table base per service (own MetaData, so services never share tables), one naming convention.
+
+Table models are SQLModel models (the package the design names). A service declares its base once:
+
+    class Base(TableModel, registry=new_registry()):
+        pass
+
+    class Tenant(Base, table=True):
+        __tablename__ = "tenants"
+        name: str = Field(sa_type=String(200))
+
+and every `table=True` model inherits `id`, `created_at` and `updated_at`. Relationships are declared
+with `sa_relationship_kwargs={"lazy": "raise"}` so a hidden query fails in tests (STYLE habit 6).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +19,8 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, func
-from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import Uuid
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -22,18 +35,37 @@ def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def new_registry() -> registry:
+    """A service's own SQLAlchemy registry (and MetaData): SQLModel's default one is process-wide, and
+    tests import several services into one process."""
+    return registry(metadata=new_metadata())
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class ModelBase:
-    """Mixin for a service's DeclarativeBase: uuid `id`, `created_at`, `updated_at`.
+class TableModel(SQLModel):
+    """`id` (uuid4), `created_at`, `updated_at` (both timezone-aware, set by Python and by the server)."""
 
-    Usage in a service's models.py:
-        class Base(ModelBase, DeclarativeBase):
-            metadata = new_metadata()
-    Relationships should be declared with lazy="raise" so a hidden query fails in tests.
-    """
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=DateTime(timezone=True), nullable=False,  # type: ignore[call-overload]
+        sa_column_kwargs={"server_default": func.now()},
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=DateTime(timezone=True), nullable=False,  # type: ignore[call-overload]
+        sa_column_kwargs={"server_default": func.now(), "onupdate": utcnow},
+    )
+
+
+# --- being retired: the declarative mixin the services used before TableModel -------------------------
+from sqlalchemy.orm import Mapped, mapped_column  # noqa: E402
+from sqlalchemy.types import Uuid  # noqa: E402
+
+
+class ModelBase:
+    """Mixin for a DeclarativeBase (`id`, `created_at`, `updated_at`); replaced by `TableModel`."""
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     created_at: Mapped[datetime] = mapped_column(

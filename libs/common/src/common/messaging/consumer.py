@@ -91,16 +91,7 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("consumer %s failed; restarting in 1 s", self.name)
-                await asyncio.sleep(1.0)
-
-    async def _consume(self) -> None:
+        """Consume until cancelled; meant to run under `supervise`, which restarts it after a failure."""
         await ensure_topics(self.settings.kafka_bootstrap_servers, self.topics,
                             self.settings.kafka_topic_partitions)
         consumer = AIOKafkaConsumer(

@@ -48,18 +48,11 @@ class OutboxRelay:
         self.is_leader = False
         self._wake = asyncio.Event()
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self._lead()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("outbox relay failed; restarting in 1 s")
-                self.is_leader = False
-                await asyncio.sleep(1.0)
+    def lost_leadership(self, _: BaseException | None = None) -> None:
+        self.is_leader = False
 
-    async def _lead(self) -> None:
+    async def run(self) -> None:
+        """Lead (publish) while this process holds the relay lock; meant to run under `supervise`."""
         async with self.database.engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             while not await raw.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):

@@ -15,6 +15,8 @@ HTTP_LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency"
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "Outbox rows published to Kafka", ["source"])
 OUTBOX_LAG = Gauge("outbox_unpublished", "Outbox rows seen unpublished in the last relay pass", ["source"])
 CONSUMED = Counter("events_consumed_total", "Events applied by a consumer (after dedupe)", ["consumer"])
+RETENTION_DELETED = Counter("retention_deleted_rows_total",
+                            "Outbox/inbox rows deleted after OUTBOX_RETENTION_HOURS", ["table"])
 CONSUMER_ERRORS = Counter("event_consumer_errors_total", "Consumer errors", ["consumer", "kind"])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -36,3 +38,14 @@ def assert_routes_declare_auth(app: FastAPI, public: frozenset[tuple[str, str]] 
     assert checked, "no routes found to check"
     assert not missing, f"routes without an auth dependency: {missing}"
     return checked
+
+
+def assert_problem(response: Any, status: int, *, detail: str | None = None) -> dict[str, Any]:
+    """`response` is an RFC 9457 problem of `status` (with `detail` in its detail, when given); returns it."""
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text[:500]}"
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    problem = response.json()
+    assert problem["status"] == status and problem["title"], problem
+    if detail is not None:
+        assert detail.lower() in (problem.get("detail") or "").lower(), problem
+    return problem

@@ -7,11 +7,26 @@ Kafka (tansu, or TEST_KAFKA_BOOTSTRAP_SERVERS), and the real auth service as a p
     platform_settings            -> Settings kwargs: kafka, JWKS URL, encryption keys
     auth_server                  -> AuthServer (owner_token(), create_user(role, tenant_id))
     serve_app(app)               -> (from common.testing.servers) runs an app for real in the test loop
+
+A service's conftest names itself and serves its app; the clients come from here:
+
+    @pytest.fixture(scope="session")
+    def service_name(): return "tenants"
+
+    @pytest.fixture(scope="session")
+    async def service_url(database_url, platform_settings):
+        async with serve_app(create_app(Settings(database_url=database_url, **platform_settings))) as url:
+            yield url
+
+    database_url                 -> the service's migrated database (one name in every service)
+    owner / anonymous            -> httpx clients on service_url: the platform owner / no credentials
+    tenant_user(role, tenant_id) -> a client logged in as a new tenant-scoped user
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -20,6 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet
 
@@ -125,6 +141,39 @@ def platform_settings(kafka_bootstrap: str, auth_server: AuthServer, encryption_
         # In-process apps must not join the consumer groups of the e2e stack's service processes.
         "kafka_consumer_group_prefix": f"test-{uuid.uuid4().hex[:8]}-",
     }
+
+
+@pytest.fixture(scope="session")
+async def database_url(migrated_database: Callable[..., Awaitable[str]], service_name: str) -> str:
+    return await migrated_database(service_name)
+
+
+@pytest.fixture
+async def owner(service_url: str, owner_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service_url, headers=bearer(owner_token), timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(service_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def tenant_user(service_url: str, auth_server: AuthServer
+                      ) -> AsyncIterator[Callable[..., Awaitable[httpx.AsyncClient]]]:
+    """`await tenant_user("TENANT_ADMIN", tenant_id)`: a client for a new user of that tenant (its `user`
+    attribute holds the created user)."""
+    async with contextlib.AsyncExitStack() as stack:
+        async def make(role: str = "TENANT_USER", tenant_id: uuid.UUID | str | None = None) -> httpx.AsyncClient:
+            user = await auth_server.create_user(role, tenant_id or uuid.uuid4())
+            client = await stack.enter_async_context(httpx.AsyncClient(
+                base_url=service_url, headers=bearer(user["accessToken"]), timeout=10))
+            client.user = user  # type: ignore[attr-defined]
+            return client
+
+        yield make
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -1,0 +1,49 @@
+"""`supervise()`: the one way a long-running loop runs (STYLE habit 15).
+
+A background job (relay, consumer, poller, purge) is a plain coroutine function; run under
+`supervise`, a failure is logged with its reason and the job is started again after a backoff that
+grows while it keeps failing and resets once it has run a while. Cancellation stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+logger = logging.getLogger("common.supervise")
+
+
+async def supervise(name: str, job: Callable[[], Awaitable[Any]], *, first_delay: float = 1.0,
+                    max_delay: float = 30.0, healthy_after: float = 60.0,
+                    on_failure: Callable[[BaseException], Any] | None = None) -> None:
+    """Run `job()` until cancelled; restart it when it fails or returns.
+
+    `on_failure` (e.g. resetting a leader flag) runs after each failure, before the backoff."""
+    delay = first_delay
+    while True:
+        started = time.monotonic()
+        try:
+            await job()
+            logger.warning("%s ended; starting it again in %.1f s", name, delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("%s failed; starting it again in %.1f s", name, delay)
+            if on_failure is not None:
+                on_failure(exc)
+        if time.monotonic() - started >= healthy_after:
+            delay = first_delay  # it ran well for a while: this failure is a new one
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
+async def every(interval: float, step: Callable[[], Awaitable[Any]], *, first: float | None = None) -> None:
+    """Run `step()` every `interval` seconds (the first time after `first`, default `interval`).
+    Meant to run under `supervise`, which restarts it if a step fails."""
+    await asyncio.sleep(interval if first is None else first)
+    while True:
+        await step()
+        await asyncio.sleep(interval)
