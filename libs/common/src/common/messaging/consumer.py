@@ -29,9 +29,10 @@ from common.config import ServiceSettings
 from common.db import Database
 from common.events import Envelope
 from common.messaging.kafka import ensure_topics
-from common.observability.metrics import CONSUMED, CONSUMER_ERRORS
+from common.observability.metrics import CONSUMED, CONSUMER_ERRORS, CONSUMER_LAG, EVENTS_RECEIVED
 
 COMMIT_INTERVAL = 0.1  # seconds between Kafka offset commits while records keep coming
+LAG_INTERVAL = 5.0  # seconds between consumer lag samples (a scrape every 15 s needs no more)
 
 logger = logging.getLogger("common.consumer")
 tracer = trace.get_tracer("common.consumer")
@@ -111,10 +112,13 @@ class EventConsumer:
         committing: asyncio.Future[None] | None = None
         offsets: dict[Any, int] = {}  # processed, not yet committed
         loop = asyncio.get_running_loop()
-        committed_at = loop.time()
+        committed_at = lag_at = loop.time()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                if loop.time() - lag_at >= LAG_INTERVAL:
+                    lag_at = loop.time()
+                    await self._sample_lag(consumer)
                 if batches:
                     # Every partition's records in one transaction: per-partition order is kept (records
                     # of one key share a partition), round trips are not multiplied.
@@ -139,6 +143,21 @@ class EventConsumer:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
+    async def _sample_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Records behind the partition end (as of the last fetch), per topic, over this member's
+        partitions: summed over the group's members it is the group's lag."""
+        lag: dict[str, int] = dict.fromkeys(self.topics, 0)
+        try:
+            for tp in consumer.assignment():
+                end = consumer.highwater(tp)
+                if end is not None:
+                    lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - await consumer.position(tp))
+        except Exception:  # a rebalance in between: a metric sample never stops the consumer
+            logger.debug("consumer %s: lag sample skipped", self.name, exc_info=True)
+            return
+        for topic, behind in lag.items():
+            CONSUMER_LAG.labels(self.group_id, topic).set(behind)
+
     def _decode(self, record: ConsumerRecord) -> ConsumedEvent | None:
         headers = {k: v.decode(errors="replace") for k, v in (record.headers or ())}
         try:
@@ -149,6 +168,7 @@ class EventConsumer:
                          record.partition, record.offset, exc)
             return None
         key = record.key.decode(errors="replace") if record.key else None
+        EVENTS_RECEIVED.labels(self.name, envelope.event).inc()
         return ConsumedEvent(envelope, record.topic, record.partition, record.offset, headers, key)
 
     async def _process(self, records: list[ConsumerRecord]) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -22,7 +23,7 @@ from common.db import Database
 from common.messaging.kafka import ensure_topics
 from common.messaging.outbox import Outbox
 from common.messaging.wakeup import register_leader, unregister_leader
-from common.observability.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
+from common.observability.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 from common.observability.tracing import child_headers, spans_recorded
 
 logger = logging.getLogger("common.relay")
@@ -43,7 +44,8 @@ class OutboxRelay:
         self.lock_key = zlib.crc32(f"outbox-relay:{outbox.source}".encode())
         table = self.table.name
         self._select = (f"SELECT seq, topic, aggregate_id, event_type, payload::text AS payload, "
-                        f"headers::text AS headers FROM {table} WHERE published_at IS NULL ORDER BY seq LIMIT $1")
+                        f"headers::text AS headers, extract(epoch FROM now() - created_at) AS age "
+                        f"FROM {table} WHERE published_at IS NULL ORDER BY seq LIMIT $1")
         self._mark = f"UPDATE {table} SET published_at = now() WHERE seq = ANY($1::bigint[])"
         self.is_leader = False
         self._wake = asyncio.Event()
@@ -97,7 +99,10 @@ class OutboxRelay:
         rows = await conn.fetch(self._select, self.batch_size)
         if not rows:
             OUTBOX_LAG.labels(self.outbox.source).set(0)
+            OUTBOX_OLDEST_AGE.labels(self.outbox.source).set(0)
             return 0
+        OUTBOX_LAG.labels(self.outbox.source).set(len(rows))
+        OUTBOX_OLDEST_AGE.labels(self.outbox.source).set(float(rows[0]["age"]))
         futures = []
         for row in rows:
             futures.append(await self._send(row))
@@ -107,6 +112,9 @@ class OutboxRelay:
         if done:
             await conn.execute(self._mark, done)
             OUTBOX_PUBLISHED.labels(self.outbox.source).inc(len(done))
+            sent = set(done)
+            for event, count in Counter(row["event_type"] for row in rows if row["seq"] in sent).items():
+                EVENTS_PUBLISHED.labels(self.outbox.source, event).inc(count)
         if failed:
             logger.warning("outbox relay: %d of %d sends failed; will retry", failed, len(rows))
             await asyncio.sleep(0.5)

@@ -18,6 +18,18 @@ CONSUMED = Counter("events_consumed_total", "Events applied by a consumer (after
 RETENTION_DELETED = Counter("retention_deleted_rows_total",
                             "Outbox/inbox rows deleted after OUTBOX_RETENTION_HOURS", ["table"])
 CONSUMER_ERRORS = Counter("event_consumer_errors_total", "Consumer errors", ["consumer", "kind"])
+# For the overview dashboard and its alerts (deploy/grafana, deploy/prometheus). Labels stay bounded: the
+# service, the event type (the catalogue), the consumer group and topic (a handful per service).
+OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds",
+                          "Age of the oldest unpublished outbox row in the last relay pass (0 when none)",
+                          ["source"])
+EVENTS_PUBLISHED = Counter("events_published_total", "Events the outbox relay published to Kafka, by type",
+                           ["source", "event"])
+EVENTS_RECEIVED = Counter("events_received_total",
+                          "Events a consumer read from Kafka, by type (redeliveries included)", ["consumer", "event"])
+CONSUMER_LAG = Gauge("kafka_consumer_lag_messages",
+                     "Records between this member's position and the end of its assigned partitions, per topic",
+                     ["group", "topic"])
 
 
 class MetricsMiddleware:
