@@ -1,0 +1,266 @@
+"""Builds deploy/grafana/dashboards/*.json with the Grafana Foundation SDK's typed builders.
+
+Run `python deploy/grafana/generate.py` after editing; tests/deploy/test_dashboards.py fails when a
+committed dashboard differs from what this builds, when a query does not parse as PromQL, or when it names
+a metric or label the services do not export. `service` and `instance` are target labels set by the scrape
+configuration (deploy/prometheus, the PodMonitor), so every panel can be narrowed by the variables.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import common as viz
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    BigValueColorMode,
+    BigValueGraphMode,
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    TooltipDisplayMode,
+)
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DataSourceRef,
+    Threshold,
+    ThresholdsMode,
+    VariableRefresh,
+    VariableSort,
+)
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "dashboards"
+DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
+SEL = 'service=~"$service", instance=~"$instance"'
+RATE = "$__rate_interval"
+
+
+def q(expr: str, legend: str = "", ref: str = "A") -> prometheus.Dataquery:
+    query = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DS)
+    return query.legend_format(legend) if legend else query
+
+
+def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
+    return db.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(v, c) for v, c in steps])
+
+
+GREEN = (None, "green")
+
+
+def series(title: str, unit: str, queries: list[tuple[str, str]], *, w: int = 12, h: int = 8,
+           description: str = "", limits: db.ThresholdsConfig | None = None) -> timeseries.Panel:
+    panel = (timeseries.Panel().title(title).datasource(DS).unit(unit).span(w).height(h)
+             .fill_opacity(10).line_width(1)
+             .legend(viz.VizLegendOptions().display_mode(LegendDisplayMode.LIST).placement(LegendPlacement.BOTTOM)
+                     .show_legend(True))
+             .tooltip(viz.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING)))
+    for i, (expr, legend) in enumerate(queries):
+        panel = panel.with_target(q(expr, legend, chr(ord("A") + i)))
+    if description:
+        panel = panel.description(description)
+    return panel.thresholds(limits) if limits else panel
+
+
+def single(title: str, unit: str, expr: str, limits: db.ThresholdsConfig, *, w: int = 6, h: int = 4,
+           description: str = "", legend: str = "") -> stat.Panel:
+    panel = stat.Panel().title(title).datasource(DS).unit(unit).span(w).height(h).with_target(
+        q(expr, legend)).thresholds(limits).color_mode(BigValueColorMode.VALUE).graph_mode(
+        BigValueGraphMode.AREA).reduce_options(viz.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    return panel.description(description) if description else panel
+
+
+def variables(board: db.Dashboard, *, service: str | None = None) -> db.Dashboard:
+    board = board.with_variable(db.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+    if service is None:
+        board = board.with_variable(
+            db.QueryVariable("service").label("Service").datasource(DS)
+            .query('label_values(up{job="plataforma"}, service)')
+            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
+            .multi(True).include_all(True).all_value(".*"))
+        instances = 'label_values(up{job="plataforma", service=~"$service"}, instance)'
+    else:
+        board = board.with_variable(db.ConstantVariable("service").value(service))
+        instances = f'label_values(up{{job="plataforma", service="{service}"}}, instance)'
+    return board.with_variable(
+        db.QueryVariable("instance").label("Instance").datasource(DS).query(instances)
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
+        .multi(True).include_all(True).all_value(".*"))
+
+
+def base(uid: str, title: str, tags: list[str]) -> db.Dashboard:
+    return (db.Dashboard(title).uid(uid).tags(["plataforma", *tags]).timezone("utc").refresh("30s")
+            .time("now-3h", "now").tooltip(DashboardCursorSync.CROSSHAIR).readonly()
+            .link(db.DashboardLink("Plataforma").type("dashboards").tags(["plataforma"]).as_dropdown(True)
+                  .include_vars(True).keep_time(True)))
+
+
+def overview() -> db.Dashboard:
+    up = f'up{{job="plataforma", {SEL}}}'
+    return (
+        variables(base("plataforma-overview", "Plataforma · Overview", ["overview"]))
+        .with_row(db.Row("Services"))
+        .with_panel(single("Services up", "none", f"sum(up{{job=\"plataforma\", {SEL}}})",
+                           thresholds((None, "red"), (7, "green")), w=4,
+                           description="Targets answering /metrics (7 services when one replica each)."))
+        .with_panel(series("Up by instance", "none", [(f"min by (service, instance) ({up})", "{{service}} {{instance}}")],
+                           w=8, h=4, limits=thresholds((None, "red"), (1, "green"))))
+        .with_panel(single("5xx ratio (all services)", "percentunit",
+                           f'sum(rate(http_requests_total{{{SEL}, status=~"5.."}}[{RATE}])) / '
+                           f"sum(rate(http_requests_total{{{SEL}}}[{RATE}]))",
+                           thresholds(GREEN, (0.01, "yellow"), (0.05, "red")), w=6))
+        .with_panel(single("Requests/s", "reqps", f"sum(rate(http_requests_total{{{SEL}}}[{RATE}]))",
+                           thresholds(GREEN), w=6))
+        .with_panel(series("Request rate by service", "reqps",
+                           [(f"sum by (service) (rate(http_requests_total{{{SEL}}}[{RATE}]))", "{{service}}")]))
+        .with_panel(series("Error ratio (5xx) by service", "percentunit",
+                           [(f'sum by (service) (rate(http_requests_total{{{SEL}, status=~"5.."}}[{RATE}])) / '
+                             f"sum by (service) (rate(http_requests_total{{{SEL}}}[{RATE}]))", "{{service}}")],
+                           limits=thresholds(GREEN, (0.01, "yellow"), (0.05, "red"))))
+        .with_panel(series("Latency p50 / p95 / p99 by route", "s", [
+            (f"histogram_quantile({p}, sum by (service, route, le) "
+             f"(rate(http_request_duration_seconds_bucket{{{SEL}, route!~\"/metrics|/healthz|/readyz\"}}[{RATE}])))",
+             f"p{round(p * 100)} {{{{service}}}} {{{{route}}}}")
+            for p in (0.5, 0.95, 0.99)], w=24, h=10, limits=thresholds(GREEN, (0.5, "yellow"), (1, "red"))))
+        .with_row(db.Row("Events (outbox → Kafka → consumers)"))
+        .with_panel(series("Outbox backlog (unpublished rows) by service", "short",
+                           [(f"max by (service) (outbox_unpublished{{{SEL}}})", "{{service}}")], w=8))
+        .with_panel(series("Age of the oldest unpublished event", "s",
+                           [(f"max by (service) (outbox_oldest_unpublished_age_seconds{{{SEL}}})", "{{service}}")],
+                           w=8, limits=thresholds(GREEN, (10, "yellow"), (60, "red")),
+                           description="The relay publishes in milliseconds: growth means it is not publishing."))
+        .with_panel(series("Consumer lag by group and topic", "short",
+                           [(f"sum by (group, topic) (kafka_consumer_lag_messages{{{SEL}}})",
+                             "{{group}} · {{topic}}")], w=8, limits=thresholds(GREEN, (1000, "red"))))
+        .with_panel(series("Events published per type", "ops",
+                           [(f"sum by (event) (rate(events_published_total{{{SEL}}}[{RATE}]))", "{{event}}")]))
+        .with_panel(series("Events received per type (all consumers)", "ops",
+                           [(f"sum by (event) (rate(events_received_total{{{SEL}}}[{RATE}]))", "{{event}}")]))
+        .with_panel(series("Events applied by consumer (after dedupe)", "ops",
+                           [(f"sum by (service, consumer) (rate(events_consumed_total{{{SEL}}}[{RATE}]))",
+                             "{{service}} · {{consumer}}")]))
+        .with_panel(series("Consumer errors", "ops",
+                           [(f"sum by (service, consumer, kind) (rate(event_consumer_errors_total{{{SEL}}}[{RATE}]))",
+                             "{{service}} · {{consumer}} · {{kind}}")], limits=thresholds(GREEN, (0.001, "red"))))
+        .with_row(db.Row("Webhooks"))
+        .with_panel(series("Webhook deliveries by outcome", "ops",
+                           [(f"sum by (outcome) (rate(webhook_deliveries_total{{{SEL}}}[{RATE}]))", "{{outcome}}")]))
+        .with_panel(series("Webhook backlog: due lag", "s",
+                           [(f"max(webhook_deliveries_due_lag_seconds{{{SEL}}})", "due lag")],
+                           limits=thresholds(GREEN, (60, "yellow"), (300, "red"))))
+    )
+
+
+def auth() -> db.Dashboard:
+    sel = 'service="auth", instance=~"$instance"'
+
+    def route(path: str) -> str:
+        return f'{sel}, route="{path}"'
+
+    login, refresh = route("/api/auth/login"), route("/api/auth/refresh")
+    introspect = route("/api/auth/api-keys/introspect")
+    return (
+        variables(base("plataforma-auth", "Plataforma · Auth", ["auth"]), service="auth")
+        .with_panel(single("Logins/s (200)", "reqps",
+                           f'sum(rate(http_requests_total{{{login}, status="200"}}[{RATE}]))', thresholds(GREEN)))
+        .with_panel(single("Failed logins/s (401)", "reqps",
+                           f'sum(rate(http_requests_total{{{login}, status="401"}}[{RATE}]))',
+                           thresholds(GREEN, (0.5, "yellow"), (2, "red"))))
+        .with_panel(single("Throttled logins/s (429)", "reqps",
+                           f'sum(rate(http_requests_total{{{login}, status="429"}}[{RATE}]))',
+                           thresholds(GREEN, (0.05, "yellow"), (0.2, "red"))))
+        .with_panel(single("Refresh rejected/s (401)", "reqps",
+                           f'sum(rate(http_requests_total{{{refresh}, status="401"}}[{RATE}]))',
+                           thresholds(GREEN, (0.1, "yellow"), (1, "red")),
+                           description="Expired, revoked or REUSED refresh tokens (a reuse revokes the family). "
+                                       "Auth does not count reuse apart yet."))
+        .with_panel(series("Login outcomes", "reqps",
+                           [(f"sum by (status) (rate(http_requests_total{{{login}}}[{RATE}]))", "{{status}}")]))
+        .with_panel(series("Refresh outcomes", "reqps",
+                           [(f"sum by (status) (rate(http_requests_total{{{refresh}}}[{RATE}]))", "{{status}}")]))
+        .with_panel(series("Login latency (Argon2 bound) p50 / p99", "s", [
+            (f"histogram_quantile({p}, sum by (le) (rate(http_request_duration_seconds_bucket{{{login}}}[{RATE}])))",
+             f"p{round(p * 100)}") for p in (0.5, 0.99)], limits=thresholds(GREEN, (0.5, "yellow"), (1, "red"))))
+        .with_panel(series("API-key introspection by status", "reqps",
+                           [(f"sum by (status) (rate(http_requests_total{{{introspect}}}[{RATE}]))", "{{status}}")],
+                           description="Every service checks plk_ keys here; 429 = a client IP over its failures."))
+        .with_panel(series("Requests by route", "reqps",
+                           [(f"sum by (route) (rate(http_requests_total{{{sel}}}[{RATE}]))", "{{route}}")], w=24))
+    )
+
+
+def dispatcher() -> db.Dashboard:
+    sel = 'service="webhook-dispatcher", instance=~"$instance"'
+    return (
+        variables(base("plataforma-dispatcher", "Plataforma · Webhook dispatcher", ["webhooks"]),
+                  service="webhook-dispatcher")
+        .with_panel(single("Deliveries/s (2xx)", "reqps",
+                           f'sum(rate(webhook_deliveries_total{{{sel}, outcome="succeeded"}}[{RATE}]))',
+                           thresholds(GREEN)))
+        .with_panel(single("Pending backlog", "short", f"max(webhook_deliveries_pending{{{sel}}})",
+                           thresholds(GREEN, (1000, "yellow"), (10000, "red"))))
+        .with_panel(single("Lag of due deliveries", "s", f"max(webhook_deliveries_due_lag_seconds{{{sel}}})",
+                           thresholds(GREEN, (60, "yellow"), (300, "red"))))
+        .with_panel(single("Disabled endpoints", "short", f'max(webhook_endpoints{{{sel}, status="DISABLED"}})',
+                           thresholds(GREEN, (1, "orange"))))
+        .with_panel(series("Throughput by outcome (retries: retry_scheduled)", "reqps",
+                           [(f"sum by (outcome) (rate(webhook_deliveries_total{{{sel}}}[{RATE}]))", "{{outcome}}")]))
+        .with_panel(series("Event → 2xx latency", "s", [
+            (f"histogram_quantile({p}, sum by (le) (rate(webhook_delivery_latency_seconds_bucket{{{sel}}}[{RATE}])))",
+             f"p{round(p * 100)}") for p in (0.5, 0.99)], limits=thresholds(GREEN, (5, "yellow"), (60, "red"))))
+        .with_panel(series("Attempts by result", "reqps",
+                           [(f"sum by (result) (rate(webhook_attempts_total{{{sel}}}[{RATE}]))", "{{result}}")]))
+        .with_panel(series("Attempt duration (all endpoints)", "s", [
+            (f"histogram_quantile({p}, sum by (le) (rate(webhook_attempt_duration_seconds_bucket{{{sel}}}[{RATE}])))",
+             f"p{round(p * 100)}") for p in (0.5, 0.99)],
+            description="Per endpoint: GET /api/platform/webhooks/{id}/deliveries (an endpoint label would be "
+                        "unbounded in Prometheus).", limits=thresholds(GREEN, (5, "yellow"), (15, "red"))))
+        .with_panel(series("Backlog: pending, due now, and their ages", "short", [
+            (f"max(webhook_deliveries_pending{{{sel}}})", "pending"),
+            (f"max(webhook_deliveries_due{{{sel}}})", "due now"),
+            (f"max(webhook_deliveries_oldest_pending_age_seconds{{{sel}}})", "oldest pending age (s)"),
+            (f"max(webhook_deliveries_due_lag_seconds{{{sel}}})", "due lag (s)")]))
+        .with_panel(series("Endpoints by status", "short",
+                           [(f"max by (status) (webhook_endpoints{{{sel}}})", "{{status}}")]))
+        .with_panel(series("Lanes per replica: queued, in flight, endpoints owned", "short", [
+            (f"sum by (instance) (webhook_engine_queued{{{sel}}})", "queued {{instance}}"),
+            (f"sum by (instance) (webhook_engine_in_flight{{{sel}}})", "in flight {{instance}}"),
+            (f"sum by (instance) (webhook_engine_endpoints_owned{{{sel}}})", "owned {{instance}}")]))
+        .with_panel(series("Endpoints disabled automatically", "short",
+                           [(f"sum by (reason) (increase(webhook_endpoints_disabled_total{{{sel}}}[1h]))",
+                             "{{reason}}")]))
+        .with_panel(series("Consumer lag (routing events into deliveries)", "short",
+                           [(f"sum by (topic) (kafka_consumer_lag_messages{{{sel}}})", "{{topic}}")],
+                           limits=thresholds(GREEN, (1000, "red"))))
+    )
+
+
+DASHBOARDS = {"overview.json": overview, "auth.json": auth, "dispatcher.json": dispatcher}
+
+
+def render(name: str) -> str:
+    return json.dumps(DASHBOARDS[name]().build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    check = "--check" in sys.argv
+    stale = []
+    OUT.mkdir(exist_ok=True)
+    for name in DASHBOARDS:
+        path, text = OUT / name, render(name)
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    for name in stale:
+        print(f"stale: deploy/grafana/dashboards/{name} (run python deploy/grafana/generate.py)")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
