@@ -56,3 +56,13 @@ clean:
 .PHONY: test-n8n
 test-n8n: $(VENV)/.synced
 	@bash tools/n8n_real.sh $(PYTEST_ARGS)
+
+# Opt-in, not part of `make test`: a real Prometheus (Debian package `prometheus`, installed with apt-get when
+# missing) scrapes the platform started as `make run` starts it during a ~1 minute workload; every dashboard
+# panel must return data and every alert evaluate; then promtool checks and unit-tests the rules.
+# OVERVIEW_PNG=deploy/grafana/overview.png also redraws the README's picture from the run.
+.PHONY: test-observability
+test-observability: $(VENV)/.synced
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+	@PLATAFORMA_OBSERVABILITY=1 $(VENV)/bin/pytest tests/deploy/test_observability.py tests/deploy/test_alerts.py $(PYTEST_ARGS)
