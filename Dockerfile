@@ -19,9 +19,13 @@ RUN uv sync --frozen --no-dev \
       --package plataforma-webhook-dispatcher
 
 # The offline Swagger UI 5 page of /api/docs (devstack.docs), built here instead of from ./.data at run time.
+# Only fastapi-offline (its locked version) is added to the services' environment: not the dev stack's
+# embedded PostgreSQL/tansu/Caddy wheels.
 FROM build AS docs
-RUN uv sync --frozen --no-dev --package plataforma-devstack \
- && .venv/bin/python -m devstack.docs /docs
+RUN uv export --frozen --no-dev --package plataforma-devstack --no-hashes --no-emit-workspace \
+      | grep -i '^fastapi-offline==' > /tmp/docs-requirements.txt \
+ && uv pip install --python .venv/bin/python --no-deps -r /tmp/docs-requirements.txt \
+ && PYTHONPATH=libs/devstack/src .venv/bin/python -m devstack.docs /docs
 
 FROM caddy:2.10 AS gateway
 COPY deploy/gateway/Caddyfile /etc/caddy/Caddyfile
