@@ -63,7 +63,7 @@ def _policy(attempts: int, max_seconds: float, initial: float, max_wait: float) 
     return {
         "retry": retry_if_exception_type(RetryableCall),
         "stop": stop_after_attempt(attempts) | stop_after_delay(max_seconds),
-        "wait": _wait_retry_after(wait_exponential_jitter(initial=initial, max=max_wait, jitter=initial), max_wait),
+        "wait": _wait_retry_after(wait_exponential_jitter(multiplier=initial, max=max_wait, jitter=initial), max_wait),
         "reraise": True,
     }
 
