@@ -25,7 +25,6 @@ from fastapi import FastAPI
 
 from common.events import Envelope, build_event, topic_for_source
 from common.testing.fake_n8n import FakeN8n, fake_n8n
-from common.testing.plugin import bearer
 from common.testing.receiver import WebhookReceiver, webhook_receiver
 from common.testing.servers import serve_app
 from webhook_dispatcher.app import create_app
@@ -59,15 +58,15 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
-async def dispatcher_db(migrated_database: Callable[..., Awaitable[str]]) -> str:
-    return await migrated_database("webhook-dispatcher")
+def service_name() -> str:
+    return "webhook-dispatcher"  # the plugin's `database_url` is this service's migrated database
 
 
 @pytest.fixture(scope="session")
-def make_settings(dispatcher_db: str, platform_settings: dict[str, Any],
+def make_settings(database_url: str, platform_settings: dict[str, Any],
                   receiver: WebhookReceiver) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        return Settings(**(platform_settings | {"database_url": dispatcher_db,
+        return Settings(**(platform_settings | {"database_url": database_url,
                                                 "webhook_ca_bundle": receiver.ca_bundle_path}
                            | TEST_SETTINGS | overrides))
 
@@ -98,16 +97,9 @@ async def dispatcher(make_settings: Callable[..., Settings]) -> AsyncIterator[Di
         yield Dispatcher(url, app, settings)
 
 
-@pytest.fixture
-async def owner(dispatcher: Dispatcher, owner_token: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=dispatcher.url, headers=bearer(owner_token), timeout=20) as client:
-        yield client
-
-
-@pytest.fixture
-async def anonymous(dispatcher: Dispatcher) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=dispatcher.url, timeout=20) as client:
-        yield client
+@pytest.fixture(scope="session")
+def service_url(dispatcher: Dispatcher) -> str:
+    return dispatcher.url  # the plugin's `owner` / `anonymous` clients call it
 
 
 @pytest.fixture
@@ -158,11 +150,11 @@ def publish(producer: AIOKafkaProducer) -> Callable[..., Awaitable[Envelope]]:
 
 
 @pytest.fixture(scope="session")
-async def database(dispatcher_db: str) -> AsyncIterator[Any]:
+async def database(database_url: str) -> AsyncIterator[Any]:
     """Direct access to the dispatcher's database, for setting up states an API cannot reach (time)."""
     from common.db import Database
 
-    db = Database(dispatcher_db, pool_size=2)
+    db = Database(database_url, pool_size=2)
     yield db
     await db.dispose()
 

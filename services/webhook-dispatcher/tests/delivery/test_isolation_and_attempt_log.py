@@ -87,7 +87,7 @@ async def test_a_hanging_endpoint_never_delays_a_healthy_one_and_its_attempts_ti
     stuck = await endpoints(hanging.url, ["ticket.created"])
     fine = await endpoints(healthy.url, ["ticket.*"])
     assert stuck["status"] == fine["status"] == "ACTIVE"
-    lanes = dispatcher.app.state.engine.lanes
+    lanes = dispatcher.app.state.worker.lanes
     stuck_id = uuid.UUID(stuck["id"])
 
     # Phase 1: events both endpoints get. Wait until the hanging endpoint's first attempts are all at its door.

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webhook_dispatcher.models import Attempt, Endpoint, EndpointKind, N8nFlow, N8nSettings
+from webhook_dispatcher.models import Endpoint, EndpointKind, N8nFlow, N8nSettings
 
 
 class N8nRepository:
@@ -77,14 +77,3 @@ class N8nRepository:
             select(N8nFlow, Endpoint).join(Endpoint, Endpoint.id == N8nFlow.endpoint_id)
             .where(Endpoint.kind == EndpointKind.N8N_FLOW).with_for_update())
         return [(r[0], r[1]) for r in rows]
-
-    async def attempts_of_many(self, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Attempt]]:
-        out: dict[uuid.UUID, list[Attempt]] = {i: [] for i in delivery_ids}
-        if not delivery_ids:
-            return out
-        rows = await self.session.execute(
-            select(Attempt).where(Attempt.delivery_id.in_(list(delivery_ids)))
-            .order_by(Attempt.delivery_id, Attempt.number, Attempt.started_at))
-        for attempt in rows.scalars():
-            out[attempt.delivery_id].append(attempt)
-        return out

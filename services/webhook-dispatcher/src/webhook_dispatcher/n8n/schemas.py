@@ -222,7 +222,7 @@ class ExecutionRead(BaseModel):
 
 
 class FlowDelivery(DeliveryRead):
-    attemptLog: list[AttemptRead]
+    attempt_log: list[AttemptRead]
 
 
 class FlowLogs(BaseModel):

@@ -21,15 +21,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.api import Page, PageParams
 from common.auth import Principal
-from common.crypto import mask
+from common.crypto import SecretBox, mask
 from common.db import utcnow
 from common.errors import Conflict, NotFound, ProblemError, Unprocessable
-from common.pagination import Page, PageParams
-from webhook_dispatcher.delivery.engine import DeliveryEngine
+from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.repository import DeliveryRepository
-from webhook_dispatcher.delivery.service import attempt_read, decode_cursor, encode_cursor, to_read
-from webhook_dispatcher.delivery.signing import generate_secret
+from webhook_dispatcher.delivery.schemas import AttemptRead, DeliveryRead
+from webhook_dispatcher.delivery.service import page_of_deliveries
 from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.endpoint.schemas import EndpointStatusName
 from webhook_dispatcher.models import Endpoint, EndpointKind, EndpointStatus, N8nFlow, N8nSettings
@@ -56,6 +56,7 @@ from webhook_dispatcher.n8n.schemas import (
 )
 from webhook_dispatcher.n8n.templates import API_KEY_PREFIX, TEMPLATES, BuildContext, Template
 from webhook_dispatcher.n8n.workflows import NoWebhookTrigger, find_webhook_trigger, starter_workflow
+from webhook_dispatcher.outbound.signing import generate_secret
 
 logger = logging.getLogger("webhook_dispatcher.n8n")
 
@@ -73,21 +74,21 @@ def _problem(exc: N8nProblem) -> ProblemError:
 
 
 @contextlib.asynccontextmanager
-async def _n8n(engine: DeliveryEngine, url: str, api_key: str) -> AsyncIterator[N8nClient]:
+async def _n8n(settings: Settings, url: str, api_key: str) -> AsyncIterator[N8nClient]:
     """A client whose failures become problem responses (502/504), the local state left unchanged."""
     try:
-        async with connect(url, api_key, timeout=engine.settings.n8n_timeout_seconds) as client:
+        async with connect(url, api_key, timeout=settings.n8n_timeout_seconds) as client:
             yield client
     except N8nProblem as exc:
         raise _problem(exc) from None
 
 
-async def _configured(session: AsyncSession, engine: DeliveryEngine) -> tuple[str, str]:
+async def _configured(session: AsyncSession, box: SecretBox) -> tuple[str, str]:
     row = await N8nRepository(session).settings()
     if row is None:
         raise Conflict("n8n is not configured yet: PUT /api/platform/integrations/n8n {url, apiKey} first",
                        title="n8n not configured")
-    return row.url, engine.box.decrypt(row.api_key_encrypted)
+    return row.url, box.decrypt(row.api_key_encrypted)
 
 
 # --- settings --------------------------------------------------------------------------------------
@@ -101,7 +102,7 @@ async def get_settings(session: AsyncSession) -> N8nSettingsRead:
     return _settings_read(await N8nRepository(session).settings())
 
 
-async def put_settings(session: AsyncSession, engine: DeliveryEngine, principal: Principal,
+async def put_settings(session: AsyncSession, box: SecretBox, principal: Principal,
                        body: N8nSettingsUpdate) -> N8nSettingsRead:
     """Save URL and key (the key encrypted at rest). A new URL moves every flow's webhook URL with it."""
     repo = N8nRepository(session)
@@ -115,7 +116,7 @@ async def put_settings(session: AsyncSession, engine: DeliveryEngine, principal:
     else:
         old_url = row.url
     if body.apiKey:
-        row.api_key_encrypted = engine.box.encrypt(body.apiKey)
+        row.api_key_encrypted = box.encrypt(body.apiKey)
         row.api_key_hint = mask(body.apiKey) or "****"
     row.url = body.url
     row.updated_by = principal.id
@@ -135,16 +136,16 @@ async def put_settings(session: AsyncSession, engine: DeliveryEngine, principal:
     return _settings_read(row)
 
 
-async def test_connection(session: AsyncSession, engine: DeliveryEngine,
+async def test_connection(session: AsyncSession, box: SecretBox, settings: Settings,
                           body: N8nTestRequest | None) -> N8nTestResult:
     """Calls n8n's public API with the key: reachable or not, key accepted or not, version when known."""
     row = await N8nRepository(session).settings()
     url = (body.url if body else None) or (row.url if row else None)
-    key = (body.apiKey if body else None) or (engine.box.decrypt(row.api_key_encrypted) if row else None)
+    key = (body.apiKey if body else None) or (box.decrypt(row.api_key_encrypted) if row else None)
     if not url or not key:
         raise Conflict("n8n is not configured: save {url, apiKey} first or send them in the body to test them",
                        title="n8n not configured")
-    async with connect(url, key, timeout=engine.settings.n8n_timeout_seconds) as client:
+    async with connect(url, key, timeout=settings.n8n_timeout_seconds) as client:
         probe = await client.probe()
     return N8nTestResult(ok=probe.reachable and probe.key_accepted is True, reachable=probe.reachable,
                          keyAccepted=probe.key_accepted, version=probe.version, statusCode=probe.status_code,
@@ -184,7 +185,7 @@ async def list_flows(session: AsyncSession, *, category: str | None, active: boo
     flows, total = await repo.list_flows(category=category, active=active, limit=page.limit, offset=page.offset)
     endpoints = await repo.endpoints([f.endpoint_id for f in flows if f.endpoint_id])
     items = [_flow_read(f, endpoints.get(f.endpoint_id) if f.endpoint_id else None) for f in flows]
-    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+    return Page[FlowRead].of(items, total, page, read=lambda item: item)
 
 
 # --- flows: creating -------------------------------------------------------------------------------
@@ -208,15 +209,15 @@ def _invalid_param(name: str, message: str) -> Unprocessable:
                          extra={"errors": [{"loc": ["body", "params", name], "msg": message, "type": "value_error"}]})
 
 
-def _template_params(template: Template, given: dict[str, str] | None, engine: DeliveryEngine) -> dict[str, str]:
+def _template_params(template: Template, given: dict[str, str] | None, settings: Settings) -> dict[str, str]:
     params = {k: v for k, v in (given or {}).items() if v != ""}
     known = {p.name for p in template.params}
     for name in params:
         if name not in known:
             raise _invalid_param(name, f"template {template.id!r} takes no parameter {name!r}"
                                  + (f" (it takes: {', '.join(sorted(known))})" if known else ""))
-    if "platformUrl" in known and "platformUrl" not in params and engine.settings.platform_public_url:
-        params["platformUrl"] = engine.settings.platform_public_url
+    if "platformUrl" in known and "platformUrl" not in params and settings.platform_public_url:
+        params["platformUrl"] = settings.platform_public_url
     for param in template.params:
         if param.required and not params.get(param.name):
             raise _invalid_param(param.name, f"required by template {template.id!r}: {param.description}")
@@ -232,26 +233,26 @@ def _template_params(template: Template, given: dict[str, str] | None, engine: D
     return params
 
 
-def _new_endpoint(engine: DeliveryEngine, principal: Principal, flow_name: str, url: str, events: list[str],
+def _new_endpoint(box: SecretBox, settings: Settings, principal: Principal, flow_name: str, url: str, events: list[str],
                   active: bool) -> tuple[Endpoint, str]:
     secret = generate_secret()
     endpoint = Endpoint(
         id=uuid.uuid4(), url=url[:2048], description=f"n8n flow: {flow_name}"[:500], events=events,
         status=EndpointStatus.ACTIVE if active else EndpointStatus.PAUSED,
-        status_reason=None if active else INACTIVE_REASON, secret_encrypted=engine.box.encrypt(secret),
-        secret_hint=mask(secret) or "****", max_concurrency=engine.settings.webhook_default_max_concurrency,
+        status_reason=None if active else INACTIVE_REASON, secret_encrypted=box.encrypt(secret),
+        secret_hint=mask(secret) or "****", max_concurrency=settings.webhook_default_max_concurrency,
         ordered=False, created_by=principal.id, kind=EndpointKind.N8N_FLOW, trusted=True)
     return endpoint, secret
 
 
-async def _save_flow(session: AsyncSession, engine: DeliveryEngine, principal: Principal, *, n8n_url: str,
+async def _save_flow(session: AsyncSession, box: SecretBox, settings: Settings, principal: Principal, *, n8n_url: str,
                      flow: N8nFlow, active: bool) -> FlowCreated:
     repo = N8nRepository(session)
     if await repo.flow_by_workflow(flow.workflow_id) is not None:
         raise Conflict(f"n8n workflow {flow.workflow_id} is already a flow of the platform")
     endpoint, secret = None, None
     if flow.webhook_path:
-        endpoint, secret = _new_endpoint(engine, principal, flow.name, webhook_url(n8n_url, flow.webhook_path),
+        endpoint, secret = _new_endpoint(box, settings, principal, flow.name, webhook_url(n8n_url, flow.webhook_path),
                                          list(flow.trigger_events), active)
         endpoints = EndpointRepository(session)
         await endpoints.add(endpoint)
@@ -265,21 +266,22 @@ async def _save_flow(session: AsyncSession, engine: DeliveryEngine, principal: P
     return FlowCreated(**read.model_dump())
 
 
-async def create_flow(session: AsyncSession, engine: DeliveryEngine, principal: Principal,
+async def create_flow(session: AsyncSession, box: SecretBox, settings: Settings, principal: Principal,
                       body: FlowCreate) -> FlowCreated:
     if body.template is not None:
-        return await _create(session, engine, principal, _template(body.template), body, body.params)
+        return await _create(session, box, settings, principal, _template(body.template), body, body.params)
     if body.mode == FlowMode.REGISTER:
-        return await _register(session, engine, principal, body)
-    return await _create(session, engine, principal, None, body, None)
+        return await _register(session, box, settings, principal, body)
+    return await _create(session, box, settings, principal, None, body, None)
 
 
-async def create_from_template(session: AsyncSession, engine: DeliveryEngine, principal: Principal,
+async def create_from_template(session: AsyncSession, box: SecretBox, settings: Settings, principal: Principal,
                                template_id: str, body: TemplateFlowCreate) -> FlowCreated:
-    return await _create(session, engine, principal, _template(template_id), body, body.params)
+    return await _create(session, box, settings, principal, _template(template_id), body, body.params)
 
 
-async def _create(session: AsyncSession, engine: DeliveryEngine, principal: Principal, template: Template | None,
+async def _create(session: AsyncSession, box: SecretBox, settings: Settings, principal: Principal,
+                  template: Template | None,
                   body: FlowCreate | TemplateFlowCreate, params: dict[str, str] | None) -> FlowCreated:
     """The platform writes the workflow into n8n (inactive), then records the flow."""
     name = body.name or (template.name if template else "")
@@ -288,8 +290,8 @@ async def _create(session: AsyncSession, engine: DeliveryEngine, principal: Prin
     if template is not None and not template.webhook and events:
         raise Unprocessable(f"triggerEvents: template {template.id!r} has no Webhook trigger (it runs on a "
                             "schedule), so it cannot receive platform events")
-    resolved = _template_params(template, params, engine) if template else {}
-    url, key = await _configured(session, engine)
+    resolved = _template_params(template, params, settings) if template else {}
+    url, key = await _configured(session, box)
     flow_id = uuid.uuid4()
     webhook = template is None or template.webhook
     path = f"plataforma-{flow_id.hex}" if webhook else None
@@ -299,7 +301,7 @@ async def _create(session: AsyncSession, engine: DeliveryEngine, principal: Prin
         wf = starter_workflow(name, path, webhook_id)
     else:
         wf = template.build(BuildContext(name=name, webhook_path=path, webhook_id=webhook_id, params=resolved))
-    async with _n8n(engine, url, key) as n8n:
+    async with _n8n(settings, url, key) as n8n:
         answer = await n8n.create_workflow(wf)
         workflow_id = str(answer.get("id") or "")
         if not workflow_id:
@@ -312,7 +314,7 @@ async def _create(session: AsyncSession, engine: DeliveryEngine, principal: Prin
                        workflow_id=workflow_id[:100], webhook_path=path,
                        webhook_node="Platform event" if webhook else None, created_by=principal.id)
         try:
-            return await _save_flow(session, engine, principal, n8n_url=url, flow=flow,
+            return await _save_flow(session, box, settings, principal, n8n_url=url, flow=flow,
                                     active=answer.get("active") is True)
         except Exception:
             # Not recorded here: do not leave an orphan workflow in n8n.
@@ -321,14 +323,14 @@ async def _create(session: AsyncSession, engine: DeliveryEngine, principal: Prin
             raise
 
 
-async def _register(session: AsyncSession, engine: DeliveryEngine, principal: Principal,
+async def _register(session: AsyncSession, box: SecretBox, settings: Settings, principal: Principal,
                     body: FlowCreate) -> FlowCreated:
     """An existing workflow: read it from n8n and find its Webhook trigger (422 when it has none)."""
     assert body.workflowId is not None and body.name is not None
-    url, key = await _configured(session, engine)
+    url, key = await _configured(session, box)
     if await N8nRepository(session).flow_by_workflow(body.workflowId) is not None:
         raise Conflict(f"n8n workflow {body.workflowId} is already a flow of the platform")
-    async with _n8n(engine, url, key) as n8n:
+    async with _n8n(settings, url, key) as n8n:
         try:
             wf = await n8n.get_workflow(body.workflowId)
         except N8nError as exc:
@@ -344,7 +346,8 @@ async def _register(session: AsyncSession, engine: DeliveryEngine, principal: Pr
                    trigger_events=body.triggerEvents or [], mode=FlowMode.REGISTER.value, template=None,
                    workflow_id=body.workflowId, webhook_path=trigger.path, webhook_node=trigger.node,
                    created_by=principal.id)
-    return await _save_flow(session, engine, principal, n8n_url=url, flow=flow, active=wf.get("active") is True)
+    return await _save_flow(session, box, settings, principal, n8n_url=url, flow=flow,
+                            active=wf.get("active") is True)
 
 
 # --- flows: changing -------------------------------------------------------------------------------
@@ -371,11 +374,12 @@ async def update_flow(session: AsyncSession, flow_id: uuid.UUID, body: FlowUpdat
     return _flow_read(flow, endpoint)
 
 
-async def set_active(session: AsyncSession, engine: DeliveryEngine, flow_id: uuid.UUID, active: bool) -> FlowRead:
+async def set_active(session: AsyncSession, box: SecretBox, settings: Settings, flow_id: uuid.UUID,
+                     active: bool) -> FlowRead:
     """Switch the workflow in n8n, then mirror n8n's answer: the flow receives events while active."""
     flow = await _get(session, flow_id)
-    url, key = await _configured(session, engine)
-    async with _n8n(engine, url, key) as n8n:
+    url, key = await _configured(session, box)
+    async with _n8n(settings, url, key) as n8n:
         answer = await n8n.set_active(flow.workflow_id, active)
     now_active = answer["active"] if isinstance(answer.get("active"), bool) else active
     repo = N8nRepository(session)
@@ -399,20 +403,20 @@ async def set_active(session: AsyncSession, engine: DeliveryEngine, flow_id: uui
         await repo.flush()
         if not now_active:
             # Inactive flows receive nothing: what was still being retried stops (replayable by id).
-            await endpoints.fail_pending_deliveries(endpoint.id, "the n8n flow was deactivated")
+            await DeliveryRepository(session).fail_pending(endpoint.id, "the n8n flow was deactivated")
         await endpoints.notify_changed(endpoint.id)
     await repo.flush()
     return _flow_read(flow, endpoint)
 
 
-async def delete_flow(session: AsyncSession, engine: DeliveryEngine, flow_id: uuid.UUID, *,
+async def delete_flow(session: AsyncSession, box: SecretBox, settings: Settings, flow_id: uuid.UUID, *,
                       delete_in_n8n: bool) -> None:
     """Forget the flow (its endpoint stops at once; its delivery log stays until the retention), and with
     `deleteInN8n=true` delete the workflow in n8n first (already gone there: fine)."""
     flow = await _get(session, flow_id)
     if delete_in_n8n:
-        url, key = await _configured(session, engine)
-        async with _n8n(engine, url, key) as n8n:
+        url, key = await _configured(session, box)
+        async with _n8n(settings, url, key) as n8n:
             try:
                 await n8n.delete_workflow(flow.workflow_id)
             except N8nError as exc:
@@ -426,7 +430,7 @@ async def delete_flow(session: AsyncSession, engine: DeliveryEngine, flow_id: uu
         endpoint.deleted_at = endpoint.updated_at = utcnow()
         await repo.flush()
         endpoints = EndpointRepository(session)
-        await endpoints.fail_pending_deliveries(endpoint.id, "the n8n flow was deleted")
+        await DeliveryRepository(session).fail_pending(endpoint.id, "the n8n flow was deleted")
         await endpoints.notify_changed(endpoint.id)
     await repo.delete_flow(flow)
 
@@ -456,13 +460,12 @@ def _execution(item: dict[str, Any], include_data: bool) -> ExecutionRead:
         data=item.get("data") if include_data else None)
 
 
-async def logs(session: AsyncSession, engine: DeliveryEngine, flow_id: uuid.UUID, *,
+async def logs(session: AsyncSession, box: SecretBox, settings: Settings, flow_id: uuid.UUID, *,
                status: ExecutionStatus | None, since: datetime | None, until: datetime | None, limit: int,
                cursor: str | None, include_data: bool, delivery_status: str | None,
                deliveries_cursor: str | None) -> FlowLogs:
     """n8n's executions of the flow's workflow (its cursor passed through) next to our deliveries to it."""
     flow = await _get(session, flow_id)
-    before = decode_cursor(deliveries_cursor) if deliveries_cursor else None
     executions: list[ExecutionRead] = []
     next_cursor = error = None
     row = await N8nRepository(session).settings()
@@ -470,8 +473,8 @@ async def logs(session: AsyncSession, engine: DeliveryEngine, flow_id: uuid.UUID
         error = "n8n is not configured"
     else:
         try:
-            async with connect(row.url, engine.box.decrypt(row.api_key_encrypted),
-                               timeout=engine.settings.n8n_timeout_seconds) as n8n:
+            async with connect(row.url, box.decrypt(row.api_key_encrypted),
+                               timeout=settings.n8n_timeout_seconds) as n8n:
                 answer = await n8n.list_executions(workflow_id=flow.workflow_id,
                                                    status=status.value if status else None, limit=limit,
                                                    cursor=cursor, include_data=include_data)
@@ -492,14 +495,13 @@ async def logs(session: AsyncSession, engine: DeliveryEngine, flow_id: uuid.UUID
     deliveries: list[FlowDelivery] = []
     deliveries_next = None
     if flow.endpoint_id is not None:
-        rows = await DeliveryRepository(session).list_for_endpoint(
-            flow.endpoint_id, status=delivery_status, event_type=None, since=since, until=until,
-            before_seq=before, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        attempts = await N8nRepository(session).attempts_of_many([d.id for d in rows])
-        deliveries = [FlowDelivery(**to_read(d).model_dump(), attemptLog=[attempt_read(a) for a in attempts[d.id]])
+        repo = DeliveryRepository(session)
+        rows, deliveries_next = await page_of_deliveries(repo, flow.endpoint_id, status=delivery_status,
+                                                         event_type=None, since=since, until=until,
+                                                         cursor=deliveries_cursor, limit=limit)
+        attempts = await repo.attempts_of_many([d.id for d in rows])
+        deliveries = [FlowDelivery(**dict(DeliveryRead.model_validate(d)),
+                                   attempt_log=[AttemptRead.model_validate(a) for a in attempts[d.id]])
                       for d in rows]
-        deliveries_next = encode_cursor(rows[-1].seq) if more and rows else None
     return FlowLogs(flowId=flow.id, workflowId=flow.workflow_id, executions=executions, nextCursor=next_cursor,
                     executionsError=error, deliveries=deliveries, deliveriesNextCursor=deliveries_next)

@@ -19,11 +19,11 @@ from typing import Any
 
 from common.crypto import SecretBox
 from common.db import Database
-from webhook_dispatcher.delivery.signing import secret_key
 from webhook_dispatcher.endpoint.repository import CHANGED_CHANNEL, EndpointRepository
 from webhook_dispatcher.models import Endpoint, EndpointKind, EndpointStatus
+from webhook_dispatcher.outbound.signing import secret_key
 
-logger = logging.getLogger("webhook_dispatcher.registry")
+logger = logging.getLogger("webhook_dispatcher.worker.registry")
 
 
 @dataclass(frozen=True)
@@ -149,19 +149,9 @@ class EndpointRegistry:
         for endpoint_id in gone:
             self._configs.pop(endpoint_id, None)
 
-    async def run(self) -> None:
-        """LISTEN for changes; on any connection problem reconnect and reload everything."""
-        while True:
-            try:
-                await self._listen()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("endpoint change listener failed; reconnecting in 1 s")
-                self.listening.clear()
-                await asyncio.sleep(1.0)
-
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
+        """LISTEN for changes (run under `supervise`: on a connection problem it fails, and the next run
+        reconnects and reloads everything)."""
         changed: asyncio.Queue[uuid.UUID] = asyncio.Queue()
 
         def on_notify(*args: Any) -> None:

@@ -23,7 +23,7 @@ async def test_an_attempt_into_a_private_network_is_refused_by_policy_and_record
     assert endpoint["status"] == "ACTIVE"
     verified = len(hook.events())  # the challenge got through while 127.0.0.1 was allowed
 
-    transport = dispatcher.app.state.engine.transport
+    transport = dispatcher.app.state.worker.transport
     allowed = transport.policy
     monkeypatch.setattr(transport, "policy", WebhookPolicy(allow_http=allowed.allow_http))
     monkeypatch.setattr(transport, "_checked", {})  # forget targets checked under the old policy

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from sqlalchemy import Float, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Uuid
 
 from common.db import Database
+from webhook_dispatcher import metrics
 from webhook_dispatcher.delivery.repository import DUE_CHANNEL
 
 # Rows are always locked in endpoint id order (here, and by _LOCK_OWN before renewing or giving up), so
@@ -115,6 +116,19 @@ class Ownership:
                 else:
                     self._until.pop(endpoint_id, None)
             return lost | orphans
+
+    async def keep(self, busy_now: Callable[[], set[uuid.UUID]],
+                   give_back: Callable[[set[uuid.UUID]], Awaitable[None]]) -> None:
+        """Every third of a lease: renew the endpoints with work here, give up the idle ones, and hand back
+        the work of those taken over (`give_back`). Runs under `supervise`."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                lost = await self.renew(busy_now)
+            finally:
+                metrics.OWNED.set(len(self._until))
+            if lost:
+                await give_back(lost)
 
     async def release_all(self) -> None:
         """Give up every endpoint and wake the other replicas' pollers (their backlog is theirs now)."""
