@@ -33,13 +33,16 @@ from webhook_dispatcher.worker.worker import DeliveryWorker
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    # Shared by the API's handlers (as dependencies, see webhook_dispatcher.dependencies) and the worker.
-    box = SecretBox(settings.secrets_encryption_keys)
-    transport = WebhookTransport(settings)
     workers: list[DeliveryWorker] = []
 
     def consumers(runtime: Runtime) -> list:  # type: ignore[type-arg]
-        worker = DeliveryWorker(settings, runtime.database, box=box, transport=transport)
+        # The first hook of the lifespan: what the API's handlers get as dependencies (see
+        # webhook_dispatcher.dependencies), shared with the worker. Made here, not in create_app, so an app
+        # can be built without keys (OpenAPI, Postman).
+        app.state.secret_box = SecretBox(settings.secrets_encryption_keys)
+        app.state.transport = WebhookTransport(settings)
+        worker = DeliveryWorker(settings, runtime.database, box=app.state.secret_box,
+                                transport=app.state.transport)
         workers.append(worker)
         # The consumer's one statement per batch (see delivery.sql.ROUTE) keeps its first plan: inserts
         # through unique indexes and a join with the small endpoints table cannot degrade as tables grow,
@@ -57,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def on_shutdown(app: FastAPI, runtime: Runtime) -> None:
         # SIGTERM -> uvicorn ends the lifespan: stop taking work, finish (and record) what is in flight.
         await app.state.worker.stop()
-        await transport.close()
+        await app.state.transport.close()
 
     app = create_service_app(
         settings,
@@ -74,6 +77,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )
-    app.state.secret_box = box
-    app.state.transport = transport
     return app
