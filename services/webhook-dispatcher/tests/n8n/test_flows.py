@@ -174,6 +174,27 @@ async def test_n8n_refusing_erroring_down_or_slow_changes_nothing_and_says_why(o
     assert (await owner.get(url)).status_code == 200
 
 
+async def test_a_passing_n8n_failure_is_retried_but_a_workflow_is_never_created_twice(owner, n8n, flows):
+    flow = await flows(triggerEvents=["lead.created"])
+    activate = f"/workflows/{flow['workflowId']}/activate"
+    # n8n busy for one call (503, Retry-After 0): activating may be repeated, so it is, and it works.
+    n8n.fail_api, n8n.fail_api_times = (503, "n8n is busy"), 1
+    resp = await owner.post(f"{FLOWS}/{flow['id']}/activate")
+    assert resp.status_code == 200 and resp.json()["active"] is True, resp.text
+    assert len(n8n.api_calls("POST", activate)) == 2
+    # Still failing after the policy's attempts: the caller learns why (502), nothing changed here.
+    n8n.fail_api = (500, "Internal error")
+    resp = await owner.post(f"{FLOWS}/{flow['id']}/deactivate")
+    assert_problem(resp, 502, detail="Internal error")
+    assert len(n8n.api_calls("POST", f"/workflows/{flow['workflowId']}/deactivate")) == 3
+    assert (await owner.get(f"{FLOWS}/{flow['id']}")).json()["active"] is True
+    # Creating a workflow is never repeated: a second POST could create it twice in n8n.
+    created = len(n8n.api_calls("POST", "/workflows"))
+    resp = await owner.post(FLOWS, json={"name": "not twice", "triggerEvents": ["lead.created"]})
+    assert_problem(resp, 502, detail="Internal error")
+    assert len(n8n.api_calls("POST", "/workflows")) == created + 1
+
+
 async def test_list_get_update_and_delete(owner, n8n, flows):
     one = await flows(name="One", category="sales", triggerEvents=["lead.created"])
     two = await flows(name="Two", category="support", triggerEvents=["ticket.*"])
