@@ -12,7 +12,7 @@ from common.db import SessionDep
 from common.errors import problem_responses
 from webhook_dispatcher.delivery.schemas import DeliveryStatusName
 from webhook_dispatcher.dependencies import SecretBoxDep, SettingsDep
-from webhook_dispatcher.n8n import service
+from webhook_dispatcher.n8n import instance, logs, service
 from webhook_dispatcher.n8n.schemas import (
     ExecutionStatus,
     FlowCreate,
@@ -38,7 +38,7 @@ N8N_FAILURES = (502, 504)  # n8n refused or is unreachable (502, with its messag
 @settings_router.get("", response_model=N8nSettingsRead, responses=problem_responses(401, 403))
 async def get_settings(session: SessionDep, _: PlatformOwner) -> N8nSettingsRead:
     """The n8n instance the platform uses; the API key is masked (last 4 characters)."""
-    return await service.get_settings(session)
+    return await instance.get_settings(session)
 
 
 @settings_router.put("", response_model=N8nSettingsRead, responses=problem_responses(401, 403, 422))
@@ -46,7 +46,7 @@ async def put_settings(session: SessionDep, principal: PlatformOwner, box: Secre
                        body: N8nSettingsUpdate) -> N8nSettingsRead:
     """Set the n8n URL (http or https; loopback and private addresses are fine: this is the owner's own
     instance) and API key (encrypted at rest). Changing the URL moves every flow's webhook URL with it."""
-    return await service.put_settings(session, box, principal, body)
+    return await instance.put_settings(session, box, principal, body)
 
 
 @settings_router.post("/test", response_model=N8nTestResult, responses=problem_responses(401, 403, 409, 422))
@@ -54,7 +54,7 @@ async def test_settings(session: SessionDep, _: PlatformOwner, box: SecretBoxDep
                         body: Annotated[N8nTestRequest | None, Body()] = None) -> N8nTestResult:
     """Call n8n's public API with the key and report: reachable or not, key accepted or not, n8n's version when
     it tells. Send `url` / `apiKey` to test values before saving them."""
-    return await service.test_connection(session, box, settings, body)
+    return await instance.test_connection(session, box, settings, body)
 
 
 # --- templates -------------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ async def flow_logs(
     """The flow's executions read from n8n (status, startedAt, stoppedAt, duration, mode; the data with
     `includeData=true`; n8n's cursor passed through as `nextCursor`), next to the platform's deliveries to the
     flow with every attempt. When n8n cannot be read, `executionsError` says why and deliveries are listed."""
-    return await service.logs(session, box, settings, flow_id, status=status, since=since, until=until, limit=limit,
+    return await logs.flow_logs(session, box, settings, flow_id, status=status, since=since, until=until, limit=limit,
                               cursor=cursor, include_data=includeData,
                               delivery_status=deliveryStatus.value if deliveryStatus else None,
                               deliveries_cursor=deliveriesCursor)
