@@ -6,7 +6,7 @@
       -> worker.DeliveryWorker: per-endpoint lanes (bounded queue, concurrency cap, rate limit), signed
          POST through the SSRF-guarded transport (outbound/), batched recording of every attempt,
          retries (memory for short delays, DB poller with FOR UPDATE SKIP LOCKED + leases otherwise)
-    API (endpoint/, delivery/, event_type/): /api/platform/webhooks/*, platform owner only. It gets the
+    API (webhook/, delivery/, event_type/): /api/platform/webhooks/*, platform owner only. It gets the
       settings, the secret box and the outbound transport as dependencies (never the worker): it writes
       rows and NOTIFYs, and every replica's worker picks the change up.
     N8N bridge (n8n/): /api/platform/integrations/n8n (URL + encrypted key, connection test) and

@@ -71,7 +71,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "FAILED"
 
 
-class Endpoint(Base, table=True):
+class WebhookEndpoint(Base, table=True):
     """A subscriber endpoint (kind WEBHOOK) or the webhook of an n8n flow (kind N8N_FLOW)."""
 
     __tablename__ = "webhook_endpoints"

@@ -1,7 +1,7 @@
 """The SSRF policy is applied again on every attempt, not only when the endpoint was created.
 
 An endpoint accepted yesterday can point into a private network today (its DNS changed, or the owner
-tightened WEBHOOK_ALLOWED_PRIVATE_CIDRS). Here the engine's policy loses the allow-list for the test
+tightened WEBHOOK_ALLOWED_PRIVATE_CIDRS). Here the transport's policy loses the allow-list for the test
 receiver's 127.0.0.1 after the endpoint was verified: what the check then sees is exactly what a host
 now resolving to loopback looks like.
 """

@@ -41,7 +41,7 @@ async def test_lag_counts_only_what_could_be_sent_now(owner, database, endpoints
     ordered = uuid.UUID((await endpoints(receiver.hook().url, quiet, ordered=True))["id"])
     # Another (stalled) replica owns both endpoints: the running dispatcher must leave their rows alone.
     stalled = Ownership(database, uuid.uuid4(), lease_seconds=300)
-    async with asyncio.timeout(10):  # should the engine hold one for a moment, it lets go once idle
+    async with asyncio.timeout(10):  # should the worker hold one for a moment, it lets go once idle
         while await stalled.acquire([plain, ordered]) != {plain, ordered}:
             await asyncio.sleep(0.2)
 

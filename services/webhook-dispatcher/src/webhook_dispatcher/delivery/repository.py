@@ -21,10 +21,10 @@ from webhook_dispatcher.models import (
     Attempt,
     Delivery,
     DeliveryStatus,
-    Endpoint,
     EndpointStatus,
     Event,
     Recovery,
+    WebhookEndpoint,
 )
 
 DUE_CHANNEL = "webhook_deliveries_due"
@@ -136,11 +136,11 @@ class DeliveryRepository(Repository[Delivery]):
     async def get_event(self, event_id: uuid.UUID) -> Event | None:
         return await self.session.get(Event, event_id)
 
-    async def endpoint(self, endpoint_id: uuid.UUID, *, kind: str | None = None) -> Endpoint | None:
+    async def endpoint(self, endpoint_id: uuid.UUID, *, kind: str | None = None) -> WebhookEndpoint | None:
         """The (not deleted) endpoint whose deliveries are asked for; `kind`: only one of that kind."""
-        stmt = select(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.status != EndpointStatus.DELETED)
+        stmt = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.status != EndpointStatus.DELETED)
         if kind is not None:
-            stmt = stmt.where(Endpoint.kind == kind)
+            stmt = stmt.where(WebhookEndpoint.kind == kind)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def list_for_endpoint(self, endpoint_id: uuid.UUID, *, status: str | None, event_type: str | None,
@@ -235,7 +235,7 @@ class DeliveryRepository(Repository[Delivery]):
             .group_by(deliveries_t.c.status))
         return {status: count for status, count in rows}
 
-    def recover_existing(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
+    def recover_existing(self, endpoint: WebhookEndpoint, *, since: datetime, until: datetime | None,
                          event_types: list[str] | None, status: str) -> Any:
         """SELECT of the ids of this endpoint's final deliveries in `status` whose event is in the range."""
         d, ev = deliveries_t, events_t
@@ -244,7 +244,7 @@ class DeliveryRepository(Repository[Delivery]):
                        d.c.event_type.notin_(ONE_OFF_TYPES)))
         return _narrowed(stmt, d.c.event_type, until, event_types)
 
-    def recover_missed(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
+    def recover_missed(self, endpoint: WebhookEndpoint, *, since: datetime, until: datetime | None,
                        event_types: list[str] | None) -> Any:
         """SELECT of the events in range the endpoint subscribes to but never got a delivery of: received
         while it existed but was not ACTIVE (never a backfill of what happened before it was created)."""

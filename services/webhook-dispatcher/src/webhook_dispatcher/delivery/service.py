@@ -24,7 +24,7 @@ from webhook_dispatcher.delivery.schemas import (
     RecoveryProgress,
     RecoveryRead,
 )
-from webhook_dispatcher.models import Delivery, DeliveryStatus, Endpoint, EndpointKind, Recovery
+from webhook_dispatcher.models import Delivery, DeliveryStatus, EndpointKind, Recovery, WebhookEndpoint
 
 
 def encode_cursor(seq: int) -> str:
@@ -41,7 +41,7 @@ def decode_cursor(cursor: str) -> int:
         raise Unprocessable("cursor: not a cursor returned by this API") from None
 
 
-async def _webhook(repo: DeliveryRepository, endpoint_id: uuid.UUID) -> Endpoint:
+async def _webhook(repo: DeliveryRepository, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     endpoint = await repo.endpoint(endpoint_id, kind=EndpointKind.WEBHOOK)
     if endpoint is None:
         raise NotFound(f"Webhook endpoint {endpoint_id} not found")

@@ -14,7 +14,6 @@ from common.crypto import SecretBox, mask
 from common.db import utcnow
 from common.errors import Conflict, ProblemError, Unprocessable
 from webhook_dispatcher.config import Settings
-from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.models import N8nSettings
 from webhook_dispatcher.n8n.client import N8nClient, N8nError, N8nProblem, N8nTimeout, connect, webhook_url
 from webhook_dispatcher.n8n.repository import N8nRepository
@@ -24,6 +23,7 @@ from webhook_dispatcher.n8n.schemas import (
     N8nTestRequest,
     N8nTestResult,
 )
+from webhook_dispatcher.webhook.repository import WebhookEndpointRepository
 
 
 # --- n8n access ------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ async def put_settings(session: AsyncSession, box: SecretBox, principal: Princip
     else:
         await repo.flush()
     if old_url is not None and old_url != body.url:
-        endpoints = EndpointRepository(session)
+        endpoints = WebhookEndpointRepository(session)
         for flow, endpoint in await repo.flows_with_endpoints():
             if flow.webhook_path:
                 endpoint.url = webhook_url(body.url, flow.webhook_path)[:2048]

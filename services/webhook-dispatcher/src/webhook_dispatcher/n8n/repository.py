@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 
 from common.db.repository import Repository
-from webhook_dispatcher.models import Endpoint, EndpointKind, N8nFlow, N8nSettings
+from webhook_dispatcher.models import EndpointKind, N8nFlow, N8nSettings, WebhookEndpoint
 
 
 class N8nRepository(Repository[N8nFlow]):
@@ -49,24 +49,24 @@ class N8nRepository(Repository[N8nFlow]):
         await self.session.delete(flow)
         await self.session.flush()
 
-    async def endpoint(self, endpoint_id: uuid.UUID | None, *, for_update: bool = False) -> Endpoint | None:
+    async def endpoint(self, endpoint_id: uuid.UUID | None, *, for_update: bool = False) -> WebhookEndpoint | None:
         if endpoint_id is None:
             return None
-        stmt = select(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.kind == EndpointKind.N8N_FLOW)
+        stmt = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.kind == EndpointKind.N8N_FLOW)
         if for_update:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return await self.get_one(stmt)
 
-    async def endpoints(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Endpoint]:
+    async def endpoints(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WebhookEndpoint]:
         if not ids:
             return {}
         rows = await self.session.execute(
-            select(Endpoint).where(Endpoint.id.in_(list(ids)), Endpoint.kind == EndpointKind.N8N_FLOW))
+            select(WebhookEndpoint).where(WebhookEndpoint.id.in_(list(ids)), WebhookEndpoint.kind == EndpointKind.N8N_FLOW))
         return {e.id: e for e in rows.scalars()}
 
-    async def flows_with_endpoints(self) -> list[tuple[N8nFlow, Endpoint]]:
+    async def flows_with_endpoints(self) -> list[tuple[N8nFlow, WebhookEndpoint]]:
         """Every flow that has a backing endpoint, both locked (the n8n URL is changing)."""
         rows = await self.session.execute(
-            select(N8nFlow, Endpoint).join(Endpoint, Endpoint.id == N8nFlow.endpoint_id)
-            .where(Endpoint.kind == EndpointKind.N8N_FLOW).with_for_update())
+            select(N8nFlow, WebhookEndpoint).join(WebhookEndpoint, WebhookEndpoint.id == N8nFlow.endpoint_id)
+            .where(WebhookEndpoint.kind == EndpointKind.N8N_FLOW).with_for_update())
         return [(r[0], r[1]) for r in rows]

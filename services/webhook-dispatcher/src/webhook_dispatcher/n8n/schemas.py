@@ -12,7 +12,7 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 from common.api import InputSchema, Schema
 from common.validation import omitted_not_null, storable
 from webhook_dispatcher.delivery.schemas import AttemptRead, DeliveryRead
-from webhook_dispatcher.endpoint.schemas import EndpointStatusName, unique_patterns
+from webhook_dispatcher.webhook.schemas import EndpointStatusName, unique_patterns
 
 
 def check_http_url(value: str) -> str:

@@ -26,9 +26,7 @@ from common.db import utcnow
 from common.errors import Conflict, NotFound, ProblemError, Unprocessable
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.repository import DeliveryRepository
-from webhook_dispatcher.endpoint.repository import EndpointRepository
-from webhook_dispatcher.endpoint.schemas import EndpointStatusName
-from webhook_dispatcher.models import Endpoint, EndpointKind, EndpointStatus, N8nFlow
+from webhook_dispatcher.models import EndpointKind, EndpointStatus, N8nFlow, WebhookEndpoint
 from webhook_dispatcher.n8n.client import N8nError, webhook_url
 from webhook_dispatcher.n8n.instance import configured, n8n_client
 from webhook_dispatcher.n8n.repository import N8nRepository
@@ -46,6 +44,8 @@ from webhook_dispatcher.n8n.schemas import (
 from webhook_dispatcher.n8n.templates import API_KEY_PREFIX, TEMPLATES, BuildContext, Template
 from webhook_dispatcher.n8n.workflows import NoWebhookTrigger, find_webhook_trigger, starter_workflow
 from webhook_dispatcher.outbound.signing import generate_secret
+from webhook_dispatcher.webhook.repository import WebhookEndpointRepository
+from webhook_dispatcher.webhook.schemas import EndpointStatusName
 
 logger = logging.getLogger("webhook_dispatcher.n8n")
 
@@ -53,7 +53,7 @@ INACTIVE_REASON = "the n8n flow is inactive"
 
 
 # --- flows: reading --------------------------------------------------------------------------------
-def _flow_read(flow: N8nFlow, endpoint: Endpoint | None, *, secret: str | None = None) -> FlowRead:
+def _flow_read(flow: N8nFlow, endpoint: WebhookEndpoint | None, *, secret: str | None = None) -> FlowRead:
     live = endpoint is not None and endpoint.status != EndpointStatus.DELETED
     return FlowRead(
         id=flow.id, name=flow.name, category=flow.category, description=flow.description,
@@ -134,9 +134,9 @@ def _template_params(template: Template, given: dict[str, str] | None, settings:
 
 
 def _new_endpoint(box: SecretBox, settings: Settings, principal: Principal, flow_name: str, url: str, events: list[str],
-                  active: bool) -> tuple[Endpoint, str]:
+                  active: bool) -> tuple[WebhookEndpoint, str]:
     secret = generate_secret()
-    endpoint = Endpoint(
+    endpoint = WebhookEndpoint(
         id=uuid.uuid4(), url=url[:2048], description=f"n8n flow: {flow_name}"[:500], events=events,
         status=EndpointStatus.ACTIVE if active else EndpointStatus.PAUSED,
         status_reason=None if active else INACTIVE_REASON, secret_encrypted=box.encrypt(secret),
@@ -154,7 +154,7 @@ async def _save_flow(session: AsyncSession, box: SecretBox, settings: Settings, 
     if flow.webhook_path:
         endpoint, secret = _new_endpoint(box, settings, principal, flow.name, webhook_url(n8n_url, flow.webhook_path),
                                          list(flow.trigger_events), active)
-        endpoints = EndpointRepository(session)
+        endpoints = WebhookEndpointRepository(session)
         await endpoints.add(endpoint)
         await endpoints.notify_changed(endpoint.id)
         flow.endpoint_id = endpoint.id
@@ -269,7 +269,7 @@ async def update_flow(session: AsyncSession, flow_id: uuid.UUID, body: FlowUpdat
         endpoint.updated_at = utcnow()
     await repo.flush()
     if endpoint is not None:
-        await EndpointRepository(session).notify_changed(endpoint.id)
+        await WebhookEndpointRepository(session).notify_changed(endpoint.id)
     return _flow_read(flow, endpoint)
 
 
@@ -291,7 +291,7 @@ async def set_active(session: AsyncSession, box: SecretBox, settings: Settings, 
         flow.deactivated_at = now
     flow.active = now_active
     flow.updated_at = now
-    endpoints = EndpointRepository(session)
+    endpoints = WebhookEndpointRepository(session)
     if endpoint is not None and endpoint.status != EndpointStatus.DELETED:
         endpoint.status = EndpointStatus.ACTIVE if now_active else EndpointStatus.PAUSED
         endpoint.status_reason = None if now_active else INACTIVE_REASON
@@ -328,7 +328,7 @@ async def delete_flow(session: AsyncSession, box: SecretBox, settings: Settings,
         endpoint.status = EndpointStatus.DELETED
         endpoint.deleted_at = endpoint.updated_at = utcnow()
         await repo.flush()
-        endpoints = EndpointRepository(session)
+        endpoints = WebhookEndpointRepository(session)
         await DeliveryRepository(session).fail_pending(endpoint.id, "the n8n flow was deleted")
         await endpoints.notify_changed(endpoint.id)
     await repo.delete_flow(flow)

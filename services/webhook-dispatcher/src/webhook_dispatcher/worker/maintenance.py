@@ -14,8 +14,8 @@ from common.db import Database
 from webhook_dispatcher import metrics
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.repository import DeliveryRepository
-from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.models import EndpointStatus
+from webhook_dispatcher.webhook.repository import WebhookEndpointRepository
 
 logger = logging.getLogger("webhook_dispatcher.worker.maintenance")
 PURGE_LOCK = zlib.crc32(b"webhook-dispatcher:purge")
@@ -25,7 +25,7 @@ FIRST_PURGE_AFTER = 60.0  # not in the rush of a start-up
 async def refresh_gauges(database: Database) -> None:
     async with database.sessionmaker() as session:
         backlog = await DeliveryRepository(session).backlog()
-        by_status = await EndpointRepository(session).count_by_status()
+        by_status = await WebhookEndpointRepository(session).count_by_status()
     metrics.PENDING.set(backlog.pending)
     metrics.OLDEST_PENDING_AGE.set(backlog.oldest_age)
     metrics.DUE.set(backlog.due)

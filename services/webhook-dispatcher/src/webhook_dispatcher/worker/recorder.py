@@ -2,7 +2,7 @@
 
 The usual batch (no endpoint's health changes) is ONE autocommit statement: the attempt rows and each
 delivery's new state (`DeliveryRepository.record`). A batch that starts or stops an endpoint's failing
-clock, or disables it, adds `endpoint.health.update_health` in the same transaction.
+clock, or disables it, adds `webhook.health.update_health` in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import orjson
 
 from common.db import Database
 from webhook_dispatcher.delivery.repository import DeliveryRepository
-from webhook_dispatcher.endpoint.health import HealthChange, update_health
 from webhook_dispatcher.outbound.transport import AttemptResult
+from webhook_dispatcher.webhook.health import HealthChange, update_health
 from webhook_dispatcher.worker.jobs import Job
 from webhook_dispatcher.worker.registry import EndpointConfig
 from webhook_dispatcher.worker.retries import Decision

@@ -30,9 +30,22 @@ from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.delivery.schemas import RecoverRequest
 from webhook_dispatcher.delivery.service import recover as recover_deliveries
-from webhook_dispatcher.endpoint.health import update_health
-from webhook_dispatcher.endpoint.repository import EndpointRepository
-from webhook_dispatcher.endpoint.schemas import (
+from webhook_dispatcher.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    EndpointKind,
+    EndpointStatus,
+    Event,
+    WebhookEndpoint,
+)
+from webhook_dispatcher.outbound.messages import build_headers
+from webhook_dispatcher.outbound.signing import generate_secret, secret_key
+from webhook_dispatcher.outbound.transport import AttemptResult, ErrorClass, WebhookTransport
+from webhook_dispatcher.security import UnsafeURL
+from webhook_dispatcher.webhook.health import update_health
+from webhook_dispatcher.webhook.repository import WebhookEndpointRepository
+from webhook_dispatcher.webhook.schemas import (
     EndpointCreate,
     EndpointCreated,
     EndpointRead,
@@ -46,27 +59,14 @@ from webhook_dispatcher.endpoint.schemas import (
     TestSent,
     VerificationRead,
 )
-from webhook_dispatcher.models import (
-    Attempt,
-    Delivery,
-    DeliveryStatus,
-    Endpoint,
-    EndpointKind,
-    EndpointStatus,
-    Event,
-)
-from webhook_dispatcher.outbound.messages import build_headers
-from webhook_dispatcher.outbound.signing import generate_secret, secret_key
-from webhook_dispatcher.outbound.transport import AttemptResult, ErrorClass, WebhookTransport
-from webhook_dispatcher.security import UnsafeURL
 
-tracer = trace.get_tracer("webhook_dispatcher.endpoint")
+tracer = trace.get_tracer("webhook_dispatcher.webhook")
 
 VERIFICATION_EVENT = "webhook.verification"
 TEST_EVENT = "webhook.test"
 
 
-def _read(endpoint: Endpoint, *, verification: VerificationRead | None = None) -> EndpointRead:
+def _read(endpoint: WebhookEndpoint, *, verification: VerificationRead | None = None) -> EndpointRead:
     return EndpointRead.model_validate(endpoint).model_copy(update={"verification": verification})
 
 
@@ -132,7 +132,7 @@ async def _challenge(transport: WebhookTransport, settings: Settings, endpoint_i
     return Sent(event_id, body, now, result, _challenge_error(result, challenge))
 
 
-async def _record_single(session: AsyncSession, endpoint: Endpoint, event_type: str, sent: Sent) -> uuid.UUID:
+async def _record_single(session: AsyncSession, endpoint: WebhookEndpoint, event_type: str, sent: Sent) -> uuid.UUID:
     """A one-off message (challenge, test) with its single attempt, visible in the delivery log."""
     result = sent.result
     ok = sent.error is None
@@ -158,7 +158,7 @@ def _signing_key(box: SecretBox, encrypted: str) -> bytes:
     return secret_key(box.decrypt(encrypted))
 
 
-def _apply_verification(endpoint: Endpoint, sent: Sent, *, activate: bool) -> None:
+def _apply_verification(endpoint: WebhookEndpoint, sent: Sent, *, activate: bool) -> None:
     endpoint.verification_error = sent.error[:1000] if sent.error else None
     if sent.error is None:
         endpoint.verified_at = utcnow()
@@ -169,8 +169,8 @@ def _apply_verification(endpoint: Endpoint, sent: Sent, *, activate: bool) -> No
 
 
 # --- use cases ---------------------------------------------------------------------------------------
-async def _get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False) -> Endpoint:
-    endpoint = await EndpointRepository(session).get(endpoint_id, for_update=for_update, kind=EndpointKind.WEBHOOK)
+async def _get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False) -> WebhookEndpoint:
+    endpoint = await WebhookEndpointRepository(session).get(endpoint_id, for_update=for_update, kind=EndpointKind.WEBHOOK)
     if endpoint is None:
         raise NotFound(f"Webhook endpoint {endpoint_id} not found")
     return endpoint
@@ -183,7 +183,7 @@ async def create(session: AsyncSession, box: SecretBox, settings: Settings, tran
     endpoint_id = uuid.uuid4()
     # The challenge goes out before anything is written: no transaction waits on the subscriber.
     sent = await _challenge(transport, settings, endpoint_id, payload.url, secret_key(secret))
-    endpoint = Endpoint(
+    endpoint = WebhookEndpoint(
         id=endpoint_id, url=payload.url, description=payload.description, events=payload.events,
         status=EndpointStatus.PENDING_VERIFICATION, secret_encrypted=box.encrypt(secret),
         secret_hint=mask(secret) or "****",
@@ -191,7 +191,7 @@ async def create(session: AsyncSession, box: SecretBox, settings: Settings, tran
         rate_limit_per_second=payload.rate_limit_per_second, ordered=payload.ordered, created_by=principal.id,
     )
     _apply_verification(endpoint, sent, activate=True)
-    repo = EndpointRepository(session)
+    repo = WebhookEndpointRepository(session)
     await repo.add(endpoint)
     delivery_id = await _record_single(session, endpoint, VERIFICATION_EVENT, sent)
     await repo.notify_changed(endpoint.id)
@@ -208,7 +208,7 @@ async def list_endpoints(session: AsyncSession, *, statuses: Sequence[EndpointSt
                          page: PageParams) -> Page[EndpointRead]:
     """`event_type`: only the endpoints that would receive it (subscribed to a pattern routing matches)."""
     patterns = None if event_type is None else patterns_matching(event_type)
-    items, total = await EndpointRepository(session).list(statuses=statuses, patterns=patterns, q=q,
+    items, total = await WebhookEndpointRepository(session).list(statuses=statuses, patterns=patterns, q=q,
                                                           limit=page.limit, offset=page.offset)
     return Page[EndpointRead].of(items, total, page)
 
@@ -225,7 +225,7 @@ async def verify(session: AsyncSession, box: SecretBox, settings: Settings, tran
     _apply_verification(endpoint, sent, activate=endpoint.status == EndpointStatus.PENDING_VERIFICATION)
     endpoint.updated_at = utcnow()
     delivery_id = await _record_single(session, endpoint, VERIFICATION_EVENT, sent)
-    repo = EndpointRepository(session)
+    repo = WebhookEndpointRepository(session)
     await repo.flush()
     await repo.notify_changed(endpoint.id)
     return _read(endpoint, verification=sent.verification(delivery_id))
@@ -255,7 +255,7 @@ async def update(session: AsyncSession, box: SecretBox, settings: Settings, tran
         _apply_verification(endpoint, sent, activate=True)
         verification = sent.verification(await _record_single(session, endpoint, VERIFICATION_EVENT, sent))
     endpoint.updated_at = utcnow()
-    repo = EndpointRepository(session)
+    repo = WebhookEndpointRepository(session)
     await repo.flush()
     await repo.notify_changed(endpoint.id)
     return _read(endpoint, verification=verification)
@@ -263,7 +263,7 @@ async def update(session: AsyncSession, box: SecretBox, settings: Settings, tran
 
 async def delete(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
     """Soft delete: the endpoint stops receiving at once; its delivery log stays until the retention."""
-    endpoint = await EndpointRepository(session).get(endpoint_id, for_update=True, include_deleted=True,
+    endpoint = await WebhookEndpointRepository(session).get(endpoint_id, for_update=True, include_deleted=True,
                                                      kind=EndpointKind.WEBHOOK)
     if endpoint is None:
         raise NotFound(f"Webhook endpoint {endpoint_id} not found")
@@ -271,7 +271,7 @@ async def delete(session: AsyncSession, endpoint_id: uuid.UUID) -> None:
         return
     endpoint.status = EndpointStatus.DELETED
     endpoint.deleted_at = endpoint.updated_at = utcnow()
-    repo = EndpointRepository(session)
+    repo = WebhookEndpointRepository(session)
     await repo.flush()
     await DeliveryRepository(session).fail_pending(endpoint.id, "endpoint deleted")
     await repo.notify_changed(endpoint.id)
@@ -287,7 +287,7 @@ async def pause(session: AsyncSession, endpoint_id: uuid.UUID, body: StatusChang
     endpoint.status = EndpointStatus.PAUSED
     endpoint.status_reason = body.reason
     endpoint.paused_at = endpoint.updated_at = utcnow()
-    repo = EndpointRepository(session)
+    repo = WebhookEndpointRepository(session)
     await repo.flush()
     await repo.notify_changed(endpoint.id)
     return _read(endpoint)
@@ -314,7 +314,7 @@ async def resume(session: AsyncSession, settings: Settings, endpoint_id: uuid.UU
     oldest_failed = await DeliveryRepository(session).earliest_failed_event(endpoint.id)
     if oldest_failed is not None and oldest_failed < off_since:
         off_since = oldest_failed
-    repo = EndpointRepository(session)
+    repo = WebhookEndpointRepository(session)
     if endpoint.status == EndpointStatus.DISABLED:
         await update_health(session, reenable={endpoint.id: body.reason})
         await session.refresh(endpoint)
@@ -355,7 +355,7 @@ async def rotate_secret(session: AsyncSession, box: SecretBox, settings: Setting
     endpoint.secret_encrypted = box.encrypt(secret)
     endpoint.secret_hint = mask(secret) or "****"
     endpoint.updated_at = utcnow()
-    repo = EndpointRepository(session)
+    repo = WebhookEndpointRepository(session)
     await repo.flush()
     await repo.notify_changed(endpoint.id)
     return SecretRotated(**(dict(_read(endpoint)) | {"secret": secret}))

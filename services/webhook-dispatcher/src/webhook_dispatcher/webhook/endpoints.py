@@ -12,8 +12,8 @@ from common.db import SessionDep
 from common.errors import problem_responses
 from common.validation import NO_NUL
 from webhook_dispatcher.dependencies import SecretBoxDep, SettingsDep, TransportDep
-from webhook_dispatcher.endpoint import service
-from webhook_dispatcher.endpoint.schemas import (
+from webhook_dispatcher.webhook import service
+from webhook_dispatcher.webhook.schemas import (
     EndpointCreate,
     EndpointCreated,
     EndpointRead,

@@ -12,67 +12,67 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Text, Uuid
 
 from common.db.repository import Repository, contains
-from webhook_dispatcher.models import Endpoint, EndpointKind, EndpointStatus
+from webhook_dispatcher.models import EndpointKind, EndpointStatus, WebhookEndpoint
 
 CHANGED_CHANNEL = "webhook_endpoint_changed"
-endpoints_t = Endpoint.__table__  # type: ignore[attr-defined]
+endpoints_t = WebhookEndpoint.__table__  # type: ignore[attr-defined]
 
 
 def _ids(ids: Sequence[uuid.UUID]):  # type: ignore[no-untyped-def]
     return any_(bindparam("ids", list(ids), ARRAY(Uuid)))
 
 
-class EndpointRepository(Repository[Endpoint]):
+class WebhookEndpointRepository(Repository[WebhookEndpoint]):
     """Takes a session; the worker's hot paths pass a Core connection (only `execute` is used there)."""
 
-    model = Endpoint
+    model = WebhookEndpoint
 
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         super().__init__(session)  # type: ignore[arg-type]
 
     async def get(self, endpoint_id: uuid.UUID, *, for_update: bool = False,  # type: ignore[override]
-                  include_deleted: bool = False, kind: EndpointKind | None = None) -> Endpoint | None:
+                  include_deleted: bool = False, kind: EndpointKind | None = None) -> WebhookEndpoint | None:
         """`kind`: only an endpoint of that kind (the webhooks API never shows n8n flows' endpoints)."""
-        stmt = select(Endpoint).where(Endpoint.id == endpoint_id)
+        stmt = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)
         if kind is not None:
-            stmt = stmt.where(Endpoint.kind == kind)
+            stmt = stmt.where(WebhookEndpoint.kind == kind)
         if not include_deleted:
-            stmt = stmt.where(Endpoint.status != EndpointStatus.DELETED)
+            stmt = stmt.where(WebhookEndpoint.status != EndpointStatus.DELETED)
         if for_update:
             stmt = stmt.with_for_update().execution_options(populate_existing=True)
         return await self.get_one(stmt)
 
     async def get_many(self, ids: Sequence[uuid.UUID] | None = None, *,
-                       kind: EndpointKind | None = None) -> list[Endpoint]:
+                       kind: EndpointKind | None = None) -> list[WebhookEndpoint]:
         """Endpoints that can still deliver (not deleted); all of them when `ids` is None."""
-        stmt = select(Endpoint).where(Endpoint.status != EndpointStatus.DELETED)
+        stmt = select(WebhookEndpoint).where(WebhookEndpoint.status != EndpointStatus.DELETED)
         if ids is not None:
-            stmt = stmt.where(Endpoint.id.in_(list(ids)))  # type: ignore[attr-defined]
+            stmt = stmt.where(WebhookEndpoint.id.in_(list(ids)))  # type: ignore[attr-defined]
         if kind is not None:
-            stmt = stmt.where(Endpoint.kind == kind)
+            stmt = stmt.where(WebhookEndpoint.kind == kind)
         return await self.all(stmt)
 
     async def list(self, *, statuses: Sequence[str] = (), patterns: Sequence[str] | None = None,
                    q: str | None = None, limit: int, offset: int,
-                   kind: EndpointKind = EndpointKind.WEBHOOK) -> tuple[list[Endpoint], int]:
+                   kind: EndpointKind = EndpointKind.WEBHOOK) -> tuple[list[WebhookEndpoint], int]:
         """`statuses`: any of them; `patterns`: subscribed to at least one of these patterns, as
         written; `q`: case-insensitive substring of the URL or the description. Newest first."""
-        stmt = select(Endpoint).where(Endpoint.status != EndpointStatus.DELETED, Endpoint.kind == kind)
+        stmt = select(WebhookEndpoint).where(WebhookEndpoint.status != EndpointStatus.DELETED, WebhookEndpoint.kind == kind)
         if statuses:
-            stmt = stmt.where(Endpoint.status.in_(list(statuses)))  # type: ignore[attr-defined]
+            stmt = stmt.where(WebhookEndpoint.status.in_(list(statuses)))  # type: ignore[attr-defined]
         if patterns is not None:
-            stmt = stmt.where(Endpoint.events.has_any(  # type: ignore[attr-defined]
+            stmt = stmt.where(WebhookEndpoint.events.has_any(  # type: ignore[attr-defined]
                 bindparam("patterns", list(patterns), ARRAY(Text))))
         if q:
-            stmt = stmt.where(contains([Endpoint.url, Endpoint.description], q))  # type: ignore[list-item]
+            stmt = stmt.where(contains([WebhookEndpoint.url, WebhookEndpoint.description], q))  # type: ignore[list-item]
         return await self.paginate(stmt, limit=limit, offset=offset,
-                                   order_by=[Endpoint.created_at.desc()])  # type: ignore[attr-defined]
+                                   order_by=[WebhookEndpoint.created_at.desc()])  # type: ignore[attr-defined]
 
     async def notify_changed(self, endpoint_id: uuid.UUID) -> None:
         """Every dispatcher replica reloads this endpoint when the transaction commits."""
         await self.session.execute(select(func.pg_notify(CHANGED_CHANNEL, str(endpoint_id))))
 
-    # --- health (endpoint.health) ---------------------------------------------------------------
+    # --- health (webhook.health) ----------------------------------------------------------------
     async def mark_failing(self, ids: Sequence[uuid.UUID]) -> list[Any]:
         """Start (or keep) the failing clock; returns (id, failing_since, url) of ACTIVE endpoints."""
         t = endpoints_t
@@ -107,5 +107,5 @@ class EndpointRepository(Repository[Endpoint]):
 
     async def count_by_status(self) -> dict[str, int]:
         rows = await self.session.execute(
-            select(Endpoint.status, func.count()).group_by(Endpoint.status))  # type: ignore[arg-type]
+            select(WebhookEndpoint.status, func.count()).group_by(WebhookEndpoint.status))  # type: ignore[arg-type]
         return {r[0]: r[1] for r in rows}

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from webhook_dispatcher import metrics
 from webhook_dispatcher.delivery.repository import DeliveryRepository
-from webhook_dispatcher.endpoint.repository import EndpointRepository
 from webhook_dispatcher.events import outbox
 from webhook_dispatcher.models import EndpointStatus
+from webhook_dispatcher.webhook.repository import WebhookEndpointRepository
 
-logger = logging.getLogger("webhook_dispatcher.endpoint.health")
+logger = logging.getLogger("webhook_dispatcher.webhook.health")
 
 
 @dataclass
@@ -43,7 +43,7 @@ async def update_health(db: AsyncSession | AsyncConnection, *, succeeded: Iterab
     on; past `disable_after_seconds` they are disabled); `gone` answered 410 (disabled now); `reenable`
     the owner turned back on (DISABLED -> ACTIVE, with the owner's reason). A disabled endpoint's pending
     deliveries become FAILED (replayable with recover). Every replica reloads the changed endpoints."""
-    endpoints, deliveries = EndpointRepository(db), DeliveryRepository(db)
+    endpoints, deliveries = WebhookEndpointRepository(db), DeliveryRepository(db)
     change = HealthChange()
     gone, succeeded = set(gone), set(succeeded)
     still_failing = set(failed) - succeeded - gone
