@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy import Float, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Text, Uuid
@@ -16,6 +16,37 @@ from webhook_dispatcher.models import EndpointKind, EndpointStatus, WebhookEndpo
 
 CHANGED_CHANNEL = "webhook_endpoint_changed"
 endpoints_t = WebhookEndpoint.__table__  # type: ignore[attr-defined]
+
+
+# --- endpoint ownership (worker.ownership): which replica delivers to an endpoint now -------------
+# Rows are always locked in endpoint id order (here, and by _LOCK_OWNED before renewing or giving up), so
+# replicas taking and renewing overlapping sets of endpoints cannot deadlock.
+_ACQUIRE = text("""
+INSERT INTO webhook_endpoint_owners AS o (endpoint_id, owner, lease_until)
+SELECT e.id, :owner, now() + make_interval(secs => :lease)
+FROM webhook_endpoints e WHERE e.id = ANY(:ids) ORDER BY e.id
+ON CONFLICT (endpoint_id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+WHERE o.owner = EXCLUDED.owner OR o.lease_until < now()
+RETURNING o.endpoint_id
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
+                bindparam("lease", type_=Float))
+
+_LOCK_OWNED = text("""
+SELECT endpoint_id FROM webhook_endpoint_owners WHERE owner = :owner AND endpoint_id = ANY(:ids)
+ORDER BY endpoint_id FOR UPDATE
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid))
+
+_RENEW = text("""
+UPDATE webhook_endpoint_owners SET lease_until = now() + make_interval(secs => :lease)
+WHERE owner = :owner AND endpoint_id = ANY(:ids)
+RETURNING endpoint_id
+""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
+                bindparam("lease", type_=Float))
+
+_RELEASE = text("DELETE FROM webhook_endpoint_owners WHERE owner = :owner AND endpoint_id = ANY(:ids)"
+                ).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid))
+
+
 
 
 def _ids(ids: Sequence[uuid.UUID]):  # type: ignore[no-untyped-def]
@@ -104,6 +135,24 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
             .values(status=EndpointStatus.ACTIVE.value, status_reason=reason, failing_since=None, disabled_at=None,
                     paused_at=None, updated_at=func.now())
             .returning(t.c.id, t.c.url))).first()
+
+    # --- ownership (worker.ownership) -----------------------------------------------------------
+    async def take_ownership(self, ids: Sequence[uuid.UUID], owner: uuid.UUID, lease: float) -> list[uuid.UUID]:
+        """The endpoints among `ids` now leased to `owner` (free, already its own, or an expired lease)."""
+        return list((await self.session.execute(_ACQUIRE, {"ids": list(ids), "owner": owner,
+                                                           "lease": lease})).scalars().all())
+
+    async def lock_ownership(self, ids: Sequence[uuid.UUID], owner: uuid.UUID) -> None:
+        """Lock `owner`'s leases on these endpoints, in id order, before renewing or giving them up."""
+        await self.session.execute(_LOCK_OWNED, {"ids": list(ids), "owner": owner})
+
+    async def renew_ownership(self, ids: Sequence[uuid.UUID], owner: uuid.UUID, lease: float) -> set[uuid.UUID]:
+        """Renew `owner`'s leases; returns the endpoints it still held."""
+        return set((await self.session.execute(_RENEW, {"ids": list(ids), "owner": owner,
+                                                        "lease": lease})).scalars().all())
+
+    async def give_up_ownership(self, ids: Sequence[uuid.UUID], owner: uuid.UUID) -> None:
+        await self.session.execute(_RELEASE, {"ids": list(ids), "owner": owner})
 
     async def count_by_status(self) -> dict[str, int]:
         rows = await self.session.execute(
