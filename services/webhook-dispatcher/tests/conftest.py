@@ -4,12 +4,12 @@ One dispatcher app runs for the whole session (a consumer-group join costs ~5 s 
 short retries ("0.2,0.2": three attempts) and the receiver's loopback address allowed.
 Each test creates its own endpoints (unique receiver paths) and they are deleted afterwards, so tests
 never see each other's deliveries. The N8N bridge's tests share one fake n8n (`n8n_server`): the `n8n`
-fixture configures it in the platform and deletes the test's flows afterwards.
+fixture configures it in the platform and deletes the test's flows afterwards. The clients (`owner`,
+`anonymous`) and the migrated `database_url` come from the common plugin (`service_name`, `service_url`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +27,7 @@ from common.events import Envelope, build_event, topic_for_source
 from common.testing.fake_n8n import FakeN8n, fake_n8n
 from common.testing.receiver import WebhookReceiver, webhook_receiver
 from common.testing.servers import serve_app
+from common.testing.webhooks import wait_ready
 from webhook_dispatcher.app import create_app
 from webhook_dispatcher.config import Settings
 
@@ -78,14 +79,6 @@ class Dispatcher:
     url: str
     app: FastAPI
     settings: Settings
-
-
-async def wait_ready(url: str, timeout: float = 60.0) -> None:
-    """Until /readyz says ready: database, broker, and the consumer's partitions assigned."""
-    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        async with asyncio.timeout(timeout):
-            while (await client.get("/readyz")).status_code != 200:
-                await asyncio.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from common.events import build_event
 from common.messaging import ConsumedEvent
 from common.testing.plugin import bearer
 from common.testing.servers import serve_app
-from common.testing.webhooks import ids_of
+from common.testing.webhooks import ids_of, wait_ready
 from webhook_dispatcher.app import create_app
 from webhook_dispatcher.outbound.transport import WebhookTransport
 from webhook_dispatcher.worker.consumer import route_batch
@@ -27,13 +27,6 @@ def payment_failed() -> dict:
             "currency": "usd", "attemptCount": 1}
 
 
-async def _wait_ready(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        async with asyncio.timeout(60):
-            while (await client.get("/readyz")).status_code != 200:
-                await asyncio.sleep(0.1)
-
-
 async def test_a_restart_mid_stream_loses_nothing_and_sends_nothing_twice(migrated_database, make_settings, receiver,
                                                                           owner_token, publish):
     # Its own database and consumer group: this dispatcher starts, stops and starts again.
@@ -42,7 +35,7 @@ async def test_a_restart_mid_stream_loses_nothing_and_sends_nothing_twice(migrat
     hook = receiver.hook(delay=0.1)
     sent = []
     async with serve_app(create_app(settings)) as url:
-        await _wait_ready(url)
+        await wait_ready(url)
         async with httpx.AsyncClient(base_url=url, headers=bearer(owner_token), timeout=20) as client:
             resp = await client.post(API, json={"url": hook.url, "events": ["billing.payment_failed"],
                                                 "maxConcurrency": 2})
@@ -191,7 +184,7 @@ async def test_a_slow_endpoints_backlog_waits_in_the_database_not_in_memory(migr
     hook = receiver.hook(delay=0.15)
     app = create_app(settings)
     async with serve_app(app) as url:
-        await _wait_ready(url)
+        await wait_ready(url)
         async with httpx.AsyncClient(base_url=url, headers=bearer(owner_token), timeout=20) as client:
             resp = await client.post(API, json={"url": hook.url, "events": ["billing.payment_failed"],
                                                 "maxConcurrency": 1})
