@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
 from common.db import Database
+from common.supervise import every
 from webhook_dispatcher import metrics
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.webhook.repository import WebhookEndpointRepository
@@ -88,14 +89,15 @@ class Ownership:
                    give_back: Callable[[set[uuid.UUID]], Awaitable[None]]) -> None:
         """Every third of a lease: renew the endpoints with work here, give up the idle ones, and hand back
         the work of those taken over (`give_back`). Runs under `supervise`."""
-        while True:
-            await asyncio.sleep(self.lease / 3)
+        async def step() -> None:
             try:
                 lost = await self.renew(busy_now)
             finally:
                 metrics.OWNED.set(len(self._until))
             if lost:
                 await give_back(lost)
+
+        await every(self.lease / 3, step)
 
     async def release_all(self) -> None:
         """Give up every endpoint and wake the other replicas' pollers (their backlog is theirs now)."""
