@@ -4,12 +4,12 @@ One dispatcher app runs for the whole session (a consumer-group join costs ~5 s 
 short retries ("0.2,0.2": three attempts) and the receiver's loopback address allowed.
 Each test creates its own endpoints (unique receiver paths) and they are deleted afterwards, so tests
 never see each other's deliveries. The N8N bridge's tests share one fake n8n (`n8n_server`): the `n8n`
-fixture configures it in the platform and deletes the test's flows afterwards.
+fixture configures it in the platform and deletes the test's flows afterwards. The clients (`owner`,
+`anonymous`) and the migrated `database_url` come from the common plugin (`service_name`, `service_url`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,9 +25,9 @@ from fastapi import FastAPI
 
 from common.events import Envelope, build_event, topic_for_source
 from common.testing.fake_n8n import FakeN8n, fake_n8n
-from common.testing.plugin import bearer
 from common.testing.receiver import WebhookReceiver, webhook_receiver
 from common.testing.servers import serve_app
+from common.testing.webhooks import wait_ready
 from webhook_dispatcher.app import create_app
 from webhook_dispatcher.config import Settings
 
@@ -59,15 +59,15 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
-async def dispatcher_db(migrated_database: Callable[..., Awaitable[str]]) -> str:
-    return await migrated_database("webhook-dispatcher")
+def service_name() -> str:
+    return "webhook-dispatcher"  # the plugin's `database_url` is this service's migrated database
 
 
 @pytest.fixture(scope="session")
-def make_settings(dispatcher_db: str, platform_settings: dict[str, Any],
+def make_settings(database_url: str, platform_settings: dict[str, Any],
                   receiver: WebhookReceiver) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        return Settings(**(platform_settings | {"database_url": dispatcher_db,
+        return Settings(**(platform_settings | {"database_url": database_url,
                                                 "webhook_ca_bundle": receiver.ca_bundle_path}
                            | TEST_SETTINGS | overrides))
 
@@ -81,14 +81,6 @@ class Dispatcher:
     settings: Settings
 
 
-async def wait_ready(url: str, timeout: float = 60.0) -> None:
-    """Until /readyz says ready: database, broker, and the consumer's partitions assigned."""
-    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        async with asyncio.timeout(timeout):
-            while (await client.get("/readyz")).status_code != 200:
-                await asyncio.sleep(0.1)
-
-
 @pytest.fixture(scope="session")
 async def dispatcher(make_settings: Callable[..., Settings]) -> AsyncIterator[Dispatcher]:
     settings = make_settings()
@@ -98,16 +90,9 @@ async def dispatcher(make_settings: Callable[..., Settings]) -> AsyncIterator[Di
         yield Dispatcher(url, app, settings)
 
 
-@pytest.fixture
-async def owner(dispatcher: Dispatcher, owner_token: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=dispatcher.url, headers=bearer(owner_token), timeout=20) as client:
-        yield client
-
-
-@pytest.fixture
-async def anonymous(dispatcher: Dispatcher) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=dispatcher.url, timeout=20) as client:
-        yield client
+@pytest.fixture(scope="session")
+def service_url(dispatcher: Dispatcher) -> str:
+    return dispatcher.url  # the plugin's `owner` / `anonymous` clients call it
 
 
 @pytest.fixture
@@ -158,11 +143,11 @@ def publish(producer: AIOKafkaProducer) -> Callable[..., Awaitable[Envelope]]:
 
 
 @pytest.fixture(scope="session")
-async def database(dispatcher_db: str) -> AsyncIterator[Any]:
+async def database(database_url: str) -> AsyncIterator[Any]:
     """Direct access to the dispatcher's database, for setting up states an API cannot reach (time)."""
     from common.db import Database
 
-    db = Database(dispatcher_db, pool_size=2)
+    db = Database(database_url, pool_size=2)
     yield db
     await db.dispose()
 

@@ -1,9 +1,9 @@
-"""The service as a whole: health, readiness (the engine included), OpenAPI."""
+"""The service as a whole: health, readiness (the delivery worker included), OpenAPI."""
 
 from __future__ import annotations
 
 
-async def test_ready_means_database_broker_consumer_and_delivery_engine(anonymous):
+async def test_ready_means_database_broker_consumer_and_delivery_worker(anonymous):
     assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
     ready = await anonymous.get("/readyz")
     assert ready.status_code == 200

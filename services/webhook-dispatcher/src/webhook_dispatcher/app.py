@@ -1,12 +1,14 @@
-"""The webhook dispatcher: endpoints API + Kafka consumer + in-process delivery engine (ARCHITECTURE §3).
+"""The webhook dispatcher: subscriber endpoints API + Kafka consumer + in-process delivery worker (ARCHITECTURE §3).
 
     Kafka (every domain topic, group "webhook-dispatcher")
-      -> delivery.handlers.route_batch: inbox + event row + one delivery per matching ACTIVE endpoint,
+      -> worker.consumer.route_batch: inbox + event row + one delivery per matching ACTIVE endpoint,
          one statement per batch, offsets committed after it
-      -> delivery.engine.DeliveryEngine: per-endpoint lanes (bounded queue, concurrency cap, rate limit),
-         signed POST through the SSRF-guarded transport, batched recording of every attempt,
+      -> worker.DeliveryWorker: per-endpoint lanes (bounded queue, concurrency cap, rate limit), signed
+         POST through the SSRF-guarded transport (outbound/), batched recording of every attempt,
          retries (memory for short delays, DB poller with FOR UPDATE SKIP LOCKED + leases otherwise)
-    API (endpoint/, delivery/, event_type/): /api/platform/webhooks/*, platform owner only.
+    API (webhook/, delivery/, event_type/): /api/platform/webhooks/*, platform owner only. It gets the
+      settings, the secret box and the outbound transport as dependencies (never the worker): it writes
+      rows and NOTIFYs, and every replica's worker picks the change up.
     N8N bridge (n8n/): /api/platform/integrations/n8n (URL + encrypted key, connection test) and
       /api/platform/n8n/{flows,templates}. A flow with a Webhook trigger is backed by an endpoint of kind
       N8N_FLOW (`{n8n}/webhook/{path}`, own secret, trusted: the owner's n8n is exempt from the SSRF policy,
@@ -19,40 +21,48 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from common.app import Runtime, create_service_app
+from common.crypto import SecretBox
 from common.db import Database
 from webhook_dispatcher.api import routers
 from webhook_dispatcher.config import Settings
-from webhook_dispatcher.delivery.engine import DeliveryEngine
-from webhook_dispatcher.delivery.handlers import make_consumer
 from webhook_dispatcher.events import outbox
+from webhook_dispatcher.outbound.transport import WebhookTransport
+from webhook_dispatcher.worker.consumer import make_consumer
+from webhook_dispatcher.worker.worker import DeliveryWorker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    engines: list[DeliveryEngine] = []
+    workers: list[DeliveryWorker] = []
 
     def consumers(runtime: Runtime) -> list:  # type: ignore[type-arg]
-        engine = DeliveryEngine(settings, runtime.database)
-        engines.append(engine)
-        # The consumer's one statement per batch (see delivery.repository._ROUTE) keeps its first plan:
-        # inserts through unique indexes and a join with the small endpoints table cannot degrade as
-        # tables grow, and planning that statement anew for every batch cost 2-3 ms of API-to-webhook
-        # latency (bench (d)).
+        # The first hook of the lifespan: what the API's handlers get as dependencies (see
+        # webhook_dispatcher.dependencies), shared with the worker. Made here, not in create_app, so an app
+        # can be built without keys (OpenAPI, Postman).
+        app.state.secret_box = SecretBox(settings.secrets_encryption_keys)
+        app.state.transport = WebhookTransport(settings)
+        worker = DeliveryWorker(settings, runtime.database, box=app.state.secret_box,
+                                transport=app.state.transport)
+        workers.append(worker)
+        # The consumer's one statement per batch (see delivery.sql.ROUTE) keeps its first plan: inserts
+        # through unique indexes and a join with the small endpoints table cannot degrade as tables grow,
+        # and planning that statement anew for every batch cost 2-3 ms of API-to-webhook latency (bench (d)).
         routing = Database(settings.database_url, pool_size=2, custom_plans=False)
         runtime.closers.append(routing.dispose)
-        return [make_consumer(settings, routing, engine)]
+        return [make_consumer(settings, routing, worker)]
 
     async def on_startup(app: FastAPI, runtime: Runtime) -> None:
-        engine = engines[-1]
-        app.state.engine = engine
-        app.state.readiness_checks["delivery"] = engine.check_ready
-        await engine.start()
+        worker = workers[-1]
+        app.state.worker = worker
+        app.state.readiness_checks["delivery"] = worker.check_ready
+        await worker.start()
 
     async def on_shutdown(app: FastAPI, runtime: Runtime) -> None:
         # SIGTERM -> uvicorn ends the lifespan: stop taking work, finish (and record) what is in flight.
-        await app.state.engine.stop()
+        await app.state.worker.stop()
+        await app.state.transport.close()
 
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Plataforma · Webhook dispatcher",
         description=(
@@ -67,3 +77,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_startup=on_startup,
         on_shutdown=on_shutdown,
     )
+    return app

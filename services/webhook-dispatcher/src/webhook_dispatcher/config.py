@@ -32,7 +32,7 @@ class Settings(ServiceSettings):
 
     webhook_consumer_group: str = "webhook-dispatcher"
 
-    # --- delivery engine ---
+    # --- delivery worker ---
     webhook_user_agent: str = "Plataforma-Webhooks/1.0"
     webhook_default_max_concurrency: int = 10
     webhook_queue_size: int = 1000  # per endpoint, in memory; the overflow waits in the database

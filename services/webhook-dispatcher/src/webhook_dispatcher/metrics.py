@@ -22,6 +22,7 @@ DUE_LAG = Gauge("webhook_deliveries_due_lag_seconds",
                 "How long the most overdue sendable delivery has waited past its due time (0 when none): "
                 "the dispatcher falling behind, not a retry waiting its turn")
 ENDPOINTS = Gauge("webhook_endpoints", "Endpoints by status", ["status"])
+# Names kept from before the worker was split out: dashboards and alerts read them.
 QUEUED = Gauge("webhook_engine_queued", "Deliveries queued in this replica's memory")
 IN_FLIGHT = Gauge("webhook_engine_in_flight", "Attempts in flight in this replica")
 OWNED = Gauge("webhook_engine_endpoints_owned", "Endpoints this replica delivers to now (one owner each)")

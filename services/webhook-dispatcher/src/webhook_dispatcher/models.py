@@ -6,7 +6,7 @@
                         "same event never delivered twice to one endpoint" rule; `lease_until` /
                         `lease_owner` let several dispatcher replicas share due work
     webhook_attempts    one row per HTTP attempt (request/response metadata, first 4 KB of the body)
-    webhook_endpoint_owners  which replica delivers to an endpoint now (a lease; see delivery/ownership.py)
+    webhook_endpoint_owners  which replica delivers to an endpoint now (a lease; see worker/ownership.py)
     webhook_recoveries  one row per bulk recover: what was asked and how many it scheduled; the
                         deliveries it (re)scheduled point at it, which is how its progress is counted
     n8n_settings        the platform's n8n instance: URL and API key (encrypted), one row
@@ -15,10 +15,9 @@
                         PAUSED), so events reach it through the same delivery machinery as webhooks
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: SQLModel reads the column types from the annotations.
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -40,15 +39,17 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import Uuid
+from sqlmodel import Field
 
-from common.db import ModelBase, new_metadata
+from common.db.base import TableModel, new_registry
 from common.messaging import inbox_table, outbox_table
 
+TZ = DateTime(timezone=True)
 
-class Base(ModelBase, DeclarativeBase):
-    metadata = new_metadata()
+
+class Base(TableModel, registry=new_registry()):
+    pass
 
 
 class EndpointStatus(StrEnum):
@@ -70,54 +71,64 @@ class DeliveryStatus(StrEnum):
     FAILED = "FAILED"
 
 
-class Endpoint(Base):
+class WebhookEndpoint(Base, table=True):
+    """A subscriber endpoint (kind WEBHOOK) or the webhook of an n8n flow (kind N8N_FLOW)."""
+
     __tablename__ = "webhook_endpoints"
     __table_args__ = (Index("ix_webhook_endpoints_status", "status"),
                       CheckConstraint("NOT trusted OR kind = 'N8N_FLOW'", name="trusted_only_n8n"))
 
-    url: Mapped[str] = mapped_column(String(2048))
-    description: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    events: Mapped[list[str]] = mapped_column(JSONB, default=list)
-    status: Mapped[str] = mapped_column(String(30), default=EndpointStatus.PENDING_VERIFICATION)
-    status_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
-    secret_encrypted: Mapped[str] = mapped_column(Text)
-    secret_hint: Mapped[str] = mapped_column(String(20))
-    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
-    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    verification_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
-    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    max_concurrency: Mapped[int] = mapped_column(Integer, default=10)
-    rate_limit_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
-    ordered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    kind: Mapped[str] = mapped_column(String(20), default=EndpointKind.WEBHOOK,
-                                      server_default=EndpointKind.WEBHOOK.value)
+    url: str = Field(sa_type=String(2048))
+    description: str | None = Field(default=None, sa_type=String(500))
+    events: list[str] = Field(default_factory=list, sa_type=JSONB)
+    status: str = Field(default=EndpointStatus.PENDING_VERIFICATION, sa_type=String(30))
+    status_reason: str | None = Field(default=None, sa_type=String(1000))
+    secret_encrypted: str = Field(sa_type=Text)
+    secret_hint: str = Field(sa_type=String(20))
+    previous_secret_encrypted: str | None = Field(default=None, sa_type=Text)
+    previous_secret_expires_at: datetime | None = Field(default=None, sa_type=TZ)
+    verification_error: str | None = Field(default=None, sa_type=String(1000))
+    verified_at: datetime | None = Field(default=None, sa_type=TZ)
+    max_concurrency: int = Field(default=10, sa_type=Integer)
+    rate_limit_per_second: float | None = Field(default=None, sa_type=Float)
+    ordered: bool = Field(default=False, sa_type=Boolean, sa_column_kwargs={"server_default": text("false")})
+    failing_since: datetime | None = Field(default=None, sa_type=TZ)
+    disabled_at: datetime | None = Field(default=None, sa_type=TZ)
+    paused_at: datetime | None = Field(default=None, sa_type=TZ)
+    deleted_at: datetime | None = Field(default=None, sa_type=TZ)
+    created_by: uuid.UUID | None = Field(default=None, sa_type=Uuid)
+    kind: str = Field(default=EndpointKind.WEBHOOK, sa_type=String(20),
+                      sa_column_kwargs={"server_default": EndpointKind.WEBHOOK.value})
     # Skips the subscriber SSRF policy: set only on N8N_FLOW endpoints, whose URL is built from the n8n URL
     # the platform owner configured (trusted admin configuration, typically http://127.0.0.1:5678).
-    trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    trusted: bool = Field(default=False, sa_type=Boolean, sa_column_kwargs={"server_default": text("false")})
+
+    @property
+    def secret_rotation(self) -> dict[str, datetime] | None:
+        """The rotation in progress: until when the previous secret signs too (None when none is)."""
+        expires = self.previous_secret_expires_at
+        if self.previous_secret_encrypted and expires is not None and expires > datetime.now(UTC):
+            return {"previous_secret_expires_at": expires}
+        return None
 
 
-class Event(Base):
+class Event(Base, table=True):
     """`id` is the event id (the `webhook-id` header); `body` the exact bytes that are signed and sent."""
 
     __tablename__ = "webhook_events"
     __table_args__ = (Index("ix_webhook_events_occurred_at", "occurred_at"),
                       Index("ix_webhook_events_created_at", "created_at"))
 
-    event_type: Mapped[str] = mapped_column(String(100))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    ordering_key: Mapped[str] = mapped_column(String(200))
-    body: Mapped[str] = mapped_column(Text)
-    traceparent: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    tracestate: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    event_type: str = Field(sa_type=String(100))
+    occurred_at: datetime = Field(sa_type=TZ)
+    tenant_id: uuid.UUID | None = Field(default=None, sa_type=Uuid)
+    ordering_key: str = Field(sa_type=String(200))
+    body: str = Field(sa_type=Text)
+    traceparent: str | None = Field(default=None, sa_type=String(100))
+    tracestate: str | None = Field(default=None, sa_type=String(512))
 
 
-class Delivery(Base):
+class Delivery(Base, table=True):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("event_id", "endpoint_id"),
@@ -132,98 +143,104 @@ class Delivery(Base):
         Index("ix_webhook_deliveries_recovery", "recovery_id", postgresql_where=text("recovery_id IS NOT NULL")),
     )
 
-    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False), unique=True)
-    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
-    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
-    event_type: Mapped[str] = mapped_column(String(100))
-    ordering_key: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    cycle_attempts: Mapped[int] = mapped_column(Integer, default=0)  # since the last (re)schedule
-    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    lease_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    last_error_class: Mapped[str | None] = mapped_column(String(30), nullable=True)
-    last_error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Assigned by PostgreSQL (identity): the order deliveries were created in (cursors, ordered endpoints).
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=False), unique=True,
+                                                           nullable=False))
+    endpoint_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+                                                    nullable=False))
+    event_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("webhook_events.id", ondelete="CASCADE"),
+                                                 nullable=False))
+    event_type: str = Field(sa_type=String(100))
+    ordering_key: str = Field(sa_type=String(200))
+    status: str = Field(default=DeliveryStatus.PENDING, sa_type=String(20))
+    attempts: int = Field(default=0, sa_type=Integer)
+    cycle_attempts: int = Field(default=0, sa_type=Integer)  # since the last (re)schedule
+    next_attempt_at: datetime | None = Field(default=None, sa_type=TZ)
+    lease_until: datetime | None = Field(default=None, sa_type=TZ)
+    lease_owner: uuid.UUID | None = Field(default=None, sa_type=Uuid)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=TZ)
+    last_status_code: int | None = Field(default=None, sa_type=Integer)
+    last_error_class: str | None = Field(default=None, sa_type=String(30))
+    last_error: str | None = Field(default=None, sa_type=String(1000))
+    delivered_at: datetime | None = Field(default=None, sa_type=TZ)
     # The bulk recover that last (re)scheduled this delivery, if any.
-    recovery_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("webhook_recoveries.id", ondelete="SET NULL"), nullable=True)
+    recovery_id: uuid.UUID | None = Field(default=None, sa_column=Column(
+        Uuid, ForeignKey("webhook_recoveries.id", ondelete="SET NULL"), nullable=True))
 
 
-class Recovery(Base):
+class Recovery(Base, table=True):
     __tablename__ = "webhook_recoveries"
     __table_args__ = (Index("ix_webhook_recoveries_endpoint", "endpoint_id", "created_at"),)
 
-    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
-    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    event_types: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
-    statuses: Mapped[list[str]] = mapped_column(JSONB, default=list)
-    rate_per_second: Mapped[float] = mapped_column(Float)
-    total: Mapped[int] = mapped_column(Integer)
-    failed: Mapped[int] = mapped_column(Integer)
-    succeeded: Mapped[int] = mapped_column(Integer)
-    missed: Mapped[int] = mapped_column(Integer)
-    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    endpoint_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+                                                    nullable=False))
+    since: datetime = Field(sa_type=TZ)
+    until: datetime | None = Field(default=None, sa_type=TZ)
+    event_types: list[str] | None = Field(default=None, sa_type=JSONB(none_as_null=True))
+    statuses: list[str] = Field(default_factory=list, sa_type=JSONB)
+    rate_per_second: float = Field(sa_type=Float)
+    total: int = Field(sa_type=Integer)
+    failed: int = Field(sa_type=Integer)
+    succeeded: int = Field(sa_type=Integer)
+    missed: int = Field(sa_type=Integer)
+    created_by: uuid.UUID | None = Field(default=None, sa_type=Uuid)
 
 
-class Attempt(Base):
+class Attempt(Base, table=True):
     __tablename__ = "webhook_attempts"
     __table_args__ = (
         Index("ix_webhook_attempts_delivery", "delivery_id", "number"),
         Index("ix_webhook_attempts_created_at", "created_at"),
     )
 
-    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
-    endpoint_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    number: Mapped[int] = mapped_column(Integer)
-    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    duration_ms: Mapped[int] = mapped_column(Integer)
-    url: Mapped[str] = mapped_column(String(2048))
-    target_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    request_headers: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True), nullable=True)
-    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
-    success: Mapped[bool] = mapped_column(Boolean, default=False)
-    error_class: Mapped[str | None] = mapped_column(String(30), nullable=True)
-    error: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    delivery_id: uuid.UUID = Field(sa_column=Column(
+        Uuid, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False))
+    endpoint_id: uuid.UUID = Field(sa_type=Uuid)
+    number: int = Field(sa_type=Integer)
+    started_at: datetime = Field(sa_type=TZ)
+    duration_ms: int = Field(sa_type=Integer)
+    url: str = Field(sa_type=String(2048))
+    target_ip: str | None = Field(default=None, sa_type=String(64))
+    request_headers: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    status_code: int | None = Field(default=None, sa_type=Integer)
+    response_headers: dict[str, Any] | None = Field(default=None, sa_type=JSONB(none_as_null=True))
+    response_body: str | None = Field(default=None, sa_type=Text)
+    success: bool = Field(default=False, sa_type=Boolean)
+    error_class: str | None = Field(default=None, sa_type=String(30))
+    error: str | None = Field(default=None, sa_type=String(1000))
 
 
-class N8nSettings(Base):
+class N8nSettings(Base, table=True):
     """The platform's n8n instance (one row, `singleton` = true)."""
 
     __tablename__ = "n8n_settings"
 
-    singleton: Mapped[bool] = mapped_column(Boolean, default=True, unique=True)
-    url: Mapped[str] = mapped_column(String(2048))
-    api_key_encrypted: Mapped[str] = mapped_column(Text)
-    api_key_hint: Mapped[str] = mapped_column(String(20))
-    updated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    singleton: bool = Field(default=True, sa_type=Boolean, unique=True)
+    url: str = Field(sa_type=String(2048))
+    api_key_encrypted: str = Field(sa_type=Text)
+    api_key_hint: str = Field(sa_type=String(20))
+    updated_by: uuid.UUID | None = Field(default=None, sa_type=Uuid)
 
 
-class N8nFlow(Base):
+class N8nFlow(Base, table=True):
     __tablename__ = "n8n_flows"
 
-    name: Mapped[str] = mapped_column(String(200))
-    category: Mapped[str | None] = mapped_column(String(50), nullable=True)
-    description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
-    trigger_events: Mapped[list[str]] = mapped_column(JSONB, default=list)
-    mode: Mapped[str] = mapped_column(String(20))  # create | register
-    template: Mapped[str | None] = mapped_column(String(50), nullable=True)
-    workflow_id: Mapped[str] = mapped_column(String(100), unique=True)
+    name: str = Field(sa_type=String(200))
+    category: str | None = Field(default=None, sa_type=String(50))
+    description: str | None = Field(default=None, sa_type=String(1000))
+    trigger_events: list[str] = Field(default_factory=list, sa_type=JSONB)
+    mode: str = Field(sa_type=String(20))  # create | register
+    template: str | None = Field(default=None, sa_type=String(50))
+    workflow_id: str = Field(sa_type=String(100), unique=True)
     # The production webhook path (`{n8n}/webhook/{path}`); null for flows without a Webhook trigger.
-    webhook_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
-    webhook_node: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    active: Mapped[bool] = mapped_column(Boolean, default=False)
-    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    deactivated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="SET NULL"), nullable=True, unique=True)
-    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    webhook_path: str | None = Field(default=None, sa_type=String(1000))
+    webhook_node: str | None = Field(default=None, sa_type=String(200))
+    active: bool = Field(default=False, sa_type=Boolean)
+    activated_at: datetime | None = Field(default=None, sa_type=TZ)
+    deactivated_at: datetime | None = Field(default=None, sa_type=TZ)
+    endpoint_id: uuid.UUID | None = Field(default=None, sa_column=Column(
+        Uuid, ForeignKey("webhook_endpoints.id", ondelete="SET NULL"), nullable=True, unique=True))
+    created_by: uuid.UUID | None = Field(default=None, sa_type=Uuid)
 
 
 endpoint_owners = Table(

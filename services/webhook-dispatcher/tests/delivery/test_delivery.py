@@ -15,7 +15,7 @@ from common.events import build_event
 from common.messaging import ConsumedEvent
 from common.testing.events import collect_events
 from common.testing.webhooks import deliveries_of, ids_of, wait_delivery
-from webhook_dispatcher.delivery.handlers import CONSUMER_NAME, route_batch
+from webhook_dispatcher.worker.consumer import CONSUMER_NAME, route_batch
 
 API = "/api/platform/webhooks"
 TOPIC = "platform.webhook-dispatcher.events"
@@ -81,15 +81,15 @@ async def test_the_same_event_consumed_twice_is_delivered_once(owner, receiver, 
     await publish(envelope=envelope)
     await publish(envelope=envelope)  # a relay re-publish: same id
     await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "SUCCEEDED")
-    engine = dispatcher.app.state.engine
+    worker = dispatcher.app.state.worker
     consumed = ConsumedEvent(envelope, "platform.tenants.events", 0, 0, {})
     async with database.autocommit.connect() as conn:
-        assert await route_batch(conn, [consumed], engine) == (0, None)  # the inbox has it
+        assert await route_batch(conn, [consumed], worker) == (0, None)  # the inbox has it
         # Even without its inbox row (purged, or another consumer replaying it), the unique (event,
         # endpoint) holds.
         await conn.execute(text("DELETE FROM inbox WHERE consumer = :c AND event_id = :e"),
                            {"c": CONSUMER_NAME, "e": envelope.id})
-        assert await route_batch(conn, [consumed], engine) == (1, None)  # new to the inbox, nothing to deliver
+        assert await route_batch(conn, [consumed], worker) == (1, None)  # new to the inbox, nothing to deliver
     await publish("tenant.updated", tenant_data() | {"changes": ["name"]})
     await hook.wait_for(lambda h: len(h.events()) >= 2)
     assert ids_of(hook).count(str(envelope.id)) == 1

@@ -87,7 +87,7 @@ async def test_a_hanging_endpoint_never_delays_a_healthy_one_and_its_attempts_ti
     stuck = await endpoints(hanging.url, ["ticket.created"])
     fine = await endpoints(healthy.url, ["ticket.*"])
     assert stuck["status"] == fine["status"] == "ACTIVE"
-    lanes = dispatcher.app.state.engine.lanes
+    lanes = dispatcher.app.state.worker.lanes
     stuck_id = uuid.UUID(stuck["id"])
 
     # Phase 1: events both endpoints get. Wait until the hanging endpoint's first attempts are all at its door.
@@ -104,7 +104,7 @@ async def test_a_hanging_endpoint_never_delays_a_healthy_one_and_its_attempts_ti
         if not wanted <= set(ids_of(healthy)):
             return False
         # Same event loop as the dispatcher: this is one instant. How many requests had reached the hanging
-        # hook, and how many of its attempts the engine was still waiting on (an answer or a timeout frees one).
+        # hook, and how many of its attempts the worker was still waiting on (an answer or a timeout frees one).
         lane = lanes.get(stuck_id)
         seen.update(arrived=len(hanging.events()), waiting=lane.in_flight if lane else 0)
         return True
@@ -178,7 +178,7 @@ async def test_the_attempt_log_shows_refused_connections_with_time_duration_and_
         envelope = await publish("lead.created", lead_data(str(uuid.uuid4())))
         failed = await wait_delivery(owner, endpoint["id"], envelope.id, lambda d: d["status"] == "FAILED")
         assert failed["attempts"] == 3 and failed["lastErrorClass"] == "connect" and failed["lastStatusCode"] is None
-        # The challenge sent again meanwhile is refused too (recorded by the API's path, not the engine's).
+        # The challenge sent again meanwhile is refused too (recorded by the API's path, not the worker's).
         reverify = await owner.post(f"{API}/{endpoint['id']}/verify")
         assert reverify.status_code == 200 and reverify.json()["status"] == "ACTIVE"
         assert reverify.json()["verification"]["success"] is False

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 from webhook_dispatcher.config import Settings
-from webhook_dispatcher.delivery.retries import decide
-from webhook_dispatcher.delivery.transport import AttemptResult, WebhookTransport
 from webhook_dispatcher.models import DeliveryStatus
 from webhook_dispatcher.n8n.client import connect
 from webhook_dispatcher.n8n.workflows import NoWebhookTrigger, find_webhook_trigger, production_path
+from webhook_dispatcher.outbound.transport import AttemptResult, WebhookTransport
+from webhook_dispatcher.worker.retries import decide
 
 
 def _result(status: int) -> AttemptResult:

@@ -7,6 +7,7 @@ import uuid
 
 from sqlalchemy import text
 
+from common.testing.checks import assert_problem
 from common.testing.plugin import bearer
 from common.testing.servers import free_port
 
@@ -100,8 +101,7 @@ async def test_register_refuses_a_workflow_without_a_usable_webhook_trigger(owne
     for expected, nodes in cases.items():
         wf = n8n.add_workflow({"nodes": nodes})
         resp = await owner.post(FLOWS, json={"name": "x", "mode": "register", "workflowId": wf["id"]})
-        assert resp.status_code == 422, resp.text
-        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert_problem(resp, 422)
         assert expected in resp.json()["detail"], resp.json()
     missing = await owner.post(FLOWS, json={"name": "x", "mode": "register", "workflowId": "NoSuchWorkflow1"})
     assert missing.status_code == 422 and "n8n has no workflow NoSuchWorkflow1" in missing.json()["detail"]
@@ -145,7 +145,7 @@ async def test_n8n_refusing_erroring_down_or_slow_changes_nothing_and_says_why(o
     bare = n8n.add_workflow({"nodes": [noop()]})
     n8n.workflows[flow["workflowId"]]["nodes"] = bare["nodes"]
     resp = await owner.post(f"{url}/activate")
-    assert resp.status_code == 502 and resp.headers["content-type"].startswith("application/problem+json")
+    assert_problem(resp, 502)
     assert "Workflow has no node to start the workflow" in resp.json()["detail"]
     assert resp.json()["n8nStatus"] == 400
     assert (await owner.get(url)).json()["active"] is False
@@ -172,6 +172,27 @@ async def test_n8n_refusing_erroring_down_or_slow_changes_nothing_and_says_why(o
     assert resp.status_code == 502
     assert (await owner.delete(f"{url}?deleteInN8n=true")).status_code == 502
     assert (await owner.get(url)).status_code == 200
+
+
+async def test_a_passing_n8n_failure_is_retried_but_a_workflow_is_never_created_twice(owner, n8n, flows):
+    flow = await flows(triggerEvents=["lead.created"])
+    activate = f"/workflows/{flow['workflowId']}/activate"
+    # n8n busy for one call (503, Retry-After 0): activating may be repeated, so it is, and it works.
+    n8n.fail_api, n8n.fail_api_times = (503, "n8n is busy"), 1
+    resp = await owner.post(f"{FLOWS}/{flow['id']}/activate")
+    assert resp.status_code == 200 and resp.json()["active"] is True, resp.text
+    assert len(n8n.api_calls("POST", activate)) == 2
+    # Still failing after the policy's attempts: the caller learns why (502), nothing changed here.
+    n8n.fail_api = (500, "Internal error")
+    resp = await owner.post(f"{FLOWS}/{flow['id']}/deactivate")
+    assert_problem(resp, 502, detail="Internal error")
+    assert len(n8n.api_calls("POST", f"/workflows/{flow['workflowId']}/deactivate")) == 3
+    assert (await owner.get(f"{FLOWS}/{flow['id']}")).json()["active"] is True
+    # Creating a workflow is never repeated: a second POST could create it twice in n8n.
+    created = len(n8n.api_calls("POST", "/workflows"))
+    resp = await owner.post(FLOWS, json={"name": "not twice", "triggerEvents": ["lead.created"]})
+    assert_problem(resp, 502, detail="Internal error")
+    assert len(n8n.api_calls("POST", "/workflows")) == created + 1
 
 
 async def test_list_get_update_and_delete(owner, n8n, flows):
@@ -248,5 +269,4 @@ async def test_only_the_platform_owner_may_use_the_n8n_api(dispatcher, anonymous
         body = {"url": "http://127.0.0.1:5678", "apiKey": "k", "name": "x"} if method in ("PUT", "POST") else None
         assert (await anonymous.request(method, path, json=body)).status_code == 401, (method, path)
         resp = await anonymous.request(method, path, json=body, headers=bearer(admin["accessToken"]))
-        assert resp.status_code == 403, (method, path, resp.text)
-        assert resp.headers["content-type"].startswith("application/problem+json")
+        assert_problem(resp, 403)

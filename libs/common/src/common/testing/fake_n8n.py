@@ -8,7 +8,8 @@ platform uses, VALIDATES every API request against n8n's own OpenAPI file (opena
         n8n.workflows[id], n8n.calls, n8n.webhook_calls, n8n.executions
         n8n.v2 = True                                 # n8n 2.x: /activate, /deactivate answer 404 (v2_status),
                                                       #   /publish, /unpublish work
-        n8n.fail_api = (500, "boom")                  # every API call answers that
+        n8n.fail_api = (500, "boom")                  # every API call answers that ...
+        n8n.fail_api_times = 1                        # ... or only the next N calls (then n8n is fine again)
         n8n.api_delay = 2.0                           # API calls answer after 2 s (timeouts)
         n8n.activation_gap = 0.2                      # after activation the webhook answers 404 for 0.2 s ...
         n8n.gap_requests = 1                          # ... and to at least this many requests
@@ -150,6 +151,7 @@ class FakeN8n:
         self.v2 = False
         self.v2_status = 404
         self.fail_api: tuple[int, str] | None = None
+        self.fail_api_times: int | None = None  # fail only this many calls (None: all while fail_api is set)
         self.api_delay = 0.0
         self.execution_status = "success"
         self.workflows: dict[str, dict[str, Any]] = {}
@@ -170,6 +172,7 @@ class FakeN8n:
     def reset(self) -> None:
         """Back to normal behaviour (the data stays)."""
         self.v2, self.v2_status, self.fail_api, self.api_delay = False, 404, None, 0.0
+        self.fail_api_times = None
         self.gap_requests, self.execution_status = 0, "success"
 
     def api_calls(self, method: str | None = None, path: str | None = None) -> list[Call]:
@@ -267,7 +270,12 @@ class FakeN8n:
         if self.api_delay:
             await asyncio.sleep(self.api_delay)
         if self.fail_api is not None:
-            return _error(*self.fail_api)
+            failure = self.fail_api
+            if self.fail_api_times is not None:
+                self.fail_api_times -= 1
+                if self.fail_api_times <= 0:
+                    self.fail_api, self.fail_api_times = None, None
+            return _error(*failure)
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if len(parts) == 3 and parts[0] == "workflows" and parts[2] in ("publish", "unpublish"):
             # n8n 2.x only, not in the 1.x OpenAPI file: no body, nothing to validate but the key.

@@ -32,3 +32,12 @@ async def wait_delivery(client: httpx.AsyncClient, endpoint_id: str, event_id: A
             if found and predicate(found[0]):
                 return found[0]
             await asyncio.sleep(0.05)
+
+
+async def wait_ready(url: str, timeout: float = 60.0) -> None:
+    """Until the dispatcher at `url` answers /readyz 200: database, broker, its consumer's partitions
+    assigned and its delivery worker listening (a consumer-group join takes seconds against tansu)."""
+    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+        async with asyncio.timeout(timeout):
+            while (await client.get("/readyz")).status_code != 200:
+                await asyncio.sleep(0.1)

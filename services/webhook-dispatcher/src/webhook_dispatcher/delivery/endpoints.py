@@ -20,7 +20,7 @@ from webhook_dispatcher.delivery.schemas import (
     RecoverResult,
     RecoveryRead,
 )
-from webhook_dispatcher.dependencies import EngineDep
+from webhook_dispatcher.dependencies import SettingsDep
 
 router = APIRouter(prefix="/api/platform/webhooks", tags=["webhook deliveries"])
 
@@ -60,15 +60,14 @@ async def list_deliveries(
 
 
 @router.post("/{endpoint_id}/recover", response_model=RecoverResult, responses=problem_responses(401, 403, 404, 422))
-async def recover(session: SessionDep, principal: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
+async def recover(session: SessionDep, principal: PlatformOwner, settings: SettingsDep, endpoint_id: uuid.UUID,
                   body: RecoverRequest, response: Response) -> RecoverResult:
     """Send again, with their original `webhook-id`, the events since `since` (until `until`) that this
     endpoint failed (`FAILED`), missed (`MISSED`: while paused or disabled) or, on request, already got
     (`SUCCEEDED`). `dryRun` only counts. The re-sends go out oldest first at `ratePerSecond`; follow them
     at the `Location` answered (`GET /{id}/recoveries/{recoveryId}`)."""
-    result = await service.recover(session, endpoint_id, body, max_count=engine.settings.webhook_recover_max,
-                                   default_rate=engine.settings.webhook_recover_rate_per_second,
-                                   caller=principal.id)
+    result = await service.recover(session, endpoint_id, body, max_count=settings.webhook_recover_max,
+                                   default_rate=settings.webhook_recover_rate_per_second, caller=principal.id)
     if result.id is not None:  # 200 rather than 202 keeps the answer callers of the first cut relied on
         response.headers["Location"] = f"{router.prefix}/{endpoint_id}/recoveries/{result.id}"
     return result

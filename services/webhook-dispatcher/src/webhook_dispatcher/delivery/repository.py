@@ -1,4 +1,5 @@
-"""All SQL about events, deliveries and attempts (STYLE habit 2). The hot paths use Core."""
+"""All SQL about events, deliveries, attempts and recoveries (STYLE habit 2): the only writer of those
+rows. The worker's hot paths run the statements of `sql.py` on a Core connection."""
 
 from __future__ import annotations
 
@@ -8,49 +9,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    DateTime,
-    Float,
-    Integer,
-    String,
-    Text,
-    any_,
-    bindparam,
-    func,
-    or_,
-    select,
-    text,
-    true,
-    update,
-)
+from sqlalchemy import any_, bindparam, func, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.types import Uuid
+from sqlalchemy.types import Float, Uuid
 
-from webhook_dispatcher.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
+from common.db.repository import Repository
+from webhook_dispatcher.delivery import sql
+from webhook_dispatcher.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    EndpointStatus,
+    Event,
+    Recovery,
+    WebhookEndpoint,
+)
 
 DUE_CHANNEL = "webhook_deliveries_due"
+
+events_t = Event.__table__  # type: ignore[attr-defined]
+deliveries_t = Delivery.__table__  # type: ignore[attr-defined]
 
 
 def _uuids(ids: Sequence[uuid.UUID]):  # type: ignore[no-untyped-def]
     """One array parameter (`= ANY(...)`): a recovery can touch more ids than PostgreSQL's 32,767 binds."""
     return bindparam(None, list(ids), type_=ARRAY(Uuid))
-
-
-_PACE = text("""
-UPDATE webhook_deliveries AS d
-SET next_attempt_at = now() + make_interval(secs => (p.rn - 1) / CAST(:rate AS double precision))
-FROM (SELECT d2.id, row_number() OVER (ORDER BY e.occurred_at, d2.seq) AS rn
-      FROM webhook_deliveries AS d2 JOIN webhook_events AS e ON e.id = d2.event_id
-      WHERE d2.recovery_id = :recovery_id AND d2.status = 'PENDING') AS p
-WHERE d.id = p.id
-""")
-
-events_t = Event.__table__
-deliveries_t = Delivery.__table__
-attempts_t = Attempt.__table__
 
 
 @dataclass
@@ -67,43 +52,6 @@ class ClaimedDelivery:
     tracestate: str | None
 
 
-# Due work, at most `per_endpoint` rows per ACTIVE endpoint (so one endpoint's backlog never fills a
-# claim), skipping rows another replica holds (lease) or is locking right now (SKIP LOCKED). For
-# `ordered` endpoints only the head of each aggregate's queue is due.
-_CLAIM = text("""
-WITH picked AS (
-    SELECT d.id
-    FROM webhook_endpoints e
-    CROSS JOIN LATERAL (
-        SELECT d.id FROM webhook_deliveries d
-        WHERE d.endpoint_id = e.id AND d.status = 'PENDING' AND d.next_attempt_at <= now()
-          AND (d.lease_until IS NULL OR d.lease_until < now())
-          AND (NOT e.ordered OR NOT EXISTS (
-                SELECT 1 FROM webhook_deliveries p
-                WHERE p.endpoint_id = d.endpoint_id AND p.status = 'PENDING'
-                  AND p.ordering_key = d.ordering_key AND p.seq < d.seq))
-        ORDER BY d.next_attempt_at
-        LIMIT :per_endpoint
-    ) d
-    WHERE e.status = 'ACTIVE' AND NOT (e.id = ANY(:busy))
-      AND NOT EXISTS (SELECT 1 FROM webhook_endpoint_owners o  -- another replica delivers to it
-                      WHERE o.endpoint_id = e.id AND o.owner <> :owner AND o.lease_until > now())
-    LIMIT :limit
-), locked AS (
-    SELECT d.id FROM webhook_deliveries d
-    WHERE d.id IN (SELECT id FROM picked) AND d.status = 'PENDING'
-      AND (d.lease_until IS NULL OR d.lease_until < now())
-    FOR UPDATE OF d SKIP LOCKED
-)
-UPDATE webhook_deliveries d
-SET lease_until = now() + make_interval(secs => :lease), lease_owner = :owner
-FROM locked, webhook_events ev
-WHERE d.id = locked.id AND ev.id = d.event_id
-RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.attempts, d.cycle_attempts, ev.body,
-          ev.occurred_at, ev.traceparent, ev.tracestate
-""").bindparams(bindparam("busy", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
-                bindparam("lease", type_=Float))
-
 @dataclass(frozen=True)
 class Backlog:
     pending: int  # every PENDING delivery, whether due now or waiting for a scheduled retry
@@ -112,161 +60,29 @@ class Backlog:
     due_lag: float  # how long the most overdue of those has waited past its due time
 
 
-# A delivery waiting for its next retry, or behind its aggregate's head on an ordered endpoint, or for
-# a paused endpoint, is not late: only what the claim would take now counts as lag.
-_BACKLOG = text("""
-SELECT count(*) AS pending,
-       COALESCE(EXTRACT(EPOCH FROM now() - min(d.created_at)), 0) AS oldest_age,
-       count(*) FILTER (WHERE sendable) AS due,
-       COALESCE(EXTRACT(EPOCH FROM now() - min(d.next_attempt_at) FILTER (WHERE sendable)), 0) AS due_lag
-FROM webhook_deliveries d
-JOIN webhook_endpoints e ON e.id = d.endpoint_id
-CROSS JOIN LATERAL (SELECT e.status = 'ACTIVE' AND d.next_attempt_at <= now()
-    AND (NOT e.ordered OR NOT EXISTS (
-        SELECT 1 FROM webhook_deliveries p
-        WHERE p.endpoint_id = d.endpoint_id AND p.status = 'PENDING'
-          AND p.ordering_key = d.ordering_key AND p.seq < d.seq)) AS sendable) s
-WHERE d.status = 'PENDING'
-""")
-
-# Hot paths: one fixed statement per batch, rows passed as arrays (`unnest`), so PostgreSQL and
-# asyncpg reuse one prepared statement whatever the batch size.
-
-# A consumed batch in ONE statement, run outside any explicit transaction (one round trip instead of
-# BEGIN, inbox, events, deliveries, COMMIT; a statement is atomic by itself): the inbox rows, the events
-# seen for the first time (`fresh`), and one delivery per (fresh routable event, ACTIVE endpoint whose
-# subscriptions hold one of the patterns that match the event's name; `patterns` is that list as a JSON
-# array, see `common.events.patterns_matching`). Who receives is read from the database in the same
-# statement (never from a cache), once per distinct name. Deliveries are inserted in event order, so
-# the `seq` of an aggregate's events follows the order they were consumed in (ordered endpoints).
-# `leased` ones are already claimed by the consuming replica (`owner`), as many per endpoint as its lane
-# has room for (`lane_ids`/`lane_room`; an endpoint without a lane: `room`). Left to the poller: the rest
-# (they wait in the database until the lane has room, never leased and handed back) and an ordered
-# endpoint's (the poller hands out the head of each aggregate's queue). Returns one row per fresh event
-# and delivery (a fresh event without any delivery: NULLs).
-_ROUTE = text("""
-WITH batch AS (
-    SELECT * FROM unnest(:ids, :event_types, :routable, :patterns, :occurred_at, :tenant_ids, :ordering_keys,
-                         :bodies, :traceparents, :tracestates) WITH ORDINALITY
-         AS u(id, event_type, routable, patterns, occurred_at, tenant_id, ordering_key, body, traceparent,
-              tracestate, n)
-), fresh AS (
-    INSERT INTO inbox (consumer, event_id, event_type)
-    SELECT :consumer, b.id, left(b.event_type, 100) FROM batch b
-    ON CONFLICT DO NOTHING
-    RETURNING event_id
-), kept AS (
-    INSERT INTO webhook_events (id, event_type, occurred_at, tenant_id, ordering_key, body, traceparent,
-                                tracestate, created_at, updated_at)
-    SELECT b.id, left(b.event_type, 100), b.occurred_at, b.tenant_id, b.ordering_key, b.body, b.traceparent,
-           b.tracestate, now(), now()
-    FROM batch b WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)
-    ON CONFLICT (id) DO NOTHING
-), routes AS (  -- once per distinct name in the batch, not per event
-    SELECT n.event_type, e.id AS endpoint_id, e.ordered
-    FROM (SELECT DISTINCT b.event_type, b.patterns FROM batch b WHERE b.routable) n
-    JOIN webhook_endpoints e
-      ON e.status = 'ACTIVE' AND e.events ?| ARRAY(SELECT jsonb_array_elements_text(CAST(n.patterns AS jsonb)))
-), delivered AS (
-    INSERT INTO webhook_deliveries (id, event_id, endpoint_id, event_type, ordering_key, status, attempts,
-                                    cycle_attempts, next_attempt_at, lease_until, lease_owner, created_at,
-                                    updated_at)
-    SELECT gen_random_uuid(), x.id, x.endpoint_id, left(x.event_type, 100), x.ordering_key, 'PENDING', 0, 0,
-           now(), CASE WHEN t.take THEN now() + make_interval(secs => :lease) END,
-           CASE WHEN t.take THEN CAST(:owner AS uuid) END, now(), now()
-    FROM (SELECT b.id, b.n, b.event_type, b.ordering_key, r.endpoint_id, r.ordered,
-                 row_number() OVER (PARTITION BY r.endpoint_id ORDER BY b.n) AS k
-          FROM batch b JOIN routes r ON r.event_type = b.event_type
-          WHERE b.routable AND b.id IN (SELECT event_id FROM fresh)) x
-    LEFT JOIN unnest(:lane_ids, :lane_room) AS q(endpoint_id, room) ON q.endpoint_id = x.endpoint_id
-    CROSS JOIN LATERAL (SELECT :leased AND NOT x.ordered AND x.k <= COALESCE(q.room, :room) AS take) t
-    ORDER BY x.n, x.endpoint_id
-    ON CONFLICT (event_id, endpoint_id) DO NOTHING
-    RETURNING id, endpoint_id, event_id, lease_owner
-)
-SELECT f.event_id, d.id, d.endpoint_id, d.lease_owner
-FROM fresh f LEFT JOIN delivered d ON d.event_id = f.event_id
-""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("event_types", type_=ARRAY(String)),
-                bindparam("routable", type_=ARRAY(Boolean)), bindparam("patterns", type_=ARRAY(Text)),
-                bindparam("occurred_at", type_=ARRAY(DateTime(timezone=True))),
-                bindparam("tenant_ids", type_=ARRAY(Uuid)), bindparam("ordering_keys", type_=ARRAY(String)),
-                bindparam("bodies", type_=ARRAY(Text)), bindparam("traceparents", type_=ARRAY(String)),
-                bindparam("tracestates", type_=ARRAY(String)), bindparam("consumer", type_=String),
-                bindparam("leased", type_=Boolean), bindparam("lane_ids", type_=ARRAY(Uuid)),
-                bindparam("lane_room", type_=ARRAY(Integer)), bindparam("room", type_=Integer),
-                bindparam("lease", type_=Float),
-                bindparam("owner", type_=Uuid)).columns(event_id=Uuid, id=Uuid, endpoint_id=Uuid,
-                                                         lease_owner=Uuid)
-
-# Finished attempts, one round trip per batch: the attempt rows, and each delivery's new state. The
-# lease is kept only when the retry waits in this replica's memory (short delays); otherwise the poller
-# of any replica takes it when due. An endpoint disabled meanwhile failed its pending rows: a retry must
-# not bring them back.
-_RECORD_ATTEMPTS = text("""
-WITH attempts AS (
-    INSERT INTO webhook_attempts (id, delivery_id, endpoint_id, number, started_at, duration_ms, url, target_ip,
-                                  request_headers, status_code, response_headers, response_body, success,
-                                  error_class, error, created_at, updated_at)
-    SELECT a.id, a.delivery_id, a.endpoint_id, a.number, a.started_at, a.duration_ms, a.url, a.target_ip,
-           CAST(a.request_headers AS jsonb), a.status_code, CAST(a.response_headers AS jsonb), a.response_body,
-           a.success, a.error_class, a.error, now(), now()
-    FROM unnest(:ids, :delivery_ids, :endpoint_ids, :numbers, :started_at, :durations, :urls, :target_ips,
-                :request_headers, :status_codes, :response_headers, :response_bodies, :successes, :error_classes,
-                :errors)
-         AS a(id, delivery_id, endpoint_id, number, started_at, duration_ms, url, target_ip, request_headers,
-              status_code, response_headers, response_body, success, error_class, error)
-)
-UPDATE webhook_deliveries d SET
-    status = u.status,
-    attempts = d.attempts + 1,
-    cycle_attempts = d.cycle_attempts + 1,
-    next_attempt_at = CASE WHEN u.status = 'PENDING' THEN now() + make_interval(secs => u.delay) END,
-    lease_until = CASE WHEN u.keep_lease THEN now() + make_interval(secs => u.delay + :lease) END,
-    lease_owner = CASE WHEN u.keep_lease THEN d.lease_owner END,
-    last_attempt_at = u.attempted_at,
-    last_status_code = u.status_code,
-    last_error_class = u.error_class,
-    last_error = u.error,
-    delivered_at = CASE WHEN u.status = 'SUCCEEDED' THEN now() ELSE d.delivered_at END,
-    updated_at = now()
-FROM unnest(:delivery_ids, :statuses, :delays, :keep_leases, :started_at, :status_codes, :error_classes,
-            :outcome_errors)
-     AS u(id, status, delay, keep_lease, attempted_at, status_code, error_class, error)
-WHERE d.id = u.id AND d.lease_owner = :owner AND (d.status = 'PENDING' OR u.status <> 'PENDING')
-""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("delivery_ids", type_=ARRAY(Uuid)),
-                bindparam("endpoint_ids", type_=ARRAY(Uuid)), bindparam("numbers", type_=ARRAY(Integer)),
-                bindparam("started_at", type_=ARRAY(DateTime(timezone=True))),
-                bindparam("durations", type_=ARRAY(Integer)), bindparam("urls", type_=ARRAY(String)),
-                bindparam("target_ips", type_=ARRAY(String)), bindparam("request_headers", type_=ARRAY(Text)),
-                bindparam("status_codes", type_=ARRAY(Integer)), bindparam("response_headers", type_=ARRAY(Text)),
-                bindparam("response_bodies", type_=ARRAY(Text)), bindparam("successes", type_=ARRAY(Boolean)),
-                bindparam("error_classes", type_=ARRAY(String)), bindparam("errors", type_=ARRAY(Text)),
-                bindparam("statuses", type_=ARRAY(String)), bindparam("delays", type_=ARRAY(Float)),
-                bindparam("keep_leases", type_=ARRAY(Boolean)), bindparam("outcome_errors", type_=ARRAY(Text)),
-                bindparam("lease", type_=Float), bindparam("owner", type_=Uuid))
-
-
 def _columns(rows: list[dict[str, Any]], names: dict[str, str]) -> dict[str, list[Any]]:
     """Row dicts -> one list per parameter ({param: row key})."""
     return {param: [r[key] for r in rows] for param, key in names.items()}
 
 
-class DeliveryRepository:
-    """Takes a session; the engine's hot paths pass a Core connection (only `execute` is used there)."""
+class DeliveryRepository(Repository[Delivery]):
+    """Takes a session; the worker's hot paths pass a Core connection (only `execute` is used there)."""
+
+    model = Delivery
 
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
-        self.session = session  # type: ignore[assignment]
+        super().__init__(session)  # type: ignore[arg-type]
 
     # --- consumption ---------------------------------------------------------------------------
     async def route(self, rows: list[dict[str, Any]], *, consumer: str, owner: uuid.UUID, lease: float,
                     leased: bool, room: int, lane_room: dict[uuid.UUID, int] | None = None) -> list[Any]:
-        """A consumed batch (see `_ROUTE`): rows of (event_id, id, endpoint_id, lease_owner), one per fresh
+        """A consumed batch (see `sql.ROUTE`): rows of (event_id, id, endpoint_id, lease_owner), one per fresh
         event and delivery (a fresh event without any delivery: id NULL)."""
         params = _columns(rows, {
             "ids": "id", "event_types": "event_type", "routable": "routable", "patterns": "patterns",
             "occurred_at": "occurred_at", "tenant_ids": "tenant_id", "ordering_keys": "ordering_key",
             "bodies": "body", "traceparents": "traceparent", "tracestates": "tracestate"})
-        result = await self.session.execute(_ROUTE, params | {"consumer": consumer, "owner": owner, "lease": lease,
+        result = await self.session.execute(sql.ROUTE, params | {"consumer": consumer, "owner": owner, "lease": lease,
                                                               "leased": leased, "room": room,
                                                               "lane_ids": list(lane_room or {}),
                                                               "lane_room": list((lane_room or {}).values())})
@@ -276,10 +92,10 @@ class DeliveryRepository:
         """Wake every replica's poller when this transaction commits."""
         await self.session.execute(select(func.pg_notify(DUE_CHANNEL, "")))
 
-    # --- the engine ----------------------------------------------------------------------------
+    # --- the worker ----------------------------------------------------------------------------
     async def claim_due(self, *, owner: uuid.UUID, lease: float, per_endpoint: int, limit: int,
                         busy: Sequence[uuid.UUID] = ()) -> list[ClaimedDelivery]:
-        rows = await self.session.execute(_CLAIM, {"owner": owner, "lease": lease, "per_endpoint": per_endpoint,
+        rows = await self.session.execute(sql.CLAIM, {"owner": owner, "lease": lease, "per_endpoint": per_endpoint,
                                                    "limit": limit, "busy": list(busy)})
         return [ClaimedDelivery(*row) for row in rows]
 
@@ -307,7 +123,7 @@ class DeliveryRepository:
         """Finished attempts (attempt columns plus the delivery's `status`, `delay`, `keep_lease` and
         `outcome_error`, the error shown on the delivery)."""
         if attempts:
-            await self.session.execute(_RECORD_ATTEMPTS, _columns(attempts, {
+            await self.session.execute(sql.RECORD_ATTEMPTS, _columns(attempts, {
                 "ids": "id", "delivery_ids": "delivery_id", "endpoint_ids": "endpoint_id", "numbers": "number",
                 "started_at": "started_at", "durations": "duration_ms", "urls": "url", "target_ips": "target_ip",
                 "request_headers": "request_headers", "status_codes": "status_code",
@@ -317,14 +133,15 @@ class DeliveryRepository:
                 "owner": owner, "lease": lease})
 
     # --- API -----------------------------------------------------------------------------------
-    async def get(self, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery | None:
-        stmt = select(Delivery).where(Delivery.id == delivery_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
     async def get_event(self, event_id: uuid.UUID) -> Event | None:
         return await self.session.get(Event, event_id)
+
+    async def endpoint(self, endpoint_id: uuid.UUID, *, kind: str | None = None) -> WebhookEndpoint | None:
+        """The (not deleted) endpoint whose deliveries are asked for; `kind`: only one of that kind."""
+        stmt = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.status != EndpointStatus.DELETED)
+        if kind is not None:
+            stmt = stmt.where(WebhookEndpoint.kind == kind)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def list_for_endpoint(self, endpoint_id: uuid.UUID, *, status: str | None, event_type: str | None,
                                 since: datetime | None, until: datetime | None, before_seq: int | None,
@@ -347,9 +164,50 @@ class DeliveryRepository:
         return list(rows.scalars())
 
     async def attempts_of(self, delivery_id: uuid.UUID) -> list[Attempt]:
+        return (await self.attempts_of_many([delivery_id]))[delivery_id]
+
+    async def attempts_of_many(self, delivery_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Attempt]]:
+        out: dict[uuid.UUID, list[Attempt]] = {i: [] for i in delivery_ids}
+        if not delivery_ids:
+            return out
         rows = await self.session.execute(
-            select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number, Attempt.started_at))
-        return list(rows.scalars())
+            select(Attempt).where(Attempt.delivery_id.in_(list(delivery_ids)))  # type: ignore[attr-defined]
+            .order_by(Attempt.delivery_id, Attempt.number, Attempt.started_at))
+        for attempt in rows.scalars():
+            out[attempt.delivery_id].append(attempt)
+        return out
+
+    async def record_one_off(self, event: Event, delivery: Delivery, attempt: Attempt) -> None:
+        """A message sent once on request (challenge, test) with its single attempt, for the delivery log."""
+        for row in (event, delivery, attempt):  # no relationships declared: foreign-key order by hand
+            self.session.add(row)
+            await self.session.flush()
+
+    async def fail_pending(self, endpoint_id: uuid.UUID, reason: str) -> None:
+        """The endpoint stopped (deleted, disabled, flow deactivated): what it still had pending is FAILED
+        (replayable with recover)."""
+        await self.session.execute(
+            update(deliveries_t)
+            .where(deliveries_t.c.endpoint_id == endpoint_id, deliveries_t.c.status == DeliveryStatus.PENDING.value)
+            .values(status=DeliveryStatus.FAILED.value, next_attempt_at=None, lease_until=None,
+                    last_error=reason[:1000], updated_at=func.now()))
+
+    # --- recoveries ----------------------------------------------------------------------------
+    async def add_recovery(self, recovery: Recovery) -> Recovery:
+        self.session.add(recovery)
+        await self.session.flush()
+        return recovery
+
+    async def get_recovery(self, endpoint_id: uuid.UUID, recovery_id: uuid.UUID) -> Recovery | None:
+        return (await self.session.execute(select(Recovery).where(
+            Recovery.id == recovery_id, Recovery.endpoint_id == endpoint_id))).scalar_one_or_none()
+
+    async def recoveries_of(self, endpoint_id: uuid.UUID, *, limit: int) -> list[Recovery]:
+        """Newest first."""
+        rows = await self.session.scalars(select(Recovery).where(Recovery.endpoint_id == endpoint_id)
+                                          .order_by(Recovery.created_at.desc(), Recovery.id.desc())  # type: ignore[attr-defined]
+                                          .limit(limit))
+        return list(rows.all())
 
     async def reschedule(self, ids: Sequence[uuid.UUID], *, recovery_id: uuid.UUID | None = None) -> int:
         """Final deliveries -> PENDING now, with a fresh retry cycle (same event, so the same webhook-id)."""
@@ -369,7 +227,7 @@ class DeliveryRepository:
     async def pace(self, recovery_id: uuid.UUID, rate_per_second: float) -> None:
         """Spread a recovery's pending deliveries over time, oldest event first, at `rate_per_second`:
         the poller then finds them due a few at a time and live traffic keeps flowing beside them."""
-        await self.session.execute(_PACE, {"recovery_id": recovery_id, "rate": rate_per_second})
+        await self.session.execute(sql.PACE, {"recovery_id": recovery_id, "rate": rate_per_second})
 
     async def recovery_progress(self, recovery_id: uuid.UUID) -> dict[str, int]:
         rows = await self.session.execute(
@@ -377,7 +235,7 @@ class DeliveryRepository:
             .group_by(deliveries_t.c.status))
         return {status: count for status, count in rows}
 
-    def recover_existing(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
+    def recover_existing(self, endpoint: WebhookEndpoint, *, since: datetime, until: datetime | None,
                          event_types: list[str] | None, status: str) -> Any:
         """SELECT of the ids of this endpoint's final deliveries in `status` whose event is in the range."""
         d, ev = deliveries_t, events_t
@@ -386,7 +244,7 @@ class DeliveryRepository:
                        d.c.event_type.notin_(ONE_OFF_TYPES)))
         return _narrowed(stmt, d.c.event_type, until, event_types)
 
-    def recover_missed(self, endpoint: Endpoint, *, since: datetime, until: datetime | None,
+    def recover_missed(self, endpoint: WebhookEndpoint, *, since: datetime, until: datetime | None,
                        event_types: list[str] | None) -> Any:
         """SELECT of the events in range the endpoint subscribes to but never got a delivery of: received
         while it existed but was not ACTIVE (never a backfill of what happened before it was created)."""
@@ -400,9 +258,6 @@ class DeliveryRepository:
 
     async def ids(self, stmt: Any) -> list[uuid.UUID]:
         return list((await self.session.execute(stmt)).scalars())
-
-    async def count(self, stmt: Any) -> int:
-        return (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
 
     async def earliest_failed_event(self, endpoint_id: uuid.UUID) -> datetime | None:
         """When the oldest event happened whose delivery to this endpoint failed after its last success
@@ -435,27 +290,21 @@ class DeliveryRepository:
 
     # --- housekeeping --------------------------------------------------------------------------
     async def backlog(self) -> Backlog:
-        row = (await self.session.execute(_BACKLOG)).one()
+        row = (await self.session.execute(sql.BACKLOG)).one()
         return Backlog(int(row.pending), float(row.oldest_age), int(row.due), float(row.due_lag))
 
     async def purge(self, older_than_days: float, batch: int) -> int:
-        """Attempts, final deliveries and events older than the retention; the inbox with them."""
+        """Attempts, final deliveries and events older than the retention, and the inbox with them: at most
+        `batch` rows per table; returns how many were deleted."""
         params = {"secs": older_than_days * 86400.0, "batch": batch}
         total = 0
-        for sql in (
-            "DELETE FROM webhook_attempts WHERE id IN (SELECT id FROM webhook_attempts "
-            "WHERE created_at < now() - make_interval(secs => :secs) LIMIT :batch)",
-            "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
-            "WHERE created_at < now() - make_interval(secs => :secs) AND status <> 'PENDING' LIMIT :batch)",
-            "DELETE FROM webhook_events WHERE id IN (SELECT e.id FROM webhook_events e "
-            "WHERE e.created_at < now() - make_interval(secs => :secs) AND NOT EXISTS (SELECT 1 FROM "
-            "webhook_deliveries d WHERE d.event_id = e.id AND d.status = 'PENDING') LIMIT :batch)",
-            "DELETE FROM inbox WHERE (consumer, event_id) IN (SELECT consumer, event_id FROM inbox "
-            "WHERE processed_at < now() - make_interval(secs => :secs) LIMIT :batch)",
-        ):
-            result = await self.session.execute(text(sql).bindparams(bindparam("secs", type_=Float)), params)
-            total += result.rowcount or 0
+        for statement in sql.PURGE:
+            total += (await self.session.execute(statement, params)).rowcount or 0
         return total
+
+    async def try_purge_lock(self, key: int) -> bool:
+        """One replica purges at a time (a transaction-scoped advisory lock)."""
+        return bool((await self.session.execute(select(func.pg_try_advisory_xact_lock(key)))).scalar())
 
 
 ONE_OFF_TYPES = ("webhook.verification", "webhook.test")  # sent once on request, never recovered

@@ -5,16 +5,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, model_validator
 
+from common.api import InputSchema, Schema
 from common.events import valid_pattern
 
 
@@ -40,59 +33,57 @@ EventPattern = Annotated[str, StringConstraints(strip_whitespace=True, min_lengt
                          AfterValidator(_pattern)]
 
 
-class DeliveryRead(BaseModel):
+class DeliveryRead(Schema):
     id: uuid.UUID
-    endpointId: uuid.UUID
-    eventId: uuid.UUID
-    eventType: str
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
     status: DeliveryStatusName
     attempts: int
-    nextAttemptAt: datetime | None
-    lastAttemptAt: datetime | None
-    lastStatusCode: int | None
-    lastErrorClass: str | None
-    lastError: str | None
-    deliveredAt: datetime | None
-    createdAt: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error_class: str | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
 
 
-class AttemptRead(BaseModel):
+class AttemptRead(Schema):
     id: uuid.UUID
     number: int
-    startedAt: datetime
-    durationMs: int
+    started_at: datetime
+    duration_ms: int
     url: str
-    targetIp: str | None
-    requestHeaders: dict[str, Any]
-    statusCode: int | None
-    responseHeaders: dict[str, Any] | None
-    responseBody: str | None = Field(description="First 4 KB of the response body")
+    target_ip: str | None
+    request_headers: dict[str, Any]
+    status_code: int | None
+    response_headers: dict[str, Any] | None
+    response_body: str | None = Field(description="First 4 KB of the response body")
     success: bool
-    errorClass: str | None = Field(description="timeout, connect, tls, dns, policy, http or protocol")
+    error_class: str | None = Field(description="timeout, connect, tls, dns, policy, http or protocol")
     error: str | None
 
 
 class DeliveryDetail(DeliveryRead):
     payload: dict[str, Any] | None = Field(description="The body that is signed and sent (null once purged)")
-    attemptLog: list[AttemptRead]
+    attempt_log: list[AttemptRead]
 
 
-class DeliveryPage(BaseModel):
+class DeliveryPage(Schema):
     items: list[DeliveryRead]
-    nextCursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
 
 
-class RecoverRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RecoverRequest(InputSchema):
     since: AwareDatetime = Field(description="Events that happened at or after this time (ISO 8601 with zone)")
     until: AwareDatetime | None = None
-    eventTypes: Annotated[list[EventPattern], Field(min_length=1, max_length=100)] | None = None
+    event_types: Annotated[list[EventPattern], Field(min_length=1, max_length=100)] | None = None
     status: Annotated[list[RecoverStatus], Field(min_length=1, max_length=3)] | RecoverStatus = Field(
         default_factory=lambda: [RecoverStatus.FAILED, RecoverStatus.MISSED],
         description="What to send again: FAILED deliveries, SUCCEEDED ones, MISSED events (never delivered)")
-    dryRun: bool = False
-    ratePerSecond: float | None = Field(
+    dry_run: bool = False
+    rate_per_second: float | None = Field(
         default=None, gt=0, le=1000,
         description="Pace of the re-sends (deliveries per second; default WEBHOOK_RECOVER_RATE_PER_SECOND). "
                     "The endpoint's own rate limit and concurrency cap apply as well.")
@@ -108,18 +99,18 @@ class RecoverRequest(BaseModel):
         return [self.status] if isinstance(self.status, RecoverStatus) else list(dict.fromkeys(self.status))
 
 
-class RecoverResult(BaseModel):
+class RecoverResult(Schema):
     id: uuid.UUID | None = Field(default=None, description="The recovery, to follow its progress (none with dryRun)")
-    dryRun: bool
+    dry_run: bool
     count: int = Field(description="Deliveries (re)scheduled, or that would be with dryRun")
     failed: int
     succeeded: int
     missed: int
-    ratePerSecond: float
-    estimatedSeconds: float = Field(description="At the recovery's pace, how long the re-sends take to start")
+    rate_per_second: float
+    estimated_seconds: float = Field(description="At the recovery's pace, how long the re-sends take to start")
 
 
-class RecoveryProgress(BaseModel):
+class RecoveryProgress(Schema):
     pending: int = Field(description="Not delivered yet (waiting for their turn, or retrying)")
     succeeded: int
     failed: int = Field(description="Failed again (dead letter, replayable)")
@@ -127,15 +118,15 @@ class RecoveryProgress(BaseModel):
     done: bool = Field(description="Nothing of this recovery is pending any more")
 
 
-class RecoveryRead(BaseModel):
+class RecoveryRead(Schema):
     id: uuid.UUID
-    endpointId: uuid.UUID
-    createdAt: datetime
+    endpoint_id: uuid.UUID
+    created_at: datetime
     since: datetime
     until: datetime | None
-    eventTypes: list[str] | None
+    event_types: list[str] | None
     status: list[RecoverStatus]
-    ratePerSecond: float
+    rate_per_second: float
     count: int
     failed: int = Field(description="Of `count`: deliveries that were FAILED when the recovery started")
     succeeded: int = Field(description="Of `count`: deliveries that had SUCCEEDED when the recovery started")

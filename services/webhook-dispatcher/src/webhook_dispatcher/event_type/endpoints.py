@@ -3,8 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from common.api import Schema
 from common.auth import PlatformOwner
 from common.errors import problem_responses
 from common.events import EVENT_TYPES
@@ -12,7 +13,7 @@ from common.events import EVENT_TYPES
 router = APIRouter(prefix="/api/platform/webhooks", tags=["webhooks"])
 
 
-class EventTypeRead(BaseModel):
+class EventTypeRead(Schema):
     name: str
     description: str
     source: str

@@ -6,6 +6,11 @@ Failures are typed so the API can say why: `N8nUnreachable` (no connection: 502)
 within `N8N_TIMEOUT_SECONDS`: 504), `N8nError` (n8n answered non-2xx: its status and message). The n8n URL is
 the platform owner's own configuration (often http on loopback), so the subscriber SSRF policy does not
 apply here; redirects are not followed and no proxy from the environment is used.
+
+Calls that may be repeated safely (reads, delete, activate/deactivate) are retried through the platform's
+one policy for outside APIs (`common.retrying`) when n8n is unreachable or answers 429/5xx, honouring its
+`Retry-After`; a timeout is not retried (the caller has waited long enough), nor is creating a workflow
+(a repeat could create it twice).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from urllib.parse import quote
 
 import httpx
 
+from common.retrying import RETRYABLE_STATUSES, RetryableCall, outbound_retrying, retry_after_seconds
+
 API_PREFIX = "/api/v1"
 API_KEY_HEADER = "X-N8N-API-KEY"
 MAX_MESSAGE = 500
@@ -36,8 +43,10 @@ class N8nProblem(Exception):
         self.detail = detail
 
 
-class N8nUnreachable(N8nProblem):
-    pass
+class N8nUnreachable(N8nProblem, RetryableCall):
+    def __init__(self, detail: str) -> None:
+        N8nProblem.__init__(self, detail)
+        self.retry_after, self.status = None, None
 
 
 class N8nTimeout(N8nProblem):
@@ -49,6 +58,14 @@ class N8nError(N8nProblem):
         super().__init__(f"n8n answered {status} to {method} {path}: {message}")
         self.status = status
         self.message = message
+
+
+class N8nBusy(N8nError, RetryableCall):
+    """n8n answered 429 or 5xx: worth asking again (after its Retry-After, when it sent one)."""
+
+    def __init__(self, status: int, message: str, method: str, path: str, retry_after: float | None) -> None:
+        N8nError.__init__(self, status, message, method, path)
+        self.retry_after = retry_after
 
 
 def message_of(response: httpx.Response) -> str:
@@ -109,9 +126,21 @@ class N8nClient:
             raise N8nUnreachable(f"n8n at {self.base_url} is unreachable: {reason}"[:1000]) from None
 
     async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                      json: Any = None) -> Any:
+                      json: Any = None, idempotent: bool = True) -> Any:
+        """One call to the public API; repeated (see the module docstring) only when `idempotent`."""
+        retrying = outbound_retrying(attempts=3 if idempotent else 1, max_seconds=2 * self.timeout,
+                                     initial=0.2, max_wait=2.0)
+        async for attempt in retrying:
+            with attempt:
+                return await self._request_once(method, path, params=params, json=json)
+
+    async def _request_once(self, method: str, path: str, *, params: dict[str, Any] | None,
+                            json: Any) -> Any:
         response = await self._send(method, path, params=params, json=json)
         if not response.is_success:
+            if response.status_code in RETRYABLE_STATUSES:
+                raise N8nBusy(response.status_code, message_of(response), method, API_PREFIX + path,
+                              retry_after_seconds(response.headers.get("retry-after")))
             raise N8nError(response.status_code, message_of(response), method, API_PREFIX + path)
         try:
             return response.json()
@@ -120,7 +149,7 @@ class N8nClient:
 
     # --- workflows -------------------------------------------------------------------------------
     async def create_workflow(self, workflow: dict[str, Any]) -> dict[str, Any]:
-        return _object(await self.request("POST", "/workflows", json=workflow))
+        return _object(await self.request("POST", "/workflows", json=workflow, idempotent=False))
 
     async def get_workflow(self, workflow_id: str) -> dict[str, Any]:
         return _object(await self.request("GET", f"/workflows/{segment(workflow_id)}"))

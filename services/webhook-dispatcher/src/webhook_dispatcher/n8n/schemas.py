@@ -7,18 +7,12 @@ from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
+from common.api import InputSchema, Schema
 from common.validation import omitted_not_null, storable
 from webhook_dispatcher.delivery.schemas import AttemptRead, DeliveryRead
-from webhook_dispatcher.endpoint.schemas import EndpointStatusName, unique_patterns
+from webhook_dispatcher.webhook.schemas import EndpointStatusName, unique_patterns
 
 
 def check_http_url(value: str) -> str:
@@ -84,38 +78,34 @@ Params = Annotated[dict[str, ParamValue] | None, Field(max_length=20, descriptio
 
 
 # --- settings -------------------------------------------------------------------------------------
-class N8nSettingsUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class N8nSettingsUpdate(InputSchema):
     url: N8nUrl = Field(description="Base URL of the n8n instance, e.g. http://127.0.0.1:5678")
-    apiKey: ApiKey | None = Field(default=None, description="n8n API key (Settings > n8n API). Required the first "
+    api_key: ApiKey | None = Field(default=None, description="n8n API key (Settings > n8n API). Required the first "
                                   "time; when omitted later the stored key is kept")
 
 
-class N8nSettingsRead(BaseModel):
+class N8nSettingsRead(Schema):
     configured: bool
     url: str | None
-    apiKey: str | None = Field(description="Masked: only the last 4 characters")
-    updatedAt: datetime | None
+    api_key: str | None = Field(description="Masked: only the last 4 characters")
+    updated_at: datetime | None
 
 
-class N8nTestRequest(BaseModel):
+class N8nTestRequest(InputSchema):
     """Optional: test other values before saving them (each defaults to the stored one)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     url: N8nUrl | None = None
-    apiKey: ApiKey | None = None
+    api_key: ApiKey | None = None
 
 
-class N8nTestResult(BaseModel):
+class N8nTestResult(Schema):
     ok: bool = Field(description="Reachable and the key was accepted")
     reachable: bool
-    keyAccepted: bool | None = Field(description="null when n8n's answer did not tell")
+    key_accepted: bool | None = Field(description="null when n8n's answer did not tell")
     version: str | None = Field(description="n8n's version, when it tells")
-    statusCode: int | None
+    status_code: int | None
     detail: str
-    durationMs: int
+    duration_ms: int
     url: str
 
 
@@ -125,20 +115,18 @@ class FlowMode(StrEnum):
     REGISTER = "register"  # an existing workflow (workflowId) with a Webhook trigger
 
 
-class _FlowFields(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _FlowFields(InputSchema):
     name: Name | None = None
     category: Category | None = None
     description: Description | None = None
-    triggerEvents: TriggerEvents | None = Field(
+    trigger_events: TriggerEvents | None = Field(
         default=None, description="Platform events the flow receives: exact names, prefix wildcards like "
                                   "`lead.*`, or `*` (the same patterns as webhooks)")
 
 
 class FlowCreate(_FlowFields):
     mode: FlowMode = FlowMode.CREATE
-    workflowId: WorkflowId | None = Field(default=None, description="register: the n8n workflow's id")
+    workflow_id: WorkflowId | None = Field(default=None, description="register: the n8n workflow's id")
     template: TemplateId | None = Field(default=None, description="Create from a template "
                                         "(GET /api/platform/n8n/templates); implies mode create")
     params: Params = None
@@ -146,11 +134,11 @@ class FlowCreate(_FlowFields):
     @model_validator(mode="after")
     def _mode(self) -> FlowCreate:
         if self.mode == FlowMode.REGISTER:
-            if not self.workflowId:
+            if not self.workflow_id:
                 raise ValueError("mode 'register' needs the workflowId of the n8n workflow")
             if self.template or self.params:
                 raise ValueError("template and params are for mode 'create'")
-        elif self.workflowId:
+        elif self.workflow_id:
             raise ValueError("workflowId is only for mode 'register'")
         if self.template is None and self.params:
             raise ValueError("params are the parameters of a template")
@@ -166,30 +154,30 @@ class TemplateFlowCreate(_FlowFields):
 class FlowUpdate(_FlowFields):
     """Partial update of the platform's record (the workflow in n8n is not changed)."""
 
-    _not_null = omitted_not_null("name", "triggerEvents")
+    _not_null = omitted_not_null("name", "trigger_events")
 
 
-class FlowRead(BaseModel):
+class FlowRead(Schema):
     id: uuid.UUID
     name: str
     category: str | None
     description: str | None
-    triggerEvents: list[str]
+    trigger_events: list[str]
     mode: FlowMode
     template: str | None
-    workflowId: str
-    webhookPath: str | None = Field(description="null when the workflow has no Webhook trigger (schedule only)")
-    webhookUrl: str | None = Field(description="Where the platform POSTs the flow's events")
+    workflow_id: str
+    webhook_path: str | None = Field(description="null when the workflow has no Webhook trigger (schedule only)")
+    webhook_url: str | None = Field(description="Where the platform POSTs the flow's events")
     active: bool = Field(description="As n8n last answered activate/deactivate")
-    deliveryStatus: EndpointStatusName | None = Field(
+    delivery_status: EndpointStatusName | None = Field(
         description="ACTIVE while the flow receives events, PAUSED while inactive, DISABLED after failing "
                     "continuously (activate again to resume); null without a Webhook trigger")
-    deliveryStatusReason: str | None
+    delivery_status_reason: str | None
     secret: str | None = Field(description="Signing secret (Standard Webhooks), masked: only the last 4 characters")
-    activatedAt: datetime | None
-    deactivatedAt: datetime | None
-    createdAt: datetime
-    updatedAt: datetime
+    activated_at: datetime | None
+    deactivated_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class FlowCreated(FlowRead):
@@ -208,48 +196,48 @@ class ExecutionStatus(StrEnum):
     waiting = "waiting"
 
 
-class ExecutionRead(BaseModel):
+class ExecutionRead(Schema):
     id: str
-    workflowId: str | None
+    workflow_id: str | None
     status: str | None = Field(description="canceled, crashed, error, new, running, success, unknown, waiting")
     mode: str | None
     finished: bool | None
-    startedAt: datetime | None
-    stoppedAt: datetime | None
-    durationMs: int | None = Field(description="stoppedAt - startedAt; null while running")
-    retryOf: str | None
+    started_at: datetime | None
+    stopped_at: datetime | None
+    duration_ms: int | None = Field(description="stoppedAt - startedAt; null while running")
+    retry_of: str | None
     data: Any | None = Field(default=None, description="The data processed (with includeData=true)")
 
 
 class FlowDelivery(DeliveryRead):
-    attemptLog: list[AttemptRead]
+    attempt_log: list[AttemptRead]
 
 
-class FlowLogs(BaseModel):
-    flowId: uuid.UUID
-    workflowId: str
+class FlowLogs(Schema):
+    flow_id: uuid.UUID
+    workflow_id: str
     executions: list[ExecutionRead] = Field(description="From n8n, newest first")
-    nextCursor: str | None = Field(description="n8n's cursor: pass it back as `cursor` for older executions")
-    executionsError: str | None = Field(description="Why executions could not be read from n8n (deliveries are "
+    next_cursor: str | None = Field(description="n8n's cursor: pass it back as `cursor` for older executions")
+    executions_error: str | None = Field(description="Why executions could not be read from n8n (deliveries are "
                                         "still listed)")
     deliveries: list[FlowDelivery] = Field(description="The platform's deliveries to the flow, newest first, "
                                            "with every attempt")
-    deliveriesNextCursor: str | None = Field(description="Pass as `deliveriesCursor` for older deliveries")
+    deliveries_next_cursor: str | None = Field(description="Pass as `deliveriesCursor` for older deliveries")
 
 
 # --- templates ------------------------------------------------------------------------------------
-class TemplateParamRead(BaseModel):
+class TemplateParamRead(Schema):
     name: str
     description: str
     required: bool
     secret: bool
 
 
-class TemplateRead(BaseModel):
+class TemplateRead(Schema):
     id: str
     name: str
     description: str
     category: str
-    triggerEvents: list[str]
+    trigger_events: list[str]
     trigger: str = Field(description="webhook (receives platform events) or schedule")
     parameters: list[TemplateParamRead]

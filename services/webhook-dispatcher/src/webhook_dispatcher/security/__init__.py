@@ -1,4 +1,4 @@
-"""SSRF protection for webhook URLs (ARCHITECTURE §3 "URL rules", issue point 6).
+"""SSRF protection for webhook URLs (ARCHITECTURE §3 "URL rules").
 
 Default deny: a webhook may only reach globally reachable unicast addresses, over https (http only
 with ``WEBHOOK_ALLOW_HTTP=true``), with exceptions only inside ``WEBHOOK_ALLOWED_PRIVATE_CIDRS``.
@@ -10,14 +10,14 @@ Modules
     addresses  blocked_reason(ip), is_public(ip), is_cloud_metadata(ip), check_ip(ip, allow), AllowList
     urls       parse_webhook_url(url, *, allow_http, allow) -> WebhookTarget, normalize_host,
                parse_ipv4_legacy
-    policy     WebhookPolicy(allow_http, allow), WebhookPolicy.from_env()
+    policy     WebhookPolicy(allow_http, allow); WebhookPolicy.from_env() for use outside the service
     resolver   resolve_checked, check_target -> CheckedTarget, pinned(checked), PinnedResolver,
                PinnedConnector, Pin
 
-Typical use::
+How the service uses it (`outbound.transport.WebhookTransport`)::
 
-    policy = WebhookPolicy.from_env()                       # at startup; ValueError if misconfigured
-    checked = await check_target(body.url, policy)          # on create -> 422 on UnsafeURL
+    policy = policy_from_settings(settings)                 # from Settings, validated at startup
+    checked = await check_target(url, policy)               # on create -> 422 on UnsafeURL
     # each attempt, on a session built with connector=PinnedConnector(policy, ssl=...):
     checked = await check_target(endpoint.url, policy)      # BlockedByPolicy -> "refused by policy"
     with pinned(checked) as pin:

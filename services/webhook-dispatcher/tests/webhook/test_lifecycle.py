@@ -13,7 +13,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from common.events import build_event
 from common.messaging import ConsumedEvent
 from common.testing.webhooks import deliveries_of, ids_of, wait_delivery
-from webhook_dispatcher.delivery.handlers import route_batch
+from webhook_dispatcher.worker.consumer import route_batch
+from webhook_dispatcher.worker.maintenance import refresh_gauges
 
 API = "/api/platform/webhooks"
 
@@ -269,7 +270,7 @@ async def test_one_consumed_batch_keeps_an_aggregates_order_on_ordered_endpoints
     # One batch, as the consumer would write it after one fetch: routed in a single statement.
     async with database.autocommit.connect() as conn:
         new, after = await route_batch(conn, [ConsumedEvent(e, "platform.leads.events", 0, i, {})
-                                              for i, e in enumerate(events)], dispatcher.app.state.engine)
+                                              for i, e in enumerate(events)], dispatcher.app.state.worker)
     assert new == 5 and after is not None
     await after()
     for hook in hooks:
@@ -277,12 +278,13 @@ async def test_one_consumed_batch_keeps_an_aggregates_order_on_ordered_endpoints
         assert ids_of(hook) == [str(e.id) for e in events]
 
 
-async def test_metrics_expose_outcomes_latency_backlog_and_endpoints(owner, dispatcher, receiver, endpoints, publish):
+async def test_metrics_expose_outcomes_latency_backlog_and_endpoints(owner, dispatcher, database, receiver,
+                                                                     endpoints, publish):
     hook = receiver.hook()
     await endpoints(hook.url, ["lead.created"])
     envelope = await publish("lead.created", lead_data())
     await hook.wait_for(lambda h: str(envelope.id) in ids_of(h))
-    await asyncio.sleep(1.0)  # one maintenance pass refreshes the gauges
+    await refresh_gauges(database)  # the periodic maintenance pass, run now
     text = (await owner.get("/metrics")).text
     for name in ('webhook_deliveries_total{outcome="succeeded"}', "webhook_delivery_latency_seconds_bucket",
                  'webhook_attempts_total{result="success"}', "webhook_deliveries_pending ",

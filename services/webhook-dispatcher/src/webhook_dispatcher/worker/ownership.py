@@ -13,43 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable
-
-from sqlalchemy import Float, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import Uuid
+from collections.abc import Awaitable, Callable, Iterable
 
 from common.db import Database
-from webhook_dispatcher.delivery.repository import DUE_CHANNEL
-
-# Rows are always locked in endpoint id order (here, and by _LOCK_OWN before renewing or giving up), so
-# replicas taking and renewing overlapping sets of endpoints cannot deadlock.
-_ACQUIRE = text("""
-INSERT INTO webhook_endpoint_owners AS o (endpoint_id, owner, lease_until)
-SELECT e.id, :owner, now() + make_interval(secs => :lease)
-FROM webhook_endpoints e WHERE e.id = ANY(:ids) ORDER BY e.id
-ON CONFLICT (endpoint_id) DO UPDATE SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
-WHERE o.owner = EXCLUDED.owner OR o.lease_until < now()
-RETURNING o.endpoint_id
-""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
-                bindparam("lease", type_=Float))
-
-_LOCK_OWN = text("""
-SELECT endpoint_id FROM webhook_endpoint_owners WHERE owner = :owner AND endpoint_id = ANY(:ids)
-ORDER BY endpoint_id FOR UPDATE
-""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid))
-
-_RENEW = text("""
-UPDATE webhook_endpoint_owners SET lease_until = now() + make_interval(secs => :lease)
-WHERE owner = :owner AND endpoint_id = ANY(:ids)
-RETURNING endpoint_id
-""").bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid),
-                bindparam("lease", type_=Float))
-
-_NOTIFY_DUE = text("SELECT pg_notify(:channel, '')").bindparams(channel=DUE_CHANNEL)  # every replica's poller
-
-_RELEASE = text("DELETE FROM webhook_endpoint_owners WHERE owner = :owner AND endpoint_id = ANY(:ids)"
-                ).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid))
+from common.supervise import every
+from webhook_dispatcher import metrics
+from webhook_dispatcher.delivery.repository import DeliveryRepository
+from webhook_dispatcher.webhook.repository import WebhookEndpointRepository
 
 
 class Ownership:
@@ -80,8 +50,7 @@ class Ownership:
             if missing:
                 started = asyncio.get_running_loop().time()
                 async with self.database.engine.begin() as conn:
-                    got = (await conn.execute(_ACQUIRE, {"ids": missing, "owner": self.owner,
-                                                         "lease": self.lease})).scalars().all()
+                    got = await WebhookEndpointRepository(conn).take_ownership(missing, self.owner, self.lease)
                 for endpoint_id in got:
                     self._until[endpoint_id] = started + self.lease
         return {e for e in wanted if self.holds(e)}
@@ -102,12 +71,12 @@ class Ownership:
             started = asyncio.get_running_loop().time()
             renewed: set[uuid.UUID] = set()
             async with self.database.engine.begin() as conn:
-                await conn.execute(_LOCK_OWN, {"ids": idle + keep, "owner": self.owner})
+                repo = WebhookEndpointRepository(conn)
+                await repo.lock_ownership(idle + keep, self.owner)
                 if idle:
-                    await conn.execute(_RELEASE, {"ids": idle, "owner": self.owner})
+                    await repo.give_up_ownership(idle, self.owner)
                 if keep:
-                    renewed = set((await conn.execute(_RENEW, {"ids": keep, "owner": self.owner,
-                                                               "lease": self.lease})).scalars().all())
+                    renewed = await repo.renew_ownership(keep, self.owner, self.lease)
             lost = {e for e in keep if e not in renewed}
             for endpoint_id in keep:
                 if endpoint_id in renewed:
@@ -116,12 +85,27 @@ class Ownership:
                     self._until.pop(endpoint_id, None)
             return lost | orphans
 
+    async def keep(self, busy_now: Callable[[], set[uuid.UUID]],
+                   give_back: Callable[[set[uuid.UUID]], Awaitable[None]]) -> None:
+        """Every third of a lease: renew the endpoints with work here, give up the idle ones, and hand back
+        the work of those taken over (`give_back`). Runs under `supervise`."""
+        async def step() -> None:
+            try:
+                lost = await self.renew(busy_now)
+            finally:
+                metrics.OWNED.set(len(self._until))
+            if lost:
+                await give_back(lost)
+
+        await every(self.lease / 3, step)
+
     async def release_all(self) -> None:
         """Give up every endpoint and wake the other replicas' pollers (their backlog is theirs now)."""
         async with self._lock:
             ids, self._until = sorted(self._until), {}
             if ids:
                 async with self.database.engine.begin() as conn:
-                    await conn.execute(_LOCK_OWN, {"ids": ids, "owner": self.owner})
-                    await conn.execute(_RELEASE, {"ids": ids, "owner": self.owner})
-                    await conn.execute(_NOTIFY_DUE)
+                    repo = WebhookEndpointRepository(conn)
+                    await repo.lock_ownership(ids, self.owner)
+                    await repo.give_up_ownership(ids, self.owner)
+                    await DeliveryRepository(conn).notify_due()  # every replica's poller

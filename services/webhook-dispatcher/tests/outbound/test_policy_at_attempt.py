@@ -1,7 +1,7 @@
 """The SSRF policy is applied again on every attempt, not only when the endpoint was created.
 
 An endpoint accepted yesterday can point into a private network today (its DNS changed, or the owner
-tightened WEBHOOK_ALLOWED_PRIVATE_CIDRS). Here the engine's policy loses the allow-list for the test
+tightened WEBHOOK_ALLOWED_PRIVATE_CIDRS). Here the transport's policy loses the allow-list for the test
 receiver's 127.0.0.1 after the endpoint was verified: what the check then sees is exactly what a host
 now resolving to loopback looks like.
 """
@@ -23,7 +23,7 @@ async def test_an_attempt_into_a_private_network_is_refused_by_policy_and_record
     assert endpoint["status"] == "ACTIVE"
     verified = len(hook.events())  # the challenge got through while 127.0.0.1 was allowed
 
-    transport = dispatcher.app.state.engine.transport
+    transport = dispatcher.app.state.worker.transport
     allowed = transport.policy
     monkeypatch.setattr(transport, "policy", WebhookPolicy(allow_http=allowed.allow_http))
     monkeypatch.setattr(transport, "_checked", {})  # forget targets checked under the old policy

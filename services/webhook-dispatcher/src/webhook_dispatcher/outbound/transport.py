@@ -208,7 +208,7 @@ class WebhookTransport:
             connector = PinnedConnector(
                 self.policy,
                 ssl=self.ssl,
-                limit=0,  # per-endpoint caps are the engine's; one endpoint never starves another here
+                limit=0,  # per-endpoint caps are the worker's lanes'; one endpoint never starves another here
                 limit_per_host=0,
                 keepalive_timeout=30,
             )

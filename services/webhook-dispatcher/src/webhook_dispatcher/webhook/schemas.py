@@ -5,11 +5,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AliasChoices, Field, StringConstraints
 
+from common.api import InputSchema, Schema
 from common.events import valid_pattern
 from common.validation import omitted_not_null
-from webhook_dispatcher.delivery.signing import InvalidSecret, secret_key
+from webhook_dispatcher.outbound.signing import InvalidSecret, secret_key
 
 Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
 Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)]
@@ -58,78 +59,72 @@ class EndpointStatusName(StrEnum):
     DISABLED = "DISABLED"
 
 
-class EndpointCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EndpointCreate(InputSchema):
     url: Url = Field(description="https:// URL that receives the events")
     events: Patterns = Field(description="Exact event names, prefix wildcards like `lead.*`, or `*`")
     secret: Secret = None
     description: Description | None = None
-    maxConcurrency: MaxConcurrency | None = None
-    rateLimitPerSecond: RateLimit | None = None
+    max_concurrency: MaxConcurrency | None = None
+    rate_limit_per_second: RateLimit | None = None
     ordered: bool = Field(default=False,
                           description="Deliver the events of one aggregate (tenant, lead, ...) one at a time, in order")
 
 
-class EndpointUpdate(BaseModel):
+class EndpointUpdate(InputSchema):
     """Partial update: fields left out are kept. A new `url` is verified again before it receives events."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: Url | None = None
     events: Patterns | None = None
     description: Description | None = None
-    maxConcurrency: MaxConcurrency | None = None
-    rateLimitPerSecond: RateLimit | None = None
+    max_concurrency: MaxConcurrency | None = None
+    rate_limit_per_second: RateLimit | None = None
     ordered: bool | None = None
 
-    _not_null = omitted_not_null("url", "events", "maxConcurrency", "ordered")
+    _not_null = omitted_not_null("url", "events", "max_concurrency", "ordered")
 
 
-class RotateSecret(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RotateSecret(InputSchema):
     secret: Secret = None
-    graceHours: float | None = Field(default=None, ge=0, le=168,
+    grace_hours: float | None = Field(default=None, ge=0, le=168,
                                      description="How long the old secret keeps signing too (default 24, max 168)")
 
 
-class StatusChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StatusChange(InputSchema):
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
-class VerificationRead(BaseModel):
+class VerificationRead(Schema):
     success: bool
-    statusCode: int | None
+    status_code: int | None
     error: str | None
-    durationMs: int
-    deliveryId: uuid.UUID
+    duration_ms: int
+    delivery_id: uuid.UUID
 
 
-class SecretRotationRead(BaseModel):
-    previousSecretExpiresAt: datetime
+class SecretRotationRead(Schema):
+    previous_secret_expires_at: datetime
 
 
-class EndpointRead(BaseModel):
+class EndpointRead(Schema):
     id: uuid.UUID
     url: str
     description: str | None
     events: list[str]
     status: EndpointStatusName
-    statusReason: str | None
-    secret: str = Field(description="Masked: only the last 4 characters")
-    verificationError: str | None
-    verifiedAt: datetime | None
-    failingSince: datetime | None
-    disabledAt: datetime | None
-    maxConcurrency: int
-    rateLimitPerSecond: float | None
+    status_reason: str | None
+    # Read from the row's `secret_hint`; the responses that show the full secret set it themselves.
+    secret: str = Field(validation_alias=AliasChoices("secret", "secret_hint"),
+                        description="Masked: only the last 4 characters")
+    verification_error: str | None
+    verified_at: datetime | None
+    failing_since: datetime | None
+    disabled_at: datetime | None
+    max_concurrency: int
+    rate_limit_per_second: float | None
     ordered: bool
-    secretRotation: SecretRotationRead | None
-    createdAt: datetime
-    updatedAt: datetime
+    secret_rotation: SecretRotationRead | None
+    created_at: datetime
+    updated_at: datetime
     verification: VerificationRead | None = Field(
         default=None, description="Outcome of the challenge, when this request sent one")
 
@@ -138,7 +133,7 @@ class EndpointCreated(EndpointRead):
     secret: str = Field(description="The full signing secret: shown only in this response")
 
 
-class RecoveryOffer(BaseModel):
+class RecoveryOffer(Schema):
     """What a re-enabled endpoint missed while it was off, and the request that sends it."""
 
     since: datetime = Field(description="When the endpoint stopped receiving (failing, disabled or paused)")
@@ -149,7 +144,7 @@ class RecoveryOffer(BaseModel):
 
 
 class Resumed(EndpointRead):
-    recoveryOffer: RecoveryOffer | None = Field(
+    recovery_offer: RecoveryOffer | None = Field(
         default=None, description="Present when the endpoint was PAUSED or DISABLED until this call")
 
 
@@ -157,10 +152,10 @@ class SecretRotated(EndpointRead):
     secret: str = Field(description="The new full signing secret: shown only in this response")
 
 
-class TestSent(BaseModel):
-    deliveryId: uuid.UUID
-    eventId: uuid.UUID
+class TestSent(Schema):
+    delivery_id: uuid.UUID
+    event_id: uuid.UUID
     success: bool
-    statusCode: int | None
+    status_code: int | None
     error: str | None
-    durationMs: int
+    duration_ms: int

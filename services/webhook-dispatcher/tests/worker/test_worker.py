@@ -1,4 +1,4 @@
-"""The engine under stress: restarts, crashed replicas, transport failures, retention."""
+"""The delivery worker under stress: restarts, crashed replicas, transport failures, retention."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from common.events import build_event
 from common.messaging import ConsumedEvent
 from common.testing.plugin import bearer
 from common.testing.servers import serve_app
-from common.testing.webhooks import ids_of
+from common.testing.webhooks import ids_of, wait_ready
 from webhook_dispatcher.app import create_app
-from webhook_dispatcher.delivery.engine import DeliveryEngine, Job, Lane
-from webhook_dispatcher.delivery.handlers import route_batch
-from webhook_dispatcher.delivery.transport import WebhookTransport
+from webhook_dispatcher.outbound.transport import WebhookTransport
+from webhook_dispatcher.worker.consumer import route_batch
+from webhook_dispatcher.worker.jobs import Job
+from webhook_dispatcher.worker.worker import DeliveryWorker
 
 API = "/api/platform/webhooks"
 
@@ -24,13 +25,6 @@ API = "/api/platform/webhooks"
 def payment_failed() -> dict:
     return {"tenantId": str(uuid.uuid4()), "invoiceId": f"in_{uuid.uuid4().hex[:10]}", "amountDue": 4900,
             "currency": "usd", "attemptCount": 1}
-
-
-async def _wait_ready(url: str) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-        async with asyncio.timeout(60):
-            while (await client.get("/readyz")).status_code != 200:
-                await asyncio.sleep(0.1)
 
 
 async def test_a_restart_mid_stream_loses_nothing_and_sends_nothing_twice(migrated_database, make_settings, receiver,
@@ -41,7 +35,7 @@ async def test_a_restart_mid_stream_loses_nothing_and_sends_nothing_twice(migrat
     hook = receiver.hook(delay=0.1)
     sent = []
     async with serve_app(create_app(settings)) as url:
-        await _wait_ready(url)
+        await wait_ready(url)
         async with httpx.AsyncClient(base_url=url, headers=bearer(owner_token), timeout=20) as client:
             resp = await client.post(API, json={"url": hook.url, "events": ["billing.payment_failed"],
                                                 "maxConcurrency": 2})
@@ -59,24 +53,27 @@ async def test_a_restart_mid_stream_loses_nothing_and_sends_nothing_twice(migrat
     assert stopped_at < 30
     async with serve_app(create_app(settings)):
         await hook.wait_for(lambda h: len(h.events()) >= 30, timeout=30)
-        await asyncio.sleep(0.5)  # anything extra would show up now
-    assert sorted(ids_of(hook)) == sorted(str(e.id) for e in sent)  # each exactly once
+        # Anything extra would have arrived before a marker sent after everything else.
+        marker = await publish("billing.payment_failed", payment_failed())
+        await hook.wait_for(lambda h: str(marker.id) in ids_of(h), timeout=30)
+    assert sorted(i for i in ids_of(hook) if i != str(marker.id)) == sorted(str(e.id) for e in sent)  # each once
 
 
 async def test_deliveries_left_by_a_crashed_replica_are_taken_over_when_its_lease_ends(
-        dispatcher, make_settings, database, receiver, endpoints):
+        dispatcher, make_settings, database, receiver, endpoints, publish):
     hook = receiver.hook()
     await endpoints(hook.url, ["billing.payment_succeeded"])
     # A replica that consumed the event, committed leased deliveries, and died before sending them.
-    dead = DeliveryEngine(make_settings(webhook_timeout_seconds=1.0, webhook_lease_seconds=6.0), database)
+    dead = DeliveryWorker(make_settings(webhook_timeout_seconds=1.0, webhook_lease_seconds=6.0), database)
     dead.accepting = True
     envelope = build_event("billing.payment_succeeded", payment_failed())
     async with database.autocommit.connect() as conn:
         new, after = await route_batch(conn, [ConsumedEvent(envelope, "platform.billing.events", 0, 0, {})], dead)
     assert new == 1 and after is not None  # never called: the replica is gone
     await hook.wait_for(lambda h: len(h.events()) >= 1, timeout=20)
-    await asyncio.sleep(0.3)
-    assert ids_of(hook) == [str(envelope.id)]
+    marker = await publish("billing.payment_succeeded", payment_failed())  # a second copy would come before it
+    await hook.wait_for(lambda h: str(marker.id) in ids_of(h), timeout=20)
+    assert ids_of(hook) == [str(envelope.id), str(marker.id)]
 
 
 async def test_transport_failures_are_classified(make_settings, receiver):
@@ -158,7 +155,7 @@ async def test_an_endpoints_limits_hold_across_replicas(dispatcher, make_setting
     await endpoints(hook.url, ["billing.payment_failed"], maxConcurrency=2)
     # A second replica on the same database: it routes half of the events (as its own consumer would),
     # this test's dispatcher consumes the other half from Kafka.
-    other = DeliveryEngine(make_settings(), database)
+    other = DeliveryWorker(make_settings(), database)
     await other.start()
     try:
         await other.registry.listening.wait()
@@ -171,7 +168,8 @@ async def test_an_endpoints_limits_hold_across_replicas(dispatcher, make_setting
         events += [await publish("billing.payment_failed", payment_failed()) for _ in range(8)]
         wanted = {str(e.id) for e in events}
         await hook.wait_for(lambda h: len(_only(h, wanted)) >= 16, timeout=30)
-        await asyncio.sleep(0.5)  # anything extra would show up now
+        marker = await publish("billing.payment_failed", payment_failed())  # anything extra would come first
+        await hook.wait_for(lambda h: str(marker.id) in ids_of(h), timeout=30)
         assert sorted(_only(hook, wanted)) == sorted(wanted)  # each once, whoever sent it
         assert hook.max_in_flight <= 2  # the cap is the endpoint's, not each replica's
     finally:
@@ -186,19 +184,19 @@ async def test_a_slow_endpoints_backlog_waits_in_the_database_not_in_memory(migr
     hook = receiver.hook(delay=0.15)
     app = create_app(settings)
     async with serve_app(app) as url:
-        await _wait_ready(url)
+        await wait_ready(url)
         async with httpx.AsyncClient(base_url=url, headers=bearer(owner_token), timeout=20) as client:
             resp = await client.post(API, json={"url": hook.url, "events": ["billing.payment_failed"],
                                                 "maxConcurrency": 1})
             assert resp.status_code == 201 and resp.json()["status"] == "ACTIVE"
             endpoint_id = uuid.UUID(resp.json()["id"])
             sent = [await publish("billing.payment_failed", payment_failed()) for _ in range(15)]
-            engine = app.state.engine
+            worker = app.state.worker
             most_queued = 0
             wanted = {str(e.id) for e in sent}
             async with asyncio.timeout(30):
                 while len(_only(hook, wanted)) < 15:
-                    lane = engine.lanes.get(endpoint_id)
+                    lane = worker.lanes.get(endpoint_id)
                     most_queued = max(most_queued, len(lane.queue) if lane else 0)
                     await asyncio.sleep(0.01)
     assert sorted(_only(hook, wanted)) == sorted(wanted)  # all of them, once each
@@ -212,12 +210,12 @@ async def test_a_lane_is_leased_only_what_it_has_room_for_the_rest_waits_unlease
     tight = uuid.UUID((await endpoints(tight_hook.url, ["billing.payment_failed"]))["id"])
     free = uuid.UUID((await endpoints(free_hook.url, ["billing.payment_failed"]))["id"])
     # A replica (not running) whose lane for `tight` has room for one more (queue of 3, two queued).
-    replica = DeliveryEngine(make_settings(webhook_queue_size=3), database)
+    replica = DeliveryWorker(make_settings(webhook_queue_size=3), database)
     replica.accepting = True
-    lane = replica.lanes[tight] = Lane(replica, tight)
+    lane = replica.lanes.open(tight)
     lane.queue.extend(Job(uuid.uuid4(), tight, uuid.uuid4(), "billing.payment_failed", b"{}", None, None, None,
                           0, 0, 0.0) for _ in range(2))
-    assert replica.room() == {tight: 1}
+    assert replica.lanes.room() == {tight: 1}
     assert await replica.ownership.acquire({tight}) == {tight}
     events = [build_event("billing.payment_failed", payment_failed()) for _ in range(3)]
     async with database.autocommit.connect() as conn:
@@ -238,7 +236,7 @@ async def test_a_lane_is_leased_only_what_it_has_room_for_the_rest_waits_unlease
     # Had it drained meanwhile (no pop left to notice), the poller is asked at once instead.
     lane.queue.clear()
     lane.overflowed = False
-    assert replica.park({tight}) is True and not lane.overflowed
+    assert replica.lanes.park({tight}) is True and not lane.overflowed
     await replica.ownership.release_all()
     # The running dispatcher's poller finds them all in the database.
     wanted = {str(e.id) for e in events}

@@ -4,7 +4,7 @@ One statement per consumed batch, outside any explicit transaction (`DeliveryRep
 inbox rows, the events and their deliveries commit together, the Kafka offset only after, so a crash
 anywhere loses nothing and a replayed event finds its inbox row (and its deliveries: UNIQUE (event_id,
 endpoint_id), ON CONFLICT DO NOTHING). The deliveries are inserted already leased to this replica, and
-handed to the engine right after: the first attempt does not wait for any poll.
+handed to the worker right after: the first attempt does not wait for any poll.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from common.events import ALL_TOPICS, patterns_matching
 from common.messaging import ConsumedEvent, EventConsumer
 from common.messaging.consumer import AfterCommit
 from webhook_dispatcher.config import Settings
-from webhook_dispatcher.delivery.engine import DeliveryEngine, Job
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.events import is_routable, ordering_key
 from webhook_dispatcher.models import inbox
+from webhook_dispatcher.worker.jobs import Job
+from webhook_dispatcher.worker.worker import DeliveryWorker
 
 CONSUMER_NAME = "webhook-dispatcher"  # the inbox's consumer name
 
@@ -48,18 +49,18 @@ def _event_row(event: ConsumedEvent, body: bytes) -> dict[str, Any]:
 
 
 async def route_batch(conn: AsyncConnection, events: list[ConsumedEvent],
-                      engine: DeliveryEngine) -> tuple[int, AfterCommit | None]:
+                      worker: DeliveryWorker) -> tuple[int, AfterCommit | None]:
     """Record a batch (distinct event ids) on an autocommit connection; returns how many events were new
-    and what to run once it is written (hand the leased deliveries to the engine)."""
+    and what to run once it is written (hand the leased deliveries to the worker)."""
     bodies = {e.id: orjson.dumps(e.envelope.to_webhook()) for e in events}
     rows = {e.id: _event_row(e, bodies[e.id]) for e in events}
-    lease = engine.settings.webhook_lease_seconds
+    lease = worker.settings.webhook_lease_seconds
     started = asyncio.get_running_loop().time()
     # Each lane is leased only what it has room for: the rest is never leased and handed back a moment later.
     routed = await DeliveryRepository(conn).route(list(rows.values()), consumer=CONSUMER_NAME,
-                                                  owner=engine.owner, lease=lease, leased=engine.accepting,
-                                                  room=engine.settings.webhook_queue_size,
-                                                  lane_room=engine.room())
+                                                  owner=worker.owner, lease=lease, leased=worker.accepting,
+                                                  room=worker.settings.webhook_queue_size,
+                                                  lane_room=worker.lanes.room())
     fresh = {r.event_id for r in routed}
     inserted = [r for r in routed if r.id is not None]
     if not inserted:
@@ -68,7 +69,7 @@ async def route_batch(conn: AsyncConnection, events: list[ConsumedEvent],
     jobs: list[Job] = []
     waiting: set[uuid.UUID] = set()  # endpoints with new deliveries left to the poller
     for r in inserted:
-        if r.lease_owner != engine.owner:
+        if r.lease_owner != worker.owner:
             waiting.add(r.endpoint_id)  # ordered (the poller hands out each aggregate's head) or no room
             continue
         row = rows[r.event_id]
@@ -77,14 +78,14 @@ async def route_batch(conn: AsyncConnection, events: list[ConsumedEvent],
 
     async def after_commit() -> None:
         # A full lane asks the poller itself once it has drained to half; the others' rows are due now.
-        await engine.accept(jobs, wake=engine.park(waiting))
+        await worker.accept(jobs, wake=worker.lanes.park(waiting))
 
     return len(fresh), after_commit
 
 
-def make_consumer(settings: Settings, database: Database, engine: DeliveryEngine) -> EventConsumer:
+def make_consumer(settings: Settings, database: Database, worker: DeliveryWorker) -> EventConsumer:
     async def writer(conn: AsyncConnection, events: list[ConsumedEvent]) -> tuple[int, AfterCommit | None]:
-        return await route_batch(conn, events, engine)
+        return await route_batch(conn, events, worker)
 
     return EventConsumer(settings, database, inbox, name=CONSUMER_NAME, topics=list(ALL_TOPICS),
                          writer=writer, group_id=settings.webhook_consumer_group)

@@ -6,14 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import AfterValidator
 
+from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import problem_responses
-from common.pagination import Page, PageParamsDep
 from common.validation import NO_NUL
-from webhook_dispatcher.dependencies import EngineDep
-from webhook_dispatcher.endpoint import service
-from webhook_dispatcher.endpoint.schemas import (
+from webhook_dispatcher.dependencies import SecretBoxDep, SettingsDep, TransportDep
+from webhook_dispatcher.webhook import service
+from webhook_dispatcher.webhook.schemas import (
     EndpointCreate,
     EndpointCreated,
     EndpointRead,
@@ -32,12 +32,12 @@ router = APIRouter(prefix="/api/platform/webhooks", tags=["webhooks"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=EndpointCreated,
              responses=problem_responses(401, 403, 422))
-async def create_endpoint(session: SessionDep, principal: PlatformOwner, engine: EngineDep,
-                          body: EndpointCreate) -> EndpointCreated:
+async def create_endpoint(session: SessionDep, principal: PlatformOwner, box: SecretBoxDep, settings: SettingsDep,
+                          transport: TransportDep, body: EndpointCreate) -> EndpointCreated:
     """Register a subscriber URL. The dispatcher sends it a signed `webhook.verification` challenge at once:
     answering 2xx with `{"challenge": "<same>"}` (or the challenge as plain text) makes it `ACTIVE`;
     otherwise it stays `PENDING_VERIFICATION` with `verificationError`. The full secret is shown only here."""
-    return await service.create(session, engine, principal, body)
+    return await service.create(session, box, settings, transport, principal, body)
 
 
 @router.get("", response_model=Page[EndpointRead], responses=problem_responses(401, 403, 422))
@@ -67,11 +67,11 @@ async def get_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uuid.
 
 
 @router.patch("/{endpoint_id}", response_model=EndpointRead, responses=problem_responses(401, 403, 404, 409, 422))
-async def update_endpoint(session: SessionDep, _: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
-                          body: EndpointUpdate) -> EndpointRead:
+async def update_endpoint(session: SessionDep, _: PlatformOwner, box: SecretBoxDep, settings: SettingsDep,
+                          transport: TransportDep, endpoint_id: uuid.UUID, body: EndpointUpdate) -> EndpointRead:
     """Change URL, filters, description or delivery settings. A new URL is challenged again and receives
     nothing until verified."""
-    return await service.update(session, engine, endpoint_id, body)
+    return await service.update(session, box, settings, transport, endpoint_id, body)
 
 
 @router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT,
@@ -83,10 +83,10 @@ async def delete_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uu
 
 @router.post("/{endpoint_id}/verify", response_model=EndpointRead,
              responses=problem_responses(401, 403, 404, 409, 422))
-async def verify_endpoint(session: SessionDep, _: PlatformOwner, engine: EngineDep,
-                          endpoint_id: uuid.UUID) -> EndpointRead:
+async def verify_endpoint(session: SessionDep, _: PlatformOwner, box: SecretBoxDep, settings: SettingsDep,
+                          transport: TransportDep, endpoint_id: uuid.UUID) -> EndpointRead:
     """Send the verification challenge again (see create)."""
-    return await service.verify(session, engine, endpoint_id)
+    return await service.verify(session, box, settings, transport, endpoint_id)
 
 
 @router.post("/{endpoint_id}/pause", response_model=EndpointRead,
@@ -99,24 +99,25 @@ async def pause_endpoint(session: SessionDep, _: PlatformOwner, endpoint_id: uui
 
 @router.post("/{endpoint_id}/resume", response_model=Resumed,
              responses=problem_responses(401, 403, 404, 409, 422))
-async def resume_endpoint(session: SessionDep, _: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
+async def resume_endpoint(session: SessionDep, _: PlatformOwner, settings: SettingsDep, endpoint_id: uuid.UUID,
                           body: Annotated[StatusChange | None, Body()] = None) -> Resumed:
     """Re-enable a PAUSED or DISABLED endpoint. `recoveryOffer` counts what it failed or missed while it
     was off; POST its `recover` body to `/{id}/recover` to have it sent (same `webhook-id`s)."""
-    return await service.resume(session, engine, endpoint_id, body or StatusChange())
+    return await service.resume(session, settings, endpoint_id, body or StatusChange())
 
 
 @router.post("/{endpoint_id}/test", response_model=TestSent, responses=problem_responses(401, 403, 404, 409, 422))
-async def test_endpoint(session: SessionDep, _: PlatformOwner, engine: EngineDep,
-                        endpoint_id: uuid.UUID) -> TestSent:
+async def test_endpoint(session: SessionDep, _: PlatformOwner, box: SecretBoxDep, settings: SettingsDep,
+                        transport: TransportDep, endpoint_id: uuid.UUID) -> TestSent:
     """Send one signed `webhook.test` event to this endpoint only, now, and report the answer."""
-    return await service.send_test(session, engine, endpoint_id)
+    return await service.send_test(session, box, settings, transport, endpoint_id)
 
 
 @router.post("/{endpoint_id}/rotate-secret", response_model=SecretRotated,
              responses=problem_responses(401, 403, 404, 422))
-async def rotate_secret(session: SessionDep, _: PlatformOwner, engine: EngineDep, endpoint_id: uuid.UUID,
+async def rotate_secret(session: SessionDep, _: PlatformOwner, box: SecretBoxDep, settings: SettingsDep,
+                        endpoint_id: uuid.UUID,
                         body: Annotated[RotateSecret | None, Body()] = None) -> SecretRotated:
     """New signing secret (shown once). For `graceHours` (default 24, max 168) every message carries
     two signatures, with the new and the old secret."""
-    return await service.rotate_secret(session, engine, endpoint_id, body or RotateSecret())
+    return await service.rotate_secret(session, box, settings, endpoint_id, body or RotateSecret())

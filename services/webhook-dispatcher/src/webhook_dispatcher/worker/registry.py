@@ -19,11 +19,11 @@ from typing import Any
 
 from common.crypto import SecretBox
 from common.db import Database
-from webhook_dispatcher.delivery.signing import secret_key
-from webhook_dispatcher.endpoint.repository import CHANGED_CHANNEL, EndpointRepository
-from webhook_dispatcher.models import Endpoint, EndpointKind, EndpointStatus
+from webhook_dispatcher.models import EndpointKind, EndpointStatus, WebhookEndpoint
+from webhook_dispatcher.outbound.signing import secret_key
+from webhook_dispatcher.webhook.repository import CHANGED_CHANNEL, WebhookEndpointRepository
 
-logger = logging.getLogger("webhook_dispatcher.registry")
+logger = logging.getLogger("webhook_dispatcher.worker.registry")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class EndpointConfig:
         return keys
 
 
-def endpoint_keys(box: SecretBox, endpoint: Endpoint) -> tuple[bytes, bytes | None]:
+def endpoint_keys(box: SecretBox, endpoint: WebhookEndpoint) -> tuple[bytes, bytes | None]:
     key = secret_key(box.decrypt(endpoint.secret_encrypted))
     previous = None
     if endpoint.previous_secret_encrypted:
@@ -62,7 +62,7 @@ def endpoint_keys(box: SecretBox, endpoint: Endpoint) -> tuple[bytes, bytes | No
     return key, previous
 
 
-def config_of(box: SecretBox, endpoint: Endpoint) -> EndpointConfig:
+def config_of(box: SecretBox, endpoint: WebhookEndpoint) -> EndpointConfig:
     key, previous = endpoint_keys(box, endpoint)
     return EndpointConfig(id=endpoint.id, url=endpoint.url, status=endpoint.status, key=key, previous_key=previous,
                           previous_expires_at=endpoint.previous_secret_expires_at,
@@ -109,7 +109,7 @@ class EndpointRegistry:
             self._loading.pop(endpoint_id, None)
         return future.result()
 
-    def put(self, endpoint: Endpoint) -> None:
+    def put(self, endpoint: WebhookEndpoint) -> None:
         """Install what this process just wrote (the NOTIFY will confirm it)."""
         self._apply([endpoint], None)
 
@@ -132,10 +132,10 @@ class EndpointRegistry:
     async def reload(self, ids: Iterable[uuid.UUID] | None = None) -> None:
         wanted = None if ids is None else list(ids)
         async with self.database.sessionmaker() as session:
-            endpoints = await EndpointRepository(session).get_many(wanted)
+            endpoints = await WebhookEndpointRepository(session).get_many(wanted)
         self._apply(endpoints, wanted)
 
-    def _apply(self, endpoints: list[Endpoint], wanted: list[uuid.UUID] | None) -> None:
+    def _apply(self, endpoints: list[WebhookEndpoint], wanted: list[uuid.UUID] | None) -> None:
         found = set()
         for endpoint in endpoints:
             found.add(endpoint.id)
@@ -149,19 +149,9 @@ class EndpointRegistry:
         for endpoint_id in gone:
             self._configs.pop(endpoint_id, None)
 
-    async def run(self) -> None:
-        """LISTEN for changes; on any connection problem reconnect and reload everything."""
-        while True:
-            try:
-                await self._listen()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("endpoint change listener failed; reconnecting in 1 s")
-                self.listening.clear()
-                await asyncio.sleep(1.0)
-
-    async def _listen(self) -> None:
+    async def listen(self) -> None:
+        """LISTEN for changes (run under `supervise`: on a connection problem it fails, and the next run
+        reconnects and reloads everything)."""
         changed: asyncio.Queue[uuid.UUID] = asyncio.Queue()
 
         def on_notify(*args: Any) -> None:

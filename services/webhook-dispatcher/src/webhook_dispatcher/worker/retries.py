@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from webhook_dispatcher.delivery.transport import BACK_OFF_STATUSES, AttemptResult
 from webhook_dispatcher.models import DeliveryStatus
+from webhook_dispatcher.outbound.transport import BACK_OFF_STATUSES, AttemptResult
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from webhook_dispatcher.config import Settings, parse_schedule
-from webhook_dispatcher.delivery.messages import build_headers
-from webhook_dispatcher.delivery.retries import decide
-from webhook_dispatcher.delivery.signing import InvalidSecret, generate_secret, secret_key
-from webhook_dispatcher.delivery.transport import AttemptResult, parse_retry_after
 from webhook_dispatcher.models import DeliveryStatus
+from webhook_dispatcher.outbound.messages import build_headers
+from webhook_dispatcher.outbound.signing import InvalidSecret, generate_secret, secret_key
+from webhook_dispatcher.outbound.transport import AttemptResult, parse_retry_after
+from webhook_dispatcher.worker.retries import decide
 
 BODY = b'{"id":"e1","event":"lead.created","timestamp":"2025-01-27T10:00:00.000Z","tenantId":null,"data":{}}'
 

@@ -9,9 +9,9 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from common.observability.tracing import child_headers, random_traceparent
-from webhook_dispatcher.delivery.signing import signature_header
+from webhook_dispatcher.outbound.signing import signature_header
 
-tracer = trace.get_tracer("webhook_dispatcher.delivery")
+tracer = trace.get_tracer("webhook_dispatcher.outbound")
 
 
 def build_headers(msg_id: str, body: bytes, keys: Sequence[bytes], *, user_agent: str,

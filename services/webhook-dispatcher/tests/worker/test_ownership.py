@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import text
 
-from webhook_dispatcher.delivery.ownership import Ownership
+from webhook_dispatcher.worker.ownership import Ownership
 
 
 async def test_one_owner_at_a_time_idle_endpoints_are_given_up_and_stale_leases_taken_over(
