@@ -20,19 +20,18 @@ TICKETS = "/api/platform/support/tickets"
 
 
 @pytest.fixture(scope="session")
-async def support_database(migrated_database) -> str:
-    return await migrated_database("support")
+def service_name() -> str:
+    return "support"
 
 
 @pytest.fixture(scope="session")
-async def support_url(support_database, platform_settings):
-    settings = Settings(database_url=support_database, **platform_settings)
-    async with serve_app(create_app(settings)) as url:
+async def service_url(database_url, platform_settings):
+    async with serve_app(create_app(Settings(database_url=database_url, **platform_settings))) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-async def events(kafka_bootstrap, support_url) -> AsyncIterator[EventCollector]:
+async def events(kafka_bootstrap, service_url) -> AsyncIterator[EventCollector]:
     """One reader of the support topic for the whole session (a consumer-group join is slow on tansu);
     tests pick their own tickets' events by ticket id."""
     async with collect_events(kafka_bootstrap, [TOPIC]) as collector:
@@ -63,23 +62,19 @@ async def tenant_b(auth_server) -> Tenant:
 
 
 @pytest.fixture
-async def client(support_url) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
-    """client(token) -> an httpx client for the support service (no token: anonymous)."""
+async def client(service_url) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
+    """client(token) -> an httpx client for the support service, for the session's tenant users below
+    (the plugin's `owner`, `anonymous` and `tenant_user` cover the other callers)."""
     opened: list[httpx.AsyncClient] = []
 
     def make(token: str | None = None) -> httpx.AsyncClient:
-        c = httpx.AsyncClient(base_url=support_url, headers=bearer(token) if token else {}, timeout=10)
+        c = httpx.AsyncClient(base_url=service_url, headers=bearer(token) if token else {}, timeout=10)
         opened.append(c)
         return c
 
     yield make
     for c in opened:
         await c.aclose()
-
-
-@pytest.fixture
-def owner(client, owner_token) -> httpx.AsyncClient:
-    return client(owner_token)
 
 
 @pytest.fixture
@@ -95,11 +90,6 @@ def user_a(client, tenant_a) -> httpx.AsyncClient:
 @pytest.fixture
 def admin_b(client, tenant_b) -> httpx.AsyncClient:
     return client(tenant_b.admin["accessToken"])
-
-
-@pytest.fixture
-def anonymous(client) -> httpx.AsyncClient:
-    return client(None)
 
 
 @pytest.fixture
