@@ -41,6 +41,13 @@ def service_name() -> str:
 
 
 @pytest.fixture(scope="session")
+async def database_url(migrated_database, service_name: str) -> str:
+    # Declared here, not taken from the plugin: pytest keeps a session fixture's first value, and the
+    # plugin's one would hand the first service's database to every service of a multi-service run.
+    return await migrated_database(service_name)
+
+
+@pytest.fixture(scope="session")
 async def auth_settings(database_url: str, encryption_keys: str) -> Settings:
     return Settings(
         database_url=database_url,
