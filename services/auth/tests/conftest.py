@@ -1,6 +1,8 @@
 """Auth under test: the real app (lifespan included) on a migrated database, called through httpx.
 
-Uses `common.testing.plugin` (migrated_database, encryption_keys). Every test gets its own client IP
+Uses `common.testing.plugin` (database_url, encryption_keys, bearer). The owner here is the one this app
+seeds (auth issues its own tokens), so the clients are ASGI clients of the app, not the plugin's `owner`
+and `anonymous`, which need a running auth. Every test gets its own client IP
 (X-Forwarded-For from the loopback peer, which is a trusted proxy), so login throttling in one test
 never spills into another.
 """
@@ -19,6 +21,7 @@ from fastapi import FastAPI
 
 from auth.app import create_app
 from auth.config import Settings
+from common.testing.plugin import bearer
 
 OWNER_EMAIL = "owner@auth-tests.local"
 OWNER_PASSWORD = "Owner-Passw0rd-1"
@@ -33,9 +36,21 @@ def next_ip() -> str:
 
 
 @pytest.fixture(scope="session")
-async def auth_settings(migrated_database: Callable[..., Awaitable[str]], encryption_keys: str) -> Settings:
+def service_name() -> str:
+    return "auth"
+
+
+@pytest.fixture(scope="session")
+async def database_url(migrated_database, service_name: str) -> str:
+    # Declared here, not taken from the plugin: pytest keeps a session fixture's first value, and the
+    # plugin's one would hand the first service's database to every service of a multi-service run.
+    return await migrated_database(service_name)
+
+
+@pytest.fixture(scope="session")
+async def auth_settings(database_url: str, encryption_keys: str) -> Settings:
     return Settings(
-        database_url=await migrated_database("auth"),
+        database_url=database_url,
         secrets_encryption_keys=encryption_keys,
         platform_owner_email=OWNER_EMAIL,
         platform_owner_password=OWNER_PASSWORD,
@@ -70,21 +85,12 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture(scope="session")
-def bearer() -> Callable[[str], dict[str, str]]:
-    return _bearer
-
-
 @pytest.fixture(scope="session")
 async def owner_headers(app: FastAPI) -> dict[str, str]:
     async with client_for(app) as c:
         resp = await c.post("/api/auth/login", json={"email": OWNER_EMAIL, "password": OWNER_PASSWORD})
         assert resp.status_code == 200, resp.text
-        return _bearer(resp.json()["accessToken"])
+        return bearer(resp.json()["accessToken"])
 
 
 @pytest.fixture
@@ -110,20 +116,6 @@ def login(client: httpx.AsyncClient) -> Callable[..., Awaitable[httpx.Response]]
         return await client.post("/api/auth/login", json={"email": email, "password": password})
 
     return do
-
-
-def _assert_problem(resp: httpx.Response, status: int) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/problem+json")
-    body = resp.json()
-    assert body["status"] == status and body["title"]
-    return body
-
-
-@pytest.fixture(scope="session")
-def problem() -> Callable[[httpx.Response, int], dict[str, Any]]:
-    """`problem(resp, 401)` asserts an RFC 9457 problem with that status and returns its body."""
-    return _assert_problem
 
 
 @pytest.fixture(scope="session")

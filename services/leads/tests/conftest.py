@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from common.testing.events import collect_events
-from common.testing.plugin import bearer
 from common.testing.servers import serve_app
 from leads.app import create_app
 from leads.config import Settings
@@ -18,14 +17,20 @@ TOPIC = "platform.leads.events"
 
 
 @pytest.fixture(scope="session")
-async def leads_db(migrated_database) -> str:
-    return await migrated_database("leads")
+def service_name() -> str:
+    return "leads"
 
 
 @pytest.fixture(scope="session")
-async def leads_url(leads_db, platform_settings):
-    settings = Settings(database_url=leads_db, **platform_settings)
-    async with serve_app(create_app(settings)) as url:
+async def database_url(migrated_database, service_name: str) -> str:
+    # Declared here, not taken from the plugin: pytest keeps a session fixture's first value, and the
+    # plugin's one would hand the first service's database to every service of a multi-service run.
+    return await migrated_database(service_name)
+
+
+@pytest.fixture(scope="session")
+async def service_url(database_url, platform_settings):
+    async with serve_app(create_app(Settings(database_url=database_url, **platform_settings))) as url:
         yield url
 
 
@@ -38,23 +43,11 @@ async def events(kafka_bootstrap):
 
 
 @pytest.fixture(scope="session")
-async def db(leads_db):
+async def db(database_url):
     """Direct access to the service's database, to set up what the API cannot (e.g. past creation times)."""
-    engine = create_async_engine(leads_db)
+    engine = create_async_engine(database_url)
     yield engine
     await engine.dispose()
-
-
-@pytest.fixture
-async def owner(leads_url, owner_token):
-    async with httpx.AsyncClient(base_url=leads_url, headers=bearer(owner_token), timeout=10) as client:
-        yield client
-
-
-@pytest.fixture
-async def anonymous(leads_url):
-    async with httpx.AsyncClient(base_url=leads_url, timeout=10) as client:
-        yield client
 
 
 class LeadsApi:

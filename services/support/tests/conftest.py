@@ -10,7 +10,6 @@ import pytest
 
 from common.events import Envelope
 from common.testing.events import EventCollector, collect_events
-from common.testing.plugin import bearer
 from common.testing.servers import serve_app
 from support.app import create_app
 from support.config import Settings
@@ -20,19 +19,25 @@ TICKETS = "/api/platform/support/tickets"
 
 
 @pytest.fixture(scope="session")
-async def support_database(migrated_database) -> str:
-    return await migrated_database("support")
+def service_name() -> str:
+    return "support"
 
 
 @pytest.fixture(scope="session")
-async def support_url(support_database, platform_settings):
-    settings = Settings(database_url=support_database, **platform_settings)
-    async with serve_app(create_app(settings)) as url:
+async def database_url(migrated_database, service_name: str) -> str:
+    # Declared here, not taken from the plugin: pytest keeps a session fixture's first value, and the
+    # plugin's one would hand the first service's database to every service of a multi-service run.
+    return await migrated_database(service_name)
+
+
+@pytest.fixture(scope="session")
+async def service_url(database_url, platform_settings):
+    async with serve_app(create_app(Settings(database_url=database_url, **platform_settings))) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-async def events(kafka_bootstrap, support_url) -> AsyncIterator[EventCollector]:
+async def events(kafka_bootstrap, service_url) -> AsyncIterator[EventCollector]:
     """One reader of the support topic for the whole session (a consumer-group join is slow on tansu);
     tests pick their own tickets' events by ticket id."""
     async with collect_events(kafka_bootstrap, [TOPIC]) as collector:
@@ -41,65 +46,50 @@ async def events(kafka_bootstrap, support_url) -> AsyncIterator[EventCollector]:
 
 @dataclass
 class Tenant:
+    """A tenant with a TENANT_ADMIN and a TENANT_USER, each a client of the service (the plugin's
+    `tenant_user`); `admin` / `user` are the auth users (with their accessToken)."""
+
     id: uuid.UUID
-    admin: dict[str, Any]  # the auth user plus its accessToken
-    user: dict[str, Any]
+    admin_client: httpx.AsyncClient
+    user_client: httpx.AsyncClient
+
+    @property
+    def admin(self) -> dict[str, Any]:
+        return self.admin_client.user  # type: ignore[attr-defined]
+
+    @property
+    def user(self) -> dict[str, Any]:
+        return self.user_client.user  # type: ignore[attr-defined]
 
 
-async def _tenant(auth_server) -> Tenant:
+async def _tenant(tenant_user: Callable[..., Awaitable[httpx.AsyncClient]]) -> Tenant:
     tenant_id = uuid.uuid4()
-    return Tenant(tenant_id, await auth_server.create_user("TENANT_ADMIN", tenant_id=tenant_id),
-                  await auth_server.create_user("TENANT_USER", tenant_id=tenant_id))
-
-
-@pytest.fixture(scope="session")
-async def tenant_a(auth_server) -> Tenant:
-    return await _tenant(auth_server)
-
-
-@pytest.fixture(scope="session")
-async def tenant_b(auth_server) -> Tenant:
-    return await _tenant(auth_server)
+    return Tenant(tenant_id, await tenant_user("TENANT_ADMIN", tenant_id), await tenant_user("TENANT_USER", tenant_id))
 
 
 @pytest.fixture
-async def client(support_url) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
-    """client(token) -> an httpx client for the support service (no token: anonymous)."""
-    opened: list[httpx.AsyncClient] = []
-
-    def make(token: str | None = None) -> httpx.AsyncClient:
-        c = httpx.AsyncClient(base_url=support_url, headers=bearer(token) if token else {}, timeout=10)
-        opened.append(c)
-        return c
-
-    yield make
-    for c in opened:
-        await c.aclose()
+async def tenant_a(tenant_user) -> Tenant:
+    return await _tenant(tenant_user)
 
 
 @pytest.fixture
-def owner(client, owner_token) -> httpx.AsyncClient:
-    return client(owner_token)
+async def tenant_b(tenant_user) -> Tenant:
+    return await _tenant(tenant_user)
 
 
 @pytest.fixture
-def admin_a(client, tenant_a) -> httpx.AsyncClient:
-    return client(tenant_a.admin["accessToken"])
+def admin_a(tenant_a: Tenant) -> httpx.AsyncClient:
+    return tenant_a.admin_client
 
 
 @pytest.fixture
-def user_a(client, tenant_a) -> httpx.AsyncClient:
-    return client(tenant_a.user["accessToken"])
+def user_a(tenant_a: Tenant) -> httpx.AsyncClient:
+    return tenant_a.user_client
 
 
 @pytest.fixture
-def admin_b(client, tenant_b) -> httpx.AsyncClient:
-    return client(tenant_b.admin["accessToken"])
-
-
-@pytest.fixture
-def anonymous(client) -> httpx.AsyncClient:
-    return client(None)
+def admin_b(tenant_b: Tenant) -> httpx.AsyncClient:
+    return tenant_b.admin_client
 
 
 @pytest.fixture

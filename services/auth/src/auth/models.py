@@ -1,23 +1,23 @@
-"""ORM models of the auth service (Alembic's target metadata)."""
-
-from __future__ import annotations
+"""Table models of the auth service (Alembic's target metadata)."""
 
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text, func, text
+from sqlalchemy import CheckConstraint, DateTime, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlmodel import Field
 
-from common.db import ModelBase, new_metadata
+from common.db.base import TableModel, new_registry
 
-
-class Base(ModelBase, DeclarativeBase):
-    metadata = new_metadata()
+Timestamp = DateTime(timezone=True)
 
 
-class User(Base):
+class Base(TableModel, registry=new_registry()):
+    pass
+
+
+class User(Base, table=True):
     __tablename__ = "users"
     __table_args__ = (
         Index("uq_users_email_lower", func.lower(text("email")), unique=True),
@@ -26,27 +26,27 @@ class User(Base):
         CheckConstraint("(platform_role = 'PLATFORM_OWNER') = (tenant_id IS NULL)", name="role_tenant"),
     )
 
-    email: Mapped[str] = mapped_column(String(320))
-    password_hash: Mapped[str] = mapped_column(String(255))
-    platform_role: Mapped[str] = mapped_column(String(20))
-    tenant_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
-    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    is_active: Mapped[bool] = mapped_column(default=True)
-    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    email: str = Field(sa_type=String(320))
+    password_hash: str = Field(sa_type=String(255))
+    platform_role: str = Field(sa_type=String(20))
+    tenant_id: uuid.UUID | None = None
+    name: str | None = Field(default=None, sa_type=String(200))
+    is_active: bool = True
+    last_login_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
-class SigningKey(Base):
+class SigningKey(Base, table=True):
     """An RSA key pair for access tokens; the newest unretired one signs, all published ones verify."""
 
     __tablename__ = "signing_keys"
 
-    kid: Mapped[str] = mapped_column(String(64), unique=True)
-    private_key_encrypted: Mapped[str] = mapped_column(Text)  # PKCS#8 PEM, sealed with SecretBox
-    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    kid: str = Field(sa_type=String(64), unique=True)
+    private_key_encrypted: str = Field(sa_type=Text)  # PKCS#8 PEM, sealed with SecretBox
+    public_jwk: dict[str, Any] = Field(sa_type=JSONB)
+    retired_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
-class RefreshToken(Base):
+class RefreshToken(Base, table=True):
     """One opaque refresh token (only its SHA-256 is stored); a login starts a family, each use rotates."""
 
     __tablename__ = "refresh_tokens"
@@ -56,15 +56,15 @@ class RefreshToken(Base):
         Index("ix_refresh_tokens_expires_at", "expires_at"),
     )
 
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    family_id: Mapped[uuid.UUID] = mapped_column()
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    family_id: uuid.UUID
+    user_id: uuid.UUID = Field(foreign_key="users.id", ondelete="CASCADE")
+    expires_at: datetime = Field(sa_type=Timestamp)
+    used_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
 
 
-class LoginAttempt(Base):
+class LoginAttempt(Base, table=True):
     """A failed login, kept for the throttling window; a success clears its (email, IP) failures."""
 
     __tablename__ = "login_attempts"
@@ -73,12 +73,12 @@ class LoginAttempt(Base):
         Index("ix_login_attempts_ip_created", "ip", "created_at"),
     )
 
-    email: Mapped[str] = mapped_column(String(320))
-    ip: Mapped[str] = mapped_column(String(64))
-    cleared: Mapped[bool] = mapped_column(default=False)
+    email: str = Field(sa_type=String(320))
+    ip: str = Field(sa_type=String(64))
+    cleared: bool = False
 
 
-class ApiKey(Base):
+class ApiKey(Base, table=True):
     """A platform API key for machines (`plk_<public id>_<secret>`): the public id in clear for lookup, the
     SHA-256 of the whole key to check it. The key itself is shown once, at creation or rotation."""
 
@@ -87,17 +87,17 @@ class ApiKey(Base):
         CheckConstraint("(role = 'PLATFORM_OWNER') = (tenant_id IS NULL)", name="role_tenant"),
     )
 
-    name: Mapped[str] = mapped_column(String(200))
-    public_id: Mapped[str] = mapped_column(String(32), unique=True)
-    key_hash: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(20))
-    tenant_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
-    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(100)), default=list, server_default="{}")
-    created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"),
-                                                         nullable=True)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    name: str = Field(sa_type=String(200))
+    public_id: str = Field(sa_type=String(32), unique=True)
+    key_hash: str = Field(sa_type=String(64))
+    role: str = Field(sa_type=String(20))
+    tenant_id: uuid.UUID | None = None
+    scopes: list[str] = Field(default_factory=list, sa_type=ARRAY(String(100)),
+                              sa_column_kwargs={"server_default": "{}"})
+    created_by: uuid.UUID | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    expires_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    last_used_at: datetime | None = Field(default=None, sa_type=Timestamp)
+    revoked_at: datetime | None = Field(default=None, sa_type=Timestamp)
     # The key this one replaced; unique, so a key is rotated at most once.
-    rotated_from: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"),
-                                                           nullable=True, unique=True)
+    rotated_from: uuid.UUID | None = Field(default=None, foreign_key="api_keys.id", ondelete="SET NULL",
+                                           unique=True)

@@ -8,10 +8,10 @@ Then, periodically: reload the keys (a key made by another replica) and purge st
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 
@@ -24,6 +24,7 @@ from auth.signing_key import service as signing_keys
 from auth.user import service as users
 from common.app import Runtime
 from common.crypto import SecretBox
+from common.supervise import every
 
 logger = logging.getLogger("auth.startup")
 
@@ -47,7 +48,7 @@ async def on_startup(app: FastAPI, runtime: Runtime) -> None:
     app.state.api_keys = LocalApiKeyIntrospector(runtime.database, settings)
     app.state.introspection_throttle = IntrospectionThrottle(settings.api_key_introspect_failures_per_minute)
     await _load_keys(app, runtime, box)
-    runtime.spawn(_maintain(app, runtime, box), "auth-maintenance")
+    runtime.supervise("auth-maintenance", _maintenance(app, runtime, box))
 
 
 async def _load_keys(app: FastAPI, runtime: Runtime, box: SecretBox) -> None:
@@ -68,17 +69,17 @@ async def _purge(runtime: Runtime) -> None:
         logger.info("purged %d old login attempts and %d expired refresh tokens", attempts, tokens)
 
 
-async def _maintain(app: FastAPI, runtime: Runtime, box: SecretBox) -> None:
+def _maintenance(app: FastAPI, runtime: Runtime, box: SecretBox) -> Callable[[], Awaitable[None]]:
+    """Every `signing_keys_reload_seconds`: reload the keys; at most every PURGE_INTERVAL_SECONDS: purge.
+    Runs under `supervise`, which logs a failed step and starts the loop again."""
     settings: Settings = runtime.settings  # type: ignore[assignment]
     last_purge = -math.inf
-    while True:
-        await asyncio.sleep(settings.signing_keys_reload_seconds)
-        try:
-            await _load_keys(app, runtime, box)
-            if time.monotonic() - last_purge >= PURGE_INTERVAL_SECONDS:
-                await _purge(runtime)
-                last_purge = time.monotonic()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("auth maintenance failed; retrying in %.0fs", settings.signing_keys_reload_seconds)
+
+    async def step() -> None:
+        nonlocal last_purge
+        await _load_keys(app, runtime, box)
+        if time.monotonic() - last_purge >= PURGE_INTERVAL_SECONDS:
+            await _purge(runtime)
+            last_purge = time.monotonic()
+
+    return lambda: every(settings.signing_keys_reload_seconds, step)

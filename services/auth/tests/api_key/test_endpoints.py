@@ -12,6 +12,8 @@ import pytest
 from sqlalchemy import select, update
 
 from auth.models import ApiKey
+from common.testing.checks import assert_problem
+from common.testing.plugin import bearer
 
 KEYS = "/api/auth/api-keys"
 INTROSPECT = f"{KEYS}/introspect"
@@ -124,11 +126,11 @@ async def test_age_in_days(client, owner_headers, new_key, db):
     assert next(k for k in listed if k["id"] == created["id"])["ageDays"] == 40
 
 
-async def test_unknown_key_is_404(client, owner_headers, problem):
+async def test_unknown_key_is_404(client, owner_headers):
     missing = uuid.uuid4()
-    problem(await client.get(f"{KEYS}/{missing}", headers=owner_headers), 404)
-    problem(await client.post(f"{KEYS}/{missing}/rotate", json={}, headers=owner_headers), 404)
-    problem(await client.delete(f"{KEYS}/{missing}", headers=owner_headers), 404)
+    assert_problem(await client.get(f"{KEYS}/{missing}", headers=owner_headers), 404)
+    assert_problem(await client.post(f"{KEYS}/{missing}/rotate", json={}, headers=owner_headers), 404)
+    assert_problem(await client.delete(f"{KEYS}/{missing}", headers=owner_headers), 404)
 
 
 # --- introspection ------------------------------------------------------------------------------------------
@@ -202,8 +204,8 @@ async def test_unknown_key_and_wrong_secret_are_inactive(client, new_key):
 
 
 @pytest.mark.parametrize("body", [{}, {"key": 123}, {"key": None}, {"key": ["plk_x"]}, [], "plk_x"])
-async def test_introspection_of_a_malformed_request_is_422(client, body, problem):
-    problem(await client.post(INTROSPECT, json=body), 422)
+async def test_introspection_of_a_malformed_request_is_422(client, body):
+    assert_problem(await client.post(INTROSPECT, json=body), 422)
 
 
 async def test_last_used_is_set_at_most_once_a_minute(client, owner_headers, new_key, db):
@@ -221,7 +223,7 @@ async def test_last_used_is_set_at_most_once_a_minute(client, owner_headers, new
     assert datetime.now(UTC) - datetime.fromisoformat(later) < timedelta(minutes=1)
 
 
-async def test_failed_introspections_are_throttled_per_client_ip(auth_settings, replica, client_of, problem):
+async def test_failed_introspections_are_throttled_per_client_ip(auth_settings, replica, client_of):
     settings = auth_settings.model_copy(update={"api_key_introspect_failures_per_minute": 3})
     async with replica(settings) as app2, client_of(app2) as guesser, client_of(app2) as other:
         owner = await other.post("/api/auth/login", json={"email": settings.platform_owner_email,
@@ -233,7 +235,7 @@ async def test_failed_introspections_are_throttled_per_client_ip(auth_settings, 
         for _ in range(3):
             assert await _introspect(guesser, f"plk_{uuid.uuid4().hex[:12]}_{'A' * 43}") == {"active": False}
         resp = await guesser.post(INTROSPECT, json={"key": key})
-        problem(resp, 429)
+        assert_problem(resp, 429)
         assert 1 <= int(resp.headers["Retry-After"]) <= 20
         # Another client is not affected.
         assert (await _introspect(other, key))["active"] is True
@@ -284,81 +286,81 @@ async def test_rotation_keeps_the_lifetime_and_never_extends_the_old_key(client,
     assert timedelta(minutes=59) < lifetime <= timedelta(hours=1)
 
 
-async def test_a_key_is_rotated_once_and_never_when_revoked(client, owner_headers, new_key, problem):
+async def test_a_key_is_rotated_once_and_never_when_revoked(client, owner_headers, new_key):
     old = await new_key()
     new = (await client.post(f"{KEYS}/{old['id']}/rotate", json={"gracePeriodHours": 1},
                              headers=owner_headers)).json()
-    body = problem(await client.post(f"{KEYS}/{old['id']}/rotate", json={}, headers=owner_headers), 409)
+    body = assert_problem(await client.post(f"{KEYS}/{old['id']}/rotate", json={}, headers=owner_headers), 409)
     assert new["id"] in body["detail"]
     assert (await client.post(f"{KEYS}/{new['id']}/rotate", json={}, headers=owner_headers)).status_code == 201
     revoked = await new_key()
     await client.delete(f"{KEYS}/{revoked['id']}", headers=owner_headers)
-    problem(await client.post(f"{KEYS}/{revoked['id']}/rotate", json={}, headers=owner_headers), 409)
+    assert_problem(await client.post(f"{KEYS}/{revoked['id']}/rotate", json={}, headers=owner_headers), 409)
 
 
 # --- API keys as bearer credentials -------------------------------------------------------------------------
 
-async def test_a_key_is_a_bearer_credential_on_auth_itself(client, new_key, bearer, problem):
+async def test_a_key_is_a_bearer_credential_on_auth_itself(client, new_key):
     tenant = str(uuid.uuid4())
     created = await new_key(role="TENANT_ADMIN", tenantId=tenant)
     resp = await client.get("/api/auth/me", headers=bearer(created["key"]))
     assert resp.status_code == 200, resp.text
     assert resp.json() == {"id": created["id"], "email": None, "role": "TENANT_ADMIN", "tenantId": tenant,
                            "scopes": [], "keyId": created["id"], "name": created["name"]}
-    problem(await client.get("/api/auth/users", headers=bearer(created["key"])), 403)  # a tenant role
-    assert (await client.get(f"{KEYS}/{created['id']}")).status_code == 401
+    assert_problem(await client.get("/api/auth/users", headers=bearer(created["key"])), 403)  # a tenant role
+    assert_problem(await client.get(f"{KEYS}/{created['id']}"), 401)
 
 
-async def test_owner_key_may_use_owner_endpoints_but_not_manage_keys(client, new_key, bearer, problem):
+async def test_owner_key_may_use_owner_endpoints_but_not_manage_keys(client, new_key):
     created = await new_key()
     headers = bearer(created["key"])
     assert (await client.get("/api/auth/users", headers=headers)).status_code == 200
     # A leaked key must not mint its own replacements or rotate the real one away.
-    problem(await client.post(KEYS, json={"name": "persistence"}, headers=headers), 403)
-    problem(await client.get(KEYS, headers=headers), 403)
-    problem(await client.post(f"{KEYS}/{created['id']}/rotate", json={}, headers=headers), 403)
-    problem(await client.delete(f"{KEYS}/{created['id']}", headers=headers), 403)
+    assert_problem(await client.post(KEYS, json={"name": "persistence"}, headers=headers), 403)
+    assert_problem(await client.get(KEYS, headers=headers), 403)
+    assert_problem(await client.post(f"{KEYS}/{created['id']}/rotate", json={}, headers=headers), 403)
+    assert_problem(await client.delete(f"{KEYS}/{created['id']}", headers=headers), 403)
 
 
-async def test_scopes_limit_a_key_on_auth(client, new_key, bearer, problem):
-    problem(await client.get("/api/auth/me", headers=bearer((await new_key(scopes=["leads:read"]))["key"])), 403)
+async def test_scopes_limit_a_key_on_auth(client, new_key):
+    assert_problem(await client.get("/api/auth/me", headers=bearer((await new_key(scopes=["leads:read"]))["key"])), 403)
     assert (await client.get("/api/auth/me",
                              headers=bearer((await new_key(scopes=["auth:read"]))["key"]))).status_code == 200
 
 
-async def test_revoked_or_unknown_key_as_bearer_is_401(client, owner_headers, new_key, bearer, problem):
+async def test_revoked_or_unknown_key_as_bearer_is_401(client, owner_headers, new_key):
     created = await new_key()
     assert (await client.get("/api/auth/me", headers=bearer(created["key"]))).status_code == 200
     await client.delete(f"{KEYS}/{created['id']}", headers=owner_headers)
-    problem(await client.get("/api/auth/me", headers=bearer(created["key"])), 401)
-    problem(await client.get("/api/auth/me", headers=bearer(f"plk_{'0' * 12}_{'A' * 43}")), 401)
-    problem(await client.get("/api/auth/me", headers=bearer("plk_garbage")), 401)
+    assert_problem(await client.get("/api/auth/me", headers=bearer(created["key"])), 401)
+    assert_problem(await client.get("/api/auth/me", headers=bearer(f"plk_{'0' * 12}_{'A' * 43}")), 401)
+    assert_problem(await client.get("/api/auth/me", headers=bearer("plk_garbage")), 401)
 
 
 # --- who may manage keys, and hostile input -----------------------------------------------------------------
 
 @pytest.mark.parametrize("role", ["TENANT_ADMIN", "TENANT_USER"])
-async def test_tenant_roles_cannot_manage_keys(client, create_user, new_key, bearer, role, problem):
+async def test_tenant_roles_cannot_manage_keys(client, create_user, new_key, role):
     user = await create_user(role)
     login = await client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]})
     headers = bearer(login.json()["accessToken"])
     key = await new_key()
-    problem(await client.post(KEYS, json={"name": "mine", "role": role, "tenantId": user["tenantId"]},
+    assert_problem(await client.post(KEYS, json={"name": "mine", "role": role, "tenantId": user["tenantId"]},
                               headers=headers), 403)
-    problem(await client.get(KEYS, headers=headers), 403)
-    problem(await client.get(f"{KEYS}/{key['id']}", headers=headers), 403)
-    problem(await client.post(f"{KEYS}/{key['id']}/rotate", json={}, headers=headers), 403)
-    problem(await client.delete(f"{KEYS}/{key['id']}", headers=headers), 403)
+    assert_problem(await client.get(KEYS, headers=headers), 403)
+    assert_problem(await client.get(f"{KEYS}/{key['id']}", headers=headers), 403)
+    assert_problem(await client.post(f"{KEYS}/{key['id']}/rotate", json={}, headers=headers), 403)
+    assert_problem(await client.delete(f"{KEYS}/{key['id']}", headers=headers), 403)
     assert (await _introspect(client, key["key"]))["active"] is True  # nothing changed
 
 
-async def test_anonymous_cannot_manage_keys(client, new_key, problem):
+async def test_anonymous_cannot_manage_keys(client, new_key):
     key = await new_key()
-    problem(await client.post(KEYS, json={"name": "x"}), 401)
-    problem(await client.get(KEYS), 401)
-    problem(await client.get(f"{KEYS}/{key['id']}"), 401)
-    problem(await client.post(f"{KEYS}/{key['id']}/rotate", json={}), 401)
-    problem(await client.delete(f"{KEYS}/{key['id']}"), 401)
+    assert_problem(await client.post(KEYS, json={"name": "x"}), 401)
+    assert_problem(await client.get(KEYS), 401)
+    assert_problem(await client.get(f"{KEYS}/{key['id']}"), 401)
+    assert_problem(await client.post(f"{KEYS}/{key['id']}/rotate", json={}), 401)
+    assert_problem(await client.delete(f"{KEYS}/{key['id']}"), 401)
 
 
 _PAST = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
@@ -392,33 +394,33 @@ _PAST = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     {"name": "x", "keyHash": "0" * 64},
     {"name": "x", "lastUsedAt": _PAST},
 ])
-async def test_invalid_key_is_422(client, owner_headers, body, problem):
-    problem(await client.post(KEYS, content=json.dumps(body),
+async def test_invalid_key_is_422(client, owner_headers, body):
+    assert_problem(await client.post(KEYS, content=json.dumps(body),
                               headers=owner_headers | {"content-type": "application/json"}), 422)
 
 
 @pytest.mark.parametrize("body", [{"gracePeriodHours": -1}, {"gracePeriodHours": 169}, {"gracePeriodHours": 1.5},
                                   {"gracePeriodHours": "two"}, {"gracePeriodHours": 10**30}, {"grace": 1}, []])
-async def test_invalid_rotation_is_422_and_changes_nothing(client, owner_headers, new_key, body, problem):
+async def test_invalid_rotation_is_422_and_changes_nothing(client, owner_headers, new_key, body):
     key = await new_key()
-    problem(await client.post(f"{KEYS}/{key['id']}/rotate", json=body, headers=owner_headers), 422)
+    assert_problem(await client.post(f"{KEYS}/{key['id']}/rotate", json=body, headers=owner_headers), 422)
     assert (await _introspect(client, key["key"]))["active"] is True
 
 
 @pytest.mark.parametrize("params", [{"active": "maybe"}, {"limit": 0}, {"limit": 1000}, {"offset": -1}])
-async def test_bad_list_parameters_are_422(client, owner_headers, params, problem):
-    problem(await client.get(KEYS, params=params, headers=owner_headers), 422)
+async def test_bad_list_parameters_are_422(client, owner_headers, params):
+    assert_problem(await client.get(KEYS, params=params, headers=owner_headers), 422)
 
 
 @pytest.mark.parametrize("path", ["not-a-uuid", "1 OR 1=1", "%00"])
-async def test_bad_key_ids_are_422(client, owner_headers, path, problem):
-    problem(await client.get(f"{KEYS}/{path}", headers=owner_headers), 422)
-    problem(await client.delete(f"{KEYS}/{path}", headers=owner_headers), 422)
-    problem(await client.post(f"{KEYS}/{path}/rotate", json={}, headers=owner_headers), 422)
+async def test_bad_key_ids_are_422(client, owner_headers, path):
+    assert_problem(await client.get(f"{KEYS}/{path}", headers=owner_headers), 422)
+    assert_problem(await client.delete(f"{KEYS}/{path}", headers=owner_headers), 422)
+    assert_problem(await client.post(f"{KEYS}/{path}/rotate", json={}, headers=owner_headers), 422)
 
 
-async def test_an_oversized_body_is_413(client, owner_headers, problem):
-    problem(await client.post(KEYS, content=b'{"name": "' + b"x" * 2_000_000 + b'"}',
+async def test_an_oversized_body_is_413(client, owner_headers):
+    assert_problem(await client.post(KEYS, content=b'{"name": "' + b"x" * 2_000_000 + b'"}',
                               headers=owner_headers | {"content-type": "application/json"}), 413)
-    problem(await client.post(INTROSPECT, content=b'{"key": "' + b"x" * 2_000_000 + b'"}',
+    assert_problem(await client.post(INTROSPECT, content=b'{"key": "' + b"x" * 2_000_000 + b'"}',
                               headers={"content-type": "application/json"}), 413)

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from auth.signing_key.keyring import KeyRing
+from common.testing.checks import assert_problem
 
 
 def _b64(data: dict) -> str:
@@ -37,7 +38,7 @@ async def test_a_signed_token_for_a_real_user_works(app, client, create_user):
     assert (await _me(client, token)).status_code == 200
 
 
-async def test_tampered_payload_is_401(create_user, client, problem):
+async def test_tampered_payload_is_401(create_user, client):
     user = await create_user("TENANT_USER")
     token = (await client.post("/api/auth/login", json={"email": user["email"],
                                                         "password": user["password"]})).json()["accessToken"]
@@ -45,48 +46,48 @@ async def test_tampered_payload_is_401(create_user, client, problem):
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["role"] = "PLATFORM_OWNER"
     forged = f"{header}.{_b64(claims)}.{signature}"
-    problem(await _me(client, forged), 401)
-    problem(await client.get("/api/auth/users", headers={"Authorization": f"Bearer {forged}"}), 401)
+    assert_problem(await _me(client, forged), 401)
+    assert_problem(await client.get("/api/auth/users", headers={"Authorization": f"Bearer {forged}"}), 401)
 
 
-async def test_expired_token_is_401(app, client, create_user, problem):
+async def test_expired_token_is_401(app, client, create_user):
     user = await create_user()
     past = int(time.time()) - 3600
     token = app.state.keyring.sign(_claims(sub=user["id"], iat=past - 900, exp=past))
-    problem(await _me(client, token), 401)
+    assert_problem(await _me(client, token), 401)
 
 
-async def test_token_signed_by_a_foreign_key_is_401(app, client, problem):
+async def test_token_signed_by_a_foreign_key_is_401(app, client):
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     # Same kid as the real key: only the signature can tell them apart.
     token = KeyRing(kid=app.state.keyring.kid, private_key=stranger, jwks={}).sign(_claims())
-    problem(await _me(client, token), 401)
+    assert_problem(await _me(client, token), 401)
 
 
 @pytest.mark.parametrize("overrides", [{"iss": "evil"}, {"aud": "other-service"}, {"typ": "refresh"},
                                        {"sub": "not-a-uuid"}, {"role": "GOD"}])
-async def test_tokens_with_wrong_claims_are_401(app, client, overrides, problem):
-    problem(await _me(client, app.state.keyring.sign(_claims(**overrides))), 401)
+async def test_tokens_with_wrong_claims_are_401(app, client, overrides):
+    assert_problem(await _me(client, app.state.keyring.sign(_claims(**overrides))), 401)
 
 
-async def test_unsigned_and_hs256_tokens_are_401(app, client, problem):
+async def test_unsigned_and_hs256_tokens_are_401(app, client):
     none_token = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': app.state.keyring.kid})}.{_b64(_claims())}."
-    problem(await _me(client, none_token), 401)
+    assert_problem(await _me(client, none_token), 401)
     # HS256 keyed with the public key PEM: the classic algorithm-confusion attack.
     public_pem = app.state.keyring.private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': app.state.keyring.kid})}.{_b64(_claims())}"
     mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
-    problem(await _me(client, f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"), 401)
+    assert_problem(await _me(client, f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"), 401)
 
 
 @pytest.mark.parametrize("value", ["Bearer", "Bearer not.a.jwt", "Basic dXNlcjpwYXNz", "Bearer " + "a" * 5000])
-async def test_garbage_authorization_is_401(client, value, problem):
-    problem(await client.get("/api/auth/me", headers={"Authorization": value}), 401)
+async def test_garbage_authorization_is_401(client, value):
+    assert_problem(await client.get("/api/auth/me", headers={"Authorization": value}), 401)
 
 
-async def test_a_refresh_token_is_not_an_access_token(create_user, client, problem):
+async def test_a_refresh_token_is_not_an_access_token(create_user, client):
     user = await create_user()
     refresh = (await client.post("/api/auth/login", json={"email": user["email"],
                                                           "password": user["password"]})).json()["refreshToken"]
-    problem(await _me(client, refresh), 401)
+    assert_problem(await _me(client, refresh), 401)

@@ -16,6 +16,7 @@ from auth.signing_key import service
 from auth.signing_key.keyring import KeyRing
 from common.crypto import SecretBox
 from common.db import Database
+from common.testing.checks import assert_problem
 
 
 async def test_concurrent_starts_create_one_key(migrated_database, encryption_keys):
@@ -50,7 +51,7 @@ async def test_replicas_share_the_key(app, auth_settings, replica, client_of, cr
         assert (await c.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})).status_code == 200
 
 
-async def test_auth_never_fetches_its_own_jwks(app, client, create_user, monkeypatch, problem):
+async def test_auth_never_fetches_its_own_jwks(app, client, create_user, monkeypatch):
     fetched: list[str] = []
     original = httpx.AsyncClient.get
 
@@ -68,7 +69,7 @@ async def test_auth_never_fetches_its_own_jwks(app, client, create_user, monkeyp
     unknown_kid = KeyRing(kid="unknown-kid", private_key=app.state.keyring.private_key, jwks={}).sign(
         {"sub": str(uuid.uuid4()), "role": "PLATFORM_OWNER", "typ": "access", "iat": now, "exp": now + 60,
          "iss": "plataforma-auth", "aud": "plataforma"})
-    problem(await client.get("/api/auth/me", headers={"Authorization": f"Bearer {unknown_kid}"}), 401)
+    assert_problem(await client.get("/api/auth/me", headers={"Authorization": f"Bearer {unknown_kid}"}), 401)
     assert not [u for u in fetched if "jwks" in u]
 
 

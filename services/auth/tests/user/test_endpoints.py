@@ -6,6 +6,9 @@ import uuid
 
 import pytest
 
+from common.testing.checks import assert_problem
+from common.testing.plugin import bearer
+
 USERS = "/api/auth/users"
 
 
@@ -15,7 +18,7 @@ async def _token(client, user) -> str:
     return resp.json()["accessToken"]
 
 
-async def test_me_returns_the_caller(create_user, client, bearer):
+async def test_me_returns_the_caller(create_user, client):
     user = await create_user("TENANT_USER", name="Ana")
     resp = await client.get("/api/auth/me", headers=bearer(await _token(client, user)))
     assert resp.status_code == 200
@@ -25,17 +28,17 @@ async def test_me_returns_the_caller(create_user, client, bearer):
     assert not {"password", "passwordHash", "password_hash"} & body.keys()
 
 
-async def test_me_needs_a_token(client, problem):
+async def test_me_needs_a_token(client):
     resp = await client.get("/api/auth/me")
-    problem(resp, 401)
+    assert_problem(resp, 401)
     assert resp.headers["WWW-Authenticate"] == "Bearer"
 
 
-async def test_me_of_a_disabled_user_is_401(create_user, client, owner_headers, bearer, problem):
+async def test_me_of_a_disabled_user_is_401(create_user, client, owner_headers):
     user = await create_user()
     token = await _token(client, user)
     await client.patch(f"{USERS}/{user['id']}", json={"isActive": False}, headers=owner_headers)
-    problem(await client.get("/api/auth/me", headers=bearer(token)), 401)
+    assert_problem(await client.get("/api/auth/me", headers=bearer(token)), 401)
 
 
 async def test_owner_creates_a_user(client, owner_headers):
@@ -52,11 +55,11 @@ async def test_owner_creates_a_user(client, owner_headers):
     assert login.status_code == 200
 
 
-async def test_duplicate_email_is_409_whatever_the_case(create_user, client, owner_headers, problem):
+async def test_duplicate_email_is_409_whatever_the_case(create_user, client, owner_headers):
     user = await create_user()
     body = {"email": user["email"].upper(), "password": "long-enough", "platformRole": "TENANT_USER",
             "tenantId": str(uuid.uuid4())}
-    problem(await client.post(USERS, json=body, headers=owner_headers), 409)
+    assert_problem(await client.post(USERS, json=body, headers=owner_headers), 409)
 
 
 @pytest.mark.parametrize("body", [
@@ -72,9 +75,9 @@ async def test_duplicate_email_is_409_whatever_the_case(create_user, client, own
     {"platformRole": "TENANT_USER", "tenantId": str(uuid.uuid4()), "name": "nul\x00byte"},
     {"platformRole": "TENANT_USER", "tenantId": str(uuid.uuid4()), "isAdmin": True},
 ])
-async def test_invalid_user_is_422(client, owner_headers, body, problem):
+async def test_invalid_user_is_422(client, owner_headers, body):
     payload = {"email": f"u-{uuid.uuid4().hex[:8]}@example.com", "password": "long-enough"} | body
-    problem(await client.post(USERS, json=payload, headers=owner_headers), 422)
+    assert_problem(await client.post(USERS, json=payload, headers=owner_headers), 422)
 
 
 async def test_owner_can_create_another_owner(client, owner_headers):
@@ -85,21 +88,21 @@ async def test_owner_can_create_another_owner(client, owner_headers):
 
 
 @pytest.mark.parametrize("role", ["TENANT_ADMIN", "TENANT_USER"])
-async def test_tenant_roles_cannot_manage_users(create_user, client, bearer, role, problem):
+async def test_tenant_roles_cannot_manage_users(create_user, client, role):
     user = await create_user(role)
     headers = bearer(await _token(client, user))
     body = {"email": f"x-{uuid.uuid4().hex[:6]}@example.com", "password": "long-enough",
             "platformRole": "TENANT_USER", "tenantId": user["tenantId"]}
-    problem(await client.post(USERS, json=body, headers=headers), 403)
-    problem(await client.get(USERS, headers=headers), 403)
-    problem(await client.get(f"{USERS}/{user['id']}", headers=headers), 403)
-    problem(await client.patch(f"{USERS}/{user['id']}", json={"platformRole": "PLATFORM_OWNER"},
+    assert_problem(await client.post(USERS, json=body, headers=headers), 403)
+    assert_problem(await client.get(USERS, headers=headers), 403)
+    assert_problem(await client.get(f"{USERS}/{user['id']}", headers=headers), 403)
+    assert_problem(await client.patch(f"{USERS}/{user['id']}", json={"platformRole": "PLATFORM_OWNER"},
                                headers=headers), 403)
 
 
-async def test_anonymous_cannot_manage_users(client, problem):
-    problem(await client.get(USERS), 401)
-    problem(await client.post(USERS, json={}), 401)
+async def test_anonymous_cannot_manage_users(client):
+    assert_problem(await client.get(USERS), 401)
+    assert_problem(await client.post(USERS, json={}), 401)
 
 
 async def test_list_filters_and_paginates(create_user, client, owner_headers):
@@ -123,43 +126,43 @@ async def test_list_filters_and_paginates(create_user, client, owner_headers):
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1000}, {"offset": -1}, {"role": "ROOT"},
                                     {"tenantId": "nope"}, {"q": "q" * 300}, {"q": "a\x00b"}])
-async def test_bad_list_parameters_are_422(client, owner_headers, params, problem):
-    problem(await client.get(USERS, params=params, headers=owner_headers), 422)
+async def test_bad_list_parameters_are_422(client, owner_headers, params):
+    assert_problem(await client.get(USERS, params=params, headers=owner_headers), 422)
 
 
-async def test_get_user(create_user, client, owner_headers, problem):
+async def test_get_user(create_user, client, owner_headers):
     user = await create_user()
     resp = await client.get(f"{USERS}/{user['id']}", headers=owner_headers)
     assert resp.status_code == 200 and resp.json()["email"] == user["email"]
-    problem(await client.get(f"{USERS}/{uuid.uuid4()}", headers=owner_headers), 404)
-    problem(await client.get(f"{USERS}/not-a-uuid", headers=owner_headers), 422)
+    assert_problem(await client.get(f"{USERS}/{uuid.uuid4()}", headers=owner_headers), 404)
+    assert_problem(await client.get(f"{USERS}/not-a-uuid", headers=owner_headers), 422)
 
 
-async def test_patch_changes_name_and_password(create_user, client, owner_headers, problem):
+async def test_patch_changes_name_and_password(create_user, client, owner_headers):
     user = await create_user()
     old_refresh = (await client.post("/api/auth/login", json={"email": user["email"],
                                                               "password": user["password"]})).json()["refreshToken"]
     resp = await client.patch(f"{USERS}/{user['id']}", json={"name": "Renamed", "password": "brand-new-pass"},
                               headers=owner_headers)
     assert resp.status_code == 200 and resp.json()["name"] == "Renamed"
-    problem(await client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]}), 401)
+    assert_problem(await client.post("/api/auth/login", json={"email": user["email"], "password": user["password"]}), 401)
     assert (await client.post("/api/auth/login", json={"email": user["email"],
                                                        "password": "brand-new-pass"})).status_code == 200
     # A new password ends existing sessions.
-    problem(await client.post("/api/auth/refresh", json={"refreshToken": old_refresh}), 401)
+    assert_problem(await client.post("/api/auth/refresh", json={"refreshToken": old_refresh}), 401)
 
 
-async def test_patch_role_keeps_the_tenant_rule(create_user, client, owner_headers, problem):
+async def test_patch_role_keeps_the_tenant_rule(create_user, client, owner_headers):
     user = await create_user("TENANT_USER")
     url = f"{USERS}/{user['id']}"
     resp = await client.patch(url, json={"platformRole": "TENANT_ADMIN"}, headers=owner_headers)
     assert resp.status_code == 200 and resp.json()["tenantId"] == user["tenantId"]
-    problem(await client.patch(url, json={"tenantId": None}, headers=owner_headers), 422)
-    problem(await client.patch(url, json={"platformRole": "PLATFORM_OWNER", "tenantId": user["tenantId"]},
+    assert_problem(await client.patch(url, json={"tenantId": None}, headers=owner_headers), 422)
+    assert_problem(await client.patch(url, json={"platformRole": "PLATFORM_OWNER", "tenantId": user["tenantId"]},
                                headers=owner_headers), 422)
     promoted = await client.patch(url, json={"platformRole": "PLATFORM_OWNER"}, headers=owner_headers)
     assert promoted.status_code == 200 and promoted.json()["tenantId"] is None
-    problem(await client.patch(url, json={"platformRole": "TENANT_USER"}, headers=owner_headers), 422)
+    assert_problem(await client.patch(url, json={"platformRole": "TENANT_USER"}, headers=owner_headers), 422)
     moved = await client.patch(url, json={"platformRole": "TENANT_USER", "tenantId": user["tenantId"]},
                                headers=owner_headers)
     assert moved.status_code == 200 and moved.json()["platformRole"] == "TENANT_USER"
@@ -167,16 +170,16 @@ async def test_patch_role_keeps_the_tenant_rule(create_user, client, owner_heade
 
 @pytest.mark.parametrize("body", [{"password": "short"}, {"isActive": "maybe"}, {"email": "a@b.co"},
                                   {"name": ""}, {"platformRole": "GOD"}])
-async def test_bad_patch_is_422(create_user, client, owner_headers, body, problem):
+async def test_bad_patch_is_422(create_user, client, owner_headers, body):
     user = await create_user()
-    problem(await client.patch(f"{USERS}/{user['id']}", json=body, headers=owner_headers), 422)
+    assert_problem(await client.patch(f"{USERS}/{user['id']}", json=body, headers=owner_headers), 422)
 
 
-async def test_patch_unknown_user_is_404(client, owner_headers, problem):
-    problem(await client.patch(f"{USERS}/{uuid.uuid4()}", json={"name": "x"}, headers=owner_headers), 404)
+async def test_patch_unknown_user_is_404(client, owner_headers):
+    assert_problem(await client.patch(f"{USERS}/{uuid.uuid4()}", json={"name": "x"}, headers=owner_headers), 404)
 
 
-async def test_the_last_active_owner_cannot_be_disabled(client, owner_headers, bearer, problem):
+async def test_the_last_active_owner_cannot_be_disabled(client, owner_headers):
     me = (await client.get("/api/auth/me", headers=owner_headers)).json()
     owners = (await client.get(USERS, params={"role": "PLATFORM_OWNER", "limit": 100},
                                headers=owner_headers)).json()["items"]
@@ -185,8 +188,25 @@ async def test_the_last_active_owner_cannot_be_disabled(client, owner_headers, b
         if other["id"] != me["id"] and other["isActive"]:
             resp = await client.patch(f"{USERS}/{other['id']}", json={"isActive": False}, headers=owner_headers)
             assert resp.status_code == 200
-    problem(await client.patch(f"{USERS}/{me['id']}", json={"isActive": False}, headers=owner_headers), 409)
-    problem(await client.patch(f"{USERS}/{me['id']}", json={"platformRole": "TENANT_ADMIN",
+    assert_problem(await client.patch(f"{USERS}/{me['id']}", json={"isActive": False}, headers=owner_headers), 409)
+    assert_problem(await client.patch(f"{USERS}/{me['id']}", json={"platformRole": "TENANT_ADMIN",
                                                             "tenantId": str(uuid.uuid4())},
                                headers=owner_headers), 409)
     assert (await client.get("/api/auth/me", headers=owner_headers)).status_code == 200
+
+
+async def test_the_json_keeps_its_camel_case_fields_and_bodies_take_only_them(create_user, client, owner_headers):
+    user = await create_user("TENANT_ADMIN", name="Eva")
+    user.pop("password")
+    assert set(user) == {"id", "email", "name", "platformRole", "tenantId", "isActive", "lastLoginAt",
+                         "createdAt", "updatedAt"}
+    login = (await client.post("/api/auth/login", json={"email": user["email"], "password": "Passw0rd-123",
+                                                        "rememberMe": True})).json()  # unknown fields ignored here
+    assert set(login) == {"accessToken", "refreshToken", "tokenType", "expiresIn", "user"}
+    assert login["user"] == {"id": user["id"], "email": user["email"], "platformRole": "TENANT_ADMIN",
+                             "tenantId": user["tenantId"], "name": "Eva"}
+    url = f"{USERS}/{user['id']}"
+    assert_problem(await client.patch(url, json={"is_active": False}, headers=owner_headers), 422)
+    changed = await client.patch(url, json={"isActive": False}, headers=owner_headers)
+    assert changed.status_code == 200 and changed.json()["isActive"] is False
+    assert_problem(await client.post("/api/auth/refresh", json={"refresh_token": login["refreshToken"]}), 422)

@@ -1,35 +1,21 @@
-"""ORM models of the leads service (Alembic's target metadata)."""
-
-from __future__ import annotations
+"""Table models of the leads service (Alembic's target metadata)."""
 
 import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    Numeric,
-    String,
-    Text,
-    text,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import Uuid
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlmodel import Field, Relationship
 
-from common.db import ModelBase, new_metadata
+from common.db.base import TableModel, new_registry
 from common.messaging import inbox_table, outbox_table
 
 
-class Base(ModelBase, DeclarativeBase):
-    metadata = new_metadata()
+class Base(TableModel, registry=new_registry()):
+    pass
 
 
-class Stage(Base):
+class Stage(Base, table=True):
     """A pipeline stage. Stages are data (seeded by migration 0002), ordered by `position`.
 
     `is_final`: no transition leaves it. `is_won`: where convert puts a lead (exactly one such stage).
@@ -43,15 +29,28 @@ class Stage(Base):
         Index("uq_lead_stages_won", "is_won", unique=True, postgresql_where=text("is_won")),
     )
 
-    code: Mapped[str] = mapped_column(String(50), unique=True)
-    name: Mapped[str] = mapped_column(String(100))
-    position: Mapped[int] = mapped_column(Integer)
-    is_won: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    is_lost: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
-    is_final: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    code: str = Field(sa_type=String(50), unique=True)
+    name: str = Field(sa_type=String(100))
+    position: int = Field(sa_type=Integer)
+    is_won: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    is_lost: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
+    is_final: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
 
 
-class Lead(Base):
+class StageChange(Base, table=True):
+    """Stage history of a lead: one row per move (`from_stage` is null for the initial stage)."""
+
+    __tablename__ = "lead_stage_history"
+    __table_args__ = (Index("ix_lead_stage_history_lead_created", "lead_id", "created_at"),)
+
+    lead_id: uuid.UUID = Field(foreign_key="leads.id", ondelete="CASCADE")
+    from_stage: str | None = Field(default=None, sa_type=String(50))
+    to_stage: str = Field(sa_type=String(50))
+    changed_by: uuid.UUID | None = None
+    note: str | None = Field(default=None, sa_type=String(1000))
+
+
+class Lead(Base, table=True):
     __tablename__ = "leads"
     __table_args__ = (
         CheckConstraint("value >= 0", name="value_not_negative"),
@@ -60,37 +59,29 @@ class Lead(Base):
         Index("ix_leads_source", "source"),
     )
 
-    name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    phone: Mapped[str | None] = mapped_column(String(50), nullable=True)
-    company: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    source: Mapped[str] = mapped_column(String(50))
-    value: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal("0"), server_default=text("0"))
-    currency: Mapped[str] = mapped_column(String(3), default="USD", server_default=text("'USD'"))
-    stage: Mapped[str] = mapped_column(ForeignKey("lead_stages.code", onupdate="RESTRICT", ondelete="RESTRICT"))
-    assignee_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
-    own_operation: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    name: str = Field(sa_type=String(200))
+    email: str | None = Field(default=None, sa_type=String(320))
+    phone: str | None = Field(default=None, sa_type=String(50))
+    company: str | None = Field(default=None, sa_type=String(200))
+    source: str = Field(sa_type=String(50))
+    value: Decimal = Field(default=Decimal("0"), sa_type=Numeric(14, 2), sa_column_kwargs={"server_default": text("0")})
+    currency: str = Field(default="USD", sa_type=String(3), sa_column_kwargs={"server_default": text("'USD'")})
+    stage: str = Field(sa_type=String(50), sa_column_args=[
+        ForeignKey("lead_stages.code", onupdate="RESTRICT", ondelete="RESTRICT")])
+    assignee_id: uuid.UUID | None = None
+    notes: str | None = Field(default=None, sa_type=Text)
+    own_operation: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
     # The tenant this lead became (set on convert, when known).
-    tenant_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    converted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    tenant_id: uuid.UUID | None = None
+    converted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    created_by: uuid.UUID | None = None
     # Leads created from a conversation: the conversation, and a unique key per contact (idempotency).
-    conversation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    contact_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    conversation_id: uuid.UUID | None = None
+    contact_key: str | None = Field(default=None, sa_type=String(200), unique=True)
 
-
-class StageChange(Base):
-    """Stage history of a lead: one row per move (`from_stage` is null for the initial stage)."""
-
-    __tablename__ = "lead_stage_history"
-    __table_args__ = (Index("ix_lead_stage_history_lead_created", "lead_id", "created_at"),)
-
-    lead_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
-    from_stage: Mapped[str | None] = mapped_column(String(50), nullable=True)
-    to_stage: Mapped[str] = mapped_column(String(50))
-    changed_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    note: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    # Loaded only where a lead is shown with its history (LeadRepository.get_with_history).
+    history: list[StageChange] = Relationship(sa_relationship_kwargs={
+        "lazy": "raise", "order_by": "(StageChange.created_at, StageChange.id)", "viewonly": True})
 
 
 outbox = outbox_table(Base.metadata)

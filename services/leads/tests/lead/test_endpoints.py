@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from common.testing.checks import assert_problem
+
 LEADS = "/api/platform/leads"
 
 
@@ -57,8 +59,7 @@ async def test_put_cannot_change_the_stage_or_null_a_required_field(api, owner):
     for body in ({"stage": "QUALIFIED"}, {"convertedAt": "2025-01-01T00:00:00Z"}, {"tenantId": str(uuid.uuid4())},
                  {"name": None}, {"value": None}, {"ownOperation": None}, {"value": -1}):
         resp = await owner.put(f"{LEADS}/{lead['id']}", json=body)
-        assert resp.status_code == 422, (body, resp.text)
-        assert resp.headers["content-type"] == "application/problem+json"
+        assert_problem(resp, 422)
     assert await api.get(lead["id"]) == before
 
 
@@ -84,12 +85,13 @@ async def test_invalid_moves_are_conflicts_and_unknown_stages_are_422(api, owner
     same = await owner.post(f"{LEADS}/{lead['id']}/stage", json={"stage": "NEW"})
     into_won = await owner.post(f"{LEADS}/{lead['id']}/stage", json={"stage": "WON"})
     unknown = await owner.post(f"{LEADS}/{lead['id']}/stage", json={"stage": "NOPE"})
-    assert (same.status_code, into_won.status_code, unknown.status_code) == (409, 409, 422)
-    assert "convert" in into_won.json()["detail"]
+    assert_problem(same, 409, detail="already in stage")
+    assert_problem(into_won, 409, detail="convert")
+    assert_problem(unknown, 422, detail="Unknown stage")
     await api.move(lead["id"], "LOST")
     out_of_lost = await owner.post(f"{LEADS}/{lead['id']}/stage", json={"stage": "NEW"})
-    assert out_of_lost.status_code == 409 and out_of_lost.headers["content-type"] == "application/problem+json"
-    assert (await owner.post(f"{LEADS}/{uuid.uuid4()}/stage", json={"stage": "NEW"})).status_code == 404
+    assert_problem(out_of_lost, 409, detail="final stage")
+    assert_problem(await owner.post(f"{LEADS}/{uuid.uuid4()}/stage", json={"stage": "NEW"}), 404)
     assert (await api.get(lead["id"]))["stage"] == "LOST"
 
 
@@ -102,7 +104,8 @@ async def test_convert_moves_to_won_records_the_time_and_only_once(api, owner, e
     moved_after = await owner.post(f"{LEADS}/{lead['id']}/stage", json={"stage": "LOST"})
     event = await events.wait_for(lambda e: e.event == "lead.converted" and of(lead["id"])(e))
     assert converted["stage"] == "WON" and converted["convertedAt"] and converted["tenantId"] == tenant_id
-    assert again.status_code == 409 and moved_after.status_code == 409
+    assert_problem(again, 409, detail="already converted")
+    assert_problem(moved_after, 409)
     assert event.data["convertedAt"].replace("+00:00", "Z")[:19] == converted["convertedAt"][:19]
     assert event.data["tenantId"] == tenant_id and event.data["stage"] == "WON" and event.data["from"] == "PROPOSAL"
     assert (await api.get(lead["id"]))["history"][-1] | {"at": None} == {
@@ -113,7 +116,7 @@ async def test_a_lost_lead_cannot_be_converted(api, owner):
     lead = await api.create()
     await api.move(lead["id"], "LOST")
     resp = await owner.post(f"{LEADS}/{lead['id']}/convert", json={})
-    assert resp.status_code == 409 and "lost" in resp.json()["detail"]
+    assert_problem(resp, 409, detail="lost")
     after = await api.get(lead["id"])
     assert after["stage"] == "LOST" and after["convertedAt"] is None
 
@@ -124,11 +127,11 @@ async def test_exact_event_sequence_of_one_lead(api, owner, events):
     await api.update(lid, source="web")  # no change: no event
     await api.update(lid, name="Renamed")
     await api.move(lid, "CONTACTED")
-    assert (await owner.post(f"{LEADS}/{lid}/stage", json={"stage": "CONTACTED"})).status_code == 409
+    assert_problem(await owner.post(f"{LEADS}/{lid}/stage", json={"stage": "CONTACTED"}), 409)
     await api.move(lid, "PROPOSAL")
-    assert (await owner.post(f"{LEADS}/{lid}/stage", json={"stage": "WON"})).status_code == 409
+    assert_problem(await owner.post(f"{LEADS}/{lid}/stage", json={"stage": "WON"}), 409)
     await api.convert(lid)
-    assert (await owner.post(f"{LEADS}/{lid}/convert")).status_code == 409
+    assert_problem(await owner.post(f"{LEADS}/{lid}/convert"), 409)
     await api.update(lid, notes="last")  # sentinel: everything before it was published first
     await events.wait_for(lambda e: e.event == "lead.updated" and "notes" in e.data["changes"] and of(lid)(e))
     mine = events.matching(of(lid))
@@ -141,8 +144,8 @@ async def test_create_in_a_given_open_stage_but_not_a_final_or_unknown_one(api, 
     lead = await api.create(stage="qualified")
     assert lead["stage"] == "QUALIFIED"
     assert (await api.get(lead["id"]))["history"][0]["to"] == "QUALIFIED"
-    assert (await owner.post(LEADS, json={"name": "x", "stage": "WON"})).status_code == 409
-    assert (await owner.post(LEADS, json={"name": "x", "stage": "NOPE"})).status_code == 422
+    assert_problem(await owner.post(LEADS, json={"name": "x", "stage": "WON"}), 409)
+    assert_problem(await owner.post(LEADS, json={"name": "x", "stage": "NOPE"}), 422)
 
 
 async def test_list_filters_search_sorts_and_paginates(api):
@@ -178,7 +181,7 @@ async def test_operations_list_shows_only_own_operation_leads(api, owner):
     assert [x["id"] for x in page["items"]] == [mine["id"]] and page["total"] == 1
     assert (await api.list("/api/platform/operations/leads", q=m, source="web"))["total"] == 0
     assert (await api.list("/api/platform/operations/leads", q=m, stage="NEW"))["total"] == 1
-    assert (await owner.get("/api/platform/operations/leads", params={"stage": "NOPE"})).status_code == 422
+    assert_problem(await owner.get("/api/platform/operations/leads", params={"stage": "NOPE"}), 422)
 
 
 @pytest.mark.parametrize("body", [
@@ -210,8 +213,7 @@ async def test_operations_list_shows_only_own_operation_leads(api, owner):
 async def test_hostile_create_is_a_4xx_problem_and_changes_nothing(api, owner, body):
     before = (await api.list())["total"]
     resp = await owner.post(LEADS, json=body)
-    assert 400 <= resp.status_code < 500 and resp.status_code == 422, resp.text
-    assert resp.headers["content-type"] == "application/problem+json"
+    assert_problem(resp, 422)
     assert (await api.list())["total"] == before
 
 
@@ -241,16 +243,38 @@ async def test_hostile_requests_on_one_lead_change_nothing(api, owner):
     ]
     for method, path, body in calls:
         resp = await owner.request(method, path, json=body)
-        assert resp.status_code == 422, (method, path, body, resp.text)
-        assert resp.headers["content-type"] == "application/problem+json"
+        assert_problem(resp, 422)
     for method, path in [("GET", f"{LEADS}/{uuid.uuid4()}"), ("PUT", f"{LEADS}/{uuid.uuid4()}"),
                          ("POST", f"{LEADS}/{uuid.uuid4()}/convert")]:
         resp = await owner.request(method, path, json={"name": "x"} if method == "PUT" else None)
-        assert resp.status_code == 404, (method, path, resp.text)
+        assert_problem(resp, 404, detail="not found")
     huge = await owner.post(LEADS, content=b'{"name": "' + b"a" * 2_000_000 + b'"}',
                             headers={"content-type": "application/json"})
-    assert huge.status_code == 413
+    assert_problem(huge, 413)
     broken = await owner.post(LEADS, content=b'{"name": ', headers={"content-type": "application/json"})
-    assert broken.status_code == 422
+    assert_problem(broken, 422)
     after = await api.get(lid)
     assert {k: after[k] for k in lead} == lead and len(after["history"]) == 1
+
+
+async def test_the_json_keeps_its_camel_case_fields_and_bodies_take_only_them(api, owner):
+    lead = await api.create(assigneeId=str(uuid.uuid4()), ownOperation=True)
+    assert set(lead) == {"id", "name", "email", "phone", "company", "source", "value", "currency", "stage",
+                         "assigneeId", "notes", "ownOperation", "tenantId", "convertedAt", "createdBy",
+                         "conversationId", "createdAt", "updatedAt"}
+    assert lead["ownOperation"] is True and lead["assigneeId"] is not None
+    detail = await api.get(lead["id"])
+    assert set(detail) == set(lead) | {"history"}
+    assert set(detail["history"][0]) == {"from", "to", "at", "by", "note"}
+    assert_problem(await owner.post(LEADS, json={"name": "x", "own_operation": True}), 422)
+    assert_problem(await owner.put(f"{LEADS}/{lead['id']}", json={"assignee_id": None}), 422)
+    stage = (await owner.get(f"{LEADS}/stages/NEW")).json()
+    assert stage == {"code": "NEW", "name": "New", "position": stage["position"], "isWon": False,
+                     "isLost": False, "isFinal": False}
+    board = (await owner.get(f"{LEADS}/pipeline", params={"q": lead["name"]})).json()
+    assert set(board) == {"stages", "count", "totalValue"}
+    assert set(board["stages"][0]) == {"stage", "count", "totalValue", "valueByCurrency", "leads"}
+    metrics = (await owner.get(f"{LEADS}/metrics", params={"q": lead["name"]})).json()
+    assert set(metrics) == {"window", "totals", "conversionRate", "winRate", "averageTimeToConvertSeconds",
+                            "valueByCurrency", "bySource", "byStage", "createdPerDay"}
+    assert set(metrics["window"]) == {"from", "to", "days"} and metrics["bySource"][0]["conversionRate"] == 0

@@ -1,26 +1,12 @@
-"""ORM models of the support service (Alembic's target metadata)."""
-
-from __future__ import annotations
+"""Table models of the support service (Alembic's target metadata)."""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (
-    Boolean,
-    CheckConstraint,
-    Computed,
-    DateTime,
-    ForeignKey,
-    Index,
-    SmallInteger,
-    String,
-    Text,
-    text,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import Uuid
+from sqlalchemy import CheckConstraint, Column, Computed, DateTime, Index, SmallInteger, String, Text, text
+from sqlmodel import Field
 
-from common.db import ModelBase, new_metadata
+from common.db.base import TableModel, new_registry
 from common.messaging import inbox_table, outbox_table
 
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -31,11 +17,11 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
-class Base(ModelBase, DeclarativeBase):
-    metadata = new_metadata()
+class Base(TableModel, registry=new_registry()):
+    pass
 
 
-class Ticket(Base):
+class Ticket(Base, table=True):
     __tablename__ = "tickets"
     __table_args__ = (
         CheckConstraint(_in("priority", PRIORITIES), name="priority"),
@@ -55,32 +41,34 @@ class Ticket(Base):
               postgresql_ops={"description": "gin_trgm_ops"}),
     )
 
-    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    subject: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text)
-    priority: Mapped[str] = mapped_column(String(10))
-    # Severity order for `sort=priority` (the names do not sort alphabetically); never set by code.
-    priority_rank: Mapped[int] = mapped_column(
+    tenant_id: uuid.UUID
+    subject: str = Field(sa_type=String(200))
+    description: str = Field(sa_type=Text)
+    priority: str = Field(sa_type=String(10))
+    # Severity order for `sort=priority` (the names do not sort alphabetically); computed by PostgreSQL,
+    # never set by code (None until the row is read back).
+    priority_rank: int | None = Field(default=None, sa_column=Column(
         SmallInteger,
         Computed("CASE priority WHEN 'LOW' THEN 1 WHEN 'MEDIUM' THEN 2 WHEN 'HIGH' THEN 3 "
                  "WHEN 'CRITICAL' THEN 4 END", persisted=True),
-    )
-    status: Mapped[str] = mapped_column(String(20))
-    assignee_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    created_by: Mapped[uuid.UUID] = mapped_column(Uuid)
-    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+        nullable=False,
+    ))
+    status: str = Field(sa_type=String(20))
+    assignee_id: uuid.UUID | None = None
+    created_by: uuid.UUID
+    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
 
-class TicketMessage(Base):
+class TicketMessage(Base, table=True):
     __tablename__ = "ticket_messages"
     __table_args__ = (Index("ix_ticket_messages_ticket_created", "ticket_id", "created_at"),)
 
-    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
-    author_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    author_role: Mapped[str] = mapped_column(String(30))
-    body: Mapped[str] = mapped_column(Text)
+    ticket_id: uuid.UUID = Field(foreign_key="tickets.id", ondelete="CASCADE")
+    author_id: uuid.UUID
+    author_role: str = Field(sa_type=String(30))
+    body: str = Field(sa_type=Text)
     # Internal notes: written and read by the platform owner only.
-    internal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    internal: bool = Field(default=False, sa_column_kwargs={"server_default": text("false")})
 
 
 outbox = outbox_table(Base.metadata)

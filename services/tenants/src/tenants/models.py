@@ -1,37 +1,35 @@
-"""ORM models of the tenants service (Alembic's target metadata)."""
-
-from __future__ import annotations
+"""Table models of the tenants service (Alembic's target metadata)."""
 
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, Numeric, String, func, text
+from sqlalchemy import DateTime, Index, Integer, Numeric, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlmodel import Field, Relationship
 
-from common.db import ModelBase, new_metadata
+from common.db.base import TableModel, new_registry
 from common.messaging import inbox_table, outbox_table
 
 
-class Base(ModelBase, DeclarativeBase):
-    metadata = new_metadata()
+class Base(TableModel, registry=new_registry()):
+    pass
 
 
-class Plan(Base):
+class Plan(Base, table=True):
     __tablename__ = "plans"
 
-    code: Mapped[str] = mapped_column(String(50), unique=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    monthly_price: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
-    currency: Mapped[str] = mapped_column(String(3), default="USD")
-    limits: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    sort_order: Mapped[int] = mapped_column(Integer, default=0)
-    active: Mapped[bool] = mapped_column(default=True)
+    code: str = Field(sa_type=String(50), unique=True)
+    name: str = Field(sa_type=String(100), unique=True)
+    monthly_price: Decimal = Field(default=Decimal("0"), sa_type=Numeric(12, 2))
+    currency: str = Field(default="USD", sa_type=String(3))
+    limits: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    sort_order: int = Field(default=0, sa_type=Integer)
+    active: bool = True
 
 
-class Tenant(Base):
+class Tenant(Base, table=True):
     __tablename__ = "tenants"
     __table_args__ = (
         # Names are unique among tenants that are not deleted (a deleted name can be reused).
@@ -40,15 +38,15 @@ class Tenant(Base):
         Index("ix_tenants_status_created", "status", "created_at"),
     )
 
-    name: Mapped[str] = mapped_column(String(200))
-    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("plans.id"))
-    status: Mapped[str] = mapped_column(String(20), default="ACTIVE")
-    contact_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
-    status_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
-    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    name: str = Field(sa_type=String(200))
+    plan_id: uuid.UUID = Field(foreign_key="plans.id")
+    status: str = Field(default="ACTIVE", sa_type=String(20))
+    contact_email: str | None = Field(default=None, sa_type=String(320))
+    settings: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
+    status_reason: str | None = Field(default=None, sa_type=String(500))
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
-    plan: Mapped[Plan] = relationship(lazy="raise")
+    plan: Plan = Relationship(sa_relationship_kwargs={"lazy": "raise"})
 
 
 outbox = outbox_table(Base.metadata)

@@ -18,9 +18,9 @@ from auth.api_key.schemas import (
 from auth.api_key.throttle import IntrospectionThrottle
 from auth.login.client_ip import client_ip
 from auth.transaction import SessionDep
+from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner, Principal
 from common.errors import Forbidden, TooManyRequests, problem_responses
-from common.pagination import Page, PageParamsDep
 
 router = APIRouter(prefix="/api/auth/api-keys", tags=["api keys"])
 

@@ -32,10 +32,10 @@ from auth.api_key.schemas import (
 )
 from auth.config import Settings
 from auth.models import ApiKey
+from common.api import Page, PageParams
 from common.auth import Principal, Role
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unauthorized, Unprocessable
-from common.pagination import Page, PageParams
 
 PREFIX = "plk_"
 KEY_PATTERN = re.compile(r"plk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
@@ -58,18 +58,19 @@ def is_active(key: ApiKey, now: datetime) -> bool:
 
 
 def to_read(k: ApiKey, now: datetime | None = None) -> ApiKeyRead:
+    # Not a plain model_validate: `active` and `ageDays` depend on the clock, `prefix` is derived.
     now = now or utcnow()
     return ApiKeyRead(
-        id=k.id, name=k.name, prefix=f"{PREFIX}{k.public_id}", role=Role(k.role), tenantId=k.tenant_id,
-        scopes=list(k.scopes), active=is_active(k, now), createdBy=k.created_by, createdAt=k.created_at,
-        expiresAt=k.expires_at, lastUsedAt=k.last_used_at, revokedAt=k.revoked_at, rotatedFrom=k.rotated_from,
-        ageDays=max(0, (now - k.created_at).days),
+        id=k.id, name=k.name, prefix=f"{PREFIX}{k.public_id}", role=Role(k.role), tenant_id=k.tenant_id,
+        scopes=list(k.scopes), active=is_active(k, now), created_by=k.created_by, created_at=k.created_at,
+        expires_at=k.expires_at, last_used_at=k.last_used_at, revoked_at=k.revoked_at,
+        rotated_from=k.rotated_from, age_days=max(0, (now - k.created_at).days),
     )
 
 
 def _principal(k: ApiKey) -> ApiKeyPrincipal:
-    return ApiKeyPrincipal(id=k.id, role=Role(k.role), tenantId=k.tenant_id, scopes=list(k.scopes),
-                           keyId=str(k.id), name=k.name)
+    return ApiKeyPrincipal(id=k.id, role=Role(k.role), tenant_id=k.tenant_id, scopes=list(k.scopes),
+                           key_id=str(k.id), name=k.name)
 
 
 async def _issue(session: AsyncSession, *, name: str, role: Role, tenant_id: uuid.UUID | None, scopes: list[str],
@@ -80,7 +81,7 @@ async def _issue(session: AsyncSession, *, name: str, role: Role, tenant_id: uui
                  tenant_id=tenant_id, scopes=scopes, created_by=created_by, expires_at=expires_at,
                  rotated_from=rotated_from)
     await ApiKeyRepository(session).add(row)
-    return ApiKeyCreated(**to_read(row).model_dump(), key=key)
+    return ApiKeyCreated(**to_read(row).model_dump(by_alias=False), key=key)
 
 
 async def _get(session: AsyncSession, key_id: uuid.UUID, *, for_update: bool = False) -> ApiKey:
@@ -91,11 +92,11 @@ async def _get(session: AsyncSession, key_id: uuid.UUID, *, for_update: bool = F
 
 
 async def create(session: AsyncSession, owner: Principal, payload: ApiKeyCreate) -> ApiKeyCreated:
-    if payload.expiresAt is not None and payload.expiresAt <= utcnow():
+    if payload.expires_at is not None and payload.expires_at <= utcnow():
         raise Unprocessable("expiresAt must be in the future")
     assert payload.role is not None  # the schema fills it in
-    return await _issue(session, name=payload.name, role=payload.role, tenant_id=payload.tenantId,
-                        scopes=payload.scopes, expires_at=payload.expiresAt, created_by=owner.id)
+    return await _issue(session, name=payload.name, role=payload.role, tenant_id=payload.tenant_id,
+                        scopes=payload.scopes, expires_at=payload.expires_at, created_by=owner.id)
 
 
 async def get(session: AsyncSession, key_id: uuid.UUID) -> ApiKeyRead:
@@ -106,7 +107,7 @@ async def list_keys(session: AsyncSession, *, active: bool | None, page: PagePar
     now = utcnow()
     items, total = await ApiKeyRepository(session).list(active=active, now=now, limit=page.limit,
                                                         offset=page.offset)
-    return Page(items=[to_read(k, now) for k in items], total=total, limit=page.limit, offset=page.offset)
+    return Page[ApiKeyRead].of(items, total, page, read=lambda k: to_read(k, now))
 
 
 async def rotate(session: AsyncSession, owner: Principal, key_id: uuid.UUID, payload: ApiKeyRotate) -> ApiKeyCreated:
@@ -120,10 +121,10 @@ async def rotate(session: AsyncSession, owner: Principal, key_id: uuid.UUID, pay
     if (successor := await repo.successor(old.id)) is not None:
         raise Conflict(f"This API key was already rotated; rotate its successor {successor.id} instead")
     lifetime = old.expires_at - old.created_at if old.expires_at is not None else None
-    if payload.gracePeriodHours == 0:
+    if payload.grace_period_hours == 0:
         old.revoked_at = now
     else:
-        grace_end = now + timedelta(hours=payload.gracePeriodHours)
+        grace_end = now + timedelta(hours=payload.grace_period_hours)
         old.expires_at = min(old.expires_at, grace_end) if old.expires_at is not None else grace_end
     old.updated_at = now
     await repo.flush()
@@ -155,7 +156,7 @@ async def introspect(session: AsyncSession, settings: Settings, key: str) -> Int
     cache_seconds = settings.api_key_cache_seconds
     if row.expires_at is not None:  # a cached answer must not outlive the key
         cache_seconds = min(cache_seconds, max(0, math.floor((row.expires_at - now).total_seconds())))
-    return IntrospectActive(active=True, principal=_principal(row), cacheSeconds=cache_seconds)
+    return IntrospectActive(active=True, principal=_principal(row), cache_seconds=cache_seconds)
 
 
 async def me(session: AsyncSession, principal: Principal) -> ApiKeyPrincipal:

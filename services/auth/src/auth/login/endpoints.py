@@ -32,11 +32,11 @@ async def login(session: SessionDep, keyring: KeyRingDep, request: Request, body
 async def refresh(session: SessionDep, keyring: KeyRingDep, request: Request, body: RefreshRequest) -> TokenResponse:
     """Exchange a refresh token for a new pair. Each refresh token works once: presenting a used one again
     revokes its whole session."""
-    return await service.refresh(session, keyring, request.app.state.settings, body.refreshToken)
+    return await service.refresh(session, keyring, request.app.state.settings, body.refresh_token)
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(422))
 async def logout(session: SessionDep, body: RefreshRequest) -> Response:
     """Revoke the session the refresh token belongs to (unknown tokens are ignored)."""
-    await service.logout(session, body.refreshToken)
+    await service.logout(session, body.refresh_token)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -2,30 +2,37 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import ConfigDict, StringConstraints
 
 from auth.user.schemas import UserSummary
-from common.validation import StorableText as CleanText
+from common.api import InputSchema, Schema
+from common.validation import StorableText
 
 # Login input is not validated beyond size: a malformed email is simply a wrong one (401, no hints).
 LoginEmail = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=320),
-                      CleanText]
-LoginPassword = Annotated[str, StringConstraints(min_length=1, max_length=256), CleanText]
-OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200), CleanText]
+                      StorableText]
+LoginPassword = Annotated[str, StringConstraints(min_length=1, max_length=256), StorableText]
+OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=200), StorableText]
 
 
-class LoginRequest(BaseModel):
+class CredentialsInput(InputSchema):
+    # Credential exchanges have always ignored fields they do not know (a client's extra hints are harmless
+    # here, and a 422 would tell a caller more than a 401 does).
+    model_config = ConfigDict(extra="ignore")
+
+
+class LoginRequest(CredentialsInput):
     email: LoginEmail
     password: LoginPassword
 
 
-class RefreshRequest(BaseModel):
-    refreshToken: OpaqueToken
+class RefreshRequest(CredentialsInput):
+    refresh_token: OpaqueToken
 
 
-class TokenResponse(BaseModel):
-    accessToken: str
-    refreshToken: str
-    tokenType: Literal["Bearer"] = "Bearer"
-    expiresIn: int
+class TokenResponse(Schema):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int
     user: UserSummary

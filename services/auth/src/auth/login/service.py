@@ -17,7 +17,6 @@ from auth.transaction import RejectedCredentials
 from auth.user.passwords import hash_password, needs_rehash, verify_password
 from auth.user.repository import UserRepository
 from auth.user.schemas import UserSummary
-from common.auth import Role
 from common.db import utcnow
 
 # One message for an unknown email, a wrong password and a disabled account: no user enumeration.
@@ -40,12 +39,8 @@ async def _tokens(session: AsyncSession, keyring: KeyRing, settings: Settings, u
                   family_id: uuid.UUID | None = None) -> TokenResponse:
     refresh = await refresh_tokens.issue(session, user.id, ttl_days=settings.refresh_token_ttl_days,
                                          family_id=family_id)
-    return TokenResponse(
-        accessToken=access_token(keyring, settings, user), refreshToken=refresh,
-        expiresIn=settings.access_token_ttl_seconds,
-        user=UserSummary(id=user.id, email=user.email, platformRole=Role(user.platform_role),
-                         tenantId=user.tenant_id, name=user.name),
-    )
+    return TokenResponse(access_token=access_token(keyring, settings, user), refresh_token=refresh,
+                         expires_in=settings.access_token_ttl_seconds, user=UserSummary.model_validate(user))
 
 
 async def login(session: AsyncSession, keyring: KeyRing, settings: Settings, *, email: str, password: str,

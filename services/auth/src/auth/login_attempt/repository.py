@@ -6,14 +6,13 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, func, literal, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import LoginAttempt
+from common.db.repository import Repository
 
 
-class LoginAttemptRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class LoginAttemptRepository(Repository[LoginAttempt]):
+    model = LoginAttempt
 
     async def lock(self, email: str, ip: str) -> None:
         """Serialises attempts on one (email, IP) until commit, so a burst cannot outrun the count."""
@@ -30,8 +29,7 @@ class LoginAttemptRepository:
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def add_failure(self, email: str, ip: str, now: datetime) -> None:
-        self.session.add(LoginAttempt(id=uuid.uuid4(), email=email, ip=ip, created_at=now, updated_at=now))
-        await self.session.flush()
+        await self.add(LoginAttempt(id=uuid.uuid4(), email=email, ip=ip, created_at=now, updated_at=now))
 
     async def clear(self, email: str, ip: str) -> None:
         await self.session.execute(

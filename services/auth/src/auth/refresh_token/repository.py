@@ -6,23 +6,18 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import RefreshToken
+from common.db.repository import Repository
 
 
-class RefreshTokenRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class RefreshTokenRepository(Repository[RefreshToken]):
+    model = RefreshToken
 
     async def by_hash_for_update(self, token_hash: str) -> RefreshToken | None:
         # The row lock serialises two uses of one token: the second sees it used (reuse).
-        stmt = select(RefreshToken).where(RefreshToken.token_hash == token_hash).with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def add(self, token: RefreshToken) -> None:
-        self.session.add(token)
-        await self.session.flush()
+        return await self.get_one(select(RefreshToken).where(RefreshToken.token_hash == token_hash)
+                                  .with_for_update())
 
     async def revoke_family(self, family_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from common.api import Schema
 
 
-class JWK(BaseModel):
+class JWK(Schema):
     kid: str
     kty: str = "RSA"
     alg: str = "RS256"
@@ -12,5 +12,5 @@ class JWK(BaseModel):
     e: str
 
 
-class JWKS(BaseModel):
+class JWKS(Schema):
     keys: list[JWK]

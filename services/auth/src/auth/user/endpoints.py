@@ -10,10 +10,10 @@ from auth.api_key.schemas import ApiKeyPrincipal
 from auth.transaction import SessionDep
 from auth.user import service
 from auth.user.schemas import UserCreate, UserRead, UserUpdate
+from common.api import Page, PageParamsDep
 from common.auth import AnyCaller, PlatformOwner, Role
 from common.errors import problem_responses
-from common.pagination import Page, PageParamsDep
-from common.validation import StorableText as CleanText
+from common.validation import StorableText
 
 router = APIRouter(prefix="/api/auth", tags=["users"])
 
@@ -31,7 +31,7 @@ async def list_users(
     session: SessionDep, _: PlatformOwner, page: PageParamsDep,
     tenantId: uuid.UUID | None = None,
     role: Role | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="Search in email and name"), CleanText] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Search in email and name"), StorableText] = None,
 ) -> Page[UserRead]:
     """Users, newest first."""
     return await service.list_users(session, tenant_id=tenantId, role=role, q=q, page=page)

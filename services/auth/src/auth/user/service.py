@@ -13,18 +13,12 @@ from auth.refresh_token import service as refresh_tokens
 from auth.user.passwords import hash_password
 from auth.user.repository import DuplicateEmail, UserRepository
 from auth.user.schemas import UserCreate, UserRead, UserUpdate, check_role_tenant
+from common.api import Page, PageParams
 from common.auth import Principal, Role
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unauthorized, Unprocessable
-from common.pagination import Page, PageParams
 
 logger = logging.getLogger("auth.user")
-
-
-def to_read(u: User) -> UserRead:
-    return UserRead(id=u.id, email=u.email, name=u.name, platformRole=Role(u.platform_role), tenantId=u.tenant_id,
-                    isActive=u.is_active, lastLoginAt=u.last_login_at, createdAt=u.created_at,
-                    updatedAt=u.updated_at)
 
 
 async def _get(session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False) -> User:
@@ -36,47 +30,47 @@ async def _get(session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = 
 
 async def create(session: AsyncSession, payload: UserCreate) -> UserRead:
     user = User(id=uuid.uuid4(), email=payload.email, password_hash=await hash_password(payload.password),
-                platform_role=payload.platformRole.value, tenant_id=payload.tenantId, name=payload.name,
+                platform_role=payload.platform_role.value, tenant_id=payload.tenant_id, name=payload.name,
                 is_active=True)
     try:
         await UserRepository(session).add(user)
     except DuplicateEmail:
         raise Conflict(f"A user with email {payload.email!r} already exists") from None
-    return to_read(user)
+    return UserRead.model_validate(user)
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> UserRead:
-    return to_read(await _get(session, user_id))
+    return UserRead.model_validate(await _get(session, user_id))
 
 
 async def me(session: AsyncSession, principal: Principal) -> UserRead:
     user = await UserRepository(session).get(principal.id)
     if user is None or not user.is_active:
         raise Unauthorized("This account no longer exists or is disabled")
-    return to_read(user)
+    return UserRead.model_validate(user)
 
 
 async def list_users(session: AsyncSession, *, tenant_id: uuid.UUID | None, role: Role | None, q: str | None,
                      page: PageParams) -> Page[UserRead]:
     items, total = await UserRepository(session).list(tenant_id=tenant_id, role=role.value if role else None,
                                                       q=q, limit=page.limit, offset=page.offset)
-    return Page(items=[to_read(u) for u in items], total=total, limit=page.limit, offset=page.offset)
+    return Page[UserRead].of(items, total, page)
 
 
 async def update(session: AsyncSession, user_id: uuid.UUID, payload: UserUpdate) -> UserRead:
     repo = UserRepository(session)
-    fields = payload.model_dump(exclude_unset=True)
+    fields = payload.model_dump(exclude_unset=True, by_alias=False)
     user = await _get(session, user_id, for_update=True)
-    role = Role(fields.get("platformRole") or user.platform_role)
-    if "tenantId" in fields:
-        tenant_id = fields["tenantId"]
+    role = Role(fields.get("platform_role") or user.platform_role)
+    if "tenant_id" in fields:
+        tenant_id = fields["tenant_id"]
     elif role is Role.PLATFORM_OWNER:
         tenant_id = None  # promotion to owner leaves the tenant
     else:
         tenant_id = user.tenant_id
     if problem := check_role_tenant(role, tenant_id):
         raise Unprocessable(problem)
-    active = user.is_active if fields.get("isActive") is None else fields["isActive"]
+    active = user.is_active if fields.get("is_active") is None else fields["is_active"]
     was_active_owner = user.is_active and user.platform_role == Role.PLATFORM_OWNER
     if was_active_owner and (role is not Role.PLATFORM_OWNER or not active):
         if len(await repo.lock_active_owners()) <= 1:
@@ -93,7 +87,7 @@ async def update(session: AsyncSession, user_id: uuid.UUID, payload: UserUpdate)
     await repo.flush()
     if ends_sessions:
         await refresh_tokens.revoke_all(session, user.id)
-    return to_read(user)
+    return UserRead.model_validate(user)
 
 
 async def seed_owner(session: AsyncSession, email: str, password: str | None) -> None:

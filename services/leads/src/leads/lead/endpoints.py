@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, status
 
+from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import Unprocessable, problem_responses
-from common.pagination import Page, PageParamsDep
 from leads.lead import service
 from leads.lead.schemas import (
     ConvertRequest,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
+from common.db.repository import Repository, contains
 from leads.lead.schemas import LeadFilters, LeadSort
 from leads.models import Lead, StageChange
 
@@ -29,11 +30,6 @@ class StageMissing(Exception):
     """The stage was removed concurrently (foreign key)."""
 
 
-def _like(q: str) -> str:
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def filter_conditions(f: LeadFilters) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if f.stage is not None:
@@ -47,9 +43,7 @@ def filter_conditions(f: LeadFilters) -> list[ColumnElement[bool]]:
     if f.created_to is not None:
         conds.append(Lead.created_at < f.created_to)
     if f.q:
-        pattern = _like(f.q)
-        conds.append(or_(Lead.name.ilike(pattern, escape="\\"), Lead.email.ilike(pattern, escape="\\"),
-                         Lead.company.ilike(pattern, escape="\\")))
+        conds.append(contains([Lead.name, Lead.email, Lead.company], f.q))
     return conds
 
 
@@ -58,25 +52,14 @@ def apply_filters(stmt: Select[Any], f: LeadFilters) -> Select[Any]:
     return stmt.where(*conds) if conds else stmt
 
 
-class LeadRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class LeadRepository(Repository[Lead]):
+    model = Lead
 
-    async def get(self, lead_id: uuid.UUID, *, for_update: bool = False) -> Lead | None:
-        stmt = select(Lead).where(Lead.id == lead_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+    async def get_with_history(self, lead_id: uuid.UUID) -> Lead | None:
+        return await self.get_one(self.select().where(Lead.id == lead_id).options(selectinload(Lead.history)))
 
     async def list(self, f: LeadFilters, *, sort: LeadSort, limit: int, offset: int) -> tuple[list[Lead], int]:
-        stmt = apply_filters(select(Lead), f)
-        total = (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
-        rows = await self.session.execute(stmt.order_by(SORT[sort], Lead.id).limit(limit).offset(offset))
-        return list(rows.scalars()), total
-
-    async def add(self, lead: Lead) -> None:
-        self.session.add(lead)
-        await self.flush()
+        return await self.paginate(apply_filters(select(Lead), f), limit=limit, offset=offset, order_by=[SORT[sort]])
 
     async def add_if_new_contact(self, values: dict[str, Any]) -> Lead | None:
         """Insert unless a lead with this `contact_key` exists (then None): one lead per contact."""
@@ -96,8 +79,3 @@ class LeadRepository:
     async def add_stage_change(self, change: StageChange) -> None:
         self.session.add(change)
         await self.flush()
-
-    async def history(self, lead_id: uuid.UUID) -> list[StageChange]:
-        stmt = (select(StageChange).where(StageChange.lead_id == lead_id)
-                .order_by(StageChange.created_at, StageChange.id))
-        return list((await self.session.execute(stmt)).scalars())

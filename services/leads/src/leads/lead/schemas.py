@@ -7,17 +7,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    EmailStr,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
 
+from common.api import InputSchema, Schema
 from leads.stage.schemas import StageCode
 
 
@@ -45,9 +38,7 @@ Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)]
 SOURCE_HELP = "Where the lead came from, e.g. web, referral, whatsapp, event (lower-case slug)"
 
 
-class LeadCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LeadCreate(InputSchema):
     name: Name
     email: Email | None = None
     phone: Phone | None = None
@@ -56,21 +47,19 @@ class LeadCreate(BaseModel):
     value: Money = Decimal("0.00")
     currency: Currency = "USD"
     stage: StageCode | None = Field(default=None, description="An open stage; default: the first open stage")
-    assigneeId: uuid.UUID | None = Field(default=None, description="The user who owns / works the lead")
+    assignee_id: uuid.UUID | None = Field(default=None, description="The user who owns / works the lead")
     notes: Notes | None = None
-    ownOperation: bool = Field(default=False, description="A lead of the platform owner's own operations")
+    own_operation: bool = Field(default=False, description="A lead of the platform owner's own operations")
 
 
-_NOT_NULL = ("name", "source", "value", "currency", "ownOperation")
+_NOT_NULL = ("name", "source", "value", "currency", "own_operation")
 
 
-class LeadUpdate(BaseModel):
+class LeadUpdate(InputSchema):
     """Partial update: fields left out are kept; `null` clears an optional field.
 
     The stage is not here: stage changes go through `POST /leads/{id}/stage` and `/convert`.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
     email: Email | None = None
@@ -79,33 +68,29 @@ class LeadUpdate(BaseModel):
     source: Source | None = Field(default=None, description=SOURCE_HELP)
     value: Money | None = None
     currency: Currency | None = None
-    assigneeId: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
     notes: Notes | None = None
-    ownOperation: bool | None = None
+    own_operation: bool | None = None
 
     @model_validator(mode="after")
     def _required_not_null(self) -> LeadUpdate:
-        nulls = [f for f in _NOT_NULL if f in self.model_fields_set and getattr(self, f) is None]
+        nulls = [to_camel(f) for f in _NOT_NULL if f in self.model_fields_set and getattr(self, f) is None]
         if nulls:
             raise ValueError(f"cannot be null: {', '.join(nulls)}")
         return self
 
 
-class StageMove(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StageMove(InputSchema):
     stage: StageCode
     note: Note | None = None
 
 
-class ConvertRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    tenantId: uuid.UUID | None = Field(default=None, description="The tenant this lead became, if known")
+class ConvertRequest(InputSchema):
+    tenant_id: uuid.UUID | None = Field(default=None, description="The tenant this lead became, if known")
     note: Note | None = None
 
 
-class LeadRead(BaseModel):
+class LeadRead(Schema):
     id: uuid.UUID
     name: str
     email: str | None
@@ -115,24 +100,23 @@ class LeadRead(BaseModel):
     value: Decimal
     currency: str
     stage: str
-    assigneeId: uuid.UUID | None
+    assignee_id: uuid.UUID | None
     notes: str | None
-    ownOperation: bool
-    tenantId: uuid.UUID | None
-    convertedAt: datetime | None
-    createdBy: uuid.UUID | None
-    conversationId: uuid.UUID | None
-    createdAt: datetime
-    updatedAt: datetime
+    own_operation: bool
+    tenant_id: uuid.UUID | None
+    converted_at: datetime | None
+    created_by: uuid.UUID | None
+    conversation_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
 
 
-class StageChangeRead(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    from_: str | None = Field(alias="from")
-    to: str
-    at: datetime
-    by: uuid.UUID | None
+class StageChangeRead(Schema):
+    # A history row (`StageChange`) read under the short names the API has always answered.
+    from_: str | None = Field(validation_alias="from_stage", serialization_alias="from")
+    to: str = Field(validation_alias="to_stage")
+    at: datetime = Field(validation_alias="created_at")
+    by: uuid.UUID | None = Field(validation_alias="changed_by")
     note: str | None
 
 

@@ -16,13 +16,14 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.api import Page, PageParams
 from common.auth import Principal
 from common.db import utcnow
 from common.errors import Conflict, NotFound
 from common.events.catalogue import ConversationData
-from common.pagination import Page, PageParams
 from leads.events import outbox
 from leads.lead.repository import LeadRepository, StageMissing
 from leads.lead.schemas import (
@@ -33,7 +34,6 @@ from leads.lead.schemas import (
     LeadRead,
     LeadSort,
     LeadUpdate,
-    StageChangeRead,
     StageMove,
 )
 from leads.models import Lead, StageChange
@@ -41,19 +41,7 @@ from leads.stage import service as stages
 
 logger = logging.getLogger("leads.lead")
 
-# API field name → model attribute, for the fields a PUT may change.
-_FIELDS = {"name": "name", "email": "email", "phone": "phone", "company": "company", "source": "source",
-           "value": "value", "currency": "currency", "assigneeId": "assignee_id", "notes": "notes",
-           "ownOperation": "own_operation"}
 _PHONE = re.compile(r"^\+?[0-9][0-9 ()./-]{2,49}$")
-
-
-def to_read(lead: Lead) -> LeadRead:
-    return LeadRead(id=lead.id, name=lead.name, email=lead.email, phone=lead.phone, company=lead.company,
-                    source=lead.source, value=lead.value, currency=lead.currency, stage=lead.stage,
-                    assigneeId=lead.assignee_id, notes=lead.notes, ownOperation=lead.own_operation,
-                    tenantId=lead.tenant_id, convertedAt=lead.converted_at, createdBy=lead.created_by,
-                    conversationId=lead.conversation_id, createdAt=lead.created_at, updatedAt=lead.updated_at)
 
 
 def _event_data(lead: Lead) -> dict[str, Any]:
@@ -89,7 +77,7 @@ async def create(session: AsyncSession, body: LeadCreate, caller: Principal) -> 
         stage = await stages.initial(session)
     lead = Lead(id=uuid.uuid4(), name=body.name, email=body.email, phone=body.phone, company=body.company,
                 source=body.source, value=body.value, currency=body.currency, stage=stage.code,
-                assignee_id=body.assigneeId, notes=body.notes, own_operation=body.ownOperation,
+                assignee_id=body.assignee_id, notes=body.notes, own_operation=body.own_operation,
                 created_by=caller.id)
     try:
         await LeadRepository(session).add(lead)
@@ -97,14 +85,14 @@ async def create(session: AsyncSession, body: LeadCreate, caller: Principal) -> 
         raise Conflict(f"Stage {stage.code} was removed meanwhile") from None
     await _record_stage(session, lead, None, caller.id, None)
     await outbox.publish(session, "lead.created", _event_data(lead), key=lead.id)
-    return to_read(lead)
+    return LeadRead.model_validate(lead)
 
 
 async def get(session: AsyncSession, lead_id: uuid.UUID) -> LeadDetail:
-    lead = await _get(session, lead_id)
-    history = [StageChangeRead(from_=h.from_stage, to=h.to_stage, at=h.created_at, by=h.changed_by, note=h.note)
-               for h in await LeadRepository(session).history(lead_id)]
-    return LeadDetail(**to_read(lead).model_dump(), history=history)
+    lead = await LeadRepository(session).get_with_history(lead_id)
+    if lead is None:
+        raise NotFound(f"Lead {lead_id} not found")
+    return LeadDetail.model_validate(lead)
 
 
 async def list_leads(session: AsyncSession, filters: LeadFilters, *, sort: LeadSort,
@@ -112,7 +100,7 @@ async def list_leads(session: AsyncSession, filters: LeadFilters, *, sort: LeadS
     if filters.stage is not None:
         await stages.require(session, filters.stage)
     items, total = await LeadRepository(session).list(filters, sort=sort, limit=page.limit, offset=page.offset)
-    return Page(items=[to_read(x) for x in items], total=total, limit=page.limit, offset=page.offset)
+    return Page[LeadRead].of(items, total, page)
 
 
 def _jsonable(value: Any) -> Any:
@@ -123,20 +111,19 @@ def _jsonable(value: Any) -> Any:
 
 async def update(session: AsyncSession, lead_id: uuid.UUID, body: LeadUpdate) -> LeadRead:
     lead = await _get(session, lead_id, for_update=True)
-    previous: dict[str, Any] = {}
-    for field, value in body.model_dump(exclude_unset=True).items():
-        attr = _FIELDS[field]
-        current = getattr(lead, attr)
+    previous: dict[str, Any] = {}  # by API name, as the event carries it
+    for field, value in body.model_dump(exclude_unset=True, by_alias=False).items():
+        current = getattr(lead, field)
         if value != current:
-            previous[field] = _jsonable(current)
-            setattr(lead, attr, value)
+            previous[to_camel(field)] = _jsonable(current)
+            setattr(lead, field, value)
     if not previous:
-        return to_read(lead)  # nothing changed: no event
+        return LeadRead.model_validate(lead)  # nothing changed: no event
     lead.updated_at = utcnow()
     await LeadRepository(session).flush()
     data = _event_data(lead) | {"changes": sorted(previous), "previous": previous}
     await outbox.publish(session, "lead.updated", data, key=lead.id)
-    return to_read(lead)
+    return LeadRead.model_validate(lead)
 
 
 async def move(session: AsyncSession, lead_id: uuid.UUID, body: StageMove, caller: Principal) -> LeadRead:
@@ -155,7 +142,7 @@ async def move(session: AsyncSession, lead_id: uuid.UUID, body: StageMove, calle
     await _record_stage(session, lead, from_stage, caller.id, body.note)
     data = _event_data(lead) | {"from": from_stage, "to": target.code, "note": body.note}
     await outbox.publish(session, "lead.stage.changed", data, key=lead.id)
-    return to_read(lead)
+    return LeadRead.model_validate(lead)
 
 
 async def convert(session: AsyncSession, lead_id: uuid.UUID, body: ConvertRequest, caller: Principal) -> LeadRead:
@@ -170,13 +157,13 @@ async def convert(session: AsyncSession, lead_id: uuid.UUID, body: ConvertReques
     from_stage = lead.stage
     lead.stage = won.code
     lead.converted_at = lead.updated_at = utcnow()
-    if body.tenantId is not None:
-        lead.tenant_id = body.tenantId
+    if body.tenant_id is not None:
+        lead.tenant_id = body.tenant_id
     await _record_stage(session, lead, from_stage, caller.id, body.note)
     data = _event_data(lead) | {"convertedAt": lead.converted_at, "tenantId": lead.tenant_id,
                                 "from": from_stage}
     await outbox.publish(session, "lead.converted", data, key=lead.id)
-    return to_read(lead)
+    return LeadRead.model_validate(lead)
 
 
 def contact_key(contact: str) -> str:

@@ -6,8 +6,8 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Date, Integer, and_, cast, func, literal, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.db.repository import Repository
 from leads.lead.repository import filter_conditions
 from leads.lead.schemas import LeadFilters
 from leads.models import Lead, Stage
@@ -15,9 +15,8 @@ from leads.models import Lead, Stage
 _converted = Lead.converted_at.is_not(None)
 
 
-class MetricsRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class MetricsRepository(Repository[Lead]):
+    model = Lead
 
     async def totals(self, f: LeadFilters) -> Any:
         stmt = (select(func.count(Lead.id).label("leads"),

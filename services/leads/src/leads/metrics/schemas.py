@@ -3,57 +3,57 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from common.api import Schema
 
 
-class Window(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
+class Window(Schema):
     from_: date = Field(alias="from", description="First day (UTC), inclusive")
     to: date = Field(description="Last day (UTC), inclusive")
     days: int
 
 
-class Totals(BaseModel):
+class Totals(Schema):
     leads: int = Field(description="Leads created in the window")
     open: int = Field(description="Of those, in a non-final stage")
     converted: int = Field(description="Of those, converted (convertedAt set; in the won stage)")
     lost: int = Field(description="Of those, in a lost stage")
 
 
-class CurrencyValue(BaseModel):
+class CurrencyValue(Schema):
     currency: str
     total: Decimal = Field(description="Sum of `value` of the window's leads in this currency")
     converted: Decimal = Field(description="Sum of `value` of the converted ones")
 
 
-class SourceMetrics(BaseModel):
+class SourceMetrics(Schema):
     source: str
     count: int
     converted: int
-    conversionRate: float = Field(description="converted / count")
+    conversion_rate: float = Field(description="converted / count")
 
 
-class StageMetrics(BaseModel):
+class StageMetrics(Schema):
     stage: str
     name: str
     count: int = Field(description="Window's leads currently in this stage")
     value: Decimal
 
 
-class DayCount(BaseModel):
+class DayCount(Schema):
     date: date
     count: int
 
 
-class Metrics(BaseModel):
+class Metrics(Schema):
     window: Window
     totals: Totals
-    conversionRate: float = Field(description="converted / leads (0 when there are no leads), 4 decimals")
-    winRate: float = Field(description="converted / (converted + lost) (0 when none is closed), 4 decimals")
-    averageTimeToConvertSeconds: float | None = Field(
+    conversion_rate: float = Field(description="converted / leads (0 when there are no leads), 4 decimals")
+    win_rate: float = Field(description="converted / (converted + lost) (0 when none is closed), 4 decimals")
+    average_time_to_convert_seconds: float | None = Field(
         description="Mean of convertedAt - createdAt over the converted leads (null if none)")
-    valueByCurrency: list[CurrencyValue]
-    bySource: list[SourceMetrics] = Field(description="Most leads first")
-    byStage: list[StageMetrics] = Field(description="Every stage, in stage order")
-    createdPerDay: list[DayCount] = Field(description="Every day of the window, zeros included")
+    value_by_currency: list[CurrencyValue]
+    by_source: list[SourceMetrics] = Field(description="Most leads first")
+    by_stage: list[StageMetrics] = Field(description="Every stage, in stage order")
+    created_per_day: list[DayCount] = Field(description="Every day of the window, zeros included")

@@ -64,16 +64,15 @@ async def metrics(session: AsyncSession, filters: LeadFilters, win: Window) -> M
     t = await repo.totals(f)
     return Metrics(
         window=win,
-        totals=Totals(leads=t.leads, open=t.open, converted=t.converted, lost=t.lost),
-        conversionRate=rate(t.converted, t.leads),
-        winRate=rate(t.converted, t.converted + t.lost),
-        averageTimeToConvertSeconds=None if t.avg_seconds is None else round(float(t.avg_seconds), 3),
-        valueByCurrency=[CurrencyValue(currency=r.currency, total=Decimal(r.total), converted=Decimal(r.converted))
-                         for r in await repo.value_by_currency(f)],
-        bySource=[SourceMetrics(source=r.source, count=r.count, converted=r.converted,
-                                conversionRate=rate(r.converted, r.count)) for r in await repo.by_source(f)],
-        byStage=[StageMetrics(stage=r.code, name=r.name, count=r.count, value=Decimal(r.value))
-                 for r in await repo.by_stage(f)],
-        createdPerDay=[DayCount(date=r.day, count=r.count)
-                       for r in await repo.created_per_day(f, win.from_, win.days)],
+        totals=Totals.model_validate(t),
+        conversion_rate=rate(t.converted, t.leads),
+        win_rate=rate(t.converted, t.converted + t.lost),
+        average_time_to_convert_seconds=None if t.avg_seconds is None else round(float(t.avg_seconds), 3),
+        value_by_currency=[CurrencyValue.model_validate(r) for r in await repo.value_by_currency(f)],
+        by_source=[SourceMetrics(source=r.source, count=r.count, converted=r.converted,
+                                 conversion_rate=rate(r.converted, r.count)) for r in await repo.by_source(f)],
+        by_stage=[StageMetrics(stage=r.code, name=r.name, count=r.count, value=Decimal(r.value))
+                  for r in await repo.by_stage(f)],
+        created_per_day=[DayCount(date=r.day, count=r.count)
+                         for r in await repo.created_per_day(f, win.from_, win.days)],
     )

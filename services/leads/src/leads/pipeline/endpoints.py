@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from common.api import PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import problem_responses
-from common.pagination import PageParamsDep
 from leads.lead.endpoints import LeadFiltersDep
 from leads.lead.schemas import LeadSort
 from leads.pipeline import service

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.db.repository import Repository
 from leads.lead.repository import SORT, apply_filters
 from leads.lead.schemas import LeadFilters, LeadSort
 from leads.models import Lead
@@ -21,9 +21,8 @@ class StageCurrencyTotal:
     value: Decimal
 
 
-class PipelineRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class PipelineRepository(Repository[Lead]):
+    model = Lead
 
     async def totals(self, f: LeadFilters) -> list[StageCurrencyTotal]:
         stmt = apply_filters(select(Lead.stage, Lead.currency, func.count(), func.coalesce(func.sum(Lead.value), 0)),
@@ -37,4 +36,4 @@ class PipelineRepository:
         stmt = (select(Lead).join(ranked, ranked.c.id == Lead.id)
                 .where(ranked.c.rn > offset, ranked.c.rn <= offset + limit)
                 .order_by(Lead.stage, ranked.c.rn))
-        return list((await self.session.execute(stmt)).scalars())
+        return await self.all(stmt)

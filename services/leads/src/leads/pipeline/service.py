@@ -7,13 +7,14 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.pagination import Page, PageParams
-from leads.lead import service as leads
+from common.api import Page, PageParams
 from leads.lead.schemas import LeadFilters, LeadRead, LeadSort
+from leads.models import Lead
 from leads.pipeline.repository import PipelineRepository
 from leads.pipeline.schemas import Pipeline, PipelineColumn
 from leads.stage import service as stages
 from leads.stage.repository import StageRepository
+from leads.stage.schemas import StageRead
 
 ZERO = Decimal("0.00")
 
@@ -30,15 +31,15 @@ async def pipeline(session: AsyncSession, filters: LeadFilters, *, sort: LeadSor
     for row in await repo.totals(filters):
         counts[row.stage] += row.count
         values[row.stage][row.currency] = Decimal(row.value)
-    items: dict[str, list[LeadRead]] = defaultdict(list)
+    rows: dict[str, list[Lead]] = defaultdict(list)
     for lead in await repo.page_per_stage(filters, sort=sort, limit=page.limit, offset=page.offset):
-        items[lead.stage].append(leads.to_read(lead))
+        rows[lead.stage].append(lead)
     columns = [
-        PipelineColumn(stage=stages.to_read(s), count=counts[s.code],
-                       totalValue=sum(values[s.code].values(), ZERO),
-                       valueByCurrency=dict(sorted(values[s.code].items())),
-                       leads=Page(items=items[s.code], total=counts[s.code], limit=page.limit, offset=page.offset))
+        PipelineColumn(stage=StageRead.model_validate(s), count=counts[s.code],
+                       total_value=sum(values[s.code].values(), ZERO),
+                       value_by_currency=dict(sorted(values[s.code].items())),
+                       leads=Page[LeadRead].of(rows[s.code], counts[s.code], page))
         for s in all_stages
     ]
     return Pipeline(stages=columns, count=sum(c.count for c in columns),
-                    totalValue=sum((c.totalValue for c in columns), ZERO))
+                    total_value=sum((c.total_value for c in columns), ZERO))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.db.repository import Repository
 from leads.models import Lead, Stage
 
 
@@ -17,42 +17,32 @@ class DuplicateStage(Exception):
         self.won = won
 
 
-class StageRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class StageRepository(Repository[Stage]):
+    model = Stage
 
     async def list(self) -> list[Stage]:
-        stmt = select(Stage).order_by(Stage.position, Stage.code)
-        return list((await self.session.execute(stmt)).scalars())
+        return await self.all(select(Stage).order_by(Stage.position, Stage.code))
 
-    async def get(self, code: str, *, for_update: bool = False) -> Stage | None:
+    async def by_code(self, code: str, *, for_update: bool = False) -> Stage | None:
         stmt = select(Stage).where(Stage.code == code)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self.get_one(stmt.with_for_update() if for_update else stmt)
 
     async def won(self) -> Stage | None:
-        return (await self.session.execute(select(Stage).where(Stage.is_won))).scalar_one_or_none()
+        return await self.get_one(select(Stage).where(Stage.is_won))
 
     async def initial(self) -> Stage | None:
         """The first open (non-final) stage: where new leads start."""
-        stmt = select(Stage).where(~Stage.is_final).order_by(Stage.position, Stage.code).limit(1)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self.get_one(select(Stage).where(~Stage.is_final).order_by(Stage.position, Stage.code).limit(1))
 
     async def count_open(self) -> int:
-        return (await self.session.execute(select(func.count()).where(~Stage.is_final))).scalar_one()
+        return await self.count(select(Stage).where(~Stage.is_final))
 
     async def next_position(self) -> int:
         last = (await self.session.execute(select(func.max(Stage.position)))).scalar_one()
         return 10 if last is None else last + 10
 
     async def leads_in(self, code: str) -> int:
-        stmt = select(func.count()).select_from(Lead).where(Lead.stage == code)
-        return (await self.session.execute(stmt)).scalar_one()
-
-    async def add(self, stage: Stage) -> None:
-        self.session.add(stage)
-        await self.flush()
+        return await self.count(select(Lead.id).where(Lead.stage == code))
 
     async def delete(self, stage: Stage) -> None:
         await self.session.delete(stage)

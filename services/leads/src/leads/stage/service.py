@@ -18,21 +18,16 @@ from leads.stage.repository import DuplicateStage, StageRepository
 from leads.stage.schemas import StageCreate, StageRead, StageUpdate
 
 
-def to_read(s: Stage) -> StageRead:
-    return StageRead(code=s.code, name=s.name, position=s.position, isWon=s.is_won, isLost=s.is_lost,
-                     isFinal=s.is_final)
-
-
 async def list_stages(session: AsyncSession) -> list[StageRead]:
-    return [to_read(s) for s in await StageRepository(session).list()]
+    return [StageRead.model_validate(s) for s in await StageRepository(session).list()]
 
 
 async def get(session: AsyncSession, code: str) -> StageRead:
-    return to_read(await _get(session, code))
+    return StageRead.model_validate(await _get(session, code))
 
 
 async def _get(session: AsyncSession, code: str, *, for_update: bool = False) -> Stage:
-    stage = await StageRepository(session).get(code.strip().upper(), for_update=for_update)
+    stage = await StageRepository(session).by_code(code.strip().upper(), for_update=for_update)
     if stage is None:
         raise NotFound(f"Stage {code!r} not found")
     return stage
@@ -40,7 +35,7 @@ async def _get(session: AsyncSession, code: str, *, for_update: bool = False) ->
 
 async def require(session: AsyncSession, code: str) -> Stage:
     """A stage named in a request body or filter: unknown is a validation error (422), not a 404."""
-    stage = await StageRepository(session).get(code)
+    stage = await StageRepository(session).by_code(code)
     if stage is None:
         codes = ", ".join(s.code for s in await StageRepository(session).list())
         raise Unprocessable(f"Unknown stage {code!r}; stages: {codes}")
@@ -64,24 +59,24 @@ async def won(session: AsyncSession) -> Stage:
 async def create(session: AsyncSession, body: StageCreate) -> StageRead:
     repo = StageRepository(session)
     position = body.position if body.position is not None else await repo.next_position()
-    stage = Stage(id=uuid.uuid4(), code=body.code, name=body.name, position=position, is_won=body.isWon,
-                  is_lost=body.isLost, is_final=bool(body.isFinal))
+    stage = Stage(id=uuid.uuid4(), code=body.code, name=body.name, position=position, is_won=body.is_won,
+                  is_lost=body.is_lost, is_final=bool(body.is_final))
     try:
         await repo.add(stage)
     except DuplicateStage as exc:
         raise Conflict("There is already a won stage" if exc.won else f"Stage {body.code} already exists") from None
-    return to_read(stage)
+    return StageRead.model_validate(stage)
 
 
 async def update(session: AsyncSession, code: str, body: StageUpdate) -> StageRead:
     repo = StageRepository(session)
     stage = await _get(session, code, for_update=True)
-    fields = body.model_dump(exclude_unset=True)
+    fields = body.model_dump(exclude_unset=True, by_alias=False)
     if any(v is None for v in fields.values()):
         raise Unprocessable("Stage fields cannot be null")
-    won_ = fields.get("isWon", stage.is_won)
-    lost = fields.get("isLost", stage.is_lost)
-    final = fields["isFinal"] if "isFinal" in fields else stage.is_final or won_ or lost
+    won_ = fields.get("is_won", stage.is_won)
+    lost = fields.get("is_lost", stage.is_lost)
+    final = fields["is_final"] if "is_final" in fields else stage.is_final or won_ or lost
     if won_ and lost:
         raise Unprocessable("A stage cannot be both won and lost")
     if (won_ or lost) and not final:
@@ -101,7 +96,7 @@ async def update(session: AsyncSession, code: str, body: StageUpdate) -> StageRe
         await repo.flush()
     except DuplicateStage:
         raise Conflict("There is already a won stage") from None
-    return to_read(stage)
+    return StageRead.model_validate(stage)
 
 
 async def delete(session: AsyncSession, code: str) -> None:

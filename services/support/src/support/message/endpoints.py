@@ -4,9 +4,9 @@ import uuid
 
 from fastapi import APIRouter, status
 
+from common.api import Page, PageParamsDep
 from common.db import SessionDep
 from common.errors import problem_responses
-from common.pagination import Page, PageParamsDep
 from support.auth import SupportCaller
 from support.message import service
 from support.message.schemas import MessageCreate, MessageRead

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
+from common.db.repository import Repository
 from support.models import TicketMessage
 
 
-class MessageRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, message: TicketMessage) -> None:
-        self.session.add(message)
-        await self.session.flush()
+class MessageRepository(Repository[TicketMessage]):
+    model = TicketMessage
 
     async def list(self, ticket_id: uuid.UUID, *, include_internal: bool, limit: int,
                    offset: int) -> tuple[list[TicketMessage], int]:
@@ -24,7 +19,4 @@ class MessageRepository:
         if not include_internal:
             # Filtered in SQL, so `total` and paging never reveal that internal notes exist.
             stmt = stmt.where(TicketMessage.internal.is_(False))
-        total = (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
-        rows = await self.session.execute(
-            stmt.order_by(TicketMessage.created_at, TicketMessage.id).limit(limit).offset(offset))
-        return list(rows.scalars()), total
+        return await self.paginate(stmt, limit=limit, offset=offset, order_by=[TicketMessage.created_at])

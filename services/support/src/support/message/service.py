@@ -17,21 +17,16 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.api import Page, PageParams
 from common.auth import Principal
 from common.db import utcnow
 from common.errors import Conflict, Forbidden
-from common.pagination import Page, PageParams
 from support.events import outbox
 from support.message.repository import MessageRepository
 from support.message.schemas import MessageCreate, MessageRead
 from support.models import TicketMessage
 from support.ticket.schemas import TicketStatus
 from support.ticket.service import visible_ticket
-
-
-def to_read(m: TicketMessage) -> MessageRead:
-    return MessageRead(id=m.id, ticketId=m.ticket_id, authorId=m.author_id, authorRole=m.author_role, body=m.body,
-                       internal=m.internal, createdAt=m.created_at)
 
 
 async def add(session: AsyncSession, principal: Principal, ticket_id: uuid.UUID,
@@ -51,7 +46,7 @@ async def add(session: AsyncSession, principal: Principal, ticket_id: uuid.UUID,
             "authorId": message.author_id, "authorRole": message.author_role, "body": message.body,
             "internal": message.internal, "priority": ticket.priority, "status": ticket.status}
     await outbox.publish(session, "ticket.message.added", data, key=ticket.id, tenant_id=ticket.tenant_id)
-    return to_read(message)
+    return MessageRead.model_validate(message)
 
 
 async def list_messages(session: AsyncSession, principal: Principal, ticket_id: uuid.UUID,
@@ -59,4 +54,4 @@ async def list_messages(session: AsyncSession, principal: Principal, ticket_id: 
     ticket = await visible_ticket(session, principal, ticket_id)
     items, total = await MessageRepository(session).list(ticket.id, include_internal=principal.is_owner,
                                                          limit=page.limit, offset=page.offset)
-    return Page(items=[to_read(m) for m in items], total=total, limit=page.limit, offset=page.offset)
+    return Page[MessageRead].of(items, total, page)

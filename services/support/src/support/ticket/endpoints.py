@@ -5,9 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from common.api import Page, PageParamsDep
 from common.db import SessionDep
 from common.errors import problem_responses
-from common.pagination import Page, PageParamsDep
 from support.auth import SupportCaller
 from support.text import NO_NUL
 from support.ticket import service

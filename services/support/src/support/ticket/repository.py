@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Select, select
 
+from common.db.repository import Repository, contains
 from support.models import Ticket
 from support.ticket.schemas import TicketSort
 
@@ -22,23 +22,16 @@ _SORT: dict[TicketSort, tuple[ColumnElement[object], ...]] = {
 }
 
 
-def _like(q: str) -> str:
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+class TicketRepository(Repository[Ticket]):
+    model = Ticket
 
-
-class TicketRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def get(self, ticket_id: uuid.UUID, *, tenant_id: uuid.UUID | None = None,
-                  for_update: bool = False) -> Ticket | None:
+    async def visible(self, ticket_id: uuid.UUID, *, tenant_id: uuid.UUID | None,
+                      for_update: bool = False) -> Ticket | None:
+        """The ticket, if it belongs to `tenant_id` (None: any tenant's)."""
         stmt = select(Ticket).where(Ticket.id == ticket_id)
         if tenant_id is not None:
             stmt = stmt.where(Ticket.tenant_id == tenant_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self.get_one(stmt.with_for_update() if for_update else stmt)
 
     async def list(self, *, tenant_id: uuid.UUID | None, statuses: Sequence[str], priorities: Sequence[str],
                    assignee_id: uuid.UUID | None, q: str | None, sort: TicketSort, limit: int,
@@ -53,16 +46,5 @@ class TicketRepository:
         if assignee_id is not None:
             stmt = stmt.where(Ticket.assignee_id == assignee_id)
         if q:
-            pattern = _like(q)
-            stmt = stmt.where(or_(Ticket.subject.ilike(pattern, escape="\\"),
-                                  Ticket.description.ilike(pattern, escape="\\")))
-        total = (await self.session.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one()
-        rows = await self.session.execute(stmt.order_by(*_SORT[sort], Ticket.id).limit(limit).offset(offset))
-        return list(rows.scalars()), total
-
-    async def add(self, ticket: Ticket) -> None:
-        self.session.add(ticket)
-        await self.session.flush()
-
-    async def flush(self) -> None:
-        await self.session.flush()
+            stmt = stmt.where(contains([Ticket.subject, Ticket.description], q))
+        return await self.paginate(stmt, limit=limit, offset=offset, order_by=_SORT[sort])

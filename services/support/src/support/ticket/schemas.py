@@ -4,8 +4,9 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from common.api import InputSchema, Schema
 from common.validation import omitted_not_null
 from support.text import LongText, Subject
 
@@ -25,48 +26,44 @@ class TicketStatus(StrEnum):
     CLOSED = "CLOSED"
 
 
-class TicketCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    tenantId: uuid.UUID | None = Field(
+class TicketCreate(InputSchema):
+    tenant_id: uuid.UUID | None = Field(
         default=None, description="Required for the platform owner; tenant users may leave it out (their own "
                                   "tenant is used) and may not name another tenant")
     subject: Subject
     description: LongText
     priority: Priority = Priority.MEDIUM
-    assigneeId: uuid.UUID | None = Field(default=None, description="User id of the assignee (platform owner only)")
+    assignee_id: uuid.UUID | None = Field(default=None, description="User id of the assignee (platform owner only)")
 
 
-class TicketUpdate(BaseModel):
+class TicketUpdate(InputSchema):
     """Partial update: fields left out are kept; `assigneeId: null` unassigns.
 
     Tenant users may change `subject` and `description`, close the ticket, and reopen a RESOLVED one;
     values equal to the current ones are not changes (a full PUT of what GET returned is accepted).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     subject: Subject | None = None
     description: LongText | None = None
     priority: Priority | None = None
     status: TicketStatus | None = None
-    assigneeId: uuid.UUID | None = None
+    assignee_id: uuid.UUID | None = None
 
     _not_null = omitted_not_null("subject", "description", "priority", "status")
 
 
-class TicketRead(BaseModel):
+class TicketRead(Schema):
     id: uuid.UUID
-    tenantId: uuid.UUID
+    tenant_id: uuid.UUID
     subject: str
     description: str
     priority: Priority
     status: TicketStatus
-    assigneeId: uuid.UUID | None
-    createdBy: uuid.UUID
-    createdAt: datetime
-    updatedAt: datetime
-    closedAt: datetime | None
+    assignee_id: uuid.UUID | None
+    created_by: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
 
 
 class TicketSort(StrEnum):

@@ -46,12 +46,13 @@ import uuid
 from enum import Enum
 from typing import Any
 
+from pydantic.alias_generators import to_camel, to_snake
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.api import Page, PageParams
 from common.auth import Principal
 from common.db import utcnow
 from common.errors import Conflict, Forbidden, NotFound, Unprocessable
-from common.pagination import Page, PageParams
 from support.auth import tenant_scope
 from support.events import outbox
 from support.models import Ticket
@@ -91,12 +92,6 @@ def can_transition(current: TicketStatus, target: TicketStatus, *, owner: bool) 
     return owner or target in CUSTOMER_TRANSITIONS[current]
 
 
-def to_read(t: Ticket) -> TicketRead:
-    return TicketRead(id=t.id, tenantId=t.tenant_id, subject=t.subject, description=t.description,
-                      priority=Priority(t.priority), status=TicketStatus(t.status), assigneeId=t.assignee_id,
-                      createdBy=t.created_by, createdAt=t.created_at, updatedAt=t.updated_at, closedAt=t.closed_at)
-
-
 def event_data(t: Ticket) -> dict[str, Any]:
     """The ticket as events carry it: exactly the catalogue's TicketData (no description text)."""
     return {"ticketId": t.id, "tenantId": t.tenant_id, "subject": t.subject, "priority": t.priority,
@@ -110,8 +105,8 @@ async def visible_ticket(session: AsyncSession, principal: Principal, ticket_id:
     `for_update` locks the row: every write to a ticket takes this lock first, so one ticket's outbox
     rows are numbered in commit order and its events are published in order.
     """
-    ticket = await TicketRepository(session).get(ticket_id, tenant_id=tenant_scope(principal),
-                                                 for_update=for_update)
+    ticket = await TicketRepository(session).visible(ticket_id, tenant_id=tenant_scope(principal),
+                                                     for_update=for_update)
     if ticket is None:
         raise NotFound(f"Ticket {ticket_id} not found")
     return ticket
@@ -119,27 +114,27 @@ async def visible_ticket(session: AsyncSession, principal: Principal, ticket_id:
 
 async def create(session: AsyncSession, principal: Principal, payload: TicketCreate) -> TicketRead:
     if principal.is_owner:
-        if payload.tenantId is None:
+        if payload.tenant_id is None:
             raise Unprocessable("tenantId is required when the platform owner opens a ticket")
-        tenant_id = payload.tenantId
+        tenant_id = payload.tenant_id
     else:
         assert principal.tenant_id is not None  # guaranteed by SupportCaller
-        if payload.tenantId is not None and payload.tenantId != principal.tenant_id:
+        if payload.tenant_id is not None and payload.tenant_id != principal.tenant_id:
             raise Forbidden("Tenant users open tickets for their own tenant only")
-        if payload.assigneeId is not None:
+        if payload.assignee_id is not None:
             raise Forbidden("Only the platform owner assigns tickets")
         tenant_id = principal.tenant_id
     now = utcnow()
     ticket = Ticket(id=uuid.uuid4(), tenant_id=tenant_id, subject=payload.subject, description=payload.description,
-                    priority=payload.priority.value, status=TicketStatus.OPEN.value, assignee_id=payload.assigneeId,
+                    priority=payload.priority.value, status=TicketStatus.OPEN.value, assignee_id=payload.assignee_id,
                     created_by=principal.id, created_at=now, updated_at=now)
     await TicketRepository(session).add(ticket)
     await outbox.publish(session, "ticket.created", event_data(ticket), key=ticket.id, tenant_id=ticket.tenant_id)
-    return to_read(ticket)
+    return TicketRead.model_validate(ticket)
 
 
 async def get(session: AsyncSession, principal: Principal, ticket_id: uuid.UUID) -> TicketRead:
-    return to_read(await visible_ticket(session, principal, ticket_id))
+    return TicketRead.model_validate(await visible_ticket(session, principal, ticket_id))
 
 
 async def list_tickets(session: AsyncSession, principal: Principal, *, tenant_id: uuid.UUID | None,
@@ -149,25 +144,23 @@ async def list_tickets(session: AsyncSession, principal: Principal, *, tenant_id
     if scope is not None:
         if tenant_id is not None and tenant_id != scope:
             # Another tenant's tickets do not exist for a tenant user: an empty page, not a 403.
-            return Page(items=[], total=0, limit=page.limit, offset=page.offset)
+            return Page[TicketRead].of([], 0, page)
         tenant_id = scope
     items, total = await TicketRepository(session).list(
         tenant_id=tenant_id, statuses=[s.value for s in statuses], priorities=[p.value for p in priorities],
         assignee_id=assignee_id, q=q or None, sort=sort, limit=page.limit, offset=page.offset)
-    return Page(items=[to_read(t) for t in items], total=total, limit=page.limit, offset=page.offset)
+    return Page[TicketRead].of(items, total, page)
 
 
 def _changes(ticket: Ticket, payload: TicketUpdate) -> dict[str, tuple[Any, Any]]:
-    """{field: (previous, new)} for the fields the payload really changes."""
-    current: dict[str, Any] = {"subject": ticket.subject, "description": ticket.description,
-                               "priority": ticket.priority, "status": ticket.status,
-                               "assigneeId": ticket.assignee_id}
+    """{API field name: (previous, new)} for the fields the payload really changes."""
     changes = {}
-    for name, value in payload.model_dump(exclude_unset=True).items():
+    for name, value in payload.model_dump(exclude_unset=True, by_alias=False).items():
         if isinstance(value, Enum):
             value = value.value
-        if value != current[name]:
-            changes[name] = (current[name], value)
+        current = getattr(ticket, name)
+        if value != current:
+            changes[to_camel(name)] = (current, value)
     return changes
 
 
@@ -176,7 +169,7 @@ async def update(session: AsyncSession, principal: Principal, ticket_id: uuid.UU
     ticket = await visible_ticket(session, principal, ticket_id, for_update=True)
     changes = _changes(ticket, payload)
     if not changes:
-        return to_read(ticket)  # nothing changed: no event
+        return TicketRead.model_validate(ticket)  # nothing changed: no event
     if not principal.is_owner:
         forbidden = sorted(set(changes) - CUSTOMER_EDITABLE)
         if forbidden:
@@ -195,10 +188,7 @@ async def update(session: AsyncSession, principal: Principal, ticket_id: uuid.UU
 
     now = utcnow()
     for name, (_, value) in changes.items():
-        if name == "assigneeId":
-            ticket.assignee_id = value
-        else:
-            setattr(ticket, name, value)
+        setattr(ticket, to_snake(name), value)
     if "status" in changes:
         ticket.closed_at = now if ticket.status == TicketStatus.CLOSED else None
     ticket.updated_at = now
@@ -209,4 +199,4 @@ async def update(session: AsyncSession, principal: Principal, ticket_id: uuid.UU
     data = event_data(ticket) | {"changes": sorted(changes), "previous": previous}
     name = "ticket.closed" if ticket.status == TicketStatus.CLOSED else "ticket.updated"
     await outbox.publish(session, name, data, key=ticket.id, tenant_id=ticket.tenant_id)
-    return to_read(ticket)
+    return TicketRead.model_validate(ticket)

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
+from common.db.repository import Repository
 from tenants.models import Plan
 
 
-class PlanRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class PlanRepository(Repository[Plan]):
+    model = Plan
 
     async def active_detached(self) -> list[Plan]:
         """Active plans as detached instances, outside this session's identity map (for caching)."""
@@ -22,4 +21,4 @@ class PlanRepository:
         return plans
 
     async def list(self) -> list[Plan]:
-        return list((await self.session.execute(select(Plan).order_by(Plan.sort_order))).scalars())
+        return await self.all(select(Plan).order_by(Plan.sort_order))

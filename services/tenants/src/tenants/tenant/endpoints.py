@@ -5,10 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
 
+from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import problem_responses
-from common.pagination import Page, PageParamsDep
 from tenants.tenant import service
 from tenants.tenant.schemas import (
     StatusChange,

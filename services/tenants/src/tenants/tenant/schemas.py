@@ -5,9 +5,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import EmailStr, Field, StringConstraints, field_validator
 
+from common.api import InputSchema, Schema
 from common.validation import StorableText
+from tenants.models import Plan
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), StorableText]
 PlanName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), StorableText]
@@ -19,43 +21,42 @@ class TenantStatus(StrEnum):
     DELETED = "DELETED"
 
 
-class TenantCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TenantCreate(InputSchema):
     name: Name
     plan: PlanName = Field(default="Free", description="Plan name or code, e.g. Free, Pro, Enterprise")
-    contactEmail: EmailStr | None = None
+    contact_email: EmailStr | None = None
     settings: dict[str, Any] = Field(default_factory=dict, max_length=100)
 
 
-class TenantUpdate(BaseModel):
+class TenantUpdate(InputSchema):
     """Full or partial update: fields left out are kept."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
     plan: PlanName | None = None
-    contactEmail: EmailStr | None = None
+    contact_email: EmailStr | None = None
     settings: dict[str, Any] | None = Field(default=None, max_length=100)
 
 
-class StatusChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StatusChange(InputSchema):
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
-class TenantRead(BaseModel):
+class TenantRead(Schema):
     id: uuid.UUID
     name: str
-    plan: str
+    plan: str  # the plan's name (from the row's plan)
     status: TenantStatus
-    contactEmail: str | None
+    contact_email: str | None
     settings: dict[str, Any]
-    statusReason: str | None
-    createdAt: datetime
-    updatedAt: datetime
-    deletedAt: datetime | None
+    status_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None
+
+    @field_validator("plan", mode="before")
+    @classmethod
+    def _plan_name(cls, value: Any) -> Any:
+        return value.name if isinstance(value, Plan) else value
 
 
 class TenantSort(StrEnum):

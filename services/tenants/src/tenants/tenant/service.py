@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.api import Page, PageParams
 from common.db import commit_each_statement, utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.events import build_event
-from common.pagination import Page, PageParams
 from tenants.events import outbox
 from tenants.models import Plan, Tenant
 from tenants.plan.cache import plans
@@ -24,12 +24,6 @@ from tenants.tenant.schemas import (
     TenantStatus,
     TenantUpdate,
 )
-
-
-def to_read(t: Tenant) -> TenantRead:
-    return TenantRead(id=t.id, name=t.name, plan=t.plan.name, status=TenantStatus(t.status),
-                      contactEmail=t.contact_email, settings=t.settings, statusReason=t.status_reason,
-                      createdAt=t.created_at, updatedAt=t.updated_at, deletedAt=t.deleted_at)
 
 
 def _event_data(t: Tenant) -> dict[str, Any]:
@@ -52,29 +46,33 @@ async def _get(session: AsyncSession, tenant_id: uuid.UUID, *, for_update: bool 
 
 
 async def create(session: AsyncSession, payload: TenantCreate) -> TenantRead:
-    # The only write is one statement (the tenant row and its event): it commits by itself.
+    # The only write is ONE statement, the tenant row and its event (a data-modifying CTE: a refused
+    # row writes no event): it commits by itself.
     await commit_each_statement(session)
     plan = await _plan(session, payload.plan)
+    now = utcnow()
     tenant = Tenant(id=uuid.uuid4(), name=payload.name, plan_id=plan.id, status="ACTIVE",
-                    contact_email=payload.contactEmail, settings=payload.settings)
+                    contact_email=payload.contact_email, settings=payload.settings, created_at=now, updated_at=now)
     tenant.plan = plan
     event = build_event("tenant.created", _event_data(tenant), tenant_id=tenant.id, source=outbox.source)
+    repo = TenantRepository(session)
     try:
-        await TenantRepository(session).add(tenant, event=event)
+        async with repo.duplicate_names():
+            await outbox.add(session, event, key=str(tenant.id), along=repo.insert(tenant))
     except DuplicateName:
         raise Conflict(f"A tenant named {payload.name!r} already exists") from None
-    return to_read(tenant)
+    return TenantRead.model_validate(tenant)
 
 
 async def get(session: AsyncSession, tenant_id: uuid.UUID) -> TenantRead:
-    return to_read(await _get(session, tenant_id))
+    return TenantRead.model_validate(await _get(session, tenant_id))
 
 
 async def list_tenants(session: AsyncSession, *, status: TenantStatus | None, plan: str | None, q: str | None,
                        sort: TenantSort, page: PageParams) -> Page[TenantRead]:
     items, total = await TenantRepository(session).list(status=status, plan=plan, q=q, sort=sort,
                                                         limit=page.limit, offset=page.offset)
-    return Page(items=[to_read(t) for t in items], total=total, limit=page.limit, offset=page.offset)
+    return Page[TenantRead].of(items, total, page)
 
 
 async def update(session: AsyncSession, tenant_id: uuid.UUID, payload: TenantUpdate) -> TenantRead:
@@ -82,7 +80,7 @@ async def update(session: AsyncSession, tenant_id: uuid.UUID, payload: TenantUpd
     if tenant.status == TenantStatus.DELETED:
         raise Conflict("A deleted tenant cannot be changed")
     previous: dict[str, Any] = {}
-    fields = payload.model_dump(exclude_unset=True)
+    fields = payload.model_dump(exclude_unset=True, by_alias=False)
     if fields.get("name") is not None and fields["name"] != tenant.name:
         previous["name"] = tenant.name
         tenant.name = fields["name"]
@@ -91,14 +89,14 @@ async def update(session: AsyncSession, tenant_id: uuid.UUID, payload: TenantUpd
         if plan.id != tenant.plan_id:
             previous["plan"] = tenant.plan.name
             tenant.plan_id, tenant.plan = plan.id, plan
-    if "contactEmail" in fields and fields["contactEmail"] != tenant.contact_email:
+    if "contact_email" in fields and fields["contact_email"] != tenant.contact_email:
         previous["contactEmail"] = tenant.contact_email
-        tenant.contact_email = fields["contactEmail"]
+        tenant.contact_email = fields["contact_email"]
     if fields.get("settings") is not None and fields["settings"] != tenant.settings:
         previous["settings"] = tenant.settings
         tenant.settings = fields["settings"]
     if not previous:
-        return to_read(tenant)  # nothing changed: no event
+        return TenantRead.model_validate(tenant)  # nothing changed: no event
     tenant.updated_at = utcnow()
     try:
         await TenantRepository(session).flush()
@@ -106,7 +104,7 @@ async def update(session: AsyncSession, tenant_id: uuid.UUID, payload: TenantUpd
         raise Conflict(f"A tenant named {tenant.name!r} already exists") from None
     data = _event_data(tenant) | {"changes": sorted(previous), "previous": previous}
     await outbox.publish(session, "tenant.updated", data, key=tenant.id, tenant_id=tenant.id)
-    return to_read(tenant)
+    return TenantRead.model_validate(tenant)
 
 
 async def _transition(session: AsyncSession, tenant_id: uuid.UUID, *, allowed_from: set[str], to: str,
@@ -126,13 +124,13 @@ async def _transition(session: AsyncSession, tenant_id: uuid.UUID, *, allowed_fr
 
 
 async def suspend(session: AsyncSession, tenant_id: uuid.UUID, body: StatusChange) -> TenantRead:
-    return to_read(await _transition(session, tenant_id, allowed_from={"ACTIVE"}, to="SUSPENDED",
-                                     event="tenant.suspended", reason=body.reason))
+    return TenantRead.model_validate(await _transition(session, tenant_id, allowed_from={"ACTIVE"}, to="SUSPENDED",
+                                                     event="tenant.suspended", reason=body.reason))
 
 
 async def reactivate(session: AsyncSession, tenant_id: uuid.UUID, body: StatusChange) -> TenantRead:
-    return to_read(await _transition(session, tenant_id, allowed_from={"SUSPENDED"}, to="ACTIVE",
-                                     event="tenant.reactivated", reason=body.reason))
+    return TenantRead.model_validate(await _transition(session, tenant_id, allowed_from={"SUSPENDED"}, to="ACTIVE",
+                                                     event="tenant.reactivated", reason=body.reason))
 
 
 async def delete(session: AsyncSession, tenant_id: uuid.UUID) -> None:

@@ -1,0 +1,106 @@
+"""The repository base against real PostgreSQL: get, get for update, add, count, paginate, escaped search."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import String, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Field
+
+from common.db.base import TableModel, new_registry
+from common.db.repository import Repository, contains
+
+
+class Base(TableModel, registry=new_registry()):
+    pass
+
+
+class Item(Base, table=True):
+    __tablename__ = "items"
+
+    name: str = Field(sa_type=String(100))
+    rank: int = 0
+
+
+class ItemRepository(Repository[Item]):
+    model = Item
+
+
+@pytest.fixture
+async def database(scratch_database):
+    return await scratch_database(Base.metadata)
+
+
+async def _add(database, *names: str, rank: int = 0) -> list[Item]:
+    async with database.sessionmaker() as session, session.begin():
+        repo = ItemRepository(session)
+        return [await repo.add(Item(name=name, rank=rank)) for name in names]
+
+
+async def test_add_flushes_and_get_finds_by_id_or_answers_none(database):
+    [item] = await _add(database, "first")
+    async with database.sessionmaker() as session:
+        found = await ItemRepository(session).get(item.id)
+        assert found is not None and found.name == "first" and found.created_at is not None
+        assert await ItemRepository(session).get(uuid.uuid4()) is None
+
+
+async def test_get_for_update_locks_the_row_until_the_transaction_ends(database):
+    [item] = await _add(database, "locked")
+    async with database.sessionmaker() as holder, holder.begin():
+        assert await ItemRepository(holder).get(item.id, for_update=True) is not None
+        async with database.sessionmaker() as other, other.begin():
+            await other.execute(text("SET LOCAL lock_timeout = '50ms'"))
+            assert await ItemRepository(other).get(item.id) is not None  # a plain read is not blocked
+            with pytest.raises(DBAPIError, match="lock timeout"):
+                await ItemRepository(other).get(item.id, for_update=True)
+    async with database.sessionmaker() as session, session.begin():  # released at the holder's commit
+        assert await ItemRepository(session).get(item.id, for_update=True) is not None
+
+
+async def test_count_ignores_order_and_paginate_returns_one_page_and_the_total(database):
+    tag = uuid.uuid4().hex[:6]
+    made = await _add(database, *(f"{tag}-{i}" for i in range(5)), rank=1)  # equal ranks: ties broken by id
+    async with database.sessionmaker() as session:
+        repo = ItemRepository(session)
+        mine = select(Item).where(Item.name.startswith(tag))
+        assert await repo.count(mine.order_by(Item.name.desc())) == 5
+        pages = [await repo.paginate(mine, limit=2, offset=offset, order_by=[Item.rank.asc()])
+                 for offset in (0, 2, 4)]
+        assert [total for _, total in pages] == [5, 5, 5]
+        assert [len(rows) for rows, _ in pages] == [2, 2, 1]
+        seen = [row.id for rows, _ in pages for row in rows]
+        assert sorted(seen) == sorted(item.id for item in made)  # no row twice, none missing
+        assert seen == sorted(seen)  # same rank: id order
+        assert await repo.paginate(mine, limit=2, offset=10) == ([], 5)
+        ordered, _ = await repo.paginate(mine, limit=5, offset=0, order_by=[Item.name.desc()])
+        assert [row.name for row in ordered] == [f"{tag}-{i}" for i in reversed(range(5))]
+
+
+@pytest.mark.parametrize(("q", "expected"), [
+    ("50%", {"50% off"}),
+    ("a_b", {"a_b"}),
+    ("back\\slash", {"back\\slash"}),
+    ("OFF", {"50% off"}),
+    ("%", {"50% off"}),
+    ("_", {"a_b"}),
+])
+async def test_contains_takes_like_wildcards_literally_and_ignores_case(database, q, expected):
+    tag = uuid.uuid4().hex[:6]
+    await _add(database, *(f"{tag} {name}" for name in ("50% off", "500 items", "a_b", "axb", "back\\slash")))
+    async with database.sessionmaker() as session:
+        repo = ItemRepository(session)
+        rows = await repo.all(select(Item).where(Item.name.startswith(tag), contains([Item.name], q)))
+    assert {row.name.removeprefix(f"{tag} ") for row in rows} == expected
+
+
+async def test_contains_searches_any_of_several_columns(database):
+    tag = uuid.uuid4().hex[:6]
+    [item] = await _add(database, f"{tag} plain")
+    async with database.sessionmaker() as session:
+        repo = ItemRepository(session)
+        found = await repo.get_one(select(Item).where(contains([Item.name, Item.id.cast(String)], str(item.id)[:8])))
+        assert found is not None and found.id == item.id
+        assert await repo.get_one(select(Item).where(contains([Item.name], f"{tag} nothing"))) is None

@@ -1,0 +1,72 @@
+"""`supervise()` restarts a failing job after a backoff and stops on cancel; `every()` repeats a step."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from common.supervise import every, supervise
+
+
+async def test_a_failing_or_ending_job_is_started_again_and_failures_are_reported():
+    calls = 0
+    failures: list[BaseException] = []
+    third = asyncio.Event()
+
+    async def job() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("broker went away")
+        if calls == 2:
+            return  # a job that ends is restarted too
+        third.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(supervise("flaky", job, first_delay=0.01, on_failure=failures.append))
+    async with asyncio.timeout(5):
+        await third.wait()
+    assert calls == 3
+    assert [str(f) for f in failures] == ["broker went away"]  # the ending is no failure
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_cancel_stops_the_job_and_the_supervisor_for_good():
+    started, stopped = asyncio.Event(), asyncio.Event()
+    runs = 0
+
+    async def job() -> None:
+        nonlocal runs
+        runs += 1
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    task = asyncio.create_task(supervise("steady", job, first_delay=0.01))
+    async with asyncio.timeout(5):
+        await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stopped.is_set() and task.cancelled() and runs == 1
+
+
+async def test_every_runs_the_step_repeatedly_and_a_failing_step_ends_it_for_the_supervisor():
+    steps = 0
+    third = asyncio.Event()
+
+    async def step() -> None:
+        nonlocal steps
+        steps += 1
+        if steps == 3:
+            third.set()
+            raise ValueError("third step fails")
+
+    with pytest.raises(ValueError, match="third step"):
+        await every(0.001, step, first=0)
+    assert third.is_set() and steps == 3
