@@ -5,7 +5,7 @@ short retries ("0.2,0.2": three attempts) and the receiver's loopback address al
 Each test creates its own endpoints (unique receiver paths) and they are deleted afterwards, so tests
 never see each other's deliveries. The N8N bridge's tests share one fake n8n (`n8n_server`): the `n8n`
 fixture configures it in the platform and deletes the test's flows afterwards. The clients (`owner`,
-`anonymous`) and the migrated `database_url` come from the common plugin (`service_name`, `service_url`).
+`anonymous`) come from the common plugin (given `service_url`).
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture(scope="session")
-def service_name() -> str:
-    return "webhook-dispatcher"  # the plugin's `database_url` is this service's migrated database
+async def database_url(migrated_database: Callable[..., Awaitable[str]]) -> str:
+    return await migrated_database("webhook-dispatcher")
 
 
 @pytest.fixture(scope="session")

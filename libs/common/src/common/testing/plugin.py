@@ -11,14 +11,16 @@ Kafka (tansu, or TEST_KAFKA_BOOTSTRAP_SERVERS), and the real auth service as a p
 A service's conftest names itself and serves its app; the clients come from here:
 
     @pytest.fixture(scope="session")
-    def service_name(): return "tenants"
+    async def database_url(migrated_database): return await migrated_database("tenants")
 
     @pytest.fixture(scope="session")
     async def service_url(database_url, platform_settings):
         async with serve_app(create_app(Settings(database_url=database_url, **platform_settings))) as url:
             yield url
 
-    database_url                 -> the service's migrated database (one name in every service)
+    database_url                 -> the service's migrated database: one name in every service, declared by
+                                    each conftest (a session fixture of the plugin would be computed once
+                                    per pytest session, handing every service the first one's database)
     owner / anonymous            -> httpx clients on service_url: the platform owner / no credentials
     tenant_user(role, tenant_id) -> a client logged in as a new tenant-scoped user
 """
@@ -141,11 +143,6 @@ def platform_settings(kafka_bootstrap: str, auth_server: AuthServer, encryption_
         # In-process apps must not join the consumer groups of the e2e stack's service processes.
         "kafka_consumer_group_prefix": f"test-{uuid.uuid4().hex[:8]}-",
     }
-
-
-@pytest.fixture(scope="session")
-async def database_url(migrated_database: Callable[..., Awaitable[str]], service_name: str) -> str:
-    return await migrated_database(service_name)
 
 
 @pytest.fixture
