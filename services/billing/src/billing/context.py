@@ -1,0 +1,43 @@
+"""What billing's endpoints, consumer and workers share for the app's lifetime (`app.state.billing`)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from billing.config import Settings
+from billing.stripe_api import StripeApi
+from common.crypto import SecretBox
+from common.db import Database
+
+
+@dataclass
+class Billing:
+    settings: Settings
+    box: SecretBox
+    database: Database | None = None
+    # Set when a Stripe event was stored or a sync job was added: the workers look at once.
+    events_waiting: asyncio.Event = field(default_factory=asyncio.Event)
+    jobs_waiting: asyncio.Event = field(default_factory=asyncio.Event)
+    webhook_secret_cache: tuple[str, float] | None = None
+    _clients: dict[str, StripeApi] = field(default_factory=dict)
+
+    def stripe(self, secret_key: str) -> StripeApi:
+        """One SDK client (and connection pool) per key, reused."""
+        client = self._clients.get(secret_key)
+        if client is None:
+            if len(self._clients) > 8:
+                self._clients.clear()
+            client = self._clients[secret_key] = StripeApi(
+                secret_key, api_base=self.settings.stripe_api_base, timeout=self.settings.stripe_timeout_seconds)
+        return client
+
+
+def get_billing(request: Request) -> Billing:
+    return request.app.state.billing
+
+
+BillingDep = Annotated[Billing, Depends(get_billing)]

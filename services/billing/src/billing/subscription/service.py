@@ -1,0 +1,174 @@
+"""Subscriptions and invoices as Stripe last said, and the `billing.*` events their changes publish.
+
+Newest state wins: each row keeps Stripe's time of the state it holds (`state_at`, the event's `created`);
+an older event changes nothing and publishes nothing, so duplicates and shuffled deliveries end in the
+state of the last event by Stripe's order and each change is published once.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.events import outbox
+from billing.models import Invoice, Subscription
+from billing.plan.repository import PlanRepository
+from billing.subscription.repository import CustomerRepository, InvoiceRepository, SubscriptionRepository
+from billing.subscription.stripe_objects import INVOICE_STATUS_RANK, InvoiceState, SubscriptionState
+from common.db import utcnow
+
+ENDED = {"canceled", "incomplete_expired"}
+
+
+def now_stripe_time() -> int:
+    """A state read from an API answer is as of now (Stripe's clock and ours agree to the second)."""
+    return int(time.time())
+
+
+async def _plan_code(session: AsyncSession, price_id: str | None) -> str | None:
+    if price_id is None:
+        return None
+    plan = await PlanRepository(session).by_price(price_id)
+    return plan.code if plan is not None else None
+
+
+def _subscription_data(row: Subscription, **extra: Any) -> dict[str, Any]:
+    return {"tenantId": row.tenant_id, "subscriptionId": row.stripe_subscription_id, "plan": row.plan_code,
+            "priceId": row.stripe_price_id, "status": row.status, "currentPeriodEnd": row.current_period_end,
+            "cancelAtPeriodEnd": row.cancel_at_period_end} | extra
+
+
+async def _publish_subscription(session: AsyncSession, name: str, row: Subscription, **extra: Any) -> None:
+    await outbox.publish(session, name, _subscription_data(row, **extra), key=row.tenant_id, tenant_id=row.tenant_id)
+
+
+async def _tenant_of_customer(session: AsyncSession, customer: str | None) -> uuid.UUID | None:
+    if customer is None:
+        return None
+    found = await CustomerRepository(session).by_stripe_id(customer)
+    return found.tenant_id if found is not None else None
+
+
+async def record_subscription(session: AsyncSession, state: SubscriptionState, state_at: int, *,
+                              tenant_id: uuid.UUID | None = None, deleted: bool = False,
+                              changed_in_stripe: bool = False, requested_price: str | None = None) -> str:
+    """Apply one state of a Stripe subscription (from a webhook event or an API answer); publishes what
+    changed. Returns the outcome: applied, unchanged, stale, no_tenant or other_subscription."""
+    repo = SubscriptionRepository(session)
+    tenant_id = tenant_id or state.tenant_id or await _tenant_of_customer(session, state.customer)
+    row = await repo.by_stripe_id(state.id, for_update=True)
+    if row is None:
+        if tenant_id is None:
+            return "no_tenant"
+        existing = await repo.by_tenant(tenant_id, for_update=True)
+        if existing is not None:
+            if existing.status not in ENDED and state.status not in ENDED:
+                return "other_subscription"  # a second live subscription for one tenant: left to a human
+            if existing.status not in ENDED or state_at < existing.state_at:
+                return "stale"
+            # The tenant subscribes again after an ended one: the row follows the new subscription.
+            existing.stripe_subscription_id, existing.state_at = state.id, -1
+            row = existing
+    plan_code = await _plan_code(session, state.price_id)
+    status = "canceled" if deleted else state.status
+    if row is None:
+        assert tenant_id is not None
+        row = await repo.insert_once({
+            "tenant_id": tenant_id, "stripe_subscription_id": state.id, "stripe_customer_id": state.customer or "",
+            "stripe_item_id": state.item_id, "stripe_price_id": state.price_id,
+            "requested_price_id": requested_price or state.price_id, "plan_code": plan_code, "status": status,
+            "current_period_end": state.current_period_end, "cancel_at_period_end": state.cancel_at_period_end,
+            "canceled_at": state.canceled_at, "state_at": state_at})
+        if row is None:  # created concurrently: apply as an update of that row
+            return await record_subscription(session, state, state_at, tenant_id=tenant_id, deleted=deleted,
+                                             changed_in_stripe=changed_in_stripe, requested_price=requested_price)
+        await _publish_subscription(session, "billing.subscription.created", row, previousStatus=None,
+                                    planChangedInStripe=False)
+        if status in ENDED:
+            await _publish_subscription(session, "billing.subscription.canceled", row, previousStatus=None,
+                                        cancellationReason=state.cancellation_reason)
+        return "applied"
+    if state_at < row.state_at:
+        return "stale"
+    before = (row.status, row.stripe_price_id, row.cancel_at_period_end, row.current_period_end)
+    previous_status, previous_plan = row.status, row.plan_code
+    row.status = status
+    row.stripe_item_id = state.item_id or row.stripe_item_id
+    row.stripe_price_id = state.price_id or row.stripe_price_id
+    row.plan_code = plan_code or row.plan_code
+    row.current_period_end = state.current_period_end
+    row.cancel_at_period_end = state.cancel_at_period_end
+    row.canceled_at = state.canceled_at
+    row.state_at = state_at
+    if requested_price is not None:
+        row.requested_price_id = requested_price
+    # A price nobody here asked for is a change made in Stripe (customer portal): adopt it, and say so, so
+    # tenants follows it once; our own change coming back (the requested price) is not announced as one.
+    from_stripe = changed_in_stripe and state.price_id is not None and state.price_id != row.requested_price_id
+    if from_stripe:
+        row.requested_price_id = state.price_id
+    row.updated_at = utcnow()
+    await repo.flush()
+    if (row.status, row.stripe_price_id, row.cancel_at_period_end, row.current_period_end) == before:
+        return "unchanged"
+    if row.status in ENDED and previous_status not in ENDED:
+        await _publish_subscription(session, "billing.subscription.canceled", row, previousStatus=previous_status,
+                                    cancellationReason=state.cancellation_reason)
+    else:
+        await _publish_subscription(session, "billing.subscription.updated", row, previousStatus=previous_status,
+                                    previousPlan=previous_plan if previous_plan != row.plan_code else None,
+                                    planChangedInStripe=from_stripe,
+                                    cancellationReason=state.cancellation_reason)
+    return "applied"
+
+
+async def apply_subscription_event(session: AsyncSession, event_type: str, obj: dict[str, Any], created: int,
+                                   previous: dict[str, Any]) -> str:
+    state = SubscriptionState.of(obj)
+    return await record_subscription(session, state, created, deleted=event_type.endswith(".deleted"),
+                                     changed_in_stripe=event_type.endswith(".updated") and "items" in previous)
+
+
+def _payment_data(row: Invoice, state: InvoiceState) -> dict[str, Any]:
+    return {"tenantId": row.tenant_id, "invoiceId": row.stripe_invoice_id, "subscriptionId": row.stripe_subscription_id,
+            "status": row.status, "amountDue": row.amount_due, "amountPaid": row.amount_paid,
+            "currency": row.currency, "attemptCount": row.attempt_count,
+            "nextPaymentAttempt": row.next_payment_attempt, "hostedInvoiceUrl": row.hosted_invoice_url,
+            "finalAttempt": row.status != "paid" and row.next_payment_attempt is None}
+
+
+async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[str, Any], created: int) -> str:
+    state = InvoiceState.of(obj)
+    repo = InvoiceRepository(session)
+    tenant_id = state.tenant_id
+    if tenant_id is None and state.subscription_id is not None:
+        sub = await SubscriptionRepository(session).by_stripe_id(state.subscription_id)
+        tenant_id = sub.tenant_id if sub is not None else None
+    tenant_id = tenant_id or await _tenant_of_customer(session, state.customer)
+    values = {"tenant_id": tenant_id, "stripe_subscription_id": state.subscription_id, "status": state.status,
+              "amount_due": state.amount_due, "amount_paid": state.amount_paid, "currency": state.currency,
+              "attempt_count": state.attempt_count, "next_payment_attempt": state.next_payment_attempt,
+              "hosted_invoice_url": state.hosted_invoice_url, "paid_at": state.paid_at, "state_at": created}
+    row = await repo.by_stripe_id(state.id, for_update=True)
+    if row is None:
+        row = await repo.insert_once({"stripe_invoice_id": state.id, **values})
+        if row is None:
+            return await apply_invoice_event(session, event_type, obj, created)
+    else:
+        newer = (created, INVOICE_STATUS_RANK.get(state.status or "", 0), state.attempt_count)
+        held = (row.state_at, INVOICE_STATUS_RANK.get(row.status or "", 0), row.attempt_count)
+        if newer <= held:
+            return "stale"
+        for key, value in values.items():
+            if key != "tenant_id" or value is not None:
+                setattr(row, key, value)
+        row.updated_at = utcnow()
+        await repo.flush()
+    if row.tenant_id is None:
+        return "no_tenant"
+    name = "billing.payment_failed" if event_type == "invoice.payment_failed" else "billing.payment_succeeded"
+    await outbox.publish(session, name, _payment_data(row, state), key=row.tenant_id, tenant_id=row.tenant_id)
+    return "applied"
