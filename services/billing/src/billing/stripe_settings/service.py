@@ -32,7 +32,8 @@ class NotConfigured(Conflict):
 
 def masked(key: str) -> str:
     """`sk_test_…4242`: the prefix (kind and mode) and the last 4 characters."""
-    prefix = key.rsplit("_", 1)[0] + "_" if key.count("_") >= 2 else key[:3]
+    parts = key.split("_")
+    prefix = "_".join(parts[:2] if len(parts) > 2 and parts[1] in ("test", "live") else parts[:1]) + "_"
     return f"{prefix}…{key[-4:]}"
 
 

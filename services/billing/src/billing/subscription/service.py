@@ -91,7 +91,10 @@ async def record_subscription(session: AsyncSession, state: SubscriptionState, s
             await _publish_subscription(session, "billing.subscription.canceled", row, previousStatus=None,
                                         cancellationReason=state.cancellation_reason)
         return "applied"
+    if requested_price is not None:
+        row.requested_price_id = requested_price  # asked for now, whatever the answer's age
     if state_at < row.state_at:
+        await repo.flush()
         return "stale"
     before = (row.status, row.stripe_price_id, row.cancel_at_period_end, row.current_period_end)
     previous_status, previous_plan = row.status, row.plan_code
@@ -103,8 +106,6 @@ async def record_subscription(session: AsyncSession, state: SubscriptionState, s
     row.cancel_at_period_end = state.cancel_at_period_end
     row.canceled_at = state.canceled_at
     row.state_at = state_at
-    if requested_price is not None:
-        row.requested_price_id = requested_price
     # A price nobody here asked for is a change made in Stripe (customer portal): adopt it, and say so, so
     # tenants follows it once; our own change coming back (the requested price) is not announced as one.
     from_stripe = changed_in_stripe and state.price_id is not None and state.price_id != row.requested_price_id
