@@ -134,14 +134,20 @@ async def apply_subscription_event(session: AsyncSession, event_type: str, obj: 
 
 
 def _payment_data(row: Invoice, state: InvoiceState) -> dict[str, Any]:
+    """The attempt this event reports; whether Stripe gave up is judged on the invoice as it is now (a late
+    failure of an invoice paid since is never a final one)."""
+    gave_up = row.status not in ("paid", "void") and row.next_payment_attempt is None \
+        and state.next_payment_attempt is None and state.attempt_count >= row.attempt_count
     return {"tenantId": row.tenant_id, "invoiceId": row.stripe_invoice_id, "subscriptionId": row.stripe_subscription_id,
-            "status": row.status, "amountDue": row.amount_due, "amountPaid": row.amount_paid,
-            "currency": row.currency, "attemptCount": row.attempt_count,
-            "nextPaymentAttempt": row.next_payment_attempt, "hostedInvoiceUrl": row.hosted_invoice_url,
-            "finalAttempt": row.status != "paid" and row.next_payment_attempt is None}
+            "status": row.status, "amountDue": state.amount_due, "amountPaid": state.amount_paid,
+            "currency": state.currency, "attemptCount": state.attempt_count,
+            "nextPaymentAttempt": state.next_payment_attempt, "hostedInvoiceUrl": state.hosted_invoice_url,
+            "finalAttempt": gave_up}
 
 
 async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[str, Any], created: int) -> str:
+    """The invoice row takes the newest state; every payment event (each Stripe event is stored once) is
+    published once, even one that arrives after a newer state: subscribers hear of every attempt."""
     state = InvoiceState.of(obj)
     repo = InvoiceRepository(session)
     tenant_id = state.tenant_id
@@ -153,6 +159,7 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
               "amount_due": state.amount_due, "amount_paid": state.amount_paid, "currency": state.currency,
               "attempt_count": state.attempt_count, "next_payment_attempt": state.next_payment_attempt,
               "hosted_invoice_url": state.hosted_invoice_url, "paid_at": state.paid_at, "state_at": created}
+    outcome = "applied"
     row = await repo.by_stripe_id(state.id, for_update=True)
     if row is None:
         row = await repo.insert_once({"stripe_invoice_id": state.id, **values})
@@ -162,14 +169,15 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
         newer = (created, INVOICE_STATUS_RANK.get(state.status or "", 0), state.attempt_count)
         held = (row.state_at, INVOICE_STATUS_RANK.get(row.status or "", 0), row.attempt_count)
         if newer <= held:
-            return "stale"
-        for key, value in values.items():
-            if key != "tenant_id" or value is not None:
-                setattr(row, key, value)
-        row.updated_at = utcnow()
-        await repo.flush()
+            outcome = "stale"
+        else:
+            for key, value in values.items():
+                if key != "tenant_id" or value is not None:
+                    setattr(row, key, value)
+            row.updated_at = utcnow()
+            await repo.flush()
     if row.tenant_id is None:
         return "no_tenant"
     name = "billing.payment_failed" if event_type == "invoice.payment_failed" else "billing.payment_succeeded"
     await outbox.publish(session, name, _payment_data(row, state), key=row.tenant_id, tenant_id=row.tenant_id)
-    return "applied"
+    return outcome
