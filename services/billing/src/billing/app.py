@@ -10,7 +10,6 @@ from billing.sync.handlers import CONSUMER_NAME, TENANTS_TOPIC, tenant_events_ha
 from billing.webhook import worker as webhook_worker
 from billing.webhook.endpoints import PUBLIC_PATH
 from common.app import Runtime, create_service_app
-from common.crypto import SecretBox
 from common.messaging import EventConsumer
 
 
@@ -18,7 +17,7 @@ def create_app(settings: Settings | None = None, *, consume: bool = True) -> Fas
     """`consume=False`: the API and workers without the tenant-events consumer (e.g. a fuzz run next to a
     consuming app, which a second member of the group would take partitions from)."""
     settings = settings or Settings()
-    billing = Billing(settings=settings, box=SecretBox(settings.secrets_encryption_keys))
+    billing = Billing(settings=settings)
 
     def consumers(runtime: Runtime) -> list[EventConsumer]:
         return [EventConsumer(runtime.settings, runtime.database, inbox, name=CONSUMER_NAME, topics=[TENANTS_TOPIC],

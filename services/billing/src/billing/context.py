@@ -17,13 +17,21 @@ from common.db import Database
 @dataclass
 class Billing:
     settings: Settings
-    box: SecretBox
     database: Database | None = None
     # Set when a Stripe event was stored or a sync job was added: the workers look at once.
     events_waiting: asyncio.Event = field(default_factory=asyncio.Event)
     jobs_waiting: asyncio.Event = field(default_factory=asyncio.Event)
     webhook_secret_cache: tuple[str, float] | None = None
     _clients: dict[str, StripeApi] = field(default_factory=dict)
+
+    _box: SecretBox | None = None
+
+    @property
+    def box(self) -> SecretBox:
+        """Built on first use: an app built only for its OpenAPI document needs no keys."""
+        if self._box is None:
+            self._box = SecretBox(self.settings.secrets_encryption_keys)
+        return self._box
 
     def stripe(self, secret_key: str) -> StripeApi:
         """One SDK client (and connection pool) per key, reused."""

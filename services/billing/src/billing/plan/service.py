@@ -11,7 +11,7 @@ from billing.plan.schemas import PlanRead, PlanUpdate
 from billing.stripe_api import StripeApi, StripeRejected
 from billing.stripe_settings import service as stripe_settings
 from common.db import utcnow
-from common.errors import BadGateway, NotFound, ProblemError, Unprocessable
+from common.errors import BadGateway, Conflict, NotFound, ProblemError, Unprocessable
 from common.retrying import RetryableCall
 
 
@@ -21,6 +21,9 @@ def lookup_key(plan: PlanPrice) -> str:
 
 
 def stripe_failure(exc: Exception) -> ProblemError:
+    if isinstance(exc, StripeRejected) and exc.status in (401, 403):
+        return Conflict("Stripe refused the configured secret key: check it with POST "
+                        "/api/platform/integrations/stripe/test", title="Stripe key refused")
     if isinstance(exc, StripeRejected):
         return BadGateway(f"Stripe refused the request: {exc}", title="Stripe refused")
     return ProblemError(f"Stripe could not be reached: {exc}", status=503, title="Stripe unavailable",
