@@ -113,6 +113,9 @@ async def test_failed_payments_are_published_each_once_with_the_last_attempt_mar
     await events.wait_for(lambda e: failed(e) and e.data["attemptCount"] == 3)
     await events.wait_for(lambda e: e.event == "billing.subscription.updated" and e.tenant_id == tenant
                           and e.data["status"] == "unpaid")
+    # Stripe gave up: after the grace period (1.8 s here) tenants is told to suspend, once.
+    delinquent = await events.wait_for(lambda e: e.event == "billing.subscription.delinquent" and e.tenant_id == tenant)
+    assert delinquent.data["invoiceId"] == invoice["id"] and delinquent.data["reason"] == "payment"
     stripe.pay(sub["id"])
     paid = await events.wait_for(lambda e: e.event == "billing.payment_succeeded" and e.tenant_id == tenant)
     got = sorted((e.data["attemptCount"], e.data["finalAttempt"], e.data["nextPaymentAttempt"] is None)
@@ -123,6 +126,7 @@ async def test_failed_payments_are_published_each_once_with_the_last_attempt_mar
     assert last.data["invoiceId"] == invoice["id"] and last.data["amountDue"] == 4900
     assert last.data["hostedInvoiceUrl"] == invoice["hosted_invoice_url"] and last.data["currency"] == "USD"
     assert paid.data["amountPaid"] == 4900 and paid.data["status"] == "paid"
+    assert len(events.matching(lambda e: e.event == "billing.subscription.delinquent" and e.tenant_id == tenant)) == 1
     tenant_view = await billing_of(owner, tenant)
     assert tenant_view["lastPayment"]["invoiceId"] == invoice["id"] and tenant_view["openInvoices"] == []
 

@@ -84,6 +84,9 @@ def upgrade() -> None:
     sa.Column('cancel_at_period_end', sa.Boolean(), nullable=False),
     sa.Column('canceled_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('state_at', sa.BigInteger(), nullable=False),
+    sa.Column('overdue_since', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('overdue_invoice_id', sa.String(length=255), nullable=True),
+    sa.Column('delinquent_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_billing_subscriptions')),
     sa.UniqueConstraint('stripe_subscription_id', name=op.f('uq_billing_subscriptions_stripe_subscription_id')),
     sa.UniqueConstraint('tenant_id', name=op.f('uq_billing_subscriptions_tenant_id'))

@@ -5,12 +5,14 @@ from billing.config import Settings
 from billing.context import Billing
 from billing.events import outbox
 from billing.models import inbox
+from billing.subscription import grace
 from billing.sync import service as sync
 from billing.sync.handlers import CONSUMER_NAME, TENANTS_TOPIC, tenant_events_handler
 from billing.webhook import worker as webhook_worker
 from billing.webhook.endpoints import PUBLIC_PATH
 from common.app import Runtime, create_service_app
 from common.messaging import EventConsumer
+from common.supervise import every
 
 
 def create_app(settings: Settings | None = None, *, consume: bool = True) -> FastAPI:
@@ -27,6 +29,8 @@ def create_app(settings: Settings | None = None, *, consume: bool = True) -> Fas
         billing.database = runtime.database
         runtime.supervise("stripe-events", lambda: webhook_worker.run_worker(runtime.database, billing))
         runtime.supervise("stripe-sync", lambda: sync.run_worker(runtime.database, billing))
+        runtime.supervise("billing-grace", lambda: every(settings.billing_grace_check_seconds,
+                                                         lambda: grace.check(runtime.database, billing)))
 
     app = create_service_app(
         settings,

@@ -22,4 +22,8 @@ class Settings(ServiceSettings):
     # while Stripe fails, from the first wait up to the longest.
     billing_retry_initial_seconds: float = Field(default=2.0, gt=0)
     billing_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # After Stripe gives up collecting, how long before `billing.subscription.delinquent` tells tenants to
+    # suspend the tenant (0 = at once); and how often the grace periods are checked.
+    billing_suspend_grace_hours: float = Field(default=72.0, ge=0)
+    billing_grace_check_seconds: float = Field(default=60.0, gt=0)
     billing_sync_concurrency: int = Field(default=8, ge=1, le=100)

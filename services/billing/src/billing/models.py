@@ -86,6 +86,12 @@ class Subscription(Base, table=True):
     cancel_at_period_end: bool = Field(default=False, sa_type=Boolean)
     canceled_at: datetime | None = _tz(default=None, nullable=True)
     state_at: int = Field(default=0, sa_type=BigInteger)
+    # Since when Stripe has given up collecting (unpaid, canceled for non-payment, last attempt failed);
+    # cleared by a successful payment. `delinquent_at`: when billing.subscription.delinquent was published
+    # (the grace period ended), so it is published once per delinquency.
+    overdue_since: datetime | None = _tz(default=None, nullable=True)
+    overdue_invoice_id: str | None = Field(default=None, sa_type=String(255), nullable=True)
+    delinquent_at: datetime | None = _tz(default=None, nullable=True)
 
 
 class Invoice(Base, table=True):

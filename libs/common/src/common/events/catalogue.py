@@ -151,6 +151,15 @@ class PaymentData(EventData):
     hostedInvoiceUrl: str | None = None
 
 
+class DelinquencyData(EventData):
+    tenantId: uuid.UUID
+    subscriptionId: str
+    invoiceId: str | None = Field(default=None, description="The invoice Stripe gave up on, when known")
+    reason: Literal["payment"] = "payment"
+    overdueSince: datetime = Field(description="When Stripe gave up collecting")
+    graceHours: float = Field(description="BILLING_SUSPEND_GRACE_HOURS when it ended")
+
+
 # --- dispatcher ----------------------------------------------------------------------------------
 class WebhookVerificationData(EventData):
     challenge: str
@@ -214,6 +223,8 @@ EVENT_TYPES: dict[str, EventType] = {
         _t("billing.subscription.created", "billing", "A tenant's subscription was created", SubscriptionData),
         _t("billing.subscription.updated", "billing", "A tenant's subscription changed", SubscriptionData),
         _t("billing.subscription.canceled", "billing", "A tenant's subscription was canceled", SubscriptionData),
+        _t("billing.subscription.delinquent", "billing", "Stripe gave up collecting a tenant's payment and the "
+           "grace period ended: the tenant is to be suspended", DelinquencyData),
         _t("billing.payment_failed", "billing", "A subscription payment failed", PaymentData),
         _t("billing.payment_succeeded", "billing", "A subscription payment succeeded", PaymentData),
         _t("webhook.verification", "webhook-dispatcher", "Challenge sent to verify a new endpoint",

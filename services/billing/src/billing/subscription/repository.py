@@ -44,6 +44,11 @@ class SubscriptionRepository(Repository[Subscription]):
         stmt = insert(Subscription).values(id=uuid.uuid4(), **values).on_conflict_do_nothing().returning(Subscription)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def grace_ended(self, overdue_before: datetime, limit: int) -> list[Subscription]:
+        return await self.all(select(Subscription).where(
+            Subscription.overdue_since <= overdue_before, Subscription.delinquent_at.is_(None))  # type: ignore[operator,union-attr]
+            .order_by(Subscription.overdue_since).limit(limit).with_for_update(skip_locked=True))
+
     def page(self, *, tenant_id: uuid.UUID | None, status: str | None,
              after: tuple[datetime, uuid.UUID] | None, limit: int) -> Select[tuple[Subscription]]:
         stmt = select(Subscription)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,42 @@ from billing.subscription.stripe_objects import INVOICE_STATUS_RANK, InvoiceStat
 from common.db import utcnow
 
 ENDED = {"canceled", "incomplete_expired"}
+# Stripe gave up: the subscription is unpaid, or it was canceled for non-payment.
+GAVE_UP_REASONS = {"payment_failed", "payment_disputed"}
+
+
+async def mark_overdue(session: AsyncSession, row: Subscription, invoice_id: str | None,
+                       grace: timedelta | None) -> None:
+    """Stripe gave up collecting: the grace period starts (once). With no grace, tenants hears at once."""
+    if row.overdue_since is None:
+        row.overdue_since, row.overdue_invoice_id = utcnow(), invoice_id
+    elif invoice_id is not None and row.overdue_invoice_id is None:
+        row.overdue_invoice_id = invoice_id
+    if grace is not None and grace.total_seconds() == 0:
+        await publish_delinquent(session, row, grace)
+
+
+def clear_overdue(row: Subscription) -> None:
+    row.overdue_since = row.overdue_invoice_id = row.delinquent_at = None
+
+
+async def publish_delinquent(session: AsyncSession, row: Subscription, grace: timedelta) -> None:
+    if row.delinquent_at is not None or row.overdue_since is None:
+        return
+    row.delinquent_at = utcnow()
+    await outbox.publish(session, "billing.subscription.delinquent", {
+        "tenantId": row.tenant_id, "subscriptionId": row.stripe_subscription_id,
+        "invoiceId": row.overdue_invoice_id, "overdueSince": row.overdue_since,
+        "graceHours": grace.total_seconds() / 3600}, key=row.tenant_id, tenant_id=row.tenant_id)
+
+
+async def publish_due_delinquencies(session: AsyncSession, grace: timedelta, limit: int = 500) -> int:
+    """Every subscription whose grace period has ended since the last look: one event each."""
+    rows = await SubscriptionRepository(session).grace_ended(utcnow() - grace, limit)
+    for row in rows:
+        await publish_delinquent(session, row, grace)
+    await SubscriptionRepository(session).flush()
+    return len(rows)
 
 
 def now_stripe_time() -> int:
@@ -54,7 +91,8 @@ async def _tenant_of_customer(session: AsyncSession, customer: str | None) -> uu
 
 async def record_subscription(session: AsyncSession, state: SubscriptionState, state_at: int, *,
                               tenant_id: uuid.UUID | None = None, deleted: bool = False,
-                              changed_in_stripe: bool = False, requested_price: str | None = None) -> str:
+                              changed_in_stripe: bool = False, requested_price: str | None = None,
+                              grace: timedelta | None = None) -> str:
     """Apply one state of a Stripe subscription (from a webhook event or an API answer); publishes what
     changed. Returns the outcome: applied, unchanged, stale, no_tenant or other_subscription."""
     repo = SubscriptionRepository(session)
@@ -84,7 +122,8 @@ async def record_subscription(session: AsyncSession, state: SubscriptionState, s
             "canceled_at": state.canceled_at, "state_at": state_at})
         if row is None:  # created concurrently: apply as an update of that row
             return await record_subscription(session, state, state_at, tenant_id=tenant_id, deleted=deleted,
-                                             changed_in_stripe=changed_in_stripe, requested_price=requested_price)
+                                             changed_in_stripe=changed_in_stripe, requested_price=requested_price,
+                                             grace=grace)
         await _publish_subscription(session, "billing.subscription.created", row, previousStatus=None,
                                     planChangedInStripe=False)
         if status in ENDED:
@@ -112,6 +151,10 @@ async def record_subscription(session: AsyncSession, state: SubscriptionState, s
     if from_stripe:
         row.requested_price_id = state.price_id
     row.updated_at = utcnow()
+    if row.status == "unpaid" or (row.status == "canceled" and state.cancellation_reason in GAVE_UP_REASONS):
+        await mark_overdue(session, row, None, grace)
+    elif row.status in ("active", "trialing"):
+        clear_overdue(row)
     await repo.flush()
     if (row.status, row.stripe_price_id, row.cancel_at_period_end, row.current_period_end) == before:
         return "unchanged"
@@ -127,10 +170,11 @@ async def record_subscription(session: AsyncSession, state: SubscriptionState, s
 
 
 async def apply_subscription_event(session: AsyncSession, event_type: str, obj: dict[str, Any], created: int,
-                                   previous: dict[str, Any]) -> str:
+                                   previous: dict[str, Any], grace: timedelta) -> str:
     state = SubscriptionState.of(obj)
     return await record_subscription(session, state, created, deleted=event_type.endswith(".deleted"),
-                                     changed_in_stripe=event_type.endswith(".updated") and "items" in previous)
+                                     changed_in_stripe=event_type.endswith(".updated") and "items" in previous,
+                                     grace=grace)
 
 
 def _payment_data(row: Invoice, state: InvoiceState) -> dict[str, Any]:
@@ -145,7 +189,8 @@ def _payment_data(row: Invoice, state: InvoiceState) -> dict[str, Any]:
             "finalAttempt": gave_up}
 
 
-async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[str, Any], created: int) -> str:
+async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[str, Any], created: int,
+                              grace: timedelta) -> str:
     """The invoice row takes the newest state; every payment event (each Stripe event is stored once) is
     published once, even one that arrives after a newer state: subscribers hear of every attempt."""
     state = InvoiceState.of(obj)
@@ -164,7 +209,7 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
     if row is None:
         row = await repo.insert_once({"stripe_invoice_id": state.id, **values})
         if row is None:
-            return await apply_invoice_event(session, event_type, obj, created)
+            return await apply_invoice_event(session, event_type, obj, created, grace)
     else:
         newer = (created, INVOICE_STATUS_RANK.get(state.status or "", 0), state.attempt_count)
         held = (row.state_at, INVOICE_STATUS_RANK.get(row.status or "", 0), row.attempt_count)
@@ -178,6 +223,13 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
             await repo.flush()
     if row.tenant_id is None:
         return "no_tenant"
+    data = _payment_data(row, state)
+    if outcome == "applied" and row.stripe_subscription_id is not None:
+        sub = await SubscriptionRepository(session).by_stripe_id(row.stripe_subscription_id, for_update=True)
+        if sub is not None and row.status == "paid":
+            clear_overdue(sub)
+        elif sub is not None and data["finalAttempt"]:
+            await mark_overdue(session, sub, row.stripe_invoice_id, grace)
     name = "billing.payment_failed" if event_type == "invoice.payment_failed" else "billing.payment_succeeded"
-    await outbox.publish(session, name, _payment_data(row, state), key=row.tenant_id, tenant_id=row.tenant_id)
+    await outbox.publish(session, name, data, key=row.tenant_id, tenant_id=row.tenant_id)
     return outcome

@@ -50,7 +50,8 @@ async def _record(database: Database, billing: Billing, job: SyncJob, answer: di
                   requested_price: str | None = None) -> None:
     async with database.sessionmaker() as session:
         await subscriptions.record_subscription(session, SubscriptionState.of(answer), subscriptions.now_stripe_time(),
-                                                tenant_id=job.tenant_id, requested_price=requested_price)
+                                                tenant_id=job.tenant_id, requested_price=requested_price,
+                                                grace=timedelta(hours=billing.settings.billing_suspend_grace_hours))
         await session.commit()
 
 

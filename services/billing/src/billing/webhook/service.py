@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -98,11 +99,12 @@ async def _apply(session: AsyncSession, billing: Billing, row: StripeEvent) -> s
     if row.type not in HANDLED:
         return "ignored"
     obj = row.payload["data"]["object"]
+    grace = timedelta(hours=billing.settings.billing_suspend_grace_hours)
     previous = row.payload["data"].get("previous_attributes") or {}
     if row.type.startswith("customer.subscription."):
         return await subscriptions.apply_subscription_event(session, row.type, obj, row.stripe_created,
-                                                            previous)
-    return await subscriptions.apply_invoice_event(session, row.type, obj, row.stripe_created)
+                                                            previous, grace)
+    return await subscriptions.apply_invoice_event(session, row.type, obj, row.stripe_created, grace)
 
 
 async def process_batch(database: Database, billing: Billing) -> int:
