@@ -51,7 +51,7 @@ def billing_settings(database_url: str, platform_settings: dict[str, Any], strip
     return Settings(database_url=database_url, stripe_api_base=stripe.url, stripe_timeout_seconds=3,
                     billing_retry_initial_seconds=0.2, billing_retry_max_seconds=1.0,
                     billing_poll_interval_seconds=0.2, billing_suspend_grace_hours=0.0005,  # 1.8 s
-                    billing_grace_check_seconds=0.2, gateway_public_url="https://platform.example", **platform_settings
+                    billing_grace_check_seconds=0.2, platform_public_url="https://platform.example", **platform_settings
                     | extra)
 
 

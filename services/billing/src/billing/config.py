@@ -12,8 +12,9 @@ class Settings(ServiceSettings):
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
     # proration_behavior of a plan change (Stripe's names).
     billing_proration_behavior: Literal["create_prorations", "always_invoice", "none"] = "create_prorations"
-    # Shown in GET /integrations/stripe: the URL to paste into Stripe's webhook settings.
-    gateway_public_url: str = "http://localhost:8080"
+    # The platform's public base URL (the dispatcher's PLATFORM_PUBLIC_URL too): GET /integrations/stripe
+    # shows `{it}/api/webhooks/stripe`, the URL to paste into Stripe's webhook settings.
+    platform_public_url: str | None = None
     # Stripe webhook events are applied by a worker: how many per transaction, and how often it looks when
     # nothing woke it.
     billing_event_batch: int = Field(default=200, ge=1, le=5000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -38,7 +39,8 @@ def masked(key: str) -> str:
 
 
 def webhook_url(billing: Billing) -> str:
-    return billing.settings.gateway_public_url.rstrip("/") + "/api/webhooks/stripe"
+    base = billing.settings.platform_public_url or f"http://localhost:{os.environ.get('GATEWAY_PORT', '8080')}"
+    return base.rstrip("/") + "/api/webhooks/stripe"
 
 
 def _read(billing: Billing, row: StripeSettings | None) -> StripeSettingsRead:

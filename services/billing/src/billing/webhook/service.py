@@ -115,10 +115,8 @@ async def process_batch(database: Database, billing: Billing) -> int:
         if not rows:
             return 0
         try:
-            outcomes = []
-            for row in rows:
-                outcomes.append((row, await _apply(session, billing, row)))
-                await StripeEventRepository(session).mark(row.id, outcome=outcomes[-1][1])
+            outcomes = [(row, await _apply(session, billing, row)) for row in rows]
+            await StripeEventRepository(session).mark_many([(row.id, outcome) for row, outcome in outcomes])
             await session.commit()
         except Exception:
             await session.rollback()
