@@ -49,7 +49,7 @@ async def test_plans_sync_is_idempotent(owner, configured, stripe):
     before = Counter(stripe.created)
     plans = (await owner.post(f"{BILLING}/plans/sync")).json()
     assert {p["code"] for p in plans} >= {"FREE", "PRO", "ENTERPRISE"}
-    assert all(p["stripePriceId"].startswith("price_") and p["mappedBy"] == "sync" for p in plans)
+    assert all(p["stripePriceId"].startswith("price_") and p["mappedBy"] in ("sync", "manual") for p in plans)
     assert stripe.created["price"] == before["price"] and stripe.created["product"] == before["product"]
     pro = next(p for p in plans if p["code"] == "PRO")
     assert stripe.prices[pro["stripePriceId"]]["unit_amount"] == 4900
@@ -157,3 +157,30 @@ async def test_stripe_down_then_throttling_loses_and_doubles_nothing(owner, stri
     await wait_until(all_subscribed, timeout=90)
     assert [customers_of(stripe, t) for t in batch] == [1] * 50
     assert [subscriptions_of(stripe, t) for t in batch] == [1] * 50
+
+
+async def test_a_tenant_on_a_plan_without_a_price_waits_for_the_sync_then_is_subscribed(owner, stripe, tenants,
+                                                                                        count, configured):
+    code = f"T{uuid.uuid4().hex[:6].upper()}"
+    resp = await owner.put(f"{BILLING}/plans/{code}", json={"name": f"Plan {code}", "amount": 900, "currency": "eur"})
+    assert resp.status_code == 200 and resp.json()["stripePriceId"] is None, resp.text
+    tenant = uuid.uuid4()
+    await tenants.created(tenant, plan=f"Plan {code}")
+
+    async def waiting() -> bool:
+        return await count("SELECT count(*) FROM billing_sync_jobs WHERE tenant_id = :t AND done_at IS NULL "
+                           "AND last_error LIKE '%has no Stripe price%'", t=tenant) == 1
+
+    await wait_until(waiting)
+    assert subscriptions_of(stripe, tenant) == 0
+    plans = {p["code"]: p for p in (await owner.post(f"{BILLING}/plans/sync")).json()}
+    price = plans[code]["stripePriceId"]
+    assert stripe.prices[price]["unit_amount"] == 900 and stripe.prices[price]["currency"] == "eur"
+    sub = await subscribed(owner, stripe, tenant, plan=code)  # at once, not after the job's backoff
+    assert sub["items"]["data"][0]["price"]["id"] == price
+
+    # Mapping by hand to an existing price: checked with Stripe first.
+    resp = await owner.put(f"{BILLING}/plans/{code}", json={"priceId": "price_doesnotexist"})
+    assert resp.status_code == 422 and "no price" in resp.json()["detail"]
+    resp = await owner.put(f"{BILLING}/plans/{code}", json={"priceId": price})
+    assert resp.json()["mappedBy"] == "manual" and resp.json()["amount"] == 900

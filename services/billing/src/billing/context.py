@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
 from billing.stripe_api import StripeApi
@@ -49,3 +52,8 @@ def get_billing(request: Request) -> Billing:
 
 
 BillingDep = Annotated[Billing, Depends(get_billing)]
+
+
+def wake_after_commit(session: AsyncSession, wake: Callable[[], None]) -> None:
+    """Wake a worker once this session's transaction is committed (before that it would find nothing)."""
+    sa_event.listen(session.sync_session, "after_commit", lambda _: wake(), once=True)

@@ -10,6 +10,7 @@ from billing.plan.repository import PlanRepository
 from billing.plan.schemas import PlanRead, PlanUpdate
 from billing.stripe_api import StripeApi, StripeRejected
 from billing.stripe_settings import service as stripe_settings
+from billing.sync import service as sync_jobs
 from common.db import utcnow
 from common.errors import BadGateway, Conflict, NotFound, ProblemError, Unprocessable
 from common.retrying import RetryableCall
@@ -62,6 +63,7 @@ async def sync(session: AsyncSession, billing: Billing) -> list[PlanRead]:
             raise stripe_failure(exc) from None
         plan.updated_at = utcnow()
         await repo.flush()
+    await sync_jobs.retry_waiting(session, billing)
     return await list_plans(session)
 
 
@@ -109,4 +111,6 @@ async def update(session: AsyncSession, billing: Billing, code: str, body: PlanU
             plan.synced_at = None
     plan.updated_at = utcnow()
     await repo.flush()
+    if plan.stripe_price_id is not None:
+        await sync_jobs.retry_waiting(session, billing)
     return PlanRead.model_validate(plan)

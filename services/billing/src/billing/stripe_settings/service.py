@@ -88,6 +88,9 @@ async def put(session: AsyncSession, billing: Billing, principal: Principal,
     billing.webhook_secret_cache = None  # this process verifies with the new secret at once
     row.updated_at = utcnow()
     await repo.flush()
+    from billing.sync.service import retry_waiting  # (sync imports this module)
+
+    await retry_waiting(session, billing)
     return _read(billing, row)
 
 

@@ -49,6 +49,11 @@ class SyncJobRepository(Repository[SyncJob]):
         await self.session.execute(update(SyncJob).where(SyncJob.id == job_id)
                                    .values(next_attempt_at=func.now() + delay, last_error=error[:2000]))
 
+    async def due_now(self) -> None:
+        """Every waiting job is tried again at once (e.g. Stripe was just configured, plans just priced)."""
+        await self.session.execute(update(SyncJob).where(SyncJob.done_at.is_(None))  # type: ignore[union-attr]
+                                   .values(next_attempt_at=func.now()))
+
     async def pending(self) -> int:
         return await self.count(select(SyncJob).where(SyncJob.done_at.is_(None)))  # type: ignore[union-attr]
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.context import Billing
+from billing.context import Billing, wake_after_commit
 from billing.models import SyncJob
 from billing.plan.repository import PlanRepository
 from billing.stripe_api import StripeApi, StripeRejected, idempotency_key
@@ -36,6 +36,12 @@ async def enqueue(session: AsyncSession, event_id: uuid.UUID, tenant_id: uuid.UU
                   plan: str | None = None, name: str | None = None) -> int:
     return int(await SyncJobRepository(session).add_once({"event_id": event_id, "tenant_id": tenant_id,
                                                           "kind": kind, "plan": plan, "tenant_name": name}))
+
+
+async def retry_waiting(session: AsyncSession, billing: Billing) -> None:
+    """After a change that may unblock waiting jobs (keys saved, plans priced): they run once it commits."""
+    await SyncJobRepository(session).due_now()
+    wake_after_commit(session, billing.jobs_waiting.set)
 
 
 async def _price_for(session: AsyncSession, plan_name: str | None) -> str:

@@ -14,10 +14,9 @@ from typing import Any
 import orjson
 import stripe
 from prometheus_client import Counter
-from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.context import Billing
+from billing.context import Billing, wake_after_commit
 from billing.models import StripeEvent
 from billing.stripe_settings import service as stripe_settings
 from billing.subscription import service as subscriptions
@@ -88,11 +87,6 @@ async def receive(session: AsyncSession, billing: Billing, body: bytes, signatur
     if new:
         wake_after_commit(session, billing.events_waiting.set)
     return WebhookAck(duplicate=not new)
-
-
-def wake_after_commit(session: AsyncSession, wake: Any) -> None:
-    """Wake a worker once this session's transaction is committed (before that it would find nothing)."""
-    sa_event.listen(session.sync_session, "after_commit", lambda _: wake(), once=True)
 
 
 async def _apply(session: AsyncSession, billing: Billing, row: StripeEvent) -> str:
