@@ -224,7 +224,8 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
     if row.tenant_id is None:
         return "no_tenant"
     data = _payment_data(row, state)
-    if outcome == "applied" and row.stripe_subscription_id is not None:
+    if outcome == "applied" and row.stripe_subscription_id is not None and (row.status == "paid"
+                                                                          or data["finalAttempt"]):
         sub = await SubscriptionRepository(session).by_stripe_id(row.stripe_subscription_id, for_update=True)
         if sub is not None and row.status == "paid":
             clear_overdue(sub)

@@ -16,13 +16,13 @@ import stripe
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.context import Billing, wake_after_commit
+from billing.context import Billing
 from billing.models import StripeEvent
 from billing.stripe_settings import service as stripe_settings
 from billing.subscription import service as subscriptions
 from billing.webhook.repository import StripeEventRepository
 from billing.webhook.schemas import WebhookAck
-from common.db import Database, utcnow
+from common.db import Database, commit_each_statement, utcnow
 from common.errors import BadRequest, Conflict
 
 logger = logging.getLogger("billing.webhook")
@@ -69,6 +69,8 @@ def _event_fields(body: bytes) -> tuple[str, str, int, dict[str, Any]]:
 
 
 async def receive(session: AsyncSession, billing: Billing, body: bytes, signature: str | None) -> WebhookAck:
+    # The only write is one statement: it commits by itself (no BEGIN/COMMIT round trips on this hot path).
+    await commit_each_statement(session)
     if not signature:
         raise BadRequest("Missing Stripe-Signature header")
     secret = await _webhook_secret(session, billing)
@@ -85,7 +87,7 @@ async def receive(session: AsyncSession, billing: Billing, body: bytes, signatur
         raise BadRequest("The event holds text PostgreSQL cannot store") from None
     RECEIVED.labels(event_type if event_type in HANDLED else "other", str(not new).lower()).inc()
     if new:
-        wake_after_commit(session, billing.events_waiting.set)
+        billing.events_waiting.set()  # already committed
     return WebhookAck(duplicate=not new)
 
 
