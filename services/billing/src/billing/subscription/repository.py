@@ -68,9 +68,11 @@ class InvoiceRepository(Repository[Invoice]):
         stmt = select(Invoice).where(Invoice.stripe_invoice_id == invoice_id)
         return await self.get_one(stmt.with_for_update() if for_update else stmt)
 
-    async def insert_once(self, values: dict[str, Any]) -> Invoice | None:
-        stmt = insert(Invoice).values(id=uuid.uuid4(), **values).on_conflict_do_nothing().returning(Invoice)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+    async def insert_once(self, values: dict[str, Any]) -> Any | None:
+        """The new invoice's row (a Core row: this is the hot path of Stripe's events), or None if known."""
+        table = Invoice.__table__  # type: ignore[attr-defined]
+        stmt = insert(table).values(id=uuid.uuid4(), **values).on_conflict_do_nothing().returning(*table.c)
+        return (await self.session.execute(stmt)).one_or_none()
 
     def filtered(self, *, tenant_id: uuid.UUID | None, status: str | None) -> Select[tuple[Invoice]]:
         stmt = select(Invoice)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.events import outbox
-from billing.models import Invoice, Subscription
+from billing.models import Subscription
 from billing.plan.repository import PlanRepository
 from billing.subscription.repository import CustomerRepository, InvoiceRepository, SubscriptionRepository
 from billing.subscription.stripe_objects import INVOICE_STATUS_RANK, InvoiceState, SubscriptionState
@@ -177,7 +177,7 @@ async def apply_subscription_event(session: AsyncSession, event_type: str, obj: 
                                      grace=grace)
 
 
-def _payment_data(row: Invoice, state: InvoiceState) -> dict[str, Any]:
+def _payment_data(row: Any, state: InvoiceState) -> dict[str, Any]:
     """The attempt this event reports; whether Stripe gave up is judged on the invoice as it is now (a late
     failure of an invoice paid since is never a final one)."""
     gave_up = row.status not in ("paid", "void") and row.next_payment_attempt is None \
@@ -205,12 +205,11 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
               "attempt_count": state.attempt_count, "next_payment_attempt": state.next_payment_attempt,
               "hosted_invoice_url": state.hosted_invoice_url, "paid_at": state.paid_at, "state_at": created}
     outcome = "applied"
-    row = await repo.by_stripe_id(state.id, for_update=True)
+    # Most events bring an invoice seen for the first time: try the insert first (one statement).
+    row: Any = await repo.insert_once({"stripe_invoice_id": state.id, **values})
     if row is None:
-        row = await repo.insert_once({"stripe_invoice_id": state.id, **values})
-        if row is None:
-            return await apply_invoice_event(session, event_type, obj, created, grace)
-    else:
+        row = await repo.by_stripe_id(state.id, for_update=True)
+        assert row is not None  # invoices are never deleted
         newer = (created, INVOICE_STATUS_RANK.get(state.status or "", 0), state.attempt_count)
         held = (row.state_at, INVOICE_STATUS_RANK.get(row.status or "", 0), row.attempt_count)
         if newer <= held:
