@@ -151,3 +151,32 @@ async def test_the_newest_state_wins_in_both_payload_shapes(configured, post, ow
     assert names.count("billing.subscription.created") == 1 and names.count("billing.payment_succeeded") == 1
     assert len(names) == len(set((e.event, e.data.get("status"), e.data.get("attemptCount"))
                                  for e in events.matching(lambda e: e.data.get("tenantId") == str(tenant))))
+
+
+async def test_processed_events_are_purged_after_the_retention(configured, post, count, db, database_url):
+    from billing.config import Settings
+    from billing.context import Billing
+    from billing.subscription import grace
+    from common.db import Database
+
+    old, recent = (event("charge.refunded", {"id": f"ch_{i}"}, int(time.time())) for i in range(2))
+    for e in (old, recent):
+        assert (await post(e)).status_code == 200
+
+    async def both_processed() -> bool:
+        return await count("SELECT count(*) FROM stripe_events WHERE stripe_event_id IN (:a, :b) "
+                           "AND processed_at IS NOT NULL", a=old["id"], b=recent["id"]) == 2
+
+    await wait_until(both_processed)
+    async with db.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(text("UPDATE stripe_events SET processed_at = now() - interval '31 days' "
+                                "WHERE stripe_event_id = :a"), {"a": old["id"]})
+    database = Database(database_url)
+    try:
+        assert await grace.purge(database, Billing(settings=Settings(database_url=database_url))) >= 1
+    finally:
+        await database.dispose()
+    assert await count("SELECT count(*) FROM stripe_events WHERE stripe_event_id = :a", a=old["id"]) == 0
+    assert await count("SELECT count(*) FROM stripe_events WHERE stripe_event_id = :b", b=recent["id"]) == 1

@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None, *, consume: bool = True) -> Fas
         runtime.supervise("stripe-sync", lambda: sync.run_worker(runtime.database, billing))
         runtime.supervise("billing-grace", lambda: every(settings.billing_grace_check_seconds,
                                                          lambda: grace.check(runtime.database, billing)))
+        runtime.supervise("billing-retention", lambda: every(3600.0, lambda: grace.purge(runtime.database, billing),
+                                                             first=60.0))
 
     app = create_service_app(
         settings,

@@ -27,4 +27,7 @@ class Settings(ServiceSettings):
     # suspend the tenant (0 = at once); and how often the grace periods are checked.
     billing_suspend_grace_hours: float = Field(default=72.0, ge=0)
     billing_grace_check_seconds: float = Field(default=60.0, gt=0)
+    # Processed Stripe events (and finished Stripe jobs) are deleted after this many days; the dedupe window
+    # for Stripe's redeliveries (it retries for up to 3 days) is shorter.
+    billing_event_retention_days: float = Field(default=30.0, ge=4)
     billing_sync_concurrency: int = Field(default=8, ge=1, le=100)

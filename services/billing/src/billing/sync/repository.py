@@ -54,6 +54,12 @@ class SyncJobRepository(Repository[SyncJob]):
         await self.session.execute(update(SyncJob).where(SyncJob.done_at.is_(None))  # type: ignore[union-attr]
                                    .values(next_attempt_at=func.now()))
 
+    async def purge_done(self, before: datetime, limit: int) -> int:
+        result = await self.session.execute(text(
+            "DELETE FROM billing_sync_jobs WHERE id IN (SELECT id FROM billing_sync_jobs WHERE done_at < :before "
+            "ORDER BY done_at LIMIT :limit FOR UPDATE SKIP LOCKED)"), {"before": before, "limit": limit})
+        return result.rowcount or 0  # type: ignore[attr-defined]
+
     async def pending(self) -> int:
         return await self.count(select(SyncJob).where(SyncJob.done_at.is_(None)))  # type: ignore[union-attr]
 

@@ -47,6 +47,13 @@ class StripeEventRepository(Repository[StripeEvent]):
             "error = NULL FROM unnest(CAST(:ids AS uuid[]), CAST(:outcomes AS text[])) AS u(id, outcome) "
             "WHERE e.id = u.id"), {"ids": [i for i, _ in outcomes], "outcomes": [o for _, o in outcomes]})
 
+    async def purge_processed(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` events processed before `before` (oldest first); returns how many."""
+        result = await self.session.execute(text(
+            "DELETE FROM stripe_events WHERE id IN (SELECT id FROM stripe_events WHERE processed_at < :before "
+            "ORDER BY processed_at LIMIT :limit FOR UPDATE SKIP LOCKED)"), {"before": before, "limit": limit})
+        return result.rowcount or 0  # type: ignore[attr-defined]
+
     async def counts(self) -> dict[str, int]:
         rows = await self.session.execute(select(func.coalesce(StripeEvent.outcome, "pending"), func.count())
                                           .group_by(StripeEvent.outcome))
