@@ -20,6 +20,8 @@ TARGET_P50_MS = 25.0
 TARGET_P99_MS = 100.0
 TARGET_FANOUT_MS = 1000.0
 TARGET_ISOLATION_FACTOR = 2.0
+TARGET_STRIPE_ACK_P99_MS = 20.0
+TARGET_STRIPE_PROCESSED = 500.0  # Stripe events/s applied (state + outbox event)
 
 
 @dataclass
@@ -60,6 +62,7 @@ def build_lines(results: dict[str, Any]) -> list[Line]:
     lat = results.get("latency") or {}
     fan = results.get("fanout") or {}
     hang = results.get("hanging") or {}
+    stripe = results.get("stripe") or {}
 
     a = _num(raw.get("rate"))
     if raw:
@@ -128,6 +131,18 @@ def build_lines(results: dict[str, Any]) -> list[Line]:
                           f"{hang.get('received')}/{hang.get('api_ok')}, dup {hang.get('duplicates')}",
                           "all, 0", hang.get("missing") == 0 and hang.get("duplicates") == 0
                           and hang.get("api_ok") == hang.get("calls")))
+    if stripe:
+        lines.append(Line("g", f"Stripe webhook acknowledgement p99 at {_num(stripe.get('ack_rate')):.0f} events/s",
+                          _ms(_num(stripe.get("ack_p99_ms"))), f"<= {TARGET_STRIPE_ACK_P99_MS:.0f} ms",
+                          _ok(_num(stripe.get("ack_p99_ms")), TARGET_STRIPE_ACK_P99_MS)
+                          and stripe.get("acked") == stripe.get("calls")))
+        lines.append(Line("g", "  acknowledgement p50", _ms(_num(stripe.get("ack_p50_ms"))), "", None))
+        lines.append(Line("g", f"Stripe events processed/s (burst of {stripe.get('burst'):,}: state + event)",
+                          f"{_num(stripe.get('processed_rate')):,.0f}/s", f">= {TARGET_STRIPE_PROCESSED:,.0f}/s",
+                          _ok(_num(stripe.get("processed_rate")), TARGET_STRIPE_PROCESSED, at_least=True)
+                          and stripe.get("processed") == stripe.get("burst")))
+        lines.append(Line("g", "  burst acknowledged/s (64 connections)",
+                          f"{_num(stripe.get('ingest_rate')):,.0f}/s", "", None))
     return lines
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from common.testing.fake_n8n import fake_n8n
+from common.testing.fake_stripe import fake_stripe
 from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 
@@ -18,7 +20,20 @@ async def receiver():
 
 
 @pytest.fixture(scope="session")
-async def stack(tmp_path_factory, postgres, kafka_broker, receiver):
+async def stripe():
+    """The fake Stripe the billing service talks to (STRIPE_API_BASE)."""
+    async with fake_stripe() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+async def n8n():
+    async with fake_n8n() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory, postgres, kafka_broker, receiver, stripe):
     from devstack.services import SERVICES
     from devstack.supervisor import Stack
 
@@ -32,6 +47,11 @@ async def stack(tmp_path_factory, postgres, kafka_broker, receiver):
         # What a killed dispatcher had claimed is retaken when its leases end: keep that short here.
         "WEBHOOK_LEASE_SECONDS": "20",
         "WEBHOOK_OWNER_LEASE_SECONDS": "6",
+        "STRIPE_API_BASE": stripe.url,
+        # Suspension as soon as Stripe gives up, and Stripe work retried within seconds.
+        "BILLING_SUSPEND_GRACE_HOURS": "0",
+        "BILLING_RETRY_INITIAL_SECONDS": "0.5",
+        "BILLING_RETRY_MAX_SECONDS": "2",
     })
     stack.postgres, stack.broker = postgres, kafka_broker
     try:

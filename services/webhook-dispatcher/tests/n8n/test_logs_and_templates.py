@@ -1,4 +1,5 @@
-"""A flow's logs (n8n's executions next to our delivery attempts) and the seed's three templates."""
+"""A flow's logs (n8n's executions next to our delivery attempts) and the templates (the seed's three and
+failed-payment)."""
 
 from __future__ import annotations
 
@@ -89,13 +90,15 @@ async def test_templates_are_listed(owner, n8n):
     resp = await owner.get(TEMPLATES)
     assert resp.status_code == 200
     templates = {t["id"]: t for t in resp.json()}
-    assert set(templates) == {"lead-processing", "critical-ticket-alert", "daily-report"}
+    assert set(templates) == {"lead-processing", "critical-ticket-alert", "daily-report", "failed-payment"}
     assert templates["lead-processing"]["triggerEvents"] == ["lead.created"]
+    assert templates["failed-payment"]["triggerEvents"] == ["billing.payment_failed"]
     assert templates["critical-ticket-alert"]["triggerEvents"] == ["ticket.created"]
     report = templates["daily-report"]
     assert report["trigger"] == "schedule" and report["triggerEvents"] == []
     assert {p["name"]: (p["required"], p["secret"]) for p in report["parameters"]} == {
-        "platformUrl": (True, False), "apiKey": (True, True), "timezone": (False, False)}
+        "platformUrl": (True, False), "apiKey": (True, True), "timezone": (False, False),
+        "reportTo": (False, False), "fromEmail": (False, False)}
 
 
 async def test_lead_processing_and_critical_ticket_templates_create_their_workflows(owner, n8n, flows, publish):
@@ -105,7 +108,11 @@ async def test_lead_processing_and_critical_ticket_templates_create_their_workfl
     sent = n8n.api_calls("POST", "/workflows")[-1].body
     assert set(sent) == {"name", "nodes", "connections", "settings"}
     assert [n["type"] for n in sent["nodes"]] == ["n8n-nodes-base.webhook", "n8n-nodes-base.set",
-                                                  "n8n-nodes-base.noOp"]
+                                                  "n8n-nodes-base.httpRequest", "n8n-nodes-base.emailSend",
+                                                  "n8n-nodes-base.googleTasks"]
+    # The seed's diagram: lead → CRM + e-mail + follow-up task, all from the lead's fields.
+    assert {t["node"] for t in sent["connections"]["Lead"]["main"][0]} == {"Send to CRM", "Welcome e-mail",
+                                                                            "Follow-up task"}
     trigger = sent["nodes"][0]
     assert trigger["parameters"]["path"] == leads["webhookPath"] and trigger["parameters"]["httpMethod"] == "POST"
     uuid.UUID(trigger["webhookId"])
@@ -122,6 +129,8 @@ async def test_lead_processing_and_critical_ticket_templates_create_their_workfl
     assert condition["operator"] == {"type": "string", "operation": "equals"}
     true_branch, false_branch = sent["connections"][if_node["name"]]["main"]
     assert "alert" in true_branch[0]["node"].lower() and true_branch[0]["node"] in nodes
+    fan_out = {nodes[t["node"]]["type"] for t in sent["connections"][true_branch[0]["node"]]["main"][0]}
+    assert fan_out == {"n8n-nodes-base.slack", "n8n-nodes-base.twilio", "n8n-nodes-base.googleCalendar"}
     assert false_branch[0]["node"] == "Not critical"
     assert sent["connections"]["Platform event"]["main"][0][0]["node"] == if_node["name"]
 
@@ -154,7 +163,10 @@ async def test_daily_report_template_schedules_at_nine_and_reads_metrics_with_a_
     [schedule] = [n for n in sent["nodes"] if n["type"] == "n8n-nodes-base.scheduleTrigger"]
     [interval] = schedule["parameters"]["rule"]["interval"]
     assert (interval["field"], interval["triggerAtHour"], interval["triggerAtMinute"]) == ("days", 9, 0)
-    [http] = [n for n in sent["nodes"] if n["type"] == "n8n-nodes-base.httpRequest"]
+    reads = [n for n in sent["nodes"] if n["type"] == "n8n-nodes-base.httpRequest"]
+    assert [n["name"] for n in reads] == ["Lead metrics", "Tickets", "Tenants", "Payments"]
+    assert all(n["parameters"]["headerParameters"]["parameters"][0]["value"] == f"Bearer {api_key}" for n in reads)
+    http = reads[0]
     assert http["parameters"]["method"] == "GET"
     assert http["parameters"]["url"] == f"{platform}/api/platform/leads/metrics"
     assert http["parameters"]["sendHeaders"] is True
@@ -162,6 +174,9 @@ async def test_daily_report_template_schedules_at_nine_and_reads_metrics_with_a_
                                                                      "value": f"Bearer {api_key}"}]
     assert sent["connections"][schedule["name"]]["main"][0][0]["node"] == http["name"]
     assert sent["settings"]["timezone"] == "America/Sao_Paulo"
+    # ... yesterday's numbers → an HTML report → e-mail.
+    types = [n["type"] for n in sent["nodes"]]
+    assert types[-3:] == ["n8n-nodes-base.code", "n8n-nodes-base.html", "n8n-nodes-base.emailSend"]
     assert not [n for n in sent["nodes"] if n["type"] == "n8n-nodes-base.webhook"]
     # The key went to n8n only: nothing in our database holds it in clear.
     async with database.sessionmaker() as session:
@@ -187,3 +202,23 @@ async def test_daily_report_template_schedules_at_nine_and_reads_metrics_with_a_
     assert (await owner.post(f"{TEMPLATES}/nope/flows", json={})).status_code == 404
     assert (await owner.post(FLOWS, json={"template": "daily-report", "params": {"platformUrl": platform,
                                                                                  "apiKey": api_key}})).status_code == 201
+
+
+async def test_failed_payment_template_branches_on_the_last_attempt(owner, n8n, flows, publish):
+    flow = await flows(template="failed-payment")
+    assert flow["triggerEvents"] == ["billing.payment_failed"] and flow["webhookPath"]
+    sent = n8n.api_calls("POST", "/workflows")[-1].body
+    nodes = {n["name"]: n for n in sent["nodes"]}
+    [if_node] = [n for n in sent["nodes"] if n["type"] == "n8n-nodes-base.if"]
+    [condition] = if_node["parameters"]["conditions"]["conditions"]
+    assert condition["leftValue"] == "={{ $json.finalAttempt }}"
+    assert condition["operator"]["type"] == "boolean" and condition["operator"]["operation"] == "true"
+    last, other = sent["connections"][if_node["name"]]["main"]
+    assert {nodes[t["node"]]["type"] for t in last} == {"n8n-nodes-base.emailSend", "n8n-nodes-base.slack"}
+    assert [nodes[t["node"]]["type"] for t in other] == ["n8n-nodes-base.emailSend"]
+
+    assert (await owner.post(f"{FLOWS}/{flow['id']}/activate")).json()["active"] is True
+    await publish("billing.payment_failed", {"tenantId": str(uuid.uuid4()), "invoiceId": "in_1", "amountDue": 4900,
+                                             "currency": "USD", "attemptCount": 4, "nextPaymentAttempt": None,
+                                             "finalAttempt": True})
+    await n8n.wait_for(lambda: len(n8n.executions_of(flow["workflowId"])) == 1)

@@ -122,20 +122,42 @@ class ConversationMessageData(ConversationData):
 # --- billing -------------------------------------------------------------------------------------
 class SubscriptionData(EventData):
     tenantId: uuid.UUID
-    subscriptionId: str
-    plan: str | None = None
-    status: str
+    subscriptionId: str = Field(description="Stripe subscription id (sub_…)")
+    plan: str | None = Field(default=None, description="Plan code the subscription's price bills, when mapped")
+    priceId: str | None = Field(default=None, description="Stripe price id (price_…)")
+    status: str = Field(description="Stripe status: incomplete, incomplete_expired, trialing, active, past_due, "
+                        "canceled, unpaid, paused")
+    previousStatus: str | None = None
+    previousPlan: str | None = Field(default=None, description="Set when the plan changed")
     currentPeriodEnd: datetime | None = None
+    cancelAtPeriodEnd: bool = False
+    planChangedInStripe: bool = Field(default=False, description="The price was changed in Stripe (e.g. the "
+                                      "customer portal), not by the platform")
+    cancellationReason: str | None = Field(default=None, description="Stripe's cancellation_details.reason, "
+                                           "e.g. payment_failed")
 
 
 class PaymentData(EventData):
     tenantId: uuid.UUID
-    invoiceId: str
+    invoiceId: str = Field(description="Stripe invoice id (in_…)")
     subscriptionId: str | None = None
-    amountDue: int | None = None
+    status: str | None = Field(default=None, description="Invoice status: open, paid, uncollectible, void")
+    amountDue: int = Field(description="Minor units (cents)")
+    amountPaid: int = 0
     currency: str | None = None
-    attemptCount: int | None = None
-    nextPaymentAttempt: datetime | None = None
+    attemptCount: int = 0
+    nextPaymentAttempt: datetime | None = Field(default=None, description="null when Stripe will not retry")
+    finalAttempt: bool = Field(default=False, description="Failed and Stripe gave up (no next attempt)")
+    hostedInvoiceUrl: str | None = None
+
+
+class DelinquencyData(EventData):
+    tenantId: uuid.UUID
+    subscriptionId: str
+    invoiceId: str | None = Field(default=None, description="The invoice Stripe gave up on, when known")
+    reason: Literal["payment"] = "payment"
+    overdueSince: datetime = Field(description="When Stripe gave up collecting")
+    graceHours: float = Field(description="BILLING_SUSPEND_GRACE_HOURS when it ended")
 
 
 # --- dispatcher ----------------------------------------------------------------------------------
@@ -201,6 +223,8 @@ EVENT_TYPES: dict[str, EventType] = {
         _t("billing.subscription.created", "billing", "A tenant's subscription was created", SubscriptionData),
         _t("billing.subscription.updated", "billing", "A tenant's subscription changed", SubscriptionData),
         _t("billing.subscription.canceled", "billing", "A tenant's subscription was canceled", SubscriptionData),
+        _t("billing.subscription.delinquent", "billing", "Stripe gave up collecting a tenant's payment and the "
+           "grace period ended: the tenant is to be suspended", DelinquencyData),
         _t("billing.payment_failed", "billing", "A subscription payment failed", PaymentData),
         _t("billing.payment_succeeded", "billing", "A subscription payment succeeded", PaymentData),
         _t("webhook.verification", "webhook-dispatcher", "Challenge sent to verify a new endpoint",

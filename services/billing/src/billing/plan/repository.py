@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from sqlalchemy import func, or_, select
+
+from billing.models import PlanPrice
+from common.db.repository import Repository
+
+
+class PlanRepository(Repository[PlanPrice]):
+    model = PlanPrice
+
+    async def list(self) -> list[PlanPrice]:
+        return await self.all(select(PlanPrice).order_by(PlanPrice.amount, PlanPrice.code))
+
+    async def by_code(self, code: str, *, for_update: bool = False) -> PlanPrice | None:
+        stmt = select(PlanPrice).where(func.lower(PlanPrice.code) == code.lower())
+        return await self.get_one(stmt.with_for_update() if for_update else stmt)
+
+    async def by_name_or_code(self, value: str) -> PlanPrice | None:
+        v = value.lower()
+        return await self.get_one(select(PlanPrice).where(or_(func.lower(PlanPrice.code) == v,
+                                                              func.lower(PlanPrice.name) == v)))
+
+    async def by_price(self, price_id: str) -> PlanPrice | None:
+        return await self.get_one(select(PlanPrice).where(PlanPrice.stripe_price_id == price_id).limit(1))

@@ -1,0 +1,116 @@
+"""Plans (named as in tenants) and the Stripe prices that bill them: synced by lookup key, or mapped by hand."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.context import Billing
+from billing.models import PlanPrice
+from billing.plan.repository import PlanRepository
+from billing.plan.schemas import PlanRead, PlanUpdate
+from billing.stripe_api import StripeApi, StripeRejected
+from billing.stripe_settings import service as stripe_settings
+from billing.sync import service as sync_jobs
+from common.db import utcnow
+from common.errors import BadGateway, Conflict, NotFound, ProblemError, Unprocessable
+from common.retrying import RetryableCall
+
+
+def lookup_key(plan: PlanPrice) -> str:
+    """Stable per plan, amount, currency and interval: a changed amount gets a new price (prices are immutable)."""
+    return f"plataforma_{plan.code.lower()}_{plan.amount}_{plan.currency.lower()}_{plan.interval}"
+
+
+def stripe_failure(exc: Exception) -> ProblemError:
+    if isinstance(exc, StripeRejected) and exc.status in (401, 403):
+        return Conflict("Stripe refused the configured secret key: check it with POST "
+                        "/api/platform/integrations/stripe/test", title="Stripe key refused")
+    if isinstance(exc, StripeRejected):
+        return BadGateway(f"Stripe refused the request: {exc}", title="Stripe refused")
+    return ProblemError(f"Stripe could not be reached: {exc}", status=503, title="Stripe unavailable",
+                        headers={"Retry-After": "30"})
+
+
+async def list_plans(session: AsyncSession) -> list[PlanRead]:
+    return [PlanRead.model_validate(p) for p in await PlanRepository(session).list()]
+
+
+async def _sync_one(stripe: StripeApi, plan: PlanPrice) -> None:
+    key = lookup_key(plan)
+    price = await stripe.price_by_lookup_key(key)
+    if price is None:
+        product = await stripe.create_product(name=plan.name, code=plan.code, key=f"{key}-product")
+        price = await stripe.create_price(product=product["id"], amount=plan.amount, currency=plan.currency,
+                                          interval=plan.interval, lookup_key=key, code=plan.code,
+                                          key=f"{key}-price")
+    product_id = price.get("product")
+    plan.stripe_price_id = price["id"]
+    plan.stripe_product_id = product_id if isinstance(product_id, str) else (product_id or {}).get("id")
+    plan.mapped_by, plan.synced_at = "sync", utcnow()
+
+
+async def sync(session: AsyncSession, billing: Billing) -> list[PlanRead]:
+    """Every plan not mapped by hand gets its Product + recurring Price, found by lookup key when it exists
+    (idempotent: a second sync creates nothing)."""
+    stripe = await stripe_settings.api(session, billing)
+    repo = PlanRepository(session)
+    for plan in await repo.list():
+        if plan.mapped_by == "manual":
+            continue
+        try:
+            await _sync_one(stripe, plan)
+        except (StripeRejected, RetryableCall) as exc:
+            raise stripe_failure(exc) from None
+        plan.updated_at = utcnow()
+        await repo.flush()
+    await sync_jobs.retry_waiting(session, billing)
+    return await list_plans(session)
+
+
+async def update(session: AsyncSession, billing: Billing, code: str, body: PlanUpdate) -> PlanRead:
+    repo = PlanRepository(session)
+    plan = await repo.by_code(code, for_update=True)
+    if plan is None and body.name is None:
+        raise NotFound(f"Plan {code!r} not found; send a name to add it")
+    if plan is None:
+        plan = PlanPrice(code=code.upper(), name=body.name or code, amount=0, currency="USD")
+        session.add(plan)
+    if body.name is not None:
+        plan.name = body.name
+    if body.price_id is not None:
+        stripe = await stripe_settings.api(session, billing)
+        try:
+            price = await stripe.retrieve_price(body.price_id)
+        except StripeRejected as exc:
+            if exc.status == 404:
+                raise Unprocessable(f"priceId: Stripe has no price {body.price_id}") from None
+            raise stripe_failure(exc) from None
+        except RetryableCall as exc:
+            raise stripe_failure(exc) from None
+        recurring = price.get("recurring") or {}
+        if not price.get("active", True) or not recurring:
+            raise Unprocessable("priceId: the price must be active and recurring")
+        product = price.get("product")
+        plan.stripe_price_id = price["id"]
+        plan.stripe_product_id = product if isinstance(product, str) else (product or {}).get("id")
+        plan.amount = int(price.get("unit_amount") or 0)
+        plan.currency = str(price.get("currency") or "usd").upper()
+        plan.interval = str(recurring.get("interval") or "month")
+        plan.mapped_by, plan.synced_at = "manual", utcnow()
+    else:
+        changed = False
+        for attr in ("amount", "currency", "interval"):
+            value = getattr(body, attr)
+            if value is not None and value != getattr(plan, attr):
+                setattr(plan, attr, value)
+                changed = True
+        if changed or plan.mapped_by is None:
+            # The next sync finds or creates the price for the new terms; tenants keep their current price
+            # until their plan changes.
+            plan.stripe_price_id = plan.stripe_product_id = plan.mapped_by = None
+            plan.synced_at = None
+    plan.updated_at = utcnow()
+    await repo.flush()
+    if plan.stripe_price_id is not None:
+        await sync_jobs.retry_waiting(session, billing)
+    return PlanRead.model_validate(plan)

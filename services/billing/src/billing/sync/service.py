@@ -1,0 +1,169 @@
+"""Tenant events become Stripe work: a Customer + Subscription on the plan's price, a price change with
+proration, a cancellation. Each job runs in its tenant's event order; every Stripe call carries an
+Idempotency-Key made from the causing event's id, so a retried job never creates or changes twice.
+While Stripe fails (or is not configured, or the plan has no price yet) the job waits with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.context import Billing, wake_after_commit
+from billing.models import SyncJob
+from billing.plan.repository import PlanRepository
+from billing.stripe_api import StripeApi, StripeRejected, idempotency_key
+from billing.stripe_settings import service as stripe_settings
+from billing.subscription import service as subscriptions
+from billing.subscription.repository import CustomerRepository, SubscriptionRepository
+from billing.subscription.stripe_objects import SubscriptionState
+from billing.sync.repository import SyncJobRepository
+from common.db import Database
+from common.retrying import RetryableCall
+
+logger = logging.getLogger("billing.sync")
+
+
+class Waiting(Exception):
+    """The job cannot run yet (Stripe not configured, plan without a price): retried later."""
+
+
+async def enqueue(session: AsyncSession, event_id: uuid.UUID, tenant_id: uuid.UUID, kind: str, *,
+                  plan: str | None = None, name: str | None = None) -> int:
+    return int(await SyncJobRepository(session).add_once({"event_id": event_id, "tenant_id": tenant_id,
+                                                          "kind": kind, "plan": plan, "tenant_name": name}))
+
+
+async def retry_waiting(session: AsyncSession, billing: Billing) -> None:
+    """After a change that may unblock waiting jobs (keys saved, plans priced): they run once it commits."""
+    await SyncJobRepository(session).due_now()
+    wake_after_commit(session, billing.jobs_waiting.set)
+
+
+async def _price_for(session: AsyncSession, plan_name: str | None) -> str:
+    plan = await PlanRepository(session).by_name_or_code(plan_name or "")
+    if plan is None or plan.stripe_price_id is None:
+        raise Waiting(f"plan {plan_name!r} has no Stripe price yet: POST /api/platform/billing/plans/sync "
+                      "or map it with PUT /api/platform/billing/plans/{code}")
+    return plan.stripe_price_id
+
+
+async def _record(database: Database, billing: Billing, job: SyncJob, answer: dict[str, object], *,
+                  requested_price: str | None = None) -> None:
+    async with database.sessionmaker() as session:
+        await subscriptions.record_subscription(session, SubscriptionState.of(answer), subscriptions.now_stripe_time(),
+                                                tenant_id=job.tenant_id, requested_price=requested_price,
+                                                grace=timedelta(hours=billing.settings.billing_suspend_grace_hours))
+        await session.commit()
+
+
+async def _create(database: Database, billing: Billing, stripe: StripeApi, job: SyncJob) -> None:
+    async with database.sessionmaker() as session:
+        customer = await CustomerRepository(session).by_tenant(job.tenant_id)
+        subscription = await SubscriptionRepository(session).by_tenant(job.tenant_id)
+        if subscription is not None and subscription.status not in subscriptions.ENDED:
+            return
+        price = await _price_for(session, job.plan)
+    if customer is None:
+        answer = await stripe.create_customer(tenant_id=job.tenant_id, name=job.tenant_name,
+                                              key=idempotency_key(job.event_id, "customer"))
+        async with database.sessionmaker() as session:
+            await CustomerRepository(session).add_once(job.tenant_id, str(answer["id"]), job.tenant_name)
+            await session.commit()
+            customer = await CustomerRepository(session).by_tenant(job.tenant_id)
+        assert customer is not None
+    answer = await stripe.create_subscription(customer=customer.stripe_customer_id, price=price,
+                                              tenant_id=job.tenant_id,
+                                              key=idempotency_key(job.event_id, "subscription"))
+    await _record(database, billing, job, answer, requested_price=price)
+
+
+async def _change_plan(database: Database, billing: Billing, stripe: StripeApi, job: SyncJob) -> None:
+    async with database.sessionmaker() as session:
+        subscription = await SubscriptionRepository(session).by_tenant(job.tenant_id)
+        price = await _price_for(session, job.plan)
+    if subscription is None or subscription.status in subscriptions.ENDED:
+        await _create(database, billing, stripe, job)
+        return
+    if subscription.requested_price_id == price or subscription.stripe_item_id is None:
+        return  # already on it: asked before, or changed in Stripe and echoed back by tenants
+    answer = await stripe.change_price(subscription=subscription.stripe_subscription_id,
+                                       item=subscription.stripe_item_id, price=price,
+                                       proration=billing.settings.billing_proration_behavior,
+                                       key=idempotency_key(job.event_id, "price"))
+    await _record(database, billing, job, answer, requested_price=price)
+
+
+async def _cancel(database: Database, billing: Billing, stripe: StripeApi, job: SyncJob) -> None:
+    async with database.sessionmaker() as session:
+        subscription = await SubscriptionRepository(session).by_tenant(job.tenant_id)
+    if subscription is None or subscription.status in subscriptions.ENDED:
+        return
+    answer = await stripe.cancel_subscription(subscription=subscription.stripe_subscription_id,
+                                              key=idempotency_key(job.event_id, "cancel"))
+    await _record(database, billing, job, answer)
+
+
+_KINDS = {"create": _create, "change_plan": _change_plan, "cancel": _cancel}
+
+
+def backoff(billing: Billing, attempts: int) -> timedelta:
+    settings = billing.settings
+    delay = min(settings.billing_retry_initial_seconds * 2 ** max(0, attempts - 1), settings.billing_retry_max_seconds)
+    return timedelta(seconds=delay * random.uniform(0.8, 1.0))
+
+
+async def run_job(database: Database, billing: Billing, job: SyncJob) -> bool:
+    """Do one job; True when done, False when postponed."""
+    try:
+        async with database.sessionmaker() as session:
+            stripe = await stripe_settings.api(session, billing)
+        await _KINDS[job.kind](database, billing, stripe, job)
+    except (RetryableCall, StripeRejected, Waiting, stripe_settings.NotConfigured) as exc:
+        detail = getattr(exc, "detail", None) or str(exc)
+        logger.warning("billing job %s (%s of tenant %s) postponed after attempt %d: %s", job.event_id, job.kind,
+                       job.tenant_id, job.attempts, detail)
+        async with database.sessionmaker() as session:
+            await SyncJobRepository(session).postpone(job.id, backoff(billing, job.attempts), detail)
+            await session.commit()
+        return False
+    async with database.sessionmaker() as session:
+        await SyncJobRepository(session).finish(job.id)
+        await session.commit()
+    return True
+
+
+async def run_worker(database: Database, billing: Billing) -> None:
+    """Claims due jobs while it has free slots (`BILLING_SYNC_CONCURRENCY`); a slow tenant holds one slot only.
+    Runs under `supervise`."""
+    settings = billing.settings
+    slots = settings.billing_sync_concurrency
+    lease = settings.stripe_timeout_seconds * 3 + 60
+    running: set[asyncio.Task[bool]] = set()
+    try:
+        while True:
+            billing.jobs_waiting.clear()
+            free = slots - len(running)
+            jobs: list[SyncJob] = []
+            if free > 0:
+                async with database.sessionmaker() as session:
+                    jobs = await SyncJobRepository(session).claim(free, lease)
+                    await session.commit()
+            for job in jobs:
+                task = asyncio.create_task(run_job(database, billing, job))
+                running.add(task)
+                task.add_done_callback(lambda t: (running.discard(t), billing.jobs_waiting.set()))
+            if jobs and len(running) < slots:
+                continue
+            try:
+                await asyncio.wait_for(billing.jobs_waiting.wait(), settings.billing_poll_interval_seconds)
+            except TimeoutError:
+                pass
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)

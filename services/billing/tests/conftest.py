@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from billing.app import create_app
+from billing.config import Settings
+from common.events import build_event
+from common.messaging.kafka import ensure_topics
+from common.testing.events import collect_events
+from common.testing.fake_stripe import FakeStripe, fake_stripe
+from common.testing.plugin import bearer
+from common.testing.servers import serve_app
+
+STRIPE = "/api/platform/integrations/stripe"
+BILLING = "/api/platform/billing"
+WEBHOOK = "/api/webhooks/stripe"
+TENANTS_TOPIC = "platform.tenants.events"
+
+
+@pytest.fixture(scope="session")
+def service_name() -> str:
+    return "billing"
+
+
+@pytest.fixture(scope="session")
+async def stripe() -> AsyncIterator[FakeStripe]:
+    async with fake_stripe() as fake:
+        yield fake
+
+
+@pytest.fixture(autouse=True)
+def stripe_accepts_every_request(stripe: FakeStripe):
+    """The fake records any request Stripe would reject: a test that made one fails."""
+    before = len(stripe.violations)
+    yield
+    assert stripe.violations[before:] == [], stripe.violations[before:]
+    stripe.down, stripe.delay = False, 0.0
+
+
+def billing_settings(database_url: str, platform_settings: dict[str, Any], stripe: FakeStripe,
+                     **extra: Any) -> Settings:
+    return Settings(database_url=database_url, stripe_api_base=stripe.url, stripe_timeout_seconds=3,
+                    billing_retry_initial_seconds=0.2, billing_retry_max_seconds=1.0,
+                    billing_poll_interval_seconds=0.2, billing_suspend_grace_hours=0.0005,  # 1.8 s
+                    billing_grace_check_seconds=0.2, platform_public_url="https://platform.example", **platform_settings
+                    | extra)
+
+
+@pytest.fixture(scope="session")
+async def service_url(database_url, platform_settings, stripe) -> AsyncIterator[str]:
+    async with serve_app(create_app(billing_settings(database_url, platform_settings, stripe))) as url:
+        stripe.deliver_to(url + WEBHOOK)
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def db(database_url):
+    engine = create_async_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def configured(service_url, owner_token, stripe) -> None:
+    """Stripe configured with the fake's keys and the plans synced (once per session)."""
+    async with httpx.AsyncClient(base_url=service_url, headers=bearer(owner_token), timeout=15) as client:
+        resp = await client.put(STRIPE, json={"publishableKey": stripe.publishable_key,
+                                              "secretKey": stripe.secret_key, "webhookSecret": stripe.webhook_secret})
+        assert resp.status_code == 200, resp.text
+        resp = await client.post(f"{BILLING}/plans/sync")
+        assert resp.status_code == 200, resp.text
+
+
+@pytest.fixture(scope="session")
+async def events(kafka_bootstrap):
+    async with collect_events(kafka_bootstrap, ["platform.billing.events"]) as collector:
+        yield collector
+
+
+@pytest.fixture(scope="session")
+async def producer(kafka_bootstrap) -> AsyncIterator[AIOKafkaProducer]:
+    await ensure_topics(kafka_bootstrap, [TENANTS_TOPIC])
+    p = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await p.start()
+    yield p
+    await p.stop()
+
+
+class Tenants:
+    """Publishes tenant events as the tenants service does (its topic, keyed by tenant id)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def publish(self, name: str, tenant_id: uuid.UUID, **data: Any) -> uuid.UUID:
+        body = {"tenantId": tenant_id, "name": data.pop("name", f"T {tenant_id.hex[:6]}"),
+                "plan": data.pop("plan", "Pro"), "status": data.pop("status", "ACTIVE"), **data}
+        envelope = build_event(name, body, tenant_id=tenant_id, source="tenants")
+        await self.producer.send_and_wait(TENANTS_TOPIC, orjson.dumps(envelope.to_kafka()), key=str(tenant_id).encode(),
+                                          headers=[("event", name.encode())])
+        return envelope.id
+
+    async def created(self, tenant_id: uuid.UUID, plan: str = "Pro") -> uuid.UUID:
+        return await self.publish("tenant.created", tenant_id, plan=plan)
+
+    async def plan_changed(self, tenant_id: uuid.UUID, plan: str, previous: str) -> uuid.UUID:
+        return await self.publish("tenant.updated", tenant_id, plan=plan, changes=["plan"],
+                                  previous={"plan": previous})
+
+    async def deleted(self, tenant_id: uuid.UUID) -> uuid.UUID:
+        return await self.publish("tenant.deleted", tenant_id, status="DELETED")
+
+
+@pytest.fixture
+def tenants(producer) -> Tenants:
+    return Tenants(producer)
+
+
+@pytest.fixture
+def count(db):
+    """`await count("SELECT count(*) FROM ...")` on billing's database."""
+    async def run(sql: str, **params: Any) -> int:
+        async with db.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar_one()
+
+    return run
