@@ -27,8 +27,8 @@ TENANTS_TOPIC = "platform.tenants.events"
 
 
 @pytest.fixture(scope="session")
-def service_name() -> str:
-    return "billing"
+async def database_url(migrated_database) -> str:
+    return await migrated_database("billing")
 
 
 @pytest.fixture(scope="session")
