@@ -239,7 +239,47 @@ def dispatcher() -> db.Dashboard:
     )
 
 
-DASHBOARDS = {"overview.json": overview, "auth.json": auth, "dispatcher.json": dispatcher}
+def billing() -> db.Dashboard:
+    sel = 'service="billing", instance=~"$instance"'
+    events = 'source="billing"'
+    stripe_hook = f'{sel}, route="/api/webhooks/stripe"'
+    return (
+        variables(base("plataforma-billing", "Plataforma · Billing (Stripe)", ["billing"]), service="billing")
+        .with_panel(single("Stripe calls failing", "percentunit",
+                           f'sum(rate(billing_stripe_requests_total{{{sel}, outcome!="ok"}}[{RATE}])) '
+                           f'/ clamp_min(sum(rate(billing_stripe_requests_total{{{sel}}}[{RATE}])), 1e-9)',
+                           thresholds(GREEN, (0.05, "yellow"), (0.2, "red")),
+                           description="Retryable (network, 429, 5xx) and rejected calls over all calls."))
+        .with_panel(single("Payments failed (1 h)", "short",
+                           f'sum(increase(events_published_total{{{events}, event="billing.payment_failed"}}[1h]))',
+                           thresholds(GREEN, (5, "yellow"), (20, "red"))))
+        .with_panel(single("Tenants suspended (1 h)", "short",
+                           'sum(increase(events_published_total{source="tenants", event="tenant.suspended"}[1h]))',
+                           thresholds(GREEN, (1, "yellow"), (10, "red")),
+                           description="Every suspension, by hand or for non-payment (reason is in the event)."))
+        .with_panel(single("Stripe webhook 5xx/s", "reqps",
+                           f'sum(rate(http_requests_total{{{stripe_hook}, status=~"5.."}}[{RATE}]))',
+                           thresholds(GREEN, (0.01, "red"))))
+        .with_panel(series("Stripe calls by outcome", "reqps",
+                           [(f"sum by (outcome) (rate(billing_stripe_requests_total{{{sel}}}[{RATE}]))",
+                             "{{outcome}}")]))
+        .with_panel(series("Stripe call latency p50 / p99", "s", [
+            (f"histogram_quantile({p}, sum by (le) (rate(billing_stripe_request_duration_seconds_bucket"
+             f"{{{sel}}}[{RATE}])))", f"p{round(p * 100)}") for p in (0.5, 0.99)],
+            limits=thresholds(GREEN, (2, "yellow"), (10, "red"))))
+        .with_panel(series("Stripe webhook events received by type", "ops",
+                           [(f"sum by (type) (rate(billing_stripe_events_received_total{{{sel}}}[{RATE}]))",
+                             "{{type}}")]))
+        .with_panel(series("Stripe events applied by outcome", "ops",
+                           [(f"sum by (outcome) (rate(billing_stripe_events_processed_total{{{sel}}}[{RATE}]))",
+                             "{{outcome}}")]))
+        .with_panel(series("Billing events out", "ops",
+                           [(f"sum by (event) (rate(events_published_total{{{events}}}[{RATE}]))", "{{event}}")],
+                           w=24))
+    )
+
+
+DASHBOARDS = {"overview.json": overview, "auth.json": auth, "dispatcher.json": dispatcher, "billing.json": billing}
 
 
 def render(name: str) -> str:

@@ -7,15 +7,22 @@ later raises `RetryableCall` once the retries are spent.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import stripe
+from prometheus_client import Counter, Histogram
 
 from common.retrying import RETRYABLE_STATUSES, RetryableCall, outbound_retrying, retry_after_seconds
 
 T = TypeVar("T")
+
+# Every HTTP call to Stripe (each retry counts): outcome ok, retryable (network, 429, 5xx) or rejected.
+STRIPE_REQUESTS = Counter("billing_stripe_requests_total", "Calls to Stripe's API", ["outcome"])
+STRIPE_LATENCY = Histogram("billing_stripe_request_duration_seconds", "Duration of one call to Stripe's API",
+                           buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20))
 
 
 class StripeRejected(Exception):
@@ -53,10 +60,17 @@ class StripeApi:
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         async for attempt in outbound_retrying(attempts=self.attempts, max_seconds=self.max_seconds):
             with attempt:
+                started = time.perf_counter()
                 try:
-                    return await call()
+                    result = await call()
                 except stripe.StripeError as exc:
-                    raise _translate(exc) from exc
+                    error = _translate(exc)
+                    STRIPE_REQUESTS.labels("retryable" if isinstance(error, RetryableCall) else "rejected").inc()
+                    raise error from exc
+                finally:
+                    STRIPE_LATENCY.observe(time.perf_counter() - started)
+                STRIPE_REQUESTS.labels("ok").inc()
+                return result
         raise AssertionError("unreachable")  # reraise=True: the last error propagates
 
     # --- account -------------------------------------------------------------------------------------
