@@ -1,16 +1,42 @@
 from fastapi import FastAPI
 
-from common.app import create_service_app
-from conversations.api import routers
+from common.app import Runtime, create_service_app
+from common.supervise import every
+from conversations.api import public_routes, routers
 from conversations.config import Settings
+from conversations.conversation.handlers import end_idle_conversations
 from conversations.events import outbox
+from conversations.outbound.worker import OutboundWorker
+from conversations.providers import http
+from conversations.webhook.worker import InboundWorker
+
+
+async def start_workers(app: FastAPI, runtime: Runtime) -> None:
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    inbound = InboundWorker(runtime.database, settings.conversations_worker_poll_seconds)
+    outbound = OutboundWorker(runtime.database, settings)
+    app.state.workers = (inbound, outbound)
+    runtime.supervise("inbound-webhooks", inbound.run)
+    runtime.supervise("outbound-messages", outbound.run)
+    runtime.supervise("idle-conversations", lambda: every(
+        settings.conversation_idle_sweep_seconds,
+        lambda: end_idle_conversations(runtime.database, settings.conversation_idle_minutes)))
+
+
+async def stop(app: FastAPI, runtime: Runtime) -> None:
+    runtime.closers.append(http.close)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         settings or Settings(),
         title="Plataforma · Conversations",
-        description="Own-operations WhatsApp channels, agents and conversations; publishes `conversation.*` events.",
+        description="Own operations on WhatsApp: channels (Evolution API, Cloud API), agents that answer by "
+                    "themselves, conversations and messages; publishes `conversation.*` and "
+                    "`channel.status.changed`; receives the providers' webhooks under `/api/webhooks`.",
         routers=routers,
         outbox=outbox,
+        on_startup=start_workers,
+        on_shutdown=stop,
+        public_routes=public_routes,
     )
