@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from common.db.repository import Repository, contains
 from conversations.models import Conversation, Message
@@ -65,7 +66,7 @@ class MessageRepository(Repository[Message]):
         is never sent before the earlier queued ones of its conversation)."""
         heads = (select(Message.id, Message.next_attempt_at)
                  .where(Message.status == "QUEUED", Message.channel_id.not_in(blocked_channels))  # type: ignore[attr-defined]
-                 .distinct(Message.conversation_id)
+                 .ext(distinct_on(Message.conversation_id))
                  .order_by(Message.conversation_id, Message.seq).subquery())  # type: ignore[arg-type]
         due = select(heads.c.id).where(heads.c.next_attempt_at <= func.now()).limit(limit)
         stmt = (update(Message)
