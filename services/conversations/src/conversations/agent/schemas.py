@@ -55,8 +55,9 @@ class AgentFields(InputSchema):
         default=None, description="A contact writing one of these asks for a person: the agent goes quiet")
     handoff_message: Text | None = None
     n8n_webhook_url: Annotated[str, Field(max_length=1000, pattern=r"^https?://[^\s/?#]+[^\s]*$")] | None = Field(
-        default=None, description="N8N mode: the flow's production webhook URL; its answer is the reply")
-    n8n_timeout_seconds: Annotated[float, Field(gt=0, le=60)] | None = None
+        default=None, alias="n8nWebhookUrl",
+        description="N8N mode: the flow's production webhook URL; its answer is the reply")
+    n8n_timeout_seconds: Annotated[float, Field(gt=0, le=60)] | None = Field(default=None, alias="n8nTimeoutSeconds")
     fallback_text: Text | None = Field(default=None, description="N8N mode: sent when the flow fails or is late")
 
 
@@ -81,8 +82,8 @@ class AgentRead(Schema):
     out_of_hours_message: str | None = None
     handoff_keywords: list[str]
     handoff_message: str | None = None
-    n8n_webhook_url: str | None = None
-    n8n_timeout_seconds: float
+    n8n_webhook_url: str | None = Field(default=None, alias="n8nWebhookUrl")
+    n8n_timeout_seconds: float = Field(alias="n8nTimeoutSeconds")
     fallback_text: str | None = None
     created_at: datetime
     updated_at: datetime
