@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from common.testing.fake_evolution import fake_evolution
+from common.testing.fake_whatsapp import fake_graph
 from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 
@@ -18,10 +20,25 @@ async def receiver():
 
 
 @pytest.fixture(scope="session")
-async def stack(tmp_path_factory, postgres, kafka_broker, receiver):
+async def evolution():
+    """A fake Evolution API server: channels of type EVOLUTION point their apiUrl at it."""
+    async with fake_evolution() as evo:
+        yield evo
+
+
+@pytest.fixture(scope="session")
+async def graph():
+    """A fake Meta Graph API: the stack's WHATSAPP_GRAPH_API_BASE."""
+    async with fake_graph() as g:
+        yield g
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory, postgres, kafka_broker, receiver, graph):
     from devstack.services import SERVICES
     from devstack.supervisor import Stack
 
+    gateway_port = free_port()
     stack = Stack(tmp_path_factory.mktemp("stack"), extra_env={
         "PLATFORM_OWNER_EMAIL": OWNER_EMAIL,
         "PLATFORM_OWNER_PASSWORD": OWNER_PASSWORD,
@@ -32,11 +49,15 @@ async def stack(tmp_path_factory, postgres, kafka_broker, receiver):
         # What a killed dispatcher had claimed is retaken when its leases end: keep that short here.
         "WEBHOOK_LEASE_SECONDS": "20",
         "WEBHOOK_OWNER_LEASE_SECONDS": "6",
+        # Conversations: the fake Graph API, and the gateway as the URL providers call back on.
+        "WHATSAPP_GRAPH_API_BASE": graph.base_url,
+        "CONVERSATIONS_PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
+        "CONVERSATION_IDLE_SWEEP_SECONDS": "0.5",
     })
     stack.postgres, stack.broker = postgres, kafka_broker
     try:
         await stack.start_services([s.name for s in SERVICES], ports={s.name: free_port() for s in SERVICES})
-        await stack.start_gateway(port=free_port())
+        await stack.start_gateway(port=gateway_port)
         yield stack
     finally:
         await stack.stop()
