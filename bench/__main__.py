@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import raw, scenarios
+from bench import raw, scenarios, whatsapp
 from bench.kafka import tenant_created_batch
 from bench.machine import CpuMonitor, describe, postmaster_pid
 from bench.receiver import HANG_SECONDS, Receiver
@@ -27,10 +27,10 @@ from bench.report import build_lines, environment, render, render_cpu, write_jso
 from bench.stack import Api, make_stack, start_stack
 
 T0 = time.monotonic()
-SCENARIOS = ("a", "b", "d", "e", "f")
+SCENARIOS = ("a", "b", "d", "e", "f", "w")
 # The latency scenarios run first, on a stack no burst has touched yet: measured here, (d) right after
 # (b)'s 30k-event burst was 2-6 ms slower at p50 (26-30 ms instead of 23-24), the publish hop most.
-RUN_ORDER = ("d", "f", "e", "a", "b")
+RUN_ORDER = ("d", "f", "e", "a", "b", "w")  # (w) starts the conversations service: last
 
 
 def say(message: str) -> None:
@@ -139,6 +139,10 @@ class Run:
                       lambda: scenarios.hanging(api, receiver, rate=args.rate, seconds=args.seconds,
                                                 warmup=args.warmup, progress=say, cpu=cpu,
                                                 low_rate=args.low_rate)),
+                "w": ("whatsapp", f"(w) WhatsApp inbound: signed Cloud API webhooks at {args.rate:.0f}/s for "
+                                  f"{args.seconds:.0f}s -> acknowledgement, and -> agent reply at the provider",
+                      lambda: whatsapp.inbound(api, rate=args.rate, seconds=args.seconds, warmup=args.warmup,
+                                               progress=say, cpu=cpu)),
             }
             for key in RUN_ORDER:
                 if key not in args.only:
