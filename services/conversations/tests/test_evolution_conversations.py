@@ -132,5 +132,9 @@ async def test_an_evolution_server_that_is_down_delays_messages_and_loses_none(a
         await evolution.come_back()
     await api.wait_until(lambda: len([m for m in evolution.sent if m["number"] == contact]) == 3, timeout=30)
     assert [m["text"] for m in evolution.sent if m["number"] == contact] == ["uno", "dos", "tres"]
-    messages = {m["id"]: m for m in await api.messages(conversation["id"])}
-    assert all(messages[i]["status"] == "SENT" for i in ids)
+
+    async def all_sent():
+        messages = {m["id"]: m for m in await api.messages(conversation["id"])}
+        return all(messages[i]["status"] == "SENT" for i in ids)
+
+    await api.wait_until(all_sent)

@@ -63,11 +63,11 @@ def _when(timestamp: int | None) -> datetime | None:
 
 async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any], agent_id: uuid.UUID | None
                   ) -> tuple[Conversation, Message, bool] | None:
-    """Record an inbound message (None if it was recorded before): the contact's open conversation, or a new
+    """Record an inbound message: the contact's open conversation, or a new
     one (`conversation.started`), then the message (`conversation.message.received`)."""
+    # Stored items are unique per provider id already; the messages' unique index backs that up (a clash
+    # fails the batch, which is then done item by item).
     messages = MessageRepository(session)
-    if await messages.by_external_id(channel.id, item["externalId"]) is not None:
-        return None
     conversations = ConversationRepository(session)
     now = utcnow()
     conversation = await conversations.open_for(channel.id, item["contact"])

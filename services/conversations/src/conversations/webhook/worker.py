@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
@@ -29,15 +31,19 @@ BATCH = 200
 MAX_ATTEMPTS = 6  # a status for a message we do not know yet is tried again a few times, then dropped
 
 
-async def process(session: AsyncSession, row: InboundEvent) -> agents.FlowRequest | None | bool:
-    """One stored item. Returns a flow to ask (N8N agent), None when done, False to try again later."""
+async def process(session: AsyncSession, row: InboundEvent, agent_ids: dict[uuid.UUID, uuid.UUID | None]
+                  ) -> agents.FlowRequest | None | bool:
+    """One stored item. Returns a flow to ask (N8N agent), None when done, False to try again later.
+    `agent_ids`: the enabled agent of each channel, looked up once per batch."""
     channel = await session.get(Channel, row.channel_id)
     if channel is None:
         return None
     data: dict[str, Any] = row.payload
     if row.kind == "message":
-        agent = await AgentRepository(session).enabled_for(channel.id)
-        result = await conversations.receive(session, channel, data, agent.id if agent else None)
+        if channel.id not in agent_ids:
+            agent = await AgentRepository(session).enabled_for(channel.id)
+            agent_ids[channel.id] = agent.id if agent else None
+        result = await conversations.receive(session, channel, data, agent_ids[channel.id])
         if result is None:
             return None
         conversation, message, started = result
@@ -83,8 +89,17 @@ class InboundWorker:
                 task.cancel()
 
     async def step(self) -> int:
-        """One batch in one transaction; each item in a savepoint, so one bad item does not stop the rest."""
+        """One batch in one transaction. Should an item fail, the batch is done again with each item in a
+        savepoint, so one bad item does not stop the rest (savepoints cost two round trips per item: only then)."""
+        try:
+            return await self._batch(isolate=False)
+        except Exception:
+            logger.warning("an inbound batch failed; doing it again item by item", exc_info=True)
+            return await self._batch(isolate=True)
+
+    async def _batch(self, *, isolate: bool) -> int:
         flows: list[agents.FlowRequest] = []
+        agent_ids: dict[uuid.UUID, uuid.UUID | None] = {}
         async with self.database.sessionmaker() as session, session.begin():
             repo = InboundEventRepository(session)
             if not await repo.lock_worker():
@@ -93,13 +108,18 @@ class InboundWorker:
             done = []
             now = utcnow()
             for row in rows:
-                try:
-                    async with session.begin_nested():
-                        outcome = await process(session, row)
-                except Exception as exc:
-                    logger.exception("inbound item %s (%s) failed", row.id, row.kind)
-                    outcome = False
-                    row.error = f"{type(exc).__name__}: {exc}"[:2000]
+                if not isolate:
+                    outcome = await process(session, row, agent_ids)
+                else:
+                    try:
+                        async with session.begin_nested():
+                            outcome = await process(session, row, agent_ids)
+                    except IntegrityError:
+                        outcome = None  # recorded before (the provider sent it again after the row's retention)
+                    except Exception as exc:
+                        logger.exception("inbound item %s (%s) failed", row.id, row.kind)
+                        outcome = False
+                        row.error = f"{type(exc).__name__}: {exc}"[:2000]
                 if outcome is False:
                     row.attempts += 1
                     if row.attempts >= MAX_ATTEMPTS:
