@@ -145,3 +145,24 @@ async def test_an_expired_token_puts_the_channel_in_error_and_holds_the_message(
     patched = await owner.patch(f"/api/platform/operations/channels/{channel['id']}", json={"accessToken": new_token})
     assert patched.json()["status"] == "CONNECTED"
     await api.wait_until(lambda: _find(api, conversation["id"], reply.json()["id"], "SENT"))
+
+
+async def test_processed_webhook_rows_go_after_their_retention(api, db):
+    from sqlalchemy import text
+
+    from common.db import Database
+    from conversations.webhook.handlers import purge_inbound
+
+    channel = await api.cloud_channel()
+    await api.post_cloud(channel, text_message(channel["phoneNumberId"], "573006660000", "hola"))
+    await api.wait_until(lambda: api.conversation_of(channel["id"], "573006660000"))
+    async with db.begin() as conn:
+        await conn.execute(text("UPDATE inbound_events SET processed_at = now() - interval '8 days' "
+                                "WHERE channel_id = :c"), {"c": channel["id"]})
+    database = Database(str(db.url.render_as_string(hide_password=False)), pool_size=1)
+    try:
+        assert await purge_inbound(database, 168) >= 1
+    finally:
+        await database.dispose()
+    assert await api.scalar("SELECT count(*) FROM inbound_events WHERE channel_id = :c", c=channel["id"]) == 0
+    assert await api.scalar("SELECT count(*) FROM messages WHERE channel_id = :c", c=channel["id"]) == 1

@@ -8,6 +8,7 @@ from conversations.conversation.handlers import end_idle_conversations
 from conversations.events import outbox
 from conversations.outbound.worker import OutboundWorker
 from conversations.providers import http
+from conversations.webhook.handlers import purge_inbound
 from conversations.webhook.worker import InboundWorker
 
 
@@ -21,6 +22,8 @@ async def start_workers(app: FastAPI, runtime: Runtime) -> None:
     runtime.supervise("idle-conversations", lambda: every(
         settings.conversation_idle_sweep_seconds,
         lambda: end_idle_conversations(runtime.database, settings.conversation_idle_minutes)))
+    runtime.supervise("inbound-retention", lambda: every(
+        3600.0, lambda: purge_inbound(runtime.database, settings.inbound_retention_hours), first=60.0))
 
 
 async def stop(app: FastAPI, runtime: Runtime) -> None:

@@ -17,3 +17,5 @@ class Settings(ServiceSettings):
     # Outbound: per-call timeout, and how long a message waits before a new try after the provider failed.
     whatsapp_timeout_seconds: float = Field(default=10.0, gt=0)
     outbound_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Processed webhook rows deduplicate a provider's retries (Meta retries for up to 7 days), then go.
+    inbound_retention_hours: float = Field(default=168.0, gt=0)

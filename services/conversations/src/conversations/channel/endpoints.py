@@ -21,6 +21,7 @@ from conversations.channel.schemas import (
     TestResult,
 )
 from conversations.dependencies import SettingsDep
+from conversations.webhook import service as webhooks
 
 router = APIRouter(prefix="/api/platform/operations/channels", tags=["own operations: channels"])
 NO_STORE = {"Cache-Control": "no-store"}
@@ -53,7 +54,9 @@ async def get_channel(session: SessionDep, settings: SettingsDep, _: PlatformOwn
 async def update_channel(session: SessionDep, settings: SettingsDep, _: PlatformOwner, channel_id: uuid.UUID,
                          body: ChannelUpdate) -> ChannelRead:
     """Rename, or replace credentials (a channel in ERROR is then tried again)."""
-    return await service.update(session, settings, channel_id, body)
+    updated = await service.update(session, settings, channel_id, body)
+    webhooks.forget(channel_id)
+    return updated
 
 
 @router.delete("/{channel_id}", status_code=status.HTTP_204_NO_CONTENT,
@@ -62,6 +65,7 @@ async def delete_channel(session: SessionDep, settings: SettingsDep, _: Platform
                          channel_id: uuid.UUID) -> Response:
     """Soft delete: history stays readable; the Evolution instance is deleted (best effort)."""
     await service.delete(session, settings, channel_id)
+    webhooks.forget(channel_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

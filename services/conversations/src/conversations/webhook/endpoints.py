@@ -43,8 +43,8 @@ async def whatsapp_webhook(session: SessionDep, settings: SettingsDep, channel_i
 
 
 @router.post(EVOLUTION, response_model=Received, responses=problem_responses(400, 401, 404, 422))
-async def evolution_webhook(session: SessionDep, channel_id: uuid.UUID, request: Request,
+async def evolution_webhook(session: SessionDep, settings: SettingsDep, channel_id: uuid.UUID, request: Request,
                             secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None) -> Received:
     """Events of an Evolution instance (the wrapped body: `{event, instance, data}`), authenticated by the
     channel's secret header that the platform set with the webhook."""
-    return await service.receive_evolution(session, channel_id, await request.body(), secret)
+    return await service.receive_evolution(session, settings, channel_id, await request.body(), secret)

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from common.db.repository import Repository
@@ -34,6 +34,14 @@ class InboundEventRepository(Repository[InboundEvent]):
                            InboundEvent.process_after <= func.now()))  # type: ignore[operator]
                 .order_by(InboundEvent.seq).limit(limit))  # type: ignore[arg-type]
         return await self.all(stmt)
+
+    async def purge_processed(self, before: datetime, limit: int) -> int:
+        """Delete up to `limit` processed rows older than `before`; how many went."""
+        doomed = (select(InboundEvent.id).where(InboundEvent.processed_at < before)  # type: ignore[operator]
+                  .limit(limit).with_for_update(skip_locked=True))
+        result = await self.session.execute(delete(InboundEvent).where(InboundEvent.id.in_(doomed))  # type: ignore[attr-defined]
+                                            .returning(InboundEvent.id))
+        return len(result.all())
 
     async def mark(self, ids: list[uuid.UUID], processed_at: datetime) -> None:
         if ids:
