@@ -166,3 +166,18 @@ async def test_processed_webhook_rows_go_after_their_retention(api, db):
         await database.dispose()
     assert await api.scalar("SELECT count(*) FROM inbound_events WHERE channel_id = :c", c=channel["id"]) == 0
     assert await api.scalar("SELECT count(*) FROM messages WHERE channel_id = :c", c=channel["id"]) == 1
+
+
+async def test_a_failed_status_marks_the_message_failed_with_metas_reason(api, graph, owner):
+    channel = await api.cloud_channel()
+    number = channel["phoneNumberId"]
+    await api.post_cloud(channel, text_message(number, "573008880000", "hola"))
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], "573008880000"))
+    reply = await owner.post(f"/api/platform/operations/conversations/{conversation['id']}/messages",
+                             json={"text": "¿Sigues ahí?"})
+    sent = await api.wait_until(lambda: _find(api, conversation["id"], reply.json()["id"], "SENT"))
+    failed = batch(number, statuses=[(sent["externalId"], "failed", "573008880000")],
+                   errors={sent["externalId"]: {"code": 131026, "title": "Message undeliverable"}})
+    assert (await api.post_cloud(channel, failed)).json() == {"received": 1, "new": 1}
+    done = await api.wait_until(lambda: _find(api, conversation["id"], reply.json()["id"], "FAILED"))
+    assert done["failureReason"] == "131026: Message undeliverable"

@@ -138,3 +138,28 @@ async def test_an_evolution_server_that_is_down_delays_messages_and_loses_none(a
         return all(messages[i]["status"] == "SENT" for i in ids)
 
     await api.wait_until(all_sent)
+
+
+async def test_evolution_delivery_updates_move_the_status_forward(api, owner, evolution):
+    channel = await _connected_channel(api, evolution)
+    instance = channel["instanceName"]
+    contact = "5511955550000"
+    await evolution.emit(instance, evolution.message_upsert(instance, contact, "hola"))
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    reply = await owner.post(f"{CONVERSATIONS}/{conversation['id']}/messages", json={"text": "¿Cómo te ayudo?"})
+    sent = await api.wait_until(lambda: [m for m in evolution.sent if m["number"] == contact])
+    key_id = sent[0]["id"]
+
+    async def status_is(expected):
+        found = [m for m in await api.messages(conversation["id"]) if m["id"] == reply.json()["id"]]
+        return found and found[0]["status"] == expected and found[0]["externalId"] == key_id
+
+    await api.wait_until(lambda: status_is("SENT"))
+    for status in ("DELIVERY_ACK", "READ", "DELIVERY_ACK"):  # a late DELIVERY_ACK does not undo READ
+        body = {"event": "messages.update", "instance": instance,
+                "data": {"keyId": key_id, "remoteJid": f"{contact}@s.whatsapp.net", "fromMe": True,
+                         "status": status, "instanceId": "x"}}
+        assert (await evolution.emit(instance, body)).status_code == 200
+    await evolution.emit(instance, evolution.message_upsert(instance, "5511955559999", "marker"))
+    await api.wait_until(lambda: api.conversation_of(channel["id"], "5511955559999"))
+    assert await status_is("READ")
