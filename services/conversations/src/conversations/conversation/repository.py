@@ -61,6 +61,13 @@ class MessageRepository(Repository[Message]):
         order = Message.seq.desc() if newest_first else Message.seq.asc()  # type: ignore[union-attr]
         return await self.all(stmt.order_by(order).limit(limit))
 
+    async def mark_sent(self, message_id: uuid.UUID, external_id: str | None, now: datetime) -> bool:
+        """SENT with the provider's id, unless it left QUEUED meanwhile; whether it was changed."""
+        stmt = (update(Message).where(Message.id == message_id, Message.status == "QUEUED")
+                .values(status="SENT", external_id=external_id, sent_at=now, updated_at=now, failure_reason=None)
+                .returning(Message.id))
+        return (await self.session.execute(stmt)).first() is not None
+
     async def claim_due(self, *, lease_seconds: float, limit: int, blocked_channels: Any) -> list[Message]:
         """The oldest queued message of each conversation, if due, leased for `lease_seconds` (a message
         is never sent before the earlier queued ones of its conversation)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,6 +50,7 @@ class SendJob:
     api_url: str | None
     instance_name: str | None
     token: str  # Cloud API access token or Evolution API key
+    event: dict[str, Any] = field(default_factory=dict, hash=False)  # conversation.message.sent, once sent
 
 
 @dataclass
@@ -99,7 +101,8 @@ class OutboundWorker:
                 creds = Credentials(self.settings, channel)
                 jobs.append(SendJob(message.id, channel.type, message.text, conversation.contact,
                                     channel.phone_number_id, channel.api_url, channel.instance_name,
-                                    creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key))
+                                    creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key,
+                                    message_data(conversation, channel.type, message)))
         if not jobs:
             return 0
         outcomes = await asyncio.gather(*(self.send(job) for job in jobs))
@@ -130,6 +133,13 @@ class OutboundWorker:
                 return Outcome(job, "later", error=exc)
 
     async def _record(self, session: AsyncSession, outcome: Outcome) -> None:
+        if outcome.kind == "sent":  # the usual case: one UPDATE and the event, no reads
+            now = utcnow()
+            if await MessageRepository(session).mark_sent(outcome.job.message_id, outcome.external_id or None, now):
+                data = outcome.job.event | {"externalId": outcome.external_id or None,
+                                            "messageStatus": MessageStatus.SENT.value}
+                await outbox.publish(session, "conversation.message.sent", data, key=data["conversationId"])
+            return
         # The lease keeps other workers off this message; a status update racing in only moves it forward.
         message = await MessageRepository(session).get(outcome.job.message_id)
         if message is None or message.status != MessageStatus.QUEUED:
@@ -139,12 +149,7 @@ class OutboundWorker:
         assert channel is not None and conversation is not None
         now, error = utcnow(), outcome.error
         message.updated_at = now
-        if outcome.kind == "sent":
-            message.status, message.sent_at = MessageStatus.SENT.value, now
-            message.external_id, message.failure_reason = outcome.external_id or None, None
-            await outbox.publish(session, "conversation.message.sent",
-                                 message_data(conversation, channel.type, message), key=conversation.id)
-        elif outcome.kind == "failed":
+        if outcome.kind == "failed":
             message.status, message.failure_reason = MessageStatus.FAILED.value, str(error)[:500]
             logger.info("message %s failed: %s", message.id, error)
         elif outcome.kind == "credentials":
