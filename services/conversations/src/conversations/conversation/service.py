@@ -61,7 +61,8 @@ def _when(timestamp: int | None) -> datetime | None:
         return None
 
 
-async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any], agent_id: uuid.UUID | None
+async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any], agent_id: uuid.UUID | None,
+                  open_conversations: dict[tuple[uuid.UUID, str], Conversation] | None = None
                   ) -> tuple[Conversation, Message, bool] | None:
     """Record an inbound message: the contact's open conversation, or a new
     one (`conversation.started`), then the message (`conversation.message.received`)."""
@@ -70,13 +71,15 @@ async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any],
     messages = MessageRepository(session)
     conversations = ConversationRepository(session)
     now = utcnow()
-    conversation = await conversations.open_for(channel.id, item["contact"])
+    key = (channel.id, item["contact"])
+    known = open_conversations if open_conversations is not None else {}
+    conversation = known.get(key) or await conversations.open_for(channel.id, item["contact"])
     started = conversation is None
     if conversation is None:
         conversation = Conversation(id=uuid.uuid4(), channel_id=channel.id, agent_id=agent_id,
                                     contact=item["contact"], contact_name=item.get("contactName"),
                                     last_message_at=now)
-        await conversations.add(conversation)
+        await conversations.add(conversation)  # flushed now: the messages that follow refer to it
         await outbox.publish(session, "conversation.started", conversation_data(conversation, channel.type),
                              key=conversation.id)
     elif item.get("contactName") and conversation.contact_name != item["contactName"]:
@@ -85,9 +88,10 @@ async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any],
                       direction="INBOUND", sender="CONTACT", type=item.get("type") or "text", text=item.get("text"),
                       caption=item.get("caption"), payload=item.get("raw"), external_id=item["externalId"],
                       status=MessageStatus.RECEIVED.value, provider_timestamp=_when(item.get("timestamp")))
+    known[key] = conversation
     conversation.message_count += 1
     conversation.last_message_at = conversation.updated_at = now
-    await messages.add(message)
+    await messages.add(message, flush=False)  # written with the session's next flush (a batch's: all at once)
     await outbox.publish(session, "conversation.message.received", message_data(conversation, channel.type, message),
                          key=conversation.id)
     return conversation, message, started
@@ -102,7 +106,7 @@ async def queue_outbound(session: AsyncSession, conversation: Conversation, text
                       status=MessageStatus.QUEUED.value, next_attempt_at=now)
     conversation.message_count += 1
     conversation.last_message_at = conversation.updated_at = now
-    await MessageRepository(session).add(message)
+    await MessageRepository(session).add(message, flush=False)
     wake_after_commit(session, OUTBOUND_WAKE)
     return message
 
@@ -115,6 +119,7 @@ async def reply(session: AsyncSession, conversation_id: uuid.UUID, text: str, ca
     conversation.handed_off = True
     conversation.handoff_reason = conversation.handoff_reason or "PERSON_REPLIED"
     message = await queue_outbound(session, conversation, text.strip(), sender="PERSON", author_id=caller.id)
+    await session.flush()
     return MessageRead.model_validate(message)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from conversations.agent.repository import AgentRepository
 from conversations.channel.schemas import ChannelStatus
 from conversations.channel.service import EVOLUTION_STATES, set_status
 from conversations.conversation import service as conversations
-from conversations.models import Channel, InboundEvent
+from conversations.models import Channel, Conversation, InboundEvent
 from conversations.webhook.repository import InboundEventRepository
 from conversations.webhook.service import WAKE_CHANNEL
 
@@ -31,10 +32,17 @@ BATCH = 200
 MAX_ATTEMPTS = 6  # a status for a message we do not know yet is tried again a few times, then dropped
 
 
-async def process(session: AsyncSession, row: InboundEvent, agent_ids: dict[uuid.UUID, uuid.UUID | None]
-                  ) -> agents.FlowRequest | None | bool:
-    """One stored item. Returns a flow to ask (N8N agent), None when done, False to try again later.
-    `agent_ids`: the enabled agent of each channel, looked up once per batch."""
+@dataclass
+class BatchState:
+    """Looked up once per batch: each channel's enabled agent, each contact's open conversation."""
+
+    agent_ids: dict[uuid.UUID, uuid.UUID | None] = field(default_factory=dict)
+    conversations: dict[tuple[uuid.UUID, str], Conversation] = field(default_factory=dict)
+
+
+async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -> agents.FlowRequest | None | bool:
+    """One stored item. Returns a flow to ask (N8N agent), None when done, False to try again later."""
+    agent_ids = state.agent_ids
     channel = await session.get(Channel, row.channel_id)
     if channel is None:
         return None
@@ -43,7 +51,7 @@ async def process(session: AsyncSession, row: InboundEvent, agent_ids: dict[uuid
         if channel.id not in agent_ids:
             agent = await AgentRepository(session).enabled_for(channel.id)
             agent_ids[channel.id] = agent.id if agent else None
-        result = await conversations.receive(session, channel, data, agent_ids[channel.id])
+        result = await conversations.receive(session, channel, data, agent_ids[channel.id], state.conversations)
         if result is None:
             return None
         conversation, message, started = result
@@ -99,7 +107,7 @@ class InboundWorker:
 
     async def _batch(self, *, isolate: bool) -> int:
         flows: list[agents.FlowRequest] = []
-        agent_ids: dict[uuid.UUID, uuid.UUID | None] = {}
+        state = BatchState()
         async with self.database.sessionmaker() as session, session.begin():
             repo = InboundEventRepository(session)
             if not await repo.lock_worker():
@@ -109,11 +117,14 @@ class InboundWorker:
             now = utcnow()
             for row in rows:
                 if not isolate:
-                    outcome = await process(session, row, agent_ids)
+                    # New messages and conversation updates are written in one flush at the end of the batch
+                    # (statements of one kind go together), not before each following statement.
+                    with session.no_autoflush:
+                        outcome = await process(session, row, state)
                 else:
                     try:
                         async with session.begin_nested():
-                            outcome = await process(session, row, agent_ids)
+                            outcome = await process(session, row, state)
                     except IntegrityError:
                         outcome = None  # recorded before (the provider sent it again after the row's retention)
                     except Exception as exc:
@@ -131,6 +142,7 @@ class InboundWorker:
                 if isinstance(outcome, agents.FlowRequest):
                     flows.append(outcome)
                 done.append(row.id)
+            await session.flush()
             await repo.mark(done, now)
         for flow in flows:
             task = asyncio.create_task(self._ask(flow))
