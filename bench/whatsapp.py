@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import Any
 
+import aiohttp
+
 from bench.machine import CpuMonitor
 from bench.scenarios import percentile
 from bench.stack import Api
@@ -60,11 +62,16 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
             started = time.time()
             if measured:
                 sent_at[contact] = started
-            async with api.session.post(url, data=raw, headers={"content-type": "application/json",
-                                                                 "X-Hub-Signature-256": sign(secret, raw)}) as r:
-                await r.read()
-                if r.status != 200:
-                    failures += 1
+            try:
+                async with api.session.post(url, data=raw, headers={"content-type": "application/json",
+                                                                     "X-Hub-Signature-256": sign(secret, raw)}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        failures += 1
+            except aiohttp.ClientError:  # e.g. a kept-alive connection the server had just closed
+                failures += 1
+                sent_at.pop(contact, None)
+                return
             if measured:
                 acks.append((time.time() - started) * 1000)
 
