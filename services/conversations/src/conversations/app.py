@@ -1,8 +1,11 @@
 import logging
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from common.app import Runtime, create_service_app
+from common.errors import problem_response
 from common.supervise import every
 from conversations.api import public_routes, routers
 from conversations.config import Settings
@@ -12,6 +15,8 @@ from conversations.outbound.worker import OutboundWorker
 from conversations.providers import http
 from conversations.webhook.handlers import purge_inbound
 from conversations.webhook.worker import InboundWorker
+
+logger = logging.getLogger("conversations.app")
 
 
 async def start_workers(app: FastAPI, runtime: Runtime) -> None:
@@ -34,8 +39,14 @@ async def stop(app: FastAPI, runtime: Runtime) -> None:
     runtime.closers.append(http.close)
 
 
+async def _busy(_: Request, exc: Exception) -> JSONResponse:
+    # Every database connection is in use (a burst of webhooks): a provider retries a 503, so nothing is lost.
+    logger.warning("database pool exhausted: %s", exc)
+    return problem_response(503, "Service Unavailable", "Busy: try again shortly", headers={"Retry-After": "1"})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
+    app = create_service_app(
         settings or Settings(),
         title="Plataforma · Conversations",
         description="Own operations on WhatsApp: channels (Evolution API, Cloud API), agents that answer by "
@@ -47,3 +58,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_shutdown=stop,
         public_routes=public_routes,
     )
+    app.add_exception_handler(PoolTimeout, _busy)
+    return app
