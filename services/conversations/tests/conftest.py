@@ -27,8 +27,8 @@ TOPIC = "platform.conversations.events"
 
 
 @pytest.fixture(scope="session")
-def service_name() -> str:
-    return "conversations"
+async def database_url(migrated_database) -> str:
+    return await migrated_database("conversations")
 
 
 @pytest.fixture(scope="session")
