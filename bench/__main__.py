@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import raw, scenarios, stripe_webhook
+from bench import raw, scenarios, stripe_webhook, whatsapp
 from bench.kafka import tenant_created_batch
 from bench.machine import CpuMonitor, describe, postmaster_pid
 from bench.receiver import HANG_SECONDS, Receiver
@@ -27,11 +27,12 @@ from bench.report import build_lines, environment, render, render_cpu, write_jso
 from bench.stack import Api, make_stack, start_stack
 
 T0 = time.monotonic()
-SCENARIOS = ("a", "b", "d", "e", "f", "g")
+SCENARIOS = ("a", "b", "d", "e", "f", "s", "w")
 # The latency scenarios run first, on a stack no burst has touched yet: measured here, (d) right after
 # (b)'s 30k-event burst was 2-6 ms slower at p50 (26-30 ms instead of 23-24), the publish hop most.
-# (g) runs first of all: billing is up only during it, before any scenario has created tenants.
-RUN_ORDER = ("g", "d", "f", "e", "a", "b")
+# (s) runs first of all: billing is up only during it, before any scenario has created tenants.
+# (w) starts the conversations service: last.
+RUN_ORDER = ("s", "d", "f", "e", "a", "b", "w")
 
 
 def say(message: str) -> None:
@@ -53,8 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fanout", type=int, default=100, help="endpoints for (e) (default 100)")
     p.add_argument("--repeats", type=int, default=5, help="repetitions of (e) (default 5)")
     p.add_argument("--stripe-rate", type=float, default=200.0,
-                   help="(g) Stripe webhook events/s for the acknowledgement latency (default 200)")
-    p.add_argument("--stripe-burst", type=int, default=5000, help="(g) events of the processing burst (default 5000)")
+                   help="(s) Stripe webhook events/s for the acknowledgement latency (default 200)")
+    p.add_argument("--stripe-burst", type=int, default=5000, help="(s) events of the processing burst (default 5000)")
     p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the services (default INFO)")
     p.add_argument("--keep", action="store_true", help="keep the stack's data directory (logs) afterwards")
     p.add_argument("--json", type=Path, default=None, help="results file (default bench/results/latest.json)")
@@ -143,10 +144,14 @@ class Run:
                       lambda: scenarios.hanging(api, receiver, rate=args.rate, seconds=args.seconds,
                                                 warmup=args.warmup, progress=say, cpu=cpu,
                                                 low_rate=args.low_rate)),
-                "g": ("stripe", f"(g) Stripe webhook: ack latency at {args.stripe_rate:.0f} events/s for "
+                "s": ("stripe", f"(s) Stripe webhook: ack latency at {args.stripe_rate:.0f} events/s for "
                                 f"{args.seconds:.0f}s, then a burst of {args.stripe_burst:,} processed",
                       lambda: stripe_webhook.stripe_webhook(api, rate=args.stripe_rate, seconds=args.seconds,
                                                             burst=args.stripe_burst, progress=say, cpu=cpu)),
+                "w": ("whatsapp", f"(w) WhatsApp inbound: signed Cloud API webhooks at {args.rate:.0f}/s for "
+                                  f"{args.seconds:.0f}s -> acknowledgement, and -> agent reply at the provider",
+                      lambda: whatsapp.inbound(api, rate=args.rate, seconds=args.seconds, warmup=args.warmup,
+                                               progress=say, cpu=cpu)),
             }
             for key in RUN_ORDER:
                 if key not in args.only:

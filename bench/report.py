@@ -132,17 +132,31 @@ def build_lines(results: dict[str, Any]) -> list[Line]:
                           "all, 0", hang.get("missing") == 0 and hang.get("duplicates") == 0
                           and hang.get("api_ok") == hang.get("calls")))
     if stripe:
-        lines.append(Line("g", f"Stripe webhook acknowledgement p99 at {_num(stripe.get('ack_rate')):.0f} events/s",
+        lines.append(Line("s", f"Stripe webhook acknowledgement p99 at {_num(stripe.get('ack_rate')):.0f} events/s",
                           _ms(_num(stripe.get("ack_p99_ms"))), f"<= {TARGET_STRIPE_ACK_P99_MS:.0f} ms",
                           _ok(_num(stripe.get("ack_p99_ms")), TARGET_STRIPE_ACK_P99_MS)
                           and stripe.get("acked") == stripe.get("calls")))
-        lines.append(Line("g", "  acknowledgement p50", _ms(_num(stripe.get("ack_p50_ms"))), "", None))
-        lines.append(Line("g", f"Stripe events processed/s (burst of {stripe.get('burst'):,}: state + event)",
+        lines.append(Line("s", "  acknowledgement p50", _ms(_num(stripe.get("ack_p50_ms"))), "", None))
+        lines.append(Line("s", f"Stripe events processed/s (burst of {stripe.get('burst'):,}: state + event)",
                           f"{_num(stripe.get('processed_rate')):,.0f}/s", f">= {TARGET_STRIPE_PROCESSED:,.0f}/s",
                           _ok(_num(stripe.get("processed_rate")), TARGET_STRIPE_PROCESSED, at_least=True)
                           and stripe.get("processed") == stripe.get("burst")))
-        lines.append(Line("g", "  burst acknowledged/s (64 connections)",
+        lines.append(Line("s", "  burst acknowledged/s (64 connections)",
                           f"{_num(stripe.get('ingest_rate')):,.0f}/s", "", None))
+    wa = results.get("whatsapp") or {}
+    if wa:
+        from bench.whatsapp import TARGET_ACK_P99_MS, TARGET_REPLY_P50_MS
+
+        lines.append(Line("w", f"WhatsApp webhook acknowledgement p99 at {_num(wa.get('rate')):.0f} msg/s",
+                          _ms(_num(wa.get("ack_p99_ms"))), f"<= {TARGET_ACK_P99_MS:.0f} ms",
+                          _ok(_num(wa.get("ack_p99_ms")), TARGET_ACK_P99_MS)))
+        lines.append(Line("w", "inbound message -> agent reply handed to the provider, p50",
+                          _ms(_num(wa.get("reply_p50_ms"))), f"<= {TARGET_REPLY_P50_MS:.0f} ms",
+                          _ok(_num(wa.get("reply_p50_ms")), TARGET_REPLY_P50_MS)))
+        lines.append(Line("w", "  ack p50 / reply p99; replied / sent, non-200",
+                          f"{_ms(_num(wa.get('ack_p50_ms')))} / {_ms(_num(wa.get('reply_p99_ms')))}; "
+                          f"{wa.get('replied')}/{wa.get('messages')}, {wa.get('failures')}", "all, 0",
+                          wa.get("replied") == wa.get("messages") and wa.get("failures") == 0))
     return lines
 
 
@@ -169,7 +183,7 @@ SHARED_WARNING_PCT = 25.0  # other processes using more than this (of one core) 
 def render_cpu(results: dict[str, Any]) -> str:
     """Per scenario, the CPU of each component (% of one core) and of the rest of the machine."""
     rows = [("(a) raw", "raw"), ("(b) throughput", "throughput"), ("(d) latency", "latency"),
-            ("(e) fan-out", "fanout"), ("(f) one hanging", "hanging")]
+            ("(e) fan-out", "fanout"), ("(f) one hanging", "hanging"), ("(w) whatsapp", "whatsapp")]
     out = ["CPU during each measurement (% of one core; 'others' = processes outside this benchmark):"]
     busy = []
     for label, key in rows:

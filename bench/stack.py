@@ -41,7 +41,7 @@ def extra_env(password: str, log_level: str) -> dict[str, str]:
         # One owner token drives 200 API calls/s; the default per-caller limit is 1200/min.
         "RATE_LIMIT_PER_MINUTE": "10000000",
         "LOG_LEVEL": log_level,
-        # (g) billing makes no Stripe API call; were it to, it would fail at once, never reach Stripe.
+        # (s) billing makes no Stripe API call; were it to, it would fail at once, never reach Stripe.
         "STRIPE_API_BASE": "http://127.0.0.1:9",
     }
 

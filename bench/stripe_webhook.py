@@ -1,4 +1,4 @@
-"""(g) Stripe's webhook into billing: acknowledgement latency at a steady rate, then how fast stored events are
+"""(s) Stripe's webhook into billing: acknowledgement latency at a steady rate, then how fast stored events are
 processed (state written and the `billing.*` event committed to the outbox) under a burst.
 
 Billing runs only for this scenario (started first, stopped after), so its tenant consumer never turns the
@@ -110,7 +110,7 @@ async def stripe_webhook(api: Api, *, rate: float, seconds: float, burst: int, p
         base = await _processed(api, session)
         # 1. Acknowledgement at a steady rate: one POST every 1/rate s, each timed on its own.
         calls = int(rate * seconds)
-        progress(f"(g) acknowledgement: {calls} events at {rate:.0f}/s")
+        progress(f"(s) acknowledgement: {calls} events at {rate:.0f}/s")
         interval, start = 1.0 / rate, time.perf_counter()
         tasks = []
         for i in range(calls):
@@ -123,7 +123,7 @@ async def stripe_webhook(api: Api, *, rate: float, seconds: float, burst: int, p
         await _wait_processed(api, session, base + calls, 60)
         # 2. Processing under a burst: everything POSTed as fast as 64 connections allow; the rate counts
         #    from the first POST to the last event applied.
-        progress(f"(g) processing: a burst of {burst} events")
+        progress(f"(s) processing: a burst of {burst} events")
         before = await _processed(api, session)
         events = [_event(tenants[i % len(tenants)], i) for i in range(burst)]
         limit = asyncio.Semaphore(64)
@@ -139,7 +139,7 @@ async def stripe_webhook(api: Api, *, rate: float, seconds: float, burst: int, p
         done = await _wait_processed(api, session, before + burst, 120)
         took = time.perf_counter() - t0
         usage = CpuMonitor.usage(snap, cpu.snapshot())
-        progress(f"(g) burst cpu: {describe(usage)}")
+        progress(f"(s) burst cpu: {describe(usage)}")
         return {
             "calls": calls, "acked": len(durations), "ack_rate": rate,
             "ack_p50_ms": percentile(durations, 0.50), "ack_p99_ms": percentile(durations, 0.99),

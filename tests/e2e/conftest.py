@@ -5,8 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from common.testing.fake_evolution import fake_evolution
 from common.testing.fake_n8n import fake_n8n
 from common.testing.fake_stripe import fake_stripe
+from common.testing.fake_whatsapp import fake_graph
 from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 
@@ -33,10 +35,25 @@ async def n8n():
 
 
 @pytest.fixture(scope="session")
-async def stack(tmp_path_factory, postgres, kafka_broker, receiver, stripe):
+async def evolution():
+    """A fake Evolution API server: channels of type EVOLUTION point their apiUrl at it."""
+    async with fake_evolution() as evo:
+        yield evo
+
+
+@pytest.fixture(scope="session")
+async def graph():
+    """A fake Meta Graph API: the stack's WHATSAPP_GRAPH_API_BASE."""
+    async with fake_graph() as g:
+        yield g
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory, postgres, kafka_broker, receiver, stripe, graph):
     from devstack.services import SERVICES
     from devstack.supervisor import Stack
 
+    gateway_port = free_port()
     stack = Stack(tmp_path_factory.mktemp("stack"), extra_env={
         "PLATFORM_OWNER_EMAIL": OWNER_EMAIL,
         "PLATFORM_OWNER_PASSWORD": OWNER_PASSWORD,
@@ -52,11 +69,15 @@ async def stack(tmp_path_factory, postgres, kafka_broker, receiver, stripe):
         "BILLING_SUSPEND_GRACE_HOURS": "0",
         "BILLING_RETRY_INITIAL_SECONDS": "0.5",
         "BILLING_RETRY_MAX_SECONDS": "2",
+        # Conversations: the fake Graph API, and the gateway as the URL providers call back on.
+        "WHATSAPP_GRAPH_API_BASE": graph.base_url,
+        "CONVERSATIONS_PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
+        "CONVERSATION_IDLE_SWEEP_SECONDS": "0.5",
     })
     stack.postgres, stack.broker = postgres, kafka_broker
     try:
         await stack.start_services([s.name for s in SERVICES], ports={s.name: free_port() for s in SERVICES})
-        await stack.start_gateway(port=free_port())
+        await stack.start_gateway(port=gateway_port)
         yield stack
     finally:
         await stack.stop()

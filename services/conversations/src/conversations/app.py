@@ -1,16 +1,62 @@
-from fastapi import FastAPI
+import logging
 
-from common.app import create_service_app
-from conversations.api import routers
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from common.app import Runtime, create_service_app
+from common.errors import problem_response
+from common.supervise import every
+from conversations.api import public_routes, routers
 from conversations.config import Settings
+from conversations.conversation.handlers import end_idle_conversations
 from conversations.events import outbox
+from conversations.outbound.worker import OutboundWorker
+from conversations.providers import http
+from conversations.webhook.handlers import purge_inbound
+from conversations.webhook.worker import InboundWorker
+
+logger = logging.getLogger("conversations.app")
+
+
+async def start_workers(app: FastAPI, runtime: Runtime) -> None:
+    # One INFO line per provider call is noise at WhatsApp volumes (and costs CPU); failures are logged by us.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings: Settings = runtime.settings  # type: ignore[assignment]
+    inbound = InboundWorker(runtime.database, settings.conversations_worker_poll_seconds)
+    outbound = OutboundWorker(runtime.database, settings)
+    app.state.workers = (inbound, outbound)
+    runtime.supervise("inbound-webhooks", inbound.run)
+    runtime.supervise("outbound-messages", outbound.run)
+    runtime.supervise("idle-conversations", lambda: every(
+        settings.conversation_idle_sweep_seconds,
+        lambda: end_idle_conversations(runtime.database, settings.conversation_idle_minutes)))
+    runtime.supervise("inbound-retention", lambda: every(
+        3600.0, lambda: purge_inbound(runtime.database, settings.inbound_retention_hours), first=60.0))
+
+
+async def stop(app: FastAPI, runtime: Runtime) -> None:
+    runtime.closers.append(http.close)
+
+
+async def _busy(_: Request, exc: Exception) -> JSONResponse:
+    # Every database connection is in use (a burst of webhooks): a provider retries a 503, so nothing is lost.
+    logger.warning("database pool exhausted: %s", exc)
+    return problem_response(503, "Service Unavailable", "Busy: try again shortly", headers={"Retry-After": "1"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(
+    app = create_service_app(
         settings or Settings(),
         title="Plataforma · Conversations",
-        description="Own-operations WhatsApp channels, agents and conversations; publishes `conversation.*` events.",
+        description="Own operations on WhatsApp: channels (Evolution API, Cloud API), agents that answer by "
+                    "themselves, conversations and messages; publishes `conversation.*` and "
+                    "`channel.status.changed`; receives the providers' webhooks under `/api/webhooks`.",
         routers=routers,
         outbox=outbox,
+        on_startup=start_workers,
+        on_shutdown=stop,
+        public_routes=public_routes,
     )
+    app.add_exception_handler(PoolTimeout, _busy)
+    return app

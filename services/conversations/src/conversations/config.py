@@ -1,5 +1,21 @@
+from pydantic import Field
+
 from common.config import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: str = "conversations"
+    # Meta's Graph API with its version; tests point it at the fake.
+    whatsapp_graph_api_base: str = "https://graph.facebook.com/v23.0"
+    # An open conversation without messages for this long ends by itself (conversation.ended, reason IDLE).
+    conversation_idle_minutes: float = Field(default=1440.0, gt=0)
+    conversation_idle_sweep_seconds: float = Field(default=60.0, gt=0)
+    # The public base URL providers call back on (Evolution's webhook, the URL shown for Meta).
+    conversations_public_url: str = "http://127.0.0.1:8080"
+    # Stored webhook rows and queued messages are also picked up by polling, in case a wake-up was missed.
+    conversations_worker_poll_seconds: float = Field(default=1.0, gt=0)
+    # Outbound: per-call timeout, and how long a message waits before a new try after the provider failed.
+    whatsapp_timeout_seconds: float = Field(default=10.0, gt=0)
+    outbound_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # Processed webhook rows deduplicate a provider's retries (Meta retries for up to 7 days), then go.
+    inbound_retention_hours: float = Field(default=168.0, gt=0)

@@ -106,17 +106,36 @@ class LeadConvertedData(LeadData):
 class ConversationData(EventData):
     conversationId: uuid.UUID
     channelId: uuid.UUID
-    channelType: Literal["WHATSAPP_CLOUD", "EVOLUTION"] | str
-    contact: str
-    contactName: str | None = None
+    channelType: Literal["EVOLUTION", "CLOUD_API"] | str
+    contact: str = Field(description="The contact's phone number (or WhatsApp id for an @lid sender)")
+    contactName: str | None = Field(default=None, description="The contact's WhatsApp profile name")
     agentId: uuid.UUID | None = None
+    status: Literal["OPEN", "CLOSED"] | None = None
 
 
 class ConversationMessageData(ConversationData):
     messageId: uuid.UUID
-    externalId: str | None = None
+    externalId: str | None = Field(default=None, description="The provider's message id (wamid..., key.id)")
     text: str | None = None
     direction: Literal["INBOUND", "OUTBOUND"]
+    type: str = Field(default="text", description="text, image, audio, video, document, location, ...")
+    caption: str | None = None
+    sender: Literal["CONTACT", "AGENT", "PERSON"] | None = None
+    messageStatus: str | None = Field(default=None, description="RECEIVED, SENT, DELIVERED, READ, FAILED")
+
+
+class ConversationEndedData(ConversationData):
+    reason: Literal["CLOSED", "IDLE"] | str | None = Field(default=None, description="CLOSED (by a person) or IDLE (timeout)")
+    closedBy: uuid.UUID | None = None
+
+
+class ChannelStatusData(EventData):
+    channelId: uuid.UUID
+    channelType: Literal["EVOLUTION", "CLOUD_API"] | str
+    name: str
+    status: Literal["CONNECTING", "CONNECTED", "DISCONNECTED", "ERROR"] | str
+    previousStatus: str | None = None
+    reason: str | None = None
 
 
 # --- billing -------------------------------------------------------------------------------------
@@ -219,7 +238,10 @@ EVENT_TYPES: dict[str, EventType] = {
         _t("conversation.message.received", "conversations", "An inbound message arrived",
            ConversationMessageData),
         _t("conversation.message.sent", "conversations", "An outbound message was sent", ConversationMessageData),
-        _t("conversation.ended", "conversations", "A conversation ended", ConversationData),
+        _t("conversation.ended", "conversations", "A conversation ended (closed by a person or idle)",
+           ConversationEndedData),
+        _t("channel.status.changed", "conversations", "A WhatsApp channel connected, disconnected or failed",
+           ChannelStatusData),
         _t("billing.subscription.created", "billing", "A tenant's subscription was created", SubscriptionData),
         _t("billing.subscription.updated", "billing", "A tenant's subscription changed", SubscriptionData),
         _t("billing.subscription.canceled", "billing", "A tenant's subscription was canceled", SubscriptionData),

@@ -1,0 +1,106 @@
+"""(w) WhatsApp inbound: signed Cloud API webhooks at a fixed rate → acknowledgement latency, and inbound
+message → the agent's reply handed to the provider (a fake Graph API in this process).
+
+The conversations service is started for this scenario only (the dispatcher scenarios keep their stack),
+with WHATSAPP_GRAPH_API_BASE pointing at the fake. Each message comes from a new contact, so the agent's
+greeting is the reply measured: webhook sent (bench clock) → the fake received the send (same clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+
+from bench.machine import CpuMonitor
+from bench.scenarios import percentile
+from bench.stack import Api
+from common.testing.fake_whatsapp import fake_graph, sign, text_message, wamid
+from devstack._proc import free_port
+
+TARGET_ACK_P99_MS = 20.0
+TARGET_REPLY_P50_MS = 100.0
+
+
+async def _start_conversations(api: Api, graph_base: str) -> None:
+    stack = api.stack
+    if "conversations" in stack.services:
+        return
+    stack.extra_env["WHATSAPP_GRAPH_API_BASE"] = graph_base
+    await stack.start_services(["conversations"], ports={"conversations": free_port()})
+
+
+async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progress: Any,
+                  cpu: CpuMonitor) -> dict[str, Any]:
+    async with fake_graph() as graph:
+        await _start_conversations(api, graph.base_url)
+        cpu.track("conversations", api.stack.services["conversations"].process.pid)
+        number, token, secret = str(uuid.uuid4().int)[:15], "EAAG" + uuid.uuid4().hex, "bench-" + uuid.uuid4().hex
+        graph.add_number(number, token=token)
+        base = api.url("conversations", "/api/platform/operations")
+        async with api.session.post(f"{base}/channels", headers=api.headers, json={
+                "name": "bench", "type": "CLOUD_API", "phoneNumberId": number, "accessToken": token,
+                "appSecret": secret}) as resp:
+            channel = json.loads(await resp.read())
+            if resp.status != 201:
+                raise RuntimeError(f"channel: {resp.status} {channel}")
+        async with api.session.post(f"{base}/agents", headers=api.headers, json={
+                "name": "bench", "channelId": channel["id"], "greeting": "Hola"}) as resp:
+            if resp.status != 201:
+                raise RuntimeError(f"agent: {resp.status} {await resp.read()!r}")
+        url = api.url("conversations", f"/api/webhooks/whatsapp/{channel['id']}")
+        sent_at: dict[str, float] = {}
+        acks: list[float] = []
+        failures = 0
+
+        async def one(contact: str, measured: bool) -> None:
+            nonlocal failures
+            raw = json.dumps(text_message(number, contact, "hola", message_id=wamid())).encode()
+            started = time.time()
+            if measured:
+                sent_at[contact] = started
+            try:
+                async with api.session.post(url, data=raw, headers={"content-type": "application/json",
+                                                                     "X-Hub-Signature-256": sign(secret, raw)}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        failures += 1
+            except aiohttp.ClientError:  # e.g. a kept-alive connection the server had just closed
+                failures += 1
+                sent_at.pop(contact, None)
+                return
+            if measured:
+                acks.append((time.time() - started) * 1000)
+
+        async def load(duration: float, measured: bool) -> None:
+            tasks, interval, t0 = [], 1.0 / rate, time.monotonic()
+            for i in range(int(duration * rate)):
+                delay = t0 + i * interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(f"57{'8' if measured else '9'}{uuid.uuid4().int % 10**10:010d}",
+                                                     measured)))
+            await asyncio.gather(*tasks)
+
+        progress(f"(w) warm-up {warmup:.0f}s at {rate:.0f}/s")
+        await load(warmup, False)
+        cpu0 = cpu.snapshot()
+        await load(seconds, True)
+        usage = CpuMonitor.usage(cpu0, cpu.snapshot())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if sum(1 for m in graph.sent if m["to"] in sent_at) >= len(sent_at):
+                break
+            await asyncio.sleep(0.2)
+        first: dict[str, float] = {}
+        for m in graph.sent:
+            if m["to"] in sent_at and m["to"] not in first:
+                first[m["to"]] = m["at"]
+        replies = [(first[c] - sent_at[c]) * 1000 for c in sent_at if c in first]
+    return {"rate": rate, "seconds": seconds, "messages": len(sent_at), "failures": failures,
+            "ack_p50_ms": percentile(acks, 50), "ack_p99_ms": percentile(acks, 99),
+            "reply_p50_ms": percentile(replies, 50), "reply_p99_ms": percentile(replies, 99),
+            "replied": len(replies), "cpu": usage}

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, computed_field, model_validator
+
+from common.api import InputSchema, Schema
+
+
+class ChannelType(StrEnum):
+    EVOLUTION = "EVOLUTION"
+    CLOUD_API = "CLOUD_API"
+
+
+class ChannelStatus(StrEnum):
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    DISCONNECTED = "DISCONNECTED"
+    ERROR = "ERROR"
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Secret = Annotated[str, Field(min_length=4, max_length=500, pattern=r"^[\x21-\x7e]+$")]
+Url = Annotated[str, Field(min_length=8, max_length=500, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+Instance = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+PhoneNumberId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9]+$")]
+
+
+class ChannelCreate(InputSchema):
+    """EVOLUTION needs apiUrl, apiKey, instanceName; CLOUD_API needs phoneNumberId, accessToken, appSecret
+    (verifyToken is generated when not given)."""
+
+    name: Name
+    type: ChannelType
+    api_url: Url | None = None
+    api_key: Secret | None = None
+    instance_name: Instance | None = None
+    phone_number_id: PhoneNumberId | None = None
+    access_token: Secret | None = None
+    verify_token: Secret | None = None
+    app_secret: Secret | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_type(self) -> ChannelCreate:
+        if self.type == ChannelType.EVOLUTION:
+            needed = {"apiUrl": self.api_url, "apiKey": self.api_key, "instanceName": self.instance_name}
+            other = {"phoneNumberId": self.phone_number_id, "accessToken": self.access_token,
+                     "verifyToken": self.verify_token, "appSecret": self.app_secret}
+        else:
+            needed = {"phoneNumberId": self.phone_number_id, "accessToken": self.access_token,
+                      "appSecret": self.app_secret}
+            other = {"apiUrl": self.api_url, "apiKey": self.api_key, "instanceName": self.instance_name}
+        missing = [k for k, v in needed.items() if v is None]
+        if missing:
+            raise ValueError(f"a {self.type.value} channel needs {', '.join(missing)}")
+        extra = [k for k, v in other.items() if v is not None]
+        if extra:
+            raise ValueError(f"a {self.type.value} channel does not take {', '.join(extra)}")
+        return self
+
+
+class ChannelUpdate(InputSchema):
+    """New name or credentials; a channel in ERROR is tried again with them."""
+
+    name: Name | None = None
+    api_key: Secret | None = None
+    access_token: Secret | None = None
+    verify_token: Secret | None = None
+    app_secret: Secret | None = None
+
+
+def _masked(last4: str | None) -> str | None:
+    return None if last4 is None else "****" + last4
+
+
+class ChannelRead(Schema):
+    id: uuid.UUID
+    name: str
+    type: ChannelType
+    status: ChannelStatus
+    status_reason: str | None = None
+    api_url: str | None = None
+    instance_name: str | None = None
+    phone_number_id: str | None = None
+    webhook_url: str | None = Field(default=None, description="Where the provider must send its webhooks")
+    api_key_last4: str | None = Field(default=None, exclude=True)
+    access_token_last4: str | None = Field(default=None, exclude=True)
+    verify_token_last4: str | None = Field(default=None, exclude=True)
+    app_secret_last4: str | None = Field(default=None, exclude=True)
+    created_at: datetime
+    updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def api_key(self) -> str | None:
+        return _masked(self.api_key_last4)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def access_token(self) -> str | None:
+        return _masked(self.access_token_last4)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def app_secret(self) -> str | None:
+        return _masked(self.app_secret_last4)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def verify_token(self) -> str | None:
+        return _masked(self.verify_token_last4)
+
+
+class ChannelCreated(ChannelRead):
+    verify_token_plain: str | None = Field(default=None, exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def verify_token(self) -> str | None:
+        """Shown in full only in this answer: paste it into Meta's webhook settings."""
+        return self.verify_token_plain or _masked(self.verify_token_last4)
+
+
+class QrRead(Schema):
+    status: ChannelStatus
+    data_url: str = Field(description="data:image/png;base64,... (also served as image/png at /qr.png)")
+    pairing_code: str | None = None
+    count: int | None = None
+
+
+class StatusRead(Schema):
+    status: ChannelStatus
+    status_reason: str | None = None
+    provider_state: str | None = Field(default=None, description="Evolution: open, connecting or close")
+
+
+class TestResult(Schema):
+    ok: bool
+    status: ChannelStatus
+    detail: str | None = None

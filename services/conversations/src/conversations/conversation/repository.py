@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import distinct_on
+
+from common.db.repository import Repository, contains
+from conversations.models import Conversation, Message
+
+
+class ConversationRepository(Repository[Conversation]):
+    model = Conversation
+
+    async def open_for(self, channel_id: uuid.UUID, contact: str) -> Conversation | None:
+        return await self.get_one(select(Conversation).where(
+            Conversation.channel_id == channel_id, Conversation.contact == contact,
+            Conversation.status == "OPEN").with_for_update())
+
+    async def page(self, *, status: str | None, channel_id: uuid.UUID | None, agent_id: uuid.UUID | None,
+                   q: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Conversation]:
+        """Most recent activity first; `after` is the (last_message_at, id) of the previous page's last row."""
+        stmt: Select[tuple[Conversation]] = select(Conversation)
+        if status is not None:
+            stmt = stmt.where(Conversation.status == status)
+        if channel_id is not None:
+            stmt = stmt.where(Conversation.channel_id == channel_id)
+        if agent_id is not None:
+            stmt = stmt.where(Conversation.agent_id == agent_id)
+        if q:
+            stmt = stmt.where(contains([Conversation.contact, Conversation.contact_name], q))  # type: ignore[list-item]
+        if after is not None:
+            at, last_id = after
+            stmt = stmt.where(or_(Conversation.last_message_at < at,
+                                  and_(Conversation.last_message_at == at, Conversation.id < last_id)))
+        stmt = stmt.order_by(Conversation.last_message_at.desc(), Conversation.id.desc()).limit(limit)  # type: ignore[attr-defined]
+        return await self.all(stmt)
+
+    async def idle(self, before: datetime, limit: int) -> list[Conversation]:
+        return await self.all(select(Conversation).where(Conversation.status == "OPEN",
+                                                         Conversation.last_message_at < before)
+                              .order_by(Conversation.last_message_at).limit(limit)
+                              .with_for_update(skip_locked=True))
+
+
+class MessageRepository(Repository[Message]):
+    model = Message
+
+    async def by_external_id(self, channel_id: uuid.UUID, external_id: str, *, for_update: bool = False
+                             ) -> Message | None:
+        stmt = select(Message).where(Message.channel_id == channel_id, Message.external_id == external_id)
+        return await self.get_one(stmt.with_for_update() if for_update else stmt)
+
+    async def page(self, conversation_id: uuid.UUID, *, after_seq: int | None, newest_first: bool,
+                   limit: int) -> list[Message]:
+        stmt = select(Message).where(Message.conversation_id == conversation_id)
+        if after_seq is not None:
+            stmt = stmt.where(Message.seq < after_seq if newest_first else Message.seq > after_seq)  # type: ignore[operator]
+        order = Message.seq.desc() if newest_first else Message.seq.asc()  # type: ignore[union-attr]
+        return await self.all(stmt.order_by(order).limit(limit))
+
+    async def mark_sent(self, message_id: uuid.UUID, external_id: str | None, now: datetime) -> bool:
+        """SENT with the provider's id, unless it left QUEUED meanwhile; whether it was changed."""
+        stmt = (update(Message).where(Message.id == message_id, Message.status == "QUEUED")
+                .values(status="SENT", external_id=external_id, sent_at=now, updated_at=now, failure_reason=None)
+                .returning(Message.id))
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def claim_due(self, *, lease_seconds: float, limit: int, blocked_channels: Any) -> list[Message]:
+        """The oldest queued message of each conversation, if due, leased for `lease_seconds` (a message
+        is never sent before the earlier queued ones of its conversation)."""
+        heads = (select(Message.id, Message.next_attempt_at)
+                 .where(Message.status == "QUEUED", Message.channel_id.not_in(blocked_channels))  # type: ignore[attr-defined]
+                 .ext(distinct_on(Message.conversation_id))
+                 .order_by(Message.conversation_id, Message.seq).subquery())  # type: ignore[arg-type]
+        due = select(heads.c.id).where(heads.c.next_attempt_at <= func.now()).limit(limit)
+        stmt = (update(Message)
+                .where(Message.id.in_(due), Message.status == "QUEUED",  # type: ignore[attr-defined]
+                       Message.next_attempt_at <= func.now())  # type: ignore[operator]
+                .values(next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds),
+                        attempts=Message.attempts + 1)
+                .returning(Message))
+        result = await self.session.execute(select(Message).from_statement(stmt))
+        return list(result.scalars())

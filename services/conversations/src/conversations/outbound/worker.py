@@ -1,0 +1,167 @@
+"""Hands queued messages to the provider, oldest first per conversation.
+
+Provider down, throttled (429, 5xx, Cloud 130429): the message stays QUEUED and is tried again with a
+growing delay (never lost). Refused for good (e.g. Cloud 131047, outside the 24 h window): FAILED with the
+reason, not retried. Credentials refused (Cloud 190, 401/403): the channel goes to ERROR (published) and
+its messages wait until new credentials are saved."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.db import Database, utcnow
+from common.messaging.wakeup import register_leader, unregister_leader
+from conversations.channel.schemas import ChannelStatus, ChannelType
+from conversations.channel.service import Credentials, set_status
+from conversations.config import Settings
+from conversations.conversation.repository import MessageRepository
+from conversations.conversation.schemas import MessageStatus
+from conversations.conversation.service import OUTBOUND_WAKE, message_data
+from conversations.events import outbox
+from conversations.models import Channel, Conversation
+from conversations.providers import cloud, evolution
+from conversations.providers.errors import CredentialsRejected, ProviderError, ProviderUnavailable
+
+logger = logging.getLogger("conversations.outbound")
+BATCH = 50
+
+
+def evolution_number(contact: str) -> str:
+    return contact  # a number, or the whole `...@lid` id, which Evolution accepts as the destination
+
+
+@dataclass(frozen=True)
+class SendJob:
+    """What one provider call needs, read in the claiming transaction (the call itself holds no connection)."""
+
+    message_id: uuid.UUID
+    channel_type: str
+    text: str
+    contact: str
+    phone_number_id: str | None
+    api_url: str | None
+    instance_name: str | None
+    token: str  # Cloud API access token or Evolution API key
+    event: dict[str, Any] = field(default_factory=dict, hash=False)  # conversation.message.sent, once sent
+
+
+@dataclass
+class Outcome:
+    job: SendJob
+    kind: str  # sent | failed | credentials | later
+    external_id: str | None = None
+    error: Exception | None = None
+
+
+class OutboundWorker:
+    def __init__(self, database: Database, settings: Settings, *, concurrency: int = 16) -> None:
+        self.database = database
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._calls = asyncio.Semaphore(concurrency)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        register_leader(OUTBOUND_WAKE, self.wake)
+        try:
+            while True:
+                self._wake.clear()
+                while await self.step():
+                    pass
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.settings.conversations_worker_poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            unregister_leader(OUTBOUND_WAKE, self.wake)
+
+    async def step(self) -> int:
+        """Claim due messages (one transaction), call the provider for each (no connection held), record
+        every outcome (one transaction)."""
+        lease = self.settings.whatsapp_timeout_seconds * 3 + 10
+        jobs: list[SendJob] = []
+        async with self.database.sessionmaker() as session, session.begin():
+            blocked = select(Channel.id).where(Channel.status == ChannelStatus.ERROR.value)
+            claimed = await MessageRepository(session).claim_due(lease_seconds=lease, limit=BATCH,
+                                                                 blocked_channels=blocked)
+            for message in claimed:
+                channel = await session.get(Channel, message.channel_id)
+                conversation = await session.get(Conversation, message.conversation_id)
+                assert channel is not None and conversation is not None and message.text is not None
+                creds = Credentials(self.settings, channel)
+                jobs.append(SendJob(message.id, channel.type, message.text, conversation.contact,
+                                    channel.phone_number_id, channel.api_url, channel.instance_name,
+                                    creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key,
+                                    message_data(conversation, channel.type, message)))
+        if not jobs:
+            return 0
+        outcomes = await asyncio.gather(*(self.send(job) for job in jobs))
+        async with self.database.sessionmaker() as session, session.begin():
+            for outcome in outcomes:
+                await self._record(session, outcome)
+        return len(jobs)
+
+    async def send(self, job: SendJob) -> Outcome:
+        timeout = self.settings.whatsapp_timeout_seconds
+        async with self._calls:
+            try:
+                if job.channel_type == ChannelType.CLOUD_API:
+                    assert job.phone_number_id
+                    external_id = await cloud.send_text(self.settings.whatsapp_graph_api_base, job.phone_number_id,
+                                                        job.token, job.contact, job.text, timeout=timeout)
+                else:
+                    assert job.api_url and job.instance_name
+                    external_id = await evolution.send_text(job.api_url, job.token, job.instance_name,
+                                                            evolution_number(job.contact), job.text,
+                                                            timeout=timeout)
+                return Outcome(job, "sent", external_id)
+            except CredentialsRejected as exc:
+                return Outcome(job, "credentials", error=exc)
+            except ProviderError as exc:
+                return Outcome(job, "failed", error=exc)
+            except ProviderUnavailable as exc:
+                return Outcome(job, "later", error=exc)
+
+    async def _record(self, session: AsyncSession, outcome: Outcome) -> None:
+        if outcome.kind == "sent":  # the usual case: one UPDATE and the event, no reads
+            now = utcnow()
+            if await MessageRepository(session).mark_sent(outcome.job.message_id, outcome.external_id or None, now):
+                data = outcome.job.event | {"externalId": outcome.external_id or None,
+                                            "messageStatus": MessageStatus.SENT.value}
+                await outbox.publish(session, "conversation.message.sent", data, key=data["conversationId"])
+            return
+        # The lease keeps other workers off this message; a status update racing in only moves it forward.
+        message = await MessageRepository(session).get(outcome.job.message_id)
+        if message is None or message.status != MessageStatus.QUEUED:
+            return
+        channel = await session.get(Channel, message.channel_id)
+        conversation = await session.get(Conversation, message.conversation_id)
+        assert channel is not None and conversation is not None
+        now, error = utcnow(), outcome.error
+        message.updated_at = now
+        if outcome.kind == "failed":
+            message.status, message.failure_reason = MessageStatus.FAILED.value, str(error)[:500]
+            logger.info("message %s failed: %s", message.id, error)
+        elif outcome.kind == "credentials":
+            message.next_attempt_at = now  # waits for the channel to leave ERROR
+            message.failure_reason = str(error)[:500]
+            await session.refresh(channel, with_for_update=True)
+            await set_status(session, channel, ChannelStatus.ERROR, f"credentials rejected: {error}"[:500])
+        else:
+            wait = min(2.0 ** min(message.attempts, 12), self.settings.outbound_retry_max_seconds)
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after:
+                wait = max(wait, min(retry_after, self.settings.outbound_retry_max_seconds))
+            message.next_attempt_at = now + timedelta(seconds=wait)
+            message.failure_reason = f"provider unavailable, retrying: {error}"[:500]
+            logger.info("message %s: provider unavailable (%s); next try in %.0f s", message.id, error, wait)

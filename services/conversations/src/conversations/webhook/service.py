@@ -1,0 +1,163 @@
+"""Inbound webhooks: authenticate, split into items, store new ones. Processing happens after the answer
+(`conversations.webhook.worker`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.db import commit_each_statement
+from common.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from common.messaging.wakeup import wake_after_commit
+from conversations.channel.repository import ChannelRepository
+from conversations.channel.schemas import ChannelStatus, ChannelType
+from conversations.channel.service import Credentials, secret_sha256, set_status
+from conversations.config import Settings
+from conversations.models import Channel
+from conversations.webhook.parsing import BadPayload, Item, cloud_items, evolution_items
+from conversations.webhook.repository import InboundEventRepository
+from conversations.webhook.schemas import Received
+
+logger = logging.getLogger("conversations.webhook")
+WAKE_CHANNEL = "conversations_inbound"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """What authenticating and routing a webhook needs of a channel, kept a few seconds in memory so the hot
+    path (acknowledge a provider's POST) is one INSERT."""
+
+    id: uuid.UUID
+    type: str
+    phone_number_id: str | None
+    app_secret: str
+    webhook_secret_sha256: str | None
+
+
+KEYS_TTL_SECONDS = 5.0  # a changed secret or a deleted channel counts on every replica within this
+_by_id: dict[uuid.UUID, tuple[float, Keys | None]] = {}
+_by_number: dict[str, tuple[float, Keys | None]] = {}
+
+
+def _keys_of(settings: Settings, channel: Channel | None) -> Keys | None:
+    if channel is None:
+        return None
+    return Keys(channel.id, channel.type, channel.phone_number_id, Credentials(settings, channel).app_secret,
+                channel.webhook_secret_sha256)
+
+
+async def _keys(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, type: ChannelType) -> Keys:
+    now = time.monotonic()
+    cached = _by_id.get(channel_id)
+    if cached is None or cached[0] < now:
+        cached = (now + KEYS_TTL_SECONDS, _keys_of(settings, await ChannelRepository(session).get(channel_id)))
+        _by_id[channel_id] = cached
+    keys = cached[1]
+    if keys is None or keys.type != type:
+        raise NotFound("Unknown channel")
+    return keys
+
+
+async def _keys_by_number(session: AsyncSession, settings: Settings, number: str) -> Keys | None:
+    now = time.monotonic()
+    cached = _by_number.get(number)
+    if cached is None or cached[0] < now:
+        cached = (now + KEYS_TTL_SECONDS,
+                  _keys_of(settings, await ChannelRepository(session).by_phone_number_id(number)))
+        _by_number[number] = cached
+    return cached[1]
+
+
+def forget(channel_id: uuid.UUID) -> None:
+    """This replica forgets a channel's keys at once (after a change made here)."""
+    _by_id.pop(channel_id, None)
+    _by_number.clear()
+
+
+async def _channel(session: AsyncSession, channel_id: uuid.UUID, type: ChannelType) -> Channel:
+    channel = await ChannelRepository(session).get(channel_id)
+    if channel is None or channel.type != type:
+        raise NotFound("Unknown channel")
+    return channel
+
+
+def _parse(raw: bytes) -> object:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("The body is not JSON") from None
+
+
+async def verify_subscription(session: AsyncSession, settings: Settings, channel_id: uuid.UUID,
+                              mode: str | None, token: str | None, challenge: str | None) -> str:
+    """Meta's handshake: the challenge back when the verify token matches (the channel is then CONNECTED)."""
+    channel = await _channel(session, channel_id, ChannelType.CLOUD_API)
+    expected = Credentials(settings, channel).verify_token
+    if mode != "subscribe" or not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Forbidden("Verification failed: wrong mode or verify token")
+    if not challenge:
+        raise BadRequest("hub.challenge is missing")
+    if channel.status in (ChannelStatus.CONNECTING, ChannelStatus.DISCONNECTED):
+        await set_status(session, channel, ChannelStatus.CONNECTED, "webhook verified by Meta")
+    return challenge
+
+
+async def _store(session: AsyncSession, items: list[tuple[uuid.UUID, Item]]) -> Received:
+    """One INSERT of every item (skipping those seen before); committed by itself when nothing else was
+    read in this request (the usual case: the channel's keys were in memory)."""
+    rows = [{"id": uuid.uuid4(), "channel_id": channel_id, "kind": i.kind, "external_id": i.external_id,
+             "payload": i.data} for channel_id, i in items]
+    if rows and not session.in_transaction():
+        await commit_each_statement(session)
+    new = await InboundEventRepository(session).add_new(rows)
+    if new:
+        wake_after_commit(session, WAKE_CHANNEL)
+    return Received(received=len(items), new=new)
+
+
+async def receive_cloud(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, raw: bytes,
+                        signature: str | None) -> Received:
+    """Signature first (X-Hub-Signature-256 over the raw bytes), then parse; each change is routed by its
+    `metadata.phone_number_id` (one Meta app may post every number's messages to one URL)."""
+    channel = await _keys(session, settings, channel_id, ChannelType.CLOUD_API)
+    expected = "sha256=" + hmac.new(channel.app_secret.encode(), raw, hashlib.sha256).hexdigest()
+    if not signature or not hmac.compare_digest(signature.strip().lower().encode(), expected.encode()):
+        raise Unauthorized("Invalid X-Hub-Signature-256", headers={})
+    try:
+        items = cloud_items(_parse(raw))
+    except BadPayload as exc:
+        raise BadRequest(str(exc)) from None
+    routed: list[tuple[uuid.UUID, Item]] = []
+    for item in items:
+        number = item.phone_number_id or channel.phone_number_id
+        assert number is not None
+        target = channel if number == channel.phone_number_id else await _keys_by_number(session, settings, number)
+        # Another number of the same Meta app (signed with the same secret) is routed to its channel.
+        if target is None or target.app_secret != channel.app_secret:
+            logger.warning("Cloud API webhook on channel %s for unknown phone number id %s: skipped",
+                           channel.id, number)
+            continue
+        routed.append((target.id, item))
+    result = await _store(session, routed)
+    return Received(received=result.received, new=result.new)
+
+
+async def receive_evolution(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, raw: bytes,
+                            secret: str | None) -> Received:
+    """The per-channel secret (header set with the webhook) first; then the wrapped body."""
+    channel = await _keys(session, settings, channel_id, ChannelType.EVOLUTION)
+    if not secret or not channel.webhook_secret_sha256 or not hmac.compare_digest(
+            secret_sha256(secret).encode(), channel.webhook_secret_sha256.encode()):
+        raise Unauthorized("Invalid or missing webhook secret", headers={})
+    try:
+        items = evolution_items(_parse(raw))
+    except BadPayload as exc:
+        raise BadRequest(str(exc)) from None
+    return await _store(session, [(channel.id, i) for i in items])

@@ -1,0 +1,161 @@
+"""Processes stored webhook items after the 200 (STYLE habit 7): messages become conversations, messages
+and agent replies; statuses move delivery status; connection and QR updates change the channel.
+
+One replica at a time (advisory lock per batch) and in arrival order, so a conversation's events keep the
+order its messages came in. Woken right after a webhook commits; polls as a fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from common.db import Database, utcnow
+from common.messaging.wakeup import register_leader, unregister_leader
+from conversations.agent import service as agents
+from conversations.agent.repository import AgentRepository
+from conversations.channel.schemas import ChannelStatus
+from conversations.channel.service import EVOLUTION_STATES, set_status
+from conversations.conversation import service as conversations
+from conversations.models import Channel, Conversation, InboundEvent
+from conversations.webhook.repository import InboundEventRepository
+from conversations.webhook.service import WAKE_CHANNEL
+
+logger = logging.getLogger("conversations.webhook.worker")
+BATCH = 200
+MAX_ATTEMPTS = 6  # a status for a message we do not know yet is tried again a few times, then dropped
+
+
+@dataclass
+class BatchState:
+    """Looked up once per batch: each channel's enabled agent, each contact's open conversation."""
+
+    agent_ids: dict[uuid.UUID, uuid.UUID | None] = field(default_factory=dict)
+    conversations: dict[tuple[uuid.UUID, str], Conversation] = field(default_factory=dict)
+
+
+async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -> agents.FlowRequest | None | bool:
+    """One stored item. Returns a flow to ask (N8N agent), None when done, False to try again later."""
+    agent_ids = state.agent_ids
+    channel = await session.get(Channel, row.channel_id)
+    if channel is None:
+        return None
+    data: dict[str, Any] = row.payload
+    if row.kind == "message":
+        if channel.id not in agent_ids:
+            agent = await AgentRepository(session).enabled_for(channel.id)
+            agent_ids[channel.id] = agent.id if agent else None
+        result = await conversations.receive(session, channel, data, agent_ids[channel.id], state.conversations)
+        if result is None:
+            return None
+        conversation, message, started = result
+        return await agents.respond(session, conversation, message, started=started, channel_type=channel.type)
+    if row.kind.startswith("status:"):
+        found = await conversations.apply_status(session, channel.id, data["externalId"], data["status"],
+                                                 data.get("reason"))
+        return None if found else False
+    if row.kind == "connection":
+        status = EVOLUTION_STATES.get(str(data.get("state")), ChannelStatus.DISCONNECTED)
+        if channel.status != ChannelStatus.ERROR or status == ChannelStatus.CONNECTED:
+            await set_status(session, channel, status, f"connection.update: {data.get('state')}")
+        return None
+    if row.kind == "qrcode" and channel.status != ChannelStatus.CONNECTED:
+        channel.qr_data_url = data.get("dataUrl")
+    return None
+
+
+class InboundWorker:
+    def __init__(self, database: Database, poll_seconds: float) -> None:
+        self.database = database
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._flows: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        register_leader(WAKE_CHANNEL, self.wake)
+        try:
+            while True:
+                self._wake.clear()
+                while await self.step() == BATCH:
+                    pass
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
+        finally:
+            unregister_leader(WAKE_CHANNEL, self.wake)
+            for task in list(self._flows):
+                task.cancel()
+
+    async def step(self) -> int:
+        """One batch in one transaction. Should an item fail, the batch is done again with each item in a
+        savepoint, so one bad item does not stop the rest (savepoints cost two round trips per item: only then)."""
+        try:
+            return await self._batch(isolate=False)
+        except Exception:
+            logger.warning("an inbound batch failed; doing it again item by item", exc_info=True)
+            return await self._batch(isolate=True)
+
+    async def _batch(self, *, isolate: bool) -> int:
+        flows: list[agents.FlowRequest] = []
+        state = BatchState()
+        async with self.database.sessionmaker() as session, session.begin():
+            repo = InboundEventRepository(session)
+            if not await repo.lock_worker():
+                return 0
+            rows = await repo.pending(BATCH)
+            done = []
+            now = utcnow()
+            for row in rows:
+                if not isolate:
+                    # New messages and conversation updates are written in one flush at the end of the batch
+                    # (statements of one kind go together), not before each following statement.
+                    with session.no_autoflush:
+                        outcome = await process(session, row, state)
+                else:
+                    try:
+                        async with session.begin_nested():
+                            outcome = await process(session, row, state)
+                    except IntegrityError:
+                        outcome = None  # recorded before (the provider sent it again after the row's retention)
+                    except Exception as exc:
+                        logger.exception("inbound item %s (%s) failed", row.id, row.kind)
+                        outcome = False
+                        row.error = f"{type(exc).__name__}: {exc}"[:2000]
+                if outcome is False:
+                    row.attempts += 1
+                    if row.attempts >= MAX_ATTEMPTS:
+                        row.processed_at = now
+                        row.error = row.error or "no message with this id"
+                    else:
+                        row.process_after = now + timedelta(seconds=2 * row.attempts)
+                    continue
+                if isinstance(outcome, agents.FlowRequest):
+                    flows.append(outcome)
+                done.append(row.id)
+            await session.flush()
+            await repo.mark(done, now)
+        for flow in flows:
+            task = asyncio.create_task(self._ask(flow))
+            self._flows.add(task)
+            task.add_done_callback(self._flows.discard)
+        return len(rows)
+
+    async def _ask(self, flow: agents.FlowRequest) -> None:
+        reply = await agents.ask_flow(flow)
+        if not reply:
+            return
+        try:
+            async with self.database.sessionmaker() as session, session.begin():
+                await agents.deliver_flow_reply(session, flow, reply)
+        except Exception:
+            logger.exception("agent %s: the flow's reply was not queued", flow.agent_id)

@@ -1,0 +1,71 @@
+"""Agents: an n8n flow's answers (and the fallback when it is late), business hours, enable/disable."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from common.testing.checks import assert_problem
+from common.testing.fake_whatsapp import text_message
+
+AGENTS = "/api/platform/operations/agents"
+
+
+async def test_an_n8n_agent_answers_with_the_flows_text_and_falls_back_when_it_is_too_slow(api, graph, n8n):
+    channel = await api.cloud_channel()
+    path = f"agent-{uuid.uuid4().hex[:8]}"
+    url = n8n.add_flow(path, "Respuesta del flujo de n8n")
+    await api.agent(channel["id"], mode="N8N", n8nWebhookUrl=url, n8nTimeoutSeconds=1.0,
+                    fallbackText="Ahora no puedo responder; te escribimos pronto")
+    number = channel["phoneNumberId"]
+    await api.post_cloud(channel, text_message(number, "573100000001", "¿Tienen envíos?", name="Marta"))
+    await api.wait_until(lambda: [m for m in graph.sent if m["to"] == "573100000001"])
+    assert [m["text"] for m in graph.sent if m["to"] == "573100000001"] == ["Respuesta del flujo de n8n"]
+    [call] = [c for c in n8n.webhook_calls if c.path == path]
+    assert call.body["text"] == "¿Tienen envíos?" and call.body["contactName"] == "Marta" and call.body["started"]
+
+    n8n.delay = 3.0
+    try:
+        await api.post_cloud(channel, text_message(number, "573100000002", "hola"))
+        await api.wait_until(lambda: [m for m in graph.sent if m["to"] == "573100000002"])
+    finally:
+        n8n.delay = 0.0
+    assert [m["text"] for m in graph.sent if m["to"] == "573100000002"] == [
+        "Ahora no puedo responder; te escribimos pronto"]
+
+
+async def test_out_of_hours_the_agent_says_so_once(api, graph):
+    channel = await api.cloud_channel()
+    today = datetime.now(UTC).weekday()
+    await api.agent(channel["id"], greeting="Hola", outOfHoursMessage="Atendemos de lunes a viernes",
+                    businessHours={"timezone": "UTC", "days": [(today + 1) % 7], "start": "09:00", "end": "18:00"})
+    number = channel["phoneNumberId"]
+    await api.post_cloud(channel, text_message(number, "573200000001", "hola"))
+    await api.wait_until(lambda: [m for m in graph.sent if m["to"] == "573200000001"])
+    await api.post_cloud(channel, text_message(number, "573200000001", "¿hay alguien?"))
+    await api.post_cloud(channel, text_message(number, "573200000009", "marker"))
+    await api.wait_until(lambda: [m for m in graph.sent if m["to"] == "573200000009"])
+    assert [m["text"] for m in graph.sent if m["to"] == "573200000001"] == ["Atendemos de lunes a viernes"]
+
+
+async def test_a_disabled_agent_is_quiet_and_one_enabled_agent_per_channel(api, owner, graph):
+    channel = await api.cloud_channel()
+    agent = await api.agent(channel["id"], greeting="Hola")
+    assert_problem(await owner.post(AGENTS, json={"name": "Otro", "channelId": channel["id"]}), 409)
+    disabled = await owner.post(f"{AGENTS}/{agent['id']}/disable")
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    second = await api.agent(channel["id"], greeting="Hola del segundo")
+    assert_problem(await owner.post(f"{AGENTS}/{agent['id']}/enable"), 409)
+    await owner.post(f"{AGENTS}/{second['id']}/disable")
+    number = channel["phoneNumberId"]
+    await api.post_cloud(channel, text_message(number, "573300000001", "hola"))
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], "573300000001"))
+    assert conversation["agentId"] is None
+    listed = (await owner.get(AGENTS, params={"channelId": channel["id"]})).json()
+    assert listed["total"] == 2
+    assert_problem(await owner.post(AGENTS, json={"name": "x", "channelId": channel["id"], "mode": "N8N"}), 422)
+    assert_problem(await owner.post(AGENTS, json={"name": "x", "channelId": str(uuid.uuid4())}), 404)
+    assert_problem(await owner.post(AGENTS, json={"name": "x", "channelId": channel["id"],
+                                                  "businessHours": {"timezone": "Mars/Olympus"}}), 422)
+    assert (await owner.delete(f"{AGENTS}/{agent['id']}")).status_code == 204
+    assert_problem(await owner.get(f"{AGENTS}/{agent['id']}"), 404)
