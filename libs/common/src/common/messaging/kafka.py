@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -23,6 +23,12 @@ def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
         linger_ms=0,
         request_timeout_ms=10_000,
     )
+
+
+def make_offsets_reader(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
+    """A consumer outside any group, used only to read partitions' end offsets."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id=client_id, enable_auto_commit=False,
+                            request_timeout_ms=10_000)
 
 
 async def ensure_topics(bootstrap: str, topics: list[str], partitions: int = 3) -> None:
@@ -59,3 +65,14 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.3)
         finally:
             await admin.close()
+
+
+async def end_offsets(consumer: AIOKafkaConsumer, topic: str, partitions: int,
+                      timeout: float = 5.0) -> dict[int, int]:
+    """The end offset of each partition of `topic` (a group-less consumer's ListOffsets). A partition the
+    broker does not know (a restarted tansu forgot the topic) answers 0, or is left out."""
+    known = consumer.partitions_for_topic(topic)
+    numbers = sorted(known) if known else range(partitions)
+    tps = [TopicPartition(topic, p) for p in numbers]
+    ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
+    return {tp.partition: offset for tp, offset in ends.items()}

@@ -3,6 +3,15 @@
 Woken directly by commits in its own process, by LISTEN/NOTIFY for commits elsewhere (see `wakeup`),
 with a polling fallback. A crash between produce and mark re-publishes the same rows on restart:
 duplicates are possible and carry the same event id (consumers dedupe).
+
+The outbox is the durable log, the broker is not trusted to keep what it acknowledged (the embedded
+tansu keeps nothing across a restart; a real cluster can lose acknowledged records through an unclean
+leader election or a deleted topic). The leader notices a loss three ways:
+- at start: the topic's end offsets add up to fewer records than the outbox rows marked published;
+- on every send: the broker places a record below an offset it acknowledged before (its log restarted);
+- while idle, every `check_interval`: a partition's end offset is below the highest acknowledged one.
+Then every retained row of the topic (OUTBOX_RETENTION_HOURS) is marked unpublished and sent again, in
+`seq` order, with its own event id: consumers drop what their inbox has already seen.
 """
 
 from __future__ import annotations
@@ -17,9 +26,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
 
 from common.db import Database
-from common.messaging.kafka import ensure_topics
+from common.messaging.kafka import end_offsets, ensure_topics, make_offsets_reader
 from common.messaging.outbox import Outbox
 from common.messaging.wakeup import register_leader, unregister_leader
 from common.observability.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
@@ -28,10 +38,15 @@ from common.observability.tracing import child_headers, spans_recorded
 logger = logging.getLogger("common.relay")
 tracer = trace.get_tracer("common.relay")
 
+BROKER_LOSSES = Counter("outbox_broker_losses_total",
+                        "Times the broker was found to have lost records it acknowledged", ["source"])
+REPUBLISHED = Counter("outbox_republished_total", "Outbox rows sent again after a broker loss", ["source"])
+
 
 class OutboxRelay:
     def __init__(self, database: Database, producer: AIOKafkaProducer, outbox: Outbox, *,
-                 bootstrap: str, partitions: int = 3, poll_interval: float = 1.0, batch_size: int = 500) -> None:
+                 bootstrap: str, partitions: int = 3, poll_interval: float = 1.0, batch_size: int = 500,
+                 check_interval: float = 3.0) -> None:
         self.database = database
         self.producer = producer
         self.outbox = outbox
@@ -40,11 +55,19 @@ class OutboxRelay:
         self.partitions = partitions
         self.poll_interval = poll_interval
         self.batch_size = batch_size
+        self.check_interval = check_interval
         self.lock_key = zlib.crc32(f"outbox-relay:{outbox.source}".encode())
         table = self.table.name
         self._select = (f"SELECT seq, topic, aggregate_id, event_type, payload::text AS payload, "
                         f"headers::text AS headers FROM {table} WHERE published_at IS NULL ORDER BY seq LIMIT $1")
         self._mark = f"UPDATE {table} SET published_at = now() WHERE seq = ANY($1::bigint[])"
+        self._count_published = (f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE topic = $1 "
+                                 f"AND published_at IS NOT NULL LIMIT $2) AS published")
+        self._unmark = f"UPDATE {table} SET published_at = NULL WHERE topic = $1 AND published_at IS NOT NULL"
+        # Highest offset + 1 the broker acknowledged, per (topic, partition), while this process leads.
+        self.acknowledged: dict[tuple[str, int], int] = {}
+        self._lost: set[str] = set()  # topics the broker was seen to have lost records of
+        self._offsets: Any = None
         self.is_leader = False
         self._wake = asyncio.Event()
 
@@ -67,18 +90,36 @@ class OutboxRelay:
                 # round trips). A mark lost to a database crash only means those rows are published again
                 # (same event ids, which consumers dedupe): marks need not wait for the WAL flush.
                 await raw.execute("SET synchronous_commit TO OFF")
+                self._offsets = make_offsets_reader(self.bootstrap, f"{self.outbox.source}-relay-offsets")
+                await self._offsets.start()
+                self.acknowledged.clear()
+                await self._check_at_start(raw)
+                loop = asyncio.get_running_loop()
+                checked_at = loop.time()
                 while True:
+                    if self._lost:
+                        await self._republish(raw)
                     published = await self.publish_batch(raw)
-                    if published >= self.batch_size:
+                    if published >= self.batch_size or self._lost:
                         continue
                     # Commits arriving while a pass runs share the next one (one SELECT, one UPDATE).
+                    wait = self.poll_interval
+                    if self.acknowledged:
+                        wait = min(wait, max(0.0, checked_at + self.check_interval - loop.time()))
                     try:
-                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                        await asyncio.wait_for(self._wake.wait(), wait)
                     except TimeoutError:
                         await raw.fetchval("SELECT 1")  # quiet: make sure the lock's connection is alive
                     self._wake.clear()
+                    if self.acknowledged and loop.time() - checked_at >= self.check_interval:
+                        await self._check_idle()
+                        checked_at = loop.time()
             finally:
                 self.is_leader = False
+                if self._offsets is not None:
+                    with contextlib.suppress(Exception):
+                        await self._offsets.stop()
+                    self._offsets = None
                 unregister_leader(self.outbox.channel, self._wake.set)
                 with contextlib.suppress(Exception):
                     await raw.remove_listener(self.outbox.channel, self._on_notify)
@@ -103,6 +144,7 @@ class OutboxRelay:
             futures.append(await self._send(row))
         results = await asyncio.gather(*futures, return_exceptions=True)
         done = [row["seq"] for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+        self._note_acknowledged([r for r in results if not isinstance(r, BaseException)])
         failed = len(rows) - len(done)
         if done:
             await conn.execute(self._mark, done)
@@ -111,6 +153,67 @@ class OutboxRelay:
             logger.warning("outbox relay: %d of %d sends failed; will retry", failed, len(rows))
             await asyncio.sleep(0.5)
         return len(done)
+
+    # ------------------------------------------------------------------ broker loss
+    def _note_acknowledged(self, metas: list[Any]) -> None:
+        """Track the broker's acknowledged offsets; one placed below an earlier one means its log restarted."""
+        for meta in metas:
+            key = (meta.topic, meta.partition)
+            before = self.acknowledged.get(key, 0)
+            if meta.offset < before:
+                self._broker_lost(meta.topic, f"partition {meta.partition} placed a record at offset "
+                                              f"{meta.offset} after acknowledging up to {before - 1}")
+            self.acknowledged[key] = max(before, meta.offset + 1)
+
+    async def _check_at_start(self, conn: Any) -> None:
+        """A new leader knows no acknowledged offsets: the outbox says how many records the topic must
+        hold at least (rows marked published; other producers of the topic only add to it)."""
+        topic = self.outbox.topic
+        try:
+            ends = await end_offsets(self._offsets, topic, self.partitions)
+        except Exception as exc:  # the broker is not answering: the send-time check still guards
+            logger.warning("outbox relay %s: end offsets of %s unreadable at start: %s", self.outbox.source,
+                           topic, exc)
+            return
+        total = sum(ends.values())
+        published = await conn.fetchval(self._count_published, topic, total + 1)
+        if published > total:
+            self._broker_lost(topic, f"it holds {total} records but {published} outbox rows were published to it")
+        else:
+            self.acknowledged.update({(topic, p): end for p, end in ends.items()})
+
+    async def _check_idle(self) -> None:
+        """While idle, compare the end offsets with what was acknowledged (a restart with nothing to send)."""
+        for topic in {t for t, _ in self.acknowledged}:
+            try:
+                ends = await end_offsets(self._offsets, topic, self.partitions)
+            except Exception as exc:
+                logger.info("outbox relay %s: end offsets of %s unreadable: %s", self.outbox.source, topic, exc)
+                continue
+            lost = [(p, end, acked) for (t, p), acked in self.acknowledged.items()
+                    if t == topic and (end := ends.get(p, 0)) < acked]
+            if lost:
+                p, end, acked = lost[0]
+                self._broker_lost(topic, f"partition {p} ends at offset {end} after acknowledging up to {acked - 1}")
+
+    def _broker_lost(self, topic: str, why: str) -> None:
+        if topic not in self._lost:
+            BROKER_LOSSES.labels(self.outbox.source).inc()
+            logger.warning("outbox relay %s: the broker lost acknowledged records of %s (%s); re-publishing "
+                           "them from the outbox", self.outbox.source, topic, why)
+        self._lost.add(topic)
+
+    async def _republish(self, conn: Any) -> None:
+        """Mark every retained row of the lost topics unpublished: the loop sends them again in order."""
+        for topic in sorted(self._lost):
+            await ensure_topics(self.bootstrap, [topic], self.partitions)  # recreated with its partitioning
+            status = await conn.execute(self._unmark, topic)
+            count = int(status.split()[-1])
+            REPUBLISHED.labels(self.outbox.source).inc(count)
+            logger.warning("outbox relay %s: %d retained rows of %s marked for re-publishing", self.outbox.source,
+                           count, topic)
+            self.acknowledged = {k: v for k, v in self.acknowledged.items() if k[0] != topic}
+        self._lost.clear()
 
     async def _send(self, row: Any) -> asyncio.Future[Any]:
         topic = row["topic"]
