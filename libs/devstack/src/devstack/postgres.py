@@ -171,6 +171,21 @@ class Postgres:
         finally:
             await conn.close()
 
+    def alive(self) -> bool:
+        """Embedded: its postmaster is running (a SIGKILLed one may linger as a zombie: not alive).
+        External: always True (another supervisor owns that server)."""
+        if self.mode != "embedded" or self.pgdata is None:
+            return True
+        import psutil
+
+        try:
+            info = _server_info(self.pgdata)
+            if info is None or info.process is None:
+                return False
+            return info.process.status() != psutil.STATUS_ZOMBIE
+        except (psutil.Error, OSError, ValueError, AssertionError):
+            return False
+
     def stop(self) -> None:
         """Stop the embedded server (``pg_ctl stop -m fast``); no-op in external mode."""
         if self.mode != "embedded" or self.pgdata is None:
