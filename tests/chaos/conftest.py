@@ -46,6 +46,11 @@ def pytest_configure(config):
 class BurstResult:
     created: list[str] = field(default_factory=list)  # tenant ids answered 201
     failed: int = 0  # answered otherwise (or no answer): the caller knows it was not confirmed
+    reasons: dict[str, int] = field(default_factory=dict)  # why, e.g. {"502": 40, "ConnectError": 3}
+
+    def fail(self, reason: str) -> None:
+        self.failed += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
 class Platform:
@@ -159,19 +164,20 @@ class Platform:
         result = BurstResult()
         pending_actions = sorted((actions or {}).items())
         background: list[asyncio.Task] = []
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-        async with httpx.AsyncClient(base_url=self.url, timeout=10, limits=limits) as client:
+        limits = httpx.Limits(max_connections=128, max_keepalive_connections=64)
+        # A generous timeout: on this shared 2-core machine a create can take seconds; the question is loss.
+        async with httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits) as client:
             async def create(i: int) -> None:
                 try:
                     resp = await client.post("/api/platform/tenants", headers=self.headers,
                                              json={"name": f"Chaos {i} {uuid.uuid4().hex[:8]}", "plan": "Pro"})
-                except httpx.HTTPError:
-                    result.failed += 1
+                except httpx.HTTPError as exc:
+                    result.fail(type(exc).__name__)
                     return
                 if resp.status_code == 201:
                     result.created.append(resp.json()["id"])
                 else:
-                    result.failed += 1
+                    result.fail(str(resp.status_code))
 
             loop = asyncio.get_running_loop()
             start = loop.time()
@@ -210,6 +216,7 @@ async def settle(platform: Platform, hook, result: BurstResult, timeout: float =
     return {
         "created": len(wanted),
         "failed": result.failed,
+        "why_failed": result.reasons,
         "delivered": len({r.json()["data"]["tenantId"] for r in received}),
         "lost": len(wanted - {r.json()["data"]["tenantId"] for r in received}),
         "duplicates": len(ids) - len(set(ids)),
@@ -221,7 +228,7 @@ async def settle(platform: Platform, hook, result: BurstResult, timeout: float =
 
 def report(name: str, counts: dict[str, int], recovery: dict[str, float]) -> str:
     back = ", ".join(f"{k} back in {v:.1f}s" for k, v in recovery.items())
-    line = (f"CHAOS {name}: created={counts['created']} failed={counts['failed']} "
+    line = (f"CHAOS {name}: created={counts['created']} failed={counts['failed']} {counts['why_failed'] or ''} "
             f"delivered={counts['delivered']} lost={counts['lost']} duplicates={counts['duplicates']}"
             + (f"; {back}" if back else ""))
     print(line)

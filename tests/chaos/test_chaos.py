@@ -14,6 +14,7 @@ from .conftest import report, settle
 
 async def run_case(platform, name, count, rate, kills):
     hook = await platform.subscriber()
+    seen_lines = len(platform.lines)
     recovery: dict[str, float] = {}
     actions = {}
     for fraction, part in kills:
@@ -23,6 +24,8 @@ async def run_case(platform, name, count, rate, kills):
             actions[fraction] = lambda part=part: platform.kill_and_time(part, recovery)
     result = await platform.burst(count, rate, actions)
     counts = await settle(platform, hook, result)
+    for line in platform.lines[seen_lines:]:  # what the keeper said meanwhile (exits, returns)
+        print("   ", line.splitlines()[0][:300])
     report(name, counts, recovery)
     assert counts["lost"] == 0, counts
     assert counts["one_id_per_tenant"] == 1, counts

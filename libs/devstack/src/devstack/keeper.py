@@ -117,8 +117,9 @@ class Keeper:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    self._set(part.name, "down", error=str(exc)[-2000:])
-                    self._progress(f"WARNING: {part.name} did not come back ({str(exc)[:300]}); "
+                    why = f"{type(exc).__name__}: {exc}"
+                    self._set(part.name, "down", error=why[-2000:])
+                    self._progress(f"WARNING: {part.name} did not come back ({why[:300]}); "
                                    f"trying again in {part.delay:.1f}s")
                     continue
                 part.up_since = time.monotonic()

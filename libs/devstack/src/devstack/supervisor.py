@@ -19,6 +19,9 @@ same API to bring up any subset::
     # share infrastructure: assign before starting; stop() only stops what this stack started
     stack.postgres = existing_postgres; stack.broker = existing_broker
     stack.kill()                                   # immediate SIGKILL of every child (2nd Ctrl-C)
+    await stack.restart_service("tenants")         # after it died: same port, no migration, /readyz
+    await stack.restart_kafka() / restart_gateway() / restart_postgres()   # same addresses
+    # devstack.keeper.Keeper(stack).run() calls these for whatever dies (what `make run` does)
     async with Stack(...) as stack: ...            # stop() on exit
 
 Failures while starting raise :class:`StartupError` whose message carries the tail of the log.
@@ -48,7 +51,7 @@ from . import credentials, docs
 from ._proc import kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
 from .gateway import Gateway, start_gateway
 from .kafka import Broker, start_kafka
-from .postgres import Postgres, provision_databases, start_embedded, start_postgres
+from .postgres import Postgres, provision_databases, restart_embedded, start_embedded, start_postgres
 from .services import JWKS_PATH, SERVICES, ServiceSpec
 
 MIGRATION_TIMEOUT = 180.0
@@ -440,7 +443,7 @@ class Stack:
         """Start the embedded server again on the same data directory (it replays its WAL)."""
         if self.postgres is None or self.postgres.mode != "embedded":
             raise RuntimeError("no embedded PostgreSQL to restart")
-        self.postgres = await asyncio.to_thread(start_embedded, self.data_dir)
+        await asyncio.to_thread(restart_embedded, self.postgres)
 
     def dead_services(self) -> list[ServiceProcess]:
         return [sp for sp in self.services.values() if sp.process is not None and not sp.alive()]
