@@ -59,6 +59,7 @@ def summary(stack: Stack) -> str:
         f"  Kafka       {stack.broker.bootstrap if stack.broker else '-'}",
         f"  DATA_DIR    {stack.data_dir}   (secrets.env, postgres/, logs/)",
         f"  Logs        {stack.logs_dir}/<name>.log  (services, kafka, gateway)",
+        f"  Status      {stack.data_dir / 'status.json'}  (what died, was restarted, is up)",
         "",
         "Ctrl-C to stop.",
     ]
