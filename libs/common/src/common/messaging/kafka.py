@@ -69,10 +69,30 @@ async def wait_for_kafka(bootstrap: str, timeout: float = 30.0) -> None:
 
 async def end_offsets(consumer: AIOKafkaConsumer, topic: str, partitions: int,
                       timeout: float = 5.0) -> dict[int, int]:
-    """The end offset of each partition of `topic` (a group-less consumer's ListOffsets). A partition the
-    broker does not know (a restarted tansu forgot the topic) answers 0, or is left out."""
+    """What ListOffsets answers for each partition of `topic` (a group-less consumer). A partition the
+    broker does not know (a restarted tansu forgot the topic) answers 0, or is left out.
+
+    Kafka answers the end (last offset + 1); tansu 0.6 answers the last *batch's* base offset + 1
+    (seen here: records 7..13 sent as one batch, end 8). Both are 0 for an empty partition, and at least
+    (lowest offset of the last batch written) + 1 otherwise: compare with that, not with the end."""
     known = consumer.partitions_for_topic(topic)
     numbers = sorted(known) if known else range(partitions)
     tps = [TopicPartition(topic, p) for p in numbers]
     ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout)
     return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def true_ends(consumer: AIOKafkaConsumer, topic: str, partitions: int, timeout: float = 5.0) -> dict[int, int]:
+    """The real end of each partition: the high watermark of a fetch of its last batch (see `end_offsets`:
+    tansu's ListOffsets may answer less). Leaves `consumer` assigned to those partitions."""
+    listed = await end_offsets(consumer, topic, partitions, timeout)
+    tps = [TopicPartition(topic, p) for p, end in listed.items() if end > 0]  # 0: the partition is empty
+    if not tps:
+        return listed
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, listed[tp.partition] - 1)
+    async with asyncio.timeout(timeout):
+        while any(consumer.highwater(tp) is None for tp in tps):
+            await consumer.getmany(*tps, timeout_ms=200)
+    return listed | {tp.partition: max(listed[tp.partition], consumer.highwater(tp) or 0) for tp in tps}

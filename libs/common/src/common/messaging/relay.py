@@ -7,9 +7,10 @@ duplicates are possible and carry the same event id (consumers dedupe).
 The outbox is the durable log, the broker is not trusted to keep what it acknowledged (the embedded
 tansu keeps nothing across a restart; a real cluster can lose acknowledged records through an unclean
 leader election or a deleted topic). The leader notices a loss three ways:
-- at start: the topic's end offsets add up to fewer records than the outbox rows marked published;
+- at start: the topic's partitions hold fewer records in all than the outbox rows marked published;
 - on every send: the broker places a record below an offset it acknowledged before (its log restarted);
-- while idle, every `check_interval`: a partition's end offset is below the highest acknowledged one.
+- while idle, every `check_interval`: a partition's listed end is not past the lowest offset of the
+  last pass's records (cheap, and right with tansu, whose listed end can stop at a batch's start).
 Then every retained row of the topic (OUTBOX_RETENTION_HOURS) is marked unpublished and sent again, in
 `seq` order, with its own event id: consumers drop what their inbox has already seen.
 """
@@ -29,7 +30,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from common.db import Database
-from common.messaging.kafka import end_offsets, ensure_topics, make_offsets_reader
+from common.messaging.kafka import end_offsets, ensure_topics, make_offsets_reader, true_ends
 from common.messaging.outbox import Outbox
 from common.messaging.wakeup import register_leader, unregister_leader
 from common.observability.metrics import OUTBOX_LAG, OUTBOX_PUBLISHED
@@ -64,8 +65,10 @@ class OutboxRelay:
         self._count_published = (f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE topic = $1 "
                                  f"AND published_at IS NOT NULL LIMIT $2) AS published")
         self._unmark = f"UPDATE {table} SET published_at = NULL WHERE topic = $1 AND published_at IS NOT NULL"
-        # Highest offset + 1 the broker acknowledged, per (topic, partition), while this process leads.
+        # Per (topic, partition), while this process leads: the highest offset + 1 the broker acknowledged,
+        # and the lowest offset + 1 of the latest pass (its listed end must reach at least that).
         self.acknowledged: dict[tuple[str, int], int] = {}
+        self.floor: dict[tuple[str, int], int] = {}
         self._lost: set[str] = set()  # topics the broker was seen to have lost records of
         self._offsets: Any = None
         self.is_leader = False
@@ -93,6 +96,7 @@ class OutboxRelay:
                 self._offsets = make_offsets_reader(self.bootstrap, f"{self.outbox.source}-relay-offsets")
                 await self._offsets.start()
                 self.acknowledged.clear()
+                self.floor.clear()
                 await self._check_at_start(raw)
                 loop = asyncio.get_running_loop()
                 checked_at = loop.time()
@@ -104,14 +108,14 @@ class OutboxRelay:
                         continue
                     # Commits arriving while a pass runs share the next one (one SELECT, one UPDATE).
                     wait = self.poll_interval
-                    if self.acknowledged:
+                    if self.floor:
                         wait = min(wait, max(0.0, checked_at + self.check_interval - loop.time()))
                     try:
                         await asyncio.wait_for(self._wake.wait(), wait)
                     except TimeoutError:
                         await raw.fetchval("SELECT 1")  # quiet: make sure the lock's connection is alive
                     self._wake.clear()
-                    if self.acknowledged and loop.time() - checked_at >= self.check_interval:
+                    if self.floor and loop.time() - checked_at >= self.check_interval:
                         await self._check_idle()
                         checked_at = loop.time()
             finally:
@@ -157,6 +161,7 @@ class OutboxRelay:
     # ------------------------------------------------------------------ broker loss
     def _note_acknowledged(self, metas: list[Any]) -> None:
         """Track the broker's acknowledged offsets; one placed below an earlier one means its log restarted."""
+        lowest: dict[tuple[str, int], int] = {}
         for meta in metas:
             key = (meta.topic, meta.partition)
             before = self.acknowledged.get(key, 0)
@@ -164,13 +169,15 @@ class OutboxRelay:
                 self._broker_lost(meta.topic, f"partition {meta.partition} placed a record at offset "
                                               f"{meta.offset} after acknowledging up to {before - 1}")
             self.acknowledged[key] = max(before, meta.offset + 1)
+            lowest[key] = min(lowest.get(key, meta.offset), meta.offset)
+        self.floor.update({key: offset + 1 for key, offset in lowest.items()})
 
     async def _check_at_start(self, conn: Any) -> None:
         """A new leader knows no acknowledged offsets: the outbox says how many records the topic must
         hold at least (rows marked published; other producers of the topic only add to it)."""
         topic = self.outbox.topic
         try:
-            ends = await end_offsets(self._offsets, topic, self.partitions)
+            ends = await true_ends(self._offsets, topic, self.partitions)
         except Exception as exc:  # the broker is not answering: the send-time check still guards
             logger.warning("outbox relay %s: end offsets of %s unreadable at start: %s", self.outbox.source,
                            topic, exc)
@@ -179,22 +186,23 @@ class OutboxRelay:
         published = await conn.fetchval(self._count_published, topic, total + 1)
         if published > total:
             self._broker_lost(topic, f"it holds {total} records but {published} outbox rows were published to it")
-        else:
+        else:  # what the partitions hold now is the baseline: a restart with nothing sent shows below it
             self.acknowledged.update({(topic, p): end for p, end in ends.items()})
+            self.floor.update({(topic, p): 1 for p, end in ends.items() if end > 0})
 
     async def _check_idle(self) -> None:
-        """While idle, compare the end offsets with what was acknowledged (a restart with nothing to send)."""
-        for topic in {t for t, _ in self.acknowledged}:
+        """While idle, compare the listed ends with the latest records sent (a restart with nothing to send)."""
+        for topic in {t for t, _ in self.floor}:
             try:
                 ends = await end_offsets(self._offsets, topic, self.partitions)
             except Exception as exc:
                 logger.info("outbox relay %s: end offsets of %s unreadable: %s", self.outbox.source, topic, exc)
                 continue
-            lost = [(p, end, acked) for (t, p), acked in self.acknowledged.items()
-                    if t == topic and (end := ends.get(p, 0)) < acked]
+            lost = [(p, end, floor) for (t, p), floor in self.floor.items()
+                    if t == topic and (end := ends.get(p, 0)) < floor]
             if lost:
-                p, end, acked = lost[0]
-                self._broker_lost(topic, f"partition {p} ends at offset {end} after acknowledging up to {acked - 1}")
+                p, end, floor = lost[0]
+                self._broker_lost(topic, f"partition {p} ends at offset {end} after acknowledging offset {floor - 1}")
 
     def _broker_lost(self, topic: str, why: str) -> None:
         if topic not in self._lost:
@@ -213,6 +221,7 @@ class OutboxRelay:
             logger.warning("outbox relay %s: %d retained rows of %s marked for re-publishing", self.outbox.source,
                            count, topic)
             self.acknowledged = {k: v for k, v in self.acknowledged.items() if k[0] != topic}
+            self.floor = {k: v for k, v in self.floor.items() if k[0] != topic}
         self._lost.clear()
 
     async def _send(self, row: Any) -> asyncio.Future[Any]:
