@@ -1,6 +1,6 @@
-"""A platform of its own for chaos tests: its own embedded PostgreSQL and broker (so both can be
-killed), auth + tenants + webhook-dispatcher behind the gateway, supervised by the keeper as under
-`make run`, and a verified HTTPS subscriber of `tenant.created`.
+"""A platform of its own for chaos tests: `make run` (`devstack.run`) in its own process with its own
+DATA_DIR -- embedded PostgreSQL and broker, auth + tenants + webhook-dispatcher, the gateway -- and a
+verified HTTPS subscriber of `tenant.created`; parts are SIGKILLed by pid as an operator would.
 
 The short test runs in `make test`; the long ones (the issue's burst with each kill) only when
 CHAOS_FULL=1 (`make test-chaos`).
@@ -9,9 +9,11 @@ CHAOS_FULL=1 (`make test-chaos`).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from common.testing.receiver import webhook_receiver
@@ -47,39 +50,36 @@ class BurstResult:
     created: list[str] = field(default_factory=list)  # tenant ids answered 201
     failed: int = 0  # answered otherwise (or no answer): the caller knows it was not confirmed
     reasons: dict[str, int] = field(default_factory=dict)  # why, e.g. {"502": 40, "ConnectError": 3}
+    failed_at: list[float] = field(default_factory=list)  # seconds into the burst each failed create was sent
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, sent_at: float) -> None:
         self.failed += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        self.failed_at.append(sent_at)
 
 
 class Platform:
-    """The current stack (a full stop/start replaces it), its keeper, the gateway client."""
+    """`make run` as a user runs it (`python -m devstack.run auth tenants webhook-dispatcher`, its own
+    process: the keeper's timing is not the load generator's), and the gateway client. Parts are
+    killed by pid; their state is read from DATA_DIR/status.json, as an operator would."""
 
     def __init__(self, data_dir: Path, receiver) -> None:
         self.data_dir = data_dir
         self.receiver = receiver
         self.ports = {n: free_port() for n in NAMES}
         self.gateway_port = free_port()
-        self.kafka_port = free_port()
-        self.stack = None
-        self.keeper = None
-        self._keeper_task: asyncio.Task | None = None
-        self.lines: list[str] = []
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task | None = None
+        self.lines: list[str] = []  # what `make run` printed
         self.headers: dict[str, str] = {}
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for name in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", *(f"{n}_DATABASE_URL" for n in
-                                                                   ("AUTH", "TENANTS", "WEBHOOK_DISPATCHER"))):
-            env.pop(name, None)
-        return env
-
-    async def start(self) -> None:
-        from devstack.keeper import Keeper
-        from devstack.supervisor import Stack
-
-        self.stack = Stack(self.data_dir, env=self._env(), progress=self.lines.append, extra_env={
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS") and not k.endswith("_DATABASE_URL")}
+        env.update({
+            "DATA_DIR": str(self.data_dir),
+            "GATEWAY_PORT": str(self.gateway_port),
+            **{f"{n.upper().replace('-', '_')}_PORT": str(port) for n, port in self.ports.items()},
             "PLATFORM_OWNER_EMAIL": OWNER_EMAIL,
             "PLATFORM_OWNER_PASSWORD": OWNER_PASSWORD,
             "WEBHOOK_ALLOWED_PRIVATE_CIDRS": "127.0.0.1/32",
@@ -91,19 +91,55 @@ class Platform:
             "WEBHOOK_LEASE_SECONDS": "20",
             "WEBHOOK_OWNER_LEASE_SECONDS": "6",
         })
-        self.stack.ports.update(self.ports)
-        await self.stack.start(NAMES, gateway_port=self.gateway_port, kafka_port=self.kafka_port)
-        self.keeper = Keeper(self.stack, progress=self.lines.append)
-        self._keeper_task = asyncio.create_task(self.keeper.run())
+        return env
+
+    async def start(self, timeout: float = 300.0) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "devstack.run", *NAMES, env=self._env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        ready = asyncio.Event()
+
+        async def read(process) -> None:
+            while line := (await process.stdout.readline()).decode(errors="replace"):
+                self.lines.append(line.rstrip())
+                if "Ctrl-C to stop" in line:
+                    ready.set()
+
+        self._reader = asyncio.create_task(read(self.process))
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait([waiting, self._reader], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            waiting.cancel()
+            raise RuntimeError("make run did not start:\n" + "\n".join(self.lines[-60:]))
 
     async def stop(self) -> None:
-        """What Ctrl-C does: the keeper ends, then everything stops in order."""
-        if self._keeper_task is not None:
-            self._keeper_task.cancel()
-            await asyncio.gather(self._keeper_task, return_exceptions=True)
-            self._keeper_task = None
-        if self.stack is not None:
-            await self.stack.stop()
+        """Ctrl-C, as a user stops `make run`."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(self.process.wait(), 90)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    def log_digest(self, lines: int = 25) -> str:
+        """The services' recent warnings and errors (not the broker client's reconnect noise)."""
+        out = []
+        for name in NAMES:
+            path = self.data_dir / "logs" / f"{name}.log"
+            kept = [line[:300] + (" ... " + line[-500:] if len(line) > 800 else "")
+                    for line in path.read_text(errors="replace").splitlines()
+                    if ('"WARNING"' in line or '"ERROR"' in line) and '"logger":"aiokafka' not in line]
+            out += [f"--- {name}.log"] + kept[-lines:]
+        return "\n".join(out)
+
+    def status(self) -> dict:
+        try:
+            return json.loads((self.data_dir / "status.json").read_text())
+        except (OSError, ValueError):  # being replaced: read again
+            return {}
 
     @property
     def url(self) -> str:
@@ -124,29 +160,29 @@ class Platform:
         return hook
 
     # ------------------------------------------------------------------ what dies
+    def pid_of(self, part: str) -> int:
+        if part == "postgres":
+            return int((self.data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        marks = {"kafka": "--listener-url", "gateway": "Caddyfile"}
+        mark = marks.get(part) or f"{part.replace('-', '_')}.app:create_app"
+        [child] = [c for c in psutil.Process(self.process.pid).children(recursive=True)
+                   if mark in " ".join(c.cmdline())]
+        return child.pid
+
     def kill(self, part: str) -> None:
         """SIGKILL one part: a service, "kafka", "gateway" or "postgres" (its postmaster)."""
-        stack = self.stack
-        if part == "postgres":
-            pid = int((self.data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-            os.kill(pid, signal.SIGKILL)
-        elif part == "kafka":
-            stack.broker.process.send_signal(signal.SIGKILL)
-        elif part == "gateway":
-            stack.gateway.process.send_signal(signal.SIGKILL)
-        else:
-            stack.services[part].process.send_signal(signal.SIGKILL)
+        os.kill(self.pid_of(part), signal.SIGKILL)
 
-    async def back_within(self, part: str, restarts_before: int, timeout: float = 120.0) -> float:
-        """Seconds until the keeper reports `part` up again after a kill."""
+    async def back_within(self, part: str, restarts_before: int, timeout: float = 180.0) -> float:
+        """Seconds until `make run` reports `part` up again after a kill."""
         t0 = time.monotonic()
         async with asyncio.timeout(timeout):
-            while not (self.keeper.status[part].restarts > restarts_before and self.keeper.status[part].state == "up"):
+            while not ((st := self.status().get(part)) and st["restarts"] > restarts_before and st["state"] == "up"):
                 await asyncio.sleep(0.05)
         return time.monotonic() - t0
 
     async def kill_and_time(self, part: str, recovery: dict[str, float]) -> None:
-        before = self.keeper.status[part].restarts
+        before = self.status()[part]["restarts"]
         self.kill(part)
         recovery[part] = await self.back_within(part, before)
 
@@ -166,21 +202,22 @@ class Platform:
         background: list[asyncio.Task] = []
         limits = httpx.Limits(max_connections=128, max_keepalive_connections=64)
         # A generous timeout: on this shared 2-core machine a create can take seconds; the question is loss.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         async with httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits) as client:
             async def create(i: int) -> None:
+                sent_at = loop.time() - start
                 try:
                     resp = await client.post("/api/platform/tenants", headers=self.headers,
                                              json={"name": f"Chaos {i} {uuid.uuid4().hex[:8]}", "plan": "Pro"})
                 except httpx.HTTPError as exc:
-                    result.fail(type(exc).__name__)
+                    result.fail(type(exc).__name__, sent_at)
                     return
                 if resp.status_code == 201:
                     result.created.append(resp.json()["id"])
                 else:
-                    result.fail(str(resp.status_code))
+                    result.fail(str(resp.status_code), sent_at)
 
-            loop = asyncio.get_running_loop()
-            start = loop.time()
             creates = []
             for i in range(count):
                 while pending_actions and i >= pending_actions[0][0] * count:
@@ -217,6 +254,8 @@ async def settle(platform: Platform, hook, result: BurstResult, timeout: float =
         "created": len(wanted),
         "failed": result.failed,
         "why_failed": result.reasons,
+        "failures_sent": (f"{min(result.failed_at):.1f}-{max(result.failed_at):.1f}s into the burst"
+                          if result.failed_at else ""),
         "delivered": len({r.json()["data"]["tenantId"] for r in received}),
         "lost": len(wanted - {r.json()["data"]["tenantId"] for r in received}),
         "duplicates": len(ids) - len(set(ids)),
@@ -229,6 +268,7 @@ async def settle(platform: Platform, hook, result: BurstResult, timeout: float =
 def report(name: str, counts: dict[str, int], recovery: dict[str, float]) -> str:
     back = ", ".join(f"{k} back in {v:.1f}s" for k, v in recovery.items())
     line = (f"CHAOS {name}: created={counts['created']} failed={counts['failed']} {counts['why_failed'] or ''} "
+            f"{counts['failures_sent']} "
             f"delivered={counts['delivered']} lost={counts['lost']} duplicates={counts['duplicates']}"
             + (f"; {back}" if back else ""))
     print(line)

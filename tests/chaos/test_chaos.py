@@ -24,9 +24,12 @@ async def run_case(platform, name, count, rate, kills):
             actions[fraction] = lambda part=part: platform.kill_and_time(part, recovery)
     result = await platform.burst(count, rate, actions)
     counts = await settle(platform, hook, result)
-    for line in platform.lines[seen_lines:]:  # what the keeper said meanwhile (exits, returns)
-        print("   ", line.splitlines()[0][:300])
+    for line in platform.lines[seen_lines:]:  # what `make run` said meanwhile: exits, returns
+        if "WARNING" in line or ": back" in line or "ready" in line:
+            print("   ", line[:300])
     report(name, counts, recovery)
+    if counts["lost"] or not counts["settled_with_marker"]:
+        print(platform.log_digest())
     assert counts["lost"] == 0, counts
     assert counts["one_id_per_tenant"] == 1, counts
     assert counts["settled_with_marker"] == 1, counts
@@ -34,6 +37,7 @@ async def run_case(platform, name, count, rate, kills):
     return counts
 
 
+@pytest.mark.timeout(400)  # includes starting the platform of its own: slow on a busy 2-core machine
 async def test_broker_killed_mid_burst_loses_nothing(platform):
     """The short case inside `make test`: the embedded broker (keeping nothing) dies mid-burst."""
     await run_case(platform, "broker (short)", 60, 30.0, [(0.5, "kafka")])

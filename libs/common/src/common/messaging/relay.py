@@ -13,6 +13,10 @@ leader election or a deleted topic). The leader notices a loss three ways:
   last pass's records (cheap, and right with tansu, whose listed end can stop at a batch's start).
 Then every retained row of the topic (OUTBOX_RETENTION_HOURS) is marked unpublished and sent again, in
 `seq` order, with its own event id: consumers drop what their inbox has already seen.
+
+Records go to an explicit partition (the producer's default: murmur2 of the key modulo the partitions the
+topic had when this leadership began). A restarted tansu auto-creates a topic on the first produce with
+4 partitions, not ours; left to the producer, keys would move to a partition no consumer was assigned.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
@@ -71,6 +76,7 @@ class OutboxRelay:
         self.floor: dict[tuple[str, int], int] = {}
         self._lost: set[str] = set()  # topics the broker was seen to have lost records of
         self._offsets: Any = None
+        self._counts: dict[str, int] = {}  # partitions written to, per topic, for this leadership
         self.is_leader = False
         self._wake = asyncio.Event()
 
@@ -97,6 +103,7 @@ class OutboxRelay:
                 await self._offsets.start()
                 self.acknowledged.clear()
                 self.floor.clear()
+                self._counts.clear()
                 await self._check_at_start(raw)
                 loop = asyncio.get_running_loop()
                 checked_at = loop.time()
@@ -172,12 +179,17 @@ class OutboxRelay:
             lowest[key] = min(lowest.get(key, meta.offset), meta.offset)
         self.floor.update({key: offset + 1 for key, offset in lowest.items()})
 
+    async def _partitions(self, topic: str) -> int:
+        if topic not in self._counts:
+            self._counts[topic] = len(await self.producer.partitions_for(topic)) or self.partitions
+        return self._counts[topic]
+
     async def _check_at_start(self, conn: Any) -> None:
         """A new leader knows no acknowledged offsets: the outbox says how many records the topic must
         hold at least (rows marked published; other producers of the topic only add to it)."""
         topic = self.outbox.topic
         try:
-            ends = await true_ends(self._offsets, topic, self.partitions)
+            ends = await true_ends(self._offsets, topic, await self._partitions(topic))
         except Exception as exc:  # the broker is not answering: the send-time check still guards
             logger.warning("outbox relay %s: end offsets of %s unreadable at start: %s", self.outbox.source,
                            topic, exc)
@@ -194,7 +206,7 @@ class OutboxRelay:
         """While idle, compare the listed ends with the latest records sent (a restart with nothing to send)."""
         for topic in {t for t, _ in self.floor}:
             try:
-                ends = await end_offsets(self._offsets, topic, self.partitions)
+                ends = await end_offsets(self._offsets, topic, await self._partitions(topic))
             except Exception as exc:
                 logger.info("outbox relay %s: end offsets of %s unreadable: %s", self.outbox.source, topic, exc)
                 continue
@@ -236,6 +248,8 @@ class OutboxRelay:
         else:  # nothing exports spans: only the trace ids travel on (no SDK span per row)
             carrier = child_headers(stored.get("traceparent"), stored.get("tracestate"))
         headers = [("event", row["event_type"].encode())] + [(k, v.encode()) for k, v in carrier.items()]
+        key = row["aggregate_id"].encode()
+        partition = (murmur2(key) & 0x7FFFFFFF) % await self._partitions(topic)
         # The payload as PostgreSQL prints the jsonb: the same JSON document the row holds.
-        return await self.producer.send(topic, value=row["payload"].encode(), key=row["aggregate_id"].encode(),
+        return await self.producer.send(topic, value=row["payload"].encode(), key=key, partition=partition,
                                         headers=headers)
