@@ -244,7 +244,7 @@ async def settle(platform: Platform, hook, result: BurstResult, timeout: float =
         await hook.wait_for(lambda h: wanted <= delivered(), timeout=timeout)
         marker = (await platform.burst(1, 1.0)).created
         assert marker, "the marker create failed"
-        await hook.wait_for(lambda h: marker[0] in delivered(), timeout=60)
+        await hook.wait_for(lambda h: marker[0] in delivered(), timeout=120)
         with_marker = True
     except TimeoutError:
         pass
