@@ -14,6 +14,7 @@ help:
 	@echo "make test   - lint + the whole test suite against real PostgreSQL and Kafka"
 	@echo "make lint   - ruff + import-linter (service boundaries)"
 	@echo "make bench  - dispatcher benchmarks (prints a table; not part of the tests)"
+	@echo "make test-chaos - long chaos runs: 1,000 creates while each part is killed; prints lost/duplicated"
 	@echo "make postman - regenerate postman/Plataforma.postman_collection.json from the OpenAPI specs"
 
 # uv comes from PATH, or is installed once into .tools/ with the machine's Python.
@@ -66,3 +67,9 @@ test-observability: $(VENV)/.synced
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 	@PLATAFORMA_OBSERVABILITY=1 $(VENV)/bin/pytest tests/deploy/test_observability.py tests/deploy/test_alerts.py $(PYTEST_ARGS)
+# Opt-in, long (~10 min): the chaos burst (1,000 tenant creates at 100/s through the gateway to an HTTPS
+# subscriber) with each kill -- dispatcher + tenants, broker, PostgreSQL, gateway, full stop/start --
+# printing lost (must be 0) and duplicated deliveries. The short case runs in `make test`.
+.PHONY: test-chaos
+test-chaos: $(VENV)/.synced
+	@CHAOS_FULL=1 $(VENV)/bin/pytest tests/chaos -s -o timeout=900 $(PYTEST_ARGS)

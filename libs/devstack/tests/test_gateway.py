@@ -181,6 +181,52 @@ async def test_docs_page_and_specs(client):
         assert r.json()["info"]["title"] == f"{spec.name} API"
 
 
+async def test_introspection_is_not_routed_from_outside(client, gateway):
+    """Who owns an API key is answered to services only (they call auth directly): through the gateway,
+    every spelling of the path is a 404 that never reaches auth."""
+    SEEN.clear()
+    for path in ("/api/auth/api-keys/introspect", "/api/auth/api-keys/introspect/",
+                 "/api/auth/api-keys/introspect?x=1", "/api/auth/API-KEYS/Introspect",
+                 "/api/auth/api-keys/%69ntrospect"):
+        r = await client.post(path, json={"key": "plk_x"})
+        assert r.status_code == 404, path
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.headers["x-content-type-options"] == "nosniff"
+    for raw in (b"/api/auth/./api-keys/introspect", b"/api/auth/x/../api-keys/introspect",
+                b"//api/auth/api-keys/introspect", b"/api/auth//api-keys/introspect"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(b"POST " + raw + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        assert not status_line.startswith(b"HTTP/1.1 2"), (raw, status_line)
+    assert not [seen for seen in SEEN if "introspect" in seen[1].lower() or "%69" in seen[1]], SEEN
+    # the rest of auth's API keys stays routed
+    assert (await client.get("/api/auth/api-keys")).json()["service"] == "auth"
+
+
+async def test_security_headers_on_every_kind_of_answer(client):
+    answers = {
+        "proxied": await client.get("/api/platform/tenants"),
+        "404": await client.get("/api/nope"),
+        "502": await client.get("/api/platform/support/tickets"),
+        "413": await client.post("/api/auth/login", content=b"x" * (2 * 1024 * 1024)),
+        "docs": await client.get("/api/docs"),
+        "docs asset": await client.get("/api/docs/index.js"),
+    }
+    for kind, r in answers.items():
+        assert r.headers.get("x-content-type-options") == "nosniff", kind
+    for kind in ("docs", "docs asset"):
+        r = answers[kind]
+        assert r.headers["x-frame-options"] == "DENY", kind
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, kind
+        assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0], kind
+    # the page runs no inline script: its CSP would block it
+    page = answers["docs"].text
+    assert re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>", page) == []
+
+
 def test_caddyfile_matches_registry():
     """Every registry route is a `handle` in the Caddyfile, proxied to that service's upstream."""
     out = subprocess.run(
@@ -224,3 +270,6 @@ async def test_docs_render_in_headless_chromium(gateway, tmp_path):
     assert "/ping" in dom  # an operation rendered
     assert 'aria-current="page"' in dom and ">tenants</a>" in dom
     assert "valid version field" not in dom and "Failed to load API definition" not in dom
+    # ...under the page's Content-Security-Policy (no inline script, nothing remote, not framable)
+    assert (await httpx.AsyncClient(trust_env=False).get(f"{gateway.url}/api/docs")).headers[
+        "content-security-policy"]

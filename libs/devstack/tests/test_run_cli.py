@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import httpx
+import psutil
 from fake_root import make_fake_packages, make_fake_root, pythonpath
 
 from devstack._proc import free_port
@@ -47,6 +49,19 @@ async def test_run_cli_starts_prints_summary_and_stops_on_sigint(tmp_path: Path)
         async with httpx.AsyncClient(trust_env=False) as c:
             r = await c.get(f"http://127.0.0.1:{gw_port}/api/auth/x")
             assert r.json()["service"] == "auth"
+        assert json.loads((data_dir / "status.json").read_text())["auth"]["state"] == "up"
+
+        # A service that dies is started again, and `make run` says so
+        [listener] = [c for c in psutil.net_connections("tcp") if c.laddr.port == auth_port and c.status == "LISTEN"]
+        os.kill(listener.pid, signal.SIGKILL)
+        async with asyncio.timeout(60):
+            while "auth: back" not in "".join(out):
+                out.append((await proc.stdout.readline()).decode())
+        assert "WARNING: auth exited with code -9" in "".join(out)
+        async with httpx.AsyncClient(trust_env=False) as c:
+            assert (await c.get(f"http://127.0.0.1:{gw_port}/api/auth/x")).json()["service"] == "auth"
+        status = json.loads((data_dir / "status.json").read_text())["auth"]
+        assert status["state"] == "up" and status["restarts"] == 1 and status["last_exit"] == -9
         proc.send_signal(signal.SIGINT)
         rest, _ = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, rest.decode()

@@ -31,6 +31,7 @@ from common.messaging.retention import purge_expired
 from common.observability.logging import configure_logging
 from common.observability.metrics import MetricsMiddleware
 from common.observability.tracing import TracingMiddleware, configure_tracing
+from common.security_headers import SecurityHeadersMiddleware
 from common.supervise import every, supervise
 
 logger = logging.getLogger("common.app")
@@ -130,6 +131,7 @@ def create_service_app(
     app.state.api_keys = ApiKeyIntrospector(settings.introspect_url)
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)  # outside the body limit: its 413 gets them too
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(TracingMiddleware, service=settings.service_name)
     app.include_router(health_router)

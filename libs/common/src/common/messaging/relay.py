@@ -3,6 +3,20 @@
 Woken directly by commits in its own process, by LISTEN/NOTIFY for commits elsewhere (see `wakeup`),
 with a polling fallback. A crash between produce and mark re-publishes the same rows on restart:
 duplicates are possible and carry the same event id (consumers dedupe).
+
+The outbox is the durable log, the broker is not trusted to keep what it acknowledged (the embedded
+tansu keeps nothing across a restart; a real cluster can lose acknowledged records through an unclean
+leader election or a deleted topic). The leader notices a loss three ways:
+- at start: the topic's partitions hold fewer records in all than the outbox rows marked published;
+- on every send: the broker places a record below an offset it acknowledged before (its log restarted);
+- while idle, every `check_interval`: a partition's listed end is not past the lowest offset of the
+  last pass's records (cheap, and right with tansu, whose listed end can stop at a batch's start).
+Then every retained row of the topic (OUTBOX_RETENTION_HOURS) is marked unpublished and sent again, in
+`seq` order, with its own event id: consumers drop what their inbox has already seen.
+
+Records go to an explicit partition (the producer's default: murmur2 of the key modulo the partitions the
+topic had when this leadership began). A restarted tansu auto-creates a topic on the first produce with
+4 partitions, not ours; left to the producer, keys would move to a partition no consumer was assigned.
 """
 
 from __future__ import annotations
@@ -16,11 +30,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
 
 from common.db import Database
-from common.messaging.kafka import ensure_topics
+from common.messaging.kafka import end_offsets, ensure_topics, make_offsets_reader, true_ends
 from common.messaging.outbox import Outbox
 from common.messaging.wakeup import register_leader, unregister_leader
 from common.observability.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
@@ -29,10 +45,15 @@ from common.observability.tracing import child_headers, spans_recorded
 logger = logging.getLogger("common.relay")
 tracer = trace.get_tracer("common.relay")
 
+BROKER_LOSSES = Counter("outbox_broker_losses_total",
+                        "Times the broker was found to have lost records it acknowledged", ["source"])
+REPUBLISHED = Counter("outbox_republished_total", "Outbox rows sent again after a broker loss", ["source"])
+
 
 class OutboxRelay:
     def __init__(self, database: Database, producer: AIOKafkaProducer, outbox: Outbox, *,
-                 bootstrap: str, partitions: int = 3, poll_interval: float = 1.0, batch_size: int = 500) -> None:
+                 bootstrap: str, partitions: int = 3, poll_interval: float = 1.0, batch_size: int = 500,
+                 check_interval: float = 3.0) -> None:
         self.database = database
         self.producer = producer
         self.outbox = outbox
@@ -41,12 +62,23 @@ class OutboxRelay:
         self.partitions = partitions
         self.poll_interval = poll_interval
         self.batch_size = batch_size
+        self.check_interval = check_interval
         self.lock_key = zlib.crc32(f"outbox-relay:{outbox.source}".encode())
         table = self.table.name
         self._select = (f"SELECT seq, topic, aggregate_id, event_type, payload::text AS payload, "
                         f"headers::text AS headers, extract(epoch FROM now() - created_at) AS age "
                         f"FROM {table} WHERE published_at IS NULL ORDER BY seq LIMIT $1")
         self._mark = f"UPDATE {table} SET published_at = now() WHERE seq = ANY($1::bigint[])"
+        self._count_published = (f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE topic = $1 "
+                                 f"AND published_at IS NOT NULL LIMIT $2) AS published")
+        self._unmark = f"UPDATE {table} SET published_at = NULL WHERE topic = $1 AND published_at IS NOT NULL"
+        # Per (topic, partition), while this process leads: the highest offset + 1 the broker acknowledged,
+        # and the lowest offset + 1 of the latest pass (its listed end must reach at least that).
+        self.acknowledged: dict[tuple[str, int], int] = {}
+        self.floor: dict[tuple[str, int], int] = {}
+        self._lost: set[str] = set()  # topics the broker was seen to have lost records of
+        self._offsets: Any = None
+        self._counts: dict[str, int] = {}  # partitions written to, per topic, for this leadership
         self.is_leader = False
         self._wake = asyncio.Event()
 
@@ -69,18 +101,38 @@ class OutboxRelay:
                 # round trips). A mark lost to a database crash only means those rows are published again
                 # (same event ids, which consumers dedupe): marks need not wait for the WAL flush.
                 await raw.execute("SET synchronous_commit TO OFF")
+                self._offsets = make_offsets_reader(self.bootstrap, f"{self.outbox.source}-relay-offsets")
+                await self._offsets.start()
+                self.acknowledged.clear()
+                self.floor.clear()
+                self._counts.clear()
+                await self._check_at_start(raw)
+                loop = asyncio.get_running_loop()
+                checked_at = loop.time()
                 while True:
+                    if self._lost:
+                        await self._republish(raw)
                     published = await self.publish_batch(raw)
-                    if published >= self.batch_size:
+                    if published >= self.batch_size or self._lost:
                         continue
                     # Commits arriving while a pass runs share the next one (one SELECT, one UPDATE).
+                    wait = self.poll_interval
+                    if self.floor:
+                        wait = min(wait, max(0.0, checked_at + self.check_interval - loop.time()))
                     try:
-                        await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                        await asyncio.wait_for(self._wake.wait(), wait)
                     except TimeoutError:
                         await raw.fetchval("SELECT 1")  # quiet: make sure the lock's connection is alive
                     self._wake.clear()
+                    if self.floor and loop.time() - checked_at >= self.check_interval:
+                        await self._check_idle()
+                        checked_at = loop.time()
             finally:
                 self.is_leader = False
+                if self._offsets is not None:
+                    with contextlib.suppress(Exception):
+                        await self._offsets.stop()
+                    self._offsets = None
                 unregister_leader(self.outbox.channel, self._wake.set)
                 with contextlib.suppress(Exception):
                     await raw.remove_listener(self.outbox.channel, self._on_notify)
@@ -108,6 +160,7 @@ class OutboxRelay:
             futures.append(await self._send(row))
         results = await asyncio.gather(*futures, return_exceptions=True)
         done = [row["seq"] for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+        self._note_acknowledged([r for r in results if not isinstance(r, BaseException)])
         failed = len(rows) - len(done)
         if done:
             await conn.execute(self._mark, done)
@@ -119,6 +172,77 @@ class OutboxRelay:
             logger.warning("outbox relay: %d of %d sends failed; will retry", failed, len(rows))
             await asyncio.sleep(0.5)
         return len(done)
+
+    # ------------------------------------------------------------------ broker loss
+    def _note_acknowledged(self, metas: list[Any]) -> None:
+        """Track the broker's acknowledged offsets; one placed below an earlier one means its log restarted."""
+        lowest: dict[tuple[str, int], int] = {}
+        for meta in metas:
+            key = (meta.topic, meta.partition)
+            before = self.acknowledged.get(key, 0)
+            if meta.offset < before:
+                self._broker_lost(meta.topic, f"partition {meta.partition} placed a record at offset "
+                                              f"{meta.offset} after acknowledging up to {before - 1}")
+            self.acknowledged[key] = max(before, meta.offset + 1)
+            lowest[key] = min(lowest.get(key, meta.offset), meta.offset)
+        self.floor.update({key: offset + 1 for key, offset in lowest.items()})
+
+    async def _partitions(self, topic: str) -> int:
+        if topic not in self._counts:
+            self._counts[topic] = len(await self.producer.partitions_for(topic)) or self.partitions
+        return self._counts[topic]
+
+    async def _check_at_start(self, conn: Any) -> None:
+        """A new leader knows no acknowledged offsets: the outbox says how many records the topic must
+        hold at least (rows marked published; other producers of the topic only add to it)."""
+        topic = self.outbox.topic
+        try:
+            ends = await true_ends(self._offsets, topic, await self._partitions(topic))
+        except Exception as exc:  # the broker is not answering: the send-time check still guards
+            logger.warning("outbox relay %s: end offsets of %s unreadable at start: %s", self.outbox.source,
+                           topic, exc)
+            return
+        total = sum(ends.values())
+        published = await conn.fetchval(self._count_published, topic, total + 1)
+        if published > total:
+            self._broker_lost(topic, f"it holds {total} records but {published} outbox rows were published to it")
+        else:  # what the partitions hold now is the baseline: a restart with nothing sent shows below it
+            self.acknowledged.update({(topic, p): end for p, end in ends.items()})
+            self.floor.update({(topic, p): 1 for p, end in ends.items() if end > 0})
+
+    async def _check_idle(self) -> None:
+        """While idle, compare the listed ends with the latest records sent (a restart with nothing to send)."""
+        for topic in {t for t, _ in self.floor}:
+            try:
+                ends = await end_offsets(self._offsets, topic, await self._partitions(topic))
+            except Exception as exc:
+                logger.info("outbox relay %s: end offsets of %s unreadable: %s", self.outbox.source, topic, exc)
+                continue
+            lost = [(p, end, floor) for (t, p), floor in self.floor.items()
+                    if t == topic and (end := ends.get(p, 0)) < floor]
+            if lost:
+                p, end, floor = lost[0]
+                self._broker_lost(topic, f"partition {p} ends at offset {end} after acknowledging offset {floor - 1}")
+
+    def _broker_lost(self, topic: str, why: str) -> None:
+        if topic not in self._lost:
+            BROKER_LOSSES.labels(self.outbox.source).inc()
+            logger.warning("outbox relay %s: the broker lost acknowledged records of %s (%s); re-publishing "
+                           "them from the outbox", self.outbox.source, topic, why)
+        self._lost.add(topic)
+
+    async def _republish(self, conn: Any) -> None:
+        """Mark every retained row of the lost topics unpublished: the loop sends them again in order."""
+        for topic in sorted(self._lost):
+            await ensure_topics(self.bootstrap, [topic], self.partitions)  # recreated with its partitioning
+            status = await conn.execute(self._unmark, topic)
+            count = int(status.split()[-1])
+            REPUBLISHED.labels(self.outbox.source).inc(count)
+            logger.warning("outbox relay %s: %d retained rows of %s marked for re-publishing", self.outbox.source,
+                           count, topic)
+            self.acknowledged = {k: v for k, v in self.acknowledged.items() if k[0] != topic}
+            self.floor = {k: v for k, v in self.floor.items() if k[0] != topic}
+        self._lost.clear()
 
     async def _send(self, row: Any) -> asyncio.Future[Any]:
         topic = row["topic"]
@@ -132,6 +256,8 @@ class OutboxRelay:
         else:  # nothing exports spans: only the trace ids travel on (no SDK span per row)
             carrier = child_headers(stored.get("traceparent"), stored.get("tracestate"))
         headers = [("event", row["event_type"].encode())] + [(k, v.encode()) for k, v in carrier.items()]
+        key = row["aggregate_id"].encode()
+        partition = (murmur2(key) & 0x7FFFFFFF) % await self._partitions(topic)
         # The payload as PostgreSQL prints the jsonb: the same JSON document the row holds.
-        return await self.producer.send(topic, value=row["payload"].encode(), key=row["aggregate_id"].encode(),
+        return await self.producer.send(topic, value=row["payload"].encode(), key=key, partition=partition,
                                         headers=headers)
