@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from collections import Counter
+from collections import Counter as Tally
 from typing import Any
 
 import orjson
@@ -166,7 +166,7 @@ class OutboxRelay:
             await conn.execute(self._mark, done)
             OUTBOX_PUBLISHED.labels(self.outbox.source).inc(len(done))
             sent = set(done)
-            for event, count in Counter(row["event_type"] for row in rows if row["seq"] in sent).items():
+            for event, count in Tally(row["event_type"] for row in rows if row["seq"] in sent).items():
                 EVENTS_PUBLISHED.labels(self.outbox.source, event).inc(count)
         if failed:
             logger.warning("outbox relay: %d of %d sends failed; will retry", failed, len(rows))
