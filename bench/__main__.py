@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import raw, scenarios
+from bench import api_speed, raw, scenarios
 from bench.kafka import tenant_created_batch
 from bench.machine import CpuMonitor, describe, postmaster_pid
 from bench.receiver import HANG_SECONDS, Receiver
@@ -27,10 +27,12 @@ from bench.report import build_lines, environment, render, render_cpu, write_jso
 from bench.stack import Api, make_stack, start_stack
 
 T0 = time.monotonic()
-SCENARIOS = ("a", "b", "d", "e", "f")
+SCENARIOS = ("a", "b", "d", "e", "f", "g", "h", "i")
 # The latency scenarios run first, on a stack no burst has touched yet: measured here, (d) right after
 # (b)'s 30k-event burst was 2-6 ms slower at p50 (26-30 ms instead of 23-24), the publish hop most.
-RUN_ORDER = ("d", "f", "e", "a", "b")
+# (i) first: idle means nothing has run yet; (g) and (h) after the latency ones (their rows make the
+# tenants table bigger).
+RUN_ORDER = ("i", "d", "f", "e", "g", "h", "a", "b")
 
 
 def say(message: str) -> None:
@@ -51,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="before (d) and (f), an informative 5 s run at this API rate (0: skip; default 50)")
     p.add_argument("--fanout", type=int, default=100, help="endpoints for (e) (default 100)")
     p.add_argument("--repeats", type=int, default=5, help="repetitions of (e) (default 5)")
+    p.add_argument("--api-seconds", type=float, default=5.0,
+                   help="(g): measured seconds per side and round, 2 rounds (default 5)")
+    p.add_argument("--idle-seconds", type=float, default=20.0, help="(i): idle window (default 20)")
     p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the services (default INFO)")
     p.add_argument("--keep", action="store_true", help="keep the stack's data directory (logs) afterwards")
     p.add_argument("--json", type=Path, default=None, help="results file (default bench/results/latest.json)")
@@ -139,6 +144,14 @@ class Run:
                       lambda: scenarios.hanging(api, receiver, rate=args.rate, seconds=args.seconds,
                                                 warmup=args.warmup, progress=say, cpu=cpu,
                                                 low_rate=args.low_rate)),
+                "g": ("api_create", f"(g) API create: POST /api/platform/tenants vs bare FastAPI + asyncpg, "
+                                    f"{api_speed.CLIENTS} clients",
+                      lambda: api_speed.create_rate(api, seconds=args.api_seconds, warmup=1.0, cpu=cpu,
+                                                    progress=say)),
+                "h": ("api_list", f"(h) list pages at {api_speed.LIST_ROWS:,} tenants",
+                      lambda: api_speed.list_pages(api, calls=100, cpu=cpu, progress=say)),
+                "i": ("idle", f"(i) idle CPU of every service, {args.idle_seconds:.0f}s",
+                      lambda: api_speed.idle(api, seconds=args.idle_seconds, cpu=cpu, progress=say)),
             }
             for key in RUN_ORDER:
                 if key not in args.only:
