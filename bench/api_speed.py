@@ -167,7 +167,8 @@ LIST_QUERIES = {
     "by name": "&sort=name",
     "status=SUSPENDED": "&status=SUSPENDED",
     "plan=Pro": "&plan=Pro",
-    "q=7f": "&q=7f",
+    "q=a7f3 (a few matches)": "&q=a7f3",
+    "q=7f (a tenth of the rows)": "&q=7f",
     "page 400 (offset 8,000)": "&offset=8000",
 }
 

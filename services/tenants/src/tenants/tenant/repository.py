@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy import Insert, Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm import joinedload
 
 from common.db.repository import Repository, contains
 from tenants.models import Plan, Tenant
@@ -34,7 +34,8 @@ class TenantRepository(Repository[Tenant]):
 
     async def list(self, *, status: str | None, plan: str | None, q: str | None, sort: TenantSort,
                    limit: int, offset: int) -> tuple[list[Tenant], int]:
-        stmt = select(Tenant).join(Tenant.plan).options(contains_eager(Tenant.plan))
+        # The plan is loaded with the page only (an eager load is not part of the count's subquery).
+        stmt = self.select()
         if status:
             stmt = stmt.where(Tenant.status == status)
         else:
