@@ -17,8 +17,6 @@ _LIVE = sa.text("status <> 'DELETED'")
 
 
 def upgrade() -> None:
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")  # trusted: the database owner may create it
-    op.execute("CREATE INDEX ix_tenants_name_trgm ON tenants USING gin (lower(name) gin_trgm_ops)")
     op.create_index('ix_tenants_live_created', 'tenants', ['created_at', 'id'], postgresql_where=_LIVE)
     op.create_index('ix_tenants_live_plan_created', 'tenants', ['plan_id', 'created_at', 'id'],
                     postgresql_where=_LIVE)
@@ -31,4 +29,3 @@ def downgrade() -> None:
     op.create_index('ix_tenants_status_created', 'tenants', ['status', 'created_at'])
     op.drop_index('ix_tenants_live_plan_created', table_name='tenants')
     op.drop_index('ix_tenants_live_created', table_name='tenants')
-    op.drop_index('ix_tenants_name_trgm', table_name='tenants')

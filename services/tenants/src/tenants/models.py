@@ -42,9 +42,6 @@ class Tenant(Base, table=True):
         Index("ix_tenants_status_created", "status", "created_at", "id"),
         Index("ix_tenants_live_plan_created", "plan_id", "created_at", "id",
               postgresql_where=text("status <> 'DELETED'")),
-        # `q` (a substring of the name, any case): trigrams find the few matches without reading them all.
-        Index("ix_tenants_name_trgm", func.lower(text("name")), postgresql_using="gin",
-              postgresql_ops={"lower(name)": "gin_trgm_ops"}),
     )
 
     name: str = Field(sa_type=String(200))
