@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench import raw, scenarios, stripe_webhook, whatsapp
+from bench import api_speed, raw, scenarios, stripe_webhook, whatsapp
 from bench.kafka import tenant_created_batch
 from bench.machine import CpuMonitor, describe, postmaster_pid
 from bench.receiver import HANG_SECONDS, Receiver
@@ -27,12 +27,13 @@ from bench.report import build_lines, environment, render, render_cpu, write_jso
 from bench.stack import Api, make_stack, start_stack
 
 T0 = time.monotonic()
-SCENARIOS = ("a", "b", "d", "e", "f", "s", "w")
+SCENARIOS = ("a", "b", "d", "e", "f", "g", "h", "i", "s", "w")
 # The latency scenarios run first, on a stack no burst has touched yet: measured here, (d) right after
 # (b)'s 30k-event burst was 2-6 ms slower at p50 (26-30 ms instead of 23-24), the publish hop most.
-# (s) runs first of all: billing is up only during it, before any scenario has created tenants.
+# (i) first: idle means nothing has run yet. (s) next: billing is up only during it, before any scenario
+# has created tenants. (g) and (h) after the latency ones (their rows make the tenants table bigger).
 # (w) starts the conversations service: last.
-RUN_ORDER = ("s", "d", "f", "e", "a", "b", "w")
+RUN_ORDER = ("i", "s", "d", "f", "e", "g", "h", "a", "b", "w")
 
 
 def say(message: str) -> None:
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stripe-rate", type=float, default=200.0,
                    help="(s) Stripe webhook events/s for the acknowledgement latency (default 200)")
     p.add_argument("--stripe-burst", type=int, default=5000, help="(s) events of the processing burst (default 5000)")
+    p.add_argument("--api-seconds", type=float, default=5.0,
+                   help="(g): measured seconds per side and round, 2 rounds (default 5)")
+    p.add_argument("--idle-seconds", type=float, default=20.0, help="(i): idle window (default 20)")
     p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the services (default INFO)")
     p.add_argument("--keep", action="store_true", help="keep the stack's data directory (logs) afterwards")
     p.add_argument("--json", type=Path, default=None, help="results file (default bench/results/latest.json)")
@@ -152,6 +156,14 @@ class Run:
                                   f"{args.seconds:.0f}s -> acknowledgement, and -> agent reply at the provider",
                       lambda: whatsapp.inbound(api, rate=args.rate, seconds=args.seconds, warmup=args.warmup,
                                                progress=say, cpu=cpu)),
+                "g": ("api_create", f"(g) API create: POST /api/platform/tenants vs bare FastAPI + asyncpg, "
+                                    f"{api_speed.CLIENTS} clients",
+                      lambda: api_speed.create_rate(api, seconds=args.api_seconds, warmup=1.0, cpu=cpu,
+                                                    progress=say)),
+                "h": ("api_list", f"(h) list pages at {api_speed.LIST_ROWS:,} tenants",
+                      lambda: api_speed.list_pages(api, calls=100, cpu=cpu, progress=say)),
+                "i": ("idle", f"(i) idle CPU of every service, {args.idle_seconds:.0f}s",
+                      lambda: api_speed.idle(api, seconds=args.idle_seconds, cpu=cpu, progress=say)),
             }
             for key in RUN_ORDER:
                 if key not in args.only:

@@ -22,6 +22,9 @@ TARGET_FANOUT_MS = 1000.0
 TARGET_ISOLATION_FACTOR = 2.0
 TARGET_STRIPE_ACK_P99_MS = 20.0
 TARGET_STRIPE_PROCESSED = 500.0  # Stripe events/s applied (state + outbox event)
+TARGET_API_RATIO = 0.6
+TARGET_LIST_DB_MS = 1.0  # PostgreSQL CPU per list page at 10,000 rows
+TARGET_IDLE_PCT = 10.0
 
 
 @dataclass
@@ -157,6 +160,34 @@ def build_lines(results: dict[str, Any]) -> list[Line]:
                           f"{_ms(_num(wa.get('ack_p50_ms')))} / {_ms(_num(wa.get('reply_p99_ms')))}; "
                           f"{wa.get('replied')}/{wa.get('messages')}, {wa.get('failures')}", "all, 0",
                           wa.get("replied") == wa.get("messages") and wa.get("failures") == 0))
+    lines += _api_lines(results)
+    return lines
+
+
+def _api_lines(results: dict[str, Any]) -> list[Line]:
+    lines: list[Line] = []
+    g, h, i = results.get("api_create") or {}, results.get("api_list") or {}, results.get("idle") or {}
+    if g:
+        t, b = g.get("tenants") or {}, g.get("baseline") or {}
+        lines.append(Line("g", f"create rps vs bare FastAPI + asyncpg ({g.get('clients')} clients)",
+                          f"{_num(t.get('rate')):,.0f} / {_num(b.get('rate')):,.0f} = {_num(g.get('ratio')):.2f}",
+                          f">= {TARGET_API_RATIO:.1f}", _ok(_num(g.get("ratio")), TARGET_API_RATIO, at_least=True)))
+        lines.append(Line("g", "  CPU per create: tenants / bare (ms)",
+                          f"{_num(t.get('cpu_ms_per_call')):.2f} / {_num(b.get('cpu_ms_per_call')):.2f}", "", None))
+        lines.append(Line("g", "  new PostgreSQL sessions while creating", str(t.get("new_sessions")), "0",
+                          t.get("new_sessions") == 0 and t.get("failed") == 0))
+    if h:
+        lines.append(Line("h", f"list page (20) at {h.get('rows'):,} rows, worst p50 of "
+                               f"{len(h.get('queries') or {})} sorts/filters",
+                          _ms(_num(h.get("worst_p50_ms"))), "", None))
+        lines.append(Line("h", "  PostgreSQL CPU per page, worst", _ms(_num(h.get("worst_db_cpu_ms"))),
+                          f"<= {TARGET_LIST_DB_MS:.0f} ms",
+                          _ok(_num(h.get("worst_db_cpu_ms")), TARGET_LIST_DB_MS)))
+    if i:
+        lines.append(Line("i", f"idle CPU, {i.get('services')} services + broker + PostgreSQL, "
+                               f"{_num(i.get('seconds')):.0f} s",
+                          f"{_num(i.get('stack_pct')):.1f} % of a core", f"<= {TARGET_IDLE_PCT:.0f} %",
+                          _ok(_num(i.get("stack_pct")), TARGET_IDLE_PCT)))
     return lines
 
 
@@ -183,7 +214,8 @@ SHARED_WARNING_PCT = 25.0  # other processes using more than this (of one core) 
 def render_cpu(results: dict[str, Any]) -> str:
     """Per scenario, the CPU of each component (% of one core) and of the rest of the machine."""
     rows = [("(a) raw", "raw"), ("(b) throughput", "throughput"), ("(d) latency", "latency"),
-            ("(e) fan-out", "fanout"), ("(f) one hanging", "hanging"), ("(w) whatsapp", "whatsapp")]
+            ("(e) fan-out", "fanout"), ("(f) one hanging", "hanging"), ("(g) API create", "api_create"),
+            ("(h) API list", "api_list"), ("(i) idle", "idle"), ("(s) stripe", "stripe"), ("(w) whatsapp", "whatsapp")]
     out = ["CPU during each measurement (% of one core; 'others' = processes outside this benchmark):"]
     busy = []
     for label, key in rows:

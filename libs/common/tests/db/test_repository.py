@@ -104,3 +104,32 @@ async def test_contains_searches_any_of_several_columns(database):
         found = await repo.get_one(select(Item).where(contains([Item.name, Item.id.cast(String)], str(item.id)[:8])))
         assert found is not None and found.id == item.id
         assert await repo.get_one(select(Item).where(contains([Item.name], f"{tag} nothing"))) is None
+
+
+async def test_ties_follow_the_direction_of_the_first_sort_key(database):
+    tag = uuid.uuid4().hex[:6]
+    await _add(database, *(f"{tag}-{i}" for i in range(4)), rank=7)
+    async with database.sessionmaker() as session:
+        repo = ItemRepository(session)
+        mine = select(Item).where(Item.name.startswith(tag))
+        down, _ = await repo.paginate(mine, limit=4, offset=0, order_by=[Item.rank.desc()])
+        up, _ = await repo.paginate(mine, limit=4, offset=0, order_by=[Item.rank.asc()])
+    assert [r.id for r in down] == sorted((r.id for r in down), reverse=True)  # one (rank, id) index, backwards
+    assert [r.id for r in up] == list(reversed([r.id for r in down]))
+
+
+async def test_a_total_past_the_exact_limit_is_the_planners_estimate_never_below_what_was_counted(
+        database, monkeypatch):
+    monkeypatch.setattr("common.db.repository.EXACT_TOTAL_UP_TO", 3)
+    tag = uuid.uuid4().hex[:6]
+    await _add(database, *(f"{tag}-{i}" for i in range(6)))
+    async with database.sessionmaker() as session:
+        repo = ItemRepository(session)
+        few = select(Item).where(Item.name.in_([f"{tag}-0", f"{tag}-1"]))  # bound parameters, expanded
+        assert await repo.page_total(few) == (2, True)
+        total, exact = await repo.page_total(select(Item).where(Item.name.startswith(tag), Item.rank == 0))
+        assert not exact and total >= 4  # counted up to the limit + 1, then the estimate (>= that)
+        rows, paged_total = await repo.paginate(select(Item).where(Item.name.startswith(tag)), limit=2,
+                                                offset=4, order_by=[Item.name.asc()])
+        # An estimate never ends the list early: the page is read whatever the total says.
+        assert [r.name for r in rows] == [f"{tag}-4", f"{tag}-5"] and paged_total >= 4

@@ -35,7 +35,13 @@ class Tenant(Base, table=True):
         # Names are unique among tenants that are not deleted (a deleted name can be reused).
         Index("uq_tenants_live_name", func.lower(text("name")), unique=True,
               postgresql_where=text("status <> 'DELETED'")),
-        Index("ix_tenants_status_created", "status", "created_at"),
+        # Every list order has an index that yields a page in order, so a page costs O(page size):
+        # the default view (not deleted) by creation, one status by creation, one plan by creation.
+        # Name order uses uq_tenants_live_name. `id` breaks ties in the list's direction (Repository).
+        Index("ix_tenants_live_created", "created_at", "id", postgresql_where=text("status <> 'DELETED'")),
+        Index("ix_tenants_status_created", "status", "created_at", "id"),
+        Index("ix_tenants_live_plan_created", "plan_id", "created_at", "id",
+              postgresql_where=text("status <> 'DELETED'")),
     )
 
     name: str = Field(sa_type=String(200))

@@ -1,0 +1,249 @@
+"""The API scenarios: (g) create throughput vs a bare FastAPI + asyncpg insert, (h) list pages at 10,000 rows,
+(i) idle CPU of the whole stack.
+
+(g) drives both apps with the same closed loop (CLIENTS concurrent aiohttp clients, each sending its next
+call when the last answered) and reports requests/s, CPU per request of the app's process, and how many
+new PostgreSQL sessions the tenants service opened meanwhile (`pg_stat_database.sessions`: a pool that
+churns opens them by the hundred).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+
+from bench.machine import CpuMonitor, describe
+from bench.scenarios import percentile
+from bench.stack import Api
+
+Progress = Callable[[str], None]
+CLIENTS = 32
+LIST_ROWS = 10_000
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+# --- (g) create throughput ---------------------------------------------------------------------------
+class Baseline:
+    """bench/baseline.py in its own uvicorn process, on its own database of the stack's PostgreSQL."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.process: Any = None
+        self.url = ""
+
+    async def start(self) -> int:
+        from devstack._proc import free_port, spawn, wait_tcp
+
+        tenants_url = _plain(self.api.stack.database_urls["tenants"])
+        conn = await asyncpg.connect(tenants_url)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = 'bench_baseline'"):
+                await conn.execute("CREATE DATABASE bench_baseline")
+        finally:
+            await conn.close()
+        parts = urlsplit(tenants_url)  # e.g. postgresql://u:p@/tenants?host=/socket/dir
+        port = free_port()
+        env = dict(self.api.stack.env) | {"BASELINE_DATABASE_URL": urlunsplit(parts._replace(path="/bench_baseline"))}
+        self.process = spawn([sys.executable, "-m", "uvicorn", "bench.baseline:create_app", "--factory",
+                              "--host", "127.0.0.1", "--port", str(port), "--no-access-log"],
+                             env=env, log_path=self.api.stack.log_path("baseline"),
+                             cwd=self.api.stack.root, header="baseline")
+        await wait_tcp("127.0.0.1", port, 30.0, self.process)
+        self.url = f"http://127.0.0.1:{port}"
+        return self.process.pid
+
+    async def stop(self) -> None:
+        from devstack._proc import terminate
+
+        await terminate(self.process)
+
+
+async def _closed_loop(call: Callable[[], Awaitable[int]], seconds: float) -> tuple[int, int, list[float]]:
+    """CLIENTS loops calling `call` until `seconds` are over: (ok, failed, latencies in ms)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    ok = failed = 0
+    took: list[float] = []
+
+    async def client() -> None:
+        nonlocal ok, failed
+        while loop.time() < end:
+            t0 = time.perf_counter()
+            status = await call()
+            took.append((time.perf_counter() - t0) * 1000)
+            if status == 201:
+                ok += 1
+            else:
+                failed += 1
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return ok, failed, took
+
+
+async def _sessions(conn: asyncpg.Connection, database: str) -> int:
+    await conn.execute("SELECT pg_stat_clear_snapshot()")
+    return int(await conn.fetchval("SELECT sessions FROM pg_stat_database WHERE datname = $1", database) or 0)
+
+
+async def create_rate(api: Api, *, seconds: float, warmup: float, cpu: CpuMonitor,
+                      progress: Progress) -> dict[str, Any]:
+    baseline = Baseline(api)
+    cpu.track("baseline", await baseline.start())
+    session: aiohttp.ClientSession = api.session
+
+    async def bare() -> int:
+        body = {"name": f"Bench {uuid.uuid4().hex[:16]}", "plan": "Pro"}
+        try:
+            async with session.post(f"{baseline.url}/tenants", json=body) as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError):
+            return 0
+
+    async def tenant() -> int:
+        return (await api.create_tenant())[3]
+
+    stats = await asyncpg.connect(_plain(api.stack.database_urls["tenants"]))
+    database = stats._params.database  # type: ignore[attr-defined]
+    out: dict[str, Any] = {"clients": CLIENTS, "seconds": seconds}
+    try:
+        # Alternating twice spreads a neighbour's burst over both sides of the ratio.
+        for rnd in range(2):
+            for name, call, group in (("baseline", bare, "baseline"), ("tenants", tenant, "tenants")):
+                await _closed_loop(call, warmup)
+                await asyncio.sleep(1.0)  # sessions ended in the warm-up reach the statistics
+                s0 = await _sessions(stats, database)
+                c0 = cpu.snapshot()
+                t0 = time.monotonic()
+                ok, failed, took = await _closed_loop(call, seconds)
+                elapsed = time.monotonic() - t0
+                usage = CpuMonitor.usage(c0, cpu.snapshot())
+                await asyncio.sleep(1.0)
+                s1 = await _sessions(stats, database)
+                side = out.setdefault(name, {"ok": 0, "failed": 0, "elapsed": 0.0, "cpu_s": 0.0, "took": [],
+                                             "new_sessions": 0})
+                side["ok"] += ok
+                side["failed"] += failed
+                side["elapsed"] += elapsed
+                side["cpu_s"] += usage.get(group, 0.0) / 100 * elapsed
+                side["took"] += took
+                if name == "tenants":
+                    side["new_sessions"] += s1 - s0
+                progress(f"  (g) round {rnd + 1} {name}: {ok / elapsed:,.0f}/s ({failed} failed), "
+                         f"p99 {percentile(took, 99):.0f} ms; {describe(usage)}")
+                side.setdefault("cpu", usage)
+    finally:
+        await stats.close()
+        await baseline.stop()
+    for name in ("baseline", "tenants"):
+        side = out[name]
+        took = side.pop("took")
+        side["rate"] = side["ok"] / side["elapsed"] if side["elapsed"] else float("nan")
+        side["cpu_ms_per_call"] = 1000 * side["cpu_s"] / side["ok"] if side["ok"] else float("nan")
+        side["p50_ms"], side["p99_ms"] = percentile(took, 50), percentile(took, 99)
+    out["ratio"] = out["tenants"]["rate"] / out["baseline"]["rate"] if out["baseline"]["rate"] else float("nan")
+    out["cpu"] = out["tenants"].pop("cpu")
+    progress(f"  (g) tenants {out['tenants']['rate']:,.0f}/s ({out['tenants']['cpu_ms_per_call']:.2f} ms CPU "
+             f"each), baseline {out['baseline']['rate']:,.0f}/s ({out['baseline']['cpu_ms_per_call']:.2f} ms), "
+             f"ratio {out['ratio']:.2f}; new PostgreSQL sessions during tenants: "
+             f"{out['tenants']['new_sessions']}")
+    return out
+
+
+# --- (h) list pages at 10,000 rows ---------------------------------------------------------------------
+LIST_QUERIES = {
+    "newest first": "",
+    "by name": "&sort=name",
+    "status=SUSPENDED": "&status=SUSPENDED",
+    "plan=Pro": "&plan=Pro",
+    "q=a7f3 (a few matches)": "&q=a7f3",
+    "q=7f (a tenth of the rows)": "&q=7f",
+    "page 400 (offset 8,000)": "&offset=8000",
+}
+
+
+async def _seed_tenants(api: Api, rows: int) -> int:
+    conn = await asyncpg.connect(_plain(api.stack.database_urls["tenants"]))
+    try:
+        have = int(await conn.fetchval("SELECT count(*) FROM tenants"))
+        if have < rows:
+            # A tenth suspended, plans spread over the three seeded ones, creation times spread over a year.
+            await conn.execute("""
+                INSERT INTO tenants (id, name, plan_id, status, settings, created_at, updated_at)
+                SELECT gen_random_uuid(), 'Seed ' || md5(i::text), p.ids[1 + i % array_length(p.ids, 1)],
+                       CASE WHEN i % 10 = 0 THEN 'SUSPENDED' ELSE 'ACTIVE' END, '{}'::jsonb,
+                       now() - (i || ' minutes')::interval, now()
+                FROM generate_series(1, $1) AS i, (SELECT array_agg(id ORDER BY sort_order) AS ids FROM plans) p
+            """, rows - have)
+            await conn.execute("ANALYZE tenants")
+        return int(await conn.fetchval("SELECT count(*) FROM tenants"))
+    finally:
+        await conn.close()
+
+
+async def list_pages(api: Api, *, calls: int, cpu: CpuMonitor, progress: Progress) -> dict[str, Any]:
+    rows = await _seed_tenants(api, LIST_ROWS)
+    url = api.url("tenants", "/api/platform/tenants?limit=20")
+    out: dict[str, Any] = {"rows": rows, "calls": calls, "queries": {}}
+    c_all = cpu.snapshot()
+    for label, query in LIST_QUERIES.items():
+        took: list[float] = []
+        c0 = cpu.snapshot()
+        t_start = time.monotonic()
+        for _ in range(calls):  # one at a time: the latency of a page, not of a queue
+            t0 = time.perf_counter()
+            async with api.session.get(url + query, headers=api.headers) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"GET tenants{query}: {resp.status} {body[:300]!r}")
+            took.append((time.perf_counter() - t0) * 1000)
+        elapsed = time.monotonic() - t_start
+        usage = CpuMonitor.usage(c0, cpu.snapshot())
+        db_ms = usage.get("postgres", 0.0) / 100 * elapsed * 1000 / calls
+        out["queries"][label] = {"p50_ms": percentile(took, 50), "p99_ms": percentile(took, 99),
+                                 "db_cpu_ms": db_ms}
+        progress(f"  (h) {label}: p50 {percentile(took, 50):.1f} ms, p99 {percentile(took, 99):.1f} ms, "
+                 f"PostgreSQL CPU {db_ms:.2f} ms per page")
+    out["cpu"] = CpuMonitor.usage(c_all, cpu.snapshot())
+    qs = out["queries"].values()
+    out["worst_p50_ms"] = max(q["p50_ms"] for q in qs)
+    out["worst_db_cpu_ms"] = max(q["db_cpu_ms"] for q in qs)
+    return out
+
+
+# --- (i) idle CPU ------------------------------------------------------------------------------------
+async def idle(api: Api, *, seconds: float, cpu: CpuMonitor, progress: Progress) -> dict[str, Any]:
+    """Every service of `make run` (the bench's three plus the others, started for this) doing nothing."""
+    from devstack._proc import free_port, terminate
+    from devstack.services import SERVICE_NAMES
+
+    stack = api.stack
+    extra = [n for n in SERVICE_NAMES if n not in stack.services]
+    if extra:
+        progress(f"  (i) starting {', '.join(extra)}")
+        started = await stack.start_services(extra, ports={n: free_port() for n in extra})
+        for name, sp in started.items():
+            cpu.track(name, sp.process.pid if sp.process else None)
+    try:
+        await asyncio.sleep(5.0)  # start-up work (first retention pass aside) settles
+        c0 = cpu.snapshot()
+        await asyncio.sleep(seconds)
+        usage = CpuMonitor.usage(c0, cpu.snapshot())
+    finally:
+        for name in extra:
+            await terminate(stack.services[name].process)
+            del stack.services[name]
+    stack_total = sum(v for k, v in usage.items() if k not in ("others", "total", "bench", "receiver"))
+    progress(f"  (i) idle {seconds:.0f}s, stack {stack_total:.1f} % of a core; {describe(usage)}")
+    return {"seconds": seconds, "services": len(SERVICE_NAMES), "stack_pct": stack_total, "cpu": usage}
