@@ -251,12 +251,14 @@ def billing() -> db.Dashboard:
                            thresholds(GREEN, (0.05, "yellow"), (0.2, "red")),
                            description="Retryable (network, 429, 5xx) and rejected calls over all calls."))
         .with_panel(single("Payments failed (1 h)", "short",
-                           f'sum(increase(events_published_total{{{events}, event="billing.payment_failed"}}[1h]))',
+                           f'sum(increase(events_published_total{{{sel}, {events}, event="billing.payment_failed"}}[1h]))',
                            thresholds(GREEN, (5, "yellow"), (20, "red"))))
-        .with_panel(single("Tenants suspended (1 h)", "short",
-                           'sum(increase(events_published_total{source="tenants", event="tenant.suspended"}[1h]))',
+        .with_panel(single("Suspensions for non-payment (1 h)", "short",
+                           f'sum(increase(events_published_total{{{sel}, {events}, '
+                           f'event="billing.subscription.delinquent"}}[1h]))',
                            thresholds(GREEN, (1, "yellow"), (10, "red")),
-                           description="Every suspension, by hand or for non-payment (reason is in the event)."))
+                           description="billing.subscription.delinquent: Stripe gave up and the grace "
+                                       "(BILLING_SUSPEND_GRACE_HOURS) ended; tenants suspends the tenant on it."))
         .with_panel(single("Stripe webhook 5xx/s", "reqps",
                            f'sum(rate(http_requests_total{{{stripe_hook}, status=~"5.."}}[{RATE}]))',
                            thresholds(GREEN, (0.01, "red"))))
@@ -274,7 +276,7 @@ def billing() -> db.Dashboard:
                            [(f"sum by (outcome) (rate(billing_stripe_events_processed_total{{{sel}}}[{RATE}]))",
                              "{{outcome}}")]))
         .with_panel(series("Billing events out", "ops",
-                           [(f"sum by (event) (rate(events_published_total{{{events}}}[{RATE}]))", "{{event}}")],
+                           [(f"sum by (event) (rate(events_published_total{{{sel}, {events}}}[{RATE}]))", "{{event}}")],
                            w=24))
     )
 
