@@ -197,7 +197,9 @@ class Stack:
         """Create the databases (all registered services by default); fills ``database_urls``."""
         pg = await self.start_postgres()
         specs = [self._spec(n) for n in (names or self.registry)]
-        urls = await provision_databases(pg, specs, self.env)
+        # extra_env counts too: a stack given <NAME>_DATABASE_URL (e.g. a second stack on a shared server, as
+        # in the tests) must create and use those databases, not the default ones another stack owns.
+        urls = await provision_databases(pg, specs, self.env | self.extra_env)
         self.database_urls.update(urls)
         return urls
 
