@@ -32,6 +32,7 @@ logger = logging.getLogger("billing.webhook")
 
 TOLERANCE_SECONDS = 300
 SECRET_CACHE_SECONDS = 5.0
+SECRET_REFRESH_SECONDS = 1.0
 MAX_ATTEMPTS = 5
 INVOICE_TYPES = {"invoice.payment_succeeded", "invoice.payment_failed"}
 YIELD_EVERY = 10
@@ -46,9 +47,11 @@ PROCESSED = Counter("billing_stripe_events_processed_total", "Stored Stripe even
 
 async def _webhook_secret(billing: Billing, *, fresh: bool = False) -> str:
     """The webhook secret, decrypted once and kept a few seconds (one read per interval, not per event).
-    A PUT in this process drops it at once; `fresh` re-reads it (a secret changed by another replica)."""
+    A PUT in this process drops it at once; `fresh` re-reads it (a secret changed by another replica), at
+    most once a second (a flood of forged signatures must not become a flood of reads)."""
     cached = billing.webhook_secret_cache
-    if not fresh and cached is not None and time.monotonic() - cached[1] < SECRET_CACHE_SECONDS:
+    max_age = SECRET_REFRESH_SECONDS if fresh else SECRET_CACHE_SECONDS
+    if cached is not None and time.monotonic() - cached[1] < max_age:
         return cached[0]
     assert billing.database is not None
     async with billing.database.sessionmaker() as session:
@@ -59,12 +62,13 @@ async def _webhook_secret(billing: Billing, *, fresh: bool = False) -> str:
     return keys.webhook_secret
 
 
-def _verify(payload: str, signature: str, secret: str) -> bool:
+def _refusal(payload: str, signature: str, secret: str) -> str | None:
+    """Why the SDK refuses this signature, or None when it verifies."""
     try:
         stripe.WebhookSignature.verify_header(payload, signature, secret, TOLERANCE_SECONDS)
-    except stripe.SignatureVerificationError:
-        return False
-    return True
+    except stripe.SignatureVerificationError as exc:
+        return str(exc)[:200]
+    return None
 
 
 def _event_fields(body: bytes) -> tuple[str, str, int]:
@@ -96,14 +100,14 @@ async def receive(billing: Billing, body: bytes, signature: str | None) -> Webho
     except UnicodeDecodeError:
         raise BadRequest("Stripe-Signature does not verify: the body is not UTF-8") from None
     secret = await _webhook_secret(billing)
-    if not _verify(payload, signature, secret):
+    refusal = _refusal(payload, signature, secret)
+    if refusal is not None:
         # The cached secret may be an old one (changed by another replica): check against the stored one.
         fresh = await _webhook_secret(billing, fresh=True)
-        if fresh == secret or not _verify(payload, signature, fresh):
-            try:  # the SDK's own words for the refusal
-                stripe.WebhookSignature.verify_header(payload, signature, fresh, TOLERANCE_SECONDS)
-            except stripe.SignatureVerificationError as exc:
-                raise BadRequest(f"Stripe-Signature does not verify: {str(exc)[:200]}") from None
+        if fresh != secret:
+            refusal = _refusal(payload, signature, fresh)
+        if refusal is not None:
+            raise BadRequest(f"Stripe-Signature does not verify: {refusal}")
     event_id, event_type, created = _event_fields(body)
     assert billing.database is not None
     try:
