@@ -111,7 +111,7 @@ async def receive(billing: Billing, body: bytes, signature: str | None) -> Webho
     event_id, event_type, created = _event_fields(body)
     assert billing.database is not None
     try:
-        async with billing.database.autocommit.connect() as conn:
+        async with billing.ack_slots, billing.database.autocommit.connect() as conn:
             new = await store_event(conn, stripe_event_id=event_id, type=event_type, created=created, body=payload)
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
