@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry import propagate
@@ -45,6 +46,17 @@ class Outbox:
             # transaction, delivered at its commit.
             await session.execute(statement.returning(func.pg_notify(self.channel, "")))
         return envelope
+
+    async def add_many(self, session: AsyncSession, items: Sequence[tuple[Envelope, str]]) -> None:
+        """Several `(envelope, key)` in one statement (a batch job's events), in the given order."""
+        if not items:
+            return
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        await session.execute(insert(self.table), [
+            {"event_id": envelope.id, "event_type": envelope.event, "topic": self.topic, "aggregate_id": key,
+             "payload": envelope.to_kafka(), "headers": headers} for envelope, key in items])
+        wake_after_commit(session, self.channel)
 
     async def publish(self, session: AsyncSession | AsyncConnection, name: str, data: Any, *, key: Any,
                       tenant_id: Any = None) -> Envelope:

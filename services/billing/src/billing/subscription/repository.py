@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import Select, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from billing.models import Customer, Invoice, Subscription
@@ -61,6 +61,18 @@ class SubscriptionRepository(Repository[Subscription]):
         return stmt.order_by(Subscription.created_at.desc(), Subscription.id.desc()).limit(limit)  # type: ignore[attr-defined]
 
 
+_BULK_INVOICE_COLUMNS = {
+    "stripe_invoice_id": "text", "tenant_id": "uuid", "stripe_subscription_id": "text", "status": "text",
+    "amount_due": "bigint", "amount_paid": "bigint", "currency": "text", "attempt_count": "int",
+    "next_payment_attempt": "timestamptz", "hosted_invoice_url": "text", "paid_at": "timestamptz",
+    "state_at": "bigint"}
+_INSERT_INVOICES = text(
+    f"INSERT INTO billing_invoices (id, {', '.join(_BULK_INVOICE_COLUMNS)}, created_at, updated_at) "
+    f"SELECT u.*, now(), now() FROM unnest(CAST(:id AS uuid[]), "
+    + ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _BULK_INVOICE_COLUMNS.items())
+    + ") AS u ON CONFLICT DO NOTHING RETURNING stripe_invoice_id")
+
+
 class InvoiceRepository(Repository[Invoice]):
     model = Invoice
 
@@ -73,6 +85,15 @@ class InvoiceRepository(Repository[Invoice]):
         table = Invoice.__table__  # type: ignore[attr-defined]
         stmt = insert(table).values(id=uuid.uuid4(), **values).on_conflict_do_nothing().returning(*table.c)
         return (await self.session.execute(stmt)).one_or_none()
+
+    async def insert_many_once(self, rows: list[dict[str, Any]]) -> set[str]:
+        """`insert_once` for many invoices in one statement (one array per column, so one prepared
+        statement whatever the count); returns the Stripe ids inserted (the others were known)."""
+        if not rows:
+            return set()
+        columns = {name: [row[name] for row in rows] for name in _BULK_INVOICE_COLUMNS}
+        result = await self.session.execute(_INSERT_INVOICES, {"id": [uuid.uuid4() for _ in rows], **columns})
+        return set(result.scalars())
 
     def filtered(self, *, tenant_id: uuid.UUID | None, status: str | None) -> Select[tuple[Invoice]]:
         stmt = select(Invoice)

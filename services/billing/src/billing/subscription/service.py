@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.events import outbox
+from billing import events
 from billing.models import Subscription
 from billing.plan.repository import PlanRepository
 from billing.subscription.repository import CustomerRepository, InvoiceRepository, SubscriptionRepository
@@ -45,7 +46,7 @@ async def publish_delinquent(session: AsyncSession, row: Subscription, grace: ti
     if row.delinquent_at is not None or row.overdue_since is None:
         return
     row.delinquent_at = utcnow()
-    await outbox.publish(session, "billing.subscription.delinquent", {
+    await events.publish(session, "billing.subscription.delinquent", {
         "tenantId": row.tenant_id, "subscriptionId": row.stripe_subscription_id,
         "invoiceId": row.overdue_invoice_id, "overdueSince": row.overdue_since,
         "graceHours": grace.total_seconds() / 3600}, key=row.tenant_id, tenant_id=row.tenant_id)
@@ -79,7 +80,7 @@ def _subscription_data(row: Subscription, **extra: Any) -> dict[str, Any]:
 
 
 async def _publish_subscription(session: AsyncSession, name: str, row: Subscription, **extra: Any) -> None:
-    await outbox.publish(session, name, _subscription_data(row, **extra), key=row.tenant_id, tenant_id=row.tenant_id)
+    await events.publish(session, name, _subscription_data(row, **extra), key=row.tenant_id, tenant_id=row.tenant_id)
 
 
 async def _tenant_of_customer(session: AsyncSession, customer: str | None) -> uuid.UUID | None:
@@ -189,10 +190,29 @@ def _payment_data(row: Any, state: InvoiceState) -> dict[str, Any]:
             "finalAttempt": gave_up}
 
 
+def _invoice_values(state: InvoiceState, tenant_id: uuid.UUID | None, created: int) -> dict[str, Any]:
+    return {"tenant_id": tenant_id, "stripe_subscription_id": state.subscription_id, "status": state.status,
+            "amount_due": state.amount_due, "amount_paid": state.amount_paid, "currency": state.currency,
+            "attempt_count": state.attempt_count, "next_payment_attempt": state.next_payment_attempt,
+            "hosted_invoice_url": state.hosted_invoice_url, "paid_at": state.paid_at, "state_at": created}
+
+
+async def insert_new_invoices(session: AsyncSession, events: list[tuple[dict[str, Any], int]]) -> set[str]:
+    """A batch's first sight of invoices, in one statement: `(invoice object, event created)` of events
+    that name their tenant and are the only event of their invoice in the batch (so this insert is exactly
+    what `apply_invoice_event` would do first). Returns the ids inserted; the others exist already."""
+    rows = []
+    for obj, created in events:
+        state = InvoiceState.of(obj)
+        rows.append({"stripe_invoice_id": state.id, **_invoice_values(state, state.tenant_id, created)})
+    return await InvoiceRepository(session).insert_many_once(rows)
+
+
 async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[str, Any], created: int,
-                              grace: timedelta) -> str:
+                              grace: timedelta, *, inserted: bool = False) -> str:
     """The invoice row takes the newest state; every payment event (each Stripe event is stored once) is
-    published once, even one that arrives after a newer state: subscribers hear of every attempt."""
+    published once, even one that arrives after a newer state: subscribers hear of every attempt.
+    `inserted`: `insert_new_invoices` already wrote this event's state as the invoice's first row."""
     state = InvoiceState.of(obj)
     repo = InvoiceRepository(session)
     tenant_id = state.tenant_id
@@ -200,13 +220,14 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
         sub = await SubscriptionRepository(session).by_stripe_id(state.subscription_id)
         tenant_id = sub.tenant_id if sub is not None else None
     tenant_id = tenant_id or await _tenant_of_customer(session, state.customer)
-    values = {"tenant_id": tenant_id, "stripe_subscription_id": state.subscription_id, "status": state.status,
-              "amount_due": state.amount_due, "amount_paid": state.amount_paid, "currency": state.currency,
-              "attempt_count": state.attempt_count, "next_payment_attempt": state.next_payment_attempt,
-              "hosted_invoice_url": state.hosted_invoice_url, "paid_at": state.paid_at, "state_at": created}
+    values = _invoice_values(state, tenant_id, created)
     outcome = "applied"
-    # Most events bring an invoice seen for the first time: try the insert first (one statement).
-    row: Any = await repo.insert_once({"stripe_invoice_id": state.id, **values})
+    row: Any
+    if inserted:
+        row = SimpleNamespace(stripe_invoice_id=state.id, **values)
+    else:
+        # Most events bring an invoice seen for the first time: try the insert first (one statement).
+        row = await repo.insert_once({"stripe_invoice_id": state.id, **values})
     if row is None:
         row = await repo.by_stripe_id(state.id, for_update=True)
         assert row is not None  # invoices are never deleted
@@ -231,5 +252,5 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
         elif sub is not None and data["finalAttempt"]:
             await mark_overdue(session, sub, row.stripe_invoice_id, grace)
     name = "billing.payment_failed" if event_type == "invoice.payment_failed" else "billing.payment_succeeded"
-    await outbox.publish(session, name, data, key=row.tenant_id, tenant_id=row.tenant_id)
+    await events.publish(session, name, data, key=row.tenant_id, tenant_id=row.tenant_id)
     return outcome

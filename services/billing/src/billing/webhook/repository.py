@@ -3,35 +3,54 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from billing.models import StripeEvent
 from common.db.repository import Repository
+
+# The acknowledgement's only statement. The verified body is stored as it came (PostgreSQL parses it into
+# jsonb): no second JSON encoding in Python. Each statement commits by itself (autocommit connection).
+_STORE = text(
+    "INSERT INTO stripe_events (id, stripe_event_id, type, stripe_created, payload, received_at, attempts, "
+    "created_at, updated_at) VALUES (:id, :event_id, :type, :created, CAST(:payload AS jsonb), "
+    "now(), 0, now(), now()) ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id")
+
+
+async def store_event(conn: AsyncConnection, *, stripe_event_id: str, type: str, created: int, body: str) -> bool:
+    """Insert unless this Stripe event id was stored before; True when it is new. On a bare autocommit
+    connection, not a session: the webhook's hot path has no unit of work to run."""
+    result = await conn.execute(_STORE, {"id": uuid.uuid4(), "event_id": stripe_event_id, "type": type, "created": created,
+                                         "payload": body})
+    return result.scalar_one_or_none() is not None
+
+
+@dataclass(slots=True)
+class PendingEvent:
+    id: uuid.UUID
+    type: str
+    stripe_created: int
+    payload: dict[str, Any]
+
+
+_CLAIM = text(
+    "SELECT id, type, stripe_created, payload::text FROM stripe_events WHERE processed_at IS NULL "
+    "ORDER BY stripe_created, received_at, id LIMIT :limit FOR UPDATE SKIP LOCKED")
 
 
 class StripeEventRepository(Repository[StripeEvent]):
     model = StripeEvent
 
-    async def store(self, *, stripe_event_id: str, type: str, created: int, payload: dict[str, Any],
-                    received_at: datetime) -> bool:
-        """Insert unless this Stripe event id was stored before; True when it is new."""
-        stmt = (insert(StripeEvent).values(id=uuid.uuid4(), stripe_event_id=stripe_event_id, type=type,
-                                            stripe_created=created, payload=payload, received_at=received_at,
-                                            attempts=0)
-                .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id])
-                .returning(StripeEvent.id))
-        return (await self.session.execute(stmt)).scalar_one_or_none() is not None
-
-    async def claim(self, limit: int) -> list[StripeEvent]:
-        """Unprocessed events in Stripe's order, locked for this worker (others skip them)."""
-        stmt = (select(StripeEvent).where(StripeEvent.processed_at.is_(None))  # type: ignore[union-attr]
-                .order_by(StripeEvent.stripe_created, StripeEvent.received_at, StripeEvent.id)
-                .limit(limit).with_for_update(skip_locked=True))
-        return await self.all(stmt)
+    async def claim_pending(self, limit: int) -> list[PendingEvent]:
+        """Unprocessed events in Stripe's order, locked for this worker (others skip them). Without the ORM:
+        only the columns the worker reads, the payload parsed by orjson."""
+        rows = await self.session.execute(_CLAIM, {"limit": limit})
+        return [PendingEvent(id, type, created, orjson.loads(payload)) for id, type, created, payload in rows]
 
     async def mark(self, event_id: uuid.UUID, *, outcome: str | None, error: str | None = None,
                    done: bool = True) -> None:

@@ -6,6 +6,7 @@ The five types the platform acts on change subscriptions and invoices (newest st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import timedelta
@@ -14,41 +15,63 @@ from typing import Any
 import orjson
 import stripe
 from prometheus_client import Counter
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing import events
 from billing.context import Billing
-from billing.models import StripeEvent
 from billing.stripe_settings import service as stripe_settings
 from billing.subscription import service as subscriptions
-from billing.webhook.repository import StripeEventRepository
+from billing.subscription.stripe_objects import InvoiceState
+from billing.webhook.repository import PendingEvent, StripeEventRepository, store_event
 from billing.webhook.schemas import WebhookAck
-from common.db import Database, commit_each_statement, utcnow
+from common.db import Database
 from common.errors import BadRequest, Conflict
 
 logger = logging.getLogger("billing.webhook")
 
 TOLERANCE_SECONDS = 300
 SECRET_CACHE_SECONDS = 5.0
+SECRET_REFRESH_SECONDS = 1.0
 MAX_ATTEMPTS = 5
+INVOICE_TYPES = {"invoice.payment_succeeded", "invoice.payment_failed"}
+YIELD_EVERY = 10
 HANDLED = {"customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
            "invoice.payment_succeeded", "invoice.payment_failed"}
 
 RECEIVED = Counter("billing_stripe_events_received_total", "Verified Stripe webhook events", ["type", "duplicate"])
+# jsonb refuses \u0000 (22P05) and text it cannot convert (22021): the sender's fault, not ours.
+UNSTORABLE_TEXT = {"22P05", "22021"}
 PROCESSED = Counter("billing_stripe_events_processed_total", "Stored Stripe events applied", ["type", "outcome"])
 
 
-async def _webhook_secret(session: AsyncSession, billing: Billing) -> str:
+async def _webhook_secret(billing: Billing, *, fresh: bool = False) -> str:
+    """The webhook secret, decrypted once and kept a few seconds (one read per interval, not per event).
+    A PUT in this process drops it at once; `fresh` re-reads it (a secret changed by another replica), at
+    most once a second (a flood of forged signatures must not become a flood of reads)."""
     cached = billing.webhook_secret_cache
-    if cached is not None and time.monotonic() - cached[1] < SECRET_CACHE_SECONDS:
+    max_age = SECRET_REFRESH_SECONDS if fresh else SECRET_CACHE_SECONDS
+    if cached is not None and time.monotonic() - cached[1] < max_age:
         return cached[0]
-    keys = await stripe_settings.keys(session, billing)
+    assert billing.database is not None
+    async with billing.database.sessionmaker() as session:
+        keys = await stripe_settings.keys(session, billing)
     if keys is None:
         raise Conflict("Stripe is not configured: no webhook secret to verify with", title="Stripe not configured")
     billing.webhook_secret_cache = (keys.webhook_secret, time.monotonic())
     return keys.webhook_secret
 
 
-def _event_fields(body: bytes) -> tuple[str, str, int, dict[str, Any]]:
+def _refusal(payload: str, signature: str, secret: str) -> str | None:
+    """Why the SDK refuses this signature, or None when it verifies."""
+    try:
+        stripe.WebhookSignature.verify_header(payload, signature, secret, TOLERANCE_SECONDS)
+    except stripe.SignatureVerificationError as exc:
+        return str(exc)[:200]
+    return None
+
+
+def _event_fields(body: bytes) -> tuple[str, str, int]:
     try:
         event = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -65,60 +88,95 @@ def _event_fields(body: bytes) -> tuple[str, str, int, dict[str, Any]]:
         raise BadRequest("The event has no valid created timestamp")
     if not (isinstance(data, dict) and isinstance(data.get("object"), dict)):
         raise BadRequest("The event has no data.object")
-    return event_id, event_type, created, event
+    return event_id, event_type, created
 
 
-async def receive(session: AsyncSession, billing: Billing, body: bytes, signature: str | None) -> WebhookAck:
-    # The only write is one statement: it commits by itself (no BEGIN/COMMIT round trips on this hot path).
-    await commit_each_statement(session)
+async def receive(billing: Billing, body: bytes, signature: str | None) -> WebhookAck:
+    """Verify, then store in ONE autocommitted statement (committed before the 2xx), then wake the worker."""
     if not signature:
         raise BadRequest("Missing Stripe-Signature header")
-    secret = await _webhook_secret(session, billing)
     try:
         payload = body.decode("utf-8")
-        stripe.WebhookSignature.verify_header(payload, signature, secret, TOLERANCE_SECONDS)
-    except (UnicodeDecodeError, stripe.SignatureVerificationError) as exc:
-        raise BadRequest(f"Stripe-Signature does not verify: {str(exc)[:200]}") from None
-    event_id, event_type, created, event = _event_fields(body)
+    except UnicodeDecodeError:
+        raise BadRequest("Stripe-Signature does not verify: the body is not UTF-8") from None
+    secret = await _webhook_secret(billing)
+    refusal = _refusal(payload, signature, secret)
+    if refusal is not None:
+        # The cached secret may be an old one (changed by another replica): check against the stored one.
+        fresh = await _webhook_secret(billing, fresh=True)
+        if fresh != secret:
+            refusal = _refusal(payload, signature, fresh)
+        if refusal is not None:
+            raise BadRequest(f"Stripe-Signature does not verify: {refusal}")
+    event_id, event_type, created = _event_fields(body)
+    assert billing.database is not None
     try:
-        new = await StripeEventRepository(session).store(stripe_event_id=event_id, type=event_type,
-                                                         created=created, payload=event, received_at=utcnow())
-    except UnicodeEncodeError:
-        raise BadRequest("The event holds text PostgreSQL cannot store") from None
+        async with billing.ack_slots, billing.database.autocommit.connect() as conn:
+            new = await store_event(conn, stripe_event_id=event_id, type=event_type, created=created, body=payload)
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
+            raise BadRequest("The event holds text PostgreSQL cannot store") from None
+        raise
     RECEIVED.labels(event_type if event_type in HANDLED else "other", str(not new).lower()).inc()
     if new:
         billing.events_waiting.set()  # already committed
     return WebhookAck(duplicate=not new)
 
 
-async def _apply(session: AsyncSession, billing: Billing, row: StripeEvent) -> str:
-    if row.type not in HANDLED:
+async def _apply(session: AsyncSession, billing: Billing, type: str, payload: dict[str, Any], created: int,
+                 *, inserted: bool = False) -> str:
+    if type not in HANDLED:
         return "ignored"
-    obj = row.payload["data"]["object"]
+    obj = payload["data"]["object"]
     grace = timedelta(hours=billing.settings.billing_suspend_grace_hours)
-    previous = row.payload["data"].get("previous_attributes") or {}
-    if row.type.startswith("customer.subscription."):
-        return await subscriptions.apply_subscription_event(session, row.type, obj, row.stripe_created,
-                                                            previous, grace)
-    return await subscriptions.apply_invoice_event(session, row.type, obj, row.stripe_created, grace)
+    previous = payload["data"].get("previous_attributes") or {}
+    if type.startswith("customer.subscription."):
+        return await subscriptions.apply_subscription_event(session, type, obj, created, previous, grace)
+    return await subscriptions.apply_invoice_event(session, type, obj, created, grace, inserted=inserted)
+
+
+def _first_sights(rows: list[PendingEvent]) -> dict[str, PendingEvent]:
+    """Invoice events that can be inserted up front in one statement: they name their tenant (no lookup
+    that an earlier event of the batch could change) and are their invoice's only event in the batch."""
+    by_invoice: dict[str, list[PendingEvent]] = {}
+    for row in rows:
+        if row.type in INVOICE_TYPES:
+            obj = row.payload["data"]["object"]
+            if InvoiceState.of(obj).tenant_id is not None:
+                by_invoice.setdefault(str(obj["id"]), []).append(row)
+    return {invoice: found[0] for invoice, found in by_invoice.items() if len(found) == 1}
 
 
 async def process_batch(database: Database, billing: Billing) -> int:
-    """Apply up to a batch of stored events in one transaction; on a failure, one by one (a bad event is
-    retried a few times, then recorded as failed, and never blocks the others). Returns how many."""
+    """Apply up to a batch of stored events in one transaction, in Stripe's order, with few round trips:
+    one claim, new invoices inserted together, the `billing.*` events written together (in order) at the
+    end, one update marking the batch. On a failure, one by one (a bad event is retried a few times, then
+    recorded as failed, and never blocks the others). Returns how many."""
     async with database.sessionmaker() as session:
-        rows = await StripeEventRepository(session).claim(billing.settings.billing_event_batch)
+        rows = await StripeEventRepository(session).claim_pending(billing.settings.billing_event_batch)
         if not rows:
             return 0
         try:
-            outcomes = [(row, await _apply(session, billing, row)) for row in rows]
-            await StripeEventRepository(session).mark_many([(row.id, outcome) for row, outcome in outcomes])
+            first = _first_sights(rows)
+            inserted = await subscriptions.insert_new_invoices(
+                session, [(row.payload["data"]["object"], row.stripe_created) for row in first.values()])
+            fresh = {id(first[invoice]) for invoice in inserted}
+            events.collect_events(session)
+            outcomes = []
+            for n, row in enumerate(rows, 1):
+                outcomes.append(await _apply(session, billing, row.type, row.payload, row.stripe_created,
+                                             inserted=id(row) in fresh))
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a long batch without I/O must not hold acknowledgements back
+            await events.write_collected(session)
+            await StripeEventRepository(session).mark_many([(row.id, outcome) for row, outcome in
+                                                             zip(rows, outcomes, strict=True)])
             await session.commit()
         except Exception:
             await session.rollback()
             logger.exception("applying %d Stripe events failed; applying them one by one", len(rows))
             return await _one_by_one(database, billing, [r.id for r in rows])
-    for row, outcome in outcomes:
+    for row, outcome in zip(rows, outcomes, strict=True):
         PROCESSED.labels(row.type if row.type in HANDLED else "other", outcome).inc()
     return len(rows)
 
@@ -131,7 +189,7 @@ async def _one_by_one(database: Database, billing: Billing, ids: list[Any]) -> i
                 continue
             try:
                 async with session.begin_nested():
-                    outcome = await _apply(session, billing, row)
+                    outcome = await _apply(session, billing, row.type, row.payload, row.stripe_created)
                 await StripeEventRepository(session).mark(row.id, outcome=outcome)
             except Exception as exc:
                 failed = row.attempts + 1 >= MAX_ATTEMPTS
