@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
 from common.messaging.wakeup import register_leader, unregister_leader
+from conversations import metrics
 from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, set_status
 from conversations.config import Settings
@@ -32,6 +33,7 @@ from conversations.providers.errors import CredentialsRejected, ProviderError, P
 
 logger = logging.getLogger("conversations.outbound")
 BATCH = 50
+OUTCOMES = {"sent": "sent", "failed": "failed", "credentials": "credentials_rejected", "later": "retry"}
 
 
 def evolution_number(contact: str) -> str:
@@ -109,6 +111,8 @@ class OutboundWorker:
         async with self.database.sessionmaker() as session, session.begin():
             for outcome in outcomes:
                 await self._record(session, outcome)
+        for outcome in outcomes:
+            metrics.OUTBOUND.labels(metrics.provider(outcome.job.channel_type), OUTCOMES[outcome.kind]).inc()
         return len(jobs)
 
     async def send(self, job: SendJob) -> Outcome:

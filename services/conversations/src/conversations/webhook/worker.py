@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
 from common.messaging.wakeup import register_leader, unregister_leader
+from conversations import metrics
 from conversations.agent import service as agents
 from conversations.agent.repository import AgentRepository
 from conversations.channel.schemas import ChannelStatus
@@ -38,6 +39,7 @@ class BatchState:
 
     agent_ids: dict[uuid.UUID, uuid.UUID | None] = field(default_factory=dict)
     conversations: dict[tuple[uuid.UUID, str], Conversation] = field(default_factory=dict)
+    channel_types: dict[uuid.UUID, str] = field(default_factory=dict)  # for the metrics' provider label
 
 
 async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -> agents.FlowRequest | None | bool:
@@ -46,6 +48,7 @@ async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -
     channel = await session.get(Channel, row.channel_id)
     if channel is None:
         return None
+    state.channel_types[channel.id] = channel.type
     data: dict[str, Any] = row.payload
     if row.kind == "message":
         if channel.id not in agent_ids:
@@ -114,6 +117,7 @@ class InboundWorker:
                 return 0
             rows = await repo.pending(BATCH)
             done = []
+            counted: list[tuple[str, str, dict[str, Any]]] = []
             now = utcnow()
             for row in rows:
                 if not isolate:
@@ -142,8 +146,12 @@ class InboundWorker:
                 if isinstance(outcome, agents.FlowRequest):
                     flows.append(outcome)
                 done.append(row.id)
+                if row.channel_id in state.channel_types:
+                    counted.append((state.channel_types[row.channel_id], row.kind, row.payload))
             await session.flush()
             await repo.mark(done, now)
+        for channel_type, kind, payload in counted:  # once committed: a batch done again is not counted twice
+            metrics.inbound(channel_type, kind, payload)
         for flow in flows:
             task = asyncio.create_task(self._ask(flow))
             self._flows.add(task)
