@@ -82,7 +82,8 @@ async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any],
         conversation = Conversation(id=uuid.uuid4(), channel_id=channel.id, agent_id=agent_id,
                                     contact=item["contact"], contact_name=item.get("contactName"),
                                     last_message_at=now)
-        await conversations.add(conversation)  # flushed now: the messages that follow refer to it
+        # Written with the session's next flush, before its messages (Message.conversation orders them).
+        await conversations.add(conversation, flush=False)
         await _publish(session, events, "conversation.started", conversation_data(conversation, channel.type),
                        conversation.id)
     elif item.get("contactName") and conversation.contact_name != item["contactName"]:
