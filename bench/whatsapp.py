@@ -68,7 +68,8 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
                     await r.read()
                     if r.status != 200:
                         failures += 1
-            except aiohttp.ClientError:  # e.g. a kept-alive connection the server had just closed
+            except (aiohttp.ClientError, TimeoutError):  # e.g. a kept-alive connection the server had just closed,
+                # or no answer in time on an overloaded machine: a failure, not the end of the scenario
                 failures += 1
                 sent_at.pop(contact, None)
                 return

@@ -281,7 +281,54 @@ def billing() -> db.Dashboard:
     )
 
 
-DASHBOARDS = {"overview.json": overview, "auth.json": auth, "dispatcher.json": dispatcher, "billing.json": billing}
+def conversations() -> db.Dashboard:
+    sel = 'service="conversations", instance=~"$instance"'
+    events = 'source="conversations"'
+    hooks = f'{sel}, route=~"/api/webhooks/(whatsapp|evolution)/.*", method="POST"'
+    return (
+        variables(base("plataforma-conversations", "Plataforma · Conversations (WhatsApp)", ["conversations"]),
+                  service="conversations")
+        .with_panel(single("Channels not connected", "none",
+                           f'sum(max by (type, status) (conversations_channels{{{sel}, status!="CONNECTED"}}))',
+                           thresholds(GREEN, (1, "red")),
+                           description="DISCONNECTED, CONNECTING or ERROR (credentials refused)."))
+        .with_panel(single("Inbound messages/s", "ops",
+                           f'sum(rate(conversations_inbound_items_total{{{sel}, kind="message"}}[{RATE}]))',
+                           thresholds(GREEN)))
+        .with_panel(single("Outbound failing", "percentunit",
+                           f'sum(rate(conversations_outbound_messages_total{{{sel}, outcome!="sent"}}[{RATE}])) '
+                           f'/ clamp_min(sum(rate(conversations_outbound_messages_total{{{sel}}}[{RATE}])), 1e-9)',
+                           thresholds(GREEN, (0.05, "yellow"), (0.2, "red")),
+                           description="Failed, retried or refused for credentials, over all hand-offs."))
+        .with_panel(single("Webhook ack p99", "s",
+                           f"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket"
+                           f"{{{hooks}}}[{RATE}])))",
+                           thresholds(GREEN, (0.02, "yellow"), (0.2, "red")),
+                           description="Time to answer a provider's webhook POST (stored before the 200)."))
+        .with_panel(series("Inbound by provider and type", "ops",
+                           [(f"sum by (provider, kind, type) (rate(conversations_inbound_items_total{{{sel}}}[{RATE}]))",
+                             "{{provider}} {{kind}} {{type}}")]))
+        .with_panel(series("Outbound by provider and outcome", "ops",
+                           [(f"sum by (provider, outcome) (rate(conversations_outbound_messages_total{{{sel}}}"
+                             f"[{RATE}]))", "{{provider}} {{outcome}}")]))
+        .with_panel(series("Provider errors by code class", "ops",
+                           [(f"sum by (provider, code_class) (rate(conversations_provider_errors_total{{{sel}}}"
+                             f"[{RATE}]))", "{{provider}} {{code_class}}")],
+                           limits=thresholds(GREEN, (1, "red"))))
+        .with_panel(series("Channels by status", "none",
+                           [(f"sum by (type, status) (max by (type, status, instance) (conversations_channels{{{sel}}}))",
+                             "{{type}} {{status}}")]))
+        .with_panel(series("Webhook answers by status", "reqps",
+                           [(f"sum by (route, status) (rate(http_requests_total{{{hooks}}}[{RATE}]))",
+                             "{{route}} {{status}}")]))
+        .with_panel(series("Conversation events out", "ops",
+                           [(f"sum by (event) (rate(events_published_total{{{events}, instance=~\"$instance\"}}[{RATE}]))",
+                             "{{event}}")]))
+    )
+
+
+DASHBOARDS = {"overview.json": overview, "auth.json": auth, "dispatcher.json": dispatcher, "billing.json": billing,
+              "conversations.json": conversations}
 
 
 def render(name: str) -> str:

@@ -59,7 +59,8 @@ def test_dashboards_are_generated_from_the_sdk_builders():
     result = subprocess.run([sys.executable, str(ROOT / "deploy/grafana/generate.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert {p.name for p in DASHBOARDS} == {"overview.json", "auth.json", "dispatcher.json", "billing.json"}
+    assert {p.name for p in DASHBOARDS} == {"overview.json", "auth.json", "dispatcher.json", "billing.json",
+                                           "conversations.json"}
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)

@@ -8,6 +8,7 @@ from common.app import Runtime, create_service_app
 from common.errors import problem_response
 from common.supervise import every
 from conversations.api import public_routes, routers
+from conversations.channel.handlers import refresh_channel_gauge
 from conversations.config import Settings
 from conversations.conversation.handlers import end_idle_conversations
 from conversations.events import outbox
@@ -31,6 +32,8 @@ async def start_workers(app: FastAPI, runtime: Runtime) -> None:
     runtime.supervise("idle-conversations", lambda: every(
         settings.conversation_idle_sweep_seconds,
         lambda: end_idle_conversations(runtime.database, settings.conversation_idle_minutes)))
+    runtime.supervise("channel-gauge", lambda: every(
+        settings.conversations_metrics_refresh_seconds, lambda: refresh_channel_gauge(runtime.database), first=0.0))
     runtime.supervise("inbound-retention", lambda: every(
         3600.0, lambda: purge_inbound(runtime.database, settings.inbound_retention_hours), first=60.0))
 

@@ -19,3 +19,5 @@ class Settings(ServiceSettings):
     outbound_retry_max_seconds: float = Field(default=300.0, gt=0)
     # Processed webhook rows deduplicate a provider's retries (Meta retries for up to 7 days), then go.
     inbound_retention_hours: float = Field(default=168.0, gt=0)
+    # How often the channels-by-status gauge is read from the database.
+    conversations_metrics_refresh_seconds: float = Field(default=30.0, gt=0)

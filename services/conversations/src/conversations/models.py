@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlmodel import Field
+from sqlmodel import Field, Relationship
 
 from common.db.base import TableModel, new_registry
 from common.messaging import inbox_table, outbox_table
@@ -143,6 +143,9 @@ class Message(Base, table=True):
     next_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     provider_timestamp: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
     sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+    # Never loaded (ids are set directly); declared so that one flush writes new conversations before their
+    # messages (the unit of work orders tables by relationships, not by foreign keys alone).
+    conversation: Conversation = Relationship(sa_relationship_kwargs={"lazy": "raise", "viewonly": False})
 
 
 class InboundEvent(Base, table=True):

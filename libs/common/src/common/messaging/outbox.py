@@ -47,16 +47,23 @@ class Outbox:
             await session.execute(statement.returning(func.pg_notify(self.channel, "")))
         return envelope
 
-    async def add_many(self, session: AsyncSession, items: Sequence[tuple[Envelope, str]]) -> None:
-        """Several `(envelope, key)` in one statement (a batch job's events), in the given order."""
-        if not items:
+    async def add_many(self, session: AsyncSession, envelopes: list[tuple[Envelope, str]]) -> None:
+        """Several events (envelope, key) as ONE multi-row INSERT, in list order (so their order per key
+        is kept): for a worker writing a batch of changes in one transaction."""
+        if not envelopes:
             return
         headers: dict[str, str] = {}
         propagate.inject(headers)
-        await session.execute(insert(self.table), [
+        await session.execute(insert(self.table).values([
             {"event_id": envelope.id, "event_type": envelope.event, "topic": self.topic, "aggregate_id": key,
-             "payload": envelope.to_kafka(), "headers": headers} for envelope, key in items])
+             "payload": envelope.to_kafka(), "headers": headers} for envelope, key in envelopes]))
         wake_after_commit(session, self.channel)
+
+    async def publish_many(self, session: AsyncSession, events: list[tuple[str, Any, Any]], *,
+                           tenant_id: Any = None) -> None:
+        """`publish` for several (name, data, key) at once: each validated, all in one INSERT."""
+        await self.add_many(session, [(build_event(name, data, tenant_id=tenant_id, source=self.source), str(key))
+                                      for name, data, key in events])
 
     async def publish(self, session: AsyncSession | AsyncConnection, name: str, data: Any, *, key: Any,
                       tenant_id: Any = None) -> Envelope:

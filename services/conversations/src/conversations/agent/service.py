@@ -101,12 +101,15 @@ class FlowRequest:
 
 
 async def respond(session: AsyncSession, conversation: Conversation, message: Message, *, started: bool,
-                  channel_type: str) -> FlowRequest | None:
+                  channel_type: str, known: dict[uuid.UUID, Agent | None] | None = None) -> FlowRequest | None:
     """The agent's turn after an inbound message: queue its replies; an N8N agent's answer is asked for
-    after the commit (returned)."""
+    after the commit (returned). `known`: agents read before in this transaction (a batch's), by id."""
     if conversation.agent_id is None:
         return None
-    agent = await AgentRepository(session).get(conversation.agent_id)
+    known = {} if known is None else known
+    if conversation.agent_id not in known:
+        known[conversation.agent_id] = await AgentRepository(session).get(conversation.agent_id)
+    agent = known[conversation.agent_id]
     if agent is None or not agent.enabled:
         return None
     decision = decide(agent, conversation, message.text, started=started, now=utcnow())

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
 from common.db.repository import Repository
 from conversations.models import Channel
@@ -27,3 +27,9 @@ class ChannelRepository(Repository[Channel]):
         if status is not None:
             stmt = stmt.where(Channel.status == status)
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[Channel.created_at.desc()])  # type: ignore[attr-defined]
+
+    async def count_by_type_and_status(self) -> dict[tuple[str, str], int]:
+        """Live channels counted per (type, status)."""
+        stmt = (select(Channel.type, Channel.status, func.count()).where(Channel.deleted_at.is_(None))  # type: ignore[union-attr]
+                .group_by(Channel.type, Channel.status))
+        return {(type_, status): count for type_, status, count in (await self.session.execute(stmt)).all()}

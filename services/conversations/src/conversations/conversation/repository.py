@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, String, Uuid, and_, column, func, or_, select, tuple_, update, values
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from common.db.repository import Repository, contains
@@ -18,6 +18,14 @@ class ConversationRepository(Repository[Conversation]):
         return await self.get_one(select(Conversation).where(
             Conversation.channel_id == channel_id, Conversation.contact == contact,
             Conversation.status == "OPEN").with_for_update())
+
+    async def open_for_many(self, keys: list[tuple[uuid.UUID, str]]) -> list[Conversation]:
+        """The open conversations of several (channel, contact) at once, locked like `open_for`."""
+        if not keys:
+            return []
+        return await self.all(select(Conversation).where(
+            tuple_(Conversation.channel_id, Conversation.contact).in_(keys), Conversation.status == "OPEN")
+            .with_for_update())
 
     async def page(self, *, status: str | None, channel_id: uuid.UUID | None, agent_id: uuid.UUID | None,
                    q: str | None, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Conversation]:
@@ -60,6 +68,17 @@ class MessageRepository(Repository[Message]):
             stmt = stmt.where(Message.seq < after_seq if newest_first else Message.seq > after_seq)  # type: ignore[operator]
         order = Message.seq.desc() if newest_first else Message.seq.asc()  # type: ignore[union-attr]
         return await self.all(stmt.order_by(order).limit(limit))
+
+    async def mark_many_sent(self, sent: list[tuple[uuid.UUID, str | None]], now: datetime) -> set[uuid.UUID]:
+        """`mark_sent` for several (message id, provider id) in ONE statement; the ids it changed."""
+        if not sent:
+            return set()
+        given = values(column("id", Uuid), column("external_id", String), name="sent").data(sent)
+        stmt = (update(Message).where(Message.id == given.c.id, Message.status == "QUEUED")
+                .values(status="SENT", external_id=given.c.external_id, sent_at=now, updated_at=now,
+                        failure_reason=None)
+                .returning(Message.id))
+        return set((await self.session.execute(stmt)).scalars())
 
     async def mark_sent(self, message_id: uuid.UUID, external_id: str | None, now: datetime) -> bool:
         """SENT with the provider's id, unless it left QUEUED meanwhile; whether it was changed."""

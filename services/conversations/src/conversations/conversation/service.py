@@ -62,10 +62,13 @@ def _when(timestamp: int | None) -> datetime | None:
 
 
 async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any], agent_id: uuid.UUID | None,
-                  open_conversations: dict[tuple[uuid.UUID, str], Conversation] | None = None
-                  ) -> tuple[Conversation, Message, bool] | None:
+                  open_conversations: dict[tuple[uuid.UUID, str], Conversation | None] | None = None,
+                  events: list[tuple[str, Any, Any]] | None = None) -> tuple[Conversation, Message, bool] | None:
     """Record an inbound message: the contact's open conversation, or a new
-    one (`conversation.started`), then the message (`conversation.message.received`)."""
+    one (`conversation.started`), then the message (`conversation.message.received`).
+
+    `open_conversations`: (channel, contact) → open conversation or None, looked up before (a batch's).
+    `events`: given, the events are appended there for the caller to write in one INSERT (in this order)."""
     # Stored items are unique per provider id already; the messages' unique index backs that up (a clash
     # fails the batch, which is then done item by item).
     messages = MessageRepository(session)
@@ -73,15 +76,16 @@ async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any],
     now = utcnow()
     key = (channel.id, item["contact"])
     known = open_conversations if open_conversations is not None else {}
-    conversation = known.get(key) or await conversations.open_for(channel.id, item["contact"])
+    conversation = known[key] if key in known else await conversations.open_for(channel.id, item["contact"])
     started = conversation is None
     if conversation is None:
         conversation = Conversation(id=uuid.uuid4(), channel_id=channel.id, agent_id=agent_id,
                                     contact=item["contact"], contact_name=item.get("contactName"),
                                     last_message_at=now)
-        await conversations.add(conversation)  # flushed now: the messages that follow refer to it
-        await outbox.publish(session, "conversation.started", conversation_data(conversation, channel.type),
-                             key=conversation.id)
+        # Written with the session's next flush, before its messages (Message.conversation orders them).
+        await conversations.add(conversation, flush=False)
+        await _publish(session, events, "conversation.started", conversation_data(conversation, channel.type),
+                       conversation.id)
     elif item.get("contactName") and conversation.contact_name != item["contactName"]:
         conversation.contact_name = item["contactName"]
     message = Message(id=uuid.uuid4(), conversation_id=conversation.id, channel_id=channel.id,
@@ -92,9 +96,17 @@ async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any],
     conversation.message_count += 1
     conversation.last_message_at = conversation.updated_at = now
     await messages.add(message, flush=False)  # written with the session's next flush (a batch's: all at once)
-    await outbox.publish(session, "conversation.message.received", message_data(conversation, channel.type, message),
-                         key=conversation.id)
+    await _publish(session, events, "conversation.message.received",
+                   message_data(conversation, channel.type, message), conversation.id)
     return conversation, message, started
+
+
+async def _publish(session: AsyncSession, events: list[tuple[str, Any, Any]] | None, name: str,
+                   data: dict[str, Any], key: Any) -> None:
+    if events is None:
+        await outbox.publish(session, name, data, key=key)
+    else:
+        events.append((name, data, key))
 
 
 async def queue_outbound(session: AsyncSession, conversation: Conversation, text: str, *, sender: str,

@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
 from common.messaging.wakeup import register_leader, unregister_leader
+from conversations import metrics
 from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, set_status
 from conversations.config import Settings
-from conversations.conversation.repository import MessageRepository
+from conversations.conversation.repository import ConversationRepository, MessageRepository
 from conversations.conversation.schemas import MessageStatus
 from conversations.conversation.service import OUTBOUND_WAKE, message_data
 from conversations.events import outbox
@@ -32,6 +33,7 @@ from conversations.providers.errors import CredentialsRejected, ProviderError, P
 
 logger = logging.getLogger("conversations.outbound")
 BATCH = 50
+OUTCOMES = {"sent": "sent", "failed": "failed", "credentials": "credentials_rejected", "later": "retry"}
 
 
 def evolution_number(contact: str) -> str:
@@ -94,6 +96,9 @@ class OutboundWorker:
             blocked = select(Channel.id).where(Channel.status == ChannelStatus.ERROR.value)
             claimed = await MessageRepository(session).claim_due(lease_seconds=lease, limit=BATCH,
                                                                  blocked_channels=blocked)
+            # The claimed messages' conversations in one read (the gets below find them in the session).
+            await ConversationRepository(session).all(select(Conversation).where(
+                Conversation.id.in_({m.conversation_id for m in claimed})))  # type: ignore[attr-defined]
             for message in claimed:
                 channel = await session.get(Channel, message.channel_id)
                 conversation = await session.get(Conversation, message.conversation_id)
@@ -107,8 +112,12 @@ class OutboundWorker:
             return 0
         outcomes = await asyncio.gather(*(self.send(job) for job in jobs))
         async with self.database.sessionmaker() as session, session.begin():
+            await self._record_sent([o for o in outcomes if o.kind == "sent"], session)
             for outcome in outcomes:
-                await self._record(session, outcome)
+                if outcome.kind != "sent":
+                    await self._record(session, outcome)
+        for outcome in outcomes:
+            metrics.OUTBOUND.labels(metrics.provider(outcome.job.channel_type), OUTCOMES[outcome.kind]).inc()
         return len(jobs)
 
     async def send(self, job: SendJob) -> Outcome:
@@ -132,14 +141,19 @@ class OutboundWorker:
             except ProviderUnavailable as exc:
                 return Outcome(job, "later", error=exc)
 
-    async def _record(self, session: AsyncSession, outcome: Outcome) -> None:
-        if outcome.kind == "sent":  # the usual case: one UPDATE and the event, no reads
-            now = utcnow()
-            if await MessageRepository(session).mark_sent(outcome.job.message_id, outcome.external_id or None, now):
+    async def _record_sent(self, sent: list[Outcome], session: AsyncSession) -> None:
+        """The usual case, for the whole batch: one UPDATE and one INSERT of the events, no reads."""
+        changed = await MessageRepository(session).mark_many_sent(
+            [(o.job.message_id, o.external_id or None) for o in sent], utcnow())
+        events = []
+        for outcome in sent:
+            if outcome.job.message_id in changed:  # not if it left QUEUED meanwhile
                 data = outcome.job.event | {"externalId": outcome.external_id or None,
                                             "messageStatus": MessageStatus.SENT.value}
-                await outbox.publish(session, "conversation.message.sent", data, key=data["conversationId"])
-            return
+                events.append(("conversation.message.sent", data, data["conversationId"]))
+        await outbox.publish_many(session, events)
+
+    async def _record(self, session: AsyncSession, outcome: Outcome) -> None:
         # The lease keeps other workers off this message; a status update racing in only moves it forward.
         message = await MessageRepository(session).get(outcome.job.message_id)
         if message is None or message.status != MessageStatus.QUEUED:

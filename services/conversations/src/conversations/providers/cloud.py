@@ -10,6 +10,7 @@ from common.retrying import RetryableCall, retry_after_seconds
 from conversations.providers.errors import CredentialsRejected, ProviderError
 from conversations.providers.http import json_or_empty, request
 
+PROVIDER = "cloud_api"  # the metrics label
 OUTSIDE_WINDOW = 131047
 THROUGHPUT_LIMIT = 130429
 TOKEN_EXPIRED = 190
@@ -41,7 +42,7 @@ def _raise_for(response: httpx.Response) -> None:
 
 async def send_text(base: str, phone_number_id: str, token: str, to: str, text: str, *,
                     timeout: float) -> str:
-    response = await request(
+    response = await request(PROVIDER,
         "POST", f"{base.rstrip('/')}/{phone_number_id}/messages", timeout=timeout, check=_throttled,
         headers={"Authorization": f"Bearer {token}"},
         json={"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text",
@@ -53,7 +54,7 @@ async def send_text(base: str, phone_number_id: str, token: str, to: str, text: 
 
 async def check(base: str, phone_number_id: str, token: str, *, timeout: float) -> dict[str, Any]:
     """The phone number's details: proves the token and the number id."""
-    response = await request("GET", f"{base.rstrip('/')}/{phone_number_id}", timeout=timeout, attempts=2,
+    response = await request(PROVIDER, "GET", f"{base.rstrip('/')}/{phone_number_id}", timeout=timeout, attempts=2,
                              headers={"Authorization": f"Bearer {token}"},
                              params={"fields": "display_phone_number,verified_name"})
     _raise_for(response)

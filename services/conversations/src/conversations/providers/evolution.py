@@ -10,6 +10,7 @@ import httpx
 from conversations.providers.errors import CredentialsRejected, ProviderError
 from conversations.providers.http import json_or_empty, request
 
+PROVIDER = "evolution"  # the metrics label
 WEBHOOK_EVENTS = ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "CONNECTION_UPDATE", "QRCODE_UPDATED"]
 SECRET_HEADER = "x-webhook-secret"
 
@@ -30,7 +31,7 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 async def create_instance(api_url: str, api_key: str, instance: str, *, timeout: float) -> dict[str, Any]:
-    response = await request("POST", f"{api_url.rstrip('/')}/instance/create", timeout=timeout,
+    response = await request(PROVIDER, "POST", f"{api_url.rstrip('/')}/instance/create", timeout=timeout,
                              headers={"apikey": api_key},
                              json={"instanceName": instance, "integration": "WHATSAPP-BAILEYS", "qrcode": True})
     _raise_for(response)
@@ -40,7 +41,7 @@ async def create_instance(api_url: str, api_key: str, instance: str, *, timeout:
 async def set_webhook(api_url: str, api_key: str, instance: str, url: str, secret: str, *,
                       timeout: float) -> None:
     # The body must be wrapped in "webhook" (a flat body is a 400 on v2.3).
-    response = await request("POST", _url(api_url, "webhook/set", instance), timeout=timeout,
+    response = await request(PROVIDER, "POST", _url(api_url, "webhook/set", instance), timeout=timeout,
                              headers={"apikey": api_key},
                              json={"webhook": {"enabled": True, "url": url, "headers": {SECRET_HEADER: secret},
                                                "byEvents": False, "base64": False, "events": WEBHOOK_EVENTS}})
@@ -49,14 +50,14 @@ async def set_webhook(api_url: str, api_key: str, instance: str, url: str, secre
 
 async def connect(api_url: str, api_key: str, instance: str, *, timeout: float) -> dict[str, Any]:
     """A fresh QR while not connected: {pairingCode, code, base64: "data:image/png;base64,...", count}."""
-    response = await request("GET", _url(api_url, "instance/connect", instance), timeout=timeout,
+    response = await request(PROVIDER, "GET", _url(api_url, "instance/connect", instance), timeout=timeout,
                              headers={"apikey": api_key})
     _raise_for(response)
     return json_or_empty(response)
 
 
 async def connection_state(api_url: str, api_key: str, instance: str, *, timeout: float) -> str:
-    response = await request("GET", _url(api_url, "instance/connectionState", instance), timeout=timeout,
+    response = await request(PROVIDER, "GET", _url(api_url, "instance/connectionState", instance), timeout=timeout,
                              attempts=2, headers={"apikey": api_key})
     _raise_for(response)
     instance_info = json_or_empty(response).get("instance") or {}
@@ -65,7 +66,7 @@ async def connection_state(api_url: str, api_key: str, instance: str, *, timeout
 
 async def send_text(api_url: str, api_key: str, instance: str, number: str, text: str, *,
                     timeout: float) -> str:
-    response = await request("POST", _url(api_url, "message/sendText", instance), timeout=timeout,
+    response = await request(PROVIDER, "POST", _url(api_url, "message/sendText", instance), timeout=timeout,
                              headers={"apikey": api_key}, json={"number": number, "text": text})
     _raise_for(response)
     key = json_or_empty(response).get("key") or {}
@@ -73,7 +74,7 @@ async def send_text(api_url: str, api_key: str, instance: str, number: str, text
 
 
 async def delete_instance(api_url: str, api_key: str, instance: str, *, timeout: float) -> None:
-    response = await request("DELETE", _url(api_url, "instance/delete", instance), timeout=timeout, attempts=1,
+    response = await request(PROVIDER, "DELETE", _url(api_url, "instance/delete", instance), timeout=timeout, attempts=1,
                              headers={"apikey": api_key})
     if response.status_code != 404:
         _raise_for(response)

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from common.retrying import RetryableCall, outbound_retrying, retry_after_seconds
+from conversations import metrics
 from conversations.providers.errors import ProviderUnavailable
 
 _client: httpx.AsyncClient | None = None
@@ -34,10 +35,11 @@ def retryable(response: httpx.Response) -> RetryableCall | None:
     return None
 
 
-async def request(method: str, url: str, *, timeout: float, attempts: int = 3, max_seconds: float = 8.0,
+async def request(provider: str, method: str, url: str, *, timeout: float, attempts: int = 3, max_seconds: float = 8.0,
                   check: Any = None, **kwargs: Any) -> httpx.Response:
     """The call under the common tenacity policy (network errors, 429, 5xx; `check(response)` may raise
-    RetryableCall for provider-specific throttling). Still failing after the policy: ProviderUnavailable."""
+    RetryableCall for provider-specific throttling). Still failing after the policy: ProviderUnavailable.
+    Every failed attempt is counted by `provider` and code class."""
     try:
         async for attempt in outbound_retrying(attempts=attempts, max_seconds=max_seconds, initial=0.2,
                                                max_wait=2.0):
@@ -45,7 +47,10 @@ async def request(method: str, url: str, *, timeout: float, attempts: int = 3, m
                 try:
                     response = await client().request(method, url, timeout=timeout, **kwargs)
                 except httpx.HTTPError as exc:
+                    metrics.provider_error(provider, None)
                     raise RetryableCall(f"{type(exc).__name__}: {exc}") from exc
+                if response.status_code >= 400:
+                    metrics.provider_error(provider, response.status_code)
                 failure = retryable(response) or (check(response) if check else None)
                 if failure is not None:
                     raise failure

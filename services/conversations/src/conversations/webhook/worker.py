@@ -18,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
 from common.messaging.wakeup import register_leader, unregister_leader
+from conversations import metrics
 from conversations.agent import service as agents
 from conversations.agent.repository import AgentRepository
 from conversations.channel.schemas import ChannelStatus
 from conversations.channel.service import EVOLUTION_STATES, set_status
 from conversations.conversation import service as conversations
-from conversations.models import Channel, Conversation, InboundEvent
+from conversations.conversation.repository import ConversationRepository
+from conversations.events import outbox
+from conversations.models import Agent, Channel, Conversation, InboundEvent
 from conversations.webhook.repository import InboundEventRepository
 from conversations.webhook.service import WAKE_CHANNEL
 
@@ -37,7 +40,12 @@ class BatchState:
     """Looked up once per batch: each channel's enabled agent, each contact's open conversation."""
 
     agent_ids: dict[uuid.UUID, uuid.UUID | None] = field(default_factory=dict)
-    conversations: dict[tuple[uuid.UUID, str], Conversation] = field(default_factory=dict)
+    agents: dict[uuid.UUID, Agent | None] = field(default_factory=dict)
+    # (channel, contact) → the open conversation, or None when there is none (looked up for the whole batch).
+    conversations: dict[tuple[uuid.UUID, str], Conversation | None] = field(default_factory=dict)
+    # Events of the batch, written in one INSERT at its end (None: each written at once, e.g. in savepoints).
+    events: list[tuple[str, Any, Any]] | None = None
+    channel_types: dict[uuid.UUID, str] = field(default_factory=dict)  # for the metrics' provider label
 
 
 async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -> agents.FlowRequest | None | bool:
@@ -46,16 +54,21 @@ async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -
     channel = await session.get(Channel, row.channel_id)
     if channel is None:
         return None
+    state.channel_types[channel.id] = channel.type
     data: dict[str, Any] = row.payload
     if row.kind == "message":
         if channel.id not in agent_ids:
             agent = await AgentRepository(session).enabled_for(channel.id)
             agent_ids[channel.id] = agent.id if agent else None
-        result = await conversations.receive(session, channel, data, agent_ids[channel.id], state.conversations)
+            if agent is not None:
+                state.agents[agent.id] = agent
+        result = await conversations.receive(session, channel, data, agent_ids[channel.id], state.conversations,
+                                             state.events)
         if result is None:
             return None
         conversation, message, started = result
-        return await agents.respond(session, conversation, message, started=started, channel_type=channel.type)
+        return await agents.respond(session, conversation, message, started=started, channel_type=channel.type,
+                                    known=state.agents)
     if row.kind.startswith("status:"):
         found = await conversations.apply_status(session, channel.id, data["externalId"], data["status"],
                                                  data.get("reason"))
@@ -113,7 +126,16 @@ class InboundWorker:
             if not await repo.lock_worker():
                 return 0
             rows = await repo.pending(BATCH)
+            if not isolate:
+                # One read and one write for the whole batch instead of one per message: every contact's open
+                # conversation (locked), and every event (written in order, after the batch's rows).
+                state.events = []
+                keys = list(dict.fromkeys((r.channel_id, r.payload["contact"]) for r in rows if r.kind == "message"))
+                state.conversations = dict.fromkeys(keys)
+                for found in await ConversationRepository(session).open_for_many(keys):
+                    state.conversations[(found.channel_id, found.contact)] = found
             done = []
+            counted: list[tuple[str, str, dict[str, Any]]] = []
             now = utcnow()
             for row in rows:
                 if not isolate:
@@ -142,8 +164,14 @@ class InboundWorker:
                 if isinstance(outcome, agents.FlowRequest):
                     flows.append(outcome)
                 done.append(row.id)
+                if row.channel_id in state.channel_types:
+                    counted.append((state.channel_types[row.channel_id], row.kind, row.payload))
             await session.flush()
+            if state.events:
+                await outbox.publish_many(session, state.events)
             await repo.mark(done, now)
+        for channel_type, kind, payload in counted:  # once committed: a batch done again is not counted twice
+            metrics.inbound(channel_type, kind, payload)
         for flow in flows:
             task = asyncio.create_task(self._ask(flow))
             self._flows.add(task)
