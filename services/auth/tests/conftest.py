@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from auth.app import create_app
 from auth.config import Settings
+from common.testing.fixtures import database_url_fixture
 from common.testing.plugin import bearer
 
 OWNER_EMAIL = "owner@auth-tests.local"
@@ -35,16 +36,7 @@ def next_ip() -> str:
     return f"198.18.{n // 250}.{n % 250 + 1}"
 
 
-@pytest.fixture(scope="session")
-def service_name() -> str:
-    return "auth"
-
-
-@pytest.fixture(scope="session")
-async def database_url(migrated_database, service_name: str) -> str:
-    # Declared here, not taken from the plugin: pytest keeps a session fixture's first value, and the
-    # plugin's one would hand the first service's database to every service of a multi-service run.
-    return await migrated_database(service_name)
+database_url = database_url_fixture("auth")
 
 
 @pytest.fixture(scope="session")

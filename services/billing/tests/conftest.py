@@ -9,14 +9,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from billing.app import create_app
 from billing.config import Settings
 from common.events import build_event
 from common.messaging.kafka import ensure_topics
-from common.testing.events import collect_events
 from common.testing.fake_stripe import FakeStripe, fake_stripe
+from common.testing.fixtures import database_url_fixture, db_fixture, events_fixture
 from common.testing.plugin import bearer
 from common.testing.servers import serve_app
 
@@ -26,9 +25,9 @@ WEBHOOK = "/api/webhooks/stripe"
 TENANTS_TOPIC = "platform.tenants.events"
 
 
-@pytest.fixture(scope="session")
-async def database_url(migrated_database) -> str:
-    return await migrated_database("billing")
+database_url = database_url_fixture("billing")
+db = db_fixture()
+events = events_fixture("platform.billing.events")
 
 
 @pytest.fixture(scope="session")
@@ -63,13 +62,6 @@ async def service_url(database_url, platform_settings, stripe) -> AsyncIterator[
 
 
 @pytest.fixture(scope="session")
-async def db(database_url):
-    engine = create_async_engine(database_url)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture(scope="session")
 async def configured(service_url, owner_token, stripe) -> None:
     """Stripe configured with the fake's keys and the plans synced (once per session)."""
     async with httpx.AsyncClient(base_url=service_url, headers=bearer(owner_token), timeout=15) as client:
@@ -78,12 +70,6 @@ async def configured(service_url, owner_token, stripe) -> None:
         assert resp.status_code == 200, resp.text
         resp = await client.post(f"{BILLING}/plans/sync")
         assert resp.status_code == 200, resp.text
-
-
-@pytest.fixture(scope="session")
-async def events(kafka_bootstrap):
-    async with collect_events(kafka_bootstrap, ["platform.billing.events"]) as collector:
-        yield collector
 
 
 @pytest.fixture(scope="session")

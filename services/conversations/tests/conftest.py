@@ -10,12 +10,11 @@ import httpx
 import pytest
 from aiohttp import web
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from common.testing.events import collect_events
 from common.testing.fake_evolution import fake_evolution
 from common.testing.fake_n8n import FakeN8n
 from common.testing.fake_whatsapp import fake_graph, sign
+from common.testing.fixtures import database_url_fixture, db_fixture, events_fixture
 from common.testing.servers import free_port, serve_app
 from conversations.app import create_app
 from conversations.config import Settings
@@ -26,9 +25,9 @@ CONVERSATIONS = "/api/platform/operations/conversations"
 TOPIC = "platform.conversations.events"
 
 
-@pytest.fixture(scope="session")
-async def database_url(migrated_database) -> str:
-    return await migrated_database("conversations")
+database_url = database_url_fixture("conversations")
+db = db_fixture()
+events = events_fixture(TOPIC)
 
 
 @pytest.fixture(scope="session")
@@ -87,19 +86,6 @@ async def service_url(database_url, platform_settings, graph):
                         whatsapp_timeout_seconds=3.0, conversations_metrics_refresh_seconds=0.3)
     async with serve_app(create_app(settings), port=port) as url:
         yield url
-
-
-@pytest.fixture(scope="session")
-async def events(kafka_bootstrap):
-    async with collect_events(kafka_bootstrap, [TOPIC]) as collector:
-        yield collector
-
-
-@pytest.fixture(scope="session")
-async def db(database_url):
-    engine = create_async_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 async def wait_until(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:

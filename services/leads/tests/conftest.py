@@ -5,10 +5,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from common.testing.events import collect_events
-from common.testing.servers import serve_app
+from common.testing.fixtures import database_url_fixture, db_fixture, events_fixture, service_url_fixture
 from leads.app import create_app
 from leads.config import Settings
 
@@ -16,38 +14,10 @@ LEADS = "/api/platform/leads"
 TOPIC = "platform.leads.events"
 
 
-@pytest.fixture(scope="session")
-def service_name() -> str:
-    return "leads"
-
-
-@pytest.fixture(scope="session")
-async def database_url(migrated_database, service_name: str) -> str:
-    # Declared here, not taken from the plugin: pytest keeps a session fixture's first value, and the
-    # plugin's one would hand the first service's database to every service of a multi-service run.
-    return await migrated_database(service_name)
-
-
-@pytest.fixture(scope="session")
-async def service_url(database_url, platform_settings):
-    async with serve_app(create_app(Settings(database_url=database_url, **platform_settings))) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-async def events(kafka_bootstrap):
-    """Everything on platform.leads.events during the session (one consumer-group join, not one per test);
-    tests pick their own leads' events by id."""
-    async with collect_events(kafka_bootstrap, [TOPIC]) as collector:
-        yield collector
-
-
-@pytest.fixture(scope="session")
-async def db(database_url):
-    """Direct access to the service's database, to set up what the API cannot (e.g. past creation times)."""
-    engine = create_async_engine(database_url)
-    yield engine
-    await engine.dispose()
+database_url = database_url_fixture("leads")
+db = db_fixture()  # e.g. past creation times, which the API cannot set
+service_url = service_url_fixture(create_app, Settings)
+events = events_fixture(TOPIC)
 
 
 class LeadsApi:

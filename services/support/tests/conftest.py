@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from common.events import Envelope
-from common.testing.events import EventCollector, collect_events
-from common.testing.servers import serve_app
+from common.testing.fixtures import database_url_fixture, events_fixture, service_url_fixture
 from support.app import create_app
 from support.config import Settings
 
@@ -18,30 +17,9 @@ TOPIC = "platform.support.events"
 TICKETS = "/api/platform/support/tickets"
 
 
-@pytest.fixture(scope="session")
-def service_name() -> str:
-    return "support"
-
-
-@pytest.fixture(scope="session")
-async def database_url(migrated_database, service_name: str) -> str:
-    # Declared here, not taken from the plugin: pytest keeps a session fixture's first value, and the
-    # plugin's one would hand the first service's database to every service of a multi-service run.
-    return await migrated_database(service_name)
-
-
-@pytest.fixture(scope="session")
-async def service_url(database_url, platform_settings):
-    async with serve_app(create_app(Settings(database_url=database_url, **platform_settings))) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-async def events(kafka_bootstrap, service_url) -> AsyncIterator[EventCollector]:
-    """One reader of the support topic for the whole session (a consumer-group join is slow on tansu);
-    tests pick their own tickets' events by ticket id."""
-    async with collect_events(kafka_bootstrap, [TOPIC]) as collector:
-        yield collector
+database_url = database_url_fixture("support")
+service_url = service_url_fixture(create_app, Settings)
+events = events_fixture(TOPIC)
 
 
 @dataclass

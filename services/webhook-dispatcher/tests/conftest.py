@@ -25,6 +25,7 @@ from fastapi import FastAPI
 
 from common.events import Envelope, build_event, topic_for_source
 from common.testing.fake_n8n import FakeN8n, fake_n8n
+from common.testing.fixtures import database_url_fixture
 from common.testing.receiver import WebhookReceiver, webhook_receiver
 from common.testing.servers import serve_app
 from common.testing.webhooks import wait_ready
@@ -58,9 +59,7 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
         yield r
 
 
-@pytest.fixture(scope="session")
-async def database_url(migrated_database: Callable[..., Awaitable[str]]) -> str:
-    return await migrated_database("webhook-dispatcher")
+database_url = database_url_fixture("webhook-dispatcher")
 
 
 @pytest.fixture(scope="session")

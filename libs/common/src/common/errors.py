@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = logging.getLogger("common.errors")
+T = TypeVar("T")
 
 
 class Problem(BaseModel):
@@ -46,6 +47,13 @@ class ProblemError(Exception):
 
 class NotFound(ProblemError):
     status = 404
+
+
+def found(value: T | None, detail: str) -> T:
+    """`value`, or NotFound(detail) when a lookup found nothing: `return found(await repo.get(id), "...")`."""
+    if value is None:
+        raise NotFound(detail)
+    return value
 
 
 class Conflict(ProblemError):

@@ -21,21 +21,19 @@ needs the body wrapped in `webhook` (a flat body is a 400); `POST /message/sendT
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import secrets
 import struct
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from aiohttp import web
 
-from common.testing.servers import free_port
+from common.testing.servers import FakeServer, free_port
 
 
 def tiny_png(seed: int = 0, size: int = 21) -> bytes:
@@ -66,7 +64,7 @@ class Request:
     at: float = field(default_factory=time.time)
 
 
-class FakeEvolution:
+class FakeEvolution(FakeServer):
     def __init__(self, *, api_key: str | None = None, host: str = "127.0.0.1") -> None:
         self.api_key = api_key or "evo-" + secrets.token_hex(16)
         self.host = host
@@ -76,11 +74,6 @@ class FakeEvolution:
         self.requests: list[Request] = []
         self.emitted: list[httpx.Response] = []
         self.fail_send: list[int] = []
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     # --- helpers for tests ---------------------------------------------------------------------------
     def set_state(self, instance: str, state: str) -> None:
@@ -125,18 +118,8 @@ class FakeEvolution:
                 "base64": "data:image/png;base64," + base64.b64encode(png).decode(), "count": info["qrCount"]}
 
     # --- server ------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await self._runner.cleanup()
-            self._runner = None
 
     async def go_down(self) -> None:
         await self.stop()
@@ -222,11 +205,6 @@ class FakeEvolution:
         return web.json_response(answer, status=201)
 
 
-@contextlib.asynccontextmanager
-async def fake_evolution(**kwargs: Any) -> AsyncIterator[FakeEvolution]:
-    fake = FakeEvolution(**kwargs)
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
+def fake_evolution(**kwargs: Any) -> FakeEvolution:
+    """`async with fake_evolution() as fake:` an Evolution API v2 server, served while inside."""
+    return FakeEvolution(**kwargs)

@@ -30,14 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import secrets
 import string
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -48,7 +46,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
-from common.testing.servers import start_aiohttp
+from common.testing.servers import FakeServer
 
 API_PREFIX = "/api/v1"
 WEBHOOK_TYPE = "n8n-nodes-base.webhook"
@@ -138,14 +136,13 @@ def _validation_message(exc: Exception) -> str:
     return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
 
 
-class FakeN8n:
+class FakeN8n(FakeServer):
     def __init__(self, *, api_key: str | None = None, version: str = "1.119.0", spec_path: str | Path | None = None,
                  host: str = "127.0.0.1", activation_gap: float = 0.1) -> None:
         self.api_key = api_key or "n8n_api_" + secrets.token_hex(16)
         self.version = version
         self.spec_path = str(spec_path or default_spec_path())
         self.host = host
-        self.port = 0
         self.activation_gap = activation_gap
         self.gap_requests = 0
         self.v2 = False
@@ -161,14 +158,8 @@ class FakeN8n:
         self.invalid: list[tuple[Call, str]] = []  # API requests refused by the spec validation
         self._activated: dict[str, tuple[float, int]] = {}  # workflow id -> (loop time, 404s served since)
         self._next_execution = 1000
-        self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Condition()
 
     # --- test helpers ------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
     def reset(self) -> None:
         """Back to normal behaviour (the data stays)."""
         self.v2, self.v2_status, self.fail_api, self.api_delay = False, 404, None, 0.0
@@ -208,30 +199,19 @@ class FakeN8n:
     def executions_of(self, workflow_id: str) -> list[dict[str, Any]]:
         return [e for e in self.executions if e["workflowId"] == workflow_id]
 
-    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     # --- server ------------------------------------------------------------------------------------
+    client_max_size = 16 * 1024 * 1024
+
     async def start(self) -> None:
         _openapi(self.spec_path)  # load (and fail) before serving
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        await super().start()
+
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._api)
         app.router.add_route("*", "/webhook/{tail:.*}", self._webhook)
         app.router.add_get("/rest/settings", self._settings)
         app.router.add_get("/", self._editor)
         app.router.add_get("/healthz", self._healthz)
-        self._runner, self.port = await start_aiohttp(app, self.host)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await self._runner.cleanup()
 
     async def _healthz(self, _: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -461,11 +441,6 @@ class FakeN8n:
             await self._notify()
 
 
-@contextlib.asynccontextmanager
-async def fake_n8n(**kwargs: Any) -> AsyncIterator[FakeN8n]:
-    fake = FakeN8n(**kwargs)
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
+def fake_n8n(**kwargs: Any) -> FakeN8n:
+    """`async with fake_n8n() as fake:` n8n's public API and webhook triggers, served while inside."""
+    return FakeN8n(**kwargs)

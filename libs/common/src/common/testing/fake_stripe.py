@@ -25,7 +25,6 @@ shapes (period on subscription items, invoice's subscription under `parent.subsc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import hashlib
 import hmac
@@ -36,7 +35,7 @@ import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -46,7 +45,7 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 
-from common.testing.servers import start_aiohttp
+from common.testing.servers import FakeServer
 
 SPEC_ENV = "STRIPE_SPEC_DIR"
 API_VERSION = "2026-06-24.dahlia"
@@ -121,7 +120,7 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
-class FakeStripe:
+class FakeStripe(FakeServer):
     def __init__(self, spec_dir: Path | None = None, *, live: bool = False) -> None:
         self.openapi, self.fixtures = _spec(str(spec_dir or default_spec_dir()))
         self.routes = _routes(self.openapi)
@@ -129,7 +128,6 @@ class FakeStripe:
         self.secret_key = f"sk_{mode}_{secrets.token_hex(12)}"
         self.publishable_key = f"pk_{mode}_{secrets.token_hex(12)}"
         self.webhook_secret = f"whsec_{secrets.token_hex(16)}"
-        self.url = ""
         self.down = False
         self.delay = 0.0
         self._failures: list[tuple[int, float | None]] = []
@@ -147,15 +145,16 @@ class FakeStripe:
         self._deliver_url: str | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
         self.delivery_statuses: list[int] = []
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        app = web.Application(client_max_size=1024**2)
+    client_max_size = 1024**2
+
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, port = await start_aiohttp(app, "127.0.0.1")
-        self.url = f"http://127.0.0.1:{port}"
+
+    async def start(self) -> None:
+        await super().start()
         self._session = aiohttp.ClientSession()
 
     async def stop(self) -> None:
@@ -164,8 +163,7 @@ class FakeStripe:
         await asyncio.gather(*self._deliveries, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
 
     def fail_next(self, count: int, *, status: int = 500, retry_after: float | None = None) -> None:
         self._failures.extend([(status, retry_after)] * count)
@@ -522,11 +520,6 @@ class FakeStripe:
         return list(await asyncio.gather(*(one(e) for e in batch)))
 
 
-@contextlib.asynccontextmanager
-async def fake_stripe(**kwargs: Any) -> AsyncIterator[FakeStripe]:
-    fake = FakeStripe(**kwargs)
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
+def fake_stripe(**kwargs: Any) -> FakeStripe:
+    """`async with fake_stripe() as fake:` Stripe's API (and its webhooks), served while inside."""
+    return FakeStripe(**kwargs)

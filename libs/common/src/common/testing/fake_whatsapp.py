@@ -19,18 +19,16 @@ without `messaging_product: whatsapp`, `to`, `type` (and `text.body` for text) 4
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from common.testing.servers import start_aiohttp
+from common.testing.servers import FakeServer
 
 VERSION = "v23.0"
 ERRORS: dict[int, tuple[int, str, str]] = {
@@ -97,20 +95,14 @@ def _error(code: int, *, status: int | None = None, message: str | None = None,
     return web.json_response({"error": error}, status=status or known[0])
 
 
-class FakeGraph:
+class FakeGraph(FakeServer):
     def __init__(self, *, host: str = "127.0.0.1", version: str = VERSION) -> None:
         self.host = host
         self.version = version
-        self.port = 0
         self.numbers: dict[str, dict[str, Any]] = {}
         self.sent: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self._failures: list[int] = []
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -139,16 +131,9 @@ class FakeGraph:
             return _error(190)
         return None
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post(f"/{self.version}/{{pnid}}/messages", self._send)
         app.router.add_get(f"/{self.version}/{{pnid}}", self._number)
-        self._runner, self.port = await start_aiohttp(app, self.host)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await self._runner.cleanup()
 
     async def _number(self, request: web.Request) -> web.Response:
         pnid = request.match_info["pnid"]
@@ -189,11 +174,6 @@ class FakeGraph:
                                   "messages": [{"id": message_id}]})
 
 
-@contextlib.asynccontextmanager
-async def fake_graph(**kwargs: Any) -> AsyncIterator[FakeGraph]:
-    fake = FakeGraph(**kwargs)
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
+def fake_graph(**kwargs: Any) -> FakeGraph:
+    """`async with fake_graph() as fake:` Meta's Graph API (WhatsApp Cloud) for the numbers added, served while inside."""
+    return FakeGraph(**kwargs)

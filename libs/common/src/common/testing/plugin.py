@@ -8,15 +8,11 @@ Kafka (tansu, or TEST_KAFKA_BOOTSTRAP_SERVERS), and the real auth service as a p
     auth_server                  -> AuthServer (owner_token(), create_user(role, tenant_id))
     serve_app(app)               -> (from common.testing.servers) runs an app for real in the test loop
 
-A service's conftest names itself and serves its app; the clients come from here:
+A service's conftest names itself and serves its app (factories in common.testing.fixtures); the
+clients come from here:
 
-    @pytest.fixture(scope="session")
-    async def database_url(migrated_database): return await migrated_database("tenants")
-
-    @pytest.fixture(scope="session")
-    async def service_url(database_url, platform_settings):
-        async with serve_app(create_app(Settings(database_url=database_url, **platform_settings))) as url:
-            yield url
+    database_url = database_url_fixture("tenants")
+    service_url = service_url_fixture(create_app, Settings)
 
     database_url                 -> the service's migrated database: one name in every service, declared by
                                     each conftest (a session fixture of the plugin would be computed once

@@ -21,20 +21,19 @@ with `WEBHOOK_ALLOWED_PRIVATE_CIDRS=127.0.0.1/32` and `WEBHOOK_CA_BUNDLE=receive
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import ssl
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
 
-from common.testing.servers import start_aiohttp
+from common.testing.servers import FakeServer
 
 ChallengeMode = Literal["json", "text", "wrong", "none"]
 
@@ -77,7 +76,7 @@ class Hook:
 
     @property
     def url(self) -> str:
-        return f"{self.receiver.base_url}{self.path}"
+        return f"{self.receiver.url}{self.path}"
 
     @property
     def in_flight(self) -> int:
@@ -147,20 +146,17 @@ def _event_of(body: bytes) -> str | None:
     return event if isinstance(event, str) else None
 
 
-class WebhookReceiver:
+class WebhookReceiver(FakeServer):
     def __init__(self, *, tls: bool = True, host: str = "127.0.0.1") -> None:
         self.tls = tls
         self.host = host
-        self.port = 0
         self.hooks: dict[str, Hook] = {}
         self.unrouted: list[ReceivedRequest] = []
-        self._changed = asyncio.Condition()
         self._tmp = tempfile.TemporaryDirectory(prefix="webhook-receiver-")
         self.ca_bundle_path: str | None = None
-        self._runner: web.AppRunner | None = None
 
     @property
-    def base_url(self) -> str:
+    def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def hook(self, *, status: int = 200, statuses: Sequence[int] | None = None, retry_after: str | None = None,
@@ -171,15 +167,6 @@ class WebhookReceiver:
                     response_headers=dict(response_headers or {}))
         self.hooks[hook.id] = hook
         return hook
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -204,7 +191,9 @@ class WebhookReceiver:
             hook._in_flight -= 1
             await self._notify()
 
-    def _ssl_context(self) -> ssl.SSLContext:
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
         import trustme
 
         ca = trustme.CA()
@@ -216,23 +205,16 @@ class WebhookReceiver:
         self.ca_bundle_path = str(path)
         return ctx
 
-    async def start(self) -> None:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+    client_max_size = 16 * 1024 * 1024
+
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await start_aiohttp(app, self.host, self._ssl_context() if self.tls else None)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            with contextlib.suppress(Exception):
-                await self._runner.cleanup()
+        await super().stop()
         self._tmp.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def webhook_receiver(*, tls: bool = True) -> AsyncIterator[WebhookReceiver]:
-    receiver = WebhookReceiver(tls=tls)
-    await receiver.start()
-    try:
-        yield receiver
-    finally:
-        await receiver.stop()
+def webhook_receiver(*, tls: bool = True) -> WebhookReceiver:
+    """`async with webhook_receiver() as receiver:` a subscriber (HTTPS by default), served while inside."""
+    return WebhookReceiver(tls=tls)

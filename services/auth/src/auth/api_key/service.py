@@ -35,7 +35,7 @@ from auth.models import ApiKey
 from common.api import Page, PageParams
 from common.auth import Principal, Role
 from common.db import utcnow
-from common.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from common.errors import Conflict, Unauthorized, Unprocessable, found
 
 PREFIX = "plk_"
 KEY_PATTERN = re.compile(r"plk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}")
@@ -86,9 +86,7 @@ async def _issue(session: AsyncSession, *, name: str, role: Role, tenant_id: uui
 
 async def _get(session: AsyncSession, key_id: uuid.UUID, *, for_update: bool = False) -> ApiKey:
     key = await ApiKeyRepository(session).get(key_id, for_update=for_update)
-    if key is None:
-        raise NotFound(f"API key {key_id} not found")
-    return key
+    return found(key, f"API key {key_id} not found")
 
 
 async def create(session: AsyncSession, owner: Principal, payload: ApiKeyCreate) -> ApiKeyCreated:

@@ -16,16 +16,14 @@ from auth.user.schemas import UserCreate, UserRead, UserUpdate, check_role_tenan
 from common.api import Page, PageParams
 from common.auth import Principal, Role
 from common.db import utcnow
-from common.errors import Conflict, NotFound, Unauthorized, Unprocessable
+from common.errors import Conflict, Unauthorized, Unprocessable, found
 
 logger = logging.getLogger("auth.user")
 
 
 async def _get(session: AsyncSession, user_id: uuid.UUID, *, for_update: bool = False) -> User:
     user = await UserRepository(session).get(user_id, for_update=for_update)
-    if user is None:
-        raise NotFound(f"User {user_id} not found")
-    return user
+    return found(user, f"User {user_id} not found")
 
 
 async def create(session: AsyncSession, payload: UserCreate) -> UserRead:

@@ -27,6 +27,9 @@ from leads.stage.schemas import StageCode
 # Query parameters shared by the lead list, own-operations list, pipeline and metrics.
 SourceQuery = Annotated[Source | None, Query(description="Exact source, e.g. web")]
 SearchQuery = Annotated[str | None, Query(max_length=200, description="Search in name, email, company")]
+StageQuery = Annotated[StageCode | None, Query(description="Stage code")]
+CreatedFromQuery = Annotated[datetime | None, Query(description="Created at or after (ISO 8601; naive = UTC)")]
+CreatedToQuery = Annotated[datetime | None, Query(description="Created before (ISO 8601; naive = UTC)")]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -50,22 +53,22 @@ def _filters(stage: StageCode | None, source: str | None, q: str | None, own_ope
 
 
 def lead_filters(
-    stage: Annotated[StageCode | None, Query(description="Stage code")] = None,
+    stage: StageQuery = None,
     source: SourceQuery = None,
     q: SearchQuery = None,
     ownOperation: Annotated[bool | None, Query(description="Only own-operations leads (or only others)")] = None,
-    createdFrom: Annotated[datetime | None, Query(description="Created at or after (ISO 8601; naive = UTC)")] = None,
-    createdTo: Annotated[datetime | None, Query(description="Created before (ISO 8601; naive = UTC)")] = None,
+    createdFrom: CreatedFromQuery = None,
+    createdTo: CreatedToQuery = None,
 ) -> LeadFilters:
     return _filters(stage, source, q, ownOperation, createdFrom, createdTo)
 
 
 def own_operation_filters(
-    stage: Annotated[StageCode | None, Query(description="Stage code")] = None,
+    stage: StageQuery = None,
     source: SourceQuery = None,
     q: SearchQuery = None,
-    createdFrom: Annotated[datetime | None, Query(description="Created at or after (ISO 8601; naive = UTC)")] = None,
-    createdTo: Annotated[datetime | None, Query(description="Created before (ISO 8601; naive = UTC)")] = None,
+    createdFrom: CreatedFromQuery = None,
+    createdTo: CreatedToQuery = None,
 ) -> LeadFilters:
     return _filters(stage, source, q, True, createdFrom, createdTo)
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.api import Page, PageParams
 from common.auth import Principal
 from common.db import utcnow
-from common.errors import Conflict, NotFound
+from common.errors import Conflict, NotFound, found
 from common.events.catalogue import ConversationData
 from leads.events import outbox
 from leads.lead.repository import LeadRepository, StageMissing
@@ -53,9 +53,7 @@ def _event_data(lead: Lead) -> dict[str, Any]:
 
 async def _get(session: AsyncSession, lead_id: uuid.UUID, *, for_update: bool = False) -> Lead:
     lead = await LeadRepository(session).get(lead_id, for_update=for_update)
-    if lead is None:
-        raise NotFound(f"Lead {lead_id} not found")
-    return lead
+    return found(lead, f"Lead {lead_id} not found")
 
 
 async def _record_stage(session: AsyncSession, lead: Lead, from_stage: str | None, by: uuid.UUID | None,

@@ -12,7 +12,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.errors import Conflict, NotFound, Unprocessable
+from common.errors import Conflict, Unprocessable, found
 from leads.models import Stage
 from leads.stage.repository import DuplicateStage, StageRepository
 from leads.stage.schemas import StageCreate, StageRead, StageUpdate
@@ -28,9 +28,7 @@ async def get(session: AsyncSession, code: str) -> StageRead:
 
 async def _get(session: AsyncSession, code: str, *, for_update: bool = False) -> Stage:
     stage = await StageRepository(session).by_code(code.strip().upper(), for_update=for_update)
-    if stage is None:
-        raise NotFound(f"Stage {code!r} not found")
-    return stage
+    return found(stage, f"Stage {code!r} not found")
 
 
 async def require(session: AsyncSession, code: str) -> Stage:

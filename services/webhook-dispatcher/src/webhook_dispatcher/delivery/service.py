@@ -10,7 +10,7 @@ from datetime import datetime
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.errors import Conflict, NotFound, Unprocessable
+from common.errors import Conflict, NotFound, Unprocessable, found
 from webhook_dispatcher.delivery.repository import ONE_OFF_TYPES, DeliveryRepository
 from webhook_dispatcher.delivery.schemas import (
     AttemptRead,
@@ -43,16 +43,11 @@ def decode_cursor(cursor: str) -> int:
 
 async def _webhook(repo: DeliveryRepository, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     endpoint = await repo.endpoint(endpoint_id, kind=EndpointKind.WEBHOOK)
-    if endpoint is None:
-        raise NotFound(f"Webhook endpoint {endpoint_id} not found")
-    return endpoint
+    return found(endpoint, f"Webhook endpoint {endpoint_id} not found")
 
 
 async def _delivery(repo: DeliveryRepository, delivery_id: uuid.UUID, *, for_update: bool = False) -> Delivery:
-    delivery = await repo.get(delivery_id, for_update=for_update)
-    if delivery is None:
-        raise NotFound(f"Delivery {delivery_id} not found")
-    return delivery
+    return found(await repo.get(delivery_id, for_update=for_update), f"Delivery {delivery_id} not found")
 
 
 async def page_of_deliveries(repo: DeliveryRepository, endpoint_id: uuid.UUID, *, status: str | None,

@@ -23,7 +23,7 @@ from common.api import Page, PageParams
 from common.auth import Principal
 from common.crypto import SecretBox, mask
 from common.db import utcnow
-from common.errors import Conflict, NotFound, ProblemError, Unprocessable
+from common.errors import Conflict, NotFound, ProblemError, Unprocessable, found
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.models import EndpointKind, EndpointStatus, N8nFlow, WebhookEndpoint
@@ -69,9 +69,7 @@ def _flow_read(flow: N8nFlow, endpoint: WebhookEndpoint | None, *, secret: str |
 
 async def flow_or_404(session: AsyncSession, flow_id: uuid.UUID, *, for_update: bool = False) -> N8nFlow:
     flow = await N8nRepository(session).get_flow(flow_id, for_update=for_update)
-    if flow is None:
-        raise NotFound(f"n8n flow {flow_id} not found")
-    return flow
+    return found(flow, f"n8n flow {flow_id} not found")
 
 
 async def get_flow(session: AsyncSession, flow_id: uuid.UUID) -> FlowRead:

@@ -55,8 +55,16 @@ class Template:
     params: tuple[Param, ...] = field(default_factory=tuple)
 
 
+DATA = "$json.body.data"  # the event's data, in a webhook trigger's output
+
+
 def _assignment(name: str, value: str, type_: str = "string") -> dict[str, Any]:
     return {"id": str(uuid.uuid4()), "name": name, "value": value, "type": type_}
+
+
+def _copy(*fields: str, type_: str = "string") -> list[dict[str, Any]]:
+    """Assignments that copy the event's `data.<field>` as is, under the same name."""
+    return [_assignment(f, f"={{{{ {DATA}.{f} }}}}", type_) for f in fields]
 
 
 def _set_node(name: str, position: tuple[int, int], assignments: list[dict[str, Any]]) -> dict[str, Any]:
@@ -100,14 +108,8 @@ def _get_platform(name: str, position: tuple[int, int], ctx: BuildContext, path:
 
 def _lead_processing(ctx: BuildContext) -> dict[str, Any]:
     assert ctx.webhook_path and ctx.webhook_id
-    data = "$json.body.data"
     lead = _set_node("Lead", (260, 0), [
-        _assignment("leadId", f"={{{{ {data}.leadId }}}}"),
-        _assignment("name", f"={{{{ {data}.name }}}}"),
-        _assignment("email", f"={{{{ {data}.email }}}}"),
-        _assignment("company", f"={{{{ {data}.company }}}}"),
-        _assignment("source", f"={{{{ {data}.source }}}}"),
-        _assignment("stage", f"={{{{ {data}.stage }}}}"),
+        *_copy("leadId", "name", "email", "company", "source", "stage"),
         _assignment("tenantId", "={{ $json.body.tenantId }}"),
         _assignment("eventId", "={{ $json.body.id }}"),
     ])
@@ -159,12 +161,9 @@ def _critical_ticket_alert(ctx: BuildContext) -> dict[str, Any]:
     assert ctx.webhook_path and ctx.webhook_id
     is_critical = _if_node("Priority is CRITICAL", (260, 0), PRIORITY_EXPRESSION,
                            {"type": "string", "operation": "equals"}, "CRITICAL")
-    data = "$json.body.data"
     alert = _set_node("Critical ticket alert", (520, -100), [
-        _assignment("text", f"=Critical ticket: {{{{ {data}.subject }}}} ({{{{ {data}.ticketId }}}})"),
-        _assignment("ticketId", f"={{{{ {data}.ticketId }}}}"),
-        _assignment("tenantId", f"={{{{ {data}.tenantId }}}}"),
-        _assignment("subject", f"={{{{ {data}.subject }}}}"),
+        _assignment("text", f"=Critical ticket: {{{{ {DATA}.subject }}}} ({{{{ {DATA}.ticketId }}}})"),
+        *_copy("ticketId", "tenantId", "subject"),
     ])
     slack = _slack("Slack", (780, -260), _param(ctx, "slackChannel", "#support"), "=:rotating_light: {{ $json.text }}")
     sms = node("SMS", "n8n-nodes-base.twilio", 1, (780, -100), {
@@ -247,15 +246,12 @@ def _daily_report(ctx: BuildContext) -> dict[str, Any]:
 
 def _failed_payment(ctx: BuildContext) -> dict[str, Any]:
     assert ctx.webhook_path and ctx.webhook_id
-    data = "$json.body.data"
     payment = _set_node("Payment", (260, 0), [
-        _assignment("tenantId", f"={{{{ {data}.tenantId }}}}"),
-        _assignment("invoiceId", f"={{{{ {data}.invoiceId }}}}"),
-        _assignment("amount", f"={{{{ ({data}.amountDue / 100).toFixed(2) }}}} {{{{ {data}.currency }}}}"),
-        _assignment("attemptCount", f"={{{{ {data}.attemptCount }}}}", "number"),
-        _assignment("nextPaymentAttempt", f"={{{{ {data}.nextPaymentAttempt }}}}"),
-        _assignment("hostedInvoiceUrl", f"={{{{ {data}.hostedInvoiceUrl }}}}"),
-        _assignment("finalAttempt", f"={{{{ {data}.finalAttempt }}}}", "boolean"),
+        *_copy("tenantId", "invoiceId"),
+        _assignment("amount", f"={{{{ ({DATA}.amountDue / 100).toFixed(2) }}}} {{{{ {DATA}.currency }}}}"),
+        *_copy("attemptCount", type_="number"),
+        *_copy("nextPaymentAttempt", "hostedInvoiceUrl"),
+        *_copy("finalAttempt", type_="boolean"),
     ])
     last = _if_node("Last attempt?", (520, 0), "={{ $json.finalAttempt }}", {"type": "boolean", "operation": "true",
                                                                                "singleValue": True})

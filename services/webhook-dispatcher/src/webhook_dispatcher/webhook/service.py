@@ -24,7 +24,7 @@ from common.api import Page, PageParams
 from common.auth import Principal
 from common.crypto import SecretBox, mask
 from common.db import utcnow
-from common.errors import Conflict, NotFound, Unprocessable
+from common.errors import Conflict, NotFound, Unprocessable, found
 from common.events import build_event, format_timestamp, patterns_matching
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.delivery.repository import DeliveryRepository
@@ -171,9 +171,7 @@ def _apply_verification(endpoint: WebhookEndpoint, sent: Sent, *, activate: bool
 # --- use cases ---------------------------------------------------------------------------------------
 async def _get(session: AsyncSession, endpoint_id: uuid.UUID, *, for_update: bool = False) -> WebhookEndpoint:
     endpoint = await WebhookEndpointRepository(session).get(endpoint_id, for_update=for_update, kind=EndpointKind.WEBHOOK)
-    if endpoint is None:
-        raise NotFound(f"Webhook endpoint {endpoint_id} not found")
-    return endpoint
+    return found(endpoint, f"Webhook endpoint {endpoint_id} not found")
 
 
 async def create(session: AsyncSession, box: SecretBox, settings: Settings, transport: WebhookTransport,
