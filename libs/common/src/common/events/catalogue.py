@@ -213,49 +213,45 @@ class EventType:
         return schema
 
 
-def _t(name: str, source: str, description: str, model: type[EventData], routable: bool = True) -> EventType:
-    return EventType(name, source, description, model, routable)
-
-
 EVENT_TYPES: dict[str, EventType] = {
     e.name: e
     for e in [
-        _t("tenant.created", "tenants", "A tenant was created", TenantData),
-        _t("tenant.updated", "tenants", "A tenant's name, plan or settings changed", TenantUpdatedData),
-        _t("tenant.suspended", "tenants", "A tenant was suspended", TenantStatusChangedData),
-        _t("tenant.reactivated", "tenants", "A suspended tenant was reactivated", TenantStatusChangedData),
-        _t("tenant.deleted", "tenants", "A tenant was deleted (soft)", TenantStatusChangedData),
-        _t("ticket.created", "support", "A support ticket was opened", TicketData),
-        _t("ticket.updated", "support", "A ticket's status, priority, assignee or text changed", TicketUpdatedData),
-        _t("ticket.closed", "support", "A ticket was closed", TicketData),
-        _t("ticket.message.added", "support", "A message or internal note was added to a ticket",
+        EventType("tenant.created", "tenants", "A tenant was created", TenantData),
+        EventType("tenant.updated", "tenants", "A tenant's name, plan or settings changed", TenantUpdatedData),
+        EventType("tenant.suspended", "tenants", "A tenant was suspended", TenantStatusChangedData),
+        EventType("tenant.reactivated", "tenants", "A suspended tenant was reactivated", TenantStatusChangedData),
+        EventType("tenant.deleted", "tenants", "A tenant was deleted (soft)", TenantStatusChangedData),
+        EventType("ticket.created", "support", "A support ticket was opened", TicketData),
+        EventType("ticket.updated", "support", "A ticket's status, priority, assignee or text changed", TicketUpdatedData),
+        EventType("ticket.closed", "support", "A ticket was closed", TicketData),
+        EventType("ticket.message.added", "support", "A message or internal note was added to a ticket",
            TicketMessageData),
-        _t("lead.created", "leads", "A sales lead was created", LeadData),
-        _t("lead.updated", "leads", "A lead's details changed", LeadUpdatedData),
-        _t("lead.converted", "leads", "A lead was converted into a customer", LeadConvertedData),
-        _t("lead.stage.changed", "leads", "A lead moved to another pipeline stage", LeadStageChangedData),
-        _t("conversation.started", "conversations", "A conversation started on a channel", ConversationData),
-        _t("conversation.message.received", "conversations", "An inbound message arrived",
+        EventType("lead.created", "leads", "A sales lead was created", LeadData),
+        EventType("lead.updated", "leads", "A lead's details changed", LeadUpdatedData),
+        EventType("lead.converted", "leads", "A lead was converted into a customer", LeadConvertedData),
+        EventType("lead.stage.changed", "leads", "A lead moved to another pipeline stage", LeadStageChangedData),
+        EventType("conversation.started", "conversations", "A conversation started on a channel", ConversationData),
+        EventType("conversation.message.received", "conversations", "An inbound message arrived",
            ConversationMessageData),
-        _t("conversation.message.sent", "conversations", "An outbound message was sent", ConversationMessageData),
-        _t("conversation.ended", "conversations", "A conversation ended (closed by a person or idle)",
+        EventType("conversation.message.sent", "conversations", "An outbound message was sent", ConversationMessageData),
+        EventType("conversation.ended", "conversations", "A conversation ended (closed by a person or idle)",
            ConversationEndedData),
-        _t("channel.status.changed", "conversations", "A WhatsApp channel connected, disconnected or failed",
+        EventType("channel.status.changed", "conversations", "A WhatsApp channel connected, disconnected or failed",
            ChannelStatusData),
-        _t("billing.subscription.created", "billing", "A tenant's subscription was created", SubscriptionData),
-        _t("billing.subscription.updated", "billing", "A tenant's subscription changed", SubscriptionData),
-        _t("billing.subscription.canceled", "billing", "A tenant's subscription was canceled", SubscriptionData),
-        _t("billing.subscription.delinquent", "billing", "Stripe gave up collecting a tenant's payment and the "
+        EventType("billing.subscription.created", "billing", "A tenant's subscription was created", SubscriptionData),
+        EventType("billing.subscription.updated", "billing", "A tenant's subscription changed", SubscriptionData),
+        EventType("billing.subscription.canceled", "billing", "A tenant's subscription was canceled", SubscriptionData),
+        EventType("billing.subscription.delinquent", "billing", "Stripe gave up collecting a tenant's payment and the "
            "grace period ended: the tenant is to be suspended", DelinquencyData),
-        _t("billing.payment_failed", "billing", "A subscription payment failed", PaymentData),
-        _t("billing.payment_succeeded", "billing", "A subscription payment succeeded", PaymentData),
-        _t("webhook.verification", "webhook-dispatcher", "Challenge sent to verify a new endpoint",
+        EventType("billing.payment_failed", "billing", "A subscription payment failed", PaymentData),
+        EventType("billing.payment_succeeded", "billing", "A subscription payment succeeded", PaymentData),
+        EventType("webhook.verification", "webhook-dispatcher", "Challenge sent to verify a new endpoint",
            WebhookVerificationData, routable=False),
-        _t("webhook.test", "webhook-dispatcher", "Test event sent on request to one endpoint",
+        EventType("webhook.test", "webhook-dispatcher", "Test event sent on request to one endpoint",
            WebhookTestData, routable=False),
-        _t("webhook.endpoint.disabled", "webhook-dispatcher",
+        EventType("webhook.endpoint.disabled", "webhook-dispatcher",
            "An endpoint failed continuously past the threshold and was disabled", WebhookEndpointStatusData),
-        _t("webhook.endpoint.recovered", "webhook-dispatcher", "A disabled endpoint was re-enabled",
+        EventType("webhook.endpoint.recovered", "webhook-dispatcher", "A disabled endpoint was re-enabled",
            WebhookEndpointStatusData),
     ]
 }
