@@ -9,43 +9,20 @@ from common.testing.fake_evolution import fake_evolution
 from common.testing.fake_n8n import fake_n8n
 from common.testing.fake_stripe import fake_stripe
 from common.testing.fake_whatsapp import fake_graph
+from common.testing.fixtures import server_fixture
 from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 
 OWNER_EMAIL, OWNER_PASSWORD = "owner@e2e.local", "E2e-Owner-Passw0rd"
 
 
-@pytest.fixture(scope="session")
-async def receiver():
-    async with webhook_receiver() as r:
-        yield r
-
-
-@pytest.fixture(scope="session")
-async def stripe():
-    """The fake Stripe the billing service talks to (STRIPE_API_BASE)."""
-    async with fake_stripe() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-async def n8n():
-    async with fake_n8n() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-async def evolution():
-    """A fake Evolution API server: channels of type EVOLUTION point their apiUrl at it."""
-    async with fake_evolution() as evo:
-        yield evo
-
-
-@pytest.fixture(scope="session")
-async def graph():
-    """A fake Meta Graph API: the stack's WHATSAPP_GRAPH_API_BASE."""
-    async with fake_graph() as g:
-        yield g
+# The outside systems the stack talks to: STRIPE_API_BASE, WHATSAPP_GRAPH_API_BASE; Evolution channels and
+# n8n flows point at theirs through the API.
+receiver = server_fixture(webhook_receiver, "receiver")
+stripe = server_fixture(fake_stripe, "stripe")
+n8n = server_fixture(fake_n8n, "n8n")
+evolution = server_fixture(fake_evolution, "evolution")
+graph = server_fixture(fake_graph, "graph")
 
 
 @pytest.fixture(scope="session")

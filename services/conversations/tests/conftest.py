@@ -14,7 +14,7 @@ from sqlalchemy import text
 from common.testing.fake_evolution import fake_evolution
 from common.testing.fake_n8n import FakeN8n
 from common.testing.fake_whatsapp import fake_graph, sign
-from common.testing.fixtures import database_url_fixture, db_fixture, events_fixture
+from common.testing.fixtures import database_url_fixture, db_fixture, events_fixture, server_fixture
 from common.testing.servers import free_port, serve_app
 from conversations.app import create_app
 from conversations.config import Settings
@@ -30,16 +30,8 @@ db = db_fixture()
 events = events_fixture(TOPIC)
 
 
-@pytest.fixture(scope="session")
-async def evolution():
-    async with fake_evolution() as evo:
-        yield evo
-
-
-@pytest.fixture(scope="session")
-async def graph():
-    async with fake_graph() as g:
-        yield g
+evolution = server_fixture(fake_evolution, "evolution")
+graph = server_fixture(fake_graph, "graph")
 
 
 class AnsweringN8n(FakeN8n):

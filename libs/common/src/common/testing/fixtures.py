@@ -67,3 +67,15 @@ def events_fixture(*topics: str) -> Any:
             yield collector
 
     return events
+
+
+def server_fixture(start: Callable[[], Any], name: str) -> Any:
+    """A session fixture serving `start()` (an async context manager: a fake provider, the webhook
+    receiver) for the whole run: `stripe = server_fixture(fake_stripe, "stripe")`."""
+
+    @pytest.fixture(scope="session", name=name)
+    async def server() -> AsyncIterator[Any]:
+        async with start() as running:
+            yield running
+
+    return server
