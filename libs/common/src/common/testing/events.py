@@ -8,7 +8,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from common.events import Envelope
 
@@ -40,14 +41,21 @@ class EventCollector:
 
 @contextlib.asynccontextmanager
 async def collect_events(bootstrap: str, topics: list[str]) -> AsyncIterator[EventCollector]:
-    """Reads `topics` from the beginning with a private consumer group, for as long as the block runs."""
+    """Reads every partition of `topics` from the beginning, for as long as the block runs.
+
+    No consumer group: the partitions are assigned by hand. A group costs a join (~5 s on tansu) and can
+    rebalance under load; a consumer stopping mid-rebalance waits for its JoinGroup answer, which tansu may
+    hold for minutes (a test hung past pytest's 120 s timeout that way, its own 15 s wait never reported)."""
     from common.messaging.kafka import ensure_topics
 
     await ensure_topics(bootstrap, topics)
+    partitions = await _partitions(bootstrap, topics)
     collector = EventCollector()
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
-                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=20)
     await consumer.start()
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
 
     async def pump() -> None:
         async for record in consumer:
@@ -62,3 +70,13 @@ async def collect_events(bootstrap: str, topics: list[str]) -> AsyncIterator[Eve
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         await consumer.stop()
+
+
+async def _partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
