@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import String, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import String, UniqueConstraint, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field
 
 from common.db.base import TableModel, new_registry
@@ -26,6 +26,23 @@ class Item(Base, table=True):
 
 class ItemRepository(Repository[Item]):
     model = Item
+
+
+class Tag(Base, table=True):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("name", name="uq_tags_name"), UniqueConstraint("rank", name="uq_tags_rank"))
+
+    name: str = Field(sa_type=String(100))
+    rank: int = 0
+
+
+class TakenName(Exception):
+    pass
+
+
+class TagRepository(Repository[Tag]):
+    model = Tag
+    violations = {"uq_tags_name": TakenName}
 
 
 @pytest.fixture
@@ -133,3 +150,19 @@ async def test_a_total_past_the_exact_limit_is_the_planners_estimate_never_below
                                                 offset=4, order_by=[Item.name.asc()])
         # An estimate never ends the list early: the page is read whatever the total says.
         assert [r.name for r in rows] == [f"{tag}-4", f"{tag}-5"] and paged_total >= 4
+
+
+async def test_flush_raises_the_repositorys_exception_for_a_named_constraint_and_other_violations_as_they_are(
+        database):
+    name = uuid.uuid4().hex
+    rank = uuid.uuid4().int % 2**31
+    async with database.sessionmaker() as session, session.begin():
+        await TagRepository(session).add(Tag(name=name, rank=rank))
+    async with database.sessionmaker() as session:
+        with pytest.raises(TakenName):
+            await TagRepository(session).add(Tag(name=name, rank=rank + 1))
+    async with database.sessionmaker() as session:
+        with pytest.raises(IntegrityError):  # a constraint the repository does not name
+            await TagRepository(session).add(Tag(name=f"{name}-2", rank=rank))
+    async with database.sessionmaker() as session:  # nothing of the refused rows was written
+        assert await TagRepository(session).count(select(Tag).where(Tag.name.startswith(name))) == 1

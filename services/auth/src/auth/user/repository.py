@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from auth.models import User
 from common.db.repository import Repository, contains
@@ -20,6 +19,7 @@ class DuplicateEmail(Exception):
 
 class UserRepository(Repository[User]):
     model = User
+    violations = {"uq_users_email_lower": DuplicateEmail}
 
     async def by_email(self, email: str) -> User | None:
         return await self.get_one(select(User).where(func.lower(User.email) == email.lower()))
@@ -40,15 +40,6 @@ class UserRepository(Repository[User]):
         stmt = (select(User.id).where(User.platform_role == "PLATFORM_OWNER", User.is_active)
                 .order_by(User.id).with_for_update())
         return list((await self.session.execute(stmt)).scalars())
-
-    async def flush(self) -> None:
-        try:
-            async with self.session.begin_nested():
-                await self.session.flush()
-        except IntegrityError as exc:
-            if "uq_users_email_lower" in str(exc.orig):
-                raise DuplicateEmail from exc
-            raise
 
     async def lock_owner_seed(self) -> None:
         await self.session.execute(select(func.pg_advisory_xact_lock(OWNER_SEED_LOCK)))

@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from common.db.repository import Repository, contains
@@ -54,6 +53,7 @@ def apply_filters(stmt: Select[Any], f: LeadFilters) -> Select[Any]:
 
 class LeadRepository(Repository[Lead]):
     model = Lead
+    violations = {"fk_leads_stage_lead_stages": StageMissing}
 
     async def get_with_history(self, lead_id: uuid.UUID) -> Lead | None:
         return await self.get_one(self.select().where(Lead.id == lead_id).options(selectinload(Lead.history)))
@@ -66,15 +66,6 @@ class LeadRepository(Repository[Lead]):
         stmt = (insert(Lead).values(**values).on_conflict_do_nothing(index_elements=[Lead.contact_key])
                 .returning(Lead))
         return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def flush(self) -> None:
-        try:
-            async with self.session.begin_nested():
-                await self.session.flush()
-        except IntegrityError as exc:
-            if "fk_leads_stage_lead_stages" in str(exc.orig):
-                raise StageMissing from exc
-            raise
 
     async def add_stage_change(self, change: StageChange) -> None:
         self.session.add(change)

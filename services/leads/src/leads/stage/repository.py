@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from common.db.repository import Repository
 from leads.models import Lead, Stage
@@ -19,6 +20,8 @@ class DuplicateStage(Exception):
 
 class StageRepository(Repository[Stage]):
     model = Stage
+    violations = {"uq_lead_stages_code": partial(DuplicateStage, won=False),
+                  "uq_lead_stages_won": partial(DuplicateStage, won=True)}
 
     async def list(self) -> list[Stage]:
         return await self.all(select(Stage).order_by(Stage.position, Stage.code))
@@ -47,13 +50,3 @@ class StageRepository(Repository[Stage]):
     async def delete(self, stage: Stage) -> None:
         await self.session.delete(stage)
         await self.flush()
-
-    async def flush(self) -> None:
-        try:
-            async with self.session.begin_nested():
-                await self.session.flush()
-        except IntegrityError as exc:
-            for constraint, won in (("uq_lead_stages_code", False), ("uq_lead_stages_won", True)):
-                if constraint in str(exc.orig):
-                    raise DuplicateStage(won=won) from exc
-            raise
