@@ -54,6 +54,11 @@ def test_a_request_takes_camel_case_only_and_refuses_unknown_fields():
             ThingCreate.model_validate(body)
 
 
+def test_a_request_dumps_its_attribute_names_which_the_service_hands_to_its_models():
+    body = ThingCreate.model_validate({"displayName": "x"})
+    assert body.model_dump(exclude_unset=True) == {"display_name": "x"}
+
+
 def test_page_of_converts_each_row_with_the_item_type_or_with_read():
     rows = [_row("one"), _row("two")]
     page = Page[ThingRead].of(rows, 7, PageParams(limit=2, offset=4))

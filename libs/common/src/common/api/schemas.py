@@ -18,6 +18,7 @@ class Schema(BaseModel):
 
 
 class InputSchema(Schema):
-    """Request bodies: camelCase names only, unknown fields refused (a typo is a 422, not a silent no-op)."""
+    """Request bodies: camelCase names only, unknown fields refused (a typo is a 422, not a silent no-op).
+    `model_dump()` gives the attribute names, the ones a service passes on to its models."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, serialize_by_alias=False)

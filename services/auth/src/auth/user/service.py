@@ -57,7 +57,7 @@ async def list_users(session: AsyncSession, *, tenant_id: uuid.UUID | None, role
 
 async def update(session: AsyncSession, user_id: uuid.UUID, payload: UserUpdate) -> UserRead:
     repo = UserRepository(session)
-    fields = payload.model_dump(exclude_unset=True, by_alias=False)
+    fields = payload.model_dump(exclude_unset=True)
     user = await _get(session, user_id, for_update=True)
     role = Role(fields.get("platform_role") or user.platform_role)
     if "tenant_id" in fields:

@@ -110,7 +110,7 @@ def _jsonable(value: Any) -> Any:
 async def update(session: AsyncSession, lead_id: uuid.UUID, body: LeadUpdate) -> LeadRead:
     lead = await _get(session, lead_id, for_update=True)
     previous: dict[str, Any] = {}  # by API name, as the event carries it
-    for field, value in body.model_dump(exclude_unset=True, by_alias=False).items():
+    for field, value in body.model_dump(exclude_unset=True).items():
         current = getattr(lead, field)
         if value != current:
             previous[to_camel(field)] = _jsonable(current)

@@ -69,7 +69,7 @@ async def create(session: AsyncSession, body: StageCreate) -> StageRead:
 async def update(session: AsyncSession, code: str, body: StageUpdate) -> StageRead:
     repo = StageRepository(session)
     stage = await _get(session, code, for_update=True)
-    fields = body.model_dump(exclude_unset=True, by_alias=False)
+    fields = body.model_dump(exclude_unset=True)
     if any(v is None for v in fields.values()):
         raise Unprocessable("Stage fields cannot be null")
     won_ = fields.get("is_won", stage.is_won)

@@ -155,7 +155,7 @@ async def list_tickets(session: AsyncSession, principal: Principal, *, tenant_id
 def _changes(ticket: Ticket, payload: TicketUpdate) -> dict[str, tuple[Any, Any]]:
     """{API field name: (previous, new)} for the fields the payload really changes."""
     changes = {}
-    for name, value in payload.model_dump(exclude_unset=True, by_alias=False).items():
+    for name, value in payload.model_dump(exclude_unset=True).items():
         if isinstance(value, Enum):
             value = value.value
         current = getattr(ticket, name)
