@@ -58,19 +58,3 @@ class TableModel(SQLModel):
         sa_column_kwargs={"server_default": func.now(), "onupdate": utcnow},
     )
 
-
-# --- being retired: the declarative mixin the services used before TableModel -------------------------
-from sqlalchemy.orm import Mapped, mapped_column  # noqa: E402
-from sqlalchemy.types import Uuid  # noqa: E402
-
-
-class ModelBase:
-    """Mixin for a DeclarativeBase (`id`, `created_at`, `updated_at`); replaced by `TableModel`."""
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
-    )
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow, server_default=func.now()
-    )
