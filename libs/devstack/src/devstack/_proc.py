@@ -11,7 +11,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
@@ -104,6 +105,30 @@ def kill_now(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is not None and proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
+
+
+@dataclass(kw_only=True)
+class ChildProcess:
+    """A server this stack may have started: `process` is None for an outside one (nothing to stop)."""
+
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_path: Path | None = None
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        await terminate(self.process, timeout)
+
+    def kill(self) -> None:
+        kill_now(self.process)
+
+    async def wait_ready(self, ready: Awaitable[None], failure: str = "") -> None:
+        """Wait for `ready`; when it fails (or is cancelled) stop the process, the error carrying its log's end."""
+        try:
+            await ready
+        except BaseException as exc:
+            await self.stop()
+            if isinstance(exc, Exception):
+                raise RuntimeError(f"{failure}{exc}\n{tail(self.log_path, 20)}") from exc
+            raise
 
 
 def log_size(path: Path | None) -> int:

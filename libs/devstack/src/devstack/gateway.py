@@ -16,12 +16,12 @@ does not resolve locally: requests to them get a 502 problem response.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ._proc import kill_now, port_in_use, repo_root, spawn, tail, terminate, wait_tcp
+from ._proc import ChildProcess, port_in_use, repo_root, spawn, wait_tcp
+from .services import env_prefix_of
 
 
 def caddy_executable() -> str:
@@ -39,27 +39,19 @@ def gateway_env(
 ) -> dict[str, str]:
     env = {"GATEWAY_PORT": str(port), "DOCS_ROOT": str(docs_root)}
     for name, upstream in upstreams.items():
-        env[f"{name.upper().replace('-', '_')}_UPSTREAM"] = upstream
+        env[f"{env_prefix_of(name)}_UPSTREAM"] = upstream
     if max_body_size:
         env["GATEWAY_MAX_BODY_SIZE"] = max_body_size
     return env
 
 
 @dataclass
-class Gateway:
+class Gateway(ChildProcess):
     port: int
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    log_path: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        await terminate(self.process, timeout)
-
-    def kill(self) -> None:
-        kill_now(self.process)
 
 
 async def start_gateway(
@@ -91,12 +83,6 @@ async def start_gateway(
     full_env.update(gateway_env(port, upstreams, docs_root, max_body_size=max_body_size))
     argv = [caddy_executable(), "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
     proc = spawn(argv, env=full_env, log_path=log_path, header="caddy")
-    gw = Gateway(port, proc, log_path)
-    try:
-        await wait_tcp("127.0.0.1", port, timeout, proc)
-    except BaseException as exc:
-        await gw.stop()
-        if isinstance(exc, Exception):
-            raise RuntimeError(f"gateway did not start: {exc}\n{tail(log_path, 20)}") from exc
-        raise
+    gw = Gateway(port, process=proc, log_path=log_path)
+    await gw.wait_ready(wait_tcp("127.0.0.1", port, timeout, proc), "gateway did not start: ")
     return gw

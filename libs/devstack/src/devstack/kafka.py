@@ -17,10 +17,10 @@ import asyncio
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from ._proc import free_port, kill_now, port_in_use, spawn, tail, terminate
+from ._proc import ChildProcess, free_port, port_in_use, spawn
 
 
 def broker_bin() -> str:
@@ -44,20 +44,12 @@ def tansu_argv(port: int, host: str = "127.0.0.1") -> list[str]:
 
 
 @dataclass
-class Broker:
+class Broker(ChildProcess):
     bootstrap: str
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    log_path: Path | None = None
 
     @property
     def embedded(self) -> bool:
         return self.process is not None
-
-    async def stop(self, timeout: float = 5.0) -> None:
-        await terminate(self.process, timeout)
-
-    def kill(self) -> None:
-        kill_now(self.process)
 
 
 async def wait_for_kafka(
@@ -94,14 +86,8 @@ async def start_tansu(port: int | None = None, log_path: Path | None = None, tim
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.setdefault("RUST_LOG", "warn")
     proc = spawn(tansu_argv(port), env=env, log_path=log_path, header="tansu")
-    broker = Broker(f"127.0.0.1:{port}", proc, log_path)
-    try:
-        await wait_for_kafka(broker.bootstrap, timeout, proc)
-    except BaseException as exc:
-        await broker.stop()
-        if isinstance(exc, Exception):
-            raise RuntimeError(f"{exc}\n{tail(log_path, 20)}") from exc
-        raise
+    broker = Broker(f"127.0.0.1:{port}", process=proc, log_path=log_path)
+    await broker.wait_ready(wait_for_kafka(broker.bootstrap, timeout, proc))
     return broker
 
 

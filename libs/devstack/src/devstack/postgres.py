@@ -395,7 +395,7 @@ async def provision_databases(
     urls: dict[str, str] = {}
     on_main: list[str] = []
     for spec in services:
-        override = env.get(spec.database_url_env)
+        override = env.get(spec.env("DATABASE_URL"))
         if override:
             urls[spec.name] = to_sqlalchemy_url(override)
             db = database_of(override)

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def env_prefix_of(service: str) -> str:
+    """How a service's own variables begin: ``webhook-dispatcher`` -> ``WEBHOOK_DISPATCHER`` (as in
+    ``WEBHOOK_DISPATCHER_UPSTREAM``, the Caddyfile's placeholder, or ``TENANTS_DATABASE_URL``)."""
+    return service.upper().replace("-", "_")
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str  # directory under services/, SERVICE_NAME, the docs id
@@ -21,18 +27,11 @@ class ServiceSpec:
 
     @property
     def env_prefix(self) -> str:
-        """``webhook-dispatcher`` -> ``WEBHOOK_DISPATCHER``."""
-        return self.name.upper().replace("-", "_")
+        return env_prefix_of(self.name)
 
-    @property
-    def database_url_env(self) -> str:
-        """Per-service override of the database URL, e.g. ``TENANTS_DATABASE_URL``."""
-        return f"{self.env_prefix}_DATABASE_URL"
-
-    @property
-    def upstream_env(self) -> str:
-        """Caddyfile placeholder for the upstream ``host:port``, e.g. ``AUTH_UPSTREAM``."""
-        return f"{self.env_prefix}_UPSTREAM"
+    def env(self, name: str) -> str:
+        """Its own variable ``name``, e.g. ``TENANTS_DATABASE_URL`` for ``env("DATABASE_URL")``."""
+        return f"{self.env_prefix}_{name}"
 
     @property
     def app_factory(self) -> str:
