@@ -10,22 +10,11 @@ from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import Unprocessable, problem_responses
-from leads.lead import service
-from leads.lead.schemas import (
-    ConvertRequest,
-    LeadCreate,
-    LeadDetail,
-    LeadFilters,
-    LeadRead,
-    LeadSort,
-    LeadUpdate,
-    Source,
-    StageMove,
-)
+from leads.lead import schemas, service
 from leads.stage.schemas import StageCode
 
 # Query parameters shared by the lead list, own-operations list, pipeline and metrics.
-SourceQuery = Annotated[Source | None, Query(description="Exact source, e.g. web")]
+SourceQuery = Annotated[schemas.Source | None, Query(description="Exact source, e.g. web")]
 SearchQuery = Annotated[str | None, Query(max_length=200, description="Search in name, email, company")]
 StageQuery = Annotated[StageCode | None, Query(description="Stage code")]
 CreatedFromQuery = Annotated[datetime | None, Query(description="Created at or after (ISO 8601; naive = UTC)")]
@@ -44,11 +33,11 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _filters(stage: StageCode | None, source: str | None, q: str | None, own_operation: bool | None,
-             created_from: datetime | None, created_to: datetime | None) -> LeadFilters:
+             created_from: datetime | None, created_to: datetime | None) -> schemas.LeadFilters:
     created_from, created_to = _utc(created_from), _utc(created_to)
     if created_from is not None and created_to is not None and created_from > created_to:
         raise Unprocessable("createdFrom must not be after createdTo")
-    return LeadFilters(stage=stage, source=source, q=q or None, own_operation=own_operation,
+    return schemas.LeadFilters(stage=stage, source=source, q=q or None, own_operation=own_operation,
                        created_from=created_from, created_to=created_to)
 
 
@@ -59,7 +48,7 @@ def lead_filters(
     ownOperation: Annotated[bool | None, Query(description="Only own-operations leads (or only others)")] = None,
     createdFrom: CreatedFromQuery = None,
     createdTo: CreatedToQuery = None,
-) -> LeadFilters:
+) -> schemas.LeadFilters:
     return _filters(stage, source, q, ownOperation, createdFrom, createdTo)
 
 
@@ -69,12 +58,12 @@ def own_operation_filters(
     q: SearchQuery = None,
     createdFrom: CreatedFromQuery = None,
     createdTo: CreatedToQuery = None,
-) -> LeadFilters:
+) -> schemas.LeadFilters:
     return _filters(stage, source, q, True, createdFrom, createdTo)
 
 
-LeadFiltersDep = Annotated[LeadFilters, Depends(lead_filters)]
-OwnOperationFiltersDep = Annotated[LeadFilters, Depends(own_operation_filters)]
+LeadFiltersDep = Annotated[schemas.LeadFilters, Depends(lead_filters)]
+OwnOperationFiltersDep = Annotated[schemas.LeadFilters, Depends(own_operation_filters)]
 
 
 # Included after the stage, pipeline and metrics routers: `/leads/{lead_id}` must not shadow them.
@@ -82,50 +71,55 @@ router = APIRouter(prefix="/api/platform/leads", tags=["leads"])
 operations_router = APIRouter(prefix="/api/platform/operations/leads", tags=["own operations"])
 
 
-@router.get("", response_model=Page[LeadRead], responses=problem_responses(401, 403, 422))
+@router.get("", response_model=Page[schemas.LeadRead], responses=problem_responses(401, 403, 422))
 async def list_leads(session: SessionDep, _: PlatformOwner, page: PageParamsDep, filters: LeadFiltersDep,
-                     sort: LeadSort = LeadSort.created_desc) -> Page[LeadRead]:
+                     sort: schemas.LeadSort = schemas.LeadSort.created_desc) -> Page[schemas.LeadRead]:
     """Leads, newest first; filter by stage, source, text, own operations, creation range."""
     return await service.list_leads(session, filters, sort=sort, page=page)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=LeadRead,
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=schemas.LeadRead,
              responses=problem_responses(401, 403, 409, 422))
-async def create_lead(session: SessionDep, caller: PlatformOwner, body: LeadCreate) -> LeadRead:
+async def create_lead(session: SessionDep, caller: PlatformOwner, body: schemas.LeadCreate) -> schemas.LeadRead:
     """Create a lead (in the first open stage unless another open stage is given); emits `lead.created`."""
     return await service.create(session, body, caller)
 
 
-@router.get("/{lead_id}", response_model=LeadDetail, responses=problem_responses(401, 403, 404, 422))
-async def get_lead(session: SessionDep, _: PlatformOwner, lead_id: uuid.UUID) -> LeadDetail:
+@router.get("/{lead_id}", response_model=schemas.LeadDetail, responses=problem_responses(401, 403, 404, 422))
+async def get_lead(session: SessionDep, _: PlatformOwner, lead_id: uuid.UUID) -> schemas.LeadDetail:
     """A lead with its stage history."""
     return await service.get(session, lead_id)
 
 
-@router.put("/{lead_id}", response_model=LeadRead, responses=problem_responses(401, 403, 404, 422))
-async def update_lead(session: SessionDep, _: PlatformOwner, lead_id: uuid.UUID, body: LeadUpdate) -> LeadRead:
+@router.put("/{lead_id}", response_model=schemas.LeadRead, responses=problem_responses(401, 403, 404, 422))
+async def update_lead(session: SessionDep, _: PlatformOwner, lead_id: uuid.UUID,
+                      body: schemas.LeadUpdate) -> schemas.LeadRead:
     """Change details (not the stage); emits `lead.updated` with the changed fields, or nothing if none."""
     return await service.update(session, lead_id, body)
 
 
-@router.post("/{lead_id}/stage", response_model=LeadRead, responses=problem_responses(401, 403, 404, 409, 422))
-async def move_lead(session: SessionDep, caller: PlatformOwner, lead_id: uuid.UUID, body: StageMove) -> LeadRead:
+@router.post("/{lead_id}/stage", response_model=schemas.LeadRead,
+             responses=problem_responses(401, 403, 404, 409, 422))
+async def move_lead(session: SessionDep, caller: PlatformOwner, lead_id: uuid.UUID,
+                    body: schemas.StageMove) -> schemas.LeadRead:
     """Move the lead to another stage; emits `lead.stage.changed`. 409 out of a final stage, into the won
     stage (use convert) or to the current stage."""
     return await service.move(session, lead_id, body, caller)
 
 
-@router.post("/{lead_id}/convert", response_model=LeadRead, responses=problem_responses(401, 403, 404, 409, 422))
+@router.post("/{lead_id}/convert", response_model=schemas.LeadRead,
+             responses=problem_responses(401, 403, 404, 409, 422))
 async def convert_lead(session: SessionDep, caller: PlatformOwner, lead_id: uuid.UUID,
-                       body: Annotated[ConvertRequest | None, Body()] = None) -> LeadRead:
+                       body: Annotated[schemas.ConvertRequest | None, Body()] = None) -> schemas.LeadRead:
     """Mark the lead won (converted): moves it to the won stage, records `convertedAt`; emits
     `lead.converted`. 409 if already converted or in a lost/final stage."""
-    return await service.convert(session, lead_id, body or ConvertRequest(), caller)
+    return await service.convert(session, lead_id, body or schemas.ConvertRequest(), caller)
 
 
-@operations_router.get("", response_model=Page[LeadRead], responses=problem_responses(401, 403, 422))
+@operations_router.get("", response_model=Page[schemas.LeadRead], responses=problem_responses(401, 403, 422))
 async def list_own_operation_leads(session: SessionDep, _: PlatformOwner, page: PageParamsDep,
                                    filters: OwnOperationFiltersDep,
-                                   sort: LeadSort = LeadSort.created_desc) -> Page[LeadRead]:
+                                   sort: schemas.LeadSort = schemas.LeadSort.created_desc,
+                                   ) -> Page[schemas.LeadRead]:
     """Leads of the owner's own operations (`ownOperation = true`), with the same filters."""
     return await service.list_leads(session, filters, sort=sort, page=page)

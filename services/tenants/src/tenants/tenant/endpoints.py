@@ -9,46 +9,41 @@ from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import problem_responses
-from tenants.tenant import service
-from tenants.tenant.schemas import (
-    StatusChange,
-    TenantCreate,
-    TenantRead,
-    TenantSort,
-    TenantStatus,
-    TenantUpdate,
-)
+from tenants.tenant import schemas, service
 
 router = APIRouter(prefix="/api/platform/tenants", tags=["tenants"])
 
 
-@router.get("", response_model=Page[TenantRead], responses=problem_responses(401, 403, 422))
+@router.get("", response_model=Page[schemas.TenantRead], responses=problem_responses(401, 403, 422))
 async def list_tenants(
     session: SessionDep, _: PlatformOwner, page: PageParamsDep,
-    status: TenantStatus | None = None,
+    status: schemas.TenantStatus | None = None,
     plan: Annotated[str | None, Query(max_length=100)] = None,
     q: Annotated[str | None, Query(max_length=200, description="Search in the name")] = None,
-    sort: TenantSort = TenantSort.created_desc,
-) -> Page[TenantRead]:
+    sort: schemas.TenantSort = schemas.TenantSort.created_desc,
+) -> Page[schemas.TenantRead]:
     """Tenants, newest first. Deleted tenants are listed only with `status=DELETED`."""
     return await service.list_tenants(session, status=status, plan=plan, q=q, sort=sort, page=page)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=TenantRead,
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=schemas.TenantRead,
              responses=problem_responses(401, 403, 409, 422))
-async def create_tenant(session: SessionDep, _: PlatformOwner, body: TenantCreate) -> TenantRead:
+async def create_tenant(session: SessionDep, _: PlatformOwner,
+                        body: schemas.TenantCreate) -> schemas.TenantRead:
     """Create a tenant; emits `tenant.created`."""
     return await service.create(session, body)
 
 
-@router.get("/{tenant_id}", response_model=TenantRead, responses=problem_responses(401, 403, 404, 422))
-async def get_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID) -> TenantRead:
+@router.get("/{tenant_id}", response_model=schemas.TenantRead,
+            responses=problem_responses(401, 403, 404, 422))
+async def get_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID) -> schemas.TenantRead:
     return await service.get(session, tenant_id)
 
 
-@router.put("/{tenant_id}", response_model=TenantRead, responses=problem_responses(401, 403, 404, 409, 422))
+@router.put("/{tenant_id}", response_model=schemas.TenantRead,
+            responses=problem_responses(401, 403, 404, 409, 422))
 async def update_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID,
-                        body: TenantUpdate) -> TenantRead:
+                        body: schemas.TenantUpdate) -> schemas.TenantRead:
     """Change name, plan, contact or settings; emits `tenant.updated` with the changed fields."""
     return await service.update(session, tenant_id, body)
 
@@ -61,15 +56,15 @@ async def delete_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.U
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{tenant_id}/suspend", response_model=TenantRead,
+@router.post("/{tenant_id}/suspend", response_model=schemas.TenantRead,
              responses=problem_responses(401, 403, 404, 409, 422))
 async def suspend_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID,
-                         body: Annotated[StatusChange | None, Body()] = None) -> TenantRead:
-    return await service.suspend(session, tenant_id, body or StatusChange())
+                         body: Annotated[schemas.StatusChange | None, Body()] = None) -> schemas.TenantRead:
+    return await service.suspend(session, tenant_id, body or schemas.StatusChange())
 
 
-@router.post("/{tenant_id}/reactivate", response_model=TenantRead,
+@router.post("/{tenant_id}/reactivate", response_model=schemas.TenantRead,
              responses=problem_responses(401, 403, 404, 409, 422))
 async def reactivate_tenant(session: SessionDep, _: PlatformOwner, tenant_id: uuid.UUID,
-                            body: Annotated[StatusChange | None, Body()] = None) -> TenantRead:
-    return await service.reactivate(session, tenant_id, body or StatusChange())
+                            body: Annotated[schemas.StatusChange | None, Body()] = None) -> schemas.TenantRead:
+    return await service.reactivate(session, tenant_id, body or schemas.StatusChange())
