@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy.orm import DeclarativeBase
 
 from common.config import ServiceSettings
-from common.db import Database, new_metadata
+from common.db import new_metadata
 from common.events import build_event
-from common.messaging import EventConsumer, Outbox, OutboxRelay, inbox_table, outbox_table
+from common.messaging import Outbox, OutboxRelay, inbox_table, outbox_table
 from common.messaging.kafka import make_producer
 from common.supervise import supervise
 from common.testing.events import collect_events
@@ -89,27 +89,17 @@ async def wait_until(predicate, timeout=30.0):
 
 
 @pytest.fixture
-async def database(postgres):
-    name = f"t_common_{uuid.uuid4().hex[:8]}"
-    await postgres.create_databases([name])
-    db = Database(postgres.async_url(name))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield db
-    await db.dispose()
+async def database(scratch_database):
+    return await scratch_database(Base.metadata, pool_size=10)
 
 
-async def test_a_broker_restart_loses_nothing_and_consumers_apply_each_event_once(database, broker):
+async def test_a_broker_restart_loses_nothing_and_consumers_apply_each_event_once(database, broker,
+                                                                                     recording_consumer):
     source = f"losstest{uuid.uuid4().hex[:6]}"
     outbox = Outbox(OUTBOX, source)
-    applied: list[uuid.UUID] = []
-
-    async def handler(session, events):
-        applied.extend(e.id for e in events)
-
     settings = ServiceSettings(service_name=source, kafka_bootstrap_servers=broker.bootstrap,
                                kafka_fetch_max_wait_ms=20)
-    consumer = EventConsumer(settings, database, INBOX, name="loss", topics=[outbox.topic], handler=handler)
+    consumer, applied = recording_consumer(settings, database, INBOX, outbox.topic, name="loss")
     async with running(consumer.run, "consumer"):
         async with relay_running(database, broker.bootstrap, source) as relay:
             first = await add_events(database, outbox, 20)

@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase
 
 from common.config import ServiceSettings
-from common.db import Database, commit_each_statement, new_metadata
+from common.db import commit_each_statement, new_metadata
 from common.events import Envelope, build_event
-from common.messaging import EventConsumer, Outbox, OutboxRelay, inbox_table, outbox_table
+from common.messaging import Outbox, OutboxRelay, inbox_table, outbox_table
 from common.messaging.kafka import make_producer
 from common.testing.events import collect_events
 
@@ -29,14 +29,8 @@ THINGS = Table("things", Base.metadata, Column("name", String(50), primary_key=T
 
 
 @pytest.fixture(scope="module")
-async def database(postgres):
-    name = f"t_common_{uuid.uuid4().hex[:8]}"
-    await postgres.create_databases([name])
-    db = Database(postgres.async_url(name))
-    async with db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    yield db
-    await db.dispose()
+async def database(module_scratch_database):
+    return await module_scratch_database(Base.metadata, pool_size=10)
 
 
 @contextlib.asynccontextmanager
@@ -193,18 +187,13 @@ async def test_the_relays_relaxed_commits_never_reach_the_services_own_transacti
             assert (await conn.exec_driver_sql("SHOW synchronous_commit")).scalar() == "on"
 
 
-async def test_consumer_applies_each_event_once_even_when_delivered_twice(database, kafka_bootstrap):
+async def test_consumer_applies_each_event_once_even_when_delivered_twice(database, kafka_bootstrap,
+                                                                          recording_consumer):
     source = f"relaytest{uuid.uuid4().hex[:6]}"
     outbox = Outbox(OUTBOX, source)
-    applied: list[uuid.UUID] = []
-
-    async def handler(session, events):
-        applied.extend(e.id for e in events)
-
     settings = ServiceSettings(service_name="t", kafka_bootstrap_servers=kafka_bootstrap)
-    consumer = EventConsumer(settings, database, INBOX, name=f"c{uuid.uuid4().hex[:6]}", topics=[outbox.topic],
-                             handler=handler)
-    event = tenant_event(uuid.uuid4())
+    consumer, applied = recording_consumer(settings, database, INBOX, outbox.topic)
+    event, marker = tenant_event(uuid.uuid4()), tenant_event(uuid.uuid4())
     task = asyncio.create_task(consumer.run())
     try:
         async with asyncio.timeout(30):
@@ -216,16 +205,18 @@ async def test_consumer_applies_each_event_once_even_when_delivered_twice(databa
                     event_id=uuid.uuid4(), event_type=event.event, topic=outbox.topic, aggregate_id="k",
                     payload=event.to_kafka(), headers={}))
                 await session.commit()
+        async with database.sessionmaker() as session:  # sent after them (same key): applied after them
+            await outbox.add(session, marker, key="k")
+            await session.commit()
         async with running_relay(database, kafka_bootstrap, source):
             async with asyncio.timeout(20):
-                while not applied:
+                while marker.id not in applied:
                     await asyncio.sleep(0.05)
-            await asyncio.sleep(1.0)  # room for a second (wrong) application
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert applied == [event.id]
+    assert applied == [event.id, marker.id]
 
 
 async def test_a_commit_notifies_the_relays_of_other_processes_after_it_is_visible(database):
