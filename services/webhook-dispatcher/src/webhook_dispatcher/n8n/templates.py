@@ -279,10 +279,10 @@ def _failed_payment(ctx: BuildContext) -> dict[str, Any]:
     return workflow(ctx.name, nodes, connections)
 
 
-_OPTIONAL = {
-    "fromEmail": "Sender address of the e-mails (default a placeholder to edit in n8n)",
-    "slackChannel": "Slack channel, e.g. #support",
-}
+# Parameters several templates take.
+FROM_EMAIL = Param("fromEmail", "Sender address of the e-mails (default a placeholder to edit in n8n)",
+                   required=False)
+SLACK_CHANNEL = Param("slackChannel", "Slack channel, e.g. #support", required=False)
 
 
 TEMPLATES: dict[str, Template] = {t.id: t for t in (
@@ -293,14 +293,14 @@ TEMPLATES: dict[str, Template] = {t.id: t for t in (
                     "(Google Tasks credential).",
         trigger_events=("lead.created",), webhook=True, build=_lead_processing,
         params=(Param("crmUrl", "The CRM's endpoint that takes a new lead as JSON (POST)", required=False),
-                Param("fromEmail", _OPTIONAL["fromEmail"], required=False))),
+                FROM_EMAIL)),
     Template(
         id="critical-ticket-alert", name="Critical ticket alert", category="support",
         description="On every new ticket (ticket.created): an IF node on {{$json.body.data.priority}} lets only "
                     "CRITICAL tickets through to the alert: a Slack message, an SMS (Twilio) and an incident review "
                     "in Google Calendar (fill in the three credentials in n8n).",
         trigger_events=("ticket.created",), webhook=True, build=_critical_ticket_alert,
-        params=(Param("slackChannel", _OPTIONAL["slackChannel"], required=False),
+        params=(SLACK_CHANNEL,
                 Param("smsFrom", "Twilio number the SMS is sent from (E.164)", required=False),
                 Param("smsTo", "Who gets the SMS (E.164)", required=False),
                 Param("calendarId", "Google Calendar id of the incident review (default: primary)",
@@ -320,7 +320,7 @@ TEMPLATES: dict[str, Template] = {t.id: t for t in (
             Param("timezone", "Time zone of the 09:00 schedule, e.g. America/Sao_Paulo (default: n8n's)",
                   required=False),
             Param("reportTo", "Who receives the report by e-mail", required=False),
-            Param("fromEmail", _OPTIONAL["fromEmail"], required=False),
+            FROM_EMAIL,
         )),
     Template(
         id="failed-payment", name="Failed payment", category="billing",
@@ -330,6 +330,6 @@ TEMPLATES: dict[str, Template] = {t.id: t for t in (
         trigger_events=("billing.payment_failed",), webhook=True, build=_failed_payment,
         params=(Param("customerEmail", "Where the customer e-mails go (default: an expression to edit in n8n)",
                       required=False),
-                Param("fromEmail", _OPTIONAL["fromEmail"], required=False),
-                Param("slackChannel", _OPTIONAL["slackChannel"], required=False))),
+                FROM_EMAIL,
+                SLACK_CHANNEL)),
 )}
