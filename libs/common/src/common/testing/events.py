@@ -72,11 +72,17 @@ async def collect_events(bootstrap: str, topics: list[str]) -> AsyncIterator[Eve
         await consumer.stop()
 
 
-async def _partitions(bootstrap: str, topics: list[str]) -> list[TopicPartition]:
+async def _partitions(bootstrap: str, topics: list[str], timeout: float = 10.0) -> list[TopicPartition]:
+    """Every partition of `topics`, once the broker lists each topic with its partitions."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
-        described = await admin.describe_topics(topics)
+        async with asyncio.timeout(timeout):
+            while True:
+                described = {t["topic"]: [p["partition"] for p in t["partitions"]]
+                             for t in await admin.describe_topics(topics) if not t["error_code"]}
+                if all(described.get(topic) for topic in topics):
+                    return [TopicPartition(topic, p) for topic in topics for p in described[topic]]
+                await asyncio.sleep(0.1)
     finally:
         await admin.close()
-    return [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]

@@ -58,8 +58,8 @@ def service_url_fixture(create_app: Callable[[Any], FastAPI], settings: Callable
 
 
 def events_fixture(*topics: str) -> Any:
-    """`events`: everything on `topics` during the session (one consumer-group join, which is slow on tansu,
-    not one per test); tests pick their own aggregates' events by id."""
+    """`events`: everything on `topics` during the session (one collector, not one per test); tests pick
+    their own aggregates' events by id."""
 
     @pytest.fixture(scope="session", name="events")
     async def events(kafka_bootstrap: str) -> AsyncIterator[EventCollector]:
