@@ -9,12 +9,10 @@ from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints, mo
 
 from common.api import InputSchema, Schema
 from common.events import valid_pattern
+from webhook_dispatcher.models import DeliveryStatus
 
-
-class DeliveryStatusName(StrEnum):
-    PENDING = "PENDING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
+# The model's statuses, under the name the API has always given them.
+DeliveryStatusName = StrEnum("DeliveryStatusName", [(s.name, s.value) for s in DeliveryStatus])  # type: ignore[misc]
 
 
 class RecoverStatus(StrEnum):

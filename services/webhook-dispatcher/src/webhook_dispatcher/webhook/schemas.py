@@ -10,6 +10,7 @@ from pydantic import AfterValidator, AliasChoices, Field, StringConstraints
 from common.api import InputSchema, Schema
 from common.events import valid_pattern
 from common.validation import omitted_not_null
+from webhook_dispatcher.models import EndpointStatus
 from webhook_dispatcher.outbound.signing import InvalidSecret, secret_key
 
 Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
@@ -52,11 +53,9 @@ MaxConcurrency = Annotated[int, Field(ge=1, le=200, description="Attempts in fli
 RateLimit = Annotated[float, Field(gt=0, le=10_000, description="At most this many attempts per second")]
 
 
-class EndpointStatusName(StrEnum):
-    PENDING_VERIFICATION = "PENDING_VERIFICATION"
-    ACTIVE = "ACTIVE"
-    PAUSED = "PAUSED"
-    DISABLED = "DISABLED"
+# The statuses the API shows and filters by: the model's, but DELETED (a deleted endpoint is gone from the API).
+EndpointStatusName = StrEnum("EndpointStatusName",  # type: ignore[misc]
+                             [(s.name, s.value) for s in EndpointStatus if s is not EndpointStatus.DELETED])
 
 
 class EndpointCreate(InputSchema):
