@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from standardwebhooks import Webhook
@@ -126,7 +127,10 @@ async def test_a_recovery_is_paced_oldest_first_and_reports_its_progress(owner, 
     pending = sorted(await deliveries_of(owner, endpoint["id"], status="PENDING"), key=lambda d: d["nextAttemptAt"])
     assert [d["eventId"] for d in pending] == [str(e.id) for e in sent if str(e.id) in {d["eventId"] for d in pending}]
     scheduled = [datetime.fromisoformat(d["nextAttemptAt"]) for d in pending]
-    assert scheduled[-1] - scheduled[0] >= timedelta(seconds=1)  # oldest first, spread over time, not all at once
+    # Oldest first, spread over time at the asked rate (4/s: a quarter second apart), not all at once. How many
+    # are still pending when listed depends on the machine's load; their spacing does not.
+    assert len(scheduled) >= 2
+    assert all(later - earlier >= timedelta(milliseconds=249) for earlier, later in pairwise(scheduled))
 
     recovery = await wait_recovery(owner, started.headers["location"])
     assert recovery["progress"] == {"pending": 0, "succeeded": 6, "failed": 0, "superseded": 0, "done": True}
