@@ -43,7 +43,8 @@ class StripeSettings(Base, table=True):
 
 
 class PlanPrice(Base, table=True):
-    """A plan (as named in tenants) and the Stripe recurring price that bills it."""
+    """Billing's copy of a tenants plan (kept from `plan.created|updated`) and the Stripe recurring price that
+    bills it. `terms_at`: the time of the plan event the copy holds (an older event changes nothing)."""
 
     __tablename__ = "billing_plans"
 
@@ -52,6 +53,8 @@ class PlanPrice(Base, table=True):
     amount: int = Field(sa_type=BigInteger)  # minor units (cents) per interval
     currency: str = Field(sa_type=String(3))
     interval: str = Field(default="month", sa_type=String(10))
+    active: bool = Field(default=True, sa_type=Boolean)
+    terms_at: datetime | None = _tz(default=None, nullable=True)
     stripe_product_id: str | None = Field(default=None, sa_type=String(255), nullable=True)
     stripe_price_id: str | None = Field(default=None, sa_type=String(255), nullable=True, index=True)
     mapped_by: str | None = Field(default=None, sa_type=String(10), nullable=True)  # sync | manual
