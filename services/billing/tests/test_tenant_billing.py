@@ -193,3 +193,31 @@ async def test_a_tenant_on_a_plan_without_a_price_waits_for_the_sync_then_is_sub
     assert resp.status_code == 404 and "/api/platform/plans" in resp.json()["detail"]
     resp = await owner.put(f"{BILLING}/plans/{code}", json={"name": "Other", "amount": 100})
     assert resp.status_code == 422
+
+
+@pytest.mark.parametrize("lost", ["/v1/customers", "/v1/subscriptions"])
+async def test_a_retry_after_stripe_forgot_the_idempotency_key_finds_what_the_lost_try_made(
+        owner, stripe, tenants, prices, count, service_url, lost):
+    """Stripe makes the customer (or the subscription) but its answer is lost on every try of the job's first
+    attempt; then 24 h pass and Stripe forgets the Idempotency-Key. The job's next attempt finds what was
+    made instead of making a second one. (Stripe's webhooks are held back: the subscription's own event
+    would otherwise tell billing first.)"""
+    tenant = uuid.uuid4()
+    lost_before = len(stripe.lost_answers)
+    stripe.deliver_to(None)
+    try:
+        stripe.lose_answers(3, path=lost, tenant=tenant, forget_keys_after=True)
+        await tenants.created(tenant, plan="Pro")
+
+        async def job_done() -> bool:
+            return await count("SELECT count(*) FROM billing_sync_jobs WHERE tenant_id = :t AND done_at IS NOT NULL",
+                               t=tenant) == 1
+
+        await wait_until(job_done)
+    finally:
+        stripe.deliver_to(service_url + "/api/webhooks/stripe")
+    assert stripe.lost_answers[lost_before:] == [("POST", lost)] * 3  # the first attempt's tries, then the keys forgotten
+    assert await count("SELECT attempts FROM billing_sync_jobs WHERE tenant_id = :t", t=tenant) == 2
+    assert customers_of(stripe, tenant) == 1 and subscriptions_of(stripe, tenant) == 1
+    sub = await subscribed(owner, stripe, tenant)
+    assert sub["items"]["data"][0]["price"]["id"] == prices["PRO"]

@@ -20,18 +20,18 @@ depends_on: str | Sequence[str] | None = None
 # The envelope as the outbox relay publishes it (common.events.Envelope.to_kafka), built in SQL so this
 # revision does not change when the catalogue's code does.
 _PUBLISH_EXISTING = sa.text("""
+WITH p AS (SELECT plans.*, gen_random_uuid() AS event_id FROM plans)
 INSERT INTO outbox (event_id, event_type, topic, aggregate_id, payload, headers)
-SELECT e.id, 'plan.created', 'platform.tenants.events', p.id::text,
+SELECT p.event_id, 'plan.created', 'platform.tenants.events', p.id::text,
        jsonb_build_object(
-           'id', e.id::text, 'event', 'plan.created',
+           'id', p.event_id::text, 'event', 'plan.created',
            'timestamp', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
            'tenantId', NULL, 'source', 'tenants', 'version', 1,
            'data', jsonb_build_object('planId', p.id::text, 'code', p.code, 'name', p.name, 'amount', p.amount,
                                       'currency', p.currency, 'interval', p.interval, 'active', p.active,
                                       'limits', p.limits)),
        '{}'::jsonb
-FROM plans p CROSS JOIN LATERAL (SELECT gen_random_uuid() AS id) e
-ORDER BY p.sort_order, p.code
+FROM p ORDER BY p.sort_order, p.code
 """)
 
 

@@ -32,6 +32,8 @@ def event_data(plan: Plan) -> dict[str, Any]:
 async def list_plans(session: AsyncSession, principal: Principal, *, active: bool | None) -> list[PlanRead]:
     """Every plan for the owner; tenant users see the active ones (what a tenant may be put on)."""
     if not principal.is_owner:
+        if active is False:
+            return []
         active = True
     return [PlanRead.model_validate(p) for p in await PlanRepository(session).list(active=active)]
 
