@@ -1,18 +1,11 @@
 """plans come from tenants: billing's copy follows plan.created|updated (active flag, event time); the
 hand-seeded FREE / PRO / ENTERPRISE rows that were never priced are dropped (tenants publishes its plans)
-
-Revision ID: 0003
-Revises: 0002
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0003'
-down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0003"
+down_revision = "0002"
 
 
 def upgrade() -> None:

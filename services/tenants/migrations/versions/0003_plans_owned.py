@@ -3,19 +3,12 @@
 Billing keeps a copy of every plan from the `plan.*` events; the plans that exist before this revision
 (the seeded FREE / PRO / ENTERPRISE and any added by hand) reach it through the outbox rows written here,
 published once by the relay like any other event.
-
-Revision ID: 0003
-Revises: 0002
 """
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0003'
-down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0003"
+down_revision = "0002"
 
 # The envelope as the outbox relay publishes it (common.events.Envelope.to_kafka), built in SQL so this
 # revision does not change when the catalogue's code does.

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, create_model
 
 from common.api import InputSchema, Schema
 from common.validation import StorableText
@@ -30,15 +30,18 @@ class PlanCreate(InputSchema):
     limits: Limits = Field(default_factory=dict)
 
 
-class PlanUpdate(InputSchema):
-    """Fields left out are kept. A new amount, currency or interval is billed from the next Stripe sync on."""
+def _each_optional(model: type[InputSchema], name: str, doc: str, *, leave_out: set[str]) -> Any:
+    """`model`'s fields (their checks kept) less `leave_out`, each optional: left out or null = kept. A PATCH
+    body made from the create body cannot drift from it."""
+    fields: dict[str, Any] = {
+        field: (info.rebuild_annotation() | None, Field(default=None, description=info.description))
+        for field, info in model.model_fields.items() if field not in leave_out}
+    return create_model(name, __base__=InputSchema, __doc__=doc, __module__=__name__, **fields)
 
-    name: PlanName | None = None
-    amount: Amount | None = None
-    currency: Currency | None = None
-    interval: Interval | None = None
-    active: bool | None = None
-    limits: Limits | None = None
+
+PlanUpdate = _each_optional(PlanCreate, "PlanUpdate", "Fields left out are kept (the code cannot change). A new "
+                            "amount, currency or interval is billed from the next Stripe sync on.",
+                            leave_out={"code"})
 
 
 class PlanRead(Schema):
