@@ -1,4 +1,4 @@
-"""The billing story through the gateway: Stripe configured, plans synced, a tenant subscribed and moved to
+"""The billing story through the gateway: Stripe configured, tenants' plans synced, a tenant subscribed and moved to
 another plan, three failed payments (the last with no next attempt) reaching a subscriber webhook and an
 n8n flow once each, the tenant suspended for payment, then a payment that reactivates it."""
 
@@ -19,6 +19,12 @@ async def eventually(predicate, timeout: float = 45.0):
             await asyncio.sleep(0.1)
 
 
+async def billing_has(call, codes: set[str], predicate=lambda plan: True) -> dict[str, dict] | None:
+    """Billing's copies of the plans `codes` once all are there (and satisfy `predicate`)."""
+    plans = {p["code"]: p for p in await call("GET", "/api/platform/billing/plans")}
+    return plans if all(c in plans and predicate(plans[c]) for c in codes) else None
+
+
 async def test_billing_story(gateway, owner_headers, receiver, stripe, n8n, stack):
     async def call(method, path, status=200, **kw):
         resp = await gateway.request(method, path, headers=owner_headers, **kw)
@@ -31,6 +37,9 @@ async def test_billing_story(gateway, owner_headers, receiver, stripe, n8n, stac
                                 "webhookSecret": stripe.webhook_secret})
     assert settings["secretKey"].endswith(stripe.secret_key[-4:]) and stripe.secret_key not in str(settings)
     assert (await call("POST", "/api/platform/integrations/stripe/test"))["ok"]
+    # Billing's plans are tenants' (the seeded ones reach it as plan.created from tenants' migration).
+    codes = {p["code"] for p in await call("GET", "/api/platform/plans")}
+    await eventually(lambda: billing_has(call, codes))
     prices = {p["code"]: p["stripePriceId"] for p in await call("POST", "/api/platform/billing/plans/sync")}
 
     hook = receiver.hook()
@@ -107,4 +116,36 @@ async def test_billing_story(gateway, owner_headers, receiver, stripe, n8n, stac
     flow_calls = [c for c in n8n.webhook_calls if c.path == flow["webhookPath"]
                   and c.body.get("data", {}).get("tenantId") == tid]
     assert len({c.headers["webhook-id"] for c in flow_calls}) == len(flow_calls) == 3
+    assert stripe.violations == []
+
+
+async def test_a_plan_added_in_tenants_is_billed_with_no_hand_mapping(gateway, owner_headers, stripe, stack):
+    async def call(method, path, status=200, **kw):
+        resp = await gateway.request(method, path, headers=owner_headers, **kw)
+        assert resp.status_code == status, (method, path, resp.status_code, resp.text)
+        return resp.json() if resp.content else None
+
+    await call("PUT", "/api/platform/integrations/stripe",
+               json={"publishableKey": stripe.publishable_key, "secretKey": stripe.secret_key,
+                     "webhookSecret": stripe.webhook_secret})
+    code = f"E2E{uuid.uuid4().hex[:6].upper()}"
+    await call("POST", "/api/platform/plans", 201,
+               json={"code": code, "name": f"Crece {code}", "amount": 1500, "currency": "usd"})
+    await eventually(lambda: billing_has(call, {code}))
+    price = {p["code"]: p for p in await call("POST", "/api/platform/billing/plans/sync")}[code]["stripePriceId"]
+    assert (stripe.prices[price]["unit_amount"], stripe.prices[price]["currency"]) == (1500, "usd")
+
+    tenant = await call("POST", "/api/platform/tenants", 201, json={"name": f"Plan {code}", "plan": code})
+
+    async def subscribed():
+        sub = stripe.subscription_of(tenant["id"])
+        return sub if sub and sub["items"]["data"][0]["price"]["id"] == price else None
+
+    await eventually(subscribed)
+
+    # A new price in tenants reaches billing; the next sync bills it with a new Stripe price.
+    await call("PATCH", f"/api/platform/plans/{code}", json={"amount": 1800})
+    await eventually(lambda: billing_has(call, {code}, lambda p: p["amount"] == 1800 and p["stripePriceId"] is None))
+    repriced = {p["code"]: p for p in await call("POST", "/api/platform/billing/plans/sync")}[code]["stripePriceId"]
+    assert repriced != price and stripe.prices[repriced]["unit_amount"] == 1800
     assert stripe.violations == []

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -12,7 +14,7 @@ from sqlalchemy import text
 
 from billing.app import create_app
 from billing.config import Settings
-from common.events import build_event
+from common.events import Envelope, build_event
 from common.messaging.kafka import ensure_topics
 from common.testing.fake_stripe import FakeStripe, fake_stripe
 from common.testing.fixtures import database_url_fixture, db_fixture, events_fixture
@@ -61,15 +63,8 @@ async def service_url(database_url, platform_settings, stripe) -> AsyncIterator[
         yield url
 
 
-@pytest.fixture(scope="session")
-async def configured(service_url, owner_token, stripe) -> None:
-    """Stripe configured with the fake's keys and the plans synced (once per session)."""
-    async with httpx.AsyncClient(base_url=service_url, headers=bearer(owner_token), timeout=15) as client:
-        resp = await client.put(STRIPE, json={"publishableKey": stripe.publishable_key,
-                                              "secretKey": stripe.secret_key, "webhookSecret": stripe.webhook_secret})
-        assert resp.status_code == 200, resp.text
-        resp = await client.post(f"{BILLING}/plans/sync")
-        assert resp.status_code == 200, resp.text
+# The plans tenants' migration publishes (plan.created, once per plan): billing's copy comes from them.
+SEEDED_PLANS = [("FREE", "Free", 0), ("PRO", "Pro", 4900), ("ENTERPRISE", "Enterprise", 29900)]
 
 
 @pytest.fixture(scope="session")
@@ -82,18 +77,21 @@ async def producer(kafka_bootstrap) -> AsyncIterator[AIOKafkaProducer]:
 
 
 class Tenants:
-    """Publishes tenant events as the tenants service does (its topic, keyed by tenant id)."""
+    """Publishes tenant and plan events as the tenants service does (its topic, keyed by tenant or plan id)."""
 
     def __init__(self, producer: AIOKafkaProducer) -> None:
         self.producer = producer
+
+    async def send(self, envelope: Envelope, key: uuid.UUID) -> Envelope:
+        await self.producer.send_and_wait(TENANTS_TOPIC, orjson.dumps(envelope.to_kafka()), key=str(key).encode(),
+                                          headers=[("event", envelope.event.encode())])
+        return envelope
 
     async def publish(self, name: str, tenant_id: uuid.UUID, **data: Any) -> uuid.UUID:
         body = {"tenantId": tenant_id, "name": data.pop("name", f"T {tenant_id.hex[:6]}"),
                 "plan": data.pop("plan", "Pro"), "status": data.pop("status", "ACTIVE"), **data}
         envelope = build_event(name, body, tenant_id=tenant_id, source="tenants")
-        await self.producer.send_and_wait(TENANTS_TOPIC, orjson.dumps(envelope.to_kafka()), key=str(tenant_id).encode(),
-                                          headers=[("event", name.encode())])
-        return envelope.id
+        return (await self.send(envelope, tenant_id)).id
 
     async def created(self, tenant_id: uuid.UUID, plan: str = "Pro") -> uuid.UUID:
         return await self.publish("tenant.created", tenant_id, plan=plan)
@@ -104,6 +102,59 @@ class Tenants:
 
     async def deleted(self, tenant_id: uuid.UUID) -> uuid.UUID:
         return await self.publish("tenant.deleted", tenant_id, status="DELETED")
+
+    async def plan(self, code: str, name: str, amount: int, *, plan_id: uuid.UUID | None = None,
+                   currency: str = "USD", interval: str = "month", active: bool = True,
+                   changes: list[str] | None = None, previous: dict[str, Any] | None = None,
+                   at: datetime | None = None) -> Envelope:
+        """`plan.created` (or `plan.updated` with `changes`); `at`: the event's time (default now)."""
+        data: dict[str, Any] = {"planId": plan_id or uuid.uuid5(uuid.NAMESPACE_URL, code), "code": code,
+                                "name": name, "amount": amount, "currency": currency, "interval": interval,
+                                "active": active, "limits": {}}
+        name_ = "plan.created" if changes is None else "plan.updated"
+        if changes is not None:
+            data |= {"changes": changes, "previous": previous or {}}
+        envelope = build_event(name_, data, source="tenants")
+        if at is not None:
+            envelope = envelope.model_copy(update={"timestamp": at})
+        return await self.send(envelope, data["planId"])
+
+
+async def billing_plans(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    return {p["code"]: p for p in (await client.get(f"{BILLING}/plans")).json()}
+
+
+async def plan_copy(client: httpx.AsyncClient, code: str, predicate: Any = None, timeout: float = 30) -> dict:
+    """Billing's copy of plan `code` once it exists (and satisfies `predicate`)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            plan = (await billing_plans(client)).get(code)
+            if plan is not None and (predicate is None or predicate(plan)):
+                return plan
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+async def configured(service_url, owner_token, stripe, producer) -> None:
+    """Stripe configured with the fake's keys, the seeded plans received from tenants' events and synced
+    (once per session)."""
+    tenants = Tenants(producer)
+    for code, name, amount in SEEDED_PLANS:
+        await tenants.plan(code, name, amount)
+    async with httpx.AsyncClient(base_url=service_url, headers=bearer(owner_token), timeout=15) as client:
+        resp = await client.put(STRIPE, json={"publishableKey": stripe.publishable_key,
+                                              "secretKey": stripe.secret_key, "webhookSecret": stripe.webhook_secret})
+        assert resp.status_code == 200, resp.text
+        for code, _, _ in SEEDED_PLANS:
+            await plan_copy(client, code)
+        resp = await client.post(f"{BILLING}/plans/sync")
+        assert resp.status_code == 200, resp.text
+
+
+@pytest.fixture(name="plan_copy")
+def plan_copy_fixture() -> Any:
+    """`await plan_copy(owner, code, predicate?)`: billing's copy of a plan once it is there."""
+    return plan_copy
 
 
 @pytest.fixture

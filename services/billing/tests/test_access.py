@@ -21,7 +21,7 @@ def test_every_route_but_stripes_webhook_needs_a_caller():
 async def subscribed_by_webhook(anonymous, owner, stripe, tenant: uuid.UUID) -> None:
     sub = f"sub_{uuid.uuid4().hex[:12]}"
     event = {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "customer.subscription.created",
-             "created": int(time.time()), "data": {"object": {
+             "created": int(time.time()), "livemode": False, "data": {"object": {
                  "id": sub, "object": "subscription", "customer": f"cus_{sub}", "status": "active",
                  "metadata": {"tenantId": str(tenant)}, "items": {"data": [{"id": "si_1", "price": "price_1"}]}}}}
     raw = json.dumps(event).encode()

@@ -160,10 +160,12 @@ async def test_stripe_down_then_throttling_loses_and_doubles_nothing(owner, stri
 
 
 async def test_a_tenant_on_a_plan_without_a_price_waits_for_the_sync_then_is_subscribed(owner, stripe, tenants,
-                                                                                        count, configured):
+                                                                                        count, configured,
+                                                                                        plan_copy):
     code = f"T{uuid.uuid4().hex[:6].upper()}"
-    resp = await owner.put(f"{BILLING}/plans/{code}", json={"name": f"Plan {code}", "amount": 900, "currency": "eur"})
-    assert resp.status_code == 200 and resp.json()["stripePriceId"] is None, resp.text
+    await tenants.plan(code, f"Plan {code}", 900, currency="EUR")  # added in tenants
+    plan = await plan_copy(owner, code)
+    assert plan["stripePriceId"] is None and plan["amount"] == 900 and plan["currency"] == "EUR", plan
     tenant = uuid.uuid4()
     await tenants.created(tenant, plan=f"Plan {code}")
 
@@ -179,8 +181,43 @@ async def test_a_tenant_on_a_plan_without_a_price_waits_for_the_sync_then_is_sub
     sub = await subscribed(owner, stripe, tenant, plan=code)  # at once, not after the job's backoff
     assert sub["items"]["data"][0]["price"]["id"] == price
 
-    # Mapping by hand to an existing price: checked with Stripe first.
+    # Mapping by hand to an existing price: checked with Stripe first, and it must bill the plan's terms.
     resp = await owner.put(f"{BILLING}/plans/{code}", json={"priceId": "price_doesnotexist"})
     assert resp.status_code == 422 and "no price" in resp.json()["detail"]
+    resp = await owner.put(f"{BILLING}/plans/{code}", json={"priceId": plans["PRO"]["stripePriceId"]})
+    assert resp.status_code == 422 and "4900 USD per month" in resp.json()["detail"], resp.text
     resp = await owner.put(f"{BILLING}/plans/{code}", json={"priceId": price})
     assert resp.json()["mappedBy"] == "manual" and resp.json()["amount"] == 900
+    # Plans are tenants': billing neither adds one nor changes its terms.
+    resp = await owner.put(f"{BILLING}/plans/NOSUCH{code}", json={"priceId": price})
+    assert resp.status_code == 404 and "/api/platform/plans" in resp.json()["detail"]
+    resp = await owner.put(f"{BILLING}/plans/{code}", json={"name": "Other", "amount": 100})
+    assert resp.status_code == 422
+
+
+@pytest.mark.parametrize("lost", ["/v1/customers", "/v1/subscriptions"])
+async def test_a_retry_after_stripe_forgot_the_idempotency_key_finds_what_the_lost_try_made(
+        owner, stripe, tenants, prices, count, service_url, lost):
+    """Stripe makes the customer (or the subscription) but its answer is lost on every try of the job's first
+    attempt; then 24 h pass and Stripe forgets the Idempotency-Key. The job's next attempt finds what was
+    made instead of making a second one. (Stripe's webhooks are held back: the subscription's own event
+    would otherwise tell billing first.)"""
+    tenant = uuid.uuid4()
+    lost_before = len(stripe.lost_answers)
+    stripe.deliver_to(None)
+    try:
+        stripe.lose_answers(3, path=lost, tenant=tenant, forget_keys_after=True)
+        await tenants.created(tenant, plan="Pro")
+
+        async def job_done() -> bool:
+            return await count("SELECT count(*) FROM billing_sync_jobs WHERE tenant_id = :t AND done_at IS NOT NULL",
+                               t=tenant) == 1
+
+        await wait_until(job_done)
+    finally:
+        stripe.deliver_to(service_url + "/api/webhooks/stripe")
+    assert stripe.lost_answers[lost_before:] == [("POST", lost)] * 3  # the first attempt's tries, then the keys forgotten
+    assert await count("SELECT attempts FROM billing_sync_jobs WHERE tenant_id = :t", t=tenant) == 2
+    assert customers_of(stripe, tenant) == 1 and subscriptions_of(stripe, tenant) == 1
+    sub = await subscribed(owner, stripe, tenant)
+    assert sub["items"]["data"][0]["price"]["id"] == prices["PRO"]

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from common.testing.checks import assert_problem
 from common.testing.fake_stripe import stripe_signature
@@ -114,6 +115,33 @@ async def test_unknown_types_are_acknowledged_stored_once_and_ignored(configured
                            i=sid) == 1
 
     await wait_until(ignored)
+
+
+async def test_an_event_of_the_other_mode_is_acknowledged_counted_and_not_applied(configured, post, count,
+                                                                                  events):
+    """The keys are test keys: a live event (signed with this endpoint's secret) changes nothing. It is
+    answered 2xx, because Stripe retries any other answer for days."""
+    def other_mode() -> float:
+        return REGISTRY.get_sample_value("billing_stripe_events_other_mode_total", {"livemode": "live"}) or 0.0
+
+    tenant, sub, inv = uuid.uuid4(), f"sub_{uuid.uuid4().hex[:10]}", f"in_{uuid.uuid4().hex[:10]}"
+    before, seen = await stored(count), other_mode()
+    live = event("invoice.payment_failed", invoice(tenant, inv, sub, status="open", attempts=1, next_attempt=None),
+                 int(time.time())) | {"livemode": True}
+    resp = await post(live)
+    assert resp.status_code == 200 and resp.json() == {"received": True, "duplicate": False, "ignored": "livemode"}
+    assert (await post(live)).json()["ignored"] == "livemode"  # Stripe's redelivery: the same answer
+    assert await stored(count) == before and other_mode() == seen + 2
+    assert_problem(await post(event("charge.refunded", {"id": "ch_2"}, int(time.time())) | {"livemode": "yes"}), 400,
+                   detail="livemode")
+    # The same failure in test mode is applied: the only billing.payment_failed of the tenant is that one.
+    marker = event("invoice.payment_failed", invoice(tenant, inv, sub, status="open", attempts=2, next_attempt=None),
+                   int(time.time()))
+    assert (await post(marker)).json() == {"received": True, "duplicate": False}
+    await events.wait_for(lambda e: e.event == "billing.payment_failed" and e.tenant_id == tenant)
+    failed = events.matching(lambda e: e.event == "billing.payment_failed" and e.tenant_id == tenant)
+    assert [e.data["attemptCount"] for e in failed] == [2]
+    assert await count("SELECT count(*) FROM stripe_events WHERE stripe_event_id = :i", i=live["id"]) == 0
 
 
 async def test_the_newest_state_wins_in_both_payload_shapes(configured, post, owner, events):

@@ -46,7 +46,7 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("auth", "auth", 8101, "auth", ("/api/auth/*",)),
-    ServiceSpec("tenants", "tenants", 8102, "tenants", ("/api/platform/tenants*",)),
+    ServiceSpec("tenants", "tenants", 8102, "tenants", ("/api/platform/tenants*", "/api/platform/plans*")),
     ServiceSpec("support", "support", 8103, "support", ("/api/platform/support/*",)),
     ServiceSpec("leads", "leads", 8104, "leads", ("/api/platform/leads*", "/api/platform/operations/leads*")),
     ServiceSpec(

@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None, *, consume: bool = True) -> Fas
 
     def consumers(runtime: Runtime) -> list[EventConsumer]:
         return [EventConsumer(runtime.settings, runtime.database, inbox, name=CONSUMER_NAME, topics=[TENANTS_TOPIC],
-                              handler=tenant_events_handler(billing.jobs_waiting.set))]
+                              handler=tenant_events_handler(billing))]
 
     async def start_workers(app: FastAPI, runtime: Runtime) -> None:
         billing.database = runtime.database

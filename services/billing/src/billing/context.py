@@ -24,7 +24,7 @@ class Billing:
     # Set when a Stripe event was stored or a sync job was added: the workers look at once.
     events_waiting: asyncio.Event = field(default_factory=asyncio.Event)
     jobs_waiting: asyncio.Event = field(default_factory=asyncio.Event)
-    webhook_secret_cache: tuple[str, float] | None = None
+    webhook_secret_cache: tuple[str, str, float] | None = None  # (webhook secret, mode, when read)
     # Stripe webhook INSERTs in flight: fewer than the pool holds, so a burst of deliveries queues here
     # instead of opening (and closing) overflow PostgreSQL connections for each one.
     ack_slots: asyncio.Semaphore = field(init=False)

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field
 
 from common.db.base import TableModel, new_registry
+from common.db.secret_column import encrypted, hint
 from common.messaging import inbox_table, outbox_table
 
 
@@ -27,23 +28,24 @@ def _tz(**kw: Any) -> Any:
 
 
 class StripeSettings(Base, table=True):
-    """The one Stripe account of the platform. Keys are Fernet-encrypted; `*_hint` is the masked form."""
+    """The one Stripe account of the platform. Each key is a secret column pair (common.db.secret_column)."""
 
     __tablename__ = "stripe_settings"
 
     singleton: bool = Field(default=True, sa_type=Boolean, unique=True)
     mode: str = Field(sa_type=String(4))  # test | live
-    publishable_key_encrypted: str = Field(sa_type=Text)
-    publishable_key_hint: str = Field(sa_type=String(40))
-    secret_key_encrypted: str = Field(sa_type=Text)
-    secret_key_hint: str = Field(sa_type=String(40))
-    webhook_secret_encrypted: str = Field(sa_type=Text)
-    webhook_secret_hint: str = Field(sa_type=String(40))
+    publishable_key_encrypted: str = encrypted()
+    publishable_key_hint: str = hint(40)
+    secret_key_encrypted: str = encrypted()
+    secret_key_hint: str = hint(40)
+    webhook_secret_encrypted: str = encrypted()
+    webhook_secret_hint: str = hint(40)
     updated_by: uuid.UUID | None = Field(default=None, nullable=True)
 
 
 class PlanPrice(Base, table=True):
-    """A plan (as named in tenants) and the Stripe recurring price that bills it."""
+    """Billing's copy of a tenants plan (kept from `plan.created|updated`) and the Stripe recurring price that
+    bills it. `terms_at`: the time of the plan event the copy holds (an older event changes nothing)."""
 
     __tablename__ = "billing_plans"
 
@@ -52,6 +54,8 @@ class PlanPrice(Base, table=True):
     amount: int = Field(sa_type=BigInteger)  # minor units (cents) per interval
     currency: str = Field(sa_type=String(3))
     interval: str = Field(default="month", sa_type=String(10))
+    active: bool = Field(default=True, sa_type=Boolean)
+    terms_at: datetime | None = _tz(default=None, nullable=True)
     stripe_product_id: str | None = Field(default=None, sa_type=String(255), nullable=True)
     stripe_price_id: str | None = Field(default=None, sa_type=String(255), nullable=True, index=True)
     mapped_by: str | None = Field(default=None, sa_type=String(10), nullable=True)  # sync | manual

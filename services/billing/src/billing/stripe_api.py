@@ -106,6 +106,32 @@ class StripeApi:
         return (await self._call(lambda: self.client.v1.customers.create_async(
             params, {"idempotency_key": key}))).to_dict()
 
+    async def find_customer(self, *, tenant_id: uuid.UUID, created_since: int) -> dict[str, Any] | None:
+        """The tenant's customer (`metadata.tenantId`) among those created since `created_since` (unix time):
+        what an earlier try created when its answer was lost. Stripe's subset here offers no metadata search,
+        so the recent customers are paged through (newest first)."""
+        params: dict[str, Any] = {"created": {"gte": created_since}, "limit": 100}
+        while True:
+            page = await self._call(lambda: self.client.v1.customers.list_async(dict(params)))
+            for customer in page.data:
+                found = customer.to_dict()
+                if (found.get("metadata") or {}).get("tenantId") == str(tenant_id):
+                    return found
+            if not page.has_more or not page.data:
+                return None
+            params["starting_after"] = page.data[-1].id
+
+    async def find_subscription(self, *, customer: str, tenant_id: uuid.UUID) -> dict[str, Any] | None:
+        """The customer's live subscription made for the tenant (`metadata.tenantId`), if any (the list leaves
+        canceled ones out; an expired incomplete one is no subscription either)."""
+        page = await self._call(lambda: self.client.v1.subscriptions.list_async({"customer": customer, "limit": 100}))
+        for subscription in page.data:
+            found = subscription.to_dict()
+            if (found.get("metadata") or {}).get("tenantId") == str(tenant_id) \
+                    and found.get("status") not in ("canceled", "incomplete_expired"):
+                return found
+        return None
+
     async def create_subscription(self, *, customer: str, price: str, tenant_id: uuid.UUID,
                                   key: str) -> dict[str, Any]:
         return (await self._call(lambda: self.client.v1.subscriptions.create_async(

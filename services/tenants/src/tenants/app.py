@@ -19,7 +19,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings or Settings(),
         title="Plataforma · Tenants",
         description="Tenant lifecycle (ACTIVE / SUSPENDED / DELETED) and plans. Every change emits a `tenant.*` "
-                    "event; billing's events suspend a tenant that does not pay and reactivate it when it does.",
+                    "or `plan.*` event; billing's events suspend a tenant that does not pay and reactivate it "
+                    "when it does.",
         routers=routers,
         outbox=outbox,
         consumers=consumers,

@@ -2,10 +2,9 @@
 
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, Numeric, String, func, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, Relationship
 
@@ -18,12 +17,16 @@ class Base(TableModel, registry=new_registry()):
 
 
 class Plan(Base, table=True):
+    """What a tenant is billed for: tenants owns plans (API /api/platform/plans, events plan.*); billing keeps
+    a copy of each with its Stripe price."""
+
     __tablename__ = "plans"
 
     code: str = Field(sa_type=String(50), unique=True)
     name: str = Field(sa_type=String(100), unique=True)
-    monthly_price: Decimal = Field(default=Decimal("0"), sa_type=Numeric(12, 2))
+    amount: int = Field(default=0, sa_type=BigInteger)  # minor units (cents) per interval, as Stripe counts
     currency: str = Field(default="USD", sa_type=String(3))
+    interval: str = Field(default="month", sa_type=String(10))  # day | week | month | year
     limits: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     sort_order: int = Field(default=0, sa_type=Integer)
     active: bool = True

@@ -15,8 +15,9 @@ async def test_plans_follow_the_database_once_the_cache_refreshes(owner, databas
     code = "beta" + uuid.uuid4().hex[:6]
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("INSERT INTO plans (id, code, name, monthly_price, currency, limits, sort_order, active) "
-                           "VALUES ($1, $2, $3, 9, 'USD', '{}', 99, true)", uuid.uuid4(), code, code.title())
+        await conn.execute("INSERT INTO plans (id, code, name, amount, currency, interval, limits, sort_order, "
+                           "active) VALUES ($1, $2, $3, 900, 'USD', 'month', '{}', 99, true)",
+                           uuid.uuid4(), code, code.title())
         plans.clear()
         made = await owner.post("/api/platform/tenants", json={"name": f"Cache {code}", "plan": code.upper()})
         assert made.status_code == 201 and made.json()["plan"] == code.title()

@@ -43,6 +43,7 @@ from sqlalchemy.types import Uuid
 from sqlmodel import Field
 
 from common.db.base import TableModel, new_registry
+from common.db.secret_column import encrypted, hint
 from common.messaging import inbox_table, outbox_table
 
 TZ = DateTime(timezone=True)
@@ -83,9 +84,9 @@ class WebhookEndpoint(Base, table=True):
     events: list[str] = Field(default_factory=list, sa_type=JSONB)
     status: str = Field(default=EndpointStatus.PENDING_VERIFICATION, sa_type=String(30))
     status_reason: str | None = Field(default=None, sa_type=String(1000))
-    secret_encrypted: str = Field(sa_type=Text)
-    secret_hint: str = Field(sa_type=String(20))
-    previous_secret_encrypted: str | None = Field(default=None, sa_type=Text)
+    secret_encrypted: str = encrypted()
+    secret_hint: str = hint()
+    previous_secret_encrypted: str | None = encrypted(optional=True)
     previous_secret_expires_at: datetime | None = Field(default=None, sa_type=TZ)
     verification_error: str | None = Field(default=None, sa_type=String(1000))
     verified_at: datetime | None = Field(default=None, sa_type=TZ)
@@ -217,8 +218,8 @@ class N8nSettings(Base, table=True):
 
     singleton: bool = Field(default=True, sa_type=Boolean, unique=True)
     url: str = Field(sa_type=String(2048))
-    api_key_encrypted: str = Field(sa_type=Text)
-    api_key_hint: str = Field(sa_type=String(20))
+    api_key_encrypted: str = encrypted()
+    api_key_hint: str = hint()
     updated_by: uuid.UUID | None = Field(default=None, sa_type=Uuid)
 
 

@@ -38,6 +38,23 @@ class TenantStatusChangedData(TenantData):
     reason: str | None = None
 
 
+# --- plans (owned by tenants) -------------------------------------------------------------------
+class PlanData(EventData):
+    planId: uuid.UUID
+    code: str = Field(description="The plan's code (immutable), e.g. PRO")
+    name: str
+    amount: int = Field(description="Price per interval in minor units (cents)")
+    currency: str = Field(description="ISO 4217 code, upper case")
+    interval: Literal["day", "week", "month", "year"]
+    active: bool = Field(description="Inactive plans take no new tenants; tenants already on one keep it")
+    limits: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlanUpdatedData(PlanData):
+    changes: list[str] = Field(description="Names of the fields that changed")
+    previous: dict[str, Any] = Field(default_factory=dict, description="Previous values of changed fields")
+
+
 # --- support -------------------------------------------------------------------------------------
 Priority = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 TicketStatus = Literal["OPEN", "IN_PROGRESS", "WAITING", "RESOLVED", "CLOSED"]
@@ -221,6 +238,9 @@ EVENT_TYPES: dict[str, EventType] = {
         EventType("tenant.suspended", "tenants", "A tenant was suspended", TenantStatusChangedData),
         EventType("tenant.reactivated", "tenants", "A suspended tenant was reactivated", TenantStatusChangedData),
         EventType("tenant.deleted", "tenants", "A tenant was deleted (soft)", TenantStatusChangedData),
+        EventType("plan.created", "tenants", "A plan was added (its price per interval)", PlanData),
+        EventType("plan.updated", "tenants", "A plan's name, price, interval, limits or active flag changed",
+                  PlanUpdatedData),
         EventType("ticket.created", "support", "A support ticket was opened", TicketData),
         EventType("ticket.updated", "support", "A ticket's status, priority, assignee or text changed", TicketUpdatedData),
         EventType("ticket.closed", "support", "A ticket was closed", TicketData),

@@ -12,6 +12,8 @@ and builds its objects from Stripe's current example objects (`current/fixtures-
         stripe.fail_payment(sub_id, final=False)       # an invoice payment fails (invoice.payment_failed)
         stripe.pay(sub_id)                             # ... and later succeeds (invoice.payment_succeeded)
         stripe.change_price_in_portal(sub_id, price)   # the customer changes plan in Stripe's portal
+        stripe.lose_answers(3, path="/v1/customers", tenant=t, forget_keys_after=True)  # done, answer lost,
+                                                       # then every Idempotency-Key forgotten ("24 h later")
         await stripe.send(events, duplicates=True, shuffle=True, to=url)
         stripe.created["customer"], stripe.calls, stripe.events, stripe.violations
 
@@ -19,7 +21,10 @@ Behaviour kept from Stripe: `Authorization: Bearer sk_…` (401 otherwise), erro
 "message", "param"?}}`, form-encoded bodies (`items[0][price]`), an `Idempotency-Key` replays the first
 answer (`Idempotent-Replayed: true`) and refuses other parameters under the same key (400
 idempotency_error), events signed `Stripe-Signature: t=…,v1=HMAC-SHA256(secret, "{t}.{body}")`, today's
-shapes (period on subscription items, invoice's subscription under `parent.subscription_details`).
+shapes (period on subscription items, invoice's subscription under `parent.subscription_details`), lists
+newest first with `limit`, `starting_after` and `has_more`, filtered as the spec offers (customers by `created`
+range and `email`; subscriptions by `customer`, `price`, `created` and `status`, canceled ones left out unless
+asked for).
 """
 
 from __future__ import annotations
@@ -110,6 +115,15 @@ def _lists(node: Any) -> Any:
     return node
 
 
+@dataclass
+class _Loss:
+    method: str
+    path: str
+    tenant: str | None
+    count: int
+    forget_keys_after: bool
+
+
 def stripe_signature(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     t = int(time.time()) if timestamp is None else timestamp
     mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
@@ -141,6 +155,8 @@ class FakeStripe(FakeServer):
         self.invoices: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self._idempotency: dict[str, tuple[str, int, dict[str, Any]]] = {}
+        self._losses: list[_Loss] = []
+        self.lost_answers: list[tuple[str, str]] = []  # (method, path) of each answer dropped by lose_answers
         self._clock = 0
         self._deliver_url: str | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -167,6 +183,34 @@ class FakeStripe(FakeServer):
 
     def fail_next(self, count: int, *, status: int = 500, retry_after: float | None = None) -> None:
         self._failures.extend([(status, retry_after)] * count)
+
+    def lose_answers(self, count: int, *, path: str, method: str = "POST", tenant: Any = None,
+                     forget_keys_after: bool = False) -> None:
+        """The next `count` requests to `method path` (whose `metadata[tenantId]` is `tenant`, when given) are
+        carried out, or replayed under their Idempotency-Key, but their answers never arrive (the connection
+        drops). `forget_keys_after`: after the last one Stripe forgets every Idempotency-Key, as it does
+        after 24 h, so a later retry of the same request would do it again."""
+        self._losses.append(_Loss(method, path, None if tenant is None else str(tenant), count, forget_keys_after))
+
+    def forget_idempotency_keys(self) -> None:
+        self._idempotency.clear()
+
+    def _lose(self, request: web.Request, params: dict[str, Any]) -> bool:
+        """Drop this answer when a `lose_answers` rule takes it."""
+        tenant = (params.get("metadata") or {}).get("tenantId")
+        loss = next((x for x in self._losses if x.method == request.method and x.path == request.path
+                     and x.tenant in (None, tenant)), None)
+        if loss is None:
+            return False
+        loss.count -= 1
+        if loss.count <= 0:
+            self._losses.remove(loss)
+            if loss.forget_keys_after:
+                self.forget_idempotency_keys()
+        self.lost_answers.append((request.method, request.path))
+        assert request.transport is not None
+        request.transport.abort()
+        return True
 
     # --- the API -----------------------------------------------------------------------------------------
     def _error(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
@@ -238,6 +282,8 @@ class FakeStripe(FakeServer):
                 if seen[0] != fingerprint:
                     return self._error(400, "Keys for idempotent requests can only be used with the same "
                                             "parameters they were first used with.", type="idempotency_error")
+                if self._lose(request, params):
+                    raise web.HTTPServiceUnavailable()
                 return web.json_response(seen[2], status=seen[1], headers={"Idempotent-Replayed": "true",
                                                                            "Idempotency-Key": key})
         match = route.pattern.match(request.path)
@@ -247,13 +293,23 @@ class FakeStripe(FakeServer):
             self._idempotency[key] = (fingerprint, status, body)
         if status < 300:
             self.calls.append((request.method, request.path, params))
+        if self._lose(request, params):
+            raise web.HTTPServiceUnavailable()
         return web.json_response(body, status=status, headers={"Request-Id": _new_id("req"),
                                                                "Stripe-Version": API_VERSION})
 
     def _answer(self, method: str, template: str, args: tuple[str, ...], p: dict[str, Any]
                 ) -> tuple[int, dict[str, Any]]:
         if template == "/v1/customers" and method == "GET":
-            return 200, self._list(list(self.customers.values())[: int(p.get("limit", 10))], "/v1/customers")
+            customers = [c for c in self.customers.values() if p.get("email") in (None, c.get("email"))]
+            return self._page(customers, p, "/v1/customers")
+        if template == "/v1/subscriptions" and method == "GET":
+            status = p.get("status")
+            subs = [s for s in self.subscriptions.values() if p.get("customer") in (None, s["customer"])
+                    and p.get("price") in (None, *(i["price"]["id"] for i in s["items"]["data"]))
+                    and (status == "all" or (status is None and s["status"] != "canceled") or status == s["status"]
+                         or (status == "ended" and s["status"] in ("canceled", "incomplete_expired")))]
+            return self._page(subs, p, "/v1/subscriptions")
         if template == "/v1/customers" and method == "POST":
             return 200, self._create_customer(p)
         if template == "/v1/products" and method == "POST":
@@ -286,8 +342,29 @@ class FakeStripe(FakeServer):
                                "message": f"No such {kind}: '{ident}'", "param": "id"}}
 
     @staticmethod
-    def _list(items: list[dict[str, Any]], url: str) -> dict[str, Any]:
-        return {"object": "list", "data": items, "has_more": False, "url": url}
+    def _list(items: list[dict[str, Any]], url: str, has_more: bool = False) -> dict[str, Any]:
+        return {"object": "list", "data": items, "has_more": has_more, "url": url}
+
+    def _page(self, items: list[dict[str, Any]], p: dict[str, Any], url: str) -> tuple[int, dict[str, Any]]:
+        """A list page as Stripe gives it: newest first, `created` range, `starting_after`, `limit` (1-100)."""
+        created = p.get("created")
+        if created is not None:
+            bounds = created if isinstance(created, dict) else {"gte": created, "lte": created}
+            checks = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
+                      "lte": lambda a, b: a <= b}
+            items = [x for x in items if all(checks[op](x["created"], int(v)) for op, v in bounds.items())]
+        items = list(reversed(items))  # kept in creation order: newest first
+        if p.get("starting_after"):
+            ids = [x["id"] for x in items]
+            if p["starting_after"] not in ids:
+                return 400, {"error": {"type": "invalid_request_error", "param": "starting_after",
+                                       "message": f"No such object: '{p['starting_after']}'"}}
+            items = items[ids.index(p["starting_after"]) + 1:]
+        limit = int(p.get("limit", 10))
+        if not 1 <= limit <= 100:
+            return 400, {"error": {"type": "invalid_request_error", "param": "limit",
+                                   "message": "This value must be between 1 and 100"}}
+        return 200, self._list(items[:limit], url, has_more=len(items) > limit)
 
     def now(self) -> int:
         """Stripe's clock: real seconds, strictly increasing per event (orders events that share a second)."""

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/platform/billing/plans", tags=["billing"])
 
 @router.get("", response_model=list[PlanRead], responses=problem_responses(401, 403))
 async def list_plans(session: SessionDep, _: PlatformOwner) -> list[PlanRead]:
-    """Each plan and the Stripe price that bills it (null until synced or mapped)."""
+    """Each plan (as tenants published it) and the Stripe price that bills it (null until synced or mapped)."""
     return await service.list_plans(session)
 
 
@@ -29,5 +29,6 @@ async def sync_plans(session: SessionDep, billing: BillingDep, _: PlatformOwner)
 @router.put("/{code}", response_model=PlanRead, responses=problem_responses(401, 403, 404, 409, 422, 502, 503))
 async def update_plan(session: SessionDep, billing: BillingDep, _: PlatformOwner,
                       code: Annotated[PlanCode, Path()], body: PlanUpdate) -> PlanRead:
-    """Map the plan to an existing Stripe price, or change its terms (the next sync prices them)."""
+    """Map the plan to an existing recurring Stripe price that bills its terms (instead of the synced one).
+    Plans and their terms are tenants' (`/api/platform/plans`)."""
     return await service.update(session, billing, code, body)

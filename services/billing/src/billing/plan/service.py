@@ -1,6 +1,9 @@
-"""Plans (named as in tenants) and the Stripe prices that bill them: synced by lookup key, or mapped by hand."""
+"""Billing's copy of the plans tenants owns (from its `plan.*` events) and the Stripe prices that bill them:
+synced by lookup key, or mapped by hand to an existing price of the same terms."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +16,7 @@ from billing.stripe_settings import service as stripe_settings
 from billing.sync import service as sync_jobs
 from common.db import utcnow
 from common.errors import BadGateway, Conflict, NotFound, ProblemError, Unprocessable
+from common.events.catalogue import PlanData
 from common.retrying import RetryableCall
 
 
@@ -68,49 +72,60 @@ async def sync(session: AsyncSession, billing: Billing) -> list[PlanRead]:
 
 
 async def update(session: AsyncSession, billing: Billing, code: str, body: PlanUpdate) -> PlanRead:
+    """Map a plan (known from tenants) to an existing Stripe price that bills the same terms."""
     repo = PlanRepository(session)
     plan = await repo.by_code(code, for_update=True)
-    if plan is None and body.name is None:
-        raise NotFound(f"Plan {code!r} not found; send a name to add it")
     if plan is None:
-        plan = PlanPrice(code=code.upper(), name=body.name or code, amount=0, currency="USD")
-        session.add(plan)
-    if body.name is not None:
-        plan.name = body.name
-    if body.price_id is not None:
-        stripe = await stripe_settings.api(session, billing)
-        try:
-            price = await stripe.retrieve_price(body.price_id)
-        except StripeRejected as exc:
-            if exc.status == 404:
-                raise Unprocessable(f"priceId: Stripe has no price {body.price_id}") from None
-            raise stripe_failure(exc) from None
-        except RetryableCall as exc:
-            raise stripe_failure(exc) from None
-        recurring = price.get("recurring") or {}
-        if not price.get("active", True) or not recurring:
-            raise Unprocessable("priceId: the price must be active and recurring")
-        product = price.get("product")
-        plan.stripe_price_id = price["id"]
-        plan.stripe_product_id = product if isinstance(product, str) else (product or {}).get("id")
-        plan.amount = int(price.get("unit_amount") or 0)
-        plan.currency = str(price.get("currency") or "usd").upper()
-        plan.interval = str(recurring.get("interval") or "month")
-        plan.mapped_by, plan.synced_at = "manual", utcnow()
-    else:
-        changed = False
-        for attr in ("amount", "currency", "interval"):
-            value = getattr(body, attr)
-            if value is not None and value != getattr(plan, attr):
-                setattr(plan, attr, value)
-                changed = True
-        if changed or plan.mapped_by is None:
-            # The next sync finds or creates the price for the new terms; tenants keep their current price
-            # until their plan changes.
-            plan.stripe_price_id = plan.stripe_product_id = plan.mapped_by = None
-            plan.synced_at = None
+        raise NotFound(f"Plan {code!r} not found; plans are added in tenants (POST /api/platform/plans)")
+    stripe = await stripe_settings.api(session, billing)
+    try:
+        price = await stripe.retrieve_price(body.price_id)
+    except StripeRejected as exc:
+        if exc.status == 404:
+            raise Unprocessable(f"priceId: Stripe has no price {body.price_id}") from None
+        raise stripe_failure(exc) from None
+    except RetryableCall as exc:
+        raise stripe_failure(exc) from None
+    recurring = price.get("recurring") or {}
+    if not price.get("active", True) or not recurring:
+        raise Unprocessable("priceId: the price must be active and recurring")
+    terms = (int(price.get("unit_amount") or 0), str(price.get("currency") or "").upper(),
+             str(recurring.get("interval") or ""))
+    if terms != (plan.amount, plan.currency, plan.interval):
+        raise Unprocessable(f"priceId: the price bills {terms[0]} {terms[1]} per {terms[2]}, the plan "
+                            f"{plan.amount} {plan.currency} per {plan.interval}: change the plan in tenants "
+                            "(PATCH /api/platform/plans/{code}) or pick a price of its terms")
+    product = price.get("product")
+    plan.stripe_price_id = price["id"]
+    plan.stripe_product_id = product if isinstance(product, str) else (product or {}).get("id")
+    plan.mapped_by, plan.synced_at = "manual", utcnow()
     plan.updated_at = utcnow()
     await repo.flush()
-    if plan.stripe_price_id is not None:
-        await sync_jobs.retry_waiting(session, billing)
+    await sync_jobs.retry_waiting(session, billing)
     return PlanRead.model_validate(plan)
+
+
+async def apply_plan_event(session: AsyncSession, billing: Billing, data: PlanData, at: datetime) -> str:
+    """Keep billing's copy of a tenants plan (`plan.created|updated`, `at`: the event's time). New terms
+    (amount, currency, interval) drop the price mapping: the next sync prices them (prices are immutable),
+    and tenants already subscribed keep their price until their plan changes. Returns the outcome."""
+    repo = PlanRepository(session)
+    plan = await repo.by_code(data.code, for_update=True)
+    if plan is not None and plan.terms_at is not None and at <= plan.terms_at:
+        return "stale"
+    if plan is None:
+        plan = PlanPrice(code=data.code, name=data.name, amount=data.amount, currency=data.currency.upper(),
+                         interval=data.interval)
+        await repo.add(plan, flush=False)
+    elif (plan.amount, plan.currency, plan.interval) != (data.amount, data.currency.upper(), data.interval):
+        plan.amount, plan.currency, plan.interval = data.amount, data.currency.upper(), data.interval
+        plan.stripe_price_id = plan.stripe_product_id = plan.mapped_by = None
+        plan.synced_at = None
+    renamed = plan.name != data.name
+    plan.name, plan.active, plan.terms_at = data.name, data.active, at
+    plan.updated_at = utcnow()
+    await repo.flush()
+    if renamed and plan.stripe_price_id is not None:
+        # Jobs of tenants created with the new name were waiting for a plan of that name.
+        await sync_jobs.retry_waiting(session, billing)
+    return "applied"

@@ -21,6 +21,7 @@ from billing.stripe_settings.schemas import (
 )
 from common.auth.dependencies import Principal
 from common.db import utcnow
+from common.db.secret_column import seal, unseal
 from common.errors import Conflict, Unprocessable
 from common.retrying import RetryableCall
 
@@ -69,21 +70,16 @@ async def put(session: AsyncSession, billing: Billing, principal: Principal,
     if row is not None and body.secret_key is None and row.mode != mode:
         raise Unprocessable(f"publishableKey is a {mode} key but the stored secretKey is a {row.mode} key: "
                             "send a secretKey of the same mode")
-    box = billing.box
     if row is None:
         row = StripeSettings(mode=mode, publishable_key_encrypted="", publishable_key_hint="",
                              secret_key_encrypted="", secret_key_hint="", webhook_secret_encrypted="",
                              webhook_secret_hint="")
         session.add(row)
     row.mode = mode
-    row.publishable_key_encrypted = box.encrypt(body.publishable_key)
-    row.publishable_key_hint = masked(body.publishable_key)
-    if body.secret_key is not None:
-        row.secret_key_encrypted = box.encrypt(body.secret_key)
-        row.secret_key_hint = masked(body.secret_key)
-    if body.webhook_secret is not None:
-        row.webhook_secret_encrypted = box.encrypt(body.webhook_secret)
-        row.webhook_secret_hint = masked(body.webhook_secret)
+    for name, secret in (("publishable_key", body.publishable_key), ("secret_key", body.secret_key),
+                         ("webhook_secret", body.webhook_secret)):
+        if secret is not None:  # an omitted key is kept
+            seal(row, name, secret, billing.box, masked)
     row.updated_by = principal.id
     billing.webhook_secret_cache = None  # this process verifies with the new secret at once
     row.updated_at = utcnow()
@@ -105,8 +101,7 @@ async def keys(session: AsyncSession, billing: Billing) -> Keys | None:
     row = await StripeSettingsRepository(session).current()
     if row is None:
         return None
-    return Keys(billing.box.decrypt(row.secret_key_encrypted), billing.box.decrypt(row.webhook_secret_encrypted),
-                row.mode)
+    return Keys(unseal(row, "secret_key", billing.box), unseal(row, "webhook_secret", billing.box), row.mode)
 
 
 async def api(session: AsyncSession, billing: Billing) -> StripeApi:

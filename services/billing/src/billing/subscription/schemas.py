@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from billing.subscription.stripe_objects import InvoiceFacts
 from common.api import Schema
 
 
@@ -28,19 +29,11 @@ class SubscriptionPage(Schema):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last one")
 
 
-class InvoiceRead(Schema):
+class InvoiceRead(InvoiceFacts):
     id: uuid.UUID
     tenant_id: uuid.UUID | None
     stripe_invoice_id: str
     stripe_subscription_id: str | None
-    status: str | None
-    amount_due: int
-    amount_paid: int
-    currency: str | None
-    attempt_count: int
-    next_payment_attempt: datetime | None
-    hosted_invoice_url: str | None
-    paid_at: datetime | None
     created_at: datetime
     updated_at: datetime
 

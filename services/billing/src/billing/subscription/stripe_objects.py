@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ConfigDict
+
+from common.api import Schema
+
 
 def when(value: Any) -> datetime | None:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**40:
@@ -62,12 +66,10 @@ class SubscriptionState:
             cancellation_reason=_dict(obj.get("cancellation_details")).get("reason"))
 
 
-@dataclass(frozen=True)
-class InvoiceState:
-    id: str
-    customer: str | None
-    subscription_id: str | None
-    tenant_id: uuid.UUID | None
+class InvoiceFacts(Schema):
+    """What Stripe says of an invoice: read from its object (InvoiceState), kept in billing_invoices, shown
+    (subscription.schemas.InvoiceRead)."""
+
     status: str | None
     amount_due: int
     amount_paid: int
@@ -76,6 +78,15 @@ class InvoiceState:
     next_payment_attempt: datetime | None
     hosted_invoice_url: str | None
     paid_at: datetime | None
+
+
+class InvoiceState(InvoiceFacts):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    customer: str | None
+    subscription_id: str | None
+    tenant_id: uuid.UUID | None
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> InvoiceState:
@@ -89,7 +100,8 @@ class InvoiceState:
             value = obj.get(key)
             return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
-        return cls(
+        # Checked above, field by field: built without a second validation (the webhook worker's hot path).
+        return cls.model_construct(
             id=str(obj["id"]), customer=_id(obj.get("customer")), subscription_id=subscription, tenant_id=tenant,
             status=(str(obj["status"])[:30] if obj.get("status") else None), amount_due=number("amount_due"),
             amount_paid=number("amount_paid"),

@@ -27,6 +27,8 @@ from common.retrying import RetryableCall
 
 logger = logging.getLogger("billing.sync")
 
+CLOCK_SKEW_SECONDS = 600
+
 
 class Waiting(Exception):
     """The job cannot run yet (Stripe not configured, plan without a price): retried later."""
@@ -61,6 +63,11 @@ async def _record(database: Database, billing: Billing, job: SyncJob, answer: di
         await session.commit()
 
 
+def _first_try(job: SyncJob) -> int:
+    """No try of the job can have made anything before it was queued (less a margin for clock skew)."""
+    return int(job.created_at.timestamp()) - CLOCK_SKEW_SECONDS
+
+
 async def _create(database: Database, billing: Billing, stripe: StripeApi, job: SyncJob) -> None:
     async with database.sessionmaker() as session:
         customer = await CustomerRepository(session).by_tenant(job.tenant_id)
@@ -68,17 +75,26 @@ async def _create(database: Database, billing: Billing, stripe: StripeApi, job: 
         if subscription is not None and subscription.status not in subscriptions.ENDED:
             return
         price = await _price_for(session, job.plan)
+    # A retried job may follow a try whose answer was lost after Stripe acted. Its Idempotency-Key replays
+    # that answer for 24 h only: look for what the try made before making it again.
+    retried = job.attempts > 1
     if customer is None:
-        answer = await stripe.create_customer(tenant_id=job.tenant_id, name=job.tenant_name,
-                                              key=idempotency_key(job.event_id, "customer"))
+        answer = await stripe.find_customer(tenant_id=job.tenant_id, created_since=_first_try(job)) \
+            if retried else None
+        if answer is None:
+            answer = await stripe.create_customer(tenant_id=job.tenant_id, name=job.tenant_name,
+                                                  key=idempotency_key(job.event_id, "customer"))
         async with database.sessionmaker() as session:
             await CustomerRepository(session).add_once(job.tenant_id, str(answer["id"]), job.tenant_name)
             await session.commit()
             customer = await CustomerRepository(session).by_tenant(job.tenant_id)
         assert customer is not None
-    answer = await stripe.create_subscription(customer=customer.stripe_customer_id, price=price,
-                                              tenant_id=job.tenant_id,
-                                              key=idempotency_key(job.event_id, "subscription"))
+    answer = await stripe.find_subscription(customer=customer.stripe_customer_id, tenant_id=job.tenant_id) \
+        if retried else None
+    if answer is None:
+        answer = await stripe.create_subscription(customer=customer.stripe_customer_id, price=price,
+                                                  tenant_id=job.tenant_id,
+                                                  key=idempotency_key(job.event_id, "subscription"))
     await _record(database, billing, job, answer, requested_price=price)
 
 

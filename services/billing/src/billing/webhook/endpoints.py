@@ -23,4 +23,4 @@ async def receive(request: Request) -> Response:
     # is skipped for a Response); the documented model is still WebhookAck.
     billing: Billing = request.app.state.billing
     ack = await service.receive(billing, await request.body(), request.headers.get("stripe-signature"))
-    return Response(ack.model_dump_json(by_alias=True), media_type="application/json")
+    return Response(ack.model_dump_json(by_alias=True, exclude_none=True), media_type="application/json")

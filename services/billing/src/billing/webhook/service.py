@@ -42,24 +42,27 @@ HANDLED = {"customer.subscription.created", "customer.subscription.updated", "cu
 RECEIVED = Counter("billing_stripe_events_received_total", "Verified Stripe webhook events", ["type", "duplicate"])
 # jsonb refuses \u0000 (22P05) and text it cannot convert (22021): the sender's fault, not ours.
 UNSTORABLE_TEXT = {"22P05", "22021"}
+OTHER_MODE = Counter("billing_stripe_events_other_mode_total", "Verified Stripe events of the other mode than the "
+                     "configured keys (livemode), acknowledged and not applied", ["livemode"])
 PROCESSED = Counter("billing_stripe_events_processed_total", "Stored Stripe events applied", ["type", "outcome"])
 
 
-async def _webhook_secret(billing: Billing, *, fresh: bool = False) -> str:
-    """The webhook secret, decrypted once and kept a few seconds (one read per interval, not per event).
-    A PUT in this process drops it at once; `fresh` re-reads it (a secret changed by another replica), at
-    most once a second (a flood of forged signatures must not become a flood of reads)."""
+async def _webhook_keys(billing: Billing, *, fresh: bool = False) -> tuple[str, str]:
+    """The webhook secret and the keys' mode (test | live), decrypted once and kept a few seconds (one read
+    per interval, not per event). A PUT in this process drops them at once; `fresh` re-reads them (keys
+    changed by another replica), at most once a second (a flood of forged signatures must not become a
+    flood of reads)."""
     cached = billing.webhook_secret_cache
     max_age = SECRET_REFRESH_SECONDS if fresh else SECRET_CACHE_SECONDS
-    if cached is not None and time.monotonic() - cached[1] < max_age:
-        return cached[0]
+    if cached is not None and time.monotonic() - cached[2] < max_age:
+        return cached[0], cached[1]
     assert billing.database is not None
     async with billing.database.sessionmaker() as session:
         keys = await stripe_settings.keys(session, billing)
     if keys is None:
         raise Conflict("Stripe is not configured: no webhook secret to verify with", title="Stripe not configured")
-    billing.webhook_secret_cache = (keys.webhook_secret, time.monotonic())
-    return keys.webhook_secret
+    billing.webhook_secret_cache = (keys.webhook_secret, keys.mode, time.monotonic())
+    return keys.webhook_secret, keys.mode
 
 
 def _refusal(payload: str, signature: str, secret: str) -> str | None:
@@ -71,7 +74,7 @@ def _refusal(payload: str, signature: str, secret: str) -> str | None:
     return None
 
 
-def _event_fields(body: bytes) -> tuple[str, str, int]:
+def _event_fields(body: bytes) -> tuple[str, str, int, bool]:
     try:
         event = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -88,7 +91,10 @@ def _event_fields(body: bytes) -> tuple[str, str, int]:
         raise BadRequest("The event has no valid created timestamp")
     if not (isinstance(data, dict) and isinstance(data.get("object"), dict)):
         raise BadRequest("The event has no data.object")
-    return event_id, event_type, created
+    livemode = event.get("livemode")
+    if not isinstance(livemode, bool):
+        raise BadRequest("The event has no livemode")
+    return event_id, event_type, created, livemode
 
 
 async def receive(billing: Billing, body: bytes, signature: str | None) -> WebhookAck:
@@ -99,16 +105,23 @@ async def receive(billing: Billing, body: bytes, signature: str | None) -> Webho
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("Stripe-Signature does not verify: the body is not UTF-8") from None
-    secret = await _webhook_secret(billing)
+    secret, mode = await _webhook_keys(billing)
     refusal = _refusal(payload, signature, secret)
     if refusal is not None:
         # The cached secret may be an old one (changed by another replica): check against the stored one.
-        fresh = await _webhook_secret(billing, fresh=True)
+        fresh, mode = await _webhook_keys(billing, fresh=True)
         if fresh != secret:
             refusal = _refusal(payload, signature, fresh)
         if refusal is not None:
             raise BadRequest(f"Stripe-Signature does not verify: {refusal}")
-    event_id, event_type, created = _event_fields(body)
+    event_id, event_type, created, livemode = _event_fields(body)
+    if livemode != (mode == "live"):
+        # Signed by this endpoint's secret, yet of the other mode (a test event on live keys, or the reverse):
+        # never applied. Acknowledged, because Stripe retries any other answer for days.
+        OTHER_MODE.labels("live" if livemode else "test").inc()
+        logger.warning("Stripe event %s (%s) is a %s event but the keys are %s keys: acknowledged, not applied",
+                       event_id, event_type, "live" if livemode else "test", mode)
+        return WebhookAck(duplicate=False, ignored="livemode")
     assert billing.database is not None
     try:
         async with billing.ack_slots, billing.database.autocommit.connect() as conn:
