@@ -3,8 +3,9 @@ an OTLP/HTTP receiver in this test and scraped over /metrics after a short workl
 
 * one API call that ends in a webhook is one trace: the OTLP export (decoded with opentelemetry-proto, not
   our span objects) holds the gateway's (Caddy's) SERVER span as the root, the service's SERVER span under
-  it, the relay's PRODUCER span, the dispatcher's CONSUMER span and the attempt's CLIENT span, all with the
-  trace id the subscriber receives in `traceparent`, whose parent is that CLIENT span;
+  it, the SQL statements' CLIENT spans under that (TRACING_DATABASE_SPANS=true: OpenTelemetry's SQLAlchemy
+  instrumentation), the relay's PRODUCER span, the dispatcher's CONSUMER span and the attempt's CLIENT span,
+  all with the trace id the subscriber receives in `traceparent`, whose parent is that CLIENT span;
 * every metric the dashboards and alerts name is served by a running service, and the overview's event
   metrics carry samples after the workload.
 
@@ -107,7 +108,8 @@ async def live(tmp_path_factory, postgres, kafka_broker, otlp, subscriber):
     databases = {f"{s.env_prefix}_DATABASE_URL": postgres.async_url(f"ops_{s.database}") for s in SERVICES}
     # As `make run` gets it from its environment: the services and the gateway (Caddy) export there.
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
-            "OTEL_BSP_SCHEDULE_DELAY": "200"}  # export within a fifth of a second, not five
+            "OTEL_BSP_SCHEDULE_DELAY": "200",  # export within a fifth of a second, not five
+            "TRACING_DATABASE_SPANS": "true"}
     stack = Stack(tmp_path_factory.mktemp("ops-stack"), env={**os.environ, **otel}, extra_env={
         **databases,
         "KAFKA_CONSUMER_GROUP_PREFIX": f"ops-{uuid.uuid4().hex[:6]}.",
@@ -165,12 +167,23 @@ async def test_one_api_call_is_one_trace_up_to_the_subscriber(workload, otlp):
     [server] = [span for s, span in spans if s == "tenants" and span.kind == Span.SPAN_KIND_SERVER]
     assert server.name == "POST /api/platform/tenants"
     assert server.parent_span_id == gateway.span_id  # Caddy passed its span on in `traceparent`
+    # The request's SQL, each statement a span under the request (its text, never its parameters).
+    statements = {attribute(span, "db.statement"): span for s, span in spans
+                  if s == "tenants" and span.kind == Span.SPAN_KIND_CLIENT and attribute(span, "db.system")}
+    assert any("INSERT INTO tenants (" in text for text in statements), list(statements)
+    assert any("INSERT INTO outbox" in text for text in statements), list(statements)  # the event, same request
+    assert all("Ops " not in text for text in statements)  # the tenant's name is a bound parameter
+    assert {attribute(span, "db.system") for span in statements.values()} == {"postgresql"}
     [attempt] = [span for s, span in spans if span.kind == Span.SPAN_KIND_CLIENT and span.name.startswith("webhook")]
     assert attempt.span_id.hex() == parent_span_id  # the subscriber's parent is the attempt
     # Each hop is a child of an earlier one: the spans form one tree rooted at the gateway's span.
     ids = {span.span_id for _, span in spans}
     for _, span in spans:
         assert span is gateway or span.parent_span_id in ids, span.name
+
+
+def attribute(span: Span, key: str) -> str | None:
+    return next((a.value.string_value for a in span.attributes if a.key == key), None)
 
 
 async def scrape(live) -> dict[str, list]:
