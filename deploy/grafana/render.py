@@ -3,7 +3,7 @@ here): every panel's PromQL is evaluated over a time range through Prometheus's 
 with matplotlib in the dashboard's own grid (gridPos), with its title, unit, thresholds and legend.
 
     # a bench run: a real Prometheus (Debian package `prometheus`) scrapes the bench's stack every second
-    python deploy/grafana/render.py --bench d,e,b --out docs/overview.png          # what `make dashboard-png` runs
+    python deploy/grafana/render.py --bench d,e,g,b --out docs/overview.png        # what `make dashboard-png` runs
     # or a Prometheus that already holds the data (e.g. docker-compose's, http://localhost:9090)
     python deploy/grafana/render.py --prometheus http://localhost:9090 --since 15m --out overview.png
 

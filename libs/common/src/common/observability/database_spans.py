@@ -2,7 +2,8 @@
 OpenTelemetry's maintained SQLAlchemy instrumentation, in the trace of the request or event that ran it.
 
 Opt-in: `TRACING_DATABASE_SPANS=true`, and only while spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`).
-Off by default because of what they cost at load (README "Configuration": measured on bench (g)/(d)).
+Off by default because of what they cost: measured with traces exported, a tenant create took 2.7 ms of the
+tenants process's CPU with them and 2.0 without (bench (g), alternating runs), ~0.1 ms per statement.
 """
 
 from __future__ import annotations
