@@ -37,6 +37,9 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 SEL = 'service=~"$service", instance=~"$instance"'
+# Requests of API clients: Prometheus's own scrapes and the orchestrator's probes are not traffic (at a 1 s
+# scrape they were most of an idle service's request rate, and a starting service's 503 /readyz its "errors").
+API = SEL + ', route!~"/metrics|/healthz|/readyz"'
 RATE = "$__rate_interval"
 
 
@@ -110,20 +113,20 @@ def overview() -> db.Dashboard:
         .with_panel(series("Up by instance", "none", [(f"min by (service, instance) ({up})", "{{service}} {{instance}}")],
                            w=8, h=4, limits=thresholds((None, "red"), (1, "green"))))
         .with_panel(single("5xx ratio (all services)", "percentunit",
-                           f'sum(rate(http_requests_total{{{SEL}, status=~"5.."}}[{RATE}])) / '
-                           f"sum(rate(http_requests_total{{{SEL}}}[{RATE}]))",
+                           f'sum(rate(http_requests_total{{{API}, status=~"5.."}}[{RATE}])) / '
+                           f"sum(rate(http_requests_total{{{API}}}[{RATE}]))",
                            thresholds(GREEN, (0.01, "yellow"), (0.05, "red")), w=6))
-        .with_panel(single("Requests/s", "reqps", f"sum(rate(http_requests_total{{{SEL}}}[{RATE}]))",
+        .with_panel(single("Requests/s", "reqps", f"sum(rate(http_requests_total{{{API}}}[{RATE}]))",
                            thresholds(GREEN), w=6))
         .with_panel(series("Request rate by service", "reqps",
-                           [(f"sum by (service) (rate(http_requests_total{{{SEL}}}[{RATE}]))", "{{service}}")]))
+                           [(f"sum by (service) (rate(http_requests_total{{{API}}}[{RATE}]))", "{{service}}")]))
         .with_panel(series("Error ratio (5xx) by service", "percentunit",
-                           [(f'sum by (service) (rate(http_requests_total{{{SEL}, status=~"5.."}}[{RATE}])) / '
-                             f"sum by (service) (rate(http_requests_total{{{SEL}}}[{RATE}]))", "{{service}}")],
+                           [(f'sum by (service) (rate(http_requests_total{{{API}, status=~"5.."}}[{RATE}])) / '
+                             f"sum by (service) (rate(http_requests_total{{{API}}}[{RATE}]))", "{{service}}")],
                            limits=thresholds(GREEN, (0.01, "yellow"), (0.05, "red"))))
         .with_panel(series("Latency p50 / p95 / p99 by route", "s", [
             (f"histogram_quantile({p}, sum by (service, route, le) "
-             f"(rate(http_request_duration_seconds_bucket{{{SEL}, route!~\"/metrics|/healthz|/readyz\"}}[{RATE}])))",
+             f"(rate(http_request_duration_seconds_bucket{{{API}}}[{RATE}])))",
              f"p{round(p * 100)} {{{{service}}}} {{{{route}}}}")
             for p in (0.5, 0.95, 0.99)], w=24, h=10, limits=thresholds(GREEN, (0.5, "yellow"), (1, "red"))))
         .with_row(db.Row("Events (outbox → Kafka → consumers)"))

@@ -327,9 +327,21 @@ def bench_run(scenarios: str, bench_args: list[str], out: Path, dashboard: dict[
             if bench.returncode != 0:
                 sys.exit(f"the bench failed (exit {bench.returncode})")
             time.sleep(2)  # the last scrapes
+            start, end = while_up(prometheus, start, time.time())
             services = ", ".join(t["labels"]["service"] for t in known)
             return render_png(dashboard, prometheus, start, end, out, rate_interval="10s",
                               subtitle=f"bench --only {scenarios} ({services}), Prometheus scraping every 1 s")
+
+
+def while_up(prometheus: str, start: float, end: float) -> tuple[float, float]:
+    """The part of [start, end] in which the bench's services were all up: from the first scrape to the last
+    one before the bench stopped its stack (else the stat panels would show a stopped platform)."""
+    [up] = query_range(prometheus, 'sum(up{job="plataforma"})', start, end, 1.0) or [{"values": []}]
+    points = [(float(t), float(v)) for t, v in up["values"]]
+    if not points:
+        return start, end
+    top = max(v for _, v in points)
+    return points[0][0] - 5, max(t for t, v in points if v == top)
 
 
 def main(argv: list[str] | None = None) -> int:
