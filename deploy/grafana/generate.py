@@ -113,7 +113,7 @@ def overview() -> db.Dashboard:
         .with_panel(series("Up by instance", "none", [(f"min by (service, instance) ({up})", "{{service}} {{instance}}")],
                            w=8, h=4, limits=thresholds((None, "red"), (1, "green"))))
         .with_panel(single("5xx ratio (all services)", "percentunit",
-                           f'sum(rate(http_requests_total{{{API}, status=~"5.."}}[{RATE}])) / '
+                           f'(sum(rate(http_requests_total{{{API}, status=~"5.."}}[{RATE}])) or vector(0)) / '
                            f"sum(rate(http_requests_total{{{API}}}[{RATE}]))",
                            thresholds(GREEN, (0.01, "yellow"), (0.05, "red")), w=6))
         .with_panel(single("Requests/s", "reqps", f"sum(rate(http_requests_total{{{API}}}[{RATE}]))",
@@ -121,7 +121,9 @@ def overview() -> db.Dashboard:
         .with_panel(series("Request rate by service", "reqps",
                            [(f"sum by (service) (rate(http_requests_total{{{API}}}[{RATE}]))", "{{service}}")]))
         .with_panel(series("Error ratio (5xx) by service", "percentunit",
-                           [(f'sum by (service) (rate(http_requests_total{{{API}, status=~"5.."}}[{RATE}])) / '
+                           # 0 % (not "No data") for a service that served requests and no 5xx.
+                           [(f'(sum by (service) (rate(http_requests_total{{{API}, status=~"5.."}}[{RATE}])) '
+                             f"or 0 * sum by (service) (rate(http_requests_total{{{API}}}[{RATE}]))) / "
                              f"sum by (service) (rate(http_requests_total{{{API}}}[{RATE}]))", "{{service}}")],
                            limits=thresholds(GREEN, (0.01, "yellow"), (0.05, "red"))))
         .with_panel(series("Latency p50 / p95 / p99 by route", "s", [
