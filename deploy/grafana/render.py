@@ -143,6 +143,23 @@ def draw_stat(fig: Figure, rect: tuple[float, float, float, float], panel: dict[
              fontsize=24 if totals else 12, fontweight="bold", ha="center", va="center")
 
 
+def gaps_broken(times: list[float], values: list[float]) -> tuple[list[float], list[float]]:
+    """A NaN where samples are missing (no requests, say), so the line stops there as in Grafana instead of
+    being drawn straight across."""
+    if len(times) < 3:
+        return times, values
+    step = sorted(b - a for a, b in zip(times, times[1:], strict=False))[len(times) // 2 - 1]
+    xs, ys = [times[0]], [values[0]]
+    for (t0, _), (t1, v1) in zip(zip(times, values, strict=True), zip(times[1:], values[1:], strict=True),
+                                 strict=False):
+        if t1 - t0 > 1.5 * step:
+            xs.append((t0 + t1) / 2)
+            ys.append(math.nan)
+        xs.append(t1)
+        ys.append(v1)
+    return xs, ys
+
+
 def draw_timeseries(fig: Figure, rect: tuple[float, float, float, float], series: Series, unit: str,
                     start: float, end: float) -> None:
     left, bottom, width, height = rect
@@ -167,13 +184,13 @@ def draw_timeseries(fig: Figure, rect: tuple[float, float, float, float], series
                        height - pad_top - pad_bottom))
     ax.set_facecolor(PANEL)
     for i, (_, times, values) in enumerate(series):
-        ax.plot([datetime.fromtimestamp(t, UTC) for t in times], values, color=PALETTE[i % len(PALETTE)],
-                linewidth=1.2)
+        xs, ys = gaps_broken(times, values)
+        ax.plot([datetime.fromtimestamp(t, UTC) for t in xs], ys, color=PALETTE[i % len(PALETTE)], linewidth=1.2)
     ax.set_xlim(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
     ax.set_ylim(bottom=0, top=max(max(v) for _, _, v in series) * 1.1 or 1.0)
     ax.yaxis.set_major_locator(MaxNLocator(4))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v, unit)))
-    ax.xaxis.set_major_locator(MaxNLocator(6))
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=7, tz=UTC))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S", tz=UTC))
     ax.tick_params(colors=MUTED, labelsize=7, length=0)
     ax.grid(color=GRID, linewidth=0.8)
