@@ -251,21 +251,23 @@ def billing() -> db.Dashboard:
     return (
         variables(base("plataforma-billing", "Plataforma · Billing (Stripe)", ["billing"]), service="billing")
         .with_panel(single("Stripe calls failing", "percentunit",
-                           f'sum(rate(billing_stripe_requests_total{{{sel}, outcome!="ok"}}[{RATE}])) '
+                           f'(sum(rate(billing_stripe_requests_total{{{sel}, outcome!="ok"}}[{RATE}])) or vector(0)) '
                            f'/ clamp_min(sum(rate(billing_stripe_requests_total{{{sel}}}[{RATE}])), 1e-9)',
                            thresholds(GREEN, (0.05, "yellow"), (0.2, "red")),
                            description="Retryable (network, 429, 5xx) and rejected calls over all calls."))
+        # Counts of bad things read 0, not "No data", while none happened.
         .with_panel(single("Payments failed (1 h)", "short",
-                           f'sum(increase(events_published_total{{{sel}, {events}, event="billing.payment_failed"}}[1h]))',
+                           f'sum(increase(events_published_total{{{sel}, {events}, event="billing.payment_failed"}}[1h])) '
+                           f"or vector(0)",
                            thresholds(GREEN, (5, "yellow"), (20, "red"))))
         .with_panel(single("Suspensions for non-payment (1 h)", "short",
                            f'sum(increase(events_published_total{{{sel}, {events}, '
-                           f'event="billing.subscription.delinquent"}}[1h]))',
+                           f'event="billing.subscription.delinquent"}}[1h])) or vector(0)',
                            thresholds(GREEN, (1, "yellow"), (10, "red")),
                            description="billing.subscription.delinquent: Stripe gave up and the grace "
                                        "(BILLING_SUSPEND_GRACE_HOURS) ended; tenants suspends the tenant on it."))
         .with_panel(single("Stripe webhook 5xx/s", "reqps",
-                           f'sum(rate(http_requests_total{{{stripe_hook}, status=~"5.."}}[{RATE}]))',
+                           f'sum(rate(http_requests_total{{{stripe_hook}, status=~"5.."}}[{RATE}])) or vector(0)',
                            thresholds(GREEN, (0.01, "red"))))
         .with_panel(series("Stripe calls by outcome", "reqps",
                            [(f"sum by (outcome) (rate(billing_stripe_requests_total{{{sel}}}[{RATE}]))",
@@ -301,7 +303,7 @@ def conversations() -> db.Dashboard:
                            f'sum(rate(conversations_inbound_items_total{{{sel}, kind="message"}}[{RATE}]))',
                            thresholds(GREEN)))
         .with_panel(single("Outbound failing", "percentunit",
-                           f'sum(rate(conversations_outbound_messages_total{{{sel}, outcome!="sent"}}[{RATE}])) '
+                           f'(sum(rate(conversations_outbound_messages_total{{{sel}, outcome!="sent"}}[{RATE}])) or vector(0)) '
                            f'/ clamp_min(sum(rate(conversations_outbound_messages_total{{{sel}}}[{RATE}])), 1e-9)',
                            thresholds(GREEN, (0.05, "yellow"), (0.2, "red")),
                            description="Failed, retried or refused for credentials, over all hand-offs."))
