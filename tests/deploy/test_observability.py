@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -62,19 +63,14 @@ async def subscriber():
 
 
 @pytest.fixture(scope="module")
-async def stripe():
-    async with fake_stripe() as fake:
-        yield fake
+async def saas():
+    """The outside SaaS billing and conversations call, faked at the HTTP boundary: Stripe and Meta's Graph API."""
+    async with fake_stripe() as stripe, fake_graph() as graph:
+        yield SimpleNamespace(stripe=stripe, graph=graph)
 
 
 @pytest.fixture(scope="module")
-async def graph():
-    async with fake_graph() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-async def stack(tmp_path_factory, postgres, kafka_broker, subscriber, stripe, graph):
+async def stack(tmp_path_factory, postgres, kafka_broker, subscriber, saas):
     from devstack.services import SERVICES
     from devstack.supervisor import Stack
 
@@ -88,12 +84,12 @@ async def stack(tmp_path_factory, postgres, kafka_broker, subscriber, stripe, gr
         "WEBHOOK_CA_BUNDLE": str(subscriber.ca_bundle_path),
         "WEBHOOK_RETRY_SCHEDULE": "0.2,0.5,1",
         "RATE_LIMIT_PER_MINUTE": "1000000",
-        "STRIPE_API_BASE": stripe.url,
+        "STRIPE_API_BASE": saas.stripe.url,
         "BILLING_SUSPEND_GRACE_HOURS": "0",
         "BILLING_GRACE_CHECK_SECONDS": "1",
         "BILLING_RETRY_INITIAL_SECONDS": "0.5",
         "BILLING_RETRY_MAX_SECONDS": "2",
-        "WHATSAPP_GRAPH_API_BASE": graph.base_url,
+        "WHATSAPP_GRAPH_API_BASE": saas.graph.base_url,
     })
     stack.postgres, stack.broker = postgres, kafka_broker
     try:
@@ -145,7 +141,7 @@ async def prometheus(stack, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-async def workload(stack, subscriber, prometheus, stripe, graph):
+async def workload(stack, subscriber, prometheus, saas):
     """About a minute of traffic; returns (start, end) unix times."""
     start = time.time()
     healthy, failing, gone = subscriber.hook(), subscriber.hook(), subscriber.hook()
@@ -167,8 +163,8 @@ async def workload(stack, subscriber, prometheus, stripe, graph):
             assert resp.status_code == 201 and resp.json()["status"] == "ACTIVE", resp.text
         failing.set_behaviour(status=500)
         gone.set_behaviour(status=410)
-        await billing_on_fake_stripe(gateway, headers, stripe, stack.gateway.url)
-        await whatsapp_conversations(gateway, headers, graph)
+        await billing_on_fake_stripe(gateway, headers, saas.stripe, stack.gateway.url)
+        await whatsapp_conversations(gateway, headers, saas.graph)
         for _ in range(7):  # a few wrong passwords: 401s, then the throttle's 429s
             await gateway.post("/api/auth/login", json={"email": OWNER_EMAIL, "password": "wrong-password"})
         created = 0
@@ -188,8 +184,8 @@ async def workload(stack, subscriber, prometheus, stripe, graph):
             await asyncio.sleep(0.1)
         await healthy.wait_for(lambda h: h.event_count >= created, timeout=60)
         # Stripe gives up on one tenant's payment: billing.payment_failed, then (no grace) delinquent.
-        subscription = await until(lambda: stripe.subscription_of(last_tenant), timeout=60)
-        stripe.fail_payment(subscription["id"], final=True)
+        subscription = await until(lambda: saas.stripe.subscription_of(last_tenant), timeout=60)
+        saas.stripe.fail_payment(subscription["id"], final=True)
         await until(lambda: gateway.get(f"/api/platform/tenants/{last_tenant}", headers=headers),
                     check=lambda r: r.json()["status"] == "SUSPENDED", timeout=60)
     # Two more scrapes and rule evaluations after the last request.
