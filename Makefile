@@ -16,6 +16,7 @@ help:
 	@echo "make bench  - dispatcher benchmarks (prints a table; not part of the tests)"
 	@echo "make test-chaos - long chaos runs: 1,000 creates while each part is killed; prints lost/duplicated"
 	@echo "make postman - regenerate postman/Plataforma.postman_collection.json from the OpenAPI specs"
+	@echo "make dashboard-png - docs/overview.png: the overview dashboard drawn from a bench run scraped by Prometheus"
 
 # uv comes from PATH, or is installed once into .tools/ with the machine's Python.
 $(TOOLS)/bin/uv:
@@ -61,12 +62,21 @@ test-n8n: $(VENV)/.synced
 # Opt-in, not part of `make test`: a real Prometheus (Debian package `prometheus`, installed with apt-get when
 # missing) scrapes the platform started as `make run` starts it during a ~1 minute workload; every dashboard
 # panel must return data and every alert evaluate; then promtool checks and unit-tests the rules.
-# OVERVIEW_PNG=deploy/grafana/overview.png also redraws the README's picture from the run.
-.PHONY: test-observability
-test-observability: $(VENV)/.synced
+# OVERVIEW_PNG=<path> also draws the overview dashboard from that run (deploy/grafana/render.py).
+.PHONY: test-observability prometheus dashboard-png
+prometheus:
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+
+test-observability: $(VENV)/.synced prometheus
 	@PLATAFORMA_OBSERVABILITY=1 $(VENV)/bin/pytest tests/deploy/test_observability.py tests/deploy/test_alerts.py $(PYTEST_ARGS)
+
+# The README's picture (docs/overview.png): deploy/grafana/render.py runs the bench (DASHBOARD_BENCH scenarios,
+# ~3 minutes) while a real Prometheus scrapes its services every second, then draws the overview dashboard from
+# Prometheus's answers with matplotlib. Against a Prometheus already running: see `render.py --help`.
+DASHBOARD_BENCH ?= d,e,g,b
+dashboard-png: $(VENV)/.synced prometheus
+	@$(PY) deploy/grafana/render.py --bench $(DASHBOARD_BENCH) --out docs/overview.png
 # Opt-in, long (~10 min): the chaos burst (1,000 tenant creates at 100/s through the gateway to an HTTPS
 # subscriber) with each kill -- dispatcher + tenants, broker, PostgreSQL, gateway, full stop/start --
 # printing lost (must be 0) and duplicated deliveries. The short case runs in `make test`.

@@ -37,6 +37,9 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
 DS = DataSourceRef(type_val="prometheus", uid="${datasource}")
 SEL = 'service=~"$service", instance=~"$instance"'
+# Requests of API clients: Prometheus's own scrapes and the orchestrator's probes are not traffic (at a 1 s
+# scrape they were most of an idle service's request rate, and a starting service's 503 /readyz its "errors").
+API = SEL + ', route!~"/metrics|/healthz|/readyz"'
 RATE = "$__rate_interval"
 
 
@@ -110,20 +113,22 @@ def overview() -> db.Dashboard:
         .with_panel(series("Up by instance", "none", [(f"min by (service, instance) ({up})", "{{service}} {{instance}}")],
                            w=8, h=4, limits=thresholds((None, "red"), (1, "green"))))
         .with_panel(single("5xx ratio (all services)", "percentunit",
-                           f'sum(rate(http_requests_total{{{SEL}, status=~"5.."}}[{RATE}])) / '
-                           f"sum(rate(http_requests_total{{{SEL}}}[{RATE}]))",
+                           f'(sum(rate(http_requests_total{{{API}, status=~"5.."}}[{RATE}])) or vector(0)) / '
+                           f"sum(rate(http_requests_total{{{API}}}[{RATE}]))",
                            thresholds(GREEN, (0.01, "yellow"), (0.05, "red")), w=6))
-        .with_panel(single("Requests/s", "reqps", f"sum(rate(http_requests_total{{{SEL}}}[{RATE}]))",
+        .with_panel(single("Requests/s", "reqps", f"sum(rate(http_requests_total{{{API}}}[{RATE}]))",
                            thresholds(GREEN), w=6))
         .with_panel(series("Request rate by service", "reqps",
-                           [(f"sum by (service) (rate(http_requests_total{{{SEL}}}[{RATE}]))", "{{service}}")]))
+                           [(f"sum by (service) (rate(http_requests_total{{{API}}}[{RATE}]))", "{{service}}")]))
         .with_panel(series("Error ratio (5xx) by service", "percentunit",
-                           [(f'sum by (service) (rate(http_requests_total{{{SEL}, status=~"5.."}}[{RATE}])) / '
-                             f"sum by (service) (rate(http_requests_total{{{SEL}}}[{RATE}]))", "{{service}}")],
+                           # 0 % (not "No data") for a service that served requests and no 5xx.
+                           [(f'(sum by (service) (rate(http_requests_total{{{API}, status=~"5.."}}[{RATE}])) '
+                             f"or 0 * sum by (service) (rate(http_requests_total{{{API}}}[{RATE}]))) / "
+                             f"sum by (service) (rate(http_requests_total{{{API}}}[{RATE}]))", "{{service}}")],
                            limits=thresholds(GREEN, (0.01, "yellow"), (0.05, "red"))))
         .with_panel(series("Latency p50 / p95 / p99 by route", "s", [
             (f"histogram_quantile({p}, sum by (service, route, le) "
-             f"(rate(http_request_duration_seconds_bucket{{{SEL}, route!~\"/metrics|/healthz|/readyz\"}}[{RATE}])))",
+             f"(rate(http_request_duration_seconds_bucket{{{API}}}[{RATE}])))",
              f"p{round(p * 100)} {{{{service}}}} {{{{route}}}}")
             for p in (0.5, 0.95, 0.99)], w=24, h=10, limits=thresholds(GREEN, (0.5, "yellow"), (1, "red"))))
         .with_row(db.Row("Events (outbox → Kafka → consumers)"))
@@ -246,21 +251,23 @@ def billing() -> db.Dashboard:
     return (
         variables(base("plataforma-billing", "Plataforma · Billing (Stripe)", ["billing"]), service="billing")
         .with_panel(single("Stripe calls failing", "percentunit",
-                           f'sum(rate(billing_stripe_requests_total{{{sel}, outcome!="ok"}}[{RATE}])) '
+                           f'(sum(rate(billing_stripe_requests_total{{{sel}, outcome!="ok"}}[{RATE}])) or vector(0)) '
                            f'/ clamp_min(sum(rate(billing_stripe_requests_total{{{sel}}}[{RATE}])), 1e-9)',
                            thresholds(GREEN, (0.05, "yellow"), (0.2, "red")),
                            description="Retryable (network, 429, 5xx) and rejected calls over all calls."))
+        # Counts of bad things read 0, not "No data", while none happened.
         .with_panel(single("Payments failed (1 h)", "short",
-                           f'sum(increase(events_published_total{{{sel}, {events}, event="billing.payment_failed"}}[1h]))',
+                           f'sum(increase(events_published_total{{{sel}, {events}, event="billing.payment_failed"}}[1h])) '
+                           f"or vector(0)",
                            thresholds(GREEN, (5, "yellow"), (20, "red"))))
         .with_panel(single("Suspensions for non-payment (1 h)", "short",
                            f'sum(increase(events_published_total{{{sel}, {events}, '
-                           f'event="billing.subscription.delinquent"}}[1h]))',
+                           f'event="billing.subscription.delinquent"}}[1h])) or vector(0)',
                            thresholds(GREEN, (1, "yellow"), (10, "red")),
                            description="billing.subscription.delinquent: Stripe gave up and the grace "
                                        "(BILLING_SUSPEND_GRACE_HOURS) ended; tenants suspends the tenant on it."))
         .with_panel(single("Stripe webhook 5xx/s", "reqps",
-                           f'sum(rate(http_requests_total{{{stripe_hook}, status=~"5.."}}[{RATE}]))',
+                           f'sum(rate(http_requests_total{{{stripe_hook}, status=~"5.."}}[{RATE}])) or vector(0)',
                            thresholds(GREEN, (0.01, "red"))))
         .with_panel(series("Stripe calls by outcome", "reqps",
                            [(f"sum by (outcome) (rate(billing_stripe_requests_total{{{sel}}}[{RATE}]))",
@@ -296,7 +303,7 @@ def conversations() -> db.Dashboard:
                            f'sum(rate(conversations_inbound_items_total{{{sel}, kind="message"}}[{RATE}]))',
                            thresholds(GREEN)))
         .with_panel(single("Outbound failing", "percentunit",
-                           f'sum(rate(conversations_outbound_messages_total{{{sel}, outcome!="sent"}}[{RATE}])) '
+                           f'(sum(rate(conversations_outbound_messages_total{{{sel}, outcome!="sent"}}[{RATE}])) or vector(0)) '
                            f'/ clamp_min(sum(rate(conversations_outbound_messages_total{{{sel}}}[{RATE}])), 1e-9)',
                            thresholds(GREEN, (0.05, "yellow"), (0.2, "red")),
                            description="Failed, retried or refused for credentials, over all hand-offs."))

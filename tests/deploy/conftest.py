@@ -13,7 +13,8 @@ PACKAGES = {"auth": "auth", "tenants": "tenants", "support": "support", "leads":
 # the exporter) and the dispatcher's SSRF policy (read with os.environ, also Settings fields).
 OTEL = {"OTEL_SERVICE_NAME", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_TRACES_SAMPLER",
-        "OTEL_TRACES_SAMPLER_ARG", "OTEL_SDK_DISABLED", "OTEL_RESOURCE_ATTRIBUTES"}
+        "OTEL_TRACES_SAMPLER_ARG", "OTEL_SDK_DISABLED", "OTEL_RESOURCE_ATTRIBUTES",
+        "TRACING_DATABASE_SPANS"}  # common.observability.database_spans
 
 
 def settings_names(service: str) -> set[str]:

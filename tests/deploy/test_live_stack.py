@@ -2,9 +2,10 @@
 an OTLP/HTTP receiver in this test and scraped over /metrics after a short workload:
 
 * one API call that ends in a webhook is one trace: the OTLP export (decoded with opentelemetry-proto, not
-  our span objects) holds the service's SERVER span, the relay's PRODUCER span, the dispatcher's CONSUMER
-  span and the attempt's CLIENT span, all with the trace id the subscriber receives in `traceparent`, whose
-  parent is that CLIENT span;
+  our span objects) holds the gateway's (Caddy's) SERVER span as the root, the service's SERVER span under
+  it, the SQL statements' CLIENT spans under that (TRACING_DATABASE_SPANS=true: OpenTelemetry's SQLAlchemy
+  instrumentation), the relay's PRODUCER span, the dispatcher's CONSUMER span and the attempt's CLIENT span,
+  all with the trace id the subscriber receives in `traceparent`, whose parent is that CLIENT span;
 * every metric the dashboards and alerts name is served by a running service, and the overview's event
   metrics carry samples after the workload.
 
@@ -14,6 +15,7 @@ The stack has databases and consumer groups of its own (ops_* / prefix), so it n
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -104,15 +106,17 @@ async def live(tmp_path_factory, postgres, kafka_broker, otlp, subscriber):
     from devstack.supervisor import Stack
 
     databases = {f"{s.env_prefix}_DATABASE_URL": postgres.async_url(f"ops_{s.database}") for s in SERVICES}
-    stack = Stack(tmp_path_factory.mktemp("ops-stack"), extra_env={
+    # As `make run` gets it from its environment: the services and the gateway (Caddy) export there.
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",  # export within a fifth of a second, not five
+            "TRACING_DATABASE_SPANS": "true"}
+    stack = Stack(tmp_path_factory.mktemp("ops-stack"), env={**os.environ, **otel}, extra_env={
         **databases,
         "KAFKA_CONSUMER_GROUP_PREFIX": f"ops-{uuid.uuid4().hex[:6]}.",
         "PLATFORM_OWNER_EMAIL": OWNER_EMAIL,
         "PLATFORM_OWNER_PASSWORD": OWNER_PASSWORD,
         "WEBHOOK_ALLOWED_PRIVATE_CIDRS": "127.0.0.1/32",
         "WEBHOOK_CA_BUNDLE": str(subscriber.ca_bundle_path),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
-        "OTEL_BSP_SCHEDULE_DELAY": "200",  # export within a fifth of a second, not five
     })
     stack.postgres, stack.broker = postgres, kafka_broker
     try:
@@ -150,20 +154,36 @@ async def test_one_api_call_is_one_trace_up_to_the_subscriber(workload, otlp):
 
     def complete():
         kinds = {(service, span.kind) for service, span in otlp.trace(trace_id)}
-        wanted = {("tenants", Span.SPAN_KIND_SERVER), ("tenants", Span.SPAN_KIND_PRODUCER),
+        wanted = {("gateway", Span.SPAN_KIND_SERVER),
+                  ("tenants", Span.SPAN_KIND_SERVER), ("tenants", Span.SPAN_KIND_PRODUCER),
                   ("webhook-dispatcher", Span.SPAN_KIND_CONSUMER), ("webhook-dispatcher", Span.SPAN_KIND_CLIENT)}
         return wanted <= kinds
 
     await until(complete)
     spans = otlp.trace(trace_id)
+    [gateway] = [span for s, span in spans if s == "gateway"]
+    assert gateway.kind == Span.SPAN_KIND_SERVER and gateway.name == "gateway POST"
+    assert not gateway.parent_span_id  # the root: the request as it reached the platform
     [server] = [span for s, span in spans if s == "tenants" and span.kind == Span.SPAN_KIND_SERVER]
     assert server.name == "POST /api/platform/tenants"
+    assert server.parent_span_id == gateway.span_id  # Caddy passed its span on in `traceparent`
+    # The request's SQL, each statement a span under the request (its text, never its parameters).
+    statements = {attribute(span, "db.statement"): span for s, span in spans
+                  if s == "tenants" and span.kind == Span.SPAN_KIND_CLIENT and attribute(span, "db.system")}
+    assert any("INSERT INTO tenants (" in text for text in statements), list(statements)
+    assert any("INSERT INTO outbox" in text for text in statements), list(statements)  # the event, same request
+    assert all("Ops " not in text for text in statements)  # the tenant's name is a bound parameter
+    assert {attribute(span, "db.system") for span in statements.values()} == {"postgresql"}
     [attempt] = [span for s, span in spans if span.kind == Span.SPAN_KIND_CLIENT and span.name.startswith("webhook")]
     assert attempt.span_id.hex() == parent_span_id  # the subscriber's parent is the attempt
-    # Each hop is a child of an earlier one: the spans form one tree rooted at the API call.
+    # Each hop is a child of an earlier one: the spans form one tree rooted at the gateway's span.
     ids = {span.span_id for _, span in spans}
     for _, span in spans:
-        assert span is server or span.parent_span_id in ids, span.name
+        assert span is gateway or span.parent_span_id in ids, span.name
+
+
+def attribute(span: Span, key: str) -> str | None:
+    return next((a.value.string_value for a in span.attributes if a.key == key), None)
 
 
 async def scrape(live) -> dict[str, list]:

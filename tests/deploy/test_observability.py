@@ -1,7 +1,8 @@
 """Opt-in (`make test-observability`): a real Prometheus (Debian package `prometheus`) scrapes the platform
 started as `make run` starts it, during a workload of about a minute (tenants created and updated, a healthy
 webhook subscriber, one answering 500 until its deliveries are dead letters, one answering 410 Gone, failed
-and throttled logins). Then, through Prometheus's HTTP API: every dashboard panel's query returns data,
+and throttled logins; billing on a fake Stripe: settings, plans, a subscription per tenant, a final failed
+payment; conversations on a fake Graph API: a Cloud API channel, an agent, inbound messages, one provider error). Then, through Prometheus's HTTP API: every dashboard panel's query returns data,
 every alert rule evaluates without error and every series it selects exists. With OVERVIEW_PNG=<path> the
 overview dashboard is drawn from the run's data into that PNG (deploy/grafana/render.py)."""
 
@@ -16,11 +17,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 import yaml
 
+from common.testing.fake_stripe import fake_stripe
+from common.testing.fake_whatsapp import fake_graph, sign, text_message, wamid
 from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 
@@ -59,7 +63,14 @@ async def subscriber():
 
 
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory, postgres, kafka_broker, subscriber):
+async def saas():
+    """The outside SaaS billing and conversations call, faked at the HTTP boundary: Stripe and Meta's Graph API."""
+    async with fake_stripe() as stripe, fake_graph() as graph:
+        yield SimpleNamespace(stripe=stripe, graph=graph)
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory, postgres, kafka_broker, subscriber, saas):
     from devstack.services import SERVICES
     from devstack.supervisor import Stack
 
@@ -73,6 +84,12 @@ async def stack(tmp_path_factory, postgres, kafka_broker, subscriber):
         "WEBHOOK_CA_BUNDLE": str(subscriber.ca_bundle_path),
         "WEBHOOK_RETRY_SCHEDULE": "0.2,0.5,1",
         "RATE_LIMIT_PER_MINUTE": "1000000",
+        "STRIPE_API_BASE": saas.stripe.url,
+        "BILLING_SUSPEND_GRACE_HOURS": "0",
+        "BILLING_GRACE_CHECK_SECONDS": "1",
+        "BILLING_RETRY_INITIAL_SECONDS": "0.5",
+        "BILLING_RETRY_MAX_SECONDS": "2",
+        "WHATSAPP_GRAPH_API_BASE": saas.graph.base_url,
     })
     stack.postgres, stack.broker = postgres, kafka_broker
     try:
@@ -124,7 +141,7 @@ async def prometheus(stack, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-async def workload(stack, subscriber, prometheus):
+async def workload(stack, subscriber, prometheus, saas):
     """About a minute of traffic; returns (start, end) unix times."""
     start = time.time()
     healthy, failing, gone = subscriber.hook(), subscriber.hook(), subscriber.hook()
@@ -146,6 +163,8 @@ async def workload(stack, subscriber, prometheus):
             assert resp.status_code == 201 and resp.json()["status"] == "ACTIVE", resp.text
         failing.set_behaviour(status=500)
         gone.set_behaviour(status=410)
+        await billing_on_fake_stripe(gateway, headers, saas.stripe, stack.gateway.url)
+        await whatsapp_conversations(gateway, headers, saas.graph)
         for _ in range(7):  # a few wrong passwords: 401s, then the throttle's 429s
             await gateway.post("/api/auth/login", json={"email": OWNER_EMAIL, "password": "wrong-password"})
         created = 0
@@ -155,6 +174,7 @@ async def workload(stack, subscriber, prometheus):
             for resp in batch:
                 assert resp.status_code == 201, resp.text
                 created += 1
+                last_tenant = resp.json()["id"]
                 if created % 3 == 0:
                     updated = await gateway.put(f"/api/platform/tenants/{resp.json()['id']}", headers=headers,
                                                   json={"name": f"Obs {uuid.uuid4().hex[:10]}"})
@@ -163,9 +183,59 @@ async def workload(stack, subscriber, prometheus):
             await gateway.get(f"/api/platform/tenants/{uuid.uuid4()}", headers=headers)  # a 404
             await asyncio.sleep(0.1)
         await healthy.wait_for(lambda h: h.event_count >= created, timeout=60)
+        # Stripe gives up on one tenant's payment: billing.payment_failed, then (no grace) delinquent.
+        subscription = await until(lambda: saas.stripe.subscription_of(last_tenant), timeout=60)
+        saas.stripe.fail_payment(subscription["id"], final=True)
+        await until(lambda: gateway.get(f"/api/platform/tenants/{last_tenant}", headers=headers),
+                    check=lambda r: r.json()["status"] == "SUSPENDED", timeout=60)
     # Two more scrapes and rule evaluations after the last request.
     await asyncio.sleep(6)
     return start, time.time()
+
+
+async def until(probe, *, check=bool, timeout: float):
+    """Await `probe()` (a value or an awaitable) until `check` accepts it; no fixed sleeps."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if check(value):
+            return value
+        assert time.monotonic() < deadline, f"not reached within {timeout} s"
+        await asyncio.sleep(0.2)
+
+
+async def billing_on_fake_stripe(gateway: httpx.AsyncClient, headers: dict, stripe, gateway_url: str) -> None:
+    """Stripe connected and plans synced: each new tenant gets a customer and a subscription (Stripe calls),
+    Stripe's events come back signed to the gateway's /api/webhooks/stripe."""
+    stripe.deliver_to(f"{gateway_url}/api/webhooks/stripe")
+    resp = await gateway.put("/api/platform/integrations/stripe", headers=headers, json={
+        "publishableKey": stripe.publishable_key, "secretKey": stripe.secret_key, "webhookSecret": stripe.webhook_secret})
+    assert resp.status_code == 200, resp.text
+    resp = await gateway.post("/api/platform/billing/plans/sync", headers=headers)
+    assert resp.status_code == 200, resp.text
+
+
+async def whatsapp_conversations(gateway: httpx.AsyncClient, headers: dict, graph) -> None:
+    """A Cloud API channel with an agent; three contacts write (signed webhooks through the gateway), the agent
+    greets them through the fake Graph API, whose first send fails once (a provider error, retried)."""
+    number, token, secret = str(uuid.uuid4().int)[:15], "EAAG" + uuid.uuid4().hex, "obs-" + uuid.uuid4().hex
+    graph.add_number(number, token=token)
+    channel = await gateway.post("/api/platform/operations/channels", headers=headers, json={
+        "name": "obs", "type": "CLOUD_API", "phoneNumberId": number, "accessToken": token, "appSecret": secret})
+    assert channel.status_code == 201, channel.text
+    agent = await gateway.post("/api/platform/operations/agents", headers=headers, json={
+        "name": "obs", "channelId": channel.json()["id"], "greeting": "Hola"})
+    assert agent.status_code == 201, agent.text
+    graph.fail_next(131000)
+    contacts = [f"5731{uuid.uuid4().int % 10**8:08d}" for _ in range(3)]
+    for contact in contacts:
+        raw = json.dumps(text_message(number, contact, "hola", message_id=wamid())).encode()
+        resp = await gateway.post(f"/api/webhooks/whatsapp/{channel.json()['id']}", content=raw, headers={
+            "content-type": "application/json", "X-Hub-Signature-256": sign(secret, raw)})
+        assert resp.status_code == 200, resp.text
+    await until(lambda: {m["to"] for m in graph.sent} >= set(contacts), check=bool, timeout=60)
 
 
 async def instant(client: httpx.AsyncClient, expr: str) -> list:

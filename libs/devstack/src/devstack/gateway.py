@@ -8,6 +8,7 @@ API::
     gw.url                  # "http://127.0.0.1:8080"
     await gw.stop()
     gateway_env(port, upstreams, docs_root) -> dict   # the placeholders, for other launchers
+    tracing_env(env) -> dict   # GATEWAY_TRACING=on (+ OTEL_SERVICE_NAME) when env sets an OTLP endpoint
 
 Services missing from ``upstreams`` keep the Caddyfile default (their compose hostname), which
 does not resolve locally: requests to them get a 502 problem response.
@@ -22,6 +23,16 @@ from pathlib import Path
 
 from ._proc import ChildProcess, port_in_use, repo_root, spawn, wait_tcp
 from .services import env_prefix_of
+
+
+def tracing_env(env: Mapping[str, str]) -> dict[str, str]:
+    """With an OTLP endpoint in ``env`` (as the services see it), Caddy traces too (the Caddyfile's
+    ``GATEWAY_TRACING``), under its own service name: each trace then starts at the gateway."""
+    endpoint = env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    exporting = bool(endpoint) and env.get("OTEL_SDK_DISABLED", "").lower() != "true"
+    if env.get("GATEWAY_TRACING", "on" if exporting else "off") != "on":
+        return {"GATEWAY_TRACING": "off"}
+    return {"GATEWAY_TRACING": "on", "OTEL_SERVICE_NAME": "gateway"}
 
 
 def caddy_executable() -> str:
@@ -81,6 +92,7 @@ async def start_gateway(
         }
     )
     full_env.update(gateway_env(port, upstreams, docs_root, max_body_size=max_body_size))
+    full_env.update(tracing_env(full_env))
     argv = [caddy_executable(), "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
     proc = spawn(argv, env=full_env, log_path=log_path, header="caddy")
     gw = Gateway(port, process=proc, log_path=log_path)

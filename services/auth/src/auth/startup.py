@@ -19,11 +19,13 @@ from auth.api_key.introspector import LocalApiKeyIntrospector
 from auth.api_key.throttle import IntrospectionThrottle
 from auth.config import Settings
 from auth.login_attempt import service as login_attempts
+from auth.models import SigningKey
 from auth.refresh_token import service as refresh_tokens
 from auth.signing_key import service as signing_keys
 from auth.user import service as users
 from common.app import Runtime
 from common.crypto import SecretBox
+from common.observability.secret_age import KeptSecret, track_secret_ages
 from common.supervise import every
 
 logger = logging.getLogger("auth.startup")
@@ -49,6 +51,9 @@ async def on_startup(app: FastAPI, runtime: Runtime) -> None:
     app.state.introspection_throttle = IntrospectionThrottle(settings.api_key_introspect_failures_per_minute)
     await _load_keys(app, runtime, box)
     runtime.supervise("auth-maintenance", _maintenance(app, runtime, box))
+    # The key that signs is the newest unretired one: its age is the one to rotate by (SecretRotationOverdue).
+    track_secret_ages(runtime, [KeptSecret("jwt_signing_key", SigningKey.private_key_encrypted,
+                                           (SigningKey.retired_at.is_(None),), newest=True)])
 
 
 async def _load_keys(app: FastAPI, runtime: Runtime, box: SecretBox) -> None:

@@ -4,7 +4,7 @@ from billing.api import routers
 from billing.config import Settings
 from billing.context import Billing
 from billing.events import outbox
-from billing.models import inbox
+from billing.models import StripeSettings, inbox
 from billing.subscription import grace
 from billing.sync import service as sync
 from billing.sync.handlers import CONSUMER_NAME, TENANTS_TOPIC, tenant_events_handler
@@ -12,6 +12,7 @@ from billing.webhook import worker as webhook_worker
 from billing.webhook.endpoints import PUBLIC_PATH
 from common.app import Runtime, create_service_app
 from common.messaging import EventConsumer
+from common.observability.secret_age import KeptSecret, track_secret_ages
 from common.supervise import every
 
 
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None, *, consume: bool = True) -> Fas
                                                          lambda: grace.check(runtime.database, billing)))
         runtime.supervise("billing-retention", lambda: every(3600.0, lambda: grace.purge(runtime.database, billing),
                                                              first=60.0))
+        track_secret_ages(runtime, [KeptSecret("stripe_secret_key", StripeSettings.secret_key_encrypted),
+                                    KeptSecret("stripe_webhook_secret", StripeSettings.webhook_secret_encrypted)])
 
     app = create_service_app(
         settings,

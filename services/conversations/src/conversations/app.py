@@ -6,12 +6,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from common.app import Runtime, create_service_app
 from common.errors import problem_response
+from common.observability.secret_age import KeptSecret, track_secret_ages
 from common.supervise import every
 from conversations.api import public_routes, routers
 from conversations.channel.handlers import refresh_channel_gauge
 from conversations.config import Settings
 from conversations.conversation.handlers import end_idle_conversations
 from conversations.events import outbox
+from conversations.models import Channel
 from conversations.outbound.worker import OutboundWorker
 from conversations.providers import http
 from conversations.webhook.handlers import purge_inbound
@@ -36,6 +38,10 @@ async def start_workers(app: FastAPI, runtime: Runtime) -> None:
         settings.conversations_metrics_refresh_seconds, lambda: refresh_channel_gauge(runtime.database), first=0.0))
     runtime.supervise("inbound-retention", lambda: every(
         3600.0, lambda: purge_inbound(runtime.database, settings.inbound_retention_hours), first=60.0))
+    live = (Channel.deleted_at.is_(None),)
+    track_secret_ages(runtime, [KeptSecret("whatsapp_access_token", Channel.access_token_encrypted, live),
+                                KeptSecret("whatsapp_app_secret", Channel.app_secret_encrypted, live),
+                                KeptSecret("evolution_api_key", Channel.api_key_encrypted, live)])
 
 
 async def stop(app: FastAPI, runtime: Runtime) -> None:

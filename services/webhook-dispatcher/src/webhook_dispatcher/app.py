@@ -23,9 +23,11 @@ from fastapi import FastAPI
 from common.app import Runtime, create_service_app
 from common.crypto import SecretBox
 from common.db import Database
+from common.observability.secret_age import KeptSecret, track_secret_ages
 from webhook_dispatcher.api import routers
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.events import outbox
+from webhook_dispatcher.models import N8nSettings, WebhookEndpoint
 from webhook_dispatcher.outbound.transport import WebhookTransport
 from webhook_dispatcher.worker.consumer import make_consumer
 from webhook_dispatcher.worker.worker import DeliveryWorker
@@ -56,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.worker = worker
         app.state.readiness_checks["delivery"] = worker.check_ready
         await worker.start()
+        track_secret_ages(runtime, [KeptSecret("webhook_signing_secret", WebhookEndpoint.secret_encrypted,
+                                               (WebhookEndpoint.deleted_at.is_(None),)),
+                                    KeptSecret("n8n_api_key", N8nSettings.api_key_encrypted)])
 
     async def on_shutdown(app: FastAPI, runtime: Runtime) -> None:
         # SIGTERM -> uvicorn ends the lifespan: stop taking work, finish (and record) what is in flight.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from common.observability.database_spans import trace_database
+
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, custom_plans: bool = True) -> None:
@@ -29,6 +31,7 @@ class Database:
         )
         # The same pool, each statement committing by itself (no BEGIN/COMMIT round trips): for hot paths
         # that write in one statement. Connections go back to the pool in the default isolation level.
+        trace_database(self.engine)  # a span per statement when TRACING_DATABASE_SPANS=true (off by default)
         self.autocommit: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
