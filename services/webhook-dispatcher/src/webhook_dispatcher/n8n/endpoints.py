@@ -60,8 +60,7 @@ async def test_settings(session: SessionDep, _: PlatformOwner, box: SecretBoxDep
 # --- templates -------------------------------------------------------------------------------------
 @router.get("/templates", response_model=list[TemplateRead], responses=problem_responses(401, 403))
 async def list_templates(_: PlatformOwner) -> list[TemplateRead]:
-    """Ready-made flows: lead processing, critical-ticket alerts, daily report, failed payments. Their outbound
-    nodes need credentials filled in n8n before the flow can be activated."""
+    """Ready-made flows: lead processing, critical-ticket alerts, daily report."""
     return service.list_templates()
 
 
@@ -125,9 +124,7 @@ async def delete_flow(session: SessionDep, _: PlatformOwner, box: SecretBoxDep, 
 async def activate_flow(session: SessionDep, _: PlatformOwner, box: SecretBoxDep, settings: SettingsDep,
                         flow_id: uuid.UUID) -> FlowRead:
     """Activate the workflow in n8n (POST /workflows/{id}/activate; /publish on n8n 2.x) and mirror n8n's
-    answer: from now on the flow receives its events. When n8n fails nothing changes here. When n8n refuses
-    because nodes are not set up (a template's nodes before their credentials are filled in n8n): 409 whose
-    `nodes` list each node with its `credentialTypes` and `issues`, and `editorUrl` where to fill them."""
+    answer: from now on the flow receives its events. When n8n fails nothing changes here."""
     return await service.set_active(session, box, settings, flow_id, True)
 
 
