@@ -140,6 +140,10 @@ async def test_critical_ticket_alert_runs_the_alert_branch_only_for_critical_tic
         critical = await publish("ticket.created", ticket | {"ticketId": str(uuid.uuid4()), "priority": "CRITICAL"})
         ran = str((await execution_of(platform, flow, critical.id))["data"])
         assert "Critical ticket: Checkout down" in ran
+        routine = await publish("ticket.created", ticket | {"ticketId": str(uuid.uuid4()), "priority": "LOW"})
+        skipped = await execution_of(platform, flow, routine.id)
+        assert skipped["status"] == "success" and "Not critical" in str(skipped["data"])
+        assert "Critical ticket:" not in str(skipped["data"])
     finally:
         await platform.delete(f"{FLOWS}/{flow['id']}", params={"deleteInN8n": "true"})
 
