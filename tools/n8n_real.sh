@@ -18,7 +18,7 @@ N8N_VERSION=${N8N_VERSION:-2.41.1}
 N8N_PORT=${N8N_PORT:-5678}
 BROKER_PORT=${N8N_RUNNERS_BROKER_PORT:-$((N8N_PORT + 1))}  # n8n's task broker (default 5679) must be free too
 PYTEST=${PYTEST:-$ROOT/.venv/bin/pytest}
-RUN="$CACHE/run"
+RUN=${N8N_RUN_DIR:-$CACHE/run}  # recreated on every run: give each concurrent run its own
 log() { printf '==> %s\n' "$*" >&2; }
 
 # --- 1. Node 24 ---------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 from webhook_dispatcher.config import Settings
 from webhook_dispatcher.models import DeliveryStatus
-from webhook_dispatcher.n8n.client import connect
+from webhook_dispatcher.n8n.client import N8nError, connect
+from webhook_dispatcher.n8n.readiness import configuration_issues, setup_needed
 from webhook_dispatcher.n8n.workflows import NoWebhookTrigger, find_webhook_trigger, production_path
 from webhook_dispatcher.outbound.transport import AttemptResult, WebhookTransport
 from webhook_dispatcher.worker.retries import decide
@@ -71,3 +72,31 @@ async def test_the_client_never_follows_redirects_nor_leaks_the_key(n8n_server):
         assert (await client.version()) == n8n_server.version
         assert await client.list_executions(workflow_id=uuid.uuid4().hex, status=None, limit=5, cursor=None,
                                             include_data=False) == {"data": [], "nextCursor": None}
+
+
+# n8n 2.41.1's answer to POST /workflows/{id}/activate for the critical-ticket template with no credentials and
+# the calendar given in "ID" mode as "primary" (the fault the template had).
+N8N_REFUSAL = ('Cannot publish workflow: 3 nodes have configuration issues:\n\nNode "Slack":\n  - Missing required '
+               'credential: slackApi\n\nNode "SMS":\n  - Missing required credential: twilioApi\n\nNode "Incident '
+               'review":\n  - Missing required credential: googleCalendarOAuth2Api\n  - Missing or invalid required '
+               'parameters: calendar')
+
+
+def test_n8n_refusal_to_activate_is_read_into_nodes_credential_types_and_other_issues():
+    issues = configuration_issues(N8N_REFUSAL)
+    assert issues is not None
+    assert [(i.node, i.credentials) for i in issues] == [("Slack", ["slackApi"]), ("SMS", ["twilioApi"]),
+                                                         ("Incident review", ["googleCalendarOAuth2Api"])]
+    assert issues[2].issues[1] == "Missing or invalid required parameters: calendar"
+    one = configuration_issues('Cannot publish workflow: 1 node have configuration issues:\n\nNode "Mail":\n'
+                               '  - Credential not configured: smtp')
+    assert one is not None and [(i.node, i.credentials) for i in one] == [("Mail", ["smtp"])]
+
+    refusal = setup_needed(N8nError(400, N8N_REFUSAL, "POST", "/api/v1/workflows/w1/activate"), "http://n8n:5678/", "w1")
+    assert refusal is not None and refusal.status == 409
+    assert refusal.extra["editorUrl"] == "http://n8n:5678/workflow/w1"
+    assert '"Incident review" needs a credential of type googleCalendarOAuth2Api; Missing or invalid required ' \
+           "parameters: calendar" in str(refusal.detail)
+    # Any other refusal is passed on as before (502 with n8n's message).
+    for status, message in ((400, "Workflow has no node to start the workflow"), (500, N8N_REFUSAL)):
+        assert setup_needed(N8nError(status, message, "POST", "/x"), "http://n8n", "w1") is None

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import text
 
+from common.testing.checks import assert_problem
+from common.testing.fake_n8n import activate_filling_credentials, fill_in_credentials
 from common.testing.plugin import bearer
 
 FLOWS = "/api/platform/n8n/flows"
@@ -134,11 +136,39 @@ async def test_lead_processing_and_critical_ticket_templates_create_their_workfl
     assert false_branch[0]["node"] == "Not critical"
     assert sent["connections"]["Platform event"]["main"][0][0]["node"] == if_node["name"]
 
-    # It works end to end against the fake: active, a ticket arrives, an execution runs.
-    assert (await owner.post(f"{FLOWS}/{alerts['id']}/activate")).json()["active"] is True
+    # It works end to end against the fake: credentials filled in, active, a ticket arrives, an execution runs.
+    await activate_filling_credentials(owner, alerts, n8n.url, n8n.api_key)
     await publish("ticket.created", {"ticketId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4()),
                                      "subject": "Down", "priority": "CRITICAL", "status": "OPEN"})
     await n8n.wait_for(lambda: len(n8n.executions_of(alerts["workflowId"])) == 1)
+
+
+async def test_activating_before_the_credentials_are_filled_in_names_what_to_fill_in(owner, n8n, flows, publish):
+    leads = await flows(template="lead-processing")
+    activate = f"{FLOWS}/{leads['id']}/activate"
+    problem = assert_problem(await owner.post(activate), 409, detail='"Welcome e-mail" needs a credential of type smtp')
+    assert problem["workflowId"] == leads["workflowId"]
+    assert problem["editorUrl"] == f"{n8n.url}/workflow/{leads['workflowId']}"
+    assert problem["nodes"] == [
+        {"node": "Welcome e-mail", "credentialTypes": ["smtp"], "issues": ["Missing required credential: smtp"]},
+        {"node": "Follow-up task", "credentialTypes": ["googleTasksOAuth2Api"],
+         "issues": ["Missing required credential: googleTasksOAuth2Api"]}]
+    assert "Follow-up task" in problem["detail"] and problem["editorUrl"] in problem["detail"]
+    # Nothing changed: the flow is inactive here and in n8n, and receives nothing.
+    flow = (await owner.get(f"{FLOWS}/{leads['id']}")).json()
+    assert flow["active"] is False and flow["deliveryStatus"] == "PAUSED" and flow["activatedAt"] is None
+    assert n8n.workflows[leads["workflowId"]]["active"] is False
+
+    # One credential filled in: only the other node is still named.
+    await fill_in_credentials(n8n.url, n8n.api_key, leads["workflowId"], {"Welcome e-mail": ["smtp"]})
+    problem = assert_problem(await owner.post(activate), 409)
+    assert [(n["node"], n["credentialTypes"]) for n in problem["nodes"]] == [("Follow-up task",
+                                                                               ["googleTasksOAuth2Api"])]
+    # All filled in: it activates and the next lead reaches the workflow.
+    await fill_in_credentials(n8n.url, n8n.api_key, leads["workflowId"], {"Follow-up task": ["googleTasksOAuth2Api"]})
+    assert (await owner.post(activate)).json()["active"] is True
+    await publish("lead.created", lead_data())
+    await n8n.wait_for(lambda: len(n8n.executions_of(leads["workflowId"])) == 1)
 
 
 async def test_daily_report_template_schedules_at_nine_and_reads_metrics_with_a_platform_api_key(
@@ -183,8 +213,8 @@ async def test_daily_report_template_schedules_at_nine_and_reads_metrics_with_a_
         for table in ("n8n_flows", "webhook_endpoints", "n8n_settings"):
             dump = (await session.execute(text(f"SELECT string_agg(t::text, ' ') FROM {table} t"))).scalar_one()
             assert api_key not in (dump or ""), table
-    # Schedule-only flows activate in n8n but receive no events.
-    assert (await owner.post(f"{FLOWS}/{report['id']}/activate")).json()["active"] is True
+    # Schedule-only flows activate in n8n (once the e-mail node has its credential) but receive no events.
+    await activate_filling_credentials(owner, report, n8n.url, n8n.api_key)
     logs = (await owner.get(f"{FLOWS}/{report['id']}/logs")).json()
     assert logs["deliveries"] == [] and logs["executionsError"] is None
 
@@ -217,7 +247,7 @@ async def test_failed_payment_template_branches_on_the_last_attempt(owner, n8n, 
     assert {nodes[t["node"]]["type"] for t in last} == {"n8n-nodes-base.emailSend", "n8n-nodes-base.slack"}
     assert [nodes[t["node"]]["type"] for t in other] == ["n8n-nodes-base.emailSend"]
 
-    assert (await owner.post(f"{FLOWS}/{flow['id']}/activate")).json()["active"] is True
+    await activate_filling_credentials(owner, flow, n8n.url, n8n.api_key)
     await publish("billing.payment_failed", {"tenantId": str(uuid.uuid4()), "invoiceId": "in_1", "amountDue": 4900,
                                              "currency": "USD", "attemptCount": 4, "nextPaymentAttempt": None,
                                              "finalAttempt": True})

@@ -2,6 +2,11 @@
 
 Skipped unless N8N_URL and N8N_API_KEY are set. A dispatcher of its own (own database and consumer group)
 with a retry schedule long enough to cover n8n's real activation gap.
+
+Each template is switched on as its owner would: activating through the platform answers 409 naming the nodes
+and credential types n8n wants; the test creates those credentials in n8n through n8n's public API (dummy
+values from each type's schema: n8n calls no service when it activates), attaches them to the nodes, and
+activates again through the platform.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from common.testing.fake_n8n import activate_filling_credentials
 from common.testing.plugin import bearer
 from common.testing.servers import serve_app
 from webhook_dispatcher.app import create_app
@@ -57,9 +63,22 @@ async def wait_logs(client: httpx.AsyncClient, flow_id: str, predicate: Any, tim
             await asyncio.sleep(0.25)
 
 
-# The templates' outbound nodes (CRM, e-mail, Slack, Twilio, Google) have no credentials in this n8n, so an
-# execution ends in "error" at the first of them: the platform's part (trigger, Set, IF) has run by then.
+# The templates' outbound nodes (CRM, e-mail, Slack, Twilio, Google) have dummy credentials and nothing to
+# reach, so an execution ends in "error" at the first of them: the platform's part (trigger, Set, IF) has run.
 FINISHED = ("success", "error")
+
+
+async def switch_on(platform: httpx.AsyncClient, flow: dict[str, Any], **also: list[str]) -> dict[str, Any]:
+    activated = await activate_filling_credentials(platform, flow, N8N_URL, N8N_API_KEY, also=also)
+    assert activated["deliveryStatus"] == ("ACTIVE" if flow["webhookPath"] else None), activated
+    return activated
+
+
+async def execution_of(platform: httpx.AsyncClient, flow: dict[str, Any], event_id: uuid.UUID) -> dict[str, Any]:
+    """The n8n execution the event started, with its data (it reached the flow's Webhook trigger)."""
+    logs = await wait_logs(platform, flow["id"], lambda logs: any(
+        e["status"] in FINISHED and str(event_id) in str(e["data"]) for e in logs["executions"]), includeData="true")
+    return next(e for e in logs["executions"] if str(event_id) in str(e["data"]))
 
 
 def lead() -> dict[str, Any]:
@@ -81,9 +100,8 @@ async def test_lead_processing_flow_end_to_end(platform, publish):
     assert resp.status_code == 201, resp.text
     flow = resp.json()
     try:
-        activated = await platform.post(f"{FLOWS}/{flow['id']}/activate")
-        assert activated.status_code == 200, activated.text
-        assert activated.json()["active"] is True and activated.json()["deliveryStatus"] == "ACTIVE"
+        # n8n insists on the e-mail's and the task's credentials; the CRM's Header Auth the owner adds too.
+        await switch_on(platform, flow, **{"Send to CRM": ["httpHeaderAuth"]})
 
         first = await publish("lead.created", lead())
         logs = await wait_logs(platform, flow["id"], lambda logs: any(
@@ -96,6 +114,9 @@ async def test_lead_processing_flow_end_to_end(platform, publish):
         assert execution["mode"] == "webhook" and execution["durationMs"] is not None
         detailed = (await platform.get(f"{FLOWS}/{flow['id']}/logs", params={"includeData": "true"})).json()
         assert str(first.id) in str(detailed["executions"][0]["data"])
+        # The CRM node ran with the credential attached (it fails reaching the CRM, not for a missing credential).
+        assert "Send to CRM" in str(detailed["executions"][0]["data"])
+        assert "Credentials not found" not in str(detailed["executions"][0]["data"])
 
         deactivated = await platform.post(f"{FLOWS}/{flow['id']}/deactivate")
         assert deactivated.status_code == 200, deactivated.text
@@ -114,13 +135,15 @@ async def test_critical_ticket_alert_runs_the_alert_branch_only_for_critical_tic
     assert resp.status_code == 201, resp.text
     flow = resp.json()
     try:
-        assert (await platform.post(f"{FLOWS}/{flow['id']}/activate")).json()["active"] is True
+        await switch_on(platform, flow)
         ticket = {"tenantId": str(uuid.uuid4()), "subject": "Checkout down", "status": "OPEN"}
-        await publish("ticket.created", ticket | {"ticketId": str(uuid.uuid4()), "priority": "CRITICAL"})
-        logs = await wait_logs(platform, flow["id"], lambda logs: any(
-            e["status"] in FINISHED for e in logs["executions"]), includeData="true")
-        ran = str(logs["executions"][0]["data"])
+        critical = await publish("ticket.created", ticket | {"ticketId": str(uuid.uuid4()), "priority": "CRITICAL"})
+        ran = str((await execution_of(platform, flow, critical.id))["data"])
         assert "Critical ticket: Checkout down" in ran
+        routine = await publish("ticket.created", ticket | {"ticketId": str(uuid.uuid4()), "priority": "LOW"})
+        skipped = await execution_of(platform, flow, routine.id)
+        assert skipped["status"] == "success" and "Not critical" in str(skipped["data"])
+        assert "Critical ticket:" not in str(skipped["data"])
     finally:
         await platform.delete(f"{FLOWS}/{flow['id']}", params={"deleteInN8n": "true"})
 
@@ -136,20 +159,27 @@ async def test_register_and_daily_report_are_accepted_by_n8n(platform):
     assert registered.json()["webhookPath"] == created["webhookPath"]
     await platform.delete(f"{FLOWS}/{registered.json()['id']}", params={"deleteInN8n": "true"})
 
-    failed = await platform.post("/api/platform/n8n/templates/failed-payment/flows", json={})
-    assert failed.status_code == 201, failed.text
-    try:
-        activated = await platform.post(f"{FLOWS}/{failed.json()['id']}/activate")
-        assert activated.status_code == 200 and activated.json()["active"] is True, activated.text
-    finally:
-        await platform.delete(f"{FLOWS}/{failed.json()['id']}", params={"deleteInN8n": "true"})
-
     report = await platform.post("/api/platform/n8n/templates/daily-report/flows",
                                  json={"params": {"platformUrl": "http://127.0.0.1:8080", "apiKey": "plk_example"}})
     assert report.status_code == 201, report.text
     try:
-        activated = await platform.post(f"{FLOWS}/{report.json()['id']}/activate")
-        assert activated.status_code == 200, activated.text
-        assert activated.json()["active"] is True
+        await switch_on(platform, report.json())
     finally:
         await platform.delete(f"{FLOWS}/{report.json()['id']}", params={"deleteInN8n": "true"})
+
+
+async def test_failed_payment_flow_takes_the_last_attempt_branch(platform, publish):
+    failed = await platform.post("/api/platform/n8n/templates/failed-payment/flows", json={})
+    assert failed.status_code == 201, failed.text
+    flow = failed.json()
+    try:
+        await switch_on(platform, flow)
+        event = await publish("billing.payment_failed", {
+            "tenantId": str(uuid.uuid4()), "invoiceId": "in_real", "amountDue": 4900, "currency": "usd",
+            "attemptCount": 4, "nextPaymentAttempt": None, "hostedInvoiceUrl": "https://pay.example.com/in_real",
+            "finalAttempt": True})
+        ran = str((await execution_of(platform, flow, event.id))["data"])
+        assert "Last attempt?" in ran and "Tell the customer: service suspended" in ran
+        assert "Remind the customer" not in ran
+    finally:
+        await platform.delete(f"{FLOWS}/{flow['id']}", params={"deleteInN8n": "true"})

@@ -15,6 +15,9 @@ platform uses, VALIDATES every API request against n8n's own OpenAPI file (opena
         n8n.gap_requests = 1                          # ... and to at least this many requests
         n8n.execution_status = "error"                # status of the executions webhook calls start
         n8n.add_execution(workflow_id, status="waiting")
+        n8n.credentials[id]                           # created with POST /credentials
+        await fill_in_credentials(url, key, workflow_id, {"node": ["smtp"]})  # what a user does in n8n's editor
+        await activate_filling_credentials(platform_client, flow, url, key)     # ... after the platform's 409
 
 Behaviour kept from the real n8n (1.119 / 2.x): base `/api/v1`; `X-N8N-API-KEY` required (401
 `{"message": ...}` otherwise); string ids; read-only fields (`active`, `id`, ...) and unknown settings
@@ -24,6 +27,11 @@ while its workflow is active and after the activation gap, else 404 `{"message":
 each accepted webhook POST starts an execution (mode webhook) recorded with the data it received;
 `GET /executions` filters by workflowId and status (running ones only with `status=running`), newest
 first, `limit` (default 100, max 250) with an opaque `nextCursor`; `/rest/settings` tells `versionCli`.
+As n8n 2.41 does, activation refuses (400, n8n's message listing node and credential type) a workflow
+whose enabled, connected nodes lack a required credential (`REQUIRED_CREDENTIALS`, the node types the
+templates use); a node has it when `node.credentials[type]` names an id (n8n checks no more at activation).
+`GET /credentials/schema/{type}` answers n8n 2.41.1's schema for those types and `POST /credentials`
+checks `data` against it with n8n's messages.
 """
 
 from __future__ import annotations
@@ -53,6 +61,43 @@ WEBHOOK_TYPE = "n8n-nodes-base.webhook"
 NOT_TRIGGERS = {"n8n-nodes-base.manualTrigger"}
 SPEC_ENV = "N8N_OPENAPI_SPEC"
 READ_ONLY_WORKFLOW_FIELDS = ("id", "active", "createdAt", "updatedAt", "tags", "isArchived", "versionId")
+# The credential each node type requires (n8n's node descriptions, `credentials[].required`; Slack's depends on
+# its `authentication` parameter, default accessToken).
+REQUIRED_CREDENTIALS: dict[str, Any] = {
+    "n8n-nodes-base.emailSend": "smtp",
+    "n8n-nodes-base.slack": lambda params: "slackOAuth2Api" if params.get("authentication") == "oAuth2"
+    else "slackApi",
+    "n8n-nodes-base.twilio": "twilioApi",
+    "n8n-nodes-base.googleTasks": "googleTasksOAuth2Api",
+    "n8n-nodes-base.googleCalendar": "googleCalendarOAuth2Api",
+}
+_S, _B, _N = {"type": "string"}, {"type": "boolean"}, {"type": "number"}
+_DOMAINS = {"allowedHttpRequestDomains": {"type": "string", "enum": ["all", "domains", "none"]},
+            "allowedDomains": _S}
+
+
+def _oauth2_schema() -> dict[str, Any]:
+    fields = {"serverUrl": _S, "clientId": _S, "clientSecret": _S, "sendAdditionalBodyProperties": _B,
+              "additionalBodyProperties": {"type": "json"}, **_DOMAINS, "oauthTokenData": {"type": "json"},
+              "customScopes": _B, "customScopesNotice": {"type": "notice"}, "enabledScopes": _S}
+    return {"properties": fields, "required": []}
+
+
+# GET /credentials/schema/{type} of n8n 2.41.1 (the Google ones less their allOf on useDynamicClientRegistration).
+CREDENTIAL_SCHEMAS: dict[str, dict[str, Any]] = {name: {"additionalProperties": False, "type": "object"} | schema
+                                                 for name, schema in {
+    "smtp": {"properties": {"user": _S, "password": _S, "host": _S, "port": _N, "secure": _B,
+                            "disableStartTls": _B, "hostName": _S}, "required": []},
+    "slackApi": {"properties": {"accessToken": _S, "signatureSecret": _S, "notice": {"type": "notice"},
+                                **_DOMAINS}, "required": ["accessToken"]},
+    "slackOAuth2Api": _oauth2_schema(),
+    "twilioApi": {"properties": {"authType": {"type": "string", "enum": ["authToken", "apiKey"]}, "accountSid": _S,
+                                 "authToken": _S, "apiKeySid": _S, "apiKeySecret": _S, **_DOMAINS}, "required": []},
+    "googleTasksOAuth2Api": _oauth2_schema(),
+    "googleCalendarOAuth2Api": _oauth2_schema(),
+    "httpHeaderAuth": {"properties": {"name": _S, "value": _S, "useCustomAuth": {"type": "notice"}, **_DOMAINS},
+                       "required": []},
+}.items()}
 
 
 def default_spec_path() -> Path:
@@ -118,6 +163,70 @@ def production_path(workflow_id: str, node: dict[str, Any]) -> str:
     return f"{workflow_id}/{quote(str(node.get('name', '')).lower(), safe='')}/{path}"
 
 
+def dummy_credential_data(schema: dict[str, Any]) -> dict[str, Any]:
+    """Values a credential of that schema accepts (n8n does not call the service when it activates)."""
+    data: dict[str, Any] = {}
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = prop.get("type")
+        if prop.get("enum"):
+            data[name] = prop["enum"][0]
+        elif kind == "string":
+            data[name] = "https://example.com" if "url" in name.lower() else f"dummy-{name}"
+        elif kind == "number":
+            data[name] = 1
+        elif kind == "boolean":
+            data[name] = False
+    return data
+
+
+async def fill_in_credentials(n8n_url: str, api_key: str, workflow_id: str,
+                              needs: dict[str, list[str]]) -> dict[str, str]:
+    """What the owner does in n8n's editor, through n8n's public API: creates a credential of each type named
+    (`{node name: [credential type, ...]}`, as the platform's 409 lists them) with dummy values from the type's
+    schema, attaches them to those nodes and saves the workflow. Returns {type: credential id}."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=n8n_url.rstrip("/") + API_PREFIX, headers={"X-N8N-API-KEY": api_key},
+                                 timeout=30) as n8n:
+        async def ok(response: Any) -> Any:
+            assert response.is_success, (response.request.method, response.request.url, response.text)
+            return response.json()
+
+        made: dict[str, str] = {}
+        for kind in sorted({k for kinds in needs.values() for k in kinds}):
+            schema = await ok(await n8n.get(f"/credentials/schema/{kind}"))
+            created = await ok(await n8n.post("/credentials", json={"name": f"Test {kind}", "type": kind,
+                                                                    "data": dummy_credential_data(schema)}))
+            made[kind] = created["id"]
+        wf = await ok(await n8n.get(f"/workflows/{workflow_id}"))
+        for node in wf["nodes"]:
+            for kind in needs.get(node["name"], []):
+                node.setdefault("credentials", {})[kind] = {"id": made[kind], "name": f"Test {kind}"}
+        assert {n["name"] for n in wf["nodes"]} >= set(needs), (sorted(needs), wf["nodes"])
+        await ok(await n8n.put(f"/workflows/{workflow_id}",
+                               json={k: wf[k] for k in ("name", "nodes", "connections", "settings")}))
+        return made
+
+
+async def activate_filling_credentials(platform: Any, flow: dict[str, Any], n8n_url: str, api_key: str, *,
+                                      also: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The owner's way to switch on a flow made from a template, through the platform's API (`platform`, an
+    httpx client): activating answers 409 naming the nodes and credential types to fill in; they fill them in
+    n8n (`fill_in_credentials`, plus `also`: credentials n8n does not insist on, such as an HTTP Request's)
+    and activate again. Returns the activated flow."""
+    activate = f"/api/platform/n8n/flows/{flow['id']}/activate"
+    refused = await platform.post(activate)
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert problem["workflowId"] == flow["workflowId"] and problem["nodes"], problem
+    needs = {n["node"]: n["credentialTypes"] for n in problem["nodes"]} | (also or {})
+    await fill_in_credentials(n8n_url, api_key, flow["workflowId"], needs)
+    activated = await platform.post(activate)
+    assert activated.status_code == 200, activated.text
+    assert activated.json()["active"] is True
+    return dict(activated.json())
+
+
 def _error(status: int, message: str, **extra: Any) -> web.Response:
     return web.json_response({"message": message, **extra}, status=status)
 
@@ -152,6 +261,7 @@ class FakeN8n(FakeServer):
         self.api_delay = 0.0
         self.execution_status = "success"
         self.workflows: dict[str, dict[str, Any]] = {}
+        self.credentials: dict[str, dict[str, Any]] = {}
         self.executions: list[dict[str, Any]] = []
         self.calls: list[Call] = []
         self.webhook_calls: list[Call] = []
@@ -315,6 +425,8 @@ class FakeN8n(FakeServer):
                 if self.v2:
                     return _error(self.v2_status, "not found" if self.v2_status == 404 else "Method Not Allowed")
                 return self._activate(parts[1], parts[2] == "activate")
+        if parts[0] == "credentials":
+            return self._credentials_route(method, parts, body)
         if parts == ["executions"] and method == "GET":
             return self._list_executions(query)
         if len(parts) == 2 and parts[0] == "executions" and method == "GET":
@@ -350,6 +462,9 @@ class FakeN8n(FakeServer):
             if not triggers:
                 return _error(400, "Workflow has no node to start the workflow - at least one trigger, poller or "
                                    "webhook node is required")
+            issues = self._configuration_issues(wf)
+            if issues:
+                return _error(400, issues)
             mine = {production_path(workflow_id, n) for n in nodes if n.get("type") == WEBHOOK_TYPE}
             for other in self.workflows.values():
                 if other["id"] != workflow_id and other["active"]:
@@ -363,6 +478,52 @@ class FakeN8n(FakeServer):
             self._activated.pop(workflow_id, None)
         self._set_active(wf, active)
         return web.json_response(wf)
+
+    def _configuration_issues(self, wf: dict[str, Any]) -> str | None:
+        """n8n's refusal to publish a workflow whose enabled, connected nodes lack a required credential."""
+        targets = {t["node"] for outs in wf["connections"].values() for lists in outs.values() for out in lists
+                   for t in out or []}
+        found = []
+        for n in wf["nodes"]:
+            required = REQUIRED_CREDENTIALS.get(str(n.get("type")))
+            connected = wf["connections"].get(n.get("name")) or n.get("name") in targets
+            if required is None or n.get("disabled") or not connected:
+                continue
+            kind = required(n.get("parameters") or {}) if callable(required) else required
+            given = (n.get("credentials") or {}).get(kind)
+            if not given:
+                found.append(f'Node "{n["name"]}":\n  - Missing required credential: {kind}')
+            elif not given.get("id"):
+                found.append(f'Node "{n["name"]}":\n  - Credential not configured: {kind}')
+        if not found:
+            return None
+        return (f"Cannot publish workflow: {len(found)} node{'' if len(found) == 1 else 's'} have configuration "
+                "issues:\n\n" + "\n\n".join(found))
+
+    # --- credentials -------------------------------------------------------------------------------
+    def _credentials_route(self, method: str, parts: list[str], body: Any) -> web.Response:
+        if parts == ["credentials"] and method == "POST":
+            schema = CREDENTIAL_SCHEMAS.get(body["type"])
+            if schema is None:
+                return _error(400, "req.body.type is not a known type")
+            problem = _credential_data_problem(schema, body["data"])
+            if problem:
+                return _error(400, f"request.body.data {problem}")
+            now = _now()
+            credential = {"id": _new_id(), "name": body["name"], "type": body["type"], "isManaged": False,
+                          "createdAt": now, "updatedAt": now}
+            self.credentials[credential["id"]] = credential | {"data": body["data"]}
+            return web.json_response(credential)
+        if len(parts) == 3 and parts[1] == "schema" and method == "GET":
+            if parts[2] not in CREDENTIAL_SCHEMAS:
+                return _error(404, "Not Found")
+            return web.json_response(CREDENTIAL_SCHEMAS[parts[2]])
+        if len(parts) == 2 and method == "DELETE":
+            found = self.credentials.pop(parts[1], None)
+            if found is None:
+                return _error(404, "Not Found")
+            return web.json_response({k: v for k, v in found.items() if k != "data"})
+        return _error(404, "not found")
 
     # --- executions --------------------------------------------------------------------------------
     def _execution_view(self, execution: dict[str, Any], include_data: bool) -> dict[str, Any]:
@@ -439,6 +600,26 @@ class FakeN8n(FakeServer):
             return web.json_response({"message": "Workflow was started"})
         finally:
             await self._notify()
+
+
+def _credential_data_problem(schema: dict[str, Any], data: Any) -> str | None:
+    """What n8n says of credential data its type's schema refuses (its jsonschema messages), else None."""
+    import jsonschema
+
+    checker = jsonschema.Draft7Validator.TYPE_CHECKER.redefine_many(
+        {"json": lambda _, __: True, "notice": lambda _, __: True})
+    validator = jsonschema.validators.extend(jsonschema.Draft7Validator, type_checker=checker)(schema)
+    error = next(iter(validator.iter_errors(data)), None)
+    if error is None:
+        return None
+    if error.validator == "required":
+        return f'requires property "{str(error.message).split(chr(39))[1]}"'
+    if error.validator == "additionalProperties":
+        extra = sorted(set(data) - set(schema.get("properties") or {}))
+        return f'is not allowed to have the additional property "{extra[0]}"'
+    if error.validator == "type":
+        return f"is not of a type(s) {error.validator_value}"
+    return str(error.message)
 
 
 def fake_n8n(**kwargs: Any) -> FakeN8n:

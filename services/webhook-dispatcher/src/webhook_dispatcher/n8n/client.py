@@ -31,7 +31,7 @@ from common.retrying import RETRYABLE_STATUSES, RetryableCall, outbound_retrying
 
 API_PREFIX = "/api/v1"
 API_KEY_HEADER = "X-N8N-API-KEY"
-MAX_MESSAGE = 500
+MAX_MESSAGE = 4000  # n8n's refusal to activate lists every node not set up (n8n/readiness.py reads it)
 _SENTRY_META = re.compile(r'<meta\s+name="n8n:config:sentry"\s+content="([A-Za-z0-9+/=]{1,4000})"')
 
 

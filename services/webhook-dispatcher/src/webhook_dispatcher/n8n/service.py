@@ -29,6 +29,7 @@ from webhook_dispatcher.delivery.repository import DeliveryRepository
 from webhook_dispatcher.models import EndpointKind, EndpointStatus, N8nFlow, WebhookEndpoint
 from webhook_dispatcher.n8n.client import N8nError, webhook_url
 from webhook_dispatcher.n8n.instance import configured, n8n_client
+from webhook_dispatcher.n8n.readiness import setup_needed
 from webhook_dispatcher.n8n.repository import N8nRepository
 from webhook_dispatcher.n8n.schemas import (
     FlowCreate,
@@ -273,11 +274,18 @@ async def update_flow(session: AsyncSession, flow_id: uuid.UUID, body: FlowUpdat
 
 async def set_active(session: AsyncSession, box: SecretBox, settings: Settings, flow_id: uuid.UUID,
                      active: bool) -> FlowRead:
-    """Switch the workflow in n8n, then mirror n8n's answer: the flow receives events while active."""
+    """Switch the workflow in n8n, then mirror n8n's answer: the flow receives events while active. n8n 2.x
+    refuses to activate while nodes lack credentials: 409 naming them (`readiness`), nothing changed here."""
     flow = await flow_or_404(session, flow_id)
     url, key = await configured(session, box)
     async with n8n_client(settings, url, key) as n8n:
-        answer = await n8n.set_active(flow.workflow_id, active)
+        try:
+            answer = await n8n.set_active(flow.workflow_id, active)
+        except N8nError as exc:
+            refusal = setup_needed(exc, url, flow.workflow_id) if active else None
+            if refusal is None:
+                raise
+            raise refusal from None
     now_active = answer["active"] if isinstance(answer.get("active"), bool) else active
     repo = N8nRepository(session)
     flow = await flow_or_404(session, flow_id, for_update=True)

@@ -1,5 +1,7 @@
 """The seed's use cases as ready-made n8n workflows of real n8n nodes: the owner only fills in credentials
-(SMTP, CRM header auth, Google, Slack, Twilio) in n8n, and adjusts addresses given as parameters.
+(SMTP, CRM header auth, Google, Slack, Twilio) in n8n, and adjusts addresses given as parameters. n8n 2.x
+refuses to activate a workflow while a node lacks its credential: activating the flow before then answers
+409 with the nodes and credential types to fill in (`readiness`).
 
     lead-processing        on `lead.created`: HTTP Request to the CRM + welcome e-mail + a follow-up task
     critical-ticket-alert  on `ticket.created`: an IF lets only CRITICAL through → Slack + SMS (Twilio) +
@@ -170,8 +172,10 @@ def _critical_ticket_alert(ctx: BuildContext) -> dict[str, Any]:
         "from": _param(ctx, "smsFrom", "+15005550006"), "to": _param(ctx, "smsTo", "+15005550006"),
         "message": "={{ $json.text }}",
     })
+    calendar = _param(ctx, "calendarId", "primary")
     review = node("Incident review", "n8n-nodes-base.googleCalendar", 1.3, (780, 60), {
-        "calendar": {"__rl": True, "value": _param(ctx, "calendarId", "primary"), "mode": "id"},
+        # "From list" mode: n8n's "ID" mode only takes an e-mail-like id and refuses to activate on "primary".
+        "calendar": {"__rl": True, "value": calendar, "mode": "list", "cachedResultName": calendar},
         "start": "={{ $now.plus({ hours: 1 }).toISO() }}",
         "end": "={{ $now.plus({ hours: 2 }).toISO() }}",
         "additionalFields": {"summary": "=Incident: {{ $json.subject }}",
