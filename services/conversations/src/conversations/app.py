@@ -21,8 +21,6 @@ logger = logging.getLogger("conversations.app")
 
 
 async def start_workers(app: FastAPI, runtime: Runtime) -> None:
-    # One INFO line per provider call is noise at WhatsApp volumes (and costs CPU); failures are logged by us.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings: Settings = runtime.settings  # type: ignore[assignment]
     inbound = InboundWorker(runtime.database, settings.conversations_worker_poll_seconds)
     outbound = OutboundWorker(runtime.database, settings)

@@ -7,7 +7,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +19,7 @@ from conversations.agent.schemas import AgentCreate, AgentMode, AgentRead, Agent
 from conversations.channel.repository import ChannelRepository
 from conversations.conversation import service as conversations
 from conversations.models import Agent, Conversation, Message
-from conversations.providers.http import client
+from conversations.providers.http import CallFailed, Reply, fetch
 
 logger = logging.getLogger("conversations.agent")
 
@@ -129,7 +128,7 @@ async def respond(session: AsyncSession, conversation: Conversation, message: Me
     return None
 
 
-def _flow_reply(response: httpx.Response) -> str | None:
+def _flow_reply(response: Reply) -> str | None:
     """The flow's answer: JSON `reply`/`text`/`message`/`output` (or the first item of a list), or plain text."""
     if response.headers.get("content-type", "").startswith("application/json"):
         try:
@@ -150,14 +149,14 @@ def _flow_reply(response: httpx.Response) -> str | None:
 async def ask_flow(request: FlowRequest) -> str | None:
     """The flow's reply, or the agent's fallback when it fails, answers nothing usable or is too slow."""
     try:
-        response = await client().post(request.url, json=request.body, timeout=request.timeout)
+        response = await fetch("POST", request.url, json=request.body, timeout=request.timeout)
         if response.status_code < 300:
             reply = _flow_reply(response)
             if reply:
                 return reply
         logger.warning("agent %s: n8n flow answered %s without a reply; fallback", request.agent_id,
                        response.status_code)
-    except httpx.HTTPError as exc:
+    except CallFailed as exc:
         logger.warning("agent %s: n8n flow failed (%s); fallback", request.agent_id, type(exc).__name__)
     return request.fallback
 

@@ -138,6 +138,9 @@ class InboundWorker:
             counted: list[tuple[str, str, dict[str, Any]]] = []
             now = utcnow()
             for row in rows:
+                # Processing is CPU between awaits that do not reach the network (rows in the session): let
+                # the webhooks waiting on this event loop be acknowledged between items.
+                await asyncio.sleep(0)
                 if not isolate:
                     # New messages and conversation updates are written in one flush at the end of the batch
                     # (statements of one kind go together), not before each following statement.
