@@ -50,6 +50,7 @@ class AnsweringN8n(FakeN8n):
         super().__init__(**kwargs)
         self.answers: dict[str, str] = {}
         self.delay = 0.0
+        self.answered: list[str] = []  # paths, once their answer was sent (after the delay)
 
     def add_flow(self, path: str, answer: str) -> str:
         self.add_workflow({"name": f"agent {path}", "nodes": [{
@@ -65,6 +66,7 @@ class AnsweringN8n(FakeN8n):
         path = request.match_info["tail"].strip("/")
         if response.status == 200 and path in self.answers:
             await asyncio.sleep(self.delay)
+            self.answered.append(path)
             return web.json_response({"reply": self.answers[path]})
         return response
 
@@ -154,6 +156,10 @@ class Api:
     async def scalar(self, sql: str, **params: Any) -> Any:
         async with self.db.connect() as conn:
             return (await conn.execute(text(sql), params)).scalar()
+
+    async def execute(self, sql: str, **params: Any) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(text(sql), params)
 
 
 @pytest.fixture

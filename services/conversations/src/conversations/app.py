@@ -27,6 +27,8 @@ async def start_workers(app: FastAPI, runtime: Runtime) -> None:
     app.state.workers = (inbound, outbound)
     runtime.supervise("inbound-webhooks", inbound.run)
     runtime.supervise("outbound-messages", outbound.run)
+    runtime.supervise("pending-replies", lambda: every(settings.conversations_worker_poll_seconds,
+                                                       inbound.resume_replies, first=0.0))
     runtime.supervise("idle-conversations", lambda: every(
         settings.conversation_idle_sweep_seconds,
         lambda: end_idle_conversations(runtime.database, settings.conversation_idle_minutes)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -14,11 +15,11 @@ from common.api import Page, PageParams
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from conversations.agent.replies import decide
-from conversations.agent.repository import AgentRepository
+from conversations.agent.repository import LEASE_MARGIN_SECONDS, AgentRepository, PendingReplyRepository
 from conversations.agent.schemas import AgentCreate, AgentMode, AgentRead, AgentUpdate
 from conversations.channel.repository import ChannelRepository
 from conversations.conversation import service as conversations
-from conversations.models import Agent, Conversation, Message
+from conversations.models import Agent, Conversation, Message, PendingReply
 from conversations.providers.http import CallFailed, Reply, fetch
 
 logger = logging.getLogger("conversations.agent")
@@ -89,14 +90,28 @@ async def list_agents(session: AsyncSession, *, channel_id: uuid.UUID | None, pa
 
 @dataclass(frozen=True)
 class FlowRequest:
-    """An n8n flow to ask, after the inbound message is committed (the call must not hold the worker)."""
+    """An n8n flow to ask, after the inbound message is committed (the call must not hold the worker).
+    Recorded as a pending reply in that same transaction (`pending_row`), so a crash before the reply is
+    queued loses nothing: the reply is asked again once the lease passes."""
 
+    id: uuid.UUID
     agent_id: uuid.UUID
     conversation_id: uuid.UUID
     url: str
     timeout: float
     fallback: str | None
     body: dict[str, Any]
+
+    def pending_row(self) -> dict[str, Any]:
+        now = utcnow()
+        return {"id": self.id, "agent_id": self.agent_id, "conversation_id": self.conversation_id, "url": self.url,
+                "timeout_seconds": self.timeout, "fallback_text": self.fallback, "body": self.body, "attempts": 1,
+                "lease_until": now + timedelta(seconds=self.timeout + LEASE_MARGIN_SECONDS)}
+
+    @classmethod
+    def of(cls, row: PendingReply) -> FlowRequest:
+        return cls(row.id, row.agent_id, row.conversation_id, row.url, row.timeout_seconds, row.fallback_text,
+                   row.body)
 
 
 async def respond(session: AsyncSession, conversation: Conversation, message: Message, *, started: bool,
@@ -119,7 +134,7 @@ async def respond(session: AsyncSession, conversation: Conversation, message: Me
     for text in decision.replies:
         await conversations.queue_outbound(session, conversation, text, sender="AGENT")
     if decision.ask_flow and agent.n8n_webhook_url:
-        return FlowRequest(agent.id, conversation.id, agent.n8n_webhook_url, agent.n8n_timeout_seconds,
+        return FlowRequest(uuid.uuid4(), agent.id, conversation.id, agent.n8n_webhook_url, agent.n8n_timeout_seconds,
                            agent.fallback_text, {
                                "conversationId": str(conversation.id), "channelId": str(conversation.channel_id),
                                "channelType": channel_type, "agentId": str(agent.id), "contact": conversation.contact,
@@ -161,8 +176,11 @@ async def ask_flow(request: FlowRequest) -> str | None:
     return request.fallback
 
 
-async def deliver_flow_reply(session: AsyncSession, request: FlowRequest, reply: str) -> Message | None:
-    """Queue the flow's reply, unless the conversation ended or a person took over meanwhile."""
+async def deliver_flow_reply(session: AsyncSession, request: FlowRequest, reply: str | None) -> Message | None:
+    """Queue the flow's reply and drop the pending reply, unless another worker did so first (it asked again
+    after this one's lease passed), the conversation ended or a person took over meanwhile."""
+    if not await PendingReplyRepository(session).take(request.id) or not reply:
+        return None
     conversation = await conversations.require(session, request.conversation_id, for_update=True)
     if conversation.status != "OPEN" or conversation.handed_off:
         return None

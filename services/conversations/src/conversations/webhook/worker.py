@@ -20,7 +20,7 @@ from common.db import Database, utcnow
 from common.messaging.wakeup import register_leader, unregister_leader
 from conversations import metrics
 from conversations.agent import service as agents
-from conversations.agent.repository import AgentRepository
+from conversations.agent.repository import AgentRepository, PendingReplyRepository
 from conversations.channel.schemas import ChannelStatus
 from conversations.channel.service import EVOLUTION_STATES, set_status
 from conversations.conversation import service as conversations
@@ -170,21 +170,30 @@ class InboundWorker:
                 if row.channel_id in state.channel_types:
                     counted.append((state.channel_types[row.channel_id], row.kind, row.payload))
             await session.flush()
+            await PendingReplyRepository(session).add_many([flow.pending_row() for flow in flows])
             if state.events:
                 await outbox.publish_many(session, state.events)
             await repo.mark(done, now)
         for channel_type, kind, payload in counted:  # once committed: a batch done again is not counted twice
             metrics.inbound(channel_type, kind, payload)
+        self._ask_all(flows)
+        return len(rows)
+
+    async def resume_replies(self) -> int:
+        """n8n replies left pending by a worker that went away (a crash, a restart): asked again."""
+        async with self.database.sessionmaker() as session, session.begin():
+            flows = [agents.FlowRequest.of(row) for row in await PendingReplyRepository(session).claim_expired(BATCH)]
+        self._ask_all(flows)
+        return len(flows)
+
+    def _ask_all(self, flows: list[agents.FlowRequest]) -> None:
         for flow in flows:
             task = asyncio.create_task(self._ask(flow))
             self._flows.add(task)
             task.add_done_callback(self._flows.discard)
-        return len(rows)
 
     async def _ask(self, flow: agents.FlowRequest) -> None:
         reply = await agents.ask_flow(flow)
-        if not reply:
-            return
         try:
             async with self.database.sessionmaker() as session, session.begin():
                 await agents.deliver_flow_reply(session, flow, reply)
