@@ -83,7 +83,7 @@ async def n8n():
 async def service_url(database_url, platform_settings, graph):
     port = free_port()
     settings = Settings(database_url=database_url, **platform_settings, whatsapp_graph_api_base=graph.base_url,
-                        conversations_public_url=f"http://127.0.0.1:{port}", conversation_idle_sweep_seconds=0.3,
+                        platform_public_url=f"http://127.0.0.1:{port}", conversation_idle_sweep_seconds=0.3,
                         conversations_worker_poll_seconds=0.5, outbound_retry_max_seconds=1.0,
                         whatsapp_timeout_seconds=3.0, conversations_metrics_refresh_seconds=0.3)
     async with serve_app(create_app(settings), port=port) as url:
