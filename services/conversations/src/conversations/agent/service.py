@@ -114,32 +114,33 @@ class FlowRequest:
                    row.body)
 
 
-async def respond(session: AsyncSession, conversation: Conversation, message: Message, *, started: bool,
-                  channel_type: str, known: dict[uuid.UUID, Agent | None] | None = None) -> FlowRequest | None:
-    """The agent's turn after an inbound message: queue its replies; an N8N agent's answer is asked for
-    after the commit (returned). `known`: agents read before in this transaction (a batch's), by id."""
+async def respond(session: AsyncSession, conversation: Conversation, message: dict[str, Any], *, started: bool,
+                  channel_type: str, known: dict[uuid.UUID, Agent | None],
+                  new_messages: list[dict[str, Any]]) -> FlowRequest | None:
+    """The agent's turn after an inbound message (`message`: its row, see `conversations.receive`): queue
+    its replies (rows appended to `new_messages`); an N8N agent's answer is asked for after the commit
+    (returned). `known`: agents read before in this transaction (a batch's), by id."""
     if conversation.agent_id is None:
         return None
-    known = {} if known is None else known
     if conversation.agent_id not in known:
         known[conversation.agent_id] = await AgentRepository(session).get(conversation.agent_id)
     agent = known[conversation.agent_id]
     if agent is None or not agent.enabled:
         return None
-    decision = decide(agent, conversation, message.text, started=started, now=utcnow())
+    decision = decide(agent, conversation, message["text"], started=started, now=utcnow())
     if decision.hand_off:
         conversation.handed_off, conversation.handoff_reason = True, "CONTACT_ASKED"
     if decision.out_of_hours:
         conversation.out_of_hours_sent = True
     for text in decision.replies:
-        await conversations.queue_outbound(session, conversation, text, sender="AGENT")
+        await conversations.queue_outbound(session, conversation, text, sender="AGENT", new_messages=new_messages)
     if decision.ask_flow and agent.n8n_webhook_url:
         return FlowRequest(uuid.uuid4(), agent.id, conversation.id, agent.n8n_webhook_url, agent.n8n_timeout_seconds,
                            agent.fallback_text, {
                                "conversationId": str(conversation.id), "channelId": str(conversation.channel_id),
                                "channelType": channel_type, "agentId": str(agent.id), "contact": conversation.contact,
-                               "contactName": conversation.contact_name, "messageId": str(message.id),
-                               "type": message.type, "text": message.text, "started": started})
+                               "contactName": conversation.contact_name, "messageId": str(message["id"]),
+                               "type": message["type"], "text": message["text"], "started": started})
     return None
 
 

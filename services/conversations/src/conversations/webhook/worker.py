@@ -24,7 +24,7 @@ from conversations.agent.repository import AgentRepository, PendingReplyReposito
 from conversations.channel.schemas import ChannelStatus
 from conversations.channel.service import EVOLUTION_STATES, set_status
 from conversations.conversation import service as conversations
-from conversations.conversation.repository import ConversationRepository
+from conversations.conversation.repository import ConversationRepository, MessageRepository
 from conversations.events import outbox
 from conversations.models import Agent, Channel, Conversation, InboundEvent
 from conversations.webhook.repository import InboundEventRepository
@@ -45,6 +45,8 @@ class BatchState:
     conversations: dict[tuple[uuid.UUID, str], Conversation | None] = field(default_factory=dict)
     # Events of the batch, written in one INSERT at its end (None: each written at once, e.g. in savepoints).
     events: list[tuple[str, Any, Any]] | None = None
+    # New messages (inbound and the agent's replies), inserted with one Core statement after the conversations.
+    messages: list[dict[str, Any]] = field(default_factory=list)
     channel_types: dict[uuid.UUID, str] = field(default_factory=dict)  # for the metrics' provider label
 
 
@@ -63,12 +65,12 @@ async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -
             if agent is not None:
                 state.agents[agent.id] = agent
         result = await conversations.receive(session, channel, data, agent_ids[channel.id], state.conversations,
-                                             state.events)
+                                             state.messages, state.events)
         if result is None:
             return None
         conversation, message, started = result
         return await agents.respond(session, conversation, message, started=started, channel_type=channel.type,
-                                    known=state.agents)
+                                    known=state.agents, new_messages=state.messages)
     if row.kind.startswith("status:"):
         found = await conversations.apply_status(session, channel.id, data["externalId"], data["status"],
                                                  data.get("reason"))
@@ -81,6 +83,14 @@ async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -
     if row.kind == "qrcode" and channel.status != ChannelStatus.CONNECTED:
         channel.qr_data_url = data.get("dataUrl")
     return None
+
+
+async def _write(session: AsyncSession, state: BatchState) -> None:
+    """The conversations (ORM: new ones inserted, changed ones updated), then the new messages (one Core
+    INSERT, in order, after the conversations they belong to)."""
+    await session.flush()
+    await MessageRepository(session).insert_many(state.messages)
+    state.messages.clear()
 
 
 class InboundWorker:
@@ -150,12 +160,17 @@ class InboundWorker:
                     try:
                         async with session.begin_nested():
                             outcome = await process(session, row, state)
-                    except IntegrityError:
-                        outcome = None  # recorded before (the provider sent it again after the row's retention)
+                            await _write(session, state)
                     except Exception as exc:
-                        logger.exception("inbound item %s (%s) failed", row.id, row.kind)
-                        outcome = False
-                        row.error = f"{type(exc).__name__}: {exc}"[:2000]
+                        # What the savepoint wrote is gone: forget it (a new conversation was rolled back too).
+                        state.messages.clear()
+                        state.conversations = {}
+                        if isinstance(exc, IntegrityError):
+                            outcome = None  # recorded before (the provider sent it again after the row's retention)
+                        else:
+                            logger.exception("inbound item %s (%s) failed", row.id, row.kind)
+                            outcome = False
+                            row.error = f"{type(exc).__name__}: {exc}"[:2000]
                 if outcome is False:
                     row.attempts += 1
                     if row.attempts >= MAX_ATTEMPTS:
@@ -169,7 +184,7 @@ class InboundWorker:
                 done.append(row.id)
                 if row.channel_id in state.channel_types:
                     counted.append((state.channel_types[row.channel_id], row.kind, row.payload))
-            await session.flush()
+            await _write(session, state)
             await PendingReplyRepository(session).add_many([flow.pending_row() for flow in flows])
             if state.events:
                 await outbox.publish_many(session, state.events)
