@@ -17,7 +17,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
-from common.messaging.wakeup import register_leader, unregister_leader
 from conversations import metrics
 from conversations.agent import service as agents
 from conversations.agent.repository import AgentRepository, PendingReplyRepository
@@ -29,6 +28,7 @@ from conversations.events import outbox
 from conversations.models import Agent, Channel, Conversation, InboundEvent
 from conversations.webhook.repository import InboundEventRepository
 from conversations.webhook.service import WAKE_CHANNEL
+from conversations.worker_loop import WokenWorker
 
 logger = logging.getLogger("conversations.webhook.worker")
 BATCH = 200
@@ -93,40 +93,27 @@ async def _write(session: AsyncSession, state: BatchState) -> None:
     state.messages.clear()
 
 
-class InboundWorker:
+class InboundWorker(WokenWorker):
+    channel = WAKE_CHANNEL
+
     def __init__(self, database: Database, poll_seconds: float) -> None:
+        super().__init__(poll_seconds)
         self.database = database
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
         self._flows: set[asyncio.Task[None]] = set()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def stopped(self) -> None:
+        for task in list(self._flows):
+            task.cancel()  # their pending replies stay: asked again once the lease passes
 
-    async def run(self) -> None:
-        register_leader(WAKE_CHANNEL, self.wake)
+    async def step(self) -> bool:
+        """One batch in one transaction (True when it was full). Should an item fail, the batch is done again
+        with each item in a savepoint, so one bad item does not stop the rest (savepoints cost two round trips
+        per item: only then)."""
         try:
-            while True:
-                self._wake.clear()
-                while await self.step() == BATCH:
-                    pass
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-                except TimeoutError:
-                    pass
-        finally:
-            unregister_leader(WAKE_CHANNEL, self.wake)
-            for task in list(self._flows):
-                task.cancel()
-
-    async def step(self) -> int:
-        """One batch in one transaction. Should an item fail, the batch is done again with each item in a
-        savepoint, so one bad item does not stop the rest (savepoints cost two round trips per item: only then)."""
-        try:
-            return await self._batch(isolate=False)
+            return await self._batch(isolate=False) == BATCH
         except Exception:
             logger.warning("an inbound batch failed; doing it again item by item", exc_info=True)
-            return await self._batch(isolate=True)
+            return await self._batch(isolate=True) == BATCH
 
     async def _batch(self, *, isolate: bool) -> int:
         flows: list[agents.FlowRequest] = []
