@@ -43,7 +43,8 @@ def session() -> aiohttp.ClientSession:
     if _session is None or _session.closed:
         _session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, limit_per_host=50),
-            json_serialize=lambda value: orjson.dumps(value).decode())
+            json_serialize=lambda value: orjson.dumps(value).decode(),
+            trust_env=True)  # HTTP(S)_PROXY and NO_PROXY are honoured, as they were with httpx
     return _session
 
 
@@ -56,7 +57,9 @@ async def close() -> None:
 
 async def fetch(method: str, url: str, *, timeout: float, **kwargs: Any) -> Reply:
     """One call, no retry; raises one of `CallFailed`."""
-    async with session().request(method, url, timeout=aiohttp.ClientTimeout(total=timeout), **kwargs) as response:
+    # Redirects are not followed (a provider or flow that moves answers 3xx: a failure, as with httpx).
+    async with session().request(method, url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+                                 **kwargs) as response:
         return Reply(response.status, response.reason or "", response.headers, await response.read())
 
 
