@@ -84,15 +84,17 @@ class OutboundWorker(WokenWorker):
             # The claimed messages' conversations in one read (the gets below find them in the session).
             await ConversationRepository(session).all(select(Conversation).where(
                 Conversation.id.in_({m.conversation_id for m in claimed})))  # type: ignore[attr-defined]
+            tokens: dict[uuid.UUID, str] = {}  # decrypted once per channel and batch, not per message
             for message in claimed:
                 channel = await session.get(Channel, message.channel_id)
                 conversation = await session.get(Conversation, message.conversation_id)
                 assert channel is not None and conversation is not None and message.text is not None
-                creds = Credentials(self.settings, channel)
+                if channel.id not in tokens:
+                    creds = Credentials(self.settings, channel)
+                    tokens[channel.id] = creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key
                 jobs.append(SendJob(message.id, channel.type, message.text, conversation.contact,
                                     channel.phone_number_id, channel.api_url, channel.instance_name,
-                                    creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key,
-                                    message_data(conversation, channel.type, message)))
+                                    tokens[channel.id], message_data(conversation, channel.type, message)))
         if not jobs:
             return False
         outcomes = await asyncio.gather(*(self.send(job) for job in jobs))
