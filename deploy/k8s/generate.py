@@ -29,6 +29,9 @@ SERVICES = [
     ("billing", 8106, True),
     ("webhook-dispatcher", 8107, True),
 ]
+# The gateway's public URL (the Ingress host): providers' and Stripe's webhooks point there. Read by the three
+# services below only, so it is kept off the shared ConfigMap.
+PUBLIC_URL = {"name": "PLATFORM_PUBLIC_URL", "value": "https://api.plataforma.example"}
 # Settings only the owner's service reads (Settings classes): kept off the shared ConfigMap.
 EXTRA_ENV = {
     "auth": [
@@ -40,7 +43,10 @@ EXTRA_ENV = {
     "webhook-dispatcher": [
         {"name": "WEBHOOK_RETRY_SCHEDULE", "value": "5,300,1800,7200,18000,36000,36000"},
         {"name": "WEBHOOK_TIMEOUT_SECONDS", "value": "15"},
+        PUBLIC_URL,
     ],
+    "conversations": [PUBLIC_URL],
+    "billing": [PUBLIC_URL],
 }
 
 RESTRICTED_CONTAINER = {

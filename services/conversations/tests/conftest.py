@@ -42,6 +42,7 @@ class AnsweringN8n(FakeN8n):
         super().__init__(**kwargs)
         self.answers: dict[str, str] = {}
         self.delay = 0.0
+        self.answered: list[str] = []  # paths, once their answer was sent (after the delay)
 
     def add_flow(self, path: str, answer: str) -> str:
         self.add_workflow({"name": f"agent {path}", "nodes": [{
@@ -57,6 +58,7 @@ class AnsweringN8n(FakeN8n):
         path = request.match_info["tail"].strip("/")
         if response.status == 200 and path in self.answers:
             await asyncio.sleep(self.delay)
+            self.answered.append(path)
             return web.json_response({"reply": self.answers[path]})
         return response
 
@@ -73,7 +75,7 @@ async def n8n():
 async def service_url(database_url, platform_settings, graph):
     port = free_port()
     settings = Settings(database_url=database_url, **platform_settings, whatsapp_graph_api_base=graph.base_url,
-                        conversations_public_url=f"http://127.0.0.1:{port}", conversation_idle_sweep_seconds=0.3,
+                        platform_public_url=f"http://127.0.0.1:{port}", conversation_idle_sweep_seconds=0.3,
                         conversations_worker_poll_seconds=0.5, outbound_retry_max_seconds=1.0,
                         whatsapp_timeout_seconds=3.0, conversations_metrics_refresh_seconds=0.3)
     async with serve_app(create_app(settings), port=port) as url:
@@ -146,6 +148,10 @@ class Api:
     async def scalar(self, sql: str, **params: Any) -> Any:
         async with self.db.connect() as conn:
             return (await conn.execute(text(sql), params)).scalar()
+
+    async def execute(self, sql: str, **params: Any) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(text(sql), params)
 
 
 @pytest.fixture

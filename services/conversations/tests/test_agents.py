@@ -69,3 +69,32 @@ async def test_a_disabled_agent_is_quiet_and_one_enabled_agent_per_channel(api, 
                                                   "businessHours": {"timezone": "Mars/Olympus"}}), 422)
     assert (await owner.delete(f"{AGENTS}/{agent['id']}")).status_code == 204
     assert_problem(await owner.get(f"{AGENTS}/{agent['id']}"), 404)
+
+
+async def test_an_n8n_reply_pending_when_its_worker_died_is_asked_again_and_sent_once(api, graph, n8n):
+    """The reply is recorded as pending with the inbound message; a worker that dies while the flow answers
+    (here: its lease made to pass, as after a crash or a restart) leaves it, and a worker asks again."""
+    channel = await api.cloud_channel()
+    path = f"agent-{uuid.uuid4().hex[:8]}"
+    url = n8n.add_flow(path, "Respuesta tras reiniciar")
+    await api.agent(channel["id"], mode="N8N", n8nWebhookUrl=url, n8nTimeoutSeconds=10.0)
+    number, contact = channel["phoneNumberId"], "573100000077"
+    n8n.delay = 3.0  # the first worker's call is still waiting for the flow when it "dies"
+    try:
+        await api.post_cloud(channel, text_message(number, contact, "¿Hacen envíos?"))
+        await api.wait_until(lambda: [c for c in n8n.webhook_calls if c.path == path])
+        pending = await api.wait_until(lambda: api.scalar(
+            "SELECT p.id FROM pending_replies p JOIN agents a ON a.id = p.agent_id WHERE a.channel_id = :c",
+            c=uuid.UUID(channel["id"])))
+        n8n.delay = 0.0
+        await api.execute("UPDATE pending_replies SET lease_until = now() - interval '1 second' WHERE id = :id",
+                          id=pending)
+        await api.wait_until(lambda: [m for m in graph.sent if m["to"] == contact])
+        assert await api.scalar("SELECT count(*) FROM pending_replies WHERE id = :id", id=pending) == 0
+        # The first call answers late: its reply was queued by the other worker already, so it adds nothing.
+        await api.wait_until(lambda: n8n.answered.count(path) == 2)
+    finally:
+        n8n.delay = 0.0
+    await api.post_cloud(channel, text_message(number, contact, "marcador"))  # proves nothing more came before it
+    await api.wait_until(lambda: len([m for m in graph.sent if m["to"] == contact]) >= 2)
+    assert [m["text"] for m in graph.sent if m["to"] == contact] == ["Respuesta tras reiniciar"] * 2

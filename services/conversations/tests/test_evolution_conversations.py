@@ -18,6 +18,13 @@ async def _connected_channel(api, evolution):
     return channel
 
 
+async def _contact_wrote(api, evolution, contact):
+    """A connected channel on which `contact` wrote "hola": (channel, its conversation)."""
+    channel = await _connected_channel(api, evolution)
+    await evolution.emit(channel["instanceName"], evolution.message_upsert(channel["instanceName"], contact, "hola"))
+    return channel, await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+
+
 async def test_the_agent_greets_answers_by_rule_and_goes_quiet_once_a_person_answers(api, owner, evolution, events):
     channel = await _connected_channel(api, evolution)
     instance = channel["instanceName"]
@@ -95,11 +102,8 @@ async def test_contact_asking_for_a_human_hands_off_and_close_ends_it(api, owner
 
 
 async def test_an_idle_conversation_ends_by_itself(api, owner, evolution, events, db):
-    channel = await _connected_channel(api, evolution)
-    instance = channel["instanceName"]
     contact = "5511933330000"
-    await evolution.emit(instance, evolution.message_upsert(instance, contact, "hola"))
-    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    channel, conversation = await _contact_wrote(api, evolution, contact)
     async with db.begin() as conn:  # a day and a minute of silence
         await conn.execute(text("UPDATE conversations SET last_message_at = :t WHERE id = :id"),
                            {"t": datetime.now(UTC) - timedelta(minutes=1441), "id": conversation["id"]})
@@ -111,11 +115,8 @@ async def test_an_idle_conversation_ends_by_itself(api, owner, evolution, events
 
 
 async def test_an_evolution_server_that_is_down_delays_messages_and_loses_none(api, owner, evolution):
-    channel = await _connected_channel(api, evolution)
-    instance = channel["instanceName"]
     contact = "5511944440000"
-    await evolution.emit(instance, evolution.message_upsert(instance, contact, "hola"))
-    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    _, conversation = await _contact_wrote(api, evolution, contact)
     await evolution.go_down()
     try:
         ids = []
@@ -141,11 +142,9 @@ async def test_an_evolution_server_that_is_down_delays_messages_and_loses_none(a
 
 
 async def test_evolution_delivery_updates_move_the_status_forward(api, owner, evolution):
-    channel = await _connected_channel(api, evolution)
-    instance = channel["instanceName"]
     contact = "5511955550000"
-    await evolution.emit(instance, evolution.message_upsert(instance, contact, "hola"))
-    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    channel, conversation = await _contact_wrote(api, evolution, contact)
+    instance = channel["instanceName"]
     reply = await owner.post(f"{CONVERSATIONS}/{conversation['id']}/messages", json={"text": "¿Cómo te ayudo?"})
     sent = await api.wait_until(lambda: [m for m in evolution.sent if m["number"] == contact])
     key_id = sent[0]["id"]

@@ -23,14 +23,14 @@ logger = logging.getLogger("conversations.app")
 
 
 async def start_workers(app: FastAPI, runtime: Runtime) -> None:
-    # One INFO line per provider call is noise at WhatsApp volumes (and costs CPU); failures are logged by us.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings: Settings = runtime.settings  # type: ignore[assignment]
     inbound = InboundWorker(runtime.database, settings.conversations_worker_poll_seconds)
     outbound = OutboundWorker(runtime.database, settings)
     app.state.workers = (inbound, outbound)
     runtime.supervise("inbound-webhooks", inbound.run)
     runtime.supervise("outbound-messages", outbound.run)
+    runtime.supervise("pending-replies", lambda: every(settings.conversations_worker_poll_seconds,
+                                                       inbound.resume_replies, first=0.0))
     runtime.supervise("idle-conversations", lambda: every(
         settings.conversation_idle_sweep_seconds,
         lambda: end_idle_conversations(runtime.database, settings.conversation_idle_minutes)))

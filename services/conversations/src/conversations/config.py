@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from common.config import ServiceSettings
 
@@ -10,8 +10,10 @@ class Settings(ServiceSettings):
     # An open conversation without messages for this long ends by itself (conversation.ended, reason IDLE).
     conversation_idle_minutes: float = Field(default=1440.0, gt=0)
     conversation_idle_sweep_seconds: float = Field(default=60.0, gt=0)
-    # The public base URL providers call back on (Evolution's webhook, the URL shown for Meta).
-    conversations_public_url: str = "http://127.0.0.1:8080"
+    # The gateway's public URL (billing's and the dispatcher's too): providers call back on it (Evolution's
+    # webhook, the URL shown for Meta). CONVERSATIONS_PUBLIC_URL is still read, as a deprecated alias.
+    platform_public_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("platform_public_url", "conversations_public_url"))
     # Stored webhook rows and queued messages are also picked up by polling, in case a wake-up was missed.
     conversations_worker_poll_seconds: float = Field(default=1.0, gt=0)
     # Outbound: per-call timeout, and how long a message waits before a new try after the provider failed.

@@ -11,7 +11,8 @@ from common.crypto import SecretBox
 from conversations.config import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
+    # async: FastAPI runs a plain `def` dependency in its thread pool (a thread hand-off on every webhook).
     return request.app.state.settings  # type: ignore[no-any-return]
 
 

@@ -148,6 +148,24 @@ class Message(Base, table=True):
     conversation: Conversation = Relationship(sa_relationship_kwargs={"lazy": "raise", "viewonly": False})
 
 
+class PendingReply(Base, table=True):
+    """An n8n agent's answer still to fetch: written in the transaction that records the inbound message it
+    answers, deleted in the one that queues the flow's reply (or the fallback). A worker that dies in between
+    leaves it; once `lease_until` passes, a worker asks the flow again."""
+
+    __tablename__ = "pending_replies"
+    __table_args__ = (Index("ix_pending_replies_lease_until", "lease_until"),)
+
+    agent_id: uuid.UUID = Field(foreign_key="agents.id", ondelete="CASCADE")
+    conversation_id: uuid.UUID = Field(foreign_key="conversations.id", ondelete="CASCADE")
+    url: str = Field(sa_type=String(1000))
+    timeout_seconds: float = Field(sa_type=Float)
+    fallback_text: str | None = Field(default=None, sa_type=Text)
+    body: dict[str, Any] = Field(sa_type=JSONB)  # what the flow is POSTed
+    attempts: int = Field(default=1, sa_type=Integer)
+    lease_until: datetime = Field(sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
+
+
 class InboundEvent(Base, table=True):
     """One message or status from a provider webhook, stored before the 200 and processed after."""
 

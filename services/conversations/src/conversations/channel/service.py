@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import os
 import secrets
 import uuid
 
@@ -41,7 +42,8 @@ EVOLUTION_STATES = {"open": ChannelStatus.CONNECTED, "connecting": ChannelStatus
 
 def webhook_url(settings: Settings, channel: Channel) -> str:
     kind = "evolution" if channel.type == ChannelType.EVOLUTION else "whatsapp"
-    return f"{settings.conversations_public_url.rstrip('/')}/api/webhooks/{kind}/{channel.id}"
+    base = settings.platform_public_url or f"http://localhost:{os.environ.get('GATEWAY_PORT', '8080')}"
+    return f"{base.rstrip('/')}/api/webhooks/{kind}/{channel.id}"
 
 
 def read(settings: Settings, channel: Channel) -> ChannelRead:

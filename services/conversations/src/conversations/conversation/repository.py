@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, Uuid, and_, column, func, or_, select, tuple_, update, values
+from sqlalchemy import Select, String, Uuid, and_, column, func, insert, or_, select, tuple_, update, values
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from common.db.repository import Repository, contains
@@ -55,6 +55,11 @@ class ConversationRepository(Repository[Conversation]):
 
 class MessageRepository(Repository[Message]):
     model = Message
+
+    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+        """New messages in one Core statement (no unit of work); `seq` follows the order of `rows`."""
+        if rows:
+            await self.session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
 
     async def by_external_id(self, channel_id: uuid.UUID, external_id: str, *, for_update: bool = False
                              ) -> Message | None:

@@ -8,6 +8,7 @@ import binascii
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,11 +39,28 @@ def conversation_data(conversation: Conversation, channel_type: str) -> dict[str
             "agentId": conversation.agent_id, "status": conversation.status}
 
 
-def message_data(conversation: Conversation, channel_type: str, message: Message) -> dict[str, Any]:
+def message_data(conversation: Conversation, channel_type: str, message: Message | dict[str, Any]) -> dict[str, Any]:
+    """`message`: the ORM row, or a row a batch writes with Core (`message_row`)."""
+    get = message.get if isinstance(message, dict) else partial(getattr, message)
     return conversation_data(conversation, channel_type) | {
-        "messageId": message.id, "externalId": message.external_id, "text": message.text,
-        "direction": message.direction, "type": message.type, "caption": message.caption,
-        "sender": message.sender, "messageStatus": message.status}
+        "messageId": get("id"), "externalId": get("external_id"), "text": get("text"),
+        "direction": get("direction"), "type": get("type"), "caption": get("caption"),
+        "sender": get("sender"), "messageStatus": get("status")}
+
+
+def message_row(conversation: Conversation, *, direction: str, sender: str, status: str, type: str = "text",
+                text: str | None = None, caption: str | None = None, payload: dict[str, Any] | None = None,
+                external_id: str | None = None, author_id: uuid.UUID | None = None,
+                provider_timestamp: datetime | None = None, next_attempt_at: datetime | None = None
+                ) -> dict[str, Any]:
+    """Every column of a new message but `seq` (given by PostgreSQL in insertion order): a batch inserts
+    many with one Core statement (`MessageRepository.insert_many`); elsewhere it becomes `Message(**row)`."""
+    now = utcnow()
+    return {"id": uuid.uuid4(), "created_at": now, "updated_at": now, "conversation_id": conversation.id,
+            "channel_id": conversation.channel_id, "direction": direction, "sender": sender, "author_id": author_id,
+            "type": type, "text": text, "caption": caption, "payload": payload, "external_id": external_id,
+            "status": status, "failure_reason": None, "attempts": 0, "next_attempt_at": next_attempt_at,
+            "provider_timestamp": provider_timestamp, "sent_at": None}
 
 
 async def require(session: AsyncSession, conversation_id: uuid.UUID, *, for_update: bool = False) -> Conversation:
@@ -62,40 +80,39 @@ def _when(timestamp: int | None) -> datetime | None:
 
 
 async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any], agent_id: uuid.UUID | None,
-                  open_conversations: dict[tuple[uuid.UUID, str], Conversation | None] | None = None,
-                  events: list[tuple[str, Any, Any]] | None = None) -> tuple[Conversation, Message, bool] | None:
-    """Record an inbound message: the contact's open conversation, or a new
+                  open_conversations: dict[tuple[uuid.UUID, str], Conversation | None],
+                  new_messages: list[dict[str, Any]], events: list[tuple[str, Any, Any]] | None = None,
+                  ) -> tuple[Conversation, dict[str, Any], bool] | None:
+    """Record an inbound message (the worker's): the contact's open conversation, or a new
     one (`conversation.started`), then the message (`conversation.message.received`).
 
     `open_conversations`: (channel, contact) → open conversation or None, looked up before (a batch's).
-    `events`: given, the events are appended there for the caller to write in one INSERT (in this order)."""
+    `new_messages`: the message's row is appended there; the caller inserts them after flushing the
+    conversations. `events`: given, the events are appended there for the caller to write in one INSERT."""
     # Stored items are unique per provider id already; the messages' unique index backs that up (a clash
     # fails the batch, which is then done item by item).
-    messages = MessageRepository(session)
-    conversations = ConversationRepository(session)
     now = utcnow()
     key = (channel.id, item["contact"])
-    known = open_conversations if open_conversations is not None else {}
-    conversation = known[key] if key in known else await conversations.open_for(channel.id, item["contact"])
+    conversation = open_conversations[key] if key in open_conversations \
+        else await ConversationRepository(session).open_for(channel.id, item["contact"])
     started = conversation is None
     if conversation is None:
         conversation = Conversation(id=uuid.uuid4(), channel_id=channel.id, agent_id=agent_id,
                                     contact=item["contact"], contact_name=item.get("contactName"),
                                     last_message_at=now)
-        # Written with the session's next flush, before its messages (Message.conversation orders them).
-        await conversations.add(conversation, flush=False)
+        await ConversationRepository(session).add(conversation, flush=False)  # with the session's next flush
         await _publish(session, events, "conversation.started", conversation_data(conversation, channel.type),
                        conversation.id)
     elif item.get("contactName") and conversation.contact_name != item["contactName"]:
         conversation.contact_name = item["contactName"]
-    message = Message(id=uuid.uuid4(), conversation_id=conversation.id, channel_id=channel.id,
-                      direction="INBOUND", sender="CONTACT", type=item.get("type") or "text", text=item.get("text"),
-                      caption=item.get("caption"), payload=item.get("raw"), external_id=item["externalId"],
-                      status=MessageStatus.RECEIVED.value, provider_timestamp=_when(item.get("timestamp")))
-    known[key] = conversation
+    message = message_row(conversation, direction="INBOUND", sender="CONTACT", type=item.get("type") or "text",
+                          text=item.get("text"), caption=item.get("caption"), payload=item.get("raw"),
+                          external_id=item["externalId"], status=MessageStatus.RECEIVED.value,
+                          provider_timestamp=_when(item.get("timestamp")))
+    open_conversations[key] = conversation
     conversation.message_count += 1
     conversation.last_message_at = conversation.updated_at = now
-    await messages.add(message, flush=False)  # written with the session's next flush (a batch's: all at once)
+    new_messages.append(message)
     await _publish(session, events, "conversation.message.received",
                    message_data(conversation, channel.type, message), conversation.id)
     return conversation, message, started
@@ -110,17 +127,21 @@ async def _publish(session: AsyncSession, events: list[tuple[str, Any, Any]] | N
 
 
 async def queue_outbound(session: AsyncSession, conversation: Conversation, text: str, *, sender: str,
-                         author_id: uuid.UUID | None = None) -> Message:
-    """A message to send: QUEUED, handed to the provider by the outbound worker (in order per conversation)."""
+                         author_id: uuid.UUID | None = None, new_messages: list[dict[str, Any]] | None = None
+                         ) -> Message | None:
+    """A message to send: QUEUED, handed to the provider by the outbound worker (in order per conversation).
+    `new_messages` given (a batch's): its row is appended there for the caller to insert; else it is added
+    to the session (and returned)."""
     now = utcnow()
-    message = Message(id=uuid.uuid4(), conversation_id=conversation.id, channel_id=conversation.channel_id,
-                      direction="OUTBOUND", sender=sender, author_id=author_id, type="text", text=text,
+    row = message_row(conversation, direction="OUTBOUND", sender=sender, author_id=author_id, text=text,
                       status=MessageStatus.QUEUED.value, next_attempt_at=now)
     conversation.message_count += 1
     conversation.last_message_at = conversation.updated_at = now
-    await MessageRepository(session).add(message, flush=False)
     wake_after_commit(session, OUTBOUND_WAKE)
-    return message
+    if new_messages is not None:
+        new_messages.append(row)
+        return None
+    return await MessageRepository(session).add(Message(**row), flush=False)
 
 
 async def reply(session: AsyncSession, conversation_id: uuid.UUID, text: str, caller: Principal) -> MessageRead:
@@ -131,6 +152,7 @@ async def reply(session: AsyncSession, conversation_id: uuid.UUID, text: str, ca
     conversation.handed_off = True
     conversation.handoff_reason = conversation.handoff_reason or "PERSON_REPLIED"
     message = await queue_outbound(session, conversation, text.strip(), sender="PERSON", author_id=caller.id)
+    assert message is not None
     await session.flush()
     return MessageRead.model_validate(message)
 

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
-from common.messaging.wakeup import register_leader, unregister_leader
 from conversations import metrics
 from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, set_status
@@ -30,6 +29,7 @@ from conversations.events import outbox
 from conversations.models import Channel, Conversation
 from conversations.providers import cloud, evolution
 from conversations.providers.errors import CredentialsRejected, ProviderError, ProviderUnavailable
+from conversations.worker_loop import WokenWorker
 
 logger = logging.getLogger("conversations.outbound")
 BATCH = 50
@@ -63,33 +63,18 @@ class Outcome:
     error: Exception | None = None
 
 
-class OutboundWorker:
+class OutboundWorker(WokenWorker):
+    channel = OUTBOUND_WAKE
+
     def __init__(self, database: Database, settings: Settings, *, concurrency: int = 16) -> None:
+        super().__init__(settings.conversations_worker_poll_seconds)
         self.database = database
         self.settings = settings
-        self._wake = asyncio.Event()
         self._calls = asyncio.Semaphore(concurrency)
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        register_leader(OUTBOUND_WAKE, self.wake)
-        try:
-            while True:
-                self._wake.clear()
-                while await self.step():
-                    pass
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.settings.conversations_worker_poll_seconds)
-                except TimeoutError:
-                    pass
-        finally:
-            unregister_leader(OUTBOUND_WAKE, self.wake)
-
-    async def step(self) -> int:
+    async def step(self) -> bool:
         """Claim due messages (one transaction), call the provider for each (no connection held), record
-        every outcome (one transaction)."""
+        every outcome (one transaction). True when some were sent: the next of their conversations is due."""
         lease = self.settings.whatsapp_timeout_seconds * 3 + 10
         jobs: list[SendJob] = []
         async with self.database.sessionmaker() as session, session.begin():
@@ -99,17 +84,19 @@ class OutboundWorker:
             # The claimed messages' conversations in one read (the gets below find them in the session).
             await ConversationRepository(session).all(select(Conversation).where(
                 Conversation.id.in_({m.conversation_id for m in claimed})))  # type: ignore[attr-defined]
+            tokens: dict[uuid.UUID, str] = {}  # decrypted once per channel and batch, not per message
             for message in claimed:
                 channel = await session.get(Channel, message.channel_id)
                 conversation = await session.get(Conversation, message.conversation_id)
                 assert channel is not None and conversation is not None and message.text is not None
-                creds = Credentials(self.settings, channel)
+                if channel.id not in tokens:
+                    creds = Credentials(self.settings, channel)
+                    tokens[channel.id] = creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key
                 jobs.append(SendJob(message.id, channel.type, message.text, conversation.contact,
                                     channel.phone_number_id, channel.api_url, channel.instance_name,
-                                    creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key,
-                                    message_data(conversation, channel.type, message)))
+                                    tokens[channel.id], message_data(conversation, channel.type, message)))
         if not jobs:
-            return 0
+            return False
         outcomes = await asyncio.gather(*(self.send(job) for job in jobs))
         async with self.database.sessionmaker() as session, session.begin():
             await self._record_sent([o for o in outcomes if o.kind == "sent"], session)
@@ -118,7 +105,7 @@ class OutboundWorker:
                     await self._record(session, outcome)
         for outcome in outcomes:
             metrics.OUTBOUND.labels(metrics.provider(outcome.job.channel_type), OUTCOMES[outcome.kind]).inc()
-        return len(jobs)
+        return True
 
     async def send(self, job: SendJob) -> Outcome:
         timeout = self.settings.whatsapp_timeout_seconds

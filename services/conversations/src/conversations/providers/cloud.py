@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from common.retrying import RetryableCall, retry_after_seconds
 from conversations.providers.errors import CredentialsRejected, ProviderError
-from conversations.providers.http import json_or_empty, request
+from conversations.providers.http import Reply, json_or_empty, request
 
 PROVIDER = "cloud_api"  # the metrics label
 OUTSIDE_WINDOW = 131047
@@ -16,19 +14,19 @@ THROUGHPUT_LIMIT = 130429
 TOKEN_EXPIRED = 190
 
 
-def _error(response: httpx.Response) -> dict[str, Any]:
+def _error(response: Reply) -> dict[str, Any]:
     error = json_or_empty(response).get("error")
     return error if isinstance(error, dict) else {}
 
 
-def _throttled(response: httpx.Response) -> RetryableCall | None:
+def _throttled(response: Reply) -> RetryableCall | None:
     if response.status_code >= 400 and _error(response).get("code") in (THROUGHPUT_LIMIT, 4, 80007):
         return RetryableCall("throughput limit (130429)", status=response.status_code,
                              retry_after=retry_after_seconds(response.headers.get("retry-after")))
     return None
 
 
-def _raise_for(response: httpx.Response) -> None:
+def _raise_for(response: Reply) -> None:
     if response.status_code < 400:
         return
     error = _error(response)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from conversations.providers.errors import CredentialsRejected, ProviderError
-from conversations.providers.http import json_or_empty, request
+from conversations.providers.http import Reply, json_or_empty, request
 
 PROVIDER = "evolution"  # the metrics label
 WEBHOOK_EVENTS = ["MESSAGES_UPSERT", "MESSAGES_UPDATE", "CONNECTION_UPDATE", "QRCODE_UPDATED"]
@@ -19,7 +17,7 @@ def _url(api_url: str, path: str, instance: str) -> str:
     return f"{api_url.rstrip('/')}/{path}/{quote(instance, safe='')}"
 
 
-def _raise_for(response: httpx.Response) -> None:
+def _raise_for(response: Reply) -> None:
     if response.status_code < 400:
         return
     body = json_or_empty(response)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -42,8 +44,8 @@ class Keys:
 
 
 KEYS_TTL_SECONDS = 5.0  # a changed secret or a deleted channel counts on every replica within this
-_by_id: dict[uuid.UUID, tuple[float, Keys | None]] = {}
-_by_number: dict[str, tuple[float, Keys | None]] = {}
+_cache: dict[object, tuple[float, Keys | None]] = {}  # by channel id, and by ("number", phone_number_id)
+_loading: dict[object, asyncio.Future[Keys | None]] = {}
 
 
 def _keys_of(settings: Settings, channel: Channel | None) -> Keys | None:
@@ -53,32 +55,47 @@ def _keys_of(settings: Settings, channel: Channel | None) -> Keys | None:
                 channel.webhook_secret_sha256)
 
 
-async def _keys(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, type: ChannelType) -> Keys:
+async def _cached(key: object, settings: Settings, load: Callable[[], Awaitable[Channel | None]]) -> Keys | None:
+    """A channel's keys from memory; when they expire, ONE request reads them again and the requests
+    arriving meanwhile wait for that read (at 200 webhooks/s, each reading and decrypting would stall them)."""
     now = time.monotonic()
-    cached = _by_id.get(channel_id)
-    if cached is None or cached[0] < now:
-        cached = (now + KEYS_TTL_SECONDS, _keys_of(settings, await ChannelRepository(session).get(channel_id)))
-        _by_id[channel_id] = cached
-    keys = cached[1]
+    cached = _cache.get(key)
+    if cached is not None and cached[0] >= now:
+        return cached[1]
+    pending = _loading.get(key)
+    if pending is not None:
+        await asyncio.wait([pending])
+        if not pending.cancelled():  # the reading request failed or went away: this one reads
+            return pending.result()
+        return await _cached(key, settings, load)
+    pending = _loading[key] = asyncio.get_running_loop().create_future()
+    try:
+        keys = _keys_of(settings, await load())
+        _cache[key] = (now + KEYS_TTL_SECONDS, keys)
+        pending.set_result(keys)
+        return keys
+    finally:
+        _loading.pop(key, None)
+        if not pending.done():
+            pending.cancel()
+
+
+async def _keys(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, type: ChannelType) -> Keys:
+    keys = await _cached(channel_id, settings, lambda: ChannelRepository(session).get(channel_id))
     if keys is None or keys.type != type:
         raise NotFound("Unknown channel")
     return keys
 
 
 async def _keys_by_number(session: AsyncSession, settings: Settings, number: str) -> Keys | None:
-    now = time.monotonic()
-    cached = _by_number.get(number)
-    if cached is None or cached[0] < now:
-        cached = (now + KEYS_TTL_SECONDS,
-                  _keys_of(settings, await ChannelRepository(session).by_phone_number_id(number)))
-        _by_number[number] = cached
-    return cached[1]
+    return await _cached(("number", number), settings, lambda: ChannelRepository(session).by_phone_number_id(number))
 
 
 def forget(channel_id: uuid.UUID) -> None:
     """This replica forgets a channel's keys at once (after a change made here)."""
-    _by_id.pop(channel_id, None)
-    _by_number.clear()
+    _cache.pop(channel_id, None)
+    for key in [k for k in _cache if isinstance(k, tuple)]:
+        _cache.pop(key, None)
 
 
 async def _channel(session: AsyncSession, channel_id: uuid.UUID, type: ChannelType) -> Channel:

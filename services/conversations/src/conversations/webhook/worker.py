@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,21 +18,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
-from common.messaging.wakeup import register_leader, unregister_leader
 from conversations import metrics
 from conversations.agent import service as agents
-from conversations.agent.repository import AgentRepository
+from conversations.agent.repository import AgentRepository, PendingReplyRepository
 from conversations.channel.schemas import ChannelStatus
 from conversations.channel.service import EVOLUTION_STATES, set_status
 from conversations.conversation import service as conversations
-from conversations.conversation.repository import ConversationRepository
+from conversations.conversation.repository import ConversationRepository, MessageRepository
 from conversations.events import outbox
 from conversations.models import Agent, Channel, Conversation, InboundEvent
 from conversations.webhook.repository import InboundEventRepository
 from conversations.webhook.service import WAKE_CHANNEL
+from conversations.worker_loop import WokenWorker
 
 logger = logging.getLogger("conversations.webhook.worker")
 BATCH = 200
+YIELD_SECONDS = 0.002
 MAX_ATTEMPTS = 6  # a status for a message we do not know yet is tried again a few times, then dropped
 
 
@@ -45,6 +47,8 @@ class BatchState:
     conversations: dict[tuple[uuid.UUID, str], Conversation | None] = field(default_factory=dict)
     # Events of the batch, written in one INSERT at its end (None: each written at once, e.g. in savepoints).
     events: list[tuple[str, Any, Any]] | None = None
+    # New messages (inbound and the agent's replies), inserted with one Core statement after the conversations.
+    messages: list[dict[str, Any]] = field(default_factory=list)
     channel_types: dict[uuid.UUID, str] = field(default_factory=dict)  # for the metrics' provider label
 
 
@@ -63,12 +67,12 @@ async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -
             if agent is not None:
                 state.agents[agent.id] = agent
         result = await conversations.receive(session, channel, data, agent_ids[channel.id], state.conversations,
-                                             state.events)
+                                             state.messages, state.events)
         if result is None:
             return None
         conversation, message, started = result
         return await agents.respond(session, conversation, message, started=started, channel_type=channel.type,
-                                    known=state.agents)
+                                    known=state.agents, new_messages=state.messages)
     if row.kind.startswith("status:"):
         found = await conversations.apply_status(session, channel.id, data["externalId"], data["status"],
                                                  data.get("reason"))
@@ -83,40 +87,35 @@ async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -
     return None
 
 
-class InboundWorker:
+async def _write(session: AsyncSession, state: BatchState) -> None:
+    """The conversations (ORM: new ones inserted, changed ones updated), then the new messages (one Core
+    INSERT, in order, after the conversations they belong to)."""
+    await session.flush()
+    await MessageRepository(session).insert_many(state.messages)
+    state.messages.clear()
+
+
+class InboundWorker(WokenWorker):
+    channel = WAKE_CHANNEL
+
     def __init__(self, database: Database, poll_seconds: float) -> None:
+        super().__init__(poll_seconds)
         self.database = database
-        self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
         self._flows: set[asyncio.Task[None]] = set()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def stopped(self) -> None:
+        for task in list(self._flows):
+            task.cancel()  # their pending replies stay: asked again once the lease passes
 
-    async def run(self) -> None:
-        register_leader(WAKE_CHANNEL, self.wake)
+    async def step(self) -> bool:
+        """One batch in one transaction (True when it was full). Should an item fail, the batch is done again
+        with each item in a savepoint, so one bad item does not stop the rest (savepoints cost two round trips
+        per item: only then)."""
         try:
-            while True:
-                self._wake.clear()
-                while await self.step() == BATCH:
-                    pass
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-                except TimeoutError:
-                    pass
-        finally:
-            unregister_leader(WAKE_CHANNEL, self.wake)
-            for task in list(self._flows):
-                task.cancel()
-
-    async def step(self) -> int:
-        """One batch in one transaction. Should an item fail, the batch is done again with each item in a
-        savepoint, so one bad item does not stop the rest (savepoints cost two round trips per item: only then)."""
-        try:
-            return await self._batch(isolate=False)
+            return await self._batch(isolate=False) == BATCH
         except Exception:
             logger.warning("an inbound batch failed; doing it again item by item", exc_info=True)
-            return await self._batch(isolate=True)
+            return await self._batch(isolate=True) == BATCH
 
     async def _batch(self, *, isolate: bool) -> int:
         flows: list[agents.FlowRequest] = []
@@ -137,7 +136,14 @@ class InboundWorker:
             done = []
             counted: list[tuple[str, str, dict[str, Any]]] = []
             now = utcnow()
+            yielded = time.perf_counter()
             for row in rows:
+                # Processing is CPU between awaits that do not reach the network (rows in the session): every
+                # YIELD_SECONDS, let the webhooks waiting on this event loop be acknowledged. Not after each
+                # item: under load each yield waits behind every ready request, which would starve the batch.
+                if time.perf_counter() - yielded > YIELD_SECONDS:
+                    await asyncio.sleep(0)
+                    yielded = time.perf_counter()
                 if not isolate:
                     # New messages and conversation updates are written in one flush at the end of the batch
                     # (statements of one kind go together), not before each following statement.
@@ -147,12 +153,17 @@ class InboundWorker:
                     try:
                         async with session.begin_nested():
                             outcome = await process(session, row, state)
-                    except IntegrityError:
-                        outcome = None  # recorded before (the provider sent it again after the row's retention)
+                            await _write(session, state)
                     except Exception as exc:
-                        logger.exception("inbound item %s (%s) failed", row.id, row.kind)
-                        outcome = False
-                        row.error = f"{type(exc).__name__}: {exc}"[:2000]
+                        # What the savepoint wrote is gone: forget it (a new conversation was rolled back too).
+                        state.messages.clear()
+                        state.conversations = {}
+                        if isinstance(exc, IntegrityError):
+                            outcome = None  # recorded before (the provider sent it again after the row's retention)
+                        else:
+                            logger.exception("inbound item %s (%s) failed", row.id, row.kind)
+                            outcome = False
+                            row.error = f"{type(exc).__name__}: {exc}"[:2000]
                 if outcome is False:
                     row.attempts += 1
                     if row.attempts >= MAX_ATTEMPTS:
@@ -166,22 +177,31 @@ class InboundWorker:
                 done.append(row.id)
                 if row.channel_id in state.channel_types:
                     counted.append((state.channel_types[row.channel_id], row.kind, row.payload))
-            await session.flush()
+            await _write(session, state)
+            await PendingReplyRepository(session).add_many([flow.pending_row() for flow in flows])
             if state.events:
                 await outbox.publish_many(session, state.events)
             await repo.mark(done, now)
         for channel_type, kind, payload in counted:  # once committed: a batch done again is not counted twice
             metrics.inbound(channel_type, kind, payload)
+        self._ask_all(flows)
+        return len(rows)
+
+    async def resume_replies(self) -> int:
+        """n8n replies left pending by a worker that went away (a crash, a restart): asked again."""
+        async with self.database.sessionmaker() as session, session.begin():
+            flows = [agents.FlowRequest.of(row) for row in await PendingReplyRepository(session).claim_expired(BATCH)]
+        self._ask_all(flows)
+        return len(flows)
+
+    def _ask_all(self, flows: list[agents.FlowRequest]) -> None:
         for flow in flows:
             task = asyncio.create_task(self._ask(flow))
             self._flows.add(task)
             task.add_done_callback(self._flows.discard)
-        return len(rows)
 
     async def _ask(self, flow: agents.FlowRequest) -> None:
         reply = await agents.ask_flow(flow)
-        if not reply:
-            return
         try:
             async with self.database.sessionmaker() as session, session.begin():
                 await agents.deliver_flow_reply(session, flow, reply)
