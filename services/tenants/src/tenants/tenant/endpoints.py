@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
+from common.db.session import DatabaseDep
 from common.errors import problem_responses
 from tenants.tenant import service
 from tenants.tenant.schemas import (
@@ -36,9 +37,9 @@ async def list_tenants(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TenantRead,
              responses=problem_responses(401, 403, 409, 422))
-async def create_tenant(session: SessionDep, _: PlatformOwner, body: TenantCreate) -> TenantRead:
+async def create_tenant(database: DatabaseDep, _: PlatformOwner, body: TenantCreate) -> TenantRead:
     """Create a tenant; emits `tenant.created`."""
-    return await service.create(session, body)
+    return await service.create(database, body)
 
 
 @router.get("/{tenant_id}", response_model=TenantRead, responses=problem_responses(401, 403, 404, 422))
