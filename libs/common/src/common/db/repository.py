@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.util import ClauseAdapter
 
 M = TypeVar("M")
 
@@ -79,6 +80,16 @@ class Repository(Generic[M]):
         if total == 0 or (exact and offset >= total):
             return [], total
         tiebreak = self.model.id.desc() if order_by and _descending(order_by[0]) else self.model.id.asc()
+        if exact:
+            # Few rows match (they were counted): find them first (MATERIALIZED: planned for the filter alone,
+            # e.g. a trigram index), order those, then read the page's rows by id. Left to itself the planner may
+            # walk an index in the list's order hoping to meet matches soon: through the whole table when they
+            # are rare (a search for a name: 100x slower at 10,000 rows).
+            matching = statement.order_by(None).cte("matching").prefix_with("MATERIALIZED")
+            adapt = ClauseAdapter(matching).traverse
+            ids = (select(matching.c.id).order_by(*(adapt(c) for c in order_by), adapt(tiebreak))
+                   .limit(limit).offset(offset))
+            return await self.all(statement.where(self.model.id.in_(ids)).order_by(*order_by, tiebreak)), total
         page = statement.order_by(*order_by, tiebreak).limit(limit).offset(offset)
         return await self.all(page), total
 
