@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import String, select, text
+from sqlalchemy import String, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Field
 
@@ -133,3 +133,22 @@ async def test_a_total_past_the_exact_limit_is_the_planners_estimate_never_below
                                                 offset=4, order_by=[Item.name.asc()])
         # An estimate never ends the list early: the page is read whatever the total says.
         assert [r.name for r in rows] == [f"{tag}-4", f"{tag}-5"] and paged_total >= 4
+
+
+@pytest.mark.parametrize(("exact_up_to", "deep_offset"), [(1000, 1000), (3, 1000), (3, 2)],
+                         ids=["counted-matches-first", "estimated-plain", "estimated-deep-ids-first"])
+async def test_every_way_of_reading_a_page_gives_the_same_pages_in_order(database, monkeypatch, exact_up_to,
+                                                                         deep_offset):
+    """`paginate` reads a counted result, a deep page and a plain page differently; the pages are the same."""
+    monkeypatch.setattr("common.db.repository.EXACT_TOTAL_UP_TO", exact_up_to)
+    monkeypatch.setattr("common.db.repository.DEEP_OFFSET", deep_offset)
+    tag = uuid.uuid4().hex[:6]
+    names = [f"{tag}-{i:02d}" for i in range(9)]
+    await _add(database, *reversed(names))
+    async with database.sessionmaker() as session:
+        repo = ItemRepository(session)
+        statement = select(Item).where(Item.name.startswith(tag))
+        for order_by, expected in (([Item.name.asc()], names), ([func.lower(Item.name).desc()], names[::-1])):
+            pages = [[item.name for item in (await repo.paginate(statement, limit=4, offset=offset,
+                                                                 order_by=order_by))[0]] for offset in (0, 4, 8)]
+            assert pages == [expected[:4], expected[4:8], expected[8:]]

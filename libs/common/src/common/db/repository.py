@@ -80,12 +80,16 @@ class Repository(Generic[M]):
         if total == 0 or (exact and offset >= total):
             return [], total
         tiebreak = self.model.id.desc() if order_by and _descending(order_by[0]) else self.model.id.asc()
-        if exact:
-            # Few rows match (they were counted): find them first (MATERIALIZED: planned for the filter alone,
-            # e.g. a trigram index), order those, then read the page's rows by id. Left to itself the planner may
-            # walk an index in the list's order hoping to meet matches soon: through the whole table when they
-            # are rare (a search for a name: 100x slower at 10,000 rows).
-            matching = statement.order_by(None).cte("matching").prefix_with("MATERIALIZED")
+        if exact or offset >= DEEP_OFFSET:
+            # The page's ids first, then its rows by id:
+            # - few rows match (they were counted): find them first (MATERIALIZED: planned for the filter alone,
+            #   e.g. a trigram index) and order those. Left to itself the planner may walk an index in the list's
+            #   order hoping to meet matches soon: through the whole table when they are rare (100x slower);
+            # - a deep page: the `offset` rows skipped are read as ids only (an index-only scan of the order's
+            #   index), not as whole rows (10x cheaper at offset 8,000).
+            matching = statement.order_by(None).cte("matching")
+            if exact:
+                matching = matching.prefix_with("MATERIALIZED")
             adapt = ClauseAdapter(matching).traverse
             ids = (select(matching.c.id).order_by(*(adapt(c) for c in order_by), adapt(tiebreak))
                    .limit(limit).offset(offset))
@@ -121,6 +125,8 @@ class Repository(Generic[M]):
 # Beyond this many rows a list's `total` is PostgreSQL's estimate: counting 10,000 rows exactly cost more
 # database CPU than the page itself (ms instead of tenths of a ms), and it grows with the table.
 EXACT_TOTAL_UP_TO = 1000
+# From this offset on, a page's skipped rows are read as ids only (see `paginate`).
+DEEP_OFFSET = 100
 
 
 def _descending(clause: ColumnElement[Any]) -> bool:
