@@ -135,13 +135,15 @@ async def test_a_total_past_the_exact_limit_is_the_planners_estimate_never_below
         assert [r.name for r in rows] == [f"{tag}-4", f"{tag}-5"] and paged_total >= 4
 
 
-@pytest.mark.parametrize(("exact_up_to", "deep_offset"), [(1000, 1000), (3, 1000), (3, 2)],
-                         ids=["counted-matches-first", "estimated-plain", "estimated-deep-ids-first"])
+@pytest.mark.parametrize(("exact_up_to", "deep_offset", "few_per_page"),
+                         [(1000, 1000, 10), (1000, 1000, 1), (3, 1000, 10), (3, 2, 10)],
+                         ids=["few-counted-first", "counted-plain", "estimated-plain", "deep-ids-first"])
 async def test_every_way_of_reading_a_page_gives_the_same_pages_in_order(database, monkeypatch, exact_up_to,
-                                                                         deep_offset):
-    """`paginate` reads a counted result, a deep page and a plain page differently; the pages are the same."""
+                                                                         deep_offset, few_per_page):
+    """`paginate` reads a few counted rows, a deep page and a plain page differently; the pages are the same."""
     monkeypatch.setattr("common.db.repository.EXACT_TOTAL_UP_TO", exact_up_to)
     monkeypatch.setattr("common.db.repository.DEEP_OFFSET", deep_offset)
+    monkeypatch.setattr("common.db.repository.FEW_PER_PAGE", few_per_page)
     tag = uuid.uuid4().hex[:6]
     names = [f"{tag}-{i:02d}" for i in range(9)]
     await _add(database, *reversed(names))
