@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.api import Page, PageParams
-from common.db import utcnow
+from common.db import commit_each_statement, utcnow
 from common.db.engine import Database
 from common.errors import Conflict, NotFound, Unprocessable
 from common.events import build_event
@@ -66,11 +66,13 @@ async def create(database: Database, payload: TenantCreate) -> TenantRead:
 
 
 async def get(session: AsyncSession, tenant_id: uuid.UUID) -> TenantRead:
+    await commit_each_statement(session)  # reads only: no BEGIN/COMMIT round trips
     return TenantRead.model_validate(await _get(session, tenant_id))
 
 
 async def list_tenants(session: AsyncSession, *, status: TenantStatus | None, plan: str | None, q: str | None,
                        sort: TenantSort, page: PageParams) -> Page[TenantRead]:
+    await commit_each_statement(session)  # reads only (each statement sees the latest commits, as before)
     items, total = await TenantRepository(session).list(status=status, plan=plan, q=q, sort=sort,
                                                         limit=page.limit, offset=page.offset)
     return Page[TenantRead].of(items, total, page)
