@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from common.db.engine import Prepared
+
 
 async def test_every_pooled_connection_plans_each_statement_for_the_table_as_it_is_now(scratch_database):
     # A generic plan cached while a table was nearly empty (PostgreSQL's `auto` after five executions of
@@ -14,3 +22,39 @@ async def test_every_pooled_connection_plans_each_statement_for_the_table_as_it_
     kept = await scratch_database(custom_plans=False)
     async with kept.engine.connect() as conn:
         assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == "auto"
+
+
+
+async def test_a_prepared_statement_commits_by_itself_and_fails_as_sqlalchemy_would(scratch_database):
+    metadata = MetaData()
+    things = Table("things", metadata, Column("name", String(20), primary_key=True), Column("doc", JSON))
+    db = await scratch_database(metadata)
+    add = Prepared(insert(things).values(name=bindparam("name"), doc=bindparam("doc", type_=JSON)))
+
+    await db.run(add, {"name": "a", "doc": {"k": [1, 2]}})  # the JSON bind processor applies
+    with pytest.raises(IntegrityError, match="duplicate key"):  # a 409 through the same handlers as a session's
+        await db.run(add, {"name": "a", "doc": {}})
+    with pytest.raises(DBAPIError, match="too long"):
+        await db.run(add, {"name": "x" * 21, "doc": {}})
+    with pytest.raises(ValueError, match="expected parameters"):  # a value nobody binds is an error, not dropped
+        await db.run(add, {"name": "b", "doc": {}, "extra": 1})
+    async with db.engine.connect() as conn:  # committed without a transaction of the caller's
+        rows = (await conn.execute(select(things.c.name, things.c.doc))).all()
+    assert rows == [("a", {"k": [1, 2]})]
+
+
+async def test_a_prepared_statement_cancelled_mid_way_leaves_no_busy_connection_in_the_pool(scratch_database):
+    db = await scratch_database()
+    nap = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
+    task = asyncio.ensure_future(db.run(nap, {"seconds": 60}))
+    async with db.autocommit.connect() as watcher:  # wait until PostgreSQL runs it
+        for _ in range(1000):
+            if (await watcher.exec_driver_sql("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                              "AND query LIKE 'SELECT pg_sleep%'")).scalar():
+                break
+            await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(3):  # the pool hands out working connections only
+        await db.run(nap, {"seconds": 0})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import String, UniqueConstraint, select, text
+from sqlalchemy import String, UniqueConstraint, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field
 
@@ -166,3 +166,24 @@ async def test_flush_raises_the_repositorys_exception_for_a_named_constraint_and
             await TagRepository(session).add(Tag(name=f"{name}-2", rank=rank))
     async with database.sessionmaker() as session:  # nothing of the refused rows was written
         assert await TagRepository(session).count(select(Tag).where(Tag.name.startswith(name))) == 1
+
+
+@pytest.mark.parametrize(("exact_up_to", "deep_offset", "few_per_page"),
+                         [(1000, 1000, 10), (1000, 1000, 1), (3, 1000, 10), (3, 2, 10)],
+                         ids=["few-counted-first", "counted-plain", "estimated-plain", "deep-ids-first"])
+async def test_every_way_of_reading_a_page_gives_the_same_pages_in_order(database, monkeypatch, exact_up_to,
+                                                                         deep_offset, few_per_page):
+    """`paginate` reads a few counted rows, a deep page and a plain page differently; the pages are the same."""
+    monkeypatch.setattr("common.db.repository.EXACT_TOTAL_UP_TO", exact_up_to)
+    monkeypatch.setattr("common.db.repository.DEEP_OFFSET", deep_offset)
+    monkeypatch.setattr("common.db.repository.FEW_PER_PAGE", few_per_page)
+    tag = uuid.uuid4().hex[:6]
+    names = [f"{tag}-{i:02d}" for i in range(9)]
+    await _add(database, *reversed(names))
+    async with database.sessionmaker() as session:
+        repo = ItemRepository(session)
+        statement = select(Item).where(Item.name.startswith(tag))
+        for order_by, expected in (([Item.name.asc()], names), ([func.lower(Item.name).desc()], names[::-1])):
+            pages = [[item.name for item in (await repo.paginate(statement, limit=4, offset=offset,
+                                                                 order_by=order_by))[0]] for offset in (0, 4, 8)]
+            assert pages == [expected[:4], expected[4:8], expected[8:]]

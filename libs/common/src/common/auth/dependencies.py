@@ -14,7 +14,8 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from common.auth import api_keys
 from common.auth.jwks import InvalidToken, JWKSClient, KeysUnavailable
@@ -44,9 +45,6 @@ class Principal:
         return self.role is Role.PLATFORM_OWNER
 
 
-_bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/auth/login")
-
-
 class _RateLimiter:
     """Per-caller token bucket, in process memory (one bucket per principal id)."""
 
@@ -71,12 +69,25 @@ class _RateLimiter:
 _limiter = _RateLimiter()
 
 
-async def get_principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Unauthorized()
-    token = credentials.credentials
+class _BearerPrincipal(HTTPBearer):
+    """`get_principal`: the caller of this request, from its bearer token (an access token or a platform API
+    key). One dependency with no dependencies of its own -- FastAPI solves every level on every request -- and
+    still an HTTPBearer, so the OpenAPI document declares the scheme."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_error=False, description="Access token from POST /api/auth/login")
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized()
+        return await _principal(request, token)
+
+
+get_principal = _BearerPrincipal()
+
+
+async def _principal(request: Request, token: str) -> Principal:
     try:
         if token.startswith(api_keys.PREFIX):
             claims = api_keys.principal_claims(await request.app.state.api_keys.principal(token))

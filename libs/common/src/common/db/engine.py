@@ -1,11 +1,37 @@
-"""Async engine + session factory for one service database."""
+"""Async engine + session factory for one service database, and `Prepared` statements for hot paths."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Dialect, Executable, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from common.observability.database_spans import trace_database
+
+
+class Prepared:
+    """A Core statement with named `bindparam`s, compiled once per process and run by `Database.run` straight on a
+    pooled connection's asyncpg driver (which prepares it once per connection).
+
+    For a hot path that writes ONE statement: building, caching and executing a Core statement through a
+    session cost ~0.5 ms of CPU per call here, against ~0.07 ms for the driver alone. The statement still
+    is SQLAlchemy (types, names, bind processors such as JSONB's): only its compilation is done once."""
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._compiled: tuple[str, list[tuple[str, Callable[[Any], Any] | None]]] | None = None
+
+    def compiled(self, dialect: Dialect) -> tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]:
+        """(SQL with $n placeholders, each placeholder's parameter name and bind processor)."""
+        if self._compiled is None:
+            compiled = self.statement.compile(dialect=dialect)
+            processors = compiled._bind_processors
+            self._compiled = (compiled.string, [(name, processors.get(name)) for name in compiled.positiontup or ()])
+        return self._compiled
 
 
 class Database:
@@ -34,6 +60,27 @@ class Database:
         trace_database(self.engine)  # a span per statement when TRACING_DATABASE_SPANS=true (off by default)
         self.autocommit: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+
+    async def run(self, prepared: Prepared, params: Mapping[str, Any]) -> None:
+        """Execute `prepared` with `params` (every bind parameter by name) on its own pooled connection, committed
+        by itself (asyncpg's implicit transaction). Database errors come out as SQLAlchemy's, as from a session
+        (`IntegrityError` for a constraint), so callers and the problem+json handlers treat both paths alike."""
+        sql, names = prepared.compiled(self.engine.dialect)
+        if len(params) != len(names):  # a value nobody binds would be dropped silently
+            raise ValueError(f"expected parameters {[n for n, _ in names]}, got {sorted(params)}")
+        args = [process(params[name]) if process else params[name] for name, process in names]
+        conn = await self.engine.raw_connection()
+        try:
+            await conn.driver_connection.execute(sql, *args)
+        except asyncpg.PostgresError as exc:
+            conn.close()
+            error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
+            raise error(sql, args, exc) from exc
+        except BaseException:
+            # Cancelled or broken mid-statement: the connection's state is unknown, so it is not reused.
+            conn.invalidate()
+            raise
+        conn.close()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

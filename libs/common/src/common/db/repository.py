@@ -18,12 +18,13 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import Column, ColumnElement, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
-from sqlalchemy.sql import operators
+from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.util import ClauseAdapter
 
 M = TypeVar("M")
 
@@ -93,6 +94,23 @@ class Repository(Generic[M]):
         if total == 0 or (exact and offset >= total):
             return [], total
         tiebreak = self.model.id.desc() if order_by and _descending(order_by[0]) else self.model.id.asc()
+        few = exact and total <= FEW_PER_PAGE * limit
+        if few or offset >= DEEP_OFFSET:
+            # The page's ids first (reading only the columns the order needs), then its rows by id:
+            # - few rows match (counted): find them first (MATERIALIZED: planned for the filter alone, e.g. a
+            #   trigram index) and order those. Left to itself the planner may walk an index in the list's order
+            #   hoping to meet matches soon: through the whole table when they are rare (100x slower);
+            # - a deep page: the `offset` rows skipped are read as ids only (an index-only scan of the order's
+            #   index), not as whole rows (3-10x cheaper at offset 8,000).
+            keys = {c.key: c for clause in (*order_by, tiebreak) for c in visitors.iterate(clause)
+                    if isinstance(c, Column)}
+            matching = statement.with_only_columns(*keys.values()).order_by(None).cte("matching")
+            if few:
+                matching = matching.prefix_with("MATERIALIZED")
+            adapt = ClauseAdapter(matching).traverse
+            ids = (select(matching.c.id).order_by(*(adapt(c) for c in order_by), adapt(tiebreak))
+                   .limit(limit).offset(offset))
+            return await self.all(statement.where(self.model.id.in_(ids)).order_by(*order_by, tiebreak)), total
         page = statement.order_by(*order_by, tiebreak).limit(limit).offset(offset)
         return await self.all(page), total
 
@@ -124,6 +142,11 @@ class Repository(Generic[M]):
 # Beyond this many rows a list's `total` is PostgreSQL's estimate: counting 10,000 rows exactly cost more
 # database CPU than the page itself (ms instead of tenths of a ms), and it grows with the table.
 EXACT_TOTAL_UP_TO = 1000
+# From this offset on, a page's skipped rows are read as ids only (see `paginate`).
+DEEP_OFFSET = 100
+# A counted total up to this many pages' worth is found first, then ordered (see `paginate`); above it, walking the
+# order's index meets a page of matches soon enough.
+FEW_PER_PAGE = 10
 
 
 def _descending(clause: ColumnElement[Any]) -> bool:

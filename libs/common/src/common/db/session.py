@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.db.engine import Database
+
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database = request.app.state.database
@@ -18,6 +20,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+async def get_database(request: Request) -> Database:
+    return request.app.state.database  # type: ignore[no-any-return]
 
 
 async def commit_each_statement(session: AsyncSession) -> None:
@@ -34,3 +40,5 @@ COMMITS_EACH_STATEMENT = "commits_each_statement"  # Session.info key set by com
 # scope="function": commit before the response is sent. With FastAPI's default (request scope) the client
 # could see a 2xx before the commit, miss its own write on the next call, and never learn of a failed commit.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# For an endpoint whose only write is one `Prepared` statement (`Database.run`): no session, no transaction to own.
+DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -6,10 +6,10 @@ from typing import Any
 
 from opentelemetry import propagate
 from sqlalchemy import Insert, Table, func, insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from common.events import Envelope, build_event, topic_for_source
-from common.messaging.wakeup import wake_after_commit
+from common.messaging.wakeup import wake, wake_after_commit
 
 
 class Outbox:
@@ -21,20 +21,22 @@ class Outbox:
         self.topic = topic_for_source(source)
         self.channel = f"outbox_{source.replace('-', '_')}"
 
+    def row(self, envelope: Envelope, *, key: str) -> dict[str, Any]:
+        """The outbox row of `envelope` (column -> value), with the W3C traceparent of the current span."""
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        return {"event_id": envelope.id, "event_type": envelope.event, "topic": self.topic, "aggregate_id": key,
+                "payload": envelope.to_kafka(), "headers": headers}
+
+    def committed(self, engine: AsyncEngine) -> None:
+        """A row of this outbox was committed through `engine` outside a session (`Database.run`): wake the relay."""
+        wake(self.channel, engine)
+
     async def add(self, session: AsyncSession | AsyncConnection, envelope: Envelope, *, key: str,
                   along: Insert | None = None) -> Envelope:
         """`along`: the change itself (an INSERT), sent with the event row as ONE statement (a
         data-modifying CTE; a failure of either writes neither): one round trip instead of two."""
-        headers: dict[str, str] = {}
-        propagate.inject(headers)  # W3C traceparent of the request that made the change
-        statement = insert(self.table).values(
-            event_id=envelope.id,
-            event_type=envelope.event,
-            topic=self.topic,
-            aggregate_id=key,
-            payload=envelope.to_kafka(),
-            headers=headers,
-        )
+        statement = insert(self.table).values(self.row(envelope, key=key))
         if along is not None:
             statement = statement.add_cte(along.cte("change"))
         if isinstance(session, AsyncSession):  # the request path: the relay is woken after the commit
@@ -51,11 +53,7 @@ class Outbox:
         is kept): for a worker writing a batch of changes in one transaction."""
         if not envelopes:
             return
-        headers: dict[str, str] = {}
-        propagate.inject(headers)
-        await session.execute(insert(self.table).values([
-            {"event_id": envelope.id, "event_type": envelope.event, "topic": self.topic, "aggregate_id": key,
-             "payload": envelope.to_kafka(), "headers": headers} for envelope, key in envelopes]))
+        await session.execute(insert(self.table).values([self.row(envelope, key=key) for envelope, key in envelopes]))
         wake_after_commit(session, self.channel)
 
     async def publish_many(self, session: AsyncSession, events: list[tuple[str, Any, Any]], *,

@@ -43,7 +43,7 @@ def wake_after_commit(session: AsyncSession, channel: str) -> None:
     """Called when an outbox row is added in `session`: wake the relay once that session commits (at
     once when each of its statements commits by itself: the row is already visible)."""
     if session.info.get(COMMITS_EACH_STATEMENT):
-        _wake(channel, session.bind)
+        wake(channel, session.bind)
     else:
         session.info.setdefault(_PENDING, {})[channel] = session.bind
 
@@ -54,13 +54,14 @@ def _after_commit(session: Session) -> None:
     if not pending:
         return
     for channel, engine in pending.items():
-        _wake(channel, engine)
+        wake(channel, engine)
 
 
-def _wake(channel: str, engine: object) -> None:
-    wake = _leaders.get(channel)
-    if wake is not None:
-        wake()
+def wake(channel: str, engine: object) -> None:
+    """Wake the relay of `channel`: at once when it leads in this process, else by a coalesced NOTIFY."""
+    leader = _leaders.get(channel)
+    if leader is not None:
+        leader()
     elif isinstance(engine, AsyncEngine):
         notifier = _notifiers.get(channel)
         if notifier is None or notifier.engine is not engine:

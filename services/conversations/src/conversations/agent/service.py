@@ -46,7 +46,7 @@ async def _flush(session: AsyncSession) -> None:
 
 
 def _values(body: AgentCreate | AgentUpdate) -> dict[str, Any]:
-    values = body.model_dump(exclude_unset=True, exclude={"channel_id"}, by_alias=False)
+    values = body.model_dump(exclude_unset=True, exclude={"channel_id"})
     if "rules" in values and values["rules"] is not None:
         values["rules"] = [dict(r) for r in values["rules"]]
     return {k: v for k, v in values.items() if v is not None or k in (

@@ -155,7 +155,7 @@ async def list_channels(session: AsyncSession, settings: Settings, *, type: Chan
 async def update(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, body: ChannelUpdate
                  ) -> ChannelRead:
     channel = await require(session, channel_id, for_update=True)
-    fields = body.model_dump(exclude_unset=True, by_alias=False)
+    fields = body.model_dump(exclude_unset=True)
     if fields.get("name") is not None:
         channel.name = fields["name"].strip()
     allowed = {"EVOLUTION": {"api_key"}, "CLOUD_API": {"access_token", "verify_token", "app_secret"}}[channel.type]

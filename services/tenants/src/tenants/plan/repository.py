@@ -11,8 +11,8 @@ class PlanRepository(Repository[Plan]):
     model = Plan
 
     async def active_detached(self) -> list[Plan]:
-        """Active plans as detached instances, outside this session's identity map (for caching)."""
-        rows = (await self.session.execute(select(Plan.__table__).where(Plan.active))).mappings()
+        """Active plans in display order, as detached instances outside this session's identity map (for caching)."""
+        rows = (await self.session.execute(select(Plan.__table__).where(Plan.active).order_by(Plan.sort_order))).mappings()
         plans = []
         for row in rows:
             plan = Plan(**row)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
+from common.db.session import DatabaseDep
 from common.errors import problem_responses
 from tenants.tenant import schemas, service
 
@@ -28,10 +29,10 @@ async def list_tenants(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=schemas.TenantRead,
              responses=problem_responses(401, 403, 409, 422))
-async def create_tenant(session: SessionDep, _: PlatformOwner,
+async def create_tenant(database: DatabaseDep, _: PlatformOwner,
                         body: schemas.TenantCreate) -> schemas.TenantRead:
     """Create a tenant; emits `tenant.created`."""
-    return await service.create(session, body)
+    return await service.create(database, body)
 
 
 @router.get("/{tenant_id}", response_model=schemas.TenantRead,

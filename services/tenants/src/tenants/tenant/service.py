@@ -9,12 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.api import Page, PageParams
 from common.db import commit_each_statement, utcnow
+from common.db.engine import Database
 from common.errors import Conflict, NotFound, Unprocessable
 from common.events import build_event
 from tenants.events import outbox
 from tenants.models import Plan, Tenant
 from tenants.plan.cache import plans
-from tenants.plan.repository import PlanRepository
 from tenants.tenant.repository import DuplicateName, TenantRepository
 from tenants.tenant.schemas import (
     StatusChange,
@@ -26,14 +26,16 @@ from tenants.tenant.schemas import (
 )
 
 
-def _event_data(t: Tenant) -> dict[str, Any]:
-    return {"tenantId": t.id, "name": t.name, "plan": t.plan.name, "status": t.status}
+def _event_data(t: Tenant | TenantRead) -> dict[str, Any]:
+    return {"tenantId": t.id, "name": t.name, "plan": t.plan.name if isinstance(t.plan, Plan) else t.plan,
+            "status": t.status}
 
 
-async def _plan(session: AsyncSession, name: str) -> Plan:
-    plan = await plans.active(session, name)
+async def _plan(source: AsyncSession | Database, name: str) -> Plan:
+    """The active plan `name` (detached, shared: see `PlanCache.active`), or a 422 listing the others."""
+    plan = await plans.active(source, name)
     if plan is None:
-        names = ", ".join(p.name for p in await PlanRepository(session).list() if p.active)
+        names = ", ".join(await plans.names(source))
         raise Unprocessable(f"Unknown plan {name!r}; available plans: {names}")
     return plan
 
@@ -45,31 +47,32 @@ async def _get(session: AsyncSession, tenant_id: uuid.UUID, *, for_update: bool 
     return tenant
 
 
-async def create(session: AsyncSession, payload: TenantCreate) -> TenantRead:
-    # The only write is ONE statement, the tenant row and its event (a data-modifying CTE: a refused
-    # row writes no event): it commits by itself.
-    await commit_each_statement(session)
-    plan = await _plan(session, payload.plan)
+async def create(database: Database, payload: TenantCreate) -> TenantRead:
+    """No session: the only database work is ONE prepared statement, the tenant row and its event."""
+    plan = await _plan(database, payload.plan)
     now = utcnow()
-    tenant = Tenant(id=uuid.uuid4(), name=payload.name, plan_id=plan.id, status="ACTIVE",
-                    contact_email=payload.contact_email, settings=payload.settings, created_at=now, updated_at=now)
-    tenant.plan = plan
+    tenant = TenantRead(id=uuid.uuid4(), name=payload.name, plan=plan.name, status=TenantStatus.ACTIVE,
+                        contact_email=payload.contact_email, settings=payload.settings, status_reason=None,
+                        created_at=now, updated_at=now, deleted_at=None)
     event = build_event("tenant.created", _event_data(tenant), tenant_id=tenant.id, source=outbox.source)
-    repo = TenantRepository(session)
+    row = {"id": tenant.id, "name": tenant.name, "plan_id": plan.id, "status": tenant.status.value,
+           "contact_email": tenant.contact_email, "settings": tenant.settings, "created_at": now, "updated_at": now}
     try:
-        async with repo.duplicate_names():
-            await outbox.add(session, event, key=str(tenant.id), along=repo.insert(tenant))
+        await TenantRepository.create(database, row, outbox.row(event, key=str(tenant.id)))
     except DuplicateName:
         raise Conflict(f"A tenant named {payload.name!r} already exists") from None
-    return TenantRead.model_validate(tenant)
+    outbox.committed(database.engine)
+    return tenant
 
 
 async def get(session: AsyncSession, tenant_id: uuid.UUID) -> TenantRead:
+    await commit_each_statement(session)  # reads only: no BEGIN/COMMIT round trips
     return TenantRead.model_validate(await _get(session, tenant_id))
 
 
 async def list_tenants(session: AsyncSession, *, status: TenantStatus | None, plan: str | None, q: str | None,
                        sort: TenantSort, page: PageParams) -> Page[TenantRead]:
+    await commit_each_statement(session)  # reads only (each statement sees the latest commits, as before)
     items, total = await TenantRepository(session).list(status=status, plan=plan, q=q, sort=sort,
                                                         limit=page.limit, offset=page.offset)
     return Page[TenantRead].of(items, total, page)
@@ -80,7 +83,7 @@ async def update(session: AsyncSession, tenant_id: uuid.UUID, payload: TenantUpd
     if tenant.status == TenantStatus.DELETED:
         raise Conflict("A deleted tenant cannot be changed")
     previous: dict[str, Any] = {}
-    fields = payload.model_dump(exclude_unset=True, by_alias=False)
+    fields = payload.model_dump(exclude_unset=True)
     if fields.get("name") is not None and fields["name"] != tenant.name:
         previous["name"] = tenant.name
         tenant.name = fields["name"]
@@ -88,7 +91,7 @@ async def update(session: AsyncSession, tenant_id: uuid.UUID, payload: TenantUpd
         plan = await _plan(session, fields["plan"])
         if plan.id != tenant.plan_id:
             previous["plan"] = tenant.plan.name
-            tenant.plan_id, tenant.plan = plan.id, plan
+            tenant.plan_id, tenant.plan = plan.id, await session.merge(plan, load=False)
     if "contact_email" in fields and fields["contact_email"] != tenant.contact_email:
         previous["contactEmail"] = tenant.contact_email
         tenant.contact_email = fields["contact_email"]
