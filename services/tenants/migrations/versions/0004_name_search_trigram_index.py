@@ -1,8 +1,9 @@
-"""Trigram index for the tenants list's `q` (name ILIKE '%q%'): no scan of every name. Revision 0003, after 0002."""
+"""Trigram index for the tenants list's `q` (name ILIKE '%q%'): no scan of every name. Revision 0004, after 0003 (plans owned)."""
 import sqlalchemy as sa
 from alembic import op
 
-revision, down_revision = "0003", "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels = depends_on = None
 LIVE = sa.text("status <> 'DELETED'")
 
