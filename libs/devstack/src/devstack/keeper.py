@@ -51,7 +51,7 @@ class _Part:
 
 
 class Keeper:
-    def __init__(self, stack: Stack, *, interval: float = 0.5, first_delay: float = 0.5, max_delay: float = 30.0,
+    def __init__(self, stack: Stack, *, interval: float = 0.2, first_delay: float = 0.2, max_delay: float = 30.0,
                  healthy_after: float = 60.0, progress: Callable[[str], None] | None = None) -> None:
         self.stack = stack
         self.interval = interval

@@ -17,12 +17,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import Table, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from common.config import ServiceSettings
@@ -68,6 +71,41 @@ class ConsumedEvent:
 # batch that arrives brings it back: a lone event after a quiet spell waits at most that much longer.
 IDLE_AFTER = 2.0
 IDLE_FETCH_WAIT_MS = 100
+
+
+# While the database or the broker is unreachable, held events are tried again after these waits (doubling):
+# short, so that events flow again within a second or two of its return.
+OUTAGE_FIRST_DELAY = 0.2
+OUTAGE_MAX_DELAY = 2.0
+
+_OUTAGE_TYPES: tuple[type[BaseException], ...] = (
+    OSError,  # connection refused / reset, DNS, socket timeouts (TimeoutError is one)
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,  # no pooled connection came free in time
+    asyncpg.InterfaceError,  # the connection is closed
+    asyncpg.PostgresConnectionError,  # class 08: connection failure / does not exist
+    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,  # starting, stopping
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
+    KafkaConnectionError, KafkaTimeoutError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database or the broker could not be reached (or went away): infrastructure, not the event.
+    SQLAlchemy wraps the driver's error (`orig`, `__cause__`), so the whole chain is looked at."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _OUTAGE_TYPES):
+            return True
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return False
 
 
 def _set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
@@ -121,6 +159,8 @@ class EventConsumer:
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             max_poll_records=self.max_records,
             metadata_max_age_ms=30_000,
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.kafka_session_timeout_ms // 3,
         )
         consumer.subscribe(self.topics, listener=_Assignment(self.assigned))
         self._consumer = consumer
@@ -199,12 +239,37 @@ class EventConsumer:
         if not events:
             return
         try:
-            await self._apply(events)
+            await self._apply_through_outages(events)
         except Exception:
             # Isolate the bad one: go one by one, so one poison event does not block the others.
             logger.exception("consumer %s: batch of %d failed; retrying one by one", self.name, len(events))
             for event in events:
                 await self._apply_one_with_retries(event)
+
+    async def _apply_through_outages(self, events: list[ConsumedEvent], error: str | None = None) -> None:
+        """`_apply`, tried again for as long as the database (or the broker) is unreachable: an outage is
+        no event's fault, so it never counts towards dead-lettering. Meanwhile nothing new is fetched and
+        no offset is committed past these events."""
+        delay, since = OUTAGE_FIRST_DELAY, None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._apply(events, error)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                CONSUMER_ERRORS.labels(self.name, "outage").inc()
+                if since is None:
+                    since = loop.time()
+                    logger.warning("consumer %s: database or broker unreachable (%s: %s); %d event(s) held, "
+                                   "trying again until it answers", self.name, type(exc).__name__, exc, len(events))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, OUTAGE_MAX_DELAY)
+                continue
+            if since is not None:
+                logger.warning("consumer %s: reachable again after %.1f s; %d held event(s) applied", self.name,
+                               loop.time() - since, len(events))
+            return
 
     async def _apply(self, events: list[ConsumedEvent], error: str | None = None) -> None:
         parent = propagate.extract(events[0].headers)
@@ -246,9 +311,11 @@ class EventConsumer:
                     logger.exception("consumer %s: after-commit hook failed", self.name)
 
     async def _apply_one_with_retries(self, event: ConsumedEvent) -> None:
+        """A poison event (its handler fails for it alone) is dead-lettered after `max_attempts`; outages
+        in between are waited out and not counted."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self._apply([event])
+                await self._apply_through_outages([event])
                 return
             except Exception as exc:
                 CONSUMER_ERRORS.labels(self.name, "handler").inc()
@@ -256,6 +323,6 @@ class EventConsumer:
                     logger.error("consumer %s: event %s (%s) failed %d times; recorded as dead letter: %s",
                                  self.name, event.id, event.envelope.event, attempt, exc)
                     # Recorded with its error in the inbox: visible, and not re-applied on replay.
-                    await self._apply([event], error=repr(exc)[:2000])
+                    await self._apply_through_outages([event], error=repr(exc)[:2000])
                     return
                 await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))
