@@ -45,6 +45,20 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "chaos_full: long chaos run, only with CHAOS_FULL=1")
 
 
+RECOVERY_BAR = 10.0  # seconds from a kill to /readyz 200 and events flowing again (issue 14)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    back: float  # kill -> `make run` reports the part up (for a service: its /readyz answered 200)
+    flowing: float  # kill -> a create sent after it reached the subscriber
+
+    def __str__(self) -> str:
+        worst = max(self.back, self.flowing)
+        return (f"back in {self.back:.1f}s, events flowing in {self.flowing:.1f}s "
+                f"({'<=' if worst <= RECOVERY_BAR else 'OVER'} {RECOVERY_BAR:.0f}s)")
+
+
 @dataclass
 class BurstResult:
     created: list[str] = field(default_factory=list)  # tenant ids answered 201
@@ -72,6 +86,7 @@ class Platform:
         self._reader: asyncio.Task | None = None
         self.lines: list[str] = []  # what `make run` printed
         self.headers: dict[str, str] = {}
+        self.hook = None  # the latest subscriber: where "events flow again" is seen
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -157,6 +172,7 @@ class Platform:
             resp = await c.post("/api/platform/webhooks", headers=self.headers,
                                 json={"url": hook.url, "events": ["tenant.created"], "description": "chaos"})
         assert resp.status_code == 201 and resp.json()["status"] == "ACTIVE", resp.text
+        self.hook = hook
         return hook
 
     # ------------------------------------------------------------------ what dies
@@ -181,16 +197,36 @@ class Platform:
                 await asyncio.sleep(0.05)
         return time.monotonic() - t0
 
-    async def kill_and_time(self, part: str, recovery: dict[str, float]) -> None:
+    async def kill_and_time(self, part: str, recovery: dict[str, Recovery]) -> None:
         before = self.status()[part]["restarts"]
+        t0 = time.monotonic()
         self.kill(part)
-        recovery[part] = await self.back_within(part, before)
+        back = await self.back_within(part, before)
+        recovery[part] = Recovery(back, await self.flowing_since(t0))
 
-    async def stop_start(self, recovery: dict[str, float]) -> None:
+    async def stop_start(self, recovery: dict[str, Recovery]) -> None:
         t0 = time.monotonic()
         await self.stop()
         await self.start()
-        recovery["full stop/start"] = time.monotonic() - t0
+        recovery["full stop/start"] = Recovery(time.monotonic() - t0, await self.flowing_since(t0))
+
+    async def flowing_since(self, t0: float, timeout: float = 180.0) -> float:
+        """Seconds from `t0` until a create sent now (again until one is answered 201) reaches the
+        subscriber: events flow again end to end."""
+        async with asyncio.timeout(timeout), httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+            while True:
+                try:
+                    resp = await client.post("/api/platform/tenants", headers=self.headers,
+                                             json={"name": f"Probe {uuid.uuid4().hex[:8]}", "plan": "Pro"})
+                    if resp.status_code == 201:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)  # polling for the platform's return, not waiting out a guess
+        tenant = resp.json()["id"]
+        await self.hook.wait_for(lambda h: any(r.json()["data"]["tenantId"] == tenant for r in h.events()),
+                                 timeout=timeout)
+        return time.monotonic() - t0
 
     # ------------------------------------------------------------------ the load
     async def burst(self, count: int, rate: float,
@@ -265,8 +301,8 @@ async def settle(platform: Platform, hook, result: BurstResult, timeout: float =
     }
 
 
-def report(name: str, counts: dict[str, int], recovery: dict[str, float]) -> str:
-    back = ", ".join(f"{k} back in {v:.1f}s" for k, v in recovery.items())
+def report(name: str, counts: dict[str, int], recovery: dict[str, Recovery]) -> str:
+    back = ", ".join(f"{k} {v}" for k, v in recovery.items())
     line = (f"CHAOS {name}: created={counts['created']} failed={counts['failed']} {counts['why_failed'] or ''} "
             f"{counts['failures_sent']} "
             f"delivered={counts['delivered']} lost={counts['lost']} duplicates={counts['duplicates']}"
