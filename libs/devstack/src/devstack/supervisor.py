@@ -14,7 +14,8 @@ same API to bring up any subset::
     stack.service_env("leads", port=None) -> dict  # the full environment a service process gets
     await stack.start_gateway(port=18080, upstreams=None)  # default: the started services
     stack.services["auth"].url                     # "http://127.0.0.1:18101"
-    await stack.start(names=None, gateway_port=8080)  # everything, what `make run` does
+    await stack.start(names=None, gateway_port=8080)  # everything, what `make run` does (service processes
+                                                   # start first, importing while the rest gets ready)
     await stack.stop()                             # services (TERM, then KILL), caddy, tansu, postgres
     # share infrastructure: assign before starting; stop() only stops what this stack started
     stack.postgres = existing_postgres; stack.broker = existing_broker
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -48,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import credentials, docs
-from ._proc import kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
+from ._proc import all_or_none, kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
 from .gateway import Gateway, start_gateway
 from .kafka import Broker, start_kafka
 from .migrations import at_head
@@ -126,6 +128,8 @@ class Stack:
         self._secrets: dict[str, str] | None = None
         self._gateway_args: tuple[int, dict[str, str]] | None = None  # (port, upstreams), for a restart
         self._owned: set[str] = set()  # "postgres" / "kafka" started by this stack
+        # Service processes importing ahead of their start (devstack.standby): name -> (process, port, log offset)
+        self._standby: dict[str, tuple[subprocess.Popen[bytes], int, int]] = {}
 
     # ------------------------------------------------------------------ helpers
     def elapsed(self) -> float:
@@ -278,16 +282,54 @@ class Stack:
         self.ports[name] = port
         if port_in_use(port):
             raise StartupError(f"{name}: port {port} is already in use (another `make run`?)")
-        argv = [
-            sys.executable, "-m", "uvicorn", spec.app_factory, "--factory",
-            "--host", "127.0.0.1", "--port", str(port),
-        ]  # fmt: skip
         log = self.log_path(name)
-        offset = log_size(log)
-        proc = spawn(argv, env=self.service_env(name, port), log_path=log, cwd=self.root, header="uvicorn")
+        proc, offset = self._go_standby(name, port)
+        if proc is None:
+            argv = [
+                sys.executable, "-m", "uvicorn", spec.app_factory, "--factory",
+                "--host", "127.0.0.1", "--port", str(port),
+            ]  # fmt: skip
+            offset = log_size(log)
+            proc = spawn(argv, env=self.service_env(name, port), log_path=log, cwd=self.root, header="uvicorn")
         sp = ServiceProcess(spec, port, log, proc, log_offset=offset)
         self.services[name] = sp
         return sp
+
+    def start_standbys(self, names: Iterable[str]) -> None:
+        """Start each service's process now, importing its app while the rest gets ready; `spawn_service`
+        then only tells it to serve (see :mod:`devstack.standby`)."""
+        for name in names:
+            spec, port = self._spec(name), self.ports[name]
+            if name in self._standby or name in self.services:
+                continue
+            argv = [
+                sys.executable, "-m", "devstack.standby", spec.app_factory, "--factory",
+                "--host", "127.0.0.1", "--port", str(port),
+            ]  # fmt: skip
+            log = self.log_path(name)
+            offset = log_size(log)
+            proc = spawn(argv, env={**self.env, "PYTHONUNBUFFERED": "1"}, log_path=log, cwd=self.root,
+                         header="uvicorn (devstack.standby)", stdin=subprocess.PIPE)
+            self._standby[name] = (proc, port, offset)
+
+    def _go_standby(self, name: str, port: int) -> tuple[subprocess.Popen[bytes] | None, int]:
+        proc, standby_port, offset = self._standby.pop(name, (None, 0, 0))
+        if proc is None:
+            return None, 0
+        try:
+            if proc.poll() is not None or standby_port != port:
+                raise OSError("not waiting")
+            proc.stdin.write(json.dumps({"env": self.service_env(name, port)}).encode() + b"\n")
+            proc.stdin.close()
+        except (OSError, ValueError):
+            kill_now(proc)  # it died while importing (the log says why) or is of no use: start afresh
+            return None, 0
+        return proc, offset
+
+    def _drop_standbys(self) -> None:
+        for proc, _, _ in self._standby.values():
+            kill_now(proc)
+        self._standby.clear()
 
     async def wait_ready(self, name: str, timeout: float = READY_TIMEOUT) -> None:
         import httpx
@@ -352,14 +394,7 @@ class Stack:
             await self.provision(missing)
         if self.broker is None:
             await self.start_kafka()
-        tasks = [asyncio.create_task(self._bring_up(n, self.ports[n], migrate, timeout)) for n in names]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        await all_or_none([self._bring_up(n, self.ports[n], migrate, timeout) for n in names])
         return {n: self.services[n] for n in names}
 
     # ------------------------------------------------------------------ gateway
@@ -404,14 +439,18 @@ class Stack:
         if busy:
             raise StartupError(f"ports already in use: {', '.join(busy)} (another `make run`?)")
         _ = self.secrets  # create secrets.env before any service reads it
+        self._prepare_dirs()
+        self.start_standbys(names)  # their imports overlap PostgreSQL, the broker and the schema checks
         await self.start_infra(kafka_port=kafka_port)
-        await self.start_services(names)
-        await self.start_gateway(gateway_port)
+        # Caddy needs only the ports: it starts while the services do (502 until each is up).
+        await all_or_none([self.start_services(names),
+                           self.start_gateway(gateway_port, {n: f"127.0.0.1:{self.ports[n]}" for n in names})])
 
     async def stop(self, timeout: float = 10.0, *, keep_postgres: bool = False) -> None:
         """Stop in reverse order: services (SIGTERM, SIGKILL after ``timeout``), Caddy, tansu and
         the embedded PostgreSQL (unless ``keep_postgres``) -- only what this stack started (not an
         assigned ``postgres``/``broker``). Safe to call twice."""
+        self._drop_standbys()
         procs = [sp for sp in self.services.values() if sp.process is not None]
         await asyncio.gather(*(terminate(sp.process, timeout) for sp in procs))
         if self.gateway is not None:
@@ -423,6 +462,7 @@ class Stack:
 
     def kill(self) -> None:
         """SIGKILL every child process now (PostgreSQL is left to stop())."""
+        self._drop_standbys()
         for sp in self.services.values():
             kill_now(sp.process)
         if self.gateway is not None:
