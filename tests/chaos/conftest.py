@@ -179,10 +179,12 @@ class Platform:
     def pid_of(self, part: str) -> int:
         if part == "postgres":
             return int((self.data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-        marks = {"kafka": "--listener-url", "gateway": "Caddyfile"}
-        mark = marks.get(part) or f"{part.replace('-', '_')}.app:create_app"
-        [child] = [c for c in psutil.Process(self.process.pid).children(recursive=True)
-                   if mark in " ".join(c.cmdline())]
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        if part in self.ports:  # the process listening on the service's port (its spare waits, not listening)
+            [child] = [c for c in children if self.ports[part] in _listening(c)]
+            return child.pid
+        mark = {"kafka": "--listener-url", "gateway": "Caddyfile"}[part]
+        [child] = [c for c in children if mark in " ".join(c.cmdline())]
         return child.pid
 
     def kill(self, part: str) -> None:
@@ -265,6 +267,13 @@ class Platform:
             await asyncio.gather(*creates)
         await asyncio.gather(*background)
         return result
+
+
+def _listening(process: psutil.Process) -> set[int]:
+    try:
+        return {c.laddr.port for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+    except psutil.Error:  # gone meanwhile
+        return set()
 
 
 async def settle(platform: Platform, hook, result: BurstResult, timeout: float = 240.0) -> dict[str, int]:

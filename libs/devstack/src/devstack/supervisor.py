@@ -128,8 +128,8 @@ class Stack:
         self._secrets: dict[str, str] | None = None
         self._gateway_args: tuple[int, dict[str, str]] | None = None  # (port, upstreams), for a restart
         self._owned: set[str] = set()  # "postgres" / "kafka" started by this stack
-        # Service processes importing ahead of their start (devstack.standby): name -> (process, port, log offset)
-        self._standby: dict[str, tuple[subprocess.Popen[bytes], int, int]] = {}
+        # Service processes importing ahead of their start (devstack.standby): name -> (process, port, spare?)
+        self._standby: dict[str, tuple[subprocess.Popen[bytes], int, bool]] = {}
 
     # ------------------------------------------------------------------ helpers
     def elapsed(self) -> float:
@@ -295,30 +295,35 @@ class Stack:
         self.services[name] = sp
         return sp
 
-    def start_standbys(self, names: Iterable[str]) -> None:
-        """Start each service's process now, importing its app while the rest gets ready; `spawn_service`
-        then only tells it to serve (see :mod:`devstack.standby`)."""
+    def start_standbys(self, names: Iterable[str], *, spare: bool = False) -> None:
+        """Start a process per service now, importing its app; `spawn_service` then only tells it to serve
+        (see :mod:`devstack.standby`). `spare`: for when the running one dies -- without the app in its
+        command line (an operator looking for the service finds only the service)."""
         for name in names:
             spec, port = self._spec(name), self.ports[name]
-            if name in self._standby or name in self.services:
+            if name in self._standby or (name in self.services and not spare):
                 continue
-            argv = [
-                sys.executable, "-m", "devstack.standby", spec.app_factory, "--factory",
-                "--host", "127.0.0.1", "--port", str(port),
-            ]  # fmt: skip
-            log = self.log_path(name)
-            offset = log_size(log)
-            proc = spawn(argv, env={**self.env, "PYTHONUNBUFFERED": "1"}, log_path=log, cwd=self.root,
-                         header="uvicorn (devstack.standby)", stdin=subprocess.PIPE)
-            self._standby[name] = (proc, port, offset)
+            argv = [sys.executable, "-m", "devstack.standby",
+                    *([] if spare else [spec.app_factory, "--factory"]),
+                    "--host", "127.0.0.1", "--port", str(port), *(["--spare"] if spare else [])]
+            proc = spawn(argv, env={**self.env, "PYTHONUNBUFFERED": "1"}, log_path=self.log_path(name),
+                         cwd=self.root, stdin=subprocess.PIPE)
+            if spare:
+                proc.stdin.write(json.dumps({"app": spec.app_factory}).encode() + b"\n")
+                proc.stdin.flush()
+            self._standby[name] = (proc, port, spare)
 
     def _go_standby(self, name: str, port: int) -> tuple[subprocess.Popen[bytes] | None, int]:
-        proc, standby_port, offset = self._standby.pop(name, (None, 0, 0))
+        proc, standby_port, spare = self._standby.pop(name, (None, 0, False))
         if proc is None:
             return None, 0
+        log = self.log_path(name)
+        offset = log_size(log)
         try:
             if proc.poll() is not None or standby_port != port:
                 raise OSError("not waiting")
+            with open(log, "ab") as out:
+                out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} uvicorn (devstack.standby) =====\n".encode())
             proc.stdin.write(json.dumps({"env": self.service_env(name, port)}).encode() + b"\n")
             proc.stdin.close()
         except (OSError, ValueError):
