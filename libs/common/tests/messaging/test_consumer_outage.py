@@ -21,8 +21,8 @@ from common.config import ServiceSettings
 from common.db import Database, new_metadata
 from common.events import build_event
 from common.messaging import EventConsumer, inbox_table
-from common.messaging.consumer import is_outage
 from common.observability.metrics import CONSUMER_ERRORS
+from common.outage import is_outage
 from common.supervise import supervise
 
 

@@ -17,15 +17,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import Table, text
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from common.config import ServiceSettings
@@ -33,6 +30,7 @@ from common.db import Database
 from common.events import Envelope
 from common.messaging.kafka import ensure_topics
 from common.observability.metrics import CONSUMED, CONSUMER_ERRORS, CONSUMER_LAG, EVENTS_RECEIVED
+from common.outage import is_outage
 
 COMMIT_INTERVAL = 0.1  # seconds between Kafka offset commits while records keep coming
 LAG_INTERVAL = 5.0  # seconds between consumer lag samples (a scrape every 15 s needs no more)
@@ -77,36 +75,6 @@ IDLE_FETCH_WAIT_MS = 100
 # short, so that events flow again within a second or two of its return.
 OUTAGE_FIRST_DELAY = 0.2
 OUTAGE_MAX_DELAY = 2.0
-
-_OUTAGE_TYPES: tuple[type[BaseException], ...] = (
-    OSError,  # connection refused / reset, DNS, socket timeouts (TimeoutError is one)
-    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
-    sa_exc.TimeoutError,  # no pooled connection came free in time
-    asyncpg.InterfaceError,  # the connection is closed
-    asyncpg.PostgresConnectionError,  # class 08: connection failure / does not exist
-    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,  # starting, stopping
-    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, out of memory
-    KafkaConnectionError, KafkaTimeoutError,
-)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """The database or the broker could not be reached (or went away): infrastructure, not the event.
-    SQLAlchemy wraps the driver's error (`orig`, `__cause__`), so the whole chain is looked at."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, _OUTAGE_TYPES):
-            return True
-        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
-            return True
-        pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
-    return False
-
 
 def _set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
     """aiokafka reads the wait each time it builds a fetch request; it has no public setter."""

@@ -42,13 +42,13 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
 
 from common.db import Database
-from common.messaging.consumer import is_outage
 from common.messaging.kafka import end_offsets, ensure_topics, make_offsets_reader, true_ends
 from common.messaging.outbox import Outbox
 from common.messaging.placements import Placements
 from common.messaging.wakeup import register_leader, unregister_leader
 from common.observability.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 from common.observability.tracing import child_headers, spans_recorded
+from common.outage import is_outage
 
 logger = logging.getLogger("common.relay")
 tracer = trace.get_tracer("common.relay")
