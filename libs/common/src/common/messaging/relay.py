@@ -13,12 +13,13 @@ leader election or a deleted topic). The leader notices a loss three ways:
   last pass's records (cheap, and right with tansu, whose listed end can stop at a batch's start).
 Then only the rows whose records the broker lost are marked unpublished and sent again, in `seq` order,
 with their own event ids (consumers drop what their inbox has already seen): the leader remembers where
-the broker placed each row it sent (`placements`), and a partition whose log went back to offset E lost
-the rows placed at E or beyond -- with tansu, which restarts empty, all it held; after an unclean leader
-election of a real cluster, the tail only. Rows the detecting pass has just placed in the new log are not
-sent twice. When the loss reaches below what this leadership sent (records of an earlier leader, or a
-start that finds fewer records than published rows), every retained row of the topic
-(OUTBOX_RETENTION_HOURS) not known to be in the log is sent again.
+the broker placed each row it sent (`placements`), and every row it placed in the topic is sent again --
+but not the rows the detecting pass has just placed in the new log (nor, as before, every retained row of
+the topic). Not "only the rows at or past the new end": a send that failed (timed out across the restart)
+may still have been written to the new log, so the new end says nothing of what survived (seen in the
+chaos test: 15 events lost that way). When the partition held records from before this leadership (an
+earlier leader's, or a start that finds fewer records than published rows), every retained row of the
+topic (OUTBOX_RETENTION_HOURS) not known to be in the log is sent again.
 
 Records go to an explicit partition (the producer's default: murmur2 of the key modulo the partitions the
 topic had when this leadership began). A restarted tansu auto-creates a topic on the first produce with
@@ -220,22 +221,30 @@ class OutboxRelay:
     # ------------------------------------------------------------------ broker loss
     def _note_acknowledged(self, sent: list[tuple[int, Any]]) -> None:
         """Record where the broker placed each row (seq, metadata); a record placed below an offset it
-        acknowledged before means its log went back: only this relay writes to the partition, so the log
-        ended where this pass's first record landed."""
+        acknowledged before means its log went back. Of that pass, only the rows of such a partition are
+        known to be in the new log: the others may have been acknowledged by the broker before it died."""
         by_partition: dict[tuple[str, int], list[tuple[int, int]]] = {}
         for seq, meta in sent:
             by_partition.setdefault((meta.topic, meta.partition), []).append((meta.offset, seq))
-        for key, placed in by_partition.items():
+        for placed in by_partition.values():
             placed.sort()
-            lowest, highest = placed[0][0], placed[-1][0]
-            before = self.acknowledged.get(key, 0)
-            if lowest < before:
-                self._broker_lost(key[0], f"partition {key[1]} placed a record at offset {lowest} after "
-                                          f"acknowledging up to {before - 1}", {key[1]: lowest},
-                                  sent={seq for _, seq in placed})
+        back = {key: placed[0][0] for key, placed in by_partition.items()
+                if placed[0][0] < self.acknowledged.get(key, 0)}
+        for topic in {t for t, _ in back}:
+            (t, p), end = next((key, end) for key, end in back.items() if key[0] == topic)
+            self._broker_lost(topic, f"partition {p} placed a record at offset {end} after acknowledging up to "
+                                     f"{self.acknowledged[(t, p)] - 1}",
+                              {p: end for (t, p), end in back.items() if t == topic},
+                              sent={seq for key in back if key[0] == topic for _, seq in by_partition[key]})
+        for key, placed in by_partition.items():
+            lost = self._lost.get(key[0], ())
+            if key[0] in self._lost and key not in back:
+                if lost is not None:  # maybe acknowledged by the broker that died: sent again
+                    lost.update(seq for _, seq in placed)
+                continue
             self._placed(key).add(placed)
-            self.acknowledged[key] = max(self.acknowledged.get(key, 0), highest + 1)
-            self.floor[key] = lowest + 1
+            self.acknowledged[key] = max(self.acknowledged.get(key, 0), placed[-1][0] + 1)
+            self.floor[key] = placed[0][0] + 1
 
     def _placed(self, key: tuple[str, int]) -> Placements:
         if key not in self.placements:  # not seen at this leadership's start: its past is unknown
@@ -287,21 +296,23 @@ class OutboxRelay:
         return {p: ends.get(p, 0) for (t, p), floor in self.floor.items() if t == topic and ends.get(p, 0) < floor}
 
     def _broker_lost(self, topic: str, why: str, ends: dict[int, int] | None, sent: set[int] = frozenset()) -> None:
-        """`ends`: each partition that went back and where its log ends now (None: which is unknown). The rows
-        placed at or past that end are lost, minus `sent` (just placed in the new log)."""
+        """`ends`: each partition seen to go back and where its log ends now (None: which is unknown). The rows
+        placed in any partition of the topic are lost, minus `sent` (just placed in the new log)."""
         if topic not in self._lost:
             BROKER_LOSSES.labels(self.outbox.source).inc()
             logger.warning("outbox relay %s: the broker lost acknowledged records of %s (%s); re-publishing "
                            "them from the outbox", self.outbox.source, topic, why)
         lost = self._lost.setdefault(topic, set())
         everything = ends is None or lost is None
-        for p, end in (ends or {}).items():
-            seqs, before_us = self._placed((topic, p)).cut(end)
+        # Every partition of the topic, all it held: a restarted broker lost them all, and records of failed
+        # sends may sit below a new end in place of ours (module docstring).
+        for key in [key for key in self.placements if key[0] == topic] + [(topic, p) for p in ends or {}]:
+            seqs, before_us = self._placed(key).cut(0)
             everything = everything or before_us
             if lost is not None:
                 lost.update(seqs)
-            self.acknowledged[(topic, p)] = end
-            self.floor.pop((topic, p), None)
+            self.acknowledged[key] = (ends or {}).get(key[1], 0)
+            self.floor.pop(key, None)
         if everything:
             self._lost[topic] = None
         elif lost is not None:
