@@ -2,10 +2,7 @@
 
 A background job (relay, consumer, poller, purge) is a plain coroutine function; run under
 `supervise`, a failure is logged with its reason and the job is started again after a backoff that
-grows while it keeps failing and resets once it has run a while. Cancellation stops it. A failure because
-the database or the broker is unreachable (`common.outage`) is retried every
-`OUTAGE_RETRY` seconds instead, without growing the backoff: after a PostgreSQL restart (7 s) the doubling
-had the dispatcher's loops waiting 8-16 s more, and events flowed again only 44 s after the kill.
+grows while it keeps failing and resets once it has run a while. Cancellation stops it.
 """
 
 from __future__ import annotations
@@ -16,11 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from common.outage import is_outage
-
 logger = logging.getLogger("common.supervise")
-
-OUTAGE_RETRY = 1.0
 
 
 async def supervise(name: str, job: Callable[[], Awaitable[Any]], *, first_delay: float = 1.0,
@@ -38,14 +31,9 @@ async def supervise(name: str, job: Callable[[], Awaitable[Any]], *, first_delay
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            logger.exception("%s failed; starting it again in %.1f s", name, delay)
             if on_failure is not None:
                 on_failure(exc)
-            if is_outage(exc):  # not this job's fault: try again soon, as often as it takes
-                logger.warning("%s: database or broker unreachable (%s: %s); starting it again in %.1f s",
-                               name, type(exc).__name__, exc, min(delay, OUTAGE_RETRY))
-                await asyncio.sleep(min(delay, OUTAGE_RETRY))
-                continue
-            logger.exception("%s failed; starting it again in %.1f s", name, delay)
         if time.monotonic() - started >= healthy_after:
             delay = first_delay  # it ran well for a while: this failure is a new one
         await asyncio.sleep(delay)
