@@ -1,6 +1,6 @@
 """Whether a failure is an outage -- the database or the broker could not be reached, or went away -- rather
 than the fault of the work at hand. Consumers hold their events through one instead of dead-lettering
-them, the relay and `supervise` try again soon instead of backing off further and further."""
+them; the relay asks for its connection again every 0.5 s instead of backing off further and further."""
 
 from __future__ import annotations
 
