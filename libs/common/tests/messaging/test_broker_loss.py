@@ -195,18 +195,21 @@ async def test_a_restart_re_sends_what_the_broker_held_not_what_the_new_one_got(
             marker = await add_events(database, outbox, 1)
             await seen.wait_for(lambda e: e.id == marker[0])
             ids = [e.id for e in seen.matching(lambda e: True)]
-        assert resent._value.get() == 30
-        assert sorted(map(str, ids)) == sorted(map(str, first + second + marker))  # each once
+        # The 30 the lost log held; of the detecting pass, only rows of a partition that did not show the new
+        # log yet (placed there, or maybe by the broker before it died) may go again: never all 12.
+        once = resent._value.get()
+        assert 30 <= once < 30 + 12
+        assert set(ids) == set(first + second + marker)
 
         # The next restart loses all 43 the new log held; found while idle this time.
         await broker.restart()
         relay.check_interval = 0.5
         await add_events(database, outbox, 0)
         relay._wake.set()
-        await wait_until(lambda: resent._value.get() >= 30 + 43)
+        await wait_until(lambda: resent._value.get() >= once + 43)
         async with collect_events(broker.bootstrap, [outbox.topic]) as seen:
             await seen.wait_for(lambda e: e.id == marker[0])
-    assert resent._value.get() == 30 + 43
+    assert resent._value.get() == once + 43
 
 
 def test_placements_give_the_rows_past_the_new_end():
