@@ -52,6 +52,9 @@ async def test_keeper_restarts_service_gateway_broker_and_postgres(tmp_path: Pat
         # a service: SIGKILL, back on the same port and ready
         await killed_and_back("leads", lambda: stack.services["leads"].process.send_signal(signal.SIGKILL))
         assert keeper.status["leads"].last_exit == -signal.SIGKILL
+        # it took over from its spare (imported ahead), and a new spare waits for the next time
+        assert "--spare" in stack.services["leads"].process.args
+        assert stack._standby["leads"][0].poll() is None
         async with httpx.AsyncClient(trust_env=False) as c:
             assert (await c.get(f"{stack.services['leads'].url}/readyz")).status_code == 200
         assert any("WARNING: leads exited with code -9" in line for line in lines)

@@ -50,6 +50,8 @@ async def test_full_stack_start_stop_restart(fake_root: Path, tmp_path: Path):
             env_seen = (await c.get(f"{stack.services['leads'].url}/api/demo/env")).json()
             tables = (await c.get(f"{stack.services['leads'].url}/api/demo/tables")).json()
             docs = await c.get("/api/docs/openapi/leads.json")
+        # started ahead (importing while PostgreSQL and the broker started), then handed its whole environment
+        assert "devstack.standby" in stack.services["leads"].process.args
         assert env_seen["SERVICE_NAME"] == "leads"
         assert env_seen["DATABASE_URL"].startswith("postgresql+asyncpg://postgres@/leads?host=")
         assert env_seen["KAFKA_BOOTSTRAP_SERVERS"] == stack.bootstrap_servers
@@ -76,7 +78,8 @@ async def test_full_stack_start_stop_restart(fake_root: Path, tmp_path: Path):
     try:
         await stack2.start_infra()
         assert stack2.secrets == first_secrets
-        await stack2.migrate("leads")  # a no-op now
+        assert await stack2.migrate("leads") is False  # at head: no migration process at all
+        assert (data_dir / "logs" / "leads.log").read_text().count("alembic upgrade head") == 1
         conn = await asyncpg.connect(stack2.postgres.dsn("leads"))
         assert await conn.fetchval("SELECT version_num FROM alembic_version") == "0001"
         await conn.close()

@@ -11,9 +11,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -55,6 +56,7 @@ def spawn(
     log_path: Path | None = None,
     cwd: Path | None = None,
     header: str | None = None,
+    stdin: int = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
     """Start a child in its own session (Ctrl-C in the terminal reaches only the supervisor, which
     then stops children in order). Output is appended to ``log_path``. When started from the main
@@ -73,7 +75,7 @@ def spawn(
             [str(a) for a in argv],
             env=dict(env),
             cwd=str(cwd) if cwd else None,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -99,6 +101,18 @@ async def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0)
                 proc.kill()
             await asyncio.to_thread(proc.wait)
     return proc.returncode
+
+
+async def all_or_none(coros: Sequence[Coroutine[Any, Any, Any]]) -> None:
+    """Run concurrently; the first failure cancels the others (waited for) and is raised."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def kill_now(proc: subprocess.Popen[bytes] | None) -> None:

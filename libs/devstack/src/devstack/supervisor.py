@@ -10,11 +10,12 @@ same API to bring up any subset::
     stack.bootstrap_servers                        # "127.0.0.1:<port>"
     await stack.start_services(["auth", "tenants"], ports={"auth": 18101}, migrate=True)
         # per service, concurrently: alembic upgrade head -> uvicorn -> GET /readyz == 200
-    await stack.migrate("leads")                   # just the migration
+    await stack.migrate("leads")                   # just the migration (False: already at head, skipped)
     stack.service_env("leads", port=None) -> dict  # the full environment a service process gets
     await stack.start_gateway(port=18080, upstreams=None)  # default: the started services
     stack.services["auth"].url                     # "http://127.0.0.1:18101"
-    await stack.start(names=None, gateway_port=8080)  # everything, what `make run` does
+    await stack.start(names=None, gateway_port=8080)  # everything, what `make run` does (service processes
+                                                   # start first, importing while the rest gets ready)
     await stack.stop()                             # services (TERM, then KILL), caddy, tansu, postgres
     # share infrastructure: assign before starting; stop() only stops what this stack started
     stack.postgres = existing_postgres; stack.broker = existing_broker
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -48,9 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import credentials, docs
-from ._proc import kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
+from ._proc import all_or_none, kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
 from .gateway import Gateway, start_gateway
 from .kafka import Broker, start_kafka
+from .migrations import at_head
 from .postgres import Postgres, provision_databases, restart_embedded, start_embedded, start_postgres
 from .services import JWKS_PATH, SERVICES, ServiceSpec
 
@@ -125,6 +128,8 @@ class Stack:
         self._secrets: dict[str, str] | None = None
         self._gateway_args: tuple[int, dict[str, str]] | None = None  # (port, upstreams), for a restart
         self._owned: set[str] = set()  # "postgres" / "kafka" started by this stack
+        # Service processes importing ahead of their start (devstack.standby): name -> (process, port, spare?)
+        self._standby: dict[str, tuple[subprocess.Popen[bytes], int, bool]] = {}
 
     # ------------------------------------------------------------------ helpers
     def elapsed(self) -> float:
@@ -227,14 +232,21 @@ class Stack:
             }
         )
         env.setdefault("OTEL_SERVICE_NAME", spec.name)
+        if self.broker is not None and self.broker.embedded:
+            # A restarted consumer waits for its dead predecessor to leave the group, and tansu holds every
+            # join about half this long: 3 s instead of aiokafka's 10 s (see common.config).
+            env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "3000")
         env.update(self.extra_env)
         return env
 
-    async def migrate(self, name: str) -> None:
+    async def migrate(self, name: str) -> bool:
+        """``alembic upgrade head`` for ``name``, unless its database already is at the head (False then)."""
         spec = self._spec(name)
         ini = spec.alembic_ini(self.root)
         if not ini.exists():
             raise StartupError(f"{name}: {ini} not found")
+        if await self._at_head(name, ini):
+            return False
         argv = [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"]
         log = self.log_path(name)
         offset = log_size(log)
@@ -255,6 +267,14 @@ class Stack:
             raise StartupError(
                 f"{name}: migration failed (exit {proc.returncode}); last lines of {log}:\n{tail(log, 40, offset)}"
             )
+        return True
+
+    async def _at_head(self, name: str, ini: Path) -> bool:
+        try:
+            return await at_head(self.database_urls[name], ini)
+        except Exception as exc:  # unreadable scripts or database: the migration process tells what is wrong
+            self.note(f"{name}: schema version not checked ({type(exc).__name__}: {exc}); migrating")
+            return False
 
     def spawn_service(self, name: str, port: int | None = None) -> ServiceProcess:
         spec = self._spec(name)
@@ -262,16 +282,59 @@ class Stack:
         self.ports[name] = port
         if port_in_use(port):
             raise StartupError(f"{name}: port {port} is already in use (another `make run`?)")
-        argv = [
-            sys.executable, "-m", "uvicorn", spec.app_factory, "--factory",
-            "--host", "127.0.0.1", "--port", str(port),
-        ]  # fmt: skip
         log = self.log_path(name)
-        offset = log_size(log)
-        proc = spawn(argv, env=self.service_env(name, port), log_path=log, cwd=self.root, header="uvicorn")
+        proc, offset = self._go_standby(name, port)
+        if proc is None:
+            argv = [
+                sys.executable, "-m", "uvicorn", spec.app_factory, "--factory",
+                "--host", "127.0.0.1", "--port", str(port),
+            ]  # fmt: skip
+            offset = log_size(log)
+            proc = spawn(argv, env=self.service_env(name, port), log_path=log, cwd=self.root, header="uvicorn")
         sp = ServiceProcess(spec, port, log, proc, log_offset=offset)
         self.services[name] = sp
         return sp
+
+    def start_standbys(self, names: Iterable[str], *, spare: bool = False) -> None:
+        """Start a process per service now, importing its app; `spawn_service` then only tells it to serve
+        (see :mod:`devstack.standby`). `spare`: for when the running one dies -- without the app in its
+        command line (an operator looking for the service finds only the service)."""
+        for name in names:
+            spec, port = self._spec(name), self.ports[name]
+            if name in self._standby or (name in self.services and not spare):
+                continue
+            argv = [sys.executable, "-m", "devstack.standby",
+                    *([] if spare else [spec.app_factory, "--factory"]),
+                    "--host", "127.0.0.1", "--port", str(port), *(["--spare"] if spare else [])]
+            proc = spawn(argv, env={**self.env, "PYTHONUNBUFFERED": "1"}, log_path=self.log_path(name),
+                         cwd=self.root, stdin=subprocess.PIPE)
+            if spare:
+                proc.stdin.write(json.dumps({"app": spec.app_factory}).encode() + b"\n")
+                proc.stdin.flush()
+            self._standby[name] = (proc, port, spare)
+
+    def _go_standby(self, name: str, port: int) -> tuple[subprocess.Popen[bytes] | None, int]:
+        proc, standby_port, spare = self._standby.pop(name, (None, 0, False))
+        if proc is None:
+            return None, 0
+        log = self.log_path(name)
+        offset = log_size(log)
+        try:
+            if proc.poll() is not None or standby_port != port:
+                raise OSError("not waiting")
+            with open(log, "ab") as out:
+                out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} uvicorn (devstack.standby) =====\n".encode())
+            proc.stdin.write(json.dumps({"env": self.service_env(name, port)}).encode() + b"\n")
+            proc.stdin.close()
+        except (OSError, ValueError):
+            kill_now(proc)  # it died while importing (the log says why) or is of no use: start afresh
+            return None, 0
+        return proc, offset
+
+    def _drop_standbys(self) -> None:
+        for proc, _, _ in self._standby.values():
+            kill_now(proc)
+        self._standby.clear()
 
     async def wait_ready(self, name: str, timeout: float = READY_TIMEOUT) -> None:
         import httpx
@@ -301,13 +364,15 @@ class Stack:
                         f"{name}: not ready after {timeout:.0f}s ({last}); last lines of {sp.log_path}:\n"
                         f"{sp.log_tail()}"
                     )
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.1)
 
     async def _bring_up(self, name: str, port: int | None, migrate: bool, timeout: float) -> None:
         t = time.monotonic()
         if migrate:
-            await self.migrate(name)
-            self.note(f"{name}: migrated ({time.monotonic() - t:.1f}s)")
+            if await self.migrate(name):
+                self.note(f"{name}: migrated ({time.monotonic() - t:.1f}s)")
+            else:
+                self.note(f"{name}: schema at head ({time.monotonic() - t:.1f}s)")
         self.spawn_service(name, port)
         await self.wait_ready(name, timeout)
         self.note(f"{name}: ready on {self.services[name].url}")
@@ -334,14 +399,7 @@ class Stack:
             await self.provision(missing)
         if self.broker is None:
             await self.start_kafka()
-        tasks = [asyncio.create_task(self._bring_up(n, self.ports[n], migrate, timeout)) for n in names]
-        try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        await all_or_none([self._bring_up(n, self.ports[n], migrate, timeout) for n in names])
         return {n: self.services[n] for n in names}
 
     # ------------------------------------------------------------------ gateway
@@ -386,14 +444,18 @@ class Stack:
         if busy:
             raise StartupError(f"ports already in use: {', '.join(busy)} (another `make run`?)")
         _ = self.secrets  # create secrets.env before any service reads it
+        self._prepare_dirs()
+        self.start_standbys(names)  # their imports overlap PostgreSQL, the broker and the schema checks
         await self.start_infra(kafka_port=kafka_port)
-        await self.start_services(names)
-        await self.start_gateway(gateway_port)
+        # Caddy needs only the ports: it starts while the services do (502 until each is up).
+        await all_or_none([self.start_services(names),
+                           self.start_gateway(gateway_port, {n: f"127.0.0.1:{self.ports[n]}" for n in names})])
 
     async def stop(self, timeout: float = 10.0, *, keep_postgres: bool = False) -> None:
         """Stop in reverse order: services (SIGTERM, SIGKILL after ``timeout``), Caddy, tansu and
         the embedded PostgreSQL (unless ``keep_postgres``) -- only what this stack started (not an
         assigned ``postgres``/``broker``). Safe to call twice."""
+        self._drop_standbys()
         procs = [sp for sp in self.services.values() if sp.process is not None]
         await asyncio.gather(*(terminate(sp.process, timeout) for sp in procs))
         if self.gateway is not None:
@@ -405,6 +467,7 @@ class Stack:
 
     def kill(self) -> None:
         """SIGKILL every child process now (PostgreSQL is left to stop())."""
+        self._drop_standbys()
         for sp in self.services.values():
             kill_now(sp.process)
         if self.gateway is not None:

@@ -30,6 +30,7 @@ from common.db import Database
 from common.events import Envelope
 from common.messaging.kafka import ensure_topics
 from common.observability.metrics import CONSUMED, CONSUMER_ERRORS, CONSUMER_LAG, EVENTS_RECEIVED
+from common.outage import is_outage
 
 COMMIT_INTERVAL = 0.1  # seconds between Kafka offset commits while records keep coming
 LAG_INTERVAL = 5.0  # seconds between consumer lag samples (a scrape every 15 s needs no more)
@@ -69,6 +70,11 @@ class ConsumedEvent:
 IDLE_AFTER = 2.0
 IDLE_FETCH_WAIT_MS = 100
 
+
+# While the database or the broker is unreachable, held events are tried again after these waits (doubling):
+# short, so that events flow again within a second or two of its return.
+OUTAGE_FIRST_DELAY = 0.2
+OUTAGE_MAX_DELAY = 2.0
 
 def _set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
     """aiokafka reads the wait each time it builds a fetch request; it has no public setter."""
@@ -121,6 +127,8 @@ class EventConsumer:
             fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
             max_poll_records=self.max_records,
             metadata_max_age_ms=30_000,
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self.settings.kafka_session_timeout_ms // 3,
         )
         consumer.subscribe(self.topics, listener=_Assignment(self.assigned))
         self._consumer = consumer
@@ -199,12 +207,37 @@ class EventConsumer:
         if not events:
             return
         try:
-            await self._apply(events)
+            await self._apply_through_outages(events)
         except Exception:
             # Isolate the bad one: go one by one, so one poison event does not block the others.
             logger.exception("consumer %s: batch of %d failed; retrying one by one", self.name, len(events))
             for event in events:
                 await self._apply_one_with_retries(event)
+
+    async def _apply_through_outages(self, events: list[ConsumedEvent], error: str | None = None) -> None:
+        """`_apply`, tried again for as long as the database (or the broker) is unreachable: an outage is
+        no event's fault, so it never counts towards dead-lettering. Meanwhile nothing new is fetched and
+        no offset is committed past these events."""
+        delay, since = OUTAGE_FIRST_DELAY, None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._apply(events, error)
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                CONSUMER_ERRORS.labels(self.name, "outage").inc()
+                if since is None:
+                    since = loop.time()
+                    logger.warning("consumer %s: database or broker unreachable (%s: %s); %d event(s) held, "
+                                   "trying again until it answers", self.name, type(exc).__name__, exc, len(events))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, OUTAGE_MAX_DELAY)
+                continue
+            if since is not None:
+                logger.warning("consumer %s: reachable again after %.1f s; %d held event(s) applied", self.name,
+                               loop.time() - since, len(events))
+            return
 
     async def _apply(self, events: list[ConsumedEvent], error: str | None = None) -> None:
         parent = propagate.extract(events[0].headers)
@@ -246,9 +279,11 @@ class EventConsumer:
                     logger.exception("consumer %s: after-commit hook failed", self.name)
 
     async def _apply_one_with_retries(self, event: ConsumedEvent) -> None:
+        """A poison event (its handler fails for it alone) is dead-lettered after `max_attempts`; outages
+        in between are waited out and not counted."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self._apply([event])
+                await self._apply_through_outages([event])
                 return
             except Exception as exc:
                 CONSUMER_ERRORS.labels(self.name, "handler").inc()
@@ -256,6 +291,6 @@ class EventConsumer:
                     logger.error("consumer %s: event %s (%s) failed %d times; recorded as dead letter: %s",
                                  self.name, event.id, event.envelope.event, attempt, exc)
                     # Recorded with its error in the inbox: visible, and not re-applied on replay.
-                    await self._apply([event], error=repr(exc)[:2000])
+                    await self._apply_through_outages([event], error=repr(exc)[:2000])
                     return
                 await asyncio.sleep(min(0.2 * 2 ** attempt, 5.0))

@@ -11,8 +11,15 @@ leader election or a deleted topic). The leader notices a loss three ways:
 - on every send: the broker places a record below an offset it acknowledged before (its log restarted);
 - while idle, every `check_interval`: a partition's listed end is not past the lowest offset of the
   last pass's records (cheap, and right with tansu, whose listed end can stop at a batch's start).
-Then every retained row of the topic (OUTBOX_RETENTION_HOURS) is marked unpublished and sent again, in
-`seq` order, with its own event id: consumers drop what their inbox has already seen.
+Then only the rows whose records the broker lost are marked unpublished and sent again, in `seq` order,
+with their own event ids (consumers drop what their inbox has already seen): the leader remembers where
+the broker placed each row it sent (`placements`), and every row it placed in the topic is sent again --
+but not the rows the detecting pass has just placed in the new log (nor, as before, every retained row of
+the topic). Not "only the rows at or past the new end": a send that failed (timed out across the restart)
+may still have been written to the new log, so the new end says nothing of what survived (seen in the
+chaos test: 15 events lost that way). When the partition held records from before this leadership (an
+earlier leader's, or a start that finds fewer records than published rows), every retained row of the
+topic (OUTBOX_RETENTION_HOURS) not known to be in the log is sent again.
 
 Records go to an explicit partition (the producer's default: murmur2 of the key modulo the partitions the
 topic had when this leadership began). A restarted tansu auto-creates a topic on the first produce with
@@ -38,15 +45,20 @@ from prometheus_client import Counter
 from common.db import Database
 from common.messaging.kafka import end_offsets, ensure_topics, make_offsets_reader, true_ends
 from common.messaging.outbox import Outbox
+from common.messaging.placements import Placements
 from common.messaging.wakeup import register_leader, unregister_leader
 from common.observability.metrics import EVENTS_PUBLISHED, OUTBOX_LAG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 from common.observability.tracing import child_headers, spans_recorded
+from common.outage import is_outage
 
 logger = logging.getLogger("common.relay")
 tracer = trace.get_tracer("common.relay")
 
 BROKER_LOSSES = Counter("outbox_broker_losses_total",
                         "Times the broker was found to have lost records it acknowledged", ["source"])
+# A partition this leadership knows nothing of: any loss in it may concern rows of earlier leaders.
+UNKNOWN_PAST = 2**62
+
 REPUBLISHED = Counter("outbox_republished_total", "Outbox rows sent again after a broker loss", ["source"])
 
 
@@ -63,6 +75,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.check_interval = check_interval
+        self.reconnect_interval = 0.5
         self.lock_key = zlib.crc32(f"outbox-relay:{outbox.source}".encode())
         table = self.table.name
         self._select = (f"SELECT seq, topic, aggregate_id, event_type, payload::text AS payload, "
@@ -71,12 +84,17 @@ class OutboxRelay:
         self._mark = f"UPDATE {table} SET published_at = now() WHERE seq = ANY($1::bigint[])"
         self._count_published = (f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE topic = $1 "
                                  f"AND published_at IS NOT NULL LIMIT $2) AS published")
-        self._unmark = f"UPDATE {table} SET published_at = NULL WHERE topic = $1 AND published_at IS NOT NULL"
+        self._unmark_all = (f"UPDATE {table} SET published_at = NULL WHERE topic = $1 AND published_at IS NOT NULL "
+                            f"AND seq <> ALL($2::bigint[])")
+        self._unmark_rows = f"UPDATE {table} SET published_at = NULL WHERE seq = ANY($1::bigint[]) AND published_at IS NOT NULL"
         # Per (topic, partition), while this process leads: the highest offset + 1 the broker acknowledged,
         # and the lowest offset + 1 of the latest pass (its listed end must reach at least that).
         self.acknowledged: dict[tuple[str, int], int] = {}
         self.floor: dict[tuple[str, int], int] = {}
-        self._lost: set[str] = set()  # topics the broker was seen to have lost records of
+        # Where the broker placed this leadership's rows, per (topic, partition), and what it lost, per topic:
+        # the rows' seqs, or None for "every retained row not known to be in the log".
+        self.placements: dict[tuple[str, int], Placements] = {}
+        self._lost: dict[str, set[int] | None] = {}
         self._offsets: Any = None
         self._counts: dict[str, int] = {}  # partitions written to, per topic, for this leadership
         self.is_leader = False
@@ -85,9 +103,32 @@ class OutboxRelay:
     def lost_leadership(self, _: BaseException | None = None) -> None:
         self.is_leader = False
 
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> Any:
+        """The relay's own connection. While the database is unreachable it is asked for again every
+        `reconnect_interval` (not after `supervise`'s doubling backoff, which reached 8 s within a 7 s
+        PostgreSQL restart): publishing resumes within a moment of the database's return."""
+        since = None
+        while True:
+            try:
+                conn = await self.database.engine.connect().start()
+                break
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
+                if since is None:
+                    since = asyncio.get_running_loop().time()
+                    logger.warning("outbox relay %s: database unreachable (%s: %s); waiting for it",
+                                   self.outbox.source, type(exc).__name__, exc)
+                await asyncio.sleep(self.reconnect_interval)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
     async def run(self) -> None:
         """Lead (publish) while this process holds the relay lock; meant to run under `supervise`."""
-        async with self.database.engine.connect() as conn:
+        async with self._connection() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             while not await raw.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
                 # Another process is the active relay; stand by and try again.
@@ -105,6 +146,8 @@ class OutboxRelay:
                 await self._offsets.start()
                 self.acknowledged.clear()
                 self.floor.clear()
+                self.placements.clear()
+                self._lost.clear()
                 self._counts.clear()
                 await self._check_at_start(raw)
                 loop = asyncio.get_running_loop()
@@ -159,8 +202,10 @@ class OutboxRelay:
         for row in rows:
             futures.append(await self._send(row))
         results = await asyncio.gather(*futures, return_exceptions=True)
-        done = [row["seq"] for row, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
-        self._note_acknowledged([r for r in results if not isinstance(r, BaseException)])
+        sent = [(row["seq"], meta) for row, meta in zip(rows, results, strict=True)
+                if not isinstance(meta, BaseException)]
+        done = [seq for seq, _ in sent]
+        self._note_acknowledged(sent)
         failed = len(rows) - len(done)
         if done:
             await conn.execute(self._mark, done)
@@ -174,18 +219,37 @@ class OutboxRelay:
         return len(done)
 
     # ------------------------------------------------------------------ broker loss
-    def _note_acknowledged(self, metas: list[Any]) -> None:
-        """Track the broker's acknowledged offsets; one placed below an earlier one means its log restarted."""
-        lowest: dict[tuple[str, int], int] = {}
-        for meta in metas:
-            key = (meta.topic, meta.partition)
-            before = self.acknowledged.get(key, 0)
-            if meta.offset < before:
-                self._broker_lost(meta.topic, f"partition {meta.partition} placed a record at offset "
-                                              f"{meta.offset} after acknowledging up to {before - 1}")
-            self.acknowledged[key] = max(before, meta.offset + 1)
-            lowest[key] = min(lowest.get(key, meta.offset), meta.offset)
-        self.floor.update({key: offset + 1 for key, offset in lowest.items()})
+    def _note_acknowledged(self, sent: list[tuple[int, Any]]) -> None:
+        """Record where the broker placed each row (seq, metadata); a record placed below an offset it
+        acknowledged before means its log went back. Of that pass, only the rows of such a partition are
+        known to be in the new log: the others may have been acknowledged by the broker before it died."""
+        by_partition: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        for seq, meta in sent:
+            by_partition.setdefault((meta.topic, meta.partition), []).append((meta.offset, seq))
+        for placed in by_partition.values():
+            placed.sort()
+        back = {key: placed[0][0] for key, placed in by_partition.items()
+                if placed[0][0] < self.acknowledged.get(key, 0)}
+        for topic in {t for t, _ in back}:
+            (t, p), end = next((key, end) for key, end in back.items() if key[0] == topic)
+            self._broker_lost(topic, f"partition {p} placed a record at offset {end} after acknowledging up to "
+                                     f"{self.acknowledged[(t, p)] - 1}",
+                              {p: end for (t, p), end in back.items() if t == topic},
+                              sent={seq for key in back if key[0] == topic for _, seq in by_partition[key]})
+        for key, placed in by_partition.items():
+            lost = self._lost.get(key[0], ())
+            if key[0] in self._lost and key not in back:
+                if lost is not None:  # maybe acknowledged by the broker that died: sent again
+                    lost.update(seq for _, seq in placed)
+                continue
+            self._placed(key).add(placed)
+            self.acknowledged[key] = max(self.acknowledged.get(key, 0), placed[-1][0] + 1)
+            self.floor[key] = placed[0][0] + 1
+
+    def _placed(self, key: tuple[str, int]) -> Placements:
+        if key not in self.placements:  # not seen at this leadership's start: its past is unknown
+            self.placements[key] = Placements(baseline=UNKNOWN_PAST)
+        return self.placements[key]
 
     async def _partitions(self, topic: str) -> int:
         if topic not in self._counts:
@@ -204,8 +268,10 @@ class OutboxRelay:
             return
         total = sum(ends.values())
         published = await conn.fetchval(self._count_published, topic, total + 1)
+        self.placements.update({(topic, p): Placements(baseline=end) for p, end in ends.items()})
         if published > total:
-            self._broker_lost(topic, f"it holds {total} records but {published} outbox rows were published to it")
+            self._broker_lost(topic, f"it holds {total} records but {published} outbox rows were published to it",
+                              None)
         else:  # what the partitions hold now is the baseline: a restart with nothing sent shows below it
             self.acknowledged.update({(topic, p): end for p, end in ends.items()})
             self.floor.update({(topic, p): 1 for p, end in ends.items() if end > 0})
@@ -214,34 +280,67 @@ class OutboxRelay:
         """While idle, compare the listed ends with the latest records sent (a restart with nothing to send)."""
         for topic in {t for t, _ in self.floor}:
             try:
-                ends = await end_offsets(self._offsets, topic, await self._partitions(topic))
+                lost = await self._shortened(topic)
             except Exception as exc:
                 logger.info("outbox relay %s: end offsets of %s unreadable: %s", self.outbox.source, topic, exc)
                 continue
-            lost = [(p, end, floor) for (t, p), floor in self.floor.items()
-                    if t == topic and (end := ends.get(p, 0)) < floor]
             if lost:
-                p, end, floor = lost[0]
-                self._broker_lost(topic, f"partition {p} ends at offset {end} after acknowledging offset {floor - 1}")
+                p, end = next(iter(lost.items()))
+                self._broker_lost(topic, f"partition {p} ends at offset {end} after acknowledging offset "
+                                         f"{self.floor[(topic, p)] - 1}", lost)
 
-    def _broker_lost(self, topic: str, why: str) -> None:
+    async def _shortened(self, topic: str) -> dict[int, int]:
+        """The partitions whose listed end is not past the lowest offset of the last records sent to them
+        (tansu may list a partition's end at its last batch's start + 1, never lower): {partition: end}."""
+        ends = await end_offsets(self._offsets, topic, await self._partitions(topic))
+        return {p: ends.get(p, 0) for (t, p), floor in self.floor.items() if t == topic and ends.get(p, 0) < floor}
+
+    def _broker_lost(self, topic: str, why: str, ends: dict[int, int] | None, sent: set[int] = frozenset()) -> None:
+        """`ends`: each partition seen to go back and where its log ends now (None: which is unknown). The rows
+        placed in any partition of the topic are lost, minus `sent` (just placed in the new log)."""
         if topic not in self._lost:
             BROKER_LOSSES.labels(self.outbox.source).inc()
             logger.warning("outbox relay %s: the broker lost acknowledged records of %s (%s); re-publishing "
                            "them from the outbox", self.outbox.source, topic, why)
-        self._lost.add(topic)
+        lost = self._lost.setdefault(topic, set())
+        everything = ends is None or lost is None
+        # Every partition of the topic, all it held: a restarted broker lost them all, and records of failed
+        # sends may sit below a new end in place of ours (module docstring).
+        for key in [key for key in self.placements if key[0] == topic] + [(topic, p) for p in ends or {}]:
+            seqs, before_us = self._placed(key).cut(0)
+            everything = everything or before_us
+            if lost is not None:
+                lost.update(seqs)
+            self.acknowledged[key] = (ends or {}).get(key[1], 0)
+            self.floor.pop(key, None)
+        if everything:
+            self._lost[topic] = None
+        elif lost is not None:
+            lost.difference_update(sent)
 
     async def _republish(self, conn: Any) -> None:
-        """Mark every retained row of the lost topics unpublished: the loop sends them again in order."""
+        """Mark the lost rows unpublished: the loop sends them again in order."""
         for topic in sorted(self._lost):
             await ensure_topics(self.bootstrap, [topic], self.partitions)  # recreated with its partitioning
-            status = await conn.execute(self._unmark, topic)
+            try:  # partitions not written to since the loss went back too (tansu loses all of them at once)
+                if shortened := await self._shortened(topic):
+                    self._broker_lost(topic, "", shortened)
+            except Exception as exc:
+                logger.info("outbox relay %s: end offsets of %s unreadable: %s", self.outbox.source, topic, exc)
+                self._lost[topic] = None
+            lost = self._lost[topic]
+            if lost is None:
+                mine = [placed for (t, _), placed in self.placements.items() if t == topic]
+                in_log = [seq for placed in mine for seq in placed.kept()]
+                status = await conn.execute(self._unmark_all, topic, in_log)
+                for placed in mine:  # every retained row is sent again by this leadership: all tracked now
+                    placed.baseline = 0
+            else:
+                status = await conn.execute(self._unmark_rows, sorted(lost))
             count = int(status.split()[-1])
             REPUBLISHED.labels(self.outbox.source).inc(count)
-            logger.warning("outbox relay %s: %d retained rows of %s marked for re-publishing", self.outbox.source,
-                           count, topic)
-            self.acknowledged = {k: v for k, v in self.acknowledged.items() if k[0] != topic}
-            self.floor = {k: v for k, v in self.floor.items() if k[0] != topic}
+            logger.warning("outbox relay %s: %d rows of %s marked for re-publishing (%s)", self.outbox.source, count,
+                           topic, "every retained row not in the log" if lost is None else "the rows it lost")
         self._lost.clear()
 
     async def _send(self, row: Any) -> asyncio.Future[Any]:
