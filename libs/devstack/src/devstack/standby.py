@@ -22,6 +22,8 @@ import json
 import os
 import sys
 
+from setproctitle import setproctitle
+
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     line = sys.stdin.readline()
     if not line.strip():
         return
+    # From here on this process IS the service: show the command line it stands for, so whoever finds a service
+    # by its command line (ps, pgrep -f, a chaos script) finds a restarted one too, spare or not. (Before the
+    # environment is replaced: setproctitle takes its room from the original environment block.)
+    setproctitle(f"{sys.executable} -m uvicorn {app} --factory --host {host} --port {port}")
     os.environ.clear()
     os.environ.update(json.loads(line)["env"])
     uvicorn.run(app, factory=True, host=host, port=port)
