@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from common.outage import is_outage
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = logging.getLogger("common.errors")
 T = TypeVar("T")
@@ -106,6 +108,14 @@ def _jsonable_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out[:50]
 
 
+def _unavailable(request: Request, exc: BaseException) -> JSONResponse:
+    # The database or the broker is unreachable (restarting, failing over): not the caller's fault and not a bug.
+    # 503 + Retry-After tells clients and providers' webhooks to come back; nothing was changed.
+    logger.warning("dependency unreachable on %s %s: %s", request.method, request.url.path, exc)
+    return problem_response(503, "Service Unavailable", "A dependency is unreachable; try again shortly",
+                            headers={"Retry-After": "1"})
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -125,6 +135,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_outage(exc):
+            return _unavailable(request, exc)
         # Input the database cannot hold (NUL characters, out-of-range numbers: SQLSTATE class 22)
         # is the caller's fault; a constraint the service did not anticipate (class 23) is a conflict.
         sqlstate = str(getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "__cause__", None),
@@ -144,6 +156,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StatementError)
     async def _statement(request: Request, exc: StatementError) -> JSONResponse:
+        if is_outage(exc):
+            return _unavailable(request, exc)
         if isinstance(exc.orig, UnicodeEncodeError):
             return await _unencodable(request, exc.orig)
         if isinstance(exc, DBAPIError):
@@ -153,6 +167,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):
+            return _unavailable(request, exc)
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "Internal Server Error", "An unexpected error occurred")
 
