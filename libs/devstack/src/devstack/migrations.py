@@ -43,8 +43,14 @@ def _literals(script: Path, names: tuple[str, ...]) -> dict[str, object]:
     for node in ast.parse(script.read_text()).body:
         target = node.target if isinstance(node, ast.AnnAssign) else (
             node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
-        if isinstance(target, ast.Name) and target.id in names and node.value is not None:
-            values[target.id] = ast.literal_eval(node.value)
+        if target is None or node.value is None:
+            continue
+        # `revision = "0003"`, `revision: str = "0003"`, or both at once: `revision, down_revision = "0003", "0002"`
+        both = isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
+        pairs = zip(target.elts, node.value.elts, strict=True) if both else [(target, node.value)]
+        for name, value in pairs:
+            if isinstance(name, ast.Name) and name.id in names:
+                values[name.id] = ast.literal_eval(value)
     return values
 
 

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision, down_revision = "0003", "0002"
+revision: str = "0003"
+down_revision: str | None = "0002"
 
 
 def upgrade() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,7 +11,7 @@ from sqlalchemy import Dialect, Executable, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from common.observability.database_spans import trace_database
+from common.observability.database_spans import statement_span, trace_database
 
 
 class Prepared:
@@ -57,7 +58,8 @@ class Database:
         )
         # The same pool, each statement committing by itself (no BEGIN/COMMIT round trips): for hot paths
         # that write in one statement. Connections go back to the pool in the default isolation level.
-        trace_database(self.engine)  # a span per statement when TRACING_DATABASE_SPANS=true (off by default)
+        # a span per statement when TRACING_DATABASE_SPANS=true (off by default); `run` makes its own
+        self._spans = trace_database(self.engine)
         self.autocommit: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
@@ -69,9 +71,11 @@ class Database:
         if len(params) != len(names):  # a value nobody binds would be dropped silently
             raise ValueError(f"expected parameters {[n for n, _ in names]}, got {sorted(params)}")
         args = [process(params[name]) if process else params[name] for name, process in names]
+        span = statement_span(sql, self.engine.url.database) if self._spans else contextlib.nullcontext()
         conn = await self.engine.raw_connection()
         try:
-            await conn.driver_connection.execute(sql, *args)
+            with span:
+                await conn.driver_connection.execute(sql, *args)
         except asyncpg.PostgresError as exc:
             conn.close()
             error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError

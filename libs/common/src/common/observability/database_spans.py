@@ -8,7 +8,9 @@ tenants process's CPU with them and 2.0 without (bench (g), alternating runs), ~
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.sqlalchemy import __version__
@@ -37,3 +39,14 @@ def trace_database(engine: AsyncEngine) -> bool:
         description="The number of connections that are currently in state described by the state attribute.")
     EngineTracer(tracer, engine.sync_engine, connections)
     return True
+
+
+@contextlib.contextmanager
+def statement_span(sql: str, database: str | None) -> Iterator[None]:
+    """The span the instrumentation would make, for a statement run on the driver directly (`Database.run`,
+    which bypasses SQLAlchemy's execution and so its cursor events)."""
+    tracer = trace.get_tracer(_SCOPE, __version__)
+    name = f"{sql.split(maxsplit=1)[0].upper()} {database}" if database else sql.split(maxsplit=1)[0].upper()
+    with tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes={
+            "db.system": "postgresql", "db.statement": sql, **({"db.name": database} if database else {})}):
+        yield
