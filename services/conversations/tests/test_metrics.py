@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from prometheus_client.parser import text_string_to_metric_families
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from common.testing.fake_whatsapp import batch, text_message
