@@ -51,8 +51,8 @@ def session() -> aiohttp.ClientSession:
 
 def proxied() -> bool:
     """HTTP(S)_PROXY (with NO_PROXY) are honoured when set, as they were with httpx. Only then: with
-    `trust_env` aiohttp looks them (and ~/.netrc) up again on every call, in a thread, which cost ~15 % of
-    the worker's CPU at 200 replies/s and a thread hop on each provider call."""
+    `trust_env` aiohttp looks them (and ~/.netrc) up again on every call, in a thread: a thread hop on each
+    provider call (bench (w), quiet machine: reply p50 134 ms with it, 83 ms without)."""
     names = ("http_proxy", "https_proxy", "all_proxy")
     return any(os.environ.get(name) or os.environ.get(name.upper()) for name in names)
 
