@@ -30,7 +30,19 @@ async def _start_conversations(api: Api, graph_base: str) -> None:
     if "conversations" in stack.services:
         return
     stack.extra_env["WHATSAPP_GRAPH_API_BASE"] = graph_base
+    stack.extra_env["CONVERSATIONS_WORKER_PORT"] = str(free_port())  # its worker process's /healthz, /metrics
     await stack.start_services(["conversations"], ports={"conversations": free_port()})
+
+
+async def _worker_pid(api: Api) -> int | None:
+    """The conversations worker process (a child of the API, CONVERSATIONS_WORKERS=process), so the CPU line
+    shows it apart from the API process (it would otherwise count under its parent's name)."""
+    port = api.stack.extra_env["CONVERSATIONS_WORKER_PORT"]
+    try:
+        async with api.session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            return int((await resp.json())["pid"]) if resp.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError):
+        return None  # workers inline (CONVERSATIONS_WORKERS=inline): all of it is the API's
 
 
 async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progress: Any,
@@ -38,6 +50,7 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
     async with fake_graph() as graph:
         await _start_conversations(api, graph.base_url)
         cpu.track("conversations", api.stack.services["conversations"].process.pid)
+        cpu.track("conversations-worker", await _worker_pid(api))
         number, token, secret = str(uuid.uuid4().int)[:15], "EAAG" + uuid.uuid4().hex, "bench-" + uuid.uuid4().hex
         graph.add_number(number, token=token)
         base = api.url("conversations", "/api/platform/operations")

@@ -72,12 +72,24 @@ async def n8n():
 
 
 @pytest.fixture(scope="session")
-async def service_url(database_url, platform_settings, graph):
+def worker_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def worker_url(worker_port) -> str:
+    """The worker process (CONVERSATIONS_WORKERS=process, the default) of the service under test."""
+    return f"http://127.0.0.1:{worker_port}"
+
+
+@pytest.fixture(scope="session")
+async def service_url(database_url, platform_settings, graph, worker_port):
     port = free_port()
     settings = Settings(database_url=database_url, **platform_settings, whatsapp_graph_api_base=graph.base_url,
                         platform_public_url=f"http://127.0.0.1:{port}", conversation_idle_sweep_seconds=0.3,
                         conversations_worker_poll_seconds=0.5, outbound_retry_max_seconds=1.0,
-                        whatsapp_timeout_seconds=3.0, conversations_metrics_refresh_seconds=0.3)
+                        whatsapp_timeout_seconds=3.0, conversations_metrics_refresh_seconds=0.3,
+                        conversations_worker_port=worker_port)
     async with serve_app(create_app(settings), port=port) as url:
         yield url
 

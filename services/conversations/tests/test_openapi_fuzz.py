@@ -14,7 +14,8 @@ async def scratch_url(migrated_database, platform_settings, graph):
     """The API on a database of its own (generated requests add channels and agents that would disturb other
     tests); provider calls go to the fake Graph API or fail fast (generated Evolution URLs)."""
     settings = Settings(database_url=await migrated_database("conversations", name="conversations_fuzz"),
-                        **platform_settings, whatsapp_graph_api_base=graph.base_url, whatsapp_timeout_seconds=0.5)
+                        **platform_settings, whatsapp_graph_api_base=graph.base_url, whatsapp_timeout_seconds=0.5,
+                        conversations_worker_port=0)
     async with serve_app(create_app(settings)) as url:
         yield url
 

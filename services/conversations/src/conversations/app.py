@@ -6,42 +6,25 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from common.app import Runtime, create_service_app
 from common.errors import problem_response
-from common.observability.secret_age import KeptSecret, track_secret_ages
-from common.supervise import every
 from conversations.api import public_routes, routers
-from conversations.channel.handlers import refresh_channel_gauge
 from conversations.config import Settings
-from conversations.conversation.handlers import end_idle_conversations
 from conversations.events import outbox
-from conversations.models import Channel
-from conversations.outbound.worker import OutboundWorker
 from conversations.providers import http
-from conversations.webhook.handlers import purge_inbound
-from conversations.webhook.worker import InboundWorker
+from conversations.worker_process import WorkerProcess
+from conversations.workers import start_workers
 
 logger = logging.getLogger("conversations.app")
 
 
-async def start_workers(app: FastAPI, runtime: Runtime) -> None:
+async def start(app: FastAPI, runtime: Runtime) -> None:
     settings: Settings = runtime.settings  # type: ignore[assignment]
-    inbound = InboundWorker(runtime.database, settings.conversations_worker_poll_seconds)
-    outbound = OutboundWorker(runtime.database, settings)
-    app.state.workers = (inbound, outbound)
-    runtime.supervise("inbound-webhooks", inbound.run)
-    runtime.supervise("outbound-messages", outbound.run)
-    runtime.supervise("pending-replies", lambda: every(settings.conversations_worker_poll_seconds,
-                                                       inbound.resume_replies, first=0.0))
-    runtime.supervise("idle-conversations", lambda: every(
-        settings.conversation_idle_sweep_seconds,
-        lambda: end_idle_conversations(runtime.database, settings.conversation_idle_minutes)))
-    runtime.supervise("channel-gauge", lambda: every(
-        settings.conversations_metrics_refresh_seconds, lambda: refresh_channel_gauge(runtime.database), first=0.0))
-    runtime.supervise("inbound-retention", lambda: every(
-        3600.0, lambda: purge_inbound(runtime.database, settings.inbound_retention_hours), first=60.0))
-    live = (Channel.deleted_at.is_(None),)
-    track_secret_ages(runtime, [KeptSecret("whatsapp_access_token", Channel.access_token_encrypted, live),
-                                KeptSecret("whatsapp_app_secret", Channel.app_secret_encrypted, live),
-                                KeptSecret("evolution_api_key", Channel.api_key_encrypted, live)])
+    if settings.conversations_workers == "inline":
+        start_workers(runtime)
+    elif settings.conversations_workers == "process":
+        worker = WorkerProcess(settings)
+        app.state.worker_process = worker
+        runtime.supervise("worker-process", worker.run)
+        app.state.readiness_checks["worker"] = worker.check
 
 
 async def stop(app: FastAPI, runtime: Runtime) -> None:
@@ -63,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "`channel.status.changed`; receives the providers' webhooks under `/api/webhooks`.",
         routers=routers,
         outbox=outbox,
-        on_startup=start_workers,
+        on_startup=start,
         on_shutdown=stop,
         public_routes=public_routes,
     )

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 
 from common.config import ServiceSettings
@@ -23,3 +25,9 @@ class Settings(ServiceSettings):
     inbound_retention_hours: float = Field(default=168.0, gt=0)
     # How often the channels-by-status gauge is read from the database.
     conversations_metrics_refresh_seconds: float = Field(default=30.0, gt=0)
+    # Where the workers (stored webhooks, queued messages, sweeps) run: `process`, a child process of the API
+    # (restarted if it dies), so acknowledging a webhook never waits behind their CPU; `inline`, on the API's
+    # event loop; `off`, not here (a separate `python -m conversations.worker` deployment runs them).
+    conversations_workers: Literal["process", "inline", "off"] = "process"
+    # The worker process serves /healthz and /metrics here (0: any free port).
+    conversations_worker_port: int = Field(default=8115, ge=0, le=65535)

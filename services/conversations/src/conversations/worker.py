@@ -1,0 +1,126 @@
+"""`python -m conversations.worker`: the service's background loops (`conversations.workers`) in a process
+of their own, so the API's event loop only authenticates, stores and answers.
+
+Woken at once by commits in the API process (LISTEN on the workers' channels: `common.messaging.wakeup`
+sends one coalesced NOTIFY when the leader is elsewhere), polling as a fallback. Serves `/healthz` and
+`/metrics` (this process's own series) on CONVERSATIONS_WORKER_PORT. Started by the API as a child process
+(CONVERSATIONS_WORKERS=process, `--parent <pid>`: it then ends with the API), or alone (a Deployment of its
+own, with CONVERSATIONS_WORKERS=off on the API)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from common.app import Runtime
+from common.db import Database
+from common.messaging.wakeup import wake
+from common.observability.logging import configure_logging
+from common.observability.tracing import configure_tracing
+from conversations.config import Settings
+from conversations.providers import http
+from conversations.workers import WAKE_CHANNELS, start_workers
+
+logger = logging.getLogger("conversations.worker")
+_PR_SET_PDEATHSIG = 1
+PING_SECONDS = 5.0  # how often the quiet LISTEN connection is checked (a dead one is reopened)
+
+
+async def listen(database: Database, channels: Iterable[str]) -> None:
+    """Wake this process's workers on NOTIFY from commits elsewhere; meant to run under `supervise`."""
+    channels = tuple(channels)
+
+    def on_notify(_conn: Any, _pid: int, channel: str, _payload: str) -> None:
+        wake(channel, None)  # the worker leading this channel here
+
+    async with database.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        try:
+            for channel in channels:
+                await raw.add_listener(channel, on_notify)
+            for channel in channels:  # whatever was committed while nobody listened
+                wake(channel, None)
+            while True:
+                await asyncio.sleep(PING_SECONDS)
+                await raw.fetchval("SELECT 1")
+        finally:
+            with contextlib.suppress(Exception):
+                for channel in channels:
+                    await raw.remove_listener(channel, on_notify)
+            with contextlib.suppress(Exception):
+                await conn.invalidate()  # never back to the pool with listeners on it
+
+
+def status_app() -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "pid": os.getpid()})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(settings: Settings) -> None:
+    """Run every loop until SIGTERM or SIGINT."""
+    database = Database(settings.database_url, pool_size=settings.database_pool_size)
+    runtime = Runtime(settings=settings, database=database)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(status_app(), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "0.0.0.0", settings.conversations_worker_port)
+        await site.start()
+        start_workers(runtime)
+        runtime.supervise("wake-ups", lambda: listen(database, WAKE_CHANNELS))
+        logger.info("conversations worker started (pid %d, status on %s)", os.getpid(), site.name)
+        await stop.wait()
+    finally:
+        for task in reversed(runtime.tasks):
+            task.cancel()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await runner.cleanup()
+        await http.close()
+        await database.dispose()
+        logger.info("conversations worker stopped")
+
+
+def _end_with(parent: int) -> None:
+    """SIGTERM when the API process that started this one dies (however it dies); and if it is already gone
+    (it died before this line), end now."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        raise SystemExit(f"parent process {parent} is gone")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m conversations.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parent", type=int, help="end with this process (set by the API that starts it)")
+    args = parser.parse_args(argv)
+    if args.parent:
+        _end_with(args.parent)
+    settings = Settings()
+    configure_logging(settings.service_name, settings.log_level)
+    configure_tracing(settings.service_name)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()
