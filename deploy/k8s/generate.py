@@ -49,6 +49,10 @@ EXTRA_ENV = {
     "billing": [PUBLIC_URL],
 }
 
+# Conversations runs its workers in a child process (CONVERSATIONS_WORKERS=process), which serves its own
+# /metrics: the PodMonitor scrapes it by this port's name.
+SIDE_PORTS = {"conversations": {"name": "worker-metrics", "containerPort": 8115}}
+
 RESTRICTED_CONTAINER = {
     "runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534, "readOnlyRootFilesystem": True,
     "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
@@ -89,9 +93,11 @@ def deployment(name: str, port: int) -> dict[str, Any]:
         "name": name,
         "image": IMAGE,
         "args": ["serve"],
-        "ports": [{"name": "http", "containerPort": port}],
+        "ports": [{"name": "http", "containerPort": port}, *([SIDE_PORTS[name]] if name in SIDE_PORTS else [])],
         "envFrom": [{"configMapRef": {"name": "plataforma-config"}}],
-        "env": [{"name": "PORT", "value": str(port)}, *service_env(name), *EXTRA_ENV.get(name, [])],
+        "env": [{"name": "PORT", "value": str(port)}, *service_env(name), *EXTRA_ENV.get(name, []),
+                *([{"name": "CONVERSATIONS_WORKER_PORT", "value": str(SIDE_PORTS[name]["containerPort"])}]
+                  if name in SIDE_PORTS else [])],
         "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 2,
                          "failureThreshold": 60},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5,
@@ -191,7 +197,9 @@ def api_network_policy(name: str, port: int) -> dict[str, Any]:
         "metadata": meta(name),
         "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
                  "policyTypes": ["Ingress"],
-                 "ingress": [{"from": sources, "ports": [{"protocol": "TCP", "port": port}]}]},
+                 "ingress": [{"from": sources, "ports": [
+                     {"protocol": "TCP", "port": p}
+                     for p in (port, *([SIDE_PORTS[name]["containerPort"]] if name in SIDE_PORTS else []))]}]},
     }
 
 

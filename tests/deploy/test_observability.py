@@ -106,12 +106,14 @@ async def prometheus(stack, tmp_path_factory):
     if binary is None:
         pytest.skip("prometheus is not installed (apt-get install prometheus; make test-observability does it)")
     workdir = tmp_path_factory.mktemp("prometheus")
+    # Every process of every service: conversations' worker serves its own /metrics (a side port).
+    ports = [(name, port) for name, proc in stack.services.items()
+             for port in (proc.port, *map(int, stack.side_ports(name).values()))]
     config = {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "rule_files": [str(ROOT / "deploy/prometheus/alerts.yml")],
         "scrape_configs": [{"job_name": "plataforma", "static_configs": [
-            {"targets": [f"127.0.0.1:{proc.port}"], "labels": {"service": name}}
-            for name, proc in stack.services.items()]}],
+            {"targets": [f"127.0.0.1:{port}"], "labels": {"service": name}} for name, port in ports]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -127,7 +129,7 @@ async def prometheus(stack, tmp_path_factory):
                 try:
                     resp = await client.get("/api/v1/targets")  # 503 while its storage starts
                     targets = resp.json()["data"]["activeTargets"] if resp.status_code == 200 else []
-                    if len(targets) == len(stack.services) and all(t["health"] == "up" for t in targets):
+                    if len(targets) == len(ports) and all(t["health"] == "up" for t in targets):
                         break
                 except httpx.TransportError:
                     pass

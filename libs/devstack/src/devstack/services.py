@@ -24,6 +24,9 @@ class ServiceSpec:
     port: int  # default local port under ``make run``
     database: str  # its own PostgreSQL database
     routes: tuple[str, ...]  # gateway path matchers (Caddy syntax: trailing ``*`` = prefix)
+    # More ports the service listens on, by the variable that sets each, with its ``make run`` default
+    # (conversations' worker process serves its /metrics and /healthz on one).
+    side_ports: tuple[tuple[str, int], ...] = ()
 
     @property
     def env_prefix(self) -> str:
@@ -61,6 +64,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
             "/api/webhooks/whatsapp/*",
             "/api/webhooks/evolution/*",
         ),
+        side_ports=(("CONVERSATIONS_WORKER_PORT", 8115),),
     ),
     ServiceSpec(
         "billing",

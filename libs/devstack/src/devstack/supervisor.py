@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import credentials, docs
-from ._proc import all_or_none, kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
+from ._proc import all_or_none, free_port, kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
 from .gateway import Gateway, start_gateway
 from .kafka import Broker, start_kafka
 from .migrations import at_head
@@ -130,6 +130,7 @@ class Stack:
         self._owned: set[str] = set()  # "postgres" / "kafka" started by this stack
         # Service processes importing ahead of their start (devstack.standby): name -> (process, port, spare?)
         self._standby: dict[str, tuple[subprocess.Popen[bytes], int, bool]] = {}
+        self._side_ports: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ helpers
     def elapsed(self) -> float:
@@ -232,12 +233,24 @@ class Stack:
             }
         )
         env.setdefault("OTEL_SERVICE_NAME", spec.name)
+        env.update(self.side_ports(name))
         if self.broker is not None and self.broker.embedded:
             # A restarted consumer waits for its dead predecessor to leave the group, and tansu holds every
             # join about half this long: 3 s instead of aiokafka's 10 s (see common.config).
             env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "3000")
         env.update(self.extra_env)
         return env
+
+    def side_ports(self, name: str) -> dict[str, str]:
+        """The service's other ports (``ServiceSpec.side_ports``): their ``make run`` defaults when it runs on its
+        own default port, free ones otherwise (a test stack next to ``make run``); the same on every restart."""
+        spec = self._spec(name)
+        if name not in self._side_ports:
+            on_defaults = self.ports.get(name, spec.port) == spec.port
+            self._side_ports[name] = {var: str(self.extra_env.get(var) or self.env.get(var)
+                                                  or (default if on_defaults else free_port()))
+                                      for var, default in spec.side_ports}
+        return self._side_ports[name]
 
     async def migrate(self, name: str) -> bool:
         """``alembic upgrade head`` for ``name``, unless its database already is at the head (False then)."""
