@@ -26,6 +26,7 @@ import httpx
 import psutil
 import pytest
 
+from common.testing.fixtures import server_fixture
 from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 
@@ -340,10 +341,7 @@ def report(name: str, counts: dict[str, int], recovery: dict[str, Recovery]) -> 
     return line
 
 
-@pytest.fixture(scope="module")
-async def receiver():
-    async with webhook_receiver() as r:
-        yield r
+receiver = server_fixture(webhook_receiver, "receiver", scope="module")
 
 
 @pytest.fixture(scope="module")

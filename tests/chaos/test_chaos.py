@@ -52,20 +52,7 @@ async def test_issue_burst_dispatcher_then_tenants_killed(platform):
 
 
 @pytest.mark.chaos_full
-async def test_burst_broker_killed(platform):
-    await run_case(platform, "broker@50%", 1000, 100.0, [(0.5, "kafka")])
-
-
-@pytest.mark.chaos_full
-async def test_burst_postgres_killed(platform):
-    await run_case(platform, "postgres@50%", 1000, 100.0, [(0.5, "postgres")])
-
-
-@pytest.mark.chaos_full
-async def test_burst_gateway_killed(platform):
-    await run_case(platform, "gateway@50%", 1000, 100.0, [(0.5, "gateway")])
-
-
-@pytest.mark.chaos_full
-async def test_burst_full_stop_start(platform):
-    await run_case(platform, "full stop/start@50%", 1000, 100.0, [(0.5, "stop/start")])
+@pytest.mark.parametrize("killed", ["kafka", "postgres", "gateway", "stop/start"])
+async def test_burst_with_one_part_killed_halfway(platform, killed):
+    name = {"kafka": "broker", "postgres": "postgres", "gateway": "gateway", "stop/start": "full stop/start"}[killed]
+    await run_case(platform, f"{name}@50%", 1000, 100.0, [(0.5, killed)])

@@ -25,6 +25,7 @@ import yaml
 
 from common.testing.fake_stripe import fake_stripe
 from common.testing.fake_whatsapp import fake_graph, sign, text_message, wamid
+from common.testing.fixtures import server_fixture
 from common.testing.receiver import webhook_receiver
 from common.testing.servers import free_port
 
@@ -56,10 +57,7 @@ def grafana(expr: str) -> str:
     return expr
 
 
-@pytest.fixture(scope="module")
-async def subscriber():
-    async with webhook_receiver() as r:
-        yield r
+subscriber = server_fixture(webhook_receiver, "subscriber", scope="module")
 
 
 @pytest.fixture(scope="module")

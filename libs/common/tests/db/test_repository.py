@@ -183,7 +183,8 @@ async def test_every_way_of_reading_a_page_gives_the_same_pages_in_order(databas
     async with database.sessionmaker() as session:
         repo = ItemRepository(session)
         statement = select(Item).where(Item.name.startswith(tag))
-        for order_by, expected in (([Item.name.asc()], names), ([func.lower(Item.name).desc()], names[::-1])):
+        for order_by, expected in (([Item.name.asc()], names), ([Item.name], names),  # a bare attribute too
+                                  ([func.lower(Item.name).desc()], names[::-1])):
             pages = [[item.name for item in (await repo.paginate(statement, limit=4, offset=offset,
                                                                  order_by=order_by))[0]] for offset in (0, 4, 8)]
             assert pages == [expected[:4], expected[4:8], expected[8:]]

@@ -93,6 +93,9 @@ class Repository(Generic[M]):
         total, exact = await self.page_total(statement)
         if total == 0 or (exact and offset >= total):
             return [], total
+        # A bare ORM attribute (`Model.created_at`) is no SQL clause yet: made one, its column is found below
+        # (else the ids query would order by a table it does not select from: a cross join, wrong pages).
+        order_by = [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in order_by]
         tiebreak = self.model.id.desc() if order_by and _descending(order_by[0]) else self.model.id.asc()
         few = exact and total <= FEW_PER_PAGE * limit
         if few or offset >= DEEP_OFFSET:

@@ -69,11 +69,11 @@ def events_fixture(*topics: str) -> Any:
     return events
 
 
-def server_fixture(start: Callable[[], Any], name: str) -> Any:
-    """A session fixture serving `start()` (an async context manager: a fake provider, the webhook
-    receiver) for the whole run: `stripe = server_fixture(fake_stripe, "stripe")`."""
+def server_fixture(start: Callable[[], Any], name: str, scope: str = "session") -> Any:
+    """A fixture serving `start()` (an async context manager: a fake provider, the webhook receiver) for
+    the whole run, or the `scope` given: `stripe = server_fixture(fake_stripe, "stripe")`."""
 
-    @pytest.fixture(scope="session", name=name)
+    @pytest.fixture(scope=scope, name=name)  # type: ignore[call-overload]
     async def server() -> AsyncIterator[Any]:
         async with start() as running:
             yield running

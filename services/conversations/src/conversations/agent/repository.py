@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 
 from common.db.repository import Repository
+from common.errors import Conflict
 from conversations.models import Agent, PendingReply
 
 LEASE_MARGIN_SECONDS = 10.0  # beyond the flow's own timeout, before another worker may ask it again
@@ -13,6 +14,8 @@ LEASE_MARGIN_SECONDS = 10.0  # beyond the flow's own timeout, before another wor
 
 class AgentRepository(Repository[Agent]):
     model = Agent
+    violations = {"uq_agents_enabled_channel": lambda: Conflict(
+        "The channel has an enabled agent already; disable it first")}
 
     async def enabled_for(self, channel_id: uuid.UUID) -> Agent | None:
         return await self.get_one(select(Agent).where(Agent.channel_id == channel_id, Agent.enabled.is_(True)))  # type: ignore[attr-defined]

@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.api import Page, PageParams
 from common.db import utcnow
-from common.errors import Conflict, NotFound, Unprocessable
+from common.errors import NotFound, Unprocessable
 from conversations.agent.replies import decide
 from conversations.agent.repository import LEASE_MARGIN_SECONDS, AgentRepository, PendingReplyRepository
 from conversations.agent.schemas import AgentCreate, AgentMode, AgentRead, AgentUpdate
@@ -37,14 +36,6 @@ def _check(agent: Agent) -> None:
         raise Unprocessable("An N8N agent needs n8nWebhookUrl")
 
 
-async def _flush(session: AsyncSession) -> None:
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        raise Conflict("The channel has an enabled agent already; disable it first") from None
-
-
 def _values(body: AgentCreate | AgentUpdate) -> dict[str, Any]:
     values = body.model_dump(exclude_unset=True, exclude={"channel_id"})
     if "rules" in values and values["rules"] is not None:
@@ -58,8 +49,7 @@ async def create(session: AsyncSession, body: AgentCreate) -> AgentRead:
         raise NotFound(f"Channel {body.channel_id} not found")
     agent = Agent(id=uuid.uuid4(), channel_id=body.channel_id, **_values(body))
     _check(agent)
-    session.add(agent)
-    await _flush(session)
+    await AgentRepository(session).add(agent)
     return AgentRead.model_validate(agent)
 
 
@@ -69,7 +59,7 @@ async def update(session: AsyncSession, agent_id: uuid.UUID, body: AgentUpdate) 
         setattr(agent, name, value)
     _check(agent)
     agent.updated_at = utcnow()
-    await _flush(session)
+    await AgentRepository(session).flush()
     return AgentRead.model_validate(agent)
 
 
