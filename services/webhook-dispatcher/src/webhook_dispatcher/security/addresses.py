@@ -68,18 +68,20 @@ _IPV4_COMPATIBLE = _V6("::/96")
 _GLOBAL_UNICAST = _V6("2000::/3")
 
 
-def _ranges(*ranges: tuple[str, str]) -> list[tuple[IPNetwork, str]]:
-    """(network, reason) pairs, most specific network first so the reason names the narrowest range.
-    The reason ends with the range ("loopback (127.0.0.0/8)"), or the address when it is a single one."""
-    blocked: list[tuple[IPNetwork, str]] = []
+def _ranges(*ranges: tuple[str, str]) -> dict[int, list[tuple[IPNetwork, str]]]:
+    """(network, reason) pairs by IP version, most specific network first so the reason names the narrowest
+    range. The reason ends with the range ("loopback (127.0.0.0/8)"), or the address when it is a single one."""
+    blocked: dict[int, list[tuple[IPNetwork, str]]] = {4: [], 6: []}
     for cidr, name in ranges:
         network = ipaddress.ip_network(cidr)
         where = network.network_address if network.num_addresses == 1 else network
-        blocked.append((network, f"{name} ({where})"))
-    return sorted(blocked, key=lambda item: -item[0].prefixlen)
+        blocked[network.version].append((network, f"{name} ({where})"))
+    for networks in blocked.values():
+        networks.sort(key=lambda item: -item[0].prefixlen)
+    return blocked
 
 
-# The non-public ranges, IPv4 and IPv6 (an address is never inside a network of the other version).
+# The non-public ranges, IPv4 and IPv6.
 _BLOCKED = _ranges(
     ("0.0.0.0/32", "unspecified address"),
     ("0.0.0.0/8", "'this network'"),
@@ -148,7 +150,7 @@ def blocked_reason(ip: IPAddress | str) -> str | None:
     if metadata:
         return metadata
     if isinstance(ip, ipaddress.IPv4Address):
-        for network, reason in _BLOCKED:
+        for network, reason in _BLOCKED[ip.version]:
             if ip in network:
                 return reason
         return None
@@ -167,7 +169,7 @@ def blocked_reason(ip: IPAddress | str) -> str | None:
     embedded = _embedded_ipv4(ip)
     if embedded is not None:
         return f"deprecated IPv4-compatible IPv6 address (::/96, {_embedded_note(embedded)})"
-    for network, reason in _BLOCKED:
+    for network, reason in _BLOCKED[ip.version]:
         if ip in network:
             return reason
     if ip not in _GLOBAL_UNICAST:
