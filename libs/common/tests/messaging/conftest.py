@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -30,3 +31,21 @@ def recording_consumer() -> Callable[..., tuple[EventConsumer, list[uuid.UUID]]]
         return consumer, applied
 
     return make
+
+
+@pytest.fixture
+async def broker(tmp_path):
+    """A tansu of this test's own, so it can be killed and started again on the same address."""
+    from devstack.kafka import start_tansu
+
+    started = [await start_tansu(log_path=tmp_path / "tansu.log")]
+    port = int(started[0].bootstrap.rsplit(":", 1)[1])
+
+    async def restart() -> None:
+        started[-1].kill()
+        await asyncio.to_thread(started[-1].process.wait)
+        started.append(await start_tansu(port, log_path=tmp_path / "tansu.log"))
+
+    started[0].restart = restart  # type: ignore[attr-defined]
+    yield started[0]
+    await started[-1].stop()
