@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,3 +51,17 @@ async def broker(tmp_path):
     started[0].restart = restart  # type: ignore[attr-defined]
     yield started[0]
     await started[-1].stop()
+
+
+@pytest.fixture
+async def own_postgres():
+    """A PostgreSQL of this test's own: it is stopped and started again (the session's serves other tests)."""
+    from devstack.postgres import restart_embedded, start_embedded
+
+    data_dir = Path(tempfile.mkdtemp(prefix="outage-"))  # short: the socket lives in it
+    pg = await asyncio.to_thread(start_embedded, data_dir)
+    pg.restart = lambda: asyncio.to_thread(restart_embedded, pg)  # type: ignore[attr-defined]
+    try:
+        yield pg
+    finally:
+        await asyncio.to_thread(pg.stop)
