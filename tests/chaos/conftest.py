@@ -67,11 +67,14 @@ class BurstResult:
     failed: int = 0  # answered otherwise (or no answer): the caller knows it was not confirmed
     reasons: dict[str, int] = field(default_factory=dict)  # why, e.g. {"502": 40, "ConnectError": 3}
     failed_at: list[float] = field(default_factory=list)  # seconds into the burst each failed create was sent
+    server_errors: list[str] = field(default_factory=list)  # the bodies of 500 answers (an outage is 503)
 
-    def fail(self, reason: str, sent_at: float) -> None:
+    def fail(self, reason: str, sent_at: float, body: str | None = None) -> None:
         self.failed += 1
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
         self.failed_at.append(sent_at)
+        if reason == "500" and body is not None:
+            self.server_errors.append(f"{sent_at:.1f}s: {body[:500]}")
 
 
 class Platform:
@@ -151,6 +154,12 @@ class Platform:
                     if ('"WARNING"' in line or '"ERROR"' in line) and '"logger":"aiokafka' not in line]
             out += [f"--- {name}.log"] + kept[-lines:]
         return "\n".join(out)
+
+    def keep_logs(self, case: str) -> Path:
+        """Copy the stack's log folder out of DATA_DIR (removed after the module): for a case that saw a 500."""
+        kept = Path(tempfile.gettempdir()) / f"chaos-logs-{''.join(c if c.isalnum() else '-' for c in case)}-{int(time.time())}"
+        shutil.copytree(self.data_dir / "logs", kept, dirs_exist_ok=True)
+        return kept
 
     def status(self) -> dict:
         try:
@@ -259,7 +268,7 @@ class Platform:
                 if resp.status_code == 201:
                     result.created.append(resp.json()["id"])
                 else:
-                    result.fail(str(resp.status_code), sent_at)
+                    result.fail(str(resp.status_code), sent_at, resp.text)
 
             creates = []
             for i in range(count):

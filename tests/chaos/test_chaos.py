@@ -26,13 +26,17 @@ async def run_case(platform, name, count, rate, kills):
             actions[fraction] = lambda part=part: platform.kill_and_time(part, recovery)
     result = await platform.burst(count, rate, actions)
     counts = await settle(platform, hook, result)
-    for line in platform.lines[seen_lines:]:  # what `make run` said meanwhile: exits, returns
-        if "WARNING" in line or ": back" in line or "ready" in line:
+    for line in platform.lines[seen_lines:]:  # what `make run` said meanwhile: exits, returns, the stop's phases
+        if "WARNING" in line or ": back" in line or "ready" in line or "stop" in line or "schema" in line:
             print("   ", line[:300])
     report(name, counts, recovery)
-    if counts["lost"] or not counts["settled_with_marker"]:
+    if result.server_errors:  # never expected (an outage answers 503): keep what explains them
+        print(f"    {len(result.server_errors)} answer(s) 500:", *result.server_errors[:5], sep="\n    ")
+        print(f"    logs kept in {platform.keep_logs(name)}")
+    if counts["lost"] or not counts["settled_with_marker"] or result.server_errors:
         print(platform.log_digest())
     assert counts["lost"] == 0, counts
+    assert not result.server_errors, result.server_errors  # an outage answers 503 + Retry-After, never 500
     assert counts["one_id_per_tenant"] == 1, counts
     assert counts["settled_with_marker"] == 1, counts
     assert counts["created"] > 0

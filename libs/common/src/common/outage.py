@@ -34,5 +34,10 @@ def is_outage(exc: BaseException) -> bool:
             return True
         if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
             return True
+        if isinstance(current, asyncpg.InternalClientError) and "another operation" in str(current):
+            # "cannot switch to state N; another operation (M) is in progress": a pooled connection left
+            # mid-statement when the server died under it (seen at PostgreSQL's SIGKILL, on the driver path
+            # of `Database.run`, which then discards it). Our connections are never shared by two tasks.
+            return True
         pending += [getattr(current, "orig", None), current.__cause__, current.__context__]
     return False

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,3 +33,35 @@ def recording_consumer() -> Callable[..., tuple[EventConsumer, list[uuid.UUID]]]
         return consumer, applied
 
     return make
+
+
+@pytest.fixture
+async def broker(tmp_path):
+    """A tansu of this test's own, so it can be killed and started again on the same address."""
+    from devstack.kafka import start_tansu
+
+    started = [await start_tansu(log_path=tmp_path / "tansu.log")]
+    port = int(started[0].bootstrap.rsplit(":", 1)[1])
+
+    async def restart() -> None:
+        started[-1].kill()
+        await asyncio.to_thread(started[-1].process.wait)
+        started.append(await start_tansu(port, log_path=tmp_path / "tansu.log"))
+
+    started[0].restart = restart  # type: ignore[attr-defined]
+    yield started[0]
+    await started[-1].stop()
+
+
+@pytest.fixture
+async def own_postgres():
+    """A PostgreSQL of this test's own: it is stopped and started again (the session's serves other tests)."""
+    from devstack.postgres import restart_embedded, start_embedded
+
+    data_dir = Path(tempfile.mkdtemp(prefix="outage-"))  # short: the socket lives in it
+    pg = await asyncio.to_thread(start_embedded, data_dir)
+    pg.restart = lambda: asyncio.to_thread(restart_embedded, pg)  # type: ignore[attr-defined]
+    try:
+        yield pg
+    finally:
+        await asyncio.to_thread(pg.stop)

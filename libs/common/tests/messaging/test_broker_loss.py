@@ -27,24 +27,6 @@ OUTBOX = outbox_table(Base.metadata)
 INBOX = inbox_table(Base.metadata)
 
 
-@pytest.fixture
-async def broker(tmp_path):
-    """A tansu of this test's own, so it can be killed and started again on the same address."""
-    from devstack.kafka import start_tansu
-
-    started = [await start_tansu(log_path=tmp_path / "tansu.log")]
-    port = int(started[0].bootstrap.rsplit(":", 1)[1])
-
-    async def restart() -> None:
-        started[-1].kill()
-        await asyncio.to_thread(started[-1].process.wait)
-        started.append(await start_tansu(port, log_path=tmp_path / "tansu.log"))
-
-    started[0].restart = restart  # type: ignore[attr-defined]
-    yield started[0]
-    await started[-1].stop()
-
-
 @contextlib.asynccontextmanager
 async def running(coro_fn, name):
     task = asyncio.create_task(supervise(name, coro_fn, first_delay=0.2, max_delay=1.0))

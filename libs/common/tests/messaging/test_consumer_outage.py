@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 import uuid
-from pathlib import Path
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import Column, Table, select, text
 from sqlalchemy.orm import DeclarativeBase
@@ -76,20 +73,6 @@ async def consuming(database, bootstrap, topic, *, poison=frozenset()):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-@pytest.fixture
-async def own_postgres():
-    """A PostgreSQL of this test's own: it is stopped and started again (the session's serves other tests)."""
-    from devstack.postgres import restart_embedded, start_embedded
-
-    data_dir = Path(tempfile.mkdtemp(prefix="outage-"))  # short: the socket lives in it
-    pg = await asyncio.to_thread(start_embedded, data_dir)
-    pg.restart = lambda: asyncio.to_thread(restart_embedded, pg)  # type: ignore[attr-defined]
-    try:
-        yield pg
-    finally:
-        await asyncio.to_thread(pg.stop)
 
 
 async def applied_and_dead(database, consumer_name):
@@ -166,5 +149,7 @@ def test_outages_are_told_from_event_failures():
     assert is_outage(sa_exc.TimeoutError("QueuePool limit reached"))
     assert is_outage(ConnectionRefusedError(111, "refused"))
     assert is_outage(asyncpg.CannotConnectNowError("the database system is starting up"))
+    # A pooled connection left mid-statement by a server that died under it (test_api_through_a_postgres_crash).
+    assert is_outage(asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"))
     assert not is_outage(ValueError("bad payload"))
     assert not is_outage(sa_exc.IntegrityError("INSERT", {}, asyncpg.UniqueViolationError("duplicate")))

@@ -14,6 +14,7 @@ CLI (e.g. for a gateway image): ``python -m devstack.docs <dest>``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -30,9 +31,12 @@ _PLACEHOLDER = "/*SERVICES_JSON*/[]"
 
 
 def swagger_static_dir() -> Path:
-    import fastapi_offline
-
-    return Path(fastapi_offline.__file__).parent / "static"
+    # Found, not imported: importing fastapi_offline imports FastAPI, a second of CPU that blocked the
+    # supervisor's loop (its schema checks and service starts) while the services import.
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("fastapi_offline (Swagger UI 5 assets) is not installed")
+    return Path(spec.origin).parent / "static"
 
 
 def render_index(services: Iterable[ServiceSpec] = SERVICES) -> str:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import subprocess
@@ -59,6 +60,7 @@ from .services import JWKS_PATH, SERVICES, ServiceSpec
 
 MIGRATION_TIMEOUT = 180.0
 READY_TIMEOUT = 120.0
+READY_POLL = 0.05  # seconds between /readyz polls of a starting service (each a few ms of its CPU)
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
 
 
@@ -235,9 +237,11 @@ class Stack:
         env.setdefault("OTEL_SERVICE_NAME", spec.name)
         env.update(self.side_ports(name))
         if self.broker is not None and self.broker.embedded:
-            # A restarted consumer waits for its dead predecessor to leave the group, and tansu holds every
-            # join about half this long: 3 s instead of aiokafka's 10 s (see common.config).
-            env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "3000")
+            # tansu holds every join ~1 s (at 1000) to 3 s (at 6000), and a consumer restarted after a SIGKILL
+            # waits for its dead predecessor's session to end: measured (aiokafka 0.14, tansu 0.6) first join
+            # 2.0 s and join after a killed member 7.1 s at 3000, both 1.0 s at 1000 (the dead member's session
+            # ends within the first hold). Heartbeats every 1/3 of it: a few tiny requests a second.
+            env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "1000")
         env.update(self.extra_env)
         return env
 
@@ -377,7 +381,7 @@ class Stack:
                         f"{name}: not ready after {timeout:.0f}s ({last}); last lines of {sp.log_path}:\n"
                         f"{sp.log_tail()}"
                     )
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(READY_POLL)
 
     async def _bring_up(self, name: str, port: int | None, migrate: bool, timeout: float) -> None:
         t = time.monotonic()
@@ -459,7 +463,11 @@ class Stack:
         _ = self.secrets  # create secrets.env before any service reads it
         self._prepare_dirs()
         self.start_standbys(names)  # their imports overlap PostgreSQL, the broker and the schema checks
+        # httpx (the readiness polls) imported meanwhile too: imported at the first poll, it held this loop
+        # 0.4 s (2 s on a busy machine) while the other services' schema checks and starts waited.
+        warming = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "httpx"))
         await self.start_infra(kafka_port=kafka_port)
+        await warming
         # Caddy needs only the ports: it starts while the services do (502 until each is up).
         await all_or_none([self.start_services(names),
                            self.start_gateway(gateway_port, {n: f"127.0.0.1:{self.ports[n]}" for n in names})])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -83,15 +84,31 @@ def _set_fetch_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
         fetcher._fetch_max_wait_ms = wait_ms
 
 
+def membership(consumer: AIOKafkaConsumer) -> tuple[int, str] | None:
+    """(generation, member id) of the consumer's current group membership; (-1, "") between a lost membership
+    and the next join. aiokafka keeps it on its coordinator, with no public accessor."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or not hasattr(coordinator, "generation"):
+        return None
+    return coordinator.generation, coordinator.member_id
+
+
 class _Assignment(ConsumerRebalanceListener):
-    def __init__(self, event: asyncio.Event) -> None:
+    def __init__(self, event: asyncio.Event, name: str) -> None:
         self.event = event
+        self.name = name
+        self.first = asyncio.Event()  # this consumer's own first assignment
+        self.started = time.monotonic()
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        # How long a group join takes is most of a restarted service's way back: worth a line in its log.
+        logger.info("consumer %s: %d partition(s) assigned %.2f s after start", self.name, len(assigned),
+                    time.monotonic() - self.started)
         self.event.set()
+        self.first.set()
 
 
 class EventConsumer:
@@ -115,6 +132,7 @@ class EventConsumer:
 
     async def run(self) -> None:
         """Consume until cancelled; meant to run under `supervise`, which restarts it after a failure."""
+        assignment = _Assignment(self.assigned, self.name)
         await ensure_topics(self.settings.kafka_bootstrap_servers, self.topics,
                             self.settings.kafka_topic_partitions)
         consumer = AIOKafkaConsumer(
@@ -130,17 +148,23 @@ class EventConsumer:
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self.settings.kafka_session_timeout_ms // 3,
         )
-        consumer.subscribe(self.topics, listener=_Assignment(self.assigned))
+        consumer.subscribe(self.topics, listener=assignment)
         self._consumer = consumer
         await consumer.start()
         committing: asyncio.Future[None] | None = None
         offsets: dict[Any, int] = {}  # processed, not yet committed
+        offsets_of = None  # the group membership those offsets were fetched under
         loop = asyncio.get_running_loop()
         committed_at = lag_at = busy_at = loop.time()
         idle = False
         try:
+            await assignment.first.wait()  # joined by aiokafka's own coordination task
+            offsets_of = membership(consumer)
             while True:
+                fetched_by = membership(consumer)
                 batches = await consumer.getmany(timeout_ms=500, max_records=self.max_records)
+                if membership(consumer) != fetched_by:
+                    fetched_by = None  # joined anew while fetching: these records' positions may be the old ones
                 now = loop.time()
                 if batches:
                     busy_at = now
@@ -154,7 +178,18 @@ class EventConsumer:
                     # Every partition's records in one transaction: per-partition order is kept (records
                     # of one key share a partition), round trips are not multiplied.
                     await self._process([r for records in batches.values() for r in records])
+                    if offsets_of != fetched_by:
+                        offsets, offsets_of = {}, fetched_by
                     offsets.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
+                if offsets and offsets_of != membership(consumer):
+                    # The group was joined anew meanwhile (a restarted broker forgot it, or a rebalance): these
+                    # offsets come from positions of the old membership -- after a tansu restart, positions in
+                    # a log that no longer exists. Committed now, they would become the new assignment's
+                    # starting positions and skip the new log's first records (the relay's re-published
+                    # rows): dropped, what they cover is read again and the inbox absorbs it.
+                    logger.info("consumer %s: group joined anew; offsets of the previous membership dropped",
+                                self.name)
+                    offsets = {}
                 # Offsets go after the database commit, as always, but at most every COMMIT_INTERVAL and
                 # without making the next batch wait for the broker: what a crash or a rebalance
                 # replays is already in the inbox, which absorbs it.
@@ -169,7 +204,7 @@ class EventConsumer:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 if committing is not None:
                     await committing
-                if offsets:
+                if offsets and offsets_of == membership(consumer):
                     await consumer.commit(offsets)
             with contextlib.suppress(Exception):
                 await consumer.stop()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import zlib
 from collections import Counter as Tally
@@ -260,12 +261,18 @@ class OutboxRelay:
         """A new leader knows no acknowledged offsets: the outbox says how many records the topic must
         hold at least (rows marked published; other producers of the topic only add to it)."""
         topic = self.outbox.topic
-        try:
-            ends = await true_ends(self._offsets, topic, await self._partitions(topic))
-        except Exception as exc:  # the broker is not answering: the send-time check still guards
-            logger.warning("outbox relay %s: end offsets of %s unreadable at start: %s", self.outbox.source,
-                           topic, exc)
-            return
+        for attempt in itertools.count():
+            try:
+                ends = await true_ends(self._offsets, topic, await self._partitions(topic))
+                break
+            except Exception as exc:
+                # Asked again until the broker answers (nothing can be published before it does anyway). Going on
+                # without these ends left the leadership with no baseline at all: a restart of the broker before it
+                # (e.g. the one that ended the previous leadership) lost rows that nothing would ever re-send.
+                if attempt == 0:
+                    logger.warning("outbox relay %s: end offsets of %s unreadable at start (%s: %s); asking again "
+                                   "until the broker answers", self.outbox.source, topic, type(exc).__name__, exc)
+                await asyncio.sleep(self.reconnect_interval)
         total = sum(ends.values())
         published = await conn.fetchval(self._count_published, topic, total + 1)
         self.placements.update({(topic, p): Placements(baseline=end) for p, end in ends.items()})
