@@ -77,7 +77,12 @@ class Database:
             with span:
                 await conn.driver_connection.execute(sql, *args)
         except asyncpg.PostgresError as exc:
-            conn.close()
+            # A statement refused for its data leaves a usable connection; anything else (the server shutting
+            # down, a killed backend) may not, and a dead one back in the pool fails the next request.
+            if isinstance(exc, (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)):
+                conn.close()
+            else:
+                conn.invalidate()
             error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
             raise error(sql, args, exc) from exc
         except BaseException:
