@@ -35,13 +35,14 @@ class ServiceSettings(BaseSettings):
     outbox_retention_hours: float = Field(default=72.0, gt=0)
     outbox_purge_interval_seconds: float = Field(default=3600.0, gt=0)
     outbox_purge_batch: int = Field(default=1000, ge=1)
-    # A consumer group join against tansu takes ~5 s; short fetch waits keep p99 low (ARCHITECTURE §8).
+    # A consumer group join against tansu takes about half the session timeout (below); short fetch waits keep p99 low (ARCHITECTURE §8).
     # Against tansu the produce->consume p50 follows this wait (measured at 200 msg/s: 3.0 ms at 10,
     # 5.3 ms at 20, 26 ms at 100): it does not answer a waiting fetch as soon as data arrives.
     kafka_fetch_max_wait_ms: int = 10
     # A consumer that died is taken out of its group after this, and against tansu every group join also
-    # waits about half of it (measured: 5 s at aiokafka's 10000, 1-2 s at 3000), so it bounds how soon a
-    # restarted consumer gets its partitions back. `make run` sets 3000 for its embedded broker; a real
+    # waits about half of it (measured: 5 s at aiokafka's 10000, 1-2 s at 3000, 1.0 s at 1000, also after a
+    # killed member), so it bounds how soon a restarted consumer gets its partitions back. `make run` sets 1000
+    # for its embedded broker (one machine: no network pauses to ride out); a real
     # cluster refuses less than its group.min.session.timeout.ms (6000 by default).
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     otel_service_name: str | None = Field(default=None)
