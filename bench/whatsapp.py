@@ -83,7 +83,8 @@ async def _hops(api: Api, sent_at: dict[str, float], provider_at: dict[str, floa
 
 
 def _cpu_per_message(usage: dict[str, float], seconds: float, messages: int) -> dict[str, float]:
-    """CPU ms per measured message of each component (usage is % of one core over `seconds`)."""
+    """CPU ms per measured message of each component (usage: % of one core over `seconds`, from the first
+    measured POST until the last reply arrived)."""
     if not messages:
         return {}
     return {name: round(pct / 100 * seconds * 1000 / messages, 2) for name, pct in usage.items()
@@ -111,6 +112,7 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
                 raise RuntimeError(f"agent: {resp.status} {await resp.read()!r}")
         url = api.url("conversations", f"/api/webhooks/whatsapp/{channel['id']}")
         sent_at: dict[str, float] = {}
+        warm: set[str] = set()
         acks: list[float] = []
         failures = 0
 
@@ -120,6 +122,8 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
             started = time.time()
             if measured:
                 sent_at[contact] = started
+            else:
+                warm.add(contact)
             try:
                 async with api.session.post(url, data=raw, headers={"content-type": "application/json",
                                                                      "X-Hub-Signature-256": sign(secret, raw)}) as r:
@@ -144,17 +148,20 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
                                                      measured)))
             await asyncio.gather(*tasks)
 
+        async def replied(contacts: set[str] | dict[str, float], timeout: float = 30.0) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and sum(1 for m in graph.sent if m["to"] in contacts) < len(contacts):
+                await asyncio.sleep(0.2)
+
         progress(f"(w) warm-up {warmup:.0f}s at {rate:.0f}/s")
         await load(warmup, False)
+        await replied(warm)  # so that the CPU per message below counts none of the warm-up's work
         cpu0 = cpu.snapshot()
         await load(seconds, True)
         cpu1 = cpu.snapshot()
         usage = CpuMonitor.usage(cpu0, cpu1)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if sum(1 for m in graph.sent if m["to"] in sent_at) >= len(sent_at):
-                break
-            await asyncio.sleep(0.2)
+        await replied(sent_at)
+        cpu2 = cpu.snapshot()  # the measured messages' work, from their first POST to their last reply
         first: dict[str, float] = {}
         for m in graph.sent:
             if m["to"] in sent_at and m["to"] not in first:
@@ -163,7 +170,7 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
         hops = await _hops(api, sent_at, first)
     progress("(w) p50 / p99 per hop (ms): " + ", ".join(
         f"{hop} {v['p50']:.1f} / {v['p99']:.1f}" if isinstance(v, dict) else f"{hop} {v}" for hop, v in hops.items()))
-    per_message = _cpu_per_message(usage, cpu1.at - cpu0.at, len(sent_at))
+    per_message = _cpu_per_message(CpuMonitor.usage(cpu0, cpu2), cpu2.at - cpu0.at, len(sent_at))
     progress("(w) CPU ms per message: " + ", ".join(f"{k} {v:.2f}" for k, v in per_message.items()))
     return {"rate": rate, "seconds": seconds, "messages": len(sent_at), "failures": failures,
             "ack_p50_ms": percentile(acks, 50), "ack_p99_ms": percentile(acks, 99),
