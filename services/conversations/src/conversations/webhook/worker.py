@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
+from common.messaging.wakeup import wake_after_commit
 from conversations import metrics
 from conversations.agent import service as agents
 from conversations.agent.repository import AgentRepository, PendingReplyRepository
@@ -53,6 +54,7 @@ class BatchState:
     # New messages (inbound and the agent's replies), inserted with one Core statement after the conversations.
     messages: list[dict[str, Any]] = field(default_factory=list)
     channel_types: dict[uuid.UUID, str] = field(default_factory=dict)  # for the metrics' provider label
+    handed: set[uuid.UUID] = field(default_factory=set)  # replies leased here, for this process's outbound worker
 
 
 async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -> agents.FlowRequest | None | bool:
@@ -94,6 +96,8 @@ async def _write(session: AsyncSession, state: BatchState) -> None:
     """The conversations (ORM: new ones inserted, changed ones updated), then the new messages (one Core
     INSERT, in order, after the conversations they belong to)."""
     await session.flush()
+    if any(row["direction"] == "OUTBOUND" and row["id"] not in state.handed for row in state.messages):
+        wake_after_commit(session, conversations.OUTBOUND_WAKE)  # the outbound worker claims them
     await MessageRepository(session).insert_many(state.messages)
     state.messages.clear()
 
@@ -217,6 +221,7 @@ class InboundWorker(WokenWorker):
             if conversation is None or channel is None or channel.status == ChannelStatus.ERROR:
                 continue
             row["next_attempt_at"], row["attempts"] = lease_until, 1
+            state.handed.add(row["id"])
             jobs.append(outbound.job(channel, conversation, row, tokens))
         return jobs
 
