@@ -4,9 +4,10 @@ of their own, so the API's event loop only authenticates, stores and answers.
 Woken at once by commits in the API process (LISTEN on the workers' channels: `common.messaging.wakeup`
 sends one coalesced NOTIFY when the leader is elsewhere), polling as a fallback. Serves `/healthz` and
 `/metrics` (this process's own series) on CONVERSATIONS_WORKER_PORT. The service's outbox relay (and its
-retention) runs here too, beside the workers that write most of its rows: the API process only acknowledges. Started by the API as a child process
-(CONVERSATIONS_WORKERS=process, `--parent <pid>`: it then ends with the API), or alone (a Deployment of its
-own, with CONVERSATIONS_WORKERS=off on the API)."""
+retention) runs here too, beside the workers that write most of its rows: the API process only acknowledges.
+Started by the API as a child process (CONVERSATIONS_WORKERS=process, `--parent <pid>`: it then ends with
+the API, and runs at a lower CPU priority than it), or alone (a Deployment of its own, with
+CONVERSATIONS_WORKERS=off on the API)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ from conversations.workers import WAKE_CHANNELS, start_workers
 
 logger = logging.getLogger("conversations.worker")
 _PR_SET_PDEATHSIG = 1
+# Started by the API (same machine): when both want a CPU, the API's acknowledgements go first (what they
+# store is processed a moment later; a webhook left waiting is a provider's timeout and retry).
+NICE = 5
 PING_SECONDS = 5.0  # how often the quiet LISTEN connection is checked (a dead one is reopened)
 
 
@@ -124,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.parent:
         _end_with(args.parent)
+        os.nice(NICE)
     settings = Settings()
     configure_logging(settings.service_name, settings.log_level)
     configure_tracing(settings.service_name)
