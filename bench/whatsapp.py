@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from bench.machine import CpuMonitor
 from bench.scenarios import percentile
@@ -45,6 +46,51 @@ async def _worker_pid(api: Api) -> int | None:
         return None  # workers inline (CONVERSATIONS_WORKERS=inline): all of it is the API's
 
 
+# Where a reply's time goes, from the rows conversations wrote (same clock as the bench): webhook sent ->
+# stored (`inbound_events.created_at`, the acknowledging INSERT) -> picked up by the inbound worker (its batch's
+# `processed_at`) -> batch written (the row's `updated_at`, set by the batch's last statement before COMMIT) ->
+# reply claimed by the outbound worker (the claim leases it: `next_attempt_at` = claim + LEASE_SECONDS, the lease
+# of the default WHATSAPP_TIMEOUT_SECONDS, see `conversations.outbound.worker`) -> the provider got it.
+LEASE_SECONDS = 10.0 * 3 + 10
+_HOPS_SQL = """
+SELECT e.payload->>'contact', e.created_at, e.processed_at, e.updated_at,
+       m.next_attempt_at - make_interval(secs => $2)
+FROM inbound_events e
+JOIN conversations c ON c.channel_id = e.channel_id AND c.contact = e.payload->>'contact'
+JOIN messages m ON m.conversation_id = c.id AND m.direction = 'OUTBOUND'
+WHERE e.kind = 'message' AND e.payload->>'contact' = ANY($1)"""
+HOPS = ("stored", "picked", "written", "claimed", "provider")
+
+
+async def _hops(api: Api, sent_at: dict[str, float], provider_at: dict[str, float]) -> dict[str, Any]:
+    url = api.stack.database_urls["conversations"].replace("postgresql+asyncpg://", "postgresql://", 1)
+    try:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch(_HOPS_SQL, list(sent_at), LEASE_SECONDS)
+        finally:
+            await conn.close()
+    except Exception as exc:  # informative only
+        return {"error": repr(exc)[:200]}
+    gaps: dict[str, list[float]] = {hop: [] for hop in HOPS}
+    for contact, *stamps in rows:
+        if contact not in provider_at:
+            continue
+        times = [sent_at[contact], *(t.timestamp() for t in stamps), provider_at[contact]]
+        for hop, a, b in zip(HOPS, times[:-1], times[1:], strict=True):
+            gaps[hop].append((b - a) * 1000)
+    return {hop: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for hop, v in gaps.items()}
+
+
+def _cpu_per_message(usage: dict[str, float], seconds: float, messages: int) -> dict[str, float]:
+    """CPU ms per measured message of each component (usage: % of one core over `seconds`, from the first
+    measured POST until the last reply arrived)."""
+    if not messages:
+        return {}
+    return {name: round(pct / 100 * seconds * 1000 / messages, 2) for name, pct in usage.items()
+            if name not in ("others", "total")}
+
+
 async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progress: Any,
                   cpu: CpuMonitor) -> dict[str, Any]:
     async with fake_graph() as graph:
@@ -66,6 +112,7 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
                 raise RuntimeError(f"agent: {resp.status} {await resp.read()!r}")
         url = api.url("conversations", f"/api/webhooks/whatsapp/{channel['id']}")
         sent_at: dict[str, float] = {}
+        warm: set[str] = set()
         acks: list[float] = []
         failures = 0
 
@@ -75,6 +122,8 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
             started = time.time()
             if measured:
                 sent_at[contact] = started
+            else:
+                warm.add(contact)
             try:
                 async with api.session.post(url, data=raw, headers={"content-type": "application/json",
                                                                      "X-Hub-Signature-256": sign(secret, raw)}) as r:
@@ -99,22 +148,31 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
                                                      measured)))
             await asyncio.gather(*tasks)
 
+        async def replied(contacts: set[str] | dict[str, float], timeout: float = 30.0) -> None:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and sum(1 for m in graph.sent if m["to"] in contacts) < len(contacts):
+                await asyncio.sleep(0.2)
+
         progress(f"(w) warm-up {warmup:.0f}s at {rate:.0f}/s")
         await load(warmup, False)
+        await replied(warm)  # so that the CPU per message below counts none of the warm-up's work
         cpu0 = cpu.snapshot()
         await load(seconds, True)
-        usage = CpuMonitor.usage(cpu0, cpu.snapshot())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if sum(1 for m in graph.sent if m["to"] in sent_at) >= len(sent_at):
-                break
-            await asyncio.sleep(0.2)
+        cpu1 = cpu.snapshot()
+        usage = CpuMonitor.usage(cpu0, cpu1)
+        await replied(sent_at)
+        cpu2 = cpu.snapshot()  # the measured messages' work, from their first POST to their last reply
         first: dict[str, float] = {}
         for m in graph.sent:
             if m["to"] in sent_at and m["to"] not in first:
                 first[m["to"]] = m["at"]
         replies = [(first[c] - sent_at[c]) * 1000 for c in sent_at if c in first]
+        hops = await _hops(api, sent_at, first)
+    progress("(w) p50 / p99 per hop (ms): " + ", ".join(
+        f"{hop} {v['p50']:.1f} / {v['p99']:.1f}" if isinstance(v, dict) else f"{hop} {v}" for hop, v in hops.items()))
+    per_message = _cpu_per_message(CpuMonitor.usage(cpu0, cpu2), cpu2.at - cpu0.at, len(sent_at))
+    progress("(w) CPU ms per message: " + ", ".join(f"{k} {v:.2f}" for k, v in per_message.items()))
     return {"rate": rate, "seconds": seconds, "messages": len(sent_at), "failures": failures,
             "ack_p50_ms": percentile(acks, 50), "ack_p99_ms": percentile(acks, 99),
             "reply_p50_ms": percentile(replies, 50), "reply_p99_ms": percentile(replies, 99),
-            "replied": len(replies), "cpu": usage}
+            "replied": len(replies), "hops_ms": hops, "cpu_ms_per_message": per_message, "cpu": usage}

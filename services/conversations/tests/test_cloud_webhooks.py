@@ -181,3 +181,21 @@ async def test_a_failed_status_marks_the_message_failed_with_metas_reason(api, g
     assert (await api.post_cloud(channel, failed)).json() == {"received": 1, "new": 1}
     done = await api.wait_until(lambda: _find(api, conversation["id"], reply.json()["id"], "FAILED"))
     assert done["failureReason"] == "131026: Message undeliverable"
+
+
+async def test_a_new_contacts_replies_keep_their_order_when_the_first_is_throttled(api, graph):
+    """The greeting of a conversation goes to the provider as the batch that started it commits; Meta throttles
+    it (130429): it is tried again, and the agent's next reply in that conversation waits for it."""
+    channel = await api.cloud_channel()
+    await api.agent(channel["id"], greeting="¡Hola!", rules=[{"keywords": ["precio"], "reply": "Cuesta 10"}])
+    number, contact = channel["phoneNumberId"], "573004440001"
+    graph.fail_next(130429)
+    body = batch(number, messages=[(contact, "Buenas", None), (contact, "¿precio?", None)])
+    assert (await api.post_cloud(channel, body)).json() == {"received": 2, "new": 2}
+    sent = await api.wait_until(lambda: (texts := [m["text"] for m in graph.sent if m["to"] == contact])[1:] and texts)
+    assert sent == ["¡Hola!", "Cuesta 10"]
+    tried = [r["body"]["text"]["body"] for r in graph.requests if r["body"].get("to") == contact]
+    assert tried == ["¡Hola!", "¡Hola!", "Cuesta 10"]  # the throttled greeting again, then the next reply
+    conversation = await api.conversation_of(channel["id"], contact)
+    statuses = {m["text"]: m["status"] for m in await api.messages(conversation["id"]) if m["direction"] == "OUTBOUND"}
+    assert statuses == {"¡Hola!": "SENT", "Cuesta 10": "SENT"}

@@ -38,14 +38,17 @@ async def _busy(_: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
     app = create_service_app(
-        settings or Settings(),
+        settings,
         title="Plataforma · Conversations",
         description="Own operations on WhatsApp: channels (Evolution API, Cloud API), agents that answer by "
                     "themselves, conversations and messages; publishes `conversation.*` and "
                     "`channel.status.changed`; receives the providers' webhooks under `/api/webhooks`.",
         routers=routers,
-        outbox=outbox,
+        # The outbox relay runs where the workers run (they write most of its rows): with them in a process of
+        # their own, this one only acknowledges webhooks and answers the API (its commits wake the relay there).
+        outbox=outbox if settings.conversations_workers == "inline" else None,
         on_startup=start,
         on_shutdown=stop,
         public_routes=public_routes,

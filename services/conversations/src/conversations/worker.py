@@ -3,9 +3,11 @@ of their own, so the API's event loop only authenticates, stores and answers.
 
 Woken at once by commits in the API process (LISTEN on the workers' channels: `common.messaging.wakeup`
 sends one coalesced NOTIFY when the leader is elsewhere), polling as a fallback. Serves `/healthz` and
-`/metrics` (this process's own series) on CONVERSATIONS_WORKER_PORT. Started by the API as a child process
-(CONVERSATIONS_WORKERS=process, `--parent <pid>`: it then ends with the API), or alone (a Deployment of its
-own, with CONVERSATIONS_WORKERS=off on the API)."""
+`/metrics` (this process's own series) on CONVERSATIONS_WORKER_PORT. The service's outbox relay (and its
+retention) runs here too, beside the workers that write most of its rows: the API process only acknowledges.
+Started by the API as a child process (CONVERSATIONS_WORKERS=process, `--parent <pid>`: it then ends with
+the API, and runs at a lower CPU priority than it), or alone (a Deployment of its own, with
+CONVERSATIONS_WORKERS=off on the API)."""
 
 from __future__ import annotations
 
@@ -22,17 +24,21 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common.app import Runtime
+from common.app import Runtime, _start_kafka, _start_retention
 from common.db import Database
 from common.messaging.wakeup import wake
 from common.observability.logging import configure_logging
 from common.observability.tracing import configure_tracing
 from conversations.config import Settings
+from conversations.events import outbox
 from conversations.providers import http
 from conversations.workers import WAKE_CHANNELS, start_workers
 
 logger = logging.getLogger("conversations.worker")
 _PR_SET_PDEATHSIG = 1
+# Started by the API (same machine): when both want a CPU, the API's acknowledgements go first (what they
+# store is processed a moment later; a webhook left waiting is a provider's timeout and retry).
+NICE = 5
 PING_SECONDS = 5.0  # how often the quiet LISTEN connection is checked (a dead one is reopened)
 
 
@@ -89,12 +95,18 @@ async def serve(settings: Settings) -> None:
         await site.start()
         start_workers(runtime)
         runtime.supervise("wake-ups", lambda: listen(database, WAKE_CHANNELS))
+        # The relay as `create_service_app` starts it for a service (broker connection retried in the background).
+        runtime.spawn(_start_kafka(runtime, outbox), "kafka-start")
+        _start_retention(runtime, outbox)
         logger.info("conversations worker started (pid %d, status on %s)", os.getpid(), site.name)
         await stop.wait()
     finally:
         for task in reversed(runtime.tasks):
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        if runtime.producer is not None:
+            with contextlib.suppress(Exception):
+                await runtime.producer.stop()
         await runner.cleanup()
         await http.close()
         await database.dispose()
@@ -116,6 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.parent:
         _end_with(args.parent)
+        os.nice(NICE)
     settings = Settings()
     configure_logging(settings.service_name, settings.log_level)
     configure_tracing(settings.service_name)

@@ -22,8 +22,8 @@ WAKE_CHANNELS = (WAKE_CHANNEL, OUTBOUND_WAKE)  # what commits in another process
 
 def start_workers(runtime: Runtime) -> None:
     settings: Settings = runtime.settings  # type: ignore[assignment]
-    inbound = InboundWorker(runtime.database, settings.conversations_worker_poll_seconds)
     outbound = OutboundWorker(runtime.database, settings)
+    inbound = InboundWorker(runtime.database, settings.conversations_worker_poll_seconds, outbound)
     runtime.supervise("inbound-webhooks", inbound.run)
     runtime.supervise("outbound-messages", outbound.run)
     runtime.supervise("pending-replies", lambda: every(settings.conversations_worker_poll_seconds,

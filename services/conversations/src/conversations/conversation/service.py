@@ -130,17 +130,17 @@ async def queue_outbound(session: AsyncSession, conversation: Conversation, text
                          author_id: uuid.UUID | None = None, new_messages: list[dict[str, Any]] | None = None
                          ) -> Message | None:
     """A message to send: QUEUED, handed to the provider by the outbound worker (in order per conversation).
-    `new_messages` given (a batch's): its row is appended there for the caller to insert; else it is added
-    to the session (and returned)."""
+    `new_messages` given (a batch's): its row is appended there for the caller to insert (and to wake the
+    outbound worker for, unless it hands it over itself); else it is added to the session (and returned)."""
     now = utcnow()
     row = message_row(conversation, direction="OUTBOUND", sender=sender, author_id=author_id, text=text,
                       status=MessageStatus.QUEUED.value, next_attempt_at=now)
     conversation.message_count += 1
     conversation.last_message_at = conversation.updated_at = now
-    wake_after_commit(session, OUTBOUND_WAKE)
     if new_messages is not None:
         new_messages.append(row)
         return None
+    wake_after_commit(session, OUTBOUND_WAKE)
     return await MessageRepository(session).add(Message(**row), flush=False)
 
 

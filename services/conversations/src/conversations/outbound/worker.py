@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
@@ -26,13 +26,16 @@ from conversations.conversation.repository import ConversationRepository, Messag
 from conversations.conversation.schemas import MessageStatus
 from conversations.conversation.service import OUTBOUND_WAKE, message_data
 from conversations.events import outbox
-from conversations.models import Channel, Conversation
+from conversations.models import Channel, Conversation, Message
 from conversations.providers import cloud, evolution
 from conversations.providers.errors import CredentialsRejected, ProviderError, ProviderUnavailable
 from conversations.worker_loop import WokenWorker
 
 logger = logging.getLogger("conversations.outbound")
 BATCH = 50
+# Messages claimed (or handed over by the inbound worker) and not yet recorded, at most: with 16 calls at a time,
+# a batch's worth gets through within the lease even if the provider times out on every call.
+MAX_IN_FLIGHT = BATCH
 OUTCOMES = {"sent": "sent", "failed": "failed", "credentials": "credentials_rejected", "later": "retry"}
 
 
@@ -70,42 +73,84 @@ class OutboundWorker(WokenWorker):
         super().__init__(settings.conversations_worker_poll_seconds)
         self.database = database
         self.settings = settings
+        self.lease_seconds = settings.whatsapp_timeout_seconds * 3 + 10  # no other worker sends it meanwhile
         self._calls = asyncio.Semaphore(concurrency)
+        self._in_flight = 0
+        self._deliveries: set[asyncio.Task[None]] = set()
+
+    def stopped(self) -> None:
+        for task in list(self._deliveries):
+            task.cancel()  # their messages stay QUEUED: sent once the lease passes
+
+    @property
+    def room(self) -> int:
+        """How many more messages may be handed to this worker now."""
+        return MAX_IN_FLIGHT - self._in_flight
 
     async def step(self) -> bool:
-        """Claim due messages (one transaction), call the provider for each (no connection held), record
-        every outcome (one transaction). True when some were sent: the next of their conversations is due."""
-        lease = self.settings.whatsapp_timeout_seconds * 3 + 10
+        """Claim due messages (one transaction) and hand them to the provider in the background (calls and
+        the recording of their outcomes): the next claim does not wait for them. True when more may be due."""
+        limit = min(BATCH, self.room)
+        if limit <= 0:
+            return False  # the end of a delivery wakes this loop
         jobs: list[SendJob] = []
         async with self.database.sessionmaker() as session, session.begin():
+            # A claim lost with a crash of the database only leaves the message due again: sent again, as after
+            # a crash of this process between the call and its record. Not worth waiting for the WAL flush.
+            await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             blocked = select(Channel.id).where(Channel.status == ChannelStatus.ERROR.value)
-            claimed = await MessageRepository(session).claim_due(lease_seconds=lease, limit=BATCH,
+            claimed = await MessageRepository(session).claim_due(lease_seconds=self.lease_seconds, limit=limit,
                                                                  blocked_channels=blocked)
-            # The claimed messages' conversations in one read (the gets below find them in the session).
-            await ConversationRepository(session).all(select(Conversation).where(
-                Conversation.id.in_({m.conversation_id for m in claimed})))  # type: ignore[attr-defined]
-            tokens: dict[uuid.UUID, str] = {}  # decrypted once per channel and batch, not per message
+            if claimed:  # their conversations in one read (the gets below find them in the session)
+                await ConversationRepository(session).all(select(Conversation).where(
+                    Conversation.id.in_({m.conversation_id for m in claimed})))  # type: ignore[attr-defined]
+            tokens: dict[uuid.UUID, str] = {}
             for message in claimed:
                 channel = await session.get(Channel, message.channel_id)
                 conversation = await session.get(Conversation, message.conversation_id)
-                assert channel is not None and conversation is not None and message.text is not None
-                if channel.id not in tokens:
-                    creds = Credentials(self.settings, channel)
-                    tokens[channel.id] = creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key
-                jobs.append(SendJob(message.id, channel.type, message.text, conversation.contact,
-                                    channel.phone_number_id, channel.api_url, channel.instance_name,
-                                    tokens[channel.id], message_data(conversation, channel.type, message)))
+                assert channel is not None and conversation is not None
+                jobs.append(self.job(channel, conversation, message, tokens))
+        self.hand_over(jobs)
+        return len(jobs) == limit
+
+    def job(self, channel: Channel, conversation: Conversation, message: Message | dict[str, Any],
+            tokens: dict[uuid.UUID, str]) -> SendJob:
+        """What calling the provider for `message` (the ORM row, or a row a batch writes) needs; `tokens`: the
+        channels' decrypted tokens, decrypted once per channel and batch, not per message."""
+        if channel.id not in tokens:
+            creds = Credentials(self.settings, channel)
+            tokens[channel.id] = creds.access_token if channel.type == ChannelType.CLOUD_API else creds.api_key
+        data = message_data(conversation, channel.type, message)
+        assert data["text"] is not None
+        return SendJob(data["messageId"], channel.type, data["text"], conversation.contact, channel.phone_number_id,
+                       channel.api_url, channel.instance_name, tokens[channel.id], data)
+
+    def hand_over(self, jobs: list[SendJob]) -> None:
+        """Messages leased and committed (claimed here, or by the inbound worker with the batch that queued
+        them): called and recorded in the background."""
         if not jobs:
-            return False
-        outcomes = await asyncio.gather(*(self.send(job) for job in jobs))
-        async with self.database.sessionmaker() as session, session.begin():
-            await self._record_sent([o for o in outcomes if o.kind == "sent"], session)
+            return
+        self._in_flight += len(jobs)
+        task = asyncio.create_task(self._deliver(jobs))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _deliver(self, jobs: list[SendJob]) -> None:
+        """Call the provider for each (no connection held), then record every outcome (one transaction)."""
+        try:
+            outcomes = await asyncio.gather(*(self.send(job) for job in jobs))
+            async with self.database.sessionmaker() as session, session.begin():
+                await self._record_sent([o for o in outcomes if o.kind == "sent"], session)
+                for outcome in outcomes:
+                    if outcome.kind != "sent":
+                        await self._record(session, outcome)
             for outcome in outcomes:
-                if outcome.kind != "sent":
-                    await self._record(session, outcome)
-        for outcome in outcomes:
-            metrics.OUTBOUND.labels(metrics.provider(outcome.job.channel_type), OUTCOMES[outcome.kind]).inc()
-        return True
+                metrics.OUTBOUND.labels(metrics.provider(outcome.job.channel_type), OUTCOMES[outcome.kind]).inc()
+        except Exception:  # the messages stay leased: tried again once the lease passes
+            logger.exception("outbound: %d messages not recorded", len(jobs))
+        finally:
+            self._in_flight -= len(jobs)
+            self.wake()  # the next message of their conversations may be due now, or there is room again
 
     async def send(self, job: SendJob) -> Outcome:
         timeout = self.settings.whatsapp_timeout_seconds

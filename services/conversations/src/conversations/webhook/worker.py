@@ -2,7 +2,9 @@
 and agent replies; statuses move delivery status; connection and QR updates change the channel.
 
 One replica at a time (advisory lock per batch) and in arrival order, so a conversation's events keep the
-order its messages came in. Woken right after a webhook commits; polls as a fallback."""
+order its messages came in. Woken right after a webhook commits; polls as a fallback. The first reply of a
+conversation a batch started goes to this process's outbound worker as the batch commits (leased with it):
+nothing can be queued before it in its conversation, so it need not wait for the outbound worker's claim."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
+from common.messaging.wakeup import wake_after_commit
 from conversations import metrics
 from conversations.agent import service as agents
 from conversations.agent.repository import AgentRepository, PendingReplyRepository
@@ -27,6 +30,7 @@ from conversations.conversation import service as conversations
 from conversations.conversation.repository import ConversationRepository, MessageRepository
 from conversations.events import outbox
 from conversations.models import Agent, Channel, Conversation, InboundEvent
+from conversations.outbound.worker import OutboundWorker, SendJob
 from conversations.webhook.repository import InboundEventRepository
 from conversations.webhook.service import WAKE_CHANNEL
 from conversations.worker_loop import WokenWorker
@@ -50,6 +54,7 @@ class BatchState:
     # New messages (inbound and the agent's replies), inserted with one Core statement after the conversations.
     messages: list[dict[str, Any]] = field(default_factory=list)
     channel_types: dict[uuid.UUID, str] = field(default_factory=dict)  # for the metrics' provider label
+    handed: set[uuid.UUID] = field(default_factory=set)  # replies leased here, for this process's outbound worker
 
 
 async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -> agents.FlowRequest | None | bool:
@@ -91,6 +96,8 @@ async def _write(session: AsyncSession, state: BatchState) -> None:
     """The conversations (ORM: new ones inserted, changed ones updated), then the new messages (one Core
     INSERT, in order, after the conversations they belong to)."""
     await session.flush()
+    if any(row["direction"] == "OUTBOUND" and row["id"] not in state.handed for row in state.messages):
+        wake_after_commit(session, conversations.OUTBOUND_WAKE)  # the outbound worker claims them
     await MessageRepository(session).insert_many(state.messages)
     state.messages.clear()
 
@@ -98,9 +105,10 @@ async def _write(session: AsyncSession, state: BatchState) -> None:
 class InboundWorker(WokenWorker):
     channel = WAKE_CHANNEL
 
-    def __init__(self, database: Database, poll_seconds: float) -> None:
+    def __init__(self, database: Database, poll_seconds: float, outbound: OutboundWorker | None = None) -> None:
         super().__init__(poll_seconds)
         self.database = database
+        self.outbound = outbound  # this process's, to hand new conversations' first replies to
         self._flows: set[asyncio.Task[None]] = set()
 
     def stopped(self) -> None:
@@ -120,6 +128,7 @@ class InboundWorker(WokenWorker):
     async def _batch(self, *, isolate: bool) -> int:
         flows: list[agents.FlowRequest] = []
         state = BatchState()
+        handed: list[SendJob] = []
         async with self.database.sessionmaker() as session, session.begin():
             repo = InboundEventRepository(session)
             if not await repo.lock_worker():
@@ -133,6 +142,7 @@ class InboundWorker(WokenWorker):
                 state.conversations = dict.fromkeys(keys)
                 for found in await ConversationRepository(session).open_for_many(keys):
                     state.conversations[(found.channel_id, found.contact)] = found
+            known = {c.id for c in state.conversations.values() if c is not None}  # open before this batch
             done = []
             counted: list[tuple[str, str, dict[str, Any]]] = []
             now = utcnow()
@@ -177,6 +187,8 @@ class InboundWorker(WokenWorker):
                 done.append(row.id)
                 if row.channel_id in state.channel_types:
                     counted.append((state.channel_types[row.channel_id], row.kind, row.payload))
+            if not isolate:
+                handed = await self._lease_first_replies(session, state, known)
             await _write(session, state)
             await PendingReplyRepository(session).add_many([flow.pending_row() for flow in flows])
             if state.events:
@@ -184,8 +196,34 @@ class InboundWorker(WokenWorker):
             await repo.mark(done, now)
         for channel_type, kind, payload in counted:  # once committed: a batch done again is not counted twice
             metrics.inbound(channel_type, kind, payload)
+        if self.outbound is not None:
+            self.outbound.hand_over(handed)
         self._ask_all(flows)
         return len(rows)
+
+    async def _lease_first_replies(self, session: AsyncSession, state: BatchState,
+                                   known: set[uuid.UUID]) -> list[SendJob]:
+        """The first reply of each conversation this batch started (not `known` before it), leased in the rows
+        the batch writes, as the outbound worker's claim would (its other messages are claimed as usual,
+        after it); what sending them needs, for once the batch commits."""
+        outbound = self.outbound
+        if outbound is None:
+            return []
+        started = {c.id: c for c in state.conversations.values() if c is not None and c.id not in known}
+        jobs: list[SendJob] = []
+        tokens: dict[uuid.UUID, str] = {}
+        lease_until = utcnow() + timedelta(seconds=outbound.lease_seconds)
+        for row in state.messages:
+            if row["direction"] != "OUTBOUND" or len(jobs) >= outbound.room:
+                continue
+            conversation = started.pop(row["conversation_id"], None)
+            channel = await session.get(Channel, conversation.channel_id) if conversation is not None else None
+            if conversation is None or channel is None or channel.status == ChannelStatus.ERROR:
+                continue
+            row["next_attempt_at"], row["attempts"] = lease_until, 1
+            state.handed.add(row["id"])
+            jobs.append(outbound.job(channel, conversation, row, tokens))
+        return jobs
 
     async def resume_replies(self) -> int:
         """n8n replies left pending by a worker that went away (a crash, a restart): asked again."""
