@@ -95,9 +95,7 @@ def create_service_app(
         if consumers is not None:
             runtime.consumers = consumers(runtime)
             checks["consumers"] = _consumers_check(runtime)
-        if uses_kafka:
-            runtime.spawn(_start_kafka(runtime, outbox), "kafka-start")
-        _start_retention(runtime, outbox)
+        start_messaging(runtime, outbox, kafka=uses_kafka)
         if on_startup is not None:
             await on_startup(app, runtime)
         _tune_gc()
@@ -150,6 +148,14 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
+
+
+def start_messaging(runtime: Runtime, outbox: Outbox | None, *, kafka: bool = True) -> None:
+    """The outbox relay and the runtime's consumers (once the broker answers, in the background) and the retention
+    of the outbox and inboxes: what a service app starts, also for a worker process that runs them instead."""
+    if kafka:
+        runtime.spawn(_start_kafka(runtime, outbox), "kafka-start")
+    _start_retention(runtime, outbox)
 
 
 async def _start_kafka(runtime: Runtime, outbox: Outbox | None) -> None:

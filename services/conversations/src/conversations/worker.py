@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common.app import Runtime, _start_kafka, _start_retention
+from common.app import Runtime, start_messaging
 from common.db import Database
 from common.messaging.wakeup import wake
 from common.observability.logging import configure_logging
@@ -96,8 +96,7 @@ async def serve(settings: Settings) -> None:
         start_workers(runtime)
         runtime.supervise("wake-ups", lambda: listen(database, WAKE_CHANNELS))
         # The relay as `create_service_app` starts it for a service (broker connection retried in the background).
-        runtime.spawn(_start_kafka(runtime, outbox), "kafka-start")
-        _start_retention(runtime, outbox)
+        start_messaging(runtime, outbox)
         logger.info("conversations worker started (pid %d, status on %s)", os.getpid(), site.name)
         await stop.wait()
     finally:
