@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.db.engine import Prepared
@@ -58,3 +60,22 @@ async def test_a_prepared_statement_cancelled_mid_way_leaves_no_busy_connection_
         await task
     for _ in range(3):  # the pool hands out working connections only
         await db.run(nap, {"seconds": 0})
+
+
+async def test_json_parameters_store_the_document_given_and_refuse_what_they_refused_before(scratch_database):
+    metadata = MetaData()
+    docs = Table("docs", metadata, Column("name", String(20), primary_key=True), Column("doc", JSONB))
+    db = await scratch_database(metadata)
+    add = Prepared(insert(docs).values(name=bindparam("name"), doc=bindparam("doc", type_=JSONB)))
+    stored = {"plain": {"k": [1, 2.5, True], "s": "ção \u2028 \"q\""}, "null": {"a": None}, "int keys": {1: "x"},
+              "big": {"n": 2**70}}
+    for name, doc in stored.items():
+        await db.run(add, {"name": name, "doc": doc})
+    async with db.engine.connect() as conn:
+        rows = dict((await conn.execute(select(docs.c.name, docs.c.doc))).all())
+    assert rows == {"plain": stored["plain"], "null": {"a": None}, "int keys": {"1": "x"}, "big": {"n": 2**70}}
+    # Never stored as something else: NaN is refused by PostgreSQL (not written as null), a datetime by the encoder.
+    with pytest.raises(DBAPIError, match="(?i)json"):
+        await db.run(add, {"name": "nan", "doc": {"x": float("nan")}})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        await db.run(add, {"name": "when", "doc": {"at": datetime.now(UTC)}})

@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import Dialect, Executable, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from common.observability.database_spans import statement_span, trace_database
+
+
+def _json(value: Any) -> str:
+    """JSON/JSONB parameters: orjson, a tenth of `json.dumps`' CPU (three per tenant create), where both write the
+    same document. orjson writes NaN and infinities as null (`json.dumps` writes NaN, which PostgreSQL refuses:
+    refused it stays), and refuses integers beyond 64 bits: any null, or a refusal, takes the old path."""
+    try:
+        out = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+                          | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value)
+    return json.dumps(value) if b"null" in out else out.decode()
 
 
 class Prepared:
@@ -53,7 +67,7 @@ class Database:
         # every connection busy waits for one (pool_timeout). LIFO keeps the idle ones few and warm.
         self.engine: AsyncEngine = create_async_engine(
             url, pool_size=2 * pool_size, max_overflow=0, pool_use_lifo=True, pool_timeout=30,
-            pool_recycle=1800, echo=echo,
+            pool_recycle=1800, echo=echo, json_serializer=_json,
             connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan" if custom_plans else "auto"}},
         )
         # The same pool, each statement committing by itself (no BEGIN/COMMIT round trips): for hot paths

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.asgi import HttpMiddleware
 
@@ -35,6 +36,13 @@ CONSUMER_LAG = Gauge("kafka_consumer_lag_messages",
 
 
 class MetricsMiddleware(HttpMiddleware):
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__(app)
+        # The labelled children, looked up once per (method, route[, status]): `labels()` validates and locks
+        # on every call. Bounded as the labels are (route templates, "unmatched").
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._latencies: dict[tuple[str, str], Any] = {}
+
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 500
@@ -51,8 +59,15 @@ class MetricsMiddleware(HttpMiddleware):
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")
-            HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - start)
+            counter = self._counters.get((method, template, status))
+            if counter is None:
+                counter = self._counters[(method, template, status)] = HTTP_REQUESTS.labels(method, template,
+                                                                                             str(status))
+            latency = self._latencies.get((method, template))
+            if latency is None:
+                latency = self._latencies[(method, template)] = HTTP_LATENCY.labels(method, template)
+            counter.inc()
+            latency.observe(time.perf_counter() - start)
 
 
 async def metrics_endpoint(_: Request) -> Response:

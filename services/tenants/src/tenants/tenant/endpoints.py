@@ -29,10 +29,11 @@ async def list_tenants(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=schemas.TenantRead,
              responses=problem_responses(401, 403, 409, 422))
-async def create_tenant(database: DatabaseDep, _: PlatformOwner,
-                        body: schemas.TenantCreate) -> schemas.TenantRead:
+async def create_tenant(database: DatabaseDep, _: PlatformOwner, body: schemas.TenantCreate) -> Response:
     """Create a tenant; emits `tenant.created`."""
-    return await service.create(database, body)
+    tenant = await service.create(database, body)
+    # Serialised once, as `response_model` would (camelCase): FastAPI would validate the model it was given again.
+    return Response(tenant.model_dump_json(), status_code=status.HTTP_201_CREATED, media_type="application/json")
 
 
 @router.get("/{tenant_id}", response_model=schemas.TenantRead,
