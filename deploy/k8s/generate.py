@@ -43,6 +43,9 @@ EXTRA_ENV = {
     "webhook-dispatcher": [
         {"name": "WEBHOOK_RETRY_SCHEDULE", "value": "5,300,1800,7200,18000,36000,36000"},
         {"name": "WEBHOOK_TIMEOUT_SECONDS", "value": "15"},
+        # The pod's name: a restarted container keeps it (and takes back its own leases at once); no two live
+        # pods share it.
+        {"name": "WEBHOOK_REPLICA_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         PUBLIC_URL,
     ],
     "conversations": [PUBLIC_URL],

@@ -107,9 +107,6 @@ class Platform:
             "WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1,1,2,2,2,2,2,2",
             "RATE_LIMIT_PER_MINUTE": "1000000",
             "OUTBOX_POLL_INTERVAL_SECONDS": "0.5",
-            # What a killed dispatcher had claimed is retaken when its leases end: keep that short here.
-            "WEBHOOK_LEASE_SECONDS": "20",
-            "WEBHOOK_OWNER_LEASE_SECONDS": "6",
         })
         return env
 

@@ -13,6 +13,7 @@ import pytest
 from fake_root import make_fake_root, pythonpath
 
 from devstack._proc import free_port
+from devstack.kafka import Broker
 from devstack.services import ServiceSpec
 from devstack.supervisor import Stack, StartupError
 
@@ -119,3 +120,24 @@ async def test_missing_alembic_ini_and_busy_port(tmp_path: Path, pg, broker):
         with pytest.raises(StartupError, match="already in use"):
             await stack.start_services(["leads"], ports={"leads": s.getsockname()[1]})
     await stack.stop()
+
+
+def test_a_service_taking_a_replica_id_gets_one_per_port_the_same_on_every_restart(tmp_path: Path):
+    # The dispatcher takes back its own leases after a restart under the same id; two live processes never
+    # share one (no two listen on one port). A service without `replica_id_var` gets none; a set one wins.
+    dispatcher = ServiceSpec("webhook-dispatcher", "devstack_demo", 8107, "webhook_dispatcher", ("/x*",),
+                             replica_id_var="WEBHOOK_REPLICA_ID")
+    leads = ServiceSpec("leads", "devstack_demo", 8104, "leads", ("/api/platform/leads*",))
+
+    def stack(env: dict[str, str]) -> Stack:
+        s = Stack(tmp_path / "data", env=env, root=tmp_path, registry=[dispatcher, leads])
+        s.broker = Broker(process=None, bootstrap="127.0.0.1:9")
+        s.database_urls = {"webhook-dispatcher": "postgresql://x/a", "leads": "postgresql://x/b"}
+        return s
+
+    first = stack({}).service_env("webhook-dispatcher", 18107)["WEBHOOK_REPLICA_ID"]
+    assert first == f"{socket.gethostname()}:18107"
+    assert stack({}).service_env("webhook-dispatcher", 18107)["WEBHOOK_REPLICA_ID"] == first  # a restart
+    assert stack({}).service_env("webhook-dispatcher", 28107)["WEBHOOK_REPLICA_ID"] != first  # another stack
+    assert "WEBHOOK_REPLICA_ID" not in stack({}).service_env("leads", 18104)
+    assert stack({"WEBHOOK_REPLICA_ID": "pod-7"}).service_env("webhook-dispatcher", 18107)["WEBHOOK_REPLICA_ID"] == "pod-7"

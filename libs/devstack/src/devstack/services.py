@@ -27,6 +27,9 @@ class ServiceSpec:
     # More ports the service listens on, by the variable that sets each, with its ``make run`` default
     # (conversations' worker process serves its /metrics and /healthz on one).
     side_ports: tuple[tuple[str, int], ...] = ()
+    # The variable naming a replica stably across restarts (a restarted process takes back its predecessor's
+    # leases at once); the supervisor sets it to host:port, which no other live process has.
+    replica_id_var: str | None = None
 
     @property
     def env_prefix(self) -> str:
@@ -79,6 +82,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
         8107,
         "webhook_dispatcher",
         ("/api/platform/webhooks*", "/api/platform/integrations/n8n*", "/api/platform/n8n/*"),
+        replica_id_var="WEBHOOK_REPLICA_ID",
     ),
 )
 

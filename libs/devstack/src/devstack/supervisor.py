@@ -33,7 +33,8 @@ Service ports default to the registry's; ``<NAME>_PORT`` in the environment (``A
 ``WEBHOOK_DISPATCHER_PORT``) or ``ports=`` overrides them. Each service process gets the parent environment plus DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS,
 AUTH_JWKS_URL, SERVICE_NAME, SECRETS_ENCRYPTION_KEYS, PLATFORM_OWNER_EMAIL,
 PLATFORM_OWNER_PASSWORD (secrets from :mod:`devstack.credentials`), PYTHONUNBUFFERED=1 and
-OTEL_SERVICE_NAME (unless set), then ``extra_env``.
+OTEL_SERVICE_NAME (unless set), the service's replica id (``ServiceSpec.replica_id_var``, unless set:
+``<host>:<port>``), then ``extra_env``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import contextlib
 import importlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -235,6 +237,9 @@ class Stack:
             }
         )
         env.setdefault("OTEL_SERVICE_NAME", spec.name)
+        if spec.replica_id_var:
+            # The same on every restart of this service, and no other live process listens on its port.
+            env.setdefault(spec.replica_id_var, f"{socket.gethostname()}:{port or self.ports.get(name, spec.port)}")
         env.update(self.side_ports(name))
         if self.broker is not None and self.broker.embedded:
             # tansu holds every join ~1 s (at 1000) to 3 s (at 6000), and a consumer restarted after a SIGKILL

@@ -31,6 +31,10 @@ class Settings(ServiceSettings):
     webhook_timeout_seconds: float = 15.0
 
     webhook_consumer_group: str = "webhook-dispatcher"
+    # This replica's stable name (the pod or container name): a process restarted with the same name takes
+    # back at once the endpoints and deliveries its predecessor leased. Two live processes must never share
+    # one. Unset: a random identity per process (what it held is retaken when its leases end).
+    webhook_replica_id: str | None = None
 
     # --- delivery worker ---
     webhook_user_agent: str = "Plataforma-Webhooks/1.0"
@@ -69,6 +73,11 @@ class Settings(ServiceSettings):
     def _schedule(cls, value: str) -> str:
         parse_schedule(value)
         return value
+
+    @field_validator("webhook_replica_id")
+    @classmethod
+    def _replica_id(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
 
     @field_validator("webhook_ca_bundle")
     @classmethod

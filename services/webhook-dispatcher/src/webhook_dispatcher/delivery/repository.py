@@ -109,15 +109,17 @@ class DeliveryRepository(Repository[Delivery]):
         )
         return row.first() is not None
 
-    async def release(self, ids: Sequence[uuid.UUID], owner: uuid.UUID) -> None:
-        """Give claimed deliveries back (not attempted): any replica's poller may take them now."""
-        if ids:
-            await self.session.execute(
-                update(deliveries_t)
-                .where(deliveries_t.c.id.in_(list(ids)), deliveries_t.c.lease_owner == owner,
-                       deliveries_t.c.status == DeliveryStatus.PENDING)
-                .values(lease_until=None, lease_owner=None)
-            )
+    async def release(self, ids: Sequence[uuid.UUID] | None, owner: uuid.UUID) -> int:
+        """Give claimed deliveries back (not attempted): any replica's poller may take them now. `ids` None:
+        every one `owner` holds. Returns how many were given back."""
+        if ids is not None and not ids:
+            return 0
+        stmt = update(deliveries_t).where(deliveries_t.c.lease_owner == owner,
+                                          deliveries_t.c.status == DeliveryStatus.PENDING)
+        if ids is not None:
+            stmt = stmt.where(deliveries_t.c.id.in_(list(ids)))
+        result = await self.session.execute(stmt.values(lease_until=None, lease_owner=None))
+        return result.rowcount or 0
 
     async def record(self, attempts: list[dict[str, Any]], *, owner: uuid.UUID, lease: float) -> None:
         """Finished attempts (attempt columns plus the delivery's `status`, `delay`, `keep_lease` and

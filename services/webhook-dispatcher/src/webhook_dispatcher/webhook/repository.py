@@ -36,6 +36,10 @@ SELECT endpoint_id FROM webhook_endpoint_owners WHERE owner = :owner AND endpoin
 ORDER BY endpoint_id FOR UPDATE
 """).bindparams(bindparam("ids", type_=ARRAY(Uuid)), bindparam("owner", type_=Uuid))
 
+_LOCK_ALL_OWNED = text(
+    "SELECT endpoint_id FROM webhook_endpoint_owners WHERE owner = :owner ORDER BY endpoint_id FOR UPDATE"
+).bindparams(bindparam("owner", type_=Uuid))
+
 _RENEW = text("""
 UPDATE webhook_endpoint_owners SET lease_until = now() + make_interval(secs => :lease)
 WHERE owner = :owner AND endpoint_id = ANY(:ids)
@@ -145,6 +149,10 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
     async def lock_ownership(self, ids: Sequence[uuid.UUID], owner: uuid.UUID) -> None:
         """Lock `owner`'s leases on these endpoints, in id order, before renewing or giving them up."""
         await self.session.execute(_LOCK_OWNED, {"ids": list(ids), "owner": owner})
+
+    async def lock_all_ownership(self, owner: uuid.UUID) -> list[uuid.UUID]:
+        """Lock every lease `owner` holds, in id order; returns their endpoints."""
+        return list((await self.session.execute(_LOCK_ALL_OWNED, {"owner": owner})).scalars().all())
 
     async def renew_ownership(self, ids: Sequence[uuid.UUID], owner: uuid.UUID, lease: float) -> set[uuid.UUID]:
         """Renew `owner`'s leases; returns the endpoints it still held."""

@@ -4,7 +4,7 @@ limit hold across replicas (each replica enforces them for the endpoints it owns
 Ownership is a lease in `webhook_endpoint_owners`: taken when a replica has work for an endpoint and
 nobody else holds it, renewed while the replica has work for it, given up when it has none (so the
 endpoints spread over the replicas that see their events), and free again when a crashed replica's
-lease runs out. Deliveries for an endpoint owned elsewhere are left in the database and the owner's
+lease runs out (at once when it restarts under the same `WEBHOOK_REPLICA_ID`: `replica.take_back`). Deliveries for an endpoint owned elsewhere are left in the database and the owner's
 poller is woken (NOTIFY). A replica that stalls for longer than the lease can lose an endpoint while
 requests to it are in flight: the only moment two replicas can send to one endpoint at once.
 """

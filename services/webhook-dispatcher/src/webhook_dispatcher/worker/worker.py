@@ -35,7 +35,7 @@ from webhook_dispatcher.delivery.repository import DUE_CHANNEL, DeliveryReposito
 from webhook_dispatcher.models import DeliveryStatus, EndpointKind, EndpointStatus
 from webhook_dispatcher.outbound.messages import attempt_span, build_headers
 from webhook_dispatcher.outbound.transport import AttemptResult, WebhookTransport
-from webhook_dispatcher.worker import maintenance
+from webhook_dispatcher.worker import maintenance, replica
 from webhook_dispatcher.worker.jobs import LEASE_MARGIN, Job
 from webhook_dispatcher.worker.lanes import LaneHooks, Lanes
 from webhook_dispatcher.worker.ownership import Ownership
@@ -52,7 +52,7 @@ class DeliveryWorker:
                  transport: WebhookTransport | None = None) -> None:
         self.settings = settings
         self.database = database
-        self.owner = uuid.uuid4()  # this replica's lease identity
+        self.owner = replica.identity(settings.webhook_replica_id)  # this replica's lease identity
         self._own_transport = transport is None  # a shared transport is closed by whoever made it
         self.transport = transport or WebhookTransport(settings)
         self.registry = EndpointRegistry(
@@ -80,6 +80,13 @@ class DeliveryWorker:
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        if s.webhook_replica_id:
+            # Before taking any work: every lease under our identity now is a dead predecessor's.
+            try:
+                await replica.take_back(self.database, self.owner)
+            except Exception:
+                logger.exception("taking back the leases of replica %r failed: they are retaken when they end",
+                                 s.webhook_replica_id)
         self.accepting = True
         jobs: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
             "webhook-registry": self.registry.listen,
