@@ -38,9 +38,6 @@ async def stack(tmp_path_factory, postgres, kafka_broker, receiver, stripe, grap
         "WEBHOOK_CA_BUNDLE": str(receiver.ca_bundle_path),
         "WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1,1,2",
         "OUTBOX_POLL_INTERVAL_SECONDS": "0.5",
-        # What a killed dispatcher had claimed is retaken when its leases end: keep that short here.
-        "WEBHOOK_LEASE_SECONDS": "20",
-        "WEBHOOK_OWNER_LEASE_SECONDS": "6",
         "STRIPE_API_BASE": stripe.url,
         # Suspension as soon as Stripe gives up, and Stripe work retried within seconds.
         "BILLING_SUSPEND_GRACE_HOURS": "0",
