@@ -13,18 +13,26 @@ own exceptions), a page with its total, escaped LIKE search and sorting are here
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Column, ColumnElement, Select, func, or_, select
+from sqlalchemy import Column, ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.util import ClauseAdapter
+
+from common.api.pagination import InvalidCursor, Total
 
 M = TypeVar("M")
 
@@ -33,6 +41,18 @@ def contains(columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]],
     """Case-insensitive substring match of `q` on any of `columns`, LIKE's `%`, `_` and `\\` taken
     literally (a search for "50%" finds "50%", not everything starting with "50")."""
     return or_(*(column.icontains(q, autoescape=True) for column in columns))
+
+
+def trigram_searchable(q: str) -> bool:
+    """Whether a trigram index (pg_trgm) can serve `contains(..., q)` (`ILIKE '%q%'`), by pg_trgm's own rule: it
+    looks up the trigrams of each word of `q` (a run of letters and digits), padded with two blanks before and
+    one after where a non-word character, not the pattern's `%`, borders it. A word shorter than 3 characters
+    between the `%`s has none (`7f`, `ab`): the index cannot narrow the search, every row would be read."""
+    for word in re.finditer(r"[^\W_]+", q):
+        padded = len(word.group()) + (2 if word.start() > 0 else 0) + (1 if word.end() < len(q) else 0)
+        if padded >= 3:
+            return True
+    return False
 
 
 class Repository(Generic[M]):
@@ -84,25 +104,42 @@ class Repository(Generic[M]):
         return (await self.session.execute(counted)).scalar_one()
 
     async def paginate(self, statement: Select[tuple[M]], *, limit: int, offset: int,
-                       order_by: Sequence[ColumnElement[Any]] = ()) -> tuple[list[M], int]:
+                       order_by: Sequence[ColumnElement[Any]] = (), cursor: str | None = None,
+                       keyset: bool = False, counted: bool = True) -> tuple[list[M], Total]:
         """One page of `statement` (ordered by `order_by`, then `id` so pages never overlap) and its total
-        (`page_total`: exact up to EXACT_TOTAL_UP_TO rows, PostgreSQL's estimate above).
+        (`page_total`: exact up to EXACT_TOTAL_UP_TO rows, PostgreSQL's estimate above; `Total.exact` says which).
 
         `id` follows the direction of the first sort key, so one index on `(key, id)` serves both
-        directions (read backwards for the descending one)."""
-        total, exact = await self.page_total(statement)
-        if total == 0 or (exact and offset >= total):
-            return [], total
+        directions (read backwards for the descending one).
+
+        Keyset (`cursor`, or `keyset=True` for a list that takes one): the total also carries the next page's
+        cursor (the last row's sort values and id, see `Keyset`; None at the end), and a `cursor` starts the page
+        right after the row it was made from: `WHERE (key, id) > (…)` on the order's index, a range scan of the
+        page's size however deep the page is. Not with `offset` (the cursor is the position).
+
+        `counted=False`: a filter no index serves (e.g. a substring too short for a trigram index) would read
+        every row to be counted: the total is the planner's estimate instead (not exact)."""
         # A bare ORM attribute (`Model.created_at`) is no SQL clause yet: made one, its column is found below
         # (else the ids query would order by a table it does not select from: a cross join, wrong pages).
         order_by = [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in order_by]
         tiebreak = self.model.id.desc() if order_by and _descending(order_by[0]) else self.model.id.asc()
-        few = exact and total <= FEW_PER_PAGE * limit
+        pages = Keyset([*order_by, tiebreak]) if keyset or cursor else None
+        if counted:
+            total, exact = await self.page_total(statement)
+        else:
+            total, exact = await self.estimate(statement.order_by(None)), False
+        if total == 0 or (exact and offset >= total):
+            return [], Total(total, exact=exact)
+        few = (exact or not counted) and total <= FEW_PER_PAGE * limit
+        if pages is not None and cursor:
+            statement = statement.where(pages.after(cursor))
+        fetch = limit + 1 if pages is not None else limit  # one more: is there a next page?
         if few or offset >= DEEP_OFFSET:
             # The page's ids first (reading only the columns the order needs), then its rows by id:
-            # - few rows match (counted): find them first (MATERIALIZED: planned for the filter alone, e.g. a
-            #   trigram index) and order those. Left to itself the planner may walk an index in the list's order
-            #   hoping to meet matches soon: through the whole table when they are rare (100x slower);
+            # - few rows match (counted, or estimated for a filter no index serves): find them first
+            #   (MATERIALIZED: planned for the filter alone, e.g. a trigram index) and order those. Left to itself
+            #   the planner may walk an index in the list's order hoping to meet matches soon: through the whole
+            #   table when they are rare (100x slower);
             # - a deep page: the `offset` rows skipped are read as ids only (an index-only scan of the order's
             #   index), not as whole rows (3-10x cheaper at offset 8,000).
             keys = {c.key: c for clause in (*order_by, tiebreak) for c in visitors.iterate(clause)
@@ -112,10 +149,17 @@ class Repository(Generic[M]):
                 matching = matching.prefix_with("MATERIALIZED")
             adapt = ClauseAdapter(matching).traverse
             ids = (select(matching.c.id).order_by(*(adapt(c) for c in order_by), adapt(tiebreak))
-                   .limit(limit).offset(offset))
-            return await self.all(statement.where(self.model.id.in_(ids)).order_by(*order_by, tiebreak)), total
-        page = statement.order_by(*order_by, tiebreak).limit(limit).offset(offset)
-        return await self.all(page), total
+                   .limit(fetch).offset(offset))
+            page = statement.where(self.model.id.in_(ids)).order_by(*order_by, tiebreak)
+        else:
+            page = statement.order_by(*order_by, tiebreak).limit(fetch).offset(offset)
+        if pages is None:
+            return await self.all(page), Total(total, exact=exact)
+        rows = (await self.session.execute(page.add_columns(*pages.values))).unique().all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = pages.cursor(tuple(rows[-1])[1:]) if more else None
+        return [row[0] for row in rows], Total(total, exact=exact, next_cursor=next_cursor)
 
     async def page_total(self, statement: Select[Any]) -> tuple[int, bool]:
         """(rows `statement` returns, whether that is exact). Counting is O(rows), so a list's total is
@@ -154,3 +198,115 @@ FEW_PER_PAGE = 10
 
 def _descending(clause: ColumnElement[Any]) -> bool:
     return isinstance(clause, UnaryExpression) and clause.modifier is operators.desc_op
+
+
+class Keyset:
+    """Cursors of one list order (its sort keys, the id last): made from a page's last row, read back as "the rows
+    after it in this order".
+
+    A cursor is base64url (no padding) of JSON `[version, sort, values]`: `sort` is a digest of the order's SQL
+    (a cursor made for another sort, or another list, is refused), `values` each typed (`["t", iso datetime]`,
+    `["u", uuid]`, …) and checked against its key's type, so an altered cursor is a 422 (`InvalidCursor`), never
+    a database error. Not signed: a hand-made cursor only starts a page elsewhere in a list the caller may read."""
+
+    VERSION = 1
+
+    def __init__(self, order_by: Sequence[ColumnElement[Any]]) -> None:
+        self.keys = [(c.element if isinstance(c, UnaryExpression) and c.modifier in _DIRECTIONS else c,
+                      _descending(c)) for c in order_by]
+        self.values = [key.label(f"_keyset_{i}") for i, (key, _) in enumerate(self.keys)]
+        sql = ", ".join(str(c.compile(dialect=postgresql.dialect())) for c in order_by)
+        self.sort = hashlib.sha256(sql.encode()).hexdigest()[:16]
+
+    def cursor(self, values: Sequence[Any]) -> str:
+        body = json.dumps([self.VERSION, self.sort, [_typed(v) for v in values]], separators=(",", ":"))
+        return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+    def after(self, cursor: str) -> ColumnElement[bool]:
+        """Rows after the cursor's row in this order (PostgreSQL's: NULLs last ascending, first descending)."""
+        values = self._read(cursor)
+        same_way = len({desc for _, desc in self.keys}) == 1
+        if same_way and None not in values and not any(_nullable(key) for key, _ in self.keys):
+            # One row comparison: an index condition on `(key, id)` (a range scan from the cursor on).
+            row = tuple_(*(k for k, _ in self.keys))
+            at = tuple_(*(_bind(k, v) for (k, _), v in zip(self.keys, values, strict=True)))
+            return row < at if self.keys[0][1] else row > at
+        after: ColumnElement[bool] | None = None
+        for (key, desc), value in reversed(list(zip(self.keys, values, strict=True))):
+            beyond = _beyond(key, desc, None if value is None else _bind(key, value))
+            same = key.is_(None) if value is None else key == _bind(key, value)
+            after = beyond if after is None else or_(beyond, and_(same, after))
+        assert after is not None
+        return after
+
+    def _read(self, cursor: str) -> list[Any]:
+        try:
+            version, sort, typed = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            if version != self.VERSION or sort != self.sort or len(typed) != len(self.keys):
+                raise ValueError
+            values = [_untyped(v) for v in typed]
+            for (key, _), value in zip(self.keys, values, strict=True):
+                if value is not None and not isinstance(value, _python_type(key)) or "\x00" in str(value):
+                    raise ValueError
+        # JSONDecodeError, binascii.Error, UnicodeDecodeError are ValueErrors; Decimal's are ArithmeticErrors.
+        except (ValueError, TypeError, AttributeError, ArithmeticError):
+            raise InvalidCursor from None
+        return values
+
+
+_DIRECTIONS = (operators.asc_op, operators.desc_op)
+# Cursor values by type (bool before int, datetime before date: subclasses).
+_TYPES: tuple[tuple[str, type, Callable[[Any], Any], Callable[[Any], Any]], ...] = (
+    ("b", bool, lambda v: v, bool),
+    ("t", datetime, datetime.isoformat, datetime.fromisoformat),
+    ("d", date, date.isoformat, date.fromisoformat),
+    ("u", uuid.UUID, str, uuid.UUID),
+    ("m", Decimal, str, Decimal),
+    ("i", int, lambda v: v, int),
+    ("f", float, lambda v: v, float),
+    ("s", str, str, str),
+)
+
+
+def _typed(value: Any) -> Any:
+    if value is None:
+        return None
+    for tag, kind, write, _ in _TYPES:
+        if isinstance(value, kind):
+            return [tag, write(value)]
+    raise TypeError(f"a sort key of type {type(value).__name__} cannot be in a cursor")
+
+
+def _untyped(value: Any) -> Any:
+    if value is None:
+        return None
+    tag, raw = value
+    for name, kind, _, read in _TYPES:
+        if tag == name:
+            if kind in (bool, int, float) and type(raw) not in ((bool,) if kind is bool else (int, float)):
+                raise ValueError
+            return read(raw)
+    raise ValueError
+
+
+def _python_type(key: ColumnElement[Any]) -> type | tuple[type, ...]:
+    try:
+        kind = key.type.python_type
+    except NotImplementedError:
+        return object
+    return (int, float, Decimal) if kind in (int, float, Decimal) else kind
+
+
+def _nullable(key: ColumnElement[Any]) -> bool:
+    return any(c.nullable for c in visitors.iterate(key) if isinstance(c, Column))
+
+
+def _bind(key: ColumnElement[Any], value: Any) -> ColumnElement[Any]:
+    return literal(value, type_=key.type)
+
+
+def _beyond(key: ColumnElement[Any], desc: bool, value: ColumnElement[Any] | None) -> ColumnElement[bool]:
+    """`key` strictly after `value` (None: NULL) in PostgreSQL's order: NULLs after every value ascending."""
+    if value is None:
+        return key.is_not(None) if desc else false()
+    return key < value if desc else or_(key > value, key.is_(None))
