@@ -56,19 +56,20 @@ async def _seed(database, tag: str, n: int = 23) -> list[Row]:
     return rows
 
 
-async def _walk(repo: RowRepository, statement, order_by, *, limit: int) -> list[uuid.UUID]:
+async def _walk(repo: RowRepository, statement, order_by, *, limit: int, unindexed=None) -> list[uuid.UUID]:
     """Every page from the first by `nextCursor` until it is None."""
     seen: list[uuid.UUID] = []
     cursor = None
     while True:
         rows, total = await repo.paginate(statement, limit=limit, offset=0, order_by=order_by, cursor=cursor,
-                                          keyset=True)
+                                          keyset=True, unindexed=unindexed)
         assert len(rows) <= limit
         seen += [r.id for r in rows]
         cursor = total.next_cursor
         if cursor is None:
             return seen
-        assert len(rows) == limit  # a short page is the last one
+        if unindexed is None:
+            assert len(rows) == limit  # a short page is the last one (bounded scans aside)
 
 
 ORDERS = {
@@ -96,6 +97,25 @@ async def test_walking_by_cursor_gives_every_row_once_in_the_order_of_the_offset
         assert total == 23 and total.exact and total.next_cursor is None  # offset pages carry no cursor
         walked = await _walk(repo, statement, order, limit=limit)
     assert walked == [r.id for r in everything]
+
+
+@pytest.mark.parametrize("order", ORDERS.values(), ids=ORDERS.keys())
+async def test_an_unindexed_filter_reads_bounded_stretches_and_the_walk_still_gives_every_match_once(
+        database, monkeypatch, order):
+    monkeypatch.setattr("common.db.repository.SCAN_ROWS", 4)
+    tag = uuid.uuid4().hex[:8]
+    await _seed(database, tag)
+    async with database.sessionmaker() as session:
+        repo = RowRepository(session)
+        statement = select(Row).where(Row.tag == tag)
+        rare = Row.name == "b"  # 6 of the 23 rows
+        expected, _ = await repo.paginate(statement.where(rare), limit=100, offset=0, order_by=order)
+        for limit in (1, 3, 10):
+            walked = await _walk(repo, statement, order, limit=limit, unindexed=rare)
+            assert walked == [r.id for r in expected]
+        # By offset the filter is applied as it is (each page as far as its matches are).
+        by_offset, total = await repo.paginate(statement, limit=4, offset=4, order_by=order, unindexed=rare)
+        assert [r.id for r in by_offset] == [r.id for r in expected][4:8] and not total.exact
 
 
 async def test_a_deep_cursor_page_is_the_same_as_the_offset_page_and_the_first_page_has_a_cursor(database):
@@ -199,7 +219,8 @@ async def test_total_says_whether_it_was_counted(database, monkeypatch):
         assert (len(rows), total, total.exact) == (2, 3, True)
         _, total = await repo.paginate(many, limit=2, offset=0, order_by=[Row.name])
         assert total >= 6 and not total.exact
-        rows, total = await repo.paginate(few, limit=2, offset=0, order_by=[Row.name], counted=False)
+        rows, total = await repo.paginate(select(Row).where(Row.tag == tag), limit=2, offset=0, order_by=[Row.name],
+                                          unindexed=Row.rank == 0)
         assert not total.exact and total >= 1 and len(rows) == 2  # the page is read all the same
 
 

@@ -23,7 +23,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Column, ColumnElement, Select, and_, false, func, literal, or_, select, tuple_
+from sqlalchemy import Column, ColumnElement, Select, and_, false, func, literal, not_, or_, select, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,7 +105,7 @@ class Repository(Generic[M]):
 
     async def paginate(self, statement: Select[tuple[M]], *, limit: int, offset: int,
                        order_by: Sequence[ColumnElement[Any]] = (), cursor: str | None = None,
-                       keyset: bool = False, counted: bool = True) -> tuple[list[M], Total]:
+                       keyset: bool = False, unindexed: ColumnElement[bool] | None = None) -> tuple[list[M], Total]:
         """One page of `statement` (ordered by `order_by`, then `id` so pages never overlap) and its total
         (`page_total`: exact up to EXACT_TOTAL_UP_TO rows, PostgreSQL's estimate above; `Total.exact` says which).
 
@@ -117,22 +117,28 @@ class Repository(Generic[M]):
         right after the row it was made from: `WHERE (key, id) > (…)` on the order's index, a range scan of the
         page's size however deep the page is. Not with `offset` (the cursor is the position).
 
-        `counted=False`: a filter no index serves (e.g. a substring too short for a trigram index) would read
-        every row to be counted: the total is the planner's estimate instead (not exact)."""
+        `unindexed`: a filter no index serves (e.g. a substring too short for a trigram index). Counting its
+        matches would read every row: the total is the planner's estimate (not exact). A keyset page reads at most
+        SCAN_ROWS rows of the order: when they hold fewer than `limit` matches the page is short (even empty) and
+        its cursor goes on after the last row read. An offset page reads as far as its matches are."""
         # A bare ORM attribute (`Model.created_at`) is no SQL clause yet: made one, its column is found below
         # (else the ids query would order by a table it does not select from: a cross join, wrong pages).
         order_by = [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in order_by]
         tiebreak = self.model.id.desc() if order_by and _descending(order_by[0]) else self.model.id.asc()
         pages = Keyset([*order_by, tiebreak]) if keyset or cursor else None
-        if counted:
-            total, exact = await self.page_total(statement)
+        if unindexed is None:
+            total, exact = await self.page_total(statement)  # the list's, wherever the page starts
         else:
-            total, exact = await self.estimate(statement.order_by(None)), False
-        if total == 0 or (exact and offset >= total):
-            return [], Total(total, exact=exact)
-        few = (exact or not counted) and total <= FEW_PER_PAGE * limit
+            total, exact = await self.estimate(statement.where(unindexed).order_by(None)), False
         if pages is not None and cursor:
             statement = statement.where(pages.after(cursor))
+        if unindexed is not None:
+            if pages is not None and not offset:
+                return await self._scan(statement, unindexed, pages, limit=limit, total=total)
+            statement = statement.where(unindexed)
+        if total == 0 or (exact and offset >= total):
+            return [], Total(total, exact=exact)
+        few = (exact or unindexed is not None) and total <= FEW_PER_PAGE * limit
         fetch = limit + 1 if pages is not None else limit  # one more: is there a next page?
         if few or offset >= DEEP_OFFSET:
             # The page's ids first (reading only the columns the order needs), then its rows by id:
@@ -155,11 +161,29 @@ class Repository(Generic[M]):
             page = statement.order_by(*order_by, tiebreak).limit(fetch).offset(offset)
         if pages is None:
             return await self.all(page), Total(total, exact=exact)
+        rows, last = await self._keyed(page, pages, limit)
+        return rows, Total(total, exact=exact, next_cursor=pages.cursor(last) if last else None)
+
+    async def _keyed(self, page: Select[Any], pages: Keyset, limit: int) -> tuple[list[M], Sequence[Any] | None]:
+        """The first `limit` rows of `page` (read with one more), and the sort values of the last when more follow."""
         rows = (await self.session.execute(page.add_columns(*pages.values))).unique().all()
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = pages.cursor(tuple(rows[-1])[1:]) if more else None
-        return [row[0] for row in rows], Total(total, exact=exact, next_cursor=next_cursor)
+        return [row[0] for row in rows], tuple(rows[-1])[1:] if more else None
+
+    async def _scan(self, statement: Select[tuple[M]], unindexed: ColumnElement[bool], pages: Keyset, *,
+                    limit: int, total: int) -> tuple[list[M], Total]:
+        """A keyset page of `statement` filtered by `unindexed`, from at most SCAN_ROWS rows of the order: the
+        SCAN_ROWS-th row's sort values first (an index-only scan), then the matches up to it (a bounded range)."""
+        bound = (await self.session.execute(statement.with_only_columns(*pages.values).order_by(*pages.order_by)
+                                            .offset(SCAN_ROWS - 1).limit(1))).first()
+        page = statement.where(unindexed)
+        if bound is not None:
+            page = page.where(pages.through(tuple(bound)))
+        rows, last = await self._keyed(page.order_by(*pages.order_by).limit(limit + 1), pages, limit)
+        if last is None and bound is not None:
+            last = tuple(bound)  # fewer matches than a page among the rows read: go on after the last one read
+        return rows, Total(total, exact=False, next_cursor=pages.cursor(last) if last else None)
 
     async def page_total(self, statement: Select[Any]) -> tuple[int, bool]:
         """(rows `statement` returns, whether that is exact). Counting is O(rows), so a list's total is
@@ -191,6 +215,8 @@ class Repository(Generic[M]):
 EXACT_TOTAL_UP_TO = 1000
 # From this offset on, a page's skipped rows are read as ids only (see `paginate`).
 DEEP_OFFSET = 100
+# A keyset page filtered by what no index serves reads at most this many rows of the order (see `paginate`).
+SCAN_ROWS = 500
 # A counted total up to this many pages' worth is found first, then ordered (see `paginate`); above it, walking the
 # order's index meets a page of matches soon enough.
 FEW_PER_PAGE = 10
@@ -212,6 +238,7 @@ class Keyset:
     VERSION = 1
 
     def __init__(self, order_by: Sequence[ColumnElement[Any]]) -> None:
+        self.order_by = list(order_by)
         self.keys = [(c.element if isinstance(c, UnaryExpression) and c.modifier in _DIRECTIONS else c,
                       _descending(c)) for c in order_by]
         self.values = [key.label(f"_keyset_{i}") for i, (key, _) in enumerate(self.keys)]
@@ -224,17 +251,32 @@ class Keyset:
 
     def after(self, cursor: str) -> ColumnElement[bool]:
         """Rows after the cursor's row in this order (PostgreSQL's: NULLs last ascending, first descending)."""
-        values = self._read(cursor)
+        return self._after(self._read(cursor))
+
+    def through(self, values: Sequence[Any]) -> ColumnElement[bool]:
+        """Rows up to the one with these sort values, itself included."""
+        if self._one_row_comparison(values):
+            row, at = self._rows(values)
+            return row >= at if self.keys[0][1] else row <= at
+        return not_(self._after(values))
+
+    def _one_row_comparison(self, values: Sequence[Any]) -> bool:
         same_way = len({desc for _, desc in self.keys}) == 1
-        if same_way and None not in values and not any(_nullable(key) for key, _ in self.keys):
+        return same_way and None not in values and not any(_nullable(key) for key, _ in self.keys)
+
+    def _rows(self, values: Sequence[Any]) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        return (tuple_(*(k for k, _ in self.keys)),
+                tuple_(*(_bind(k, v) for (k, _), v in zip(self.keys, values, strict=True))))
+
+    def _after(self, values: Sequence[Any]) -> ColumnElement[bool]:
+        if self._one_row_comparison(values):
             # One row comparison: an index condition on `(key, id)` (a range scan from the cursor on).
-            row = tuple_(*(k for k, _ in self.keys))
-            at = tuple_(*(_bind(k, v) for (k, _), v in zip(self.keys, values, strict=True)))
+            row, at = self._rows(values)
             return row < at if self.keys[0][1] else row > at
         after: ColumnElement[bool] | None = None
         for (key, desc), value in reversed(list(zip(self.keys, values, strict=True))):
             beyond = _beyond(key, desc, None if value is None else _bind(key, value))
-            same = key.is_(None) if value is None else key == _bind(key, value)
+            same = key.is_(None) if value is None else key.is_not_distinct_from(_bind(key, value))
             after = beyond if after is None else or_(beyond, and_(same, after))
         assert after is not None
         return after
@@ -306,7 +348,8 @@ def _bind(key: ColumnElement[Any], value: Any) -> ColumnElement[Any]:
 
 
 def _beyond(key: ColumnElement[Any], desc: bool, value: ColumnElement[Any] | None) -> ColumnElement[bool]:
-    """`key` strictly after `value` (None: NULL) in PostgreSQL's order: NULLs after every value ascending."""
+    """`key` strictly after `value` (None: NULL) in PostgreSQL's order: NULLs after every value ascending. Never
+    NULL itself (`through` is its negation)."""
     if value is None:
         return key.is_not(None) if desc else false()
-    return key < value if desc else or_(key > value, key.is_(None))
+    return and_(key.is_not(None), key < value) if desc else or_(key > value, key.is_(None))

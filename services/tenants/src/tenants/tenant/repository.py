@@ -63,11 +63,13 @@ class TenantRepository(Repository[Tenant]):
             if not ids:
                 return [], Total(0)
             stmt = stmt.where(Tenant.plan_id.in_(ids))
-        if q:
-            stmt = stmt.where(contains([Tenant.name], q))
-        # A `q` the trigram index cannot serve is not counted (every live row would be read): estimated.
+        search = contains([Tenant.name], q) if q else None
+        if search is not None and trigram_searchable(q or ""):
+            stmt, search = stmt.where(search), None  # ix_tenants_live_name_trgm finds the matches
+        # Else (`q` too short for trigrams) an unindexed filter: estimated, not counted; a page reads a bounded
+        # stretch of the order's index (see `Repository.paginate`).
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[_SORT[sort]], cursor=cursor,
-                                   keyset=True, counted=not q or trigram_searchable(q))
+                                   keyset=True, unindexed=search)
 
     @classmethod
     async def create(cls, database: Database, tenant: dict[str, Any], event: dict[str, Any]) -> None:
