@@ -142,7 +142,7 @@ class Repository(Generic[M]):
         if unindexed is None:
             total, exact = await self.page_total(statement)  # the list's, wherever the page starts
         else:
-            total, exact = await self.estimate(statement.where(unindexed).order_by(None)), False
+            total, exact = await self.estimate(self._ids(statement.where(unindexed))), False
         if pages is not None and cursor:
             statement = statement.where(pages.after(cursor))
         if unindexed is not None:
@@ -215,12 +215,17 @@ class Repository(Generic[M]):
         """(rows `statement` returns, whether that is exact). Counting is O(rows), so a list's total is
         counted only up to EXACT_TOTAL_UP_TO; past it, the planner's estimate of the same statement (one
         EXPLAIN, O(1) whatever the table's size) -- never below what was counted."""
-        unordered = statement.order_by(None)
+        unordered = self._ids(statement)
         capped = select(func.count()).select_from(unordered.limit(EXACT_TOTAL_UP_TO + 1).subquery())
         counted = (await self.session.execute(capped)).scalar_one()
         if counted <= EXACT_TOTAL_UP_TO:
             return counted, True
         return max(counted, await self.estimate(unordered)), False
+
+    def _ids(self, statement: Select[Any]) -> Select[Any]:
+        """`statement`'s ids, unordered: what a count or an estimate needs (no eager-load join to plan, and an
+        index holding the id may answer alone)."""
+        return statement.order_by(None).with_only_columns(self.model.id, maintain_column_froms=True)
 
     async def estimate(self, statement: Select[Any]) -> int:
         """The planner's row estimate of `statement` (EXPLAIN, nothing executed)."""
