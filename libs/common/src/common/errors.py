@@ -46,9 +46,26 @@ class ProblemError(Exception):
         self.headers = headers
         self.extra = extra or {}
 
+    def __init_subclass__(cls, *, status: int | None = None, **kw: Any) -> None:
+        # `class Conflict(ProblemError, status=409): ...`: an error class is its status.
+        super().__init_subclass__(**kw)
+        if status is not None:
+            cls.status = status
 
-class NotFound(ProblemError):
-    status = 404
+
+class BadRequest(ProblemError, status=400): ...
+class Forbidden(ProblemError, status=403): ...
+class NotFound(ProblemError, status=404): ...
+class Conflict(ProblemError, status=409): ...
+class Unprocessable(ProblemError, status=422): ...
+class TooManyRequests(ProblemError, status=429): ...
+class BadGateway(ProblemError, status=502): ...
+
+
+class Unauthorized(ProblemError, status=401):
+    def __init__(self, detail: str | None = "Missing or invalid credentials", **kw: Any) -> None:
+        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kw)
 
 
 def found(value: T | None, detail: str) -> T:
@@ -56,38 +73,6 @@ def found(value: T | None, detail: str) -> T:
     if value is None:
         raise NotFound(detail)
     return value
-
-
-class Conflict(ProblemError):
-    status = 409
-
-
-class Forbidden(ProblemError):
-    status = 403
-
-
-class Unauthorized(ProblemError):
-    status = 401
-
-    def __init__(self, detail: str | None = "Missing or invalid credentials", **kw: Any) -> None:
-        kw.setdefault("headers", {"WWW-Authenticate": "Bearer"})
-        super().__init__(detail, **kw)
-
-
-class BadRequest(ProblemError):
-    status = 400
-
-
-class Unprocessable(ProblemError):
-    status = 422
-
-
-class BadGateway(ProblemError):
-    status = 502
-
-
-class TooManyRequests(ProblemError):
-    status = 429
 
 
 def problem_response(status: int, title: str | None = None, detail: str | None = None, *,

@@ -214,13 +214,25 @@ class WebhookEndpointStatusData(EventData):
     failingSince: datetime | None = None
 
 
+# The service that publishes each family of events (the name's first part), as ARCHITECTURE §1's table
+# says; its topic is platform.<service>.events.
+PUBLISHERS: dict[str, str] = {
+    "tenant": "tenants", "plan": "tenants", "ticket": "support", "lead": "leads",
+    "conversation": "conversations", "channel": "conversations", "billing": "billing",
+    "webhook": "webhook-dispatcher",
+}
+
+
 @dataclass(frozen=True)
 class EventType:
     name: str
-    source: str
     description: str
     data_model: type[EventData]
     routable: bool = True  # False: sent only to the endpoint concerned (verification, test)
+
+    @property
+    def source(self) -> str:
+        return PUBLISHERS[self.name.split(".", 1)[0]]
 
     def json_schema(self) -> dict[str, Any]:
         schema = Envelope.model_json_schema(by_alias=True)
@@ -230,50 +242,47 @@ class EventType:
         return schema
 
 
+# Every event: (name, description, data model). Its publisher follows from the name (PUBLISHERS).
+_EVENTS: list[tuple[str, str, type[EventData]]] = [
+    ("tenant.created", "A tenant was created", TenantData),
+    ("tenant.updated", "A tenant's name, plan or settings changed", TenantUpdatedData),
+    ("tenant.suspended", "A tenant was suspended", TenantStatusChangedData),
+    ("tenant.reactivated", "A suspended tenant was reactivated", TenantStatusChangedData),
+    ("tenant.deleted", "A tenant was deleted (soft)", TenantStatusChangedData),
+    ("plan.created", "A plan was added (its price per interval)", PlanData),
+    ("plan.updated", "A plan's name, price, interval, limits or active flag changed", PlanUpdatedData),
+    ("ticket.created", "A support ticket was opened", TicketData),
+    ("ticket.updated", "A ticket's status, priority, assignee or text changed", TicketUpdatedData),
+    ("ticket.closed", "A ticket was closed", TicketData),
+    ("ticket.message.added", "A message or internal note was added to a ticket", TicketMessageData),
+    ("lead.created", "A sales lead was created", LeadData),
+    ("lead.updated", "A lead's details changed", LeadUpdatedData),
+    ("lead.converted", "A lead was converted into a customer", LeadConvertedData),
+    ("lead.stage.changed", "A lead moved to another pipeline stage", LeadStageChangedData),
+    ("conversation.started", "A conversation started on a channel", ConversationData),
+    ("conversation.message.received", "An inbound message arrived", ConversationMessageData),
+    ("conversation.message.sent", "An outbound message was sent", ConversationMessageData),
+    ("conversation.ended", "A conversation ended (closed by a person or idle)", ConversationEndedData),
+    ("channel.status.changed", "A WhatsApp channel connected, disconnected or failed", ChannelStatusData),
+    ("billing.subscription.created", "A tenant's subscription was created", SubscriptionData),
+    ("billing.subscription.updated", "A tenant's subscription changed", SubscriptionData),
+    ("billing.subscription.canceled", "A tenant's subscription was canceled", SubscriptionData),
+    ("billing.subscription.delinquent", "Stripe gave up collecting a tenant's payment and the grace period ended: "
+     "the tenant is to be suspended", DelinquencyData),
+    ("billing.payment_failed", "A subscription payment failed", PaymentData),
+    ("billing.payment_succeeded", "A subscription payment succeeded", PaymentData),
+    ("webhook.verification", "Challenge sent to verify a new endpoint", WebhookVerificationData),
+    ("webhook.test", "Test event sent on request to one endpoint", WebhookTestData),
+    ("webhook.endpoint.disabled", "An endpoint failed continuously past the threshold and was disabled",
+     WebhookEndpointStatusData),
+    ("webhook.endpoint.recovered", "A disabled endpoint was re-enabled", WebhookEndpointStatusData),
+]
+# Sent only to the endpoint concerned, never routed to subscribers.
+_UNROUTABLE = {"webhook.verification", "webhook.test"}
+
 EVENT_TYPES: dict[str, EventType] = {
-    e.name: e
-    for e in [
-        EventType("tenant.created", "tenants", "A tenant was created", TenantData),
-        EventType("tenant.updated", "tenants", "A tenant's name, plan or settings changed", TenantUpdatedData),
-        EventType("tenant.suspended", "tenants", "A tenant was suspended", TenantStatusChangedData),
-        EventType("tenant.reactivated", "tenants", "A suspended tenant was reactivated", TenantStatusChangedData),
-        EventType("tenant.deleted", "tenants", "A tenant was deleted (soft)", TenantStatusChangedData),
-        EventType("plan.created", "tenants", "A plan was added (its price per interval)", PlanData),
-        EventType("plan.updated", "tenants", "A plan's name, price, interval, limits or active flag changed",
-                  PlanUpdatedData),
-        EventType("ticket.created", "support", "A support ticket was opened", TicketData),
-        EventType("ticket.updated", "support", "A ticket's status, priority, assignee or text changed", TicketUpdatedData),
-        EventType("ticket.closed", "support", "A ticket was closed", TicketData),
-        EventType("ticket.message.added", "support", "A message or internal note was added to a ticket",
-           TicketMessageData),
-        EventType("lead.created", "leads", "A sales lead was created", LeadData),
-        EventType("lead.updated", "leads", "A lead's details changed", LeadUpdatedData),
-        EventType("lead.converted", "leads", "A lead was converted into a customer", LeadConvertedData),
-        EventType("lead.stage.changed", "leads", "A lead moved to another pipeline stage", LeadStageChangedData),
-        EventType("conversation.started", "conversations", "A conversation started on a channel", ConversationData),
-        EventType("conversation.message.received", "conversations", "An inbound message arrived",
-           ConversationMessageData),
-        EventType("conversation.message.sent", "conversations", "An outbound message was sent", ConversationMessageData),
-        EventType("conversation.ended", "conversations", "A conversation ended (closed by a person or idle)",
-           ConversationEndedData),
-        EventType("channel.status.changed", "conversations", "A WhatsApp channel connected, disconnected or failed",
-           ChannelStatusData),
-        EventType("billing.subscription.created", "billing", "A tenant's subscription was created", SubscriptionData),
-        EventType("billing.subscription.updated", "billing", "A tenant's subscription changed", SubscriptionData),
-        EventType("billing.subscription.canceled", "billing", "A tenant's subscription was canceled", SubscriptionData),
-        EventType("billing.subscription.delinquent", "billing", "Stripe gave up collecting a tenant's payment and the "
-           "grace period ended: the tenant is to be suspended", DelinquencyData),
-        EventType("billing.payment_failed", "billing", "A subscription payment failed", PaymentData),
-        EventType("billing.payment_succeeded", "billing", "A subscription payment succeeded", PaymentData),
-        EventType("webhook.verification", "webhook-dispatcher", "Challenge sent to verify a new endpoint",
-           WebhookVerificationData, routable=False),
-        EventType("webhook.test", "webhook-dispatcher", "Test event sent on request to one endpoint",
-           WebhookTestData, routable=False),
-        EventType("webhook.endpoint.disabled", "webhook-dispatcher",
-           "An endpoint failed continuously past the threshold and was disabled", WebhookEndpointStatusData),
-        EventType("webhook.endpoint.recovered", "webhook-dispatcher", "A disabled endpoint was re-enabled",
-           WebhookEndpointStatusData),
-    ]
+    name: EventType(name, description, data_model, routable=name not in _UNROUTABLE)
+    for name, description, data_model in _EVENTS
 }
 
 

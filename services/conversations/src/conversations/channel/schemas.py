@@ -3,9 +3,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, computed_field, model_validator
+from pydantic import BaseModel, Field, computed_field, model_validator
 
 from common.api import InputSchema, Schema
 
@@ -29,19 +29,25 @@ Instance = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z
 PhoneNumberId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9]+$")]
 
 
-class ChannelCreate(InputSchema):
+class ChannelCredentials(InputSchema):
+    """The secrets a channel connects with, given on create and replaced on update: stored encrypted,
+    read back masked. EVOLUTION takes apiKey; CLOUD_API accessToken, appSecret and verifyToken."""
+
+    api_key: Secret | None = None
+    access_token: Secret | None = None
+    verify_token: Secret | None = None
+    app_secret: Secret | None = None
+
+
+class ChannelCreate(ChannelCredentials):
     """EVOLUTION needs apiUrl, apiKey, instanceName; CLOUD_API needs phoneNumberId, accessToken, appSecret
     (verifyToken is generated when not given)."""
 
     name: Name
     type: ChannelType
     api_url: Url | None = None
-    api_key: Secret | None = None
     instance_name: Instance | None = None
     phone_number_id: PhoneNumberId | None = None
-    access_token: Secret | None = None
-    verify_token: Secret | None = None
-    app_secret: Secret | None = None
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> ChannelCreate:
@@ -62,18 +68,23 @@ class ChannelCreate(InputSchema):
         return self
 
 
-class ChannelUpdate(InputSchema):
+class ChannelUpdate(ChannelCredentials):
     """New name or credentials; a channel in ERROR is tried again with them."""
 
     name: Name | None = None
-    api_key: Secret | None = None
-    access_token: Secret | None = None
-    verify_token: Secret | None = None
-    app_secret: Secret | None = None
 
 
 def _masked(last4: str | None) -> str | None:
     return None if last4 is None else "****" + last4
+
+
+def _masked_field(last4_field: str) -> Any:
+    """A read-only field that shows a credential as `****` + its last four characters, read from `last4_field`."""
+
+    def shown(self: BaseModel) -> str | None:
+        return _masked(getattr(self, last4_field))
+
+    return computed_field(property(shown))
 
 
 class ChannelRead(Schema):
@@ -93,25 +104,10 @@ class ChannelRead(Schema):
     created_at: datetime
     updated_at: datetime
 
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def api_key(self) -> str | None:
-        return _masked(self.api_key_last4)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def access_token(self) -> str | None:
-        return _masked(self.access_token_last4)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def app_secret(self) -> str | None:
-        return _masked(self.app_secret_last4)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def verify_token(self) -> str | None:
-        return _masked(self.verify_token_last4)
+    api_key = _masked_field("api_key_last4")
+    access_token = _masked_field("access_token_last4")
+    app_secret = _masked_field("app_secret_last4")
+    verify_token = _masked_field("verify_token_last4")
 
 
 class ChannelCreated(ChannelRead):

@@ -45,6 +45,9 @@ class BuildContext:
     params: dict[str, str]
 
 
+Build = Callable[[BuildContext], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Template:
     id: str
@@ -52,9 +55,34 @@ class Template:
     description: str
     category: str
     trigger_events: tuple[str, ...]
-    webhook: bool  # starts with the platform's Webhook trigger (else: it cannot receive events)
-    build: Callable[[BuildContext], dict[str, Any]]
+    build: Build
     params: tuple[Param, ...] = field(default_factory=tuple)
+
+    @property
+    def webhook(self) -> bool:
+        """Starts with the platform's Webhook trigger: it runs on events (else on a schedule)."""
+        return bool(self.trigger_events)
+
+
+TEMPLATES: dict[str, Template] = {}
+
+
+def _template(id: str, name: str, category: str, description: str, *, events: tuple[str, ...] = (),
+              params: tuple[Param, ...] = ()) -> Callable[[Build], Build]:
+    """Registers the decorated workflow builder as the template `id`."""
+
+    def register(build: Build) -> Build:
+        TEMPLATES[id] = Template(id=id, name=name, description=description, category=category,
+                                 trigger_events=events, build=build, params=params)
+        return build
+
+    return register
+
+
+# Parameters several templates take.
+FROM_EMAIL = Param("fromEmail", "Sender address of the e-mails (default a placeholder to edit in n8n)",
+                   required=False)
+SLACK_CHANNEL = Param("slackChannel", "Slack channel, e.g. #support", required=False)
 
 
 DATA = "$json.body.data"  # the event's data, in a webhook trigger's output
@@ -108,6 +136,13 @@ def _get_platform(name: str, position: tuple[int, int], ctx: BuildContext, path:
     return node(name, "n8n-nodes-base.httpRequest", 4.2, position, parameters)
 
 
+@_template(
+    "lead-processing", "Lead processing", "sales",
+    "On every new lead (lead.created): sends the lead to a CRM (HTTP Request with a Header Auth credential), "
+    "e-mails a welcome (SMTP credential) and adds a follow-up task due in 2 days (Google Tasks credential).",
+    events=("lead.created",),
+    params=(Param("crmUrl", "The CRM's endpoint that takes a new lead as JSON (POST)", required=False),
+            FROM_EMAIL))
 def _lead_processing(ctx: BuildContext) -> dict[str, Any]:
     assert ctx.webhook_path and ctx.webhook_id
     lead = _set_node("Lead", (260, 0), [
@@ -159,6 +194,17 @@ def _if_node(name: str, position: tuple[int, int], left: str, operator: dict[str
     })
 
 
+@_template(
+    "critical-ticket-alert", "Critical ticket alert", "support",
+    "On every new ticket (ticket.created): an IF node on {{$json.body.data.priority}} lets only CRITICAL "
+    "tickets through to the alert: a Slack message, an SMS (Twilio) and an incident review in Google Calendar "
+    "(fill in the three credentials in n8n).",
+    events=("ticket.created",),
+    params=(SLACK_CHANNEL,
+            Param("smsFrom", "Twilio number the SMS is sent from (E.164)", required=False),
+            Param("smsTo", "Who gets the SMS (E.164)", required=False),
+            Param("calendarId", "Google Calendar id of the incident review (default: primary)",
+                  required=False)))
 def _critical_ticket_alert(ctx: BuildContext) -> dict[str, Any]:
     assert ctx.webhook_path and ctx.webhook_id
     is_critical = _if_node("Priority is CRITICAL", (260, 0), PRIORITY_EXPRESSION,
@@ -222,6 +268,22 @@ _REPORT_HTML = """<h1>Plataforma: {{ $json.date }}</h1>
 </table>"""
 
 
+@_template(
+    "daily-report", "Daily report", "reporting",
+    "Every day at 09:00 (Schedule trigger) reads yesterday's numbers from the platform with a platform API "
+    f"key as Bearer token (lead metrics GET {{platformUrl}}{METRICS_PATH}, tickets, tenants, paid invoices), "
+    "builds an HTML report and e-mails it. Create the key with POST /api/auth/api-keys (scopes `leads:read`, "
+    "`support:read`, `tenants:read`, `billing:read`); it is written into the workflow in n8n and never stored "
+    "by the platform.",
+    params=(
+        Param("platformUrl", "Base URL n8n uses to reach the platform API, e.g. "
+              "https://plataforma.example.com (defaults to PLATFORM_PUBLIC_URL when that is set)"),
+        Param("apiKey", "A platform API key (plk_...) allowed to read lead metrics", secret=True),
+        Param("timezone", "Time zone of the 09:00 schedule, e.g. America/Sao_Paulo (default: n8n's)",
+              required=False),
+        Param("reportTo", "Who receives the report by e-mail", required=False),
+        FROM_EMAIL,
+    ))
 def _daily_report(ctx: BuildContext) -> dict[str, Any]:
     schedule = node("Every day at 09:00", "n8n-nodes-base.scheduleTrigger", 1.2, (0, 0), {
         "rule": {"interval": [{"field": "days", "daysInterval": 1, "triggerAtHour": 9, "triggerAtMinute": 0}]},
@@ -248,6 +310,14 @@ def _daily_report(ctx: BuildContext) -> dict[str, Any]:
     return workflow(ctx.name, chain, connections, settings)
 
 
+@_template(
+    "failed-payment", "Failed payment", "billing",
+    "On every failed payment (billing.payment_failed): an IF on {{$json.body.data.finalAttempt}} splits the "
+    "last attempt (Stripe gave up: tell the customer the service will be suspended, alert the team on Slack) "
+    "from the others (a reminder with the next attempt's date).",
+    events=("billing.payment_failed",),
+    params=(Param("customerEmail", "Where the customer e-mails go (default: an expression to edit in n8n)",
+                  required=False), FROM_EMAIL, SLACK_CHANNEL))
 def _failed_payment(ctx: BuildContext) -> dict[str, Any]:
     assert ctx.webhook_path and ctx.webhook_id
     payment = _set_node("Payment", (260, 0), [
@@ -281,59 +351,3 @@ def _failed_payment(ctx: BuildContext) -> dict[str, Any]:
     connect(connections, "Last attempt?", "Alert the team", output=0)
     connect(connections, "Last attempt?", "Remind the customer", output=1)
     return workflow(ctx.name, nodes, connections)
-
-
-# Parameters several templates take.
-FROM_EMAIL = Param("fromEmail", "Sender address of the e-mails (default a placeholder to edit in n8n)",
-                   required=False)
-SLACK_CHANNEL = Param("slackChannel", "Slack channel, e.g. #support", required=False)
-
-
-TEMPLATES: dict[str, Template] = {t.id: t for t in (
-    Template(
-        id="lead-processing", name="Lead processing", category="sales",
-        description="On every new lead (lead.created): sends the lead to a CRM (HTTP Request with a Header Auth "
-                    "credential), e-mails a welcome (SMTP credential) and adds a follow-up task due in 2 days "
-                    "(Google Tasks credential).",
-        trigger_events=("lead.created",), webhook=True, build=_lead_processing,
-        params=(Param("crmUrl", "The CRM's endpoint that takes a new lead as JSON (POST)", required=False),
-                FROM_EMAIL)),
-    Template(
-        id="critical-ticket-alert", name="Critical ticket alert", category="support",
-        description="On every new ticket (ticket.created): an IF node on {{$json.body.data.priority}} lets only "
-                    "CRITICAL tickets through to the alert: a Slack message, an SMS (Twilio) and an incident review "
-                    "in Google Calendar (fill in the three credentials in n8n).",
-        trigger_events=("ticket.created",), webhook=True, build=_critical_ticket_alert,
-        params=(SLACK_CHANNEL,
-                Param("smsFrom", "Twilio number the SMS is sent from (E.164)", required=False),
-                Param("smsTo", "Who gets the SMS (E.164)", required=False),
-                Param("calendarId", "Google Calendar id of the incident review (default: primary)",
-                      required=False))),
-    Template(
-        id="daily-report", name="Daily report", category="reporting",
-        description="Every day at 09:00 (Schedule trigger) reads yesterday's numbers from the platform with a "
-                    f"platform API key as Bearer token (lead metrics GET {{platformUrl}}{METRICS_PATH}, tickets, "
-                    "tenants, paid invoices), builds an HTML report and e-mails it. Create the key with POST "
-                    "/api/auth/api-keys (scopes `leads:read`, `support:read`, `tenants:read`, `billing:read`); it "
-                    "is written into the workflow in n8n and never stored by the platform.",
-        trigger_events=(), webhook=False, build=_daily_report,
-        params=(
-            Param("platformUrl", "Base URL n8n uses to reach the platform API, e.g. https://plataforma.example.com "
-                  "(defaults to PLATFORM_PUBLIC_URL when that is set)"),
-            Param("apiKey", "A platform API key (plk_...) allowed to read lead metrics", secret=True),
-            Param("timezone", "Time zone of the 09:00 schedule, e.g. America/Sao_Paulo (default: n8n's)",
-                  required=False),
-            Param("reportTo", "Who receives the report by e-mail", required=False),
-            FROM_EMAIL,
-        )),
-    Template(
-        id="failed-payment", name="Failed payment", category="billing",
-        description="On every failed payment (billing.payment_failed): an IF on {{$json.body.data.finalAttempt}} "
-                    "splits the last attempt (Stripe gave up: tell the customer the service will be suspended, "
-                    "alert the team on Slack) from the others (a reminder with the next attempt's date).",
-        trigger_events=("billing.payment_failed",), webhook=True, build=_failed_payment,
-        params=(Param("customerEmail", "Where the customer e-mails go (default: an expression to edit in n8n)",
-                      required=False),
-                FROM_EMAIL,
-                SLACK_CHANNEL)),
-)}

@@ -48,7 +48,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 ALLOWED_CIDRS_ENV = "WEBHOOK_ALLOWED_PRIVATE_CIDRS"
 
-_V4 = ipaddress.IPv4Network
 _V6 = ipaddress.IPv6Network
 
 # Exact cloud metadata endpoints. They stay blocked even inside an allow-listed network.
@@ -62,54 +61,63 @@ _METADATA: dict[IPAddress, str] = {
     ipaddress.ip_address("fd20:ce::254"): "cloud metadata service (GCP over IPv6)",
 }
 
-_V4_BLOCKED: list[tuple[ipaddress.IPv4Network, str]] = [
-    (_V4("0.0.0.0/32"), "unspecified address (0.0.0.0)"),
-    (_V4("0.0.0.0/8"), "'this network' (0.0.0.0/8)"),
-    (_V4("10.0.0.0/8"), "private network (10.0.0.0/8)"),
-    (_V4("100.64.0.0/10"), "carrier-grade NAT shared space (100.64.0.0/10)"),
-    (_V4("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
-    (_V4("169.254.0.0/16"), "link-local (169.254.0.0/16)"),
-    (_V4("172.16.0.0/12"), "private network (172.16.0.0/12)"),
-    (_V4("192.0.0.0/24"), "IETF protocol assignments (192.0.0.0/24)"),
-    (_V4("192.0.2.0/24"), "documentation (192.0.2.0/24)"),
-    (_V4("192.88.99.0/24"), "deprecated 6to4 relay anycast (192.88.99.0/24)"),
-    (_V4("192.168.0.0/16"), "private network (192.168.0.0/16)"),
-    (_V4("198.18.0.0/15"), "benchmarking (198.18.0.0/15)"),
-    (_V4("198.51.100.0/24"), "documentation (198.51.100.0/24)"),
-    (_V4("203.0.113.0/24"), "documentation (203.0.113.0/24)"),
-    (_V4("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
-    (_V4("255.255.255.255/32"), "limited broadcast (255.255.255.255)"),
-    (_V4("240.0.0.0/4"), "reserved (240.0.0.0/4)"),
-]
-
 _NAT64_WKP = _V6("64:ff9b::/96")
 _SIXTOFOUR = _V6("2002::/16")
 _TEREDO = _V6("2001::/32")
 _IPV4_COMPATIBLE = _V6("::/96")
 _GLOBAL_UNICAST = _V6("2000::/3")
 
-_V6_BLOCKED: list[tuple[ipaddress.IPv6Network, str]] = [
-    (_V6("::/128"), "unspecified address (::)"),
-    (_V6("::1/128"), "loopback (::1)"),
-    (_V6("::ffff:0:0:0/96"), "IPv4-translated address (::ffff:0:0:0/96)"),
-    (_V6("64:ff9b:1::/48"), "local-use NAT64 (64:ff9b:1::/48)"),
-    (_V6("100::/64"), "discard-only (100::/64)"),
-    (_V6("100:0:0:1::/64"), "dummy prefix (100:0:0:1::/64)"),
-    (_V6("2001:2::/48"), "benchmarking (2001:2::/48)"),
-    (_V6("2001:10::/28"), "deprecated ORCHID (2001:10::/28)"),
-    (_V6("2001:20::/28"), "ORCHIDv2, not routable (2001:20::/28)"),
-    (_V6("2001::/23"), "IETF protocol assignments (2001::/23)"),
-    (_V6("2001:db8::/32"), "documentation (2001:db8::/32)"),
-    (_V6("3fff::/20"), "documentation (3fff::/20)"),
-    (_V6("5f00::/16"), "SRv6 segment identifiers (5f00::/16)"),
-    (_V6("fc00::/7"), "unique local address (fc00::/7)"),
-    (_V6("fe80::/10"), "link-local (fe80::/10)"),
-    (_V6("fec0::/10"), "deprecated site-local (fec0::/10)"),
-    (_V6("ff00::/8"), "multicast (ff00::/8)"),
-]
-# Most specific network first, so the reason names the narrowest range.
-_V4_BLOCKED.sort(key=lambda item: -item[0].prefixlen)
-_V6_BLOCKED.sort(key=lambda item: -item[0].prefixlen)
+
+def _ranges(*ranges: tuple[str, str]) -> dict[int, list[tuple[IPNetwork, str]]]:
+    """(network, reason) pairs by IP version, most specific network first so the reason names the narrowest
+    range. The reason ends with the range ("loopback (127.0.0.0/8)"), or the address when it is a single one."""
+    blocked: dict[int, list[tuple[IPNetwork, str]]] = {4: [], 6: []}
+    for cidr, name in ranges:
+        network = ipaddress.ip_network(cidr)
+        where = network.network_address if network.num_addresses == 1 else network
+        blocked[network.version].append((network, f"{name} ({where})"))
+    for networks in blocked.values():
+        networks.sort(key=lambda item: -item[0].prefixlen)
+    return blocked
+
+
+# The non-public ranges, IPv4 and IPv6.
+_BLOCKED = _ranges(
+    ("0.0.0.0/32", "unspecified address"),
+    ("0.0.0.0/8", "'this network'"),
+    ("10.0.0.0/8", "private network"),
+    ("100.64.0.0/10", "carrier-grade NAT shared space"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private network"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "deprecated 6to4 relay anycast"),
+    ("192.168.0.0/16", "private network"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("255.255.255.255/32", "limited broadcast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified address"),
+    ("::1/128", "loopback"),
+    ("::ffff:0:0:0/96", "IPv4-translated address"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("100::/64", "discard-only"),
+    ("100:0:0:1::/64", "dummy prefix"),
+    ("2001:2::/48", "benchmarking"),
+    ("2001:10::/28", "deprecated ORCHID"),
+    ("2001:20::/28", "ORCHIDv2, not routable"),
+    ("2001::/23", "IETF protocol assignments"),
+    ("2001:db8::/32", "documentation"),
+    ("3fff::/20", "documentation"),
+    ("5f00::/16", "SRv6 segment identifiers"),
+    ("fc00::/7", "unique local address"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "deprecated site-local"),
+    ("ff00::/8", "multicast"),
+)
 
 
 def as_ip(ip: IPAddress | str) -> IPAddress:
@@ -142,7 +150,7 @@ def blocked_reason(ip: IPAddress | str) -> str | None:
     if metadata:
         return metadata
     if isinstance(ip, ipaddress.IPv4Address):
-        for network, reason in _V4_BLOCKED:
+        for network, reason in _BLOCKED[ip.version]:
             if ip in network:
                 return reason
         return None
@@ -161,7 +169,7 @@ def blocked_reason(ip: IPAddress | str) -> str | None:
     embedded = _embedded_ipv4(ip)
     if embedded is not None:
         return f"deprecated IPv4-compatible IPv6 address (::/96, {_embedded_note(embedded)})"
-    for network, reason in _V6_BLOCKED:
+    for network, reason in _BLOCKED[ip.version]:
         if ip in network:
             return reason
     if ip not in _GLOBAL_UNICAST:
