@@ -23,20 +23,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import (
-    Column,
-    ColumnElement,
-    Select,
-    and_,
-    false,
-    func,
-    literal,
-    not_,
-    or_,
-    select,
-    text,
-    tuple_,
-)
+from sqlalchemy import Column, ColumnElement, Select, and_, false, func, literal, not_, or_, select, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -152,11 +139,6 @@ class Repository(Generic[M]):
         if total == 0 or (exact and offset >= total):
             return [], Total(total, exact=exact)
         few = (exact or unindexed is not None) and total <= FEW_PER_PAGE * limit
-        if exact and not few:
-            # Counted (≤ EXACT_TOTAL_UP_TO) but more than a few pages: walking the order's index meets a page of
-            # matches after ~(offset + limit) × rows / total rows, finding them first costs ~total: at 1,000,000
-            # rows, 440 matches are a 45,000-row walk.
-            few = total * total < (offset + limit) * await self.table_rows()
         fetch = limit + 1 if pages is not None else limit  # one more: is there a next page?
         if few or offset >= DEEP_OFFSET:
             # The page's ids first (reading only the columns the order needs), then its rows by id:
@@ -202,14 +184,6 @@ class Repository(Generic[M]):
         if last is None and bound is not None:
             last = tuple(bound)  # fewer matches than a page among the rows read: go on after the last one read
         return rows, Total(total, exact=False, next_cursor=pages.cursor(last) if last else None)
-
-    async def table_rows(self) -> int:
-        """The model's table's row count as PostgreSQL last measured it (`pg_class.reltuples`: ANALYZE, VACUUM)."""
-        table = self.model.__table__
-        name = f"{table.schema}.{table.name}" if table.schema else table.name
-        rows = await self.session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)"),
-                                         {"name": name})
-        return max(int(rows or 0), 0)  # -1: never measured
 
     async def page_total(self, statement: Select[Any]) -> tuple[int, bool]:
         """(rows `statement` returns, whether that is exact). Counting is O(rows), so a list's total is
