@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stripe-burst", type=int, default=5000, help="(s) events of the processing burst (default 5000)")
     p.add_argument("--api-seconds", type=float, default=5.0,
                    help="(g): measured seconds per side and round, 2 rounds (default 5)")
+    p.add_argument("--list-rows", type=int, default=api_speed.LIST_ROWS,
+                   help=f"(h): tenants seeded before the list pages (default {api_speed.LIST_ROWS})")
     p.add_argument("--idle-seconds", type=float, default=20.0, help="(i): idle window (default 20)")
     p.add_argument("--log-level", default="INFO", help="LOG_LEVEL of the services (default INFO)")
     p.add_argument("--keep", action="store_true", help="keep the stack's data directory (logs) afterwards")
@@ -68,9 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [s for s in args.only if s not in SCENARIOS]
     if unknown:
         p.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    for name in ("events", "concurrency", "fanout", "repeats"):
+    for name in ("events", "concurrency", "fanout", "repeats", "list_rows"):
         if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1")
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.list_rows < api_speed.CURSOR_DEPTH + 100:
+        p.error(f"--list-rows must be at least {api_speed.CURSOR_DEPTH + 100} (a page by cursor after row "
+                f"{api_speed.CURSOR_DEPTH:,} is measured)")
     if not 1 <= args.concurrency <= 200:
         p.error("--concurrency must be within 1..200 (the API's maxConcurrency range)")
     return args
@@ -160,8 +165,8 @@ class Run:
                                     f"{api_speed.CLIENTS} clients",
                       lambda: api_speed.create_rate(api, seconds=args.api_seconds, warmup=1.0, cpu=cpu,
                                                     progress=say)),
-                "h": ("api_list", f"(h) list pages at {api_speed.LIST_ROWS:,} tenants",
-                      lambda: api_speed.list_pages(api, calls=100, cpu=cpu, progress=say)),
+                "h": ("api_list", f"(h) list pages at {args.list_rows:,} tenants",
+                      lambda: api_speed.list_pages(api, calls=100, cpu=cpu, progress=say, rows=args.list_rows)),
                 "i": ("idle", f"(i) idle CPU of every service, {args.idle_seconds:.0f}s",
                       lambda: api_speed.idle(api, seconds=args.idle_seconds, cpu=cpu, progress=say)),
             }

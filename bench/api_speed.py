@@ -10,6 +10,7 @@ churns opens them by the hundred).
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -161,7 +162,7 @@ async def create_rate(api: Api, *, seconds: float, warmup: float, cpu: CpuMonito
     return out
 
 
-# --- (h) list pages at 10,000 rows ---------------------------------------------------------------------
+# --- (h) list pages at 10,000 rows (--list-rows) ---------------------------------------------------------------------
 LIST_QUERIES = {
     "newest first": "",
     "by name": "&sort=name",
@@ -169,8 +170,11 @@ LIST_QUERIES = {
     "plan=Pro": "&plan=Pro",
     "q=a7f3 (a few matches)": "&q=a7f3",
     "q=7f (a tenth of the rows)": "&q=7f",
-    "page 400 (offset 8,000)": "&offset=8000",
+    "q=zz (2 characters, no match)": "&q=zz",
+    "page 401 by offset (offset 8,000: O(offset))": "&offset=8000",
+    "page 401 by cursor (after row 8,000)": "&cursor={cursor}",
 }
+CURSOR_DEPTH = 8_000  # the row "page 401 by cursor" starts after, reached by following `nextCursor`
 
 
 async def _seed_tenants(api: Api, rows: int) -> int:
@@ -194,12 +198,28 @@ async def _seed_tenants(api: Api, rows: int) -> int:
         await conn.close()
 
 
-async def list_pages(api: Api, *, calls: int, cpu: CpuMonitor, progress: Progress) -> dict[str, Any]:
-    rows = await _seed_tenants(api, LIST_ROWS)
+async def _cursor_after(api: Api, rows: int) -> str:
+    """The `nextCursor` after the first `rows` tenants (newest first), found by following cursors 100 at a time."""
+    url = api.url("tenants", "/api/platform/tenants?limit=100")
+    cursor = ""
+    for _ in range(rows // 100):
+        async with api.session.get(url + (f"&cursor={cursor}" if cursor else ""), headers=api.headers) as resp:
+            body = await resp.json()
+            if resp.status != 200 or not body["nextCursor"]:
+                raise RuntimeError(f"GET tenants by cursor: {resp.status} {str(body)[:300]}")
+            cursor = body["nextCursor"]
+    return cursor
+
+
+async def list_pages(api: Api, *, calls: int, cpu: CpuMonitor, progress: Progress,
+                     rows: int = LIST_ROWS) -> dict[str, Any]:
+    rows = await _seed_tenants(api, rows)
     url = api.url("tenants", "/api/platform/tenants?limit=20")
     out: dict[str, Any] = {"rows": rows, "calls": calls, "queries": {}}
+    cursor = await _cursor_after(api, CURSOR_DEPTH)
     c_all = cpu.snapshot()
     for label, query in LIST_QUERIES.items():
+        query = query.format(cursor=cursor)
         took: list[float] = []
         c0 = cpu.snapshot()
         t_start = time.monotonic()
@@ -214,9 +234,10 @@ async def list_pages(api: Api, *, calls: int, cpu: CpuMonitor, progress: Progres
         usage = CpuMonitor.usage(c0, cpu.snapshot())
         db_ms = usage.get("postgres", 0.0) / 100 * elapsed * 1000 / calls
         out["queries"][label] = {"p50_ms": percentile(took, 50), "p99_ms": percentile(took, 99),
-                                 "db_cpu_ms": db_ms}
+                                 "db_cpu_ms": db_ms, "total_exact": json.loads(body)["totalExact"]}
         progress(f"  (h) {label}: p50 {percentile(took, 50):.1f} ms, p99 {percentile(took, 99):.1f} ms, "
-                 f"PostgreSQL CPU {db_ms:.2f} ms per page")
+                 f"PostgreSQL CPU {db_ms:.2f} ms per page"
+                 f"{'' if out['queries'][label]['total_exact'] else ' (total estimated)'}")
     out["cpu"] = CpuMonitor.usage(c_all, cpu.snapshot())
     qs = out["queries"].values()
     out["worst_p50_ms"] = max(q["p50_ms"] for q in qs)

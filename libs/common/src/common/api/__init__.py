@@ -1,6 +1,15 @@
 """What every service's HTTP layer shares: the schema base and pagination."""
 
-from common.api.pagination import Page, PageParams, PageParamsDep
+from common.api.pagination import (
+    InvalidCursor,
+    KeysetPage,
+    KeysetPageParamsDep,
+    Page,
+    PageParams,
+    PageParamsDep,
+    Total,
+)
 from common.api.schemas import InputSchema, Schema
 
-__all__ = ["InputSchema", "Page", "PageParams", "PageParamsDep", "Schema"]
+__all__ = ["InputSchema", "InvalidCursor", "KeysetPage", "KeysetPageParamsDep", "Page", "PageParams", "PageParamsDep",
+           "Schema", "Total"]

@@ -13,18 +13,26 @@ own exceptions), a page with its total, escaped LIKE search and sorting are here
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sqlalchemy import Column, ColumnElement, Select, func, or_, select
+from sqlalchemy import Column, ColumnElement, Select, and_, false, func, literal, not_, or_, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.util import ClauseAdapter
+
+from common.api.pagination import InvalidCursor, Total
 
 M = TypeVar("M")
 
@@ -33,6 +41,18 @@ def contains(columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]],
     """Case-insensitive substring match of `q` on any of `columns`, LIKE's `%`, `_` and `\\` taken
     literally (a search for "50%" finds "50%", not everything starting with "50")."""
     return or_(*(column.icontains(q, autoescape=True) for column in columns))
+
+
+def trigram_searchable(q: str) -> bool:
+    """Whether a trigram index (pg_trgm) can serve `contains(..., q)` (`ILIKE '%q%'`), by pg_trgm's own rule: it
+    looks up the trigrams of each word of `q` (a run of letters and digits), padded with two blanks before and
+    one after where a non-word character, not the pattern's `%`, borders it. A word shorter than 3 characters
+    between the `%`s has none (`7f`, `ab`): the index cannot narrow the search, every row would be read."""
+    for word in re.finditer(r"[^\W_]+", q):
+        padded = len(word.group()) + (2 if word.start() > 0 else 0) + (1 if word.end() < len(q) else 0)
+        if padded >= 3:
+            return True
+    return False
 
 
 class Repository(Generic[M]):
@@ -84,25 +104,48 @@ class Repository(Generic[M]):
         return (await self.session.execute(counted)).scalar_one()
 
     async def paginate(self, statement: Select[tuple[M]], *, limit: int, offset: int,
-                       order_by: Sequence[ColumnElement[Any]] = ()) -> tuple[list[M], int]:
+                       order_by: Sequence[ColumnElement[Any]] = (), cursor: str | None = None,
+                       keyset: bool = False, unindexed: ColumnElement[bool] | None = None) -> tuple[list[M], Total]:
         """One page of `statement` (ordered by `order_by`, then `id` so pages never overlap) and its total
-        (`page_total`: exact up to EXACT_TOTAL_UP_TO rows, PostgreSQL's estimate above).
+        (`page_total`: exact up to EXACT_TOTAL_UP_TO rows, PostgreSQL's estimate above; `Total.exact` says which).
 
         `id` follows the direction of the first sort key, so one index on `(key, id)` serves both
-        directions (read backwards for the descending one)."""
-        total, exact = await self.page_total(statement)
-        if total == 0 or (exact and offset >= total):
-            return [], total
+        directions (read backwards for the descending one).
+
+        Keyset (`cursor`, or `keyset=True` for a list that takes one): the total also carries the next page's
+        cursor (the last row's sort values and id, see `Keyset`; None at the end), and a `cursor` starts the page
+        right after the row it was made from: `WHERE (key, id) > (…)` on the order's index, a range scan of the
+        page's size however deep the page is. Not with `offset` (the cursor is the position).
+
+        `unindexed`: a filter no index serves (e.g. a substring too short for a trigram index). Counting its
+        matches would read every row: the total is the planner's estimate (not exact). A keyset page reads at most
+        SCAN_ROWS rows of the order: when they hold fewer than `limit` matches the page is short (even empty) and
+        its cursor goes on after the last row read. An offset page reads as far as its matches are."""
         # A bare ORM attribute (`Model.created_at`) is no SQL clause yet: made one, its column is found below
         # (else the ids query would order by a table it does not select from: a cross join, wrong pages).
         order_by = [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in order_by]
         tiebreak = self.model.id.desc() if order_by and _descending(order_by[0]) else self.model.id.asc()
-        few = exact and total <= FEW_PER_PAGE * limit
+        pages = Keyset([*order_by, tiebreak]) if keyset or cursor else None
+        if unindexed is None:
+            total, exact = await self.page_total(statement)  # the list's, wherever the page starts
+        else:
+            total, exact = await self.estimate(self._ids(statement.where(unindexed))), False
+        if pages is not None and cursor:
+            statement = statement.where(pages.after(cursor))
+        if unindexed is not None:
+            if pages is not None and not offset:
+                return await self._scan(statement, unindexed, pages, limit=limit, total=total)
+            statement = statement.where(unindexed)
+        if total == 0 or (exact and offset >= total):
+            return [], Total(total, exact=exact)
+        few = (exact or unindexed is not None) and total <= FEW_PER_PAGE * limit
+        fetch = limit + 1 if pages is not None else limit  # one more: is there a next page?
         if few or offset >= DEEP_OFFSET:
             # The page's ids first (reading only the columns the order needs), then its rows by id:
-            # - few rows match (counted): find them first (MATERIALIZED: planned for the filter alone, e.g. a
-            #   trigram index) and order those. Left to itself the planner may walk an index in the list's order
-            #   hoping to meet matches soon: through the whole table when they are rare (100x slower);
+            # - few rows match (counted, or estimated for a filter no index serves): find them first
+            #   (MATERIALIZED: planned for the filter alone, e.g. a trigram index) and order those. Left to itself
+            #   the planner may walk an index in the list's order hoping to meet matches soon: through the whole
+            #   table when they are rare (100x slower);
             # - a deep page: the `offset` rows skipped are read as ids only (an index-only scan of the order's
             #   index), not as whole rows (3-10x cheaper at offset 8,000).
             keys = {c.key: c for clause in (*order_by, tiebreak) for c in visitors.iterate(clause)
@@ -112,21 +155,51 @@ class Repository(Generic[M]):
                 matching = matching.prefix_with("MATERIALIZED")
             adapt = ClauseAdapter(matching).traverse
             ids = (select(matching.c.id).order_by(*(adapt(c) for c in order_by), adapt(tiebreak))
-                   .limit(limit).offset(offset))
-            return await self.all(statement.where(self.model.id.in_(ids)).order_by(*order_by, tiebreak)), total
-        page = statement.order_by(*order_by, tiebreak).limit(limit).offset(offset)
-        return await self.all(page), total
+                   .limit(fetch).offset(offset))
+            page = statement.where(self.model.id.in_(ids)).order_by(*order_by, tiebreak)
+        else:
+            page = statement.order_by(*order_by, tiebreak).limit(fetch).offset(offset)
+        if pages is None:
+            return await self.all(page), Total(total, exact=exact)
+        rows, last = await self._keyed(page, pages, limit)
+        return rows, Total(total, exact=exact, next_cursor=pages.cursor(last) if last else None)
+
+    async def _keyed(self, page: Select[Any], pages: Keyset, limit: int) -> tuple[list[M], Sequence[Any] | None]:
+        """The first `limit` rows of `page` (read with one more), and the sort values of the last when more follow."""
+        rows = (await self.session.execute(page.add_columns(*pages.values))).unique().all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [row[0] for row in rows], tuple(rows[-1])[1:] if more else None
+
+    async def _scan(self, statement: Select[tuple[M]], unindexed: ColumnElement[bool], pages: Keyset, *,
+                    limit: int, total: int) -> tuple[list[M], Total]:
+        """A keyset page of `statement` filtered by `unindexed`, from at most SCAN_ROWS rows of the order: the
+        SCAN_ROWS-th row's sort values first (an index-only scan), then the matches up to it (a bounded range)."""
+        bound = (await self.session.execute(statement.with_only_columns(*pages.values).order_by(*pages.order_by)
+                                            .offset(SCAN_ROWS - 1).limit(1))).first()
+        page = statement.where(unindexed)
+        if bound is not None:
+            page = page.where(pages.through(tuple(bound)))
+        rows, last = await self._keyed(page.order_by(*pages.order_by).limit(limit + 1), pages, limit)
+        if last is None and bound is not None:
+            last = tuple(bound)  # fewer matches than a page among the rows read: go on after the last one read
+        return rows, Total(total, exact=False, next_cursor=pages.cursor(last) if last else None)
 
     async def page_total(self, statement: Select[Any]) -> tuple[int, bool]:
         """(rows `statement` returns, whether that is exact). Counting is O(rows), so a list's total is
         counted only up to EXACT_TOTAL_UP_TO; past it, the planner's estimate of the same statement (one
         EXPLAIN, O(1) whatever the table's size) -- never below what was counted."""
-        unordered = statement.order_by(None)
+        unordered = self._ids(statement)
         capped = select(func.count()).select_from(unordered.limit(EXACT_TOTAL_UP_TO + 1).subquery())
         counted = (await self.session.execute(capped)).scalar_one()
         if counted <= EXACT_TOTAL_UP_TO:
             return counted, True
         return max(counted, await self.estimate(unordered)), False
+
+    def _ids(self, statement: Select[Any]) -> Select[Any]:
+        """`statement`'s ids, unordered: what a count or an estimate needs (no eager-load join to plan, and an
+        index holding the id may answer alone)."""
+        return statement.order_by(None).with_only_columns(self.model.id, maintain_column_froms=True)
 
     async def estimate(self, statement: Select[Any]) -> int:
         """The planner's row estimate of `statement` (EXPLAIN, nothing executed)."""
@@ -147,6 +220,8 @@ class Repository(Generic[M]):
 EXACT_TOTAL_UP_TO = 1000
 # From this offset on, a page's skipped rows are read as ids only (see `paginate`).
 DEEP_OFFSET = 100
+# A keyset page filtered by what no index serves reads at most this many rows of the order (see `paginate`).
+SCAN_ROWS = 500
 # A counted total up to this many pages' worth is found first, then ordered (see `paginate`); above it, walking the
 # order's index meets a page of matches soon enough.
 FEW_PER_PAGE = 10
@@ -154,3 +229,132 @@ FEW_PER_PAGE = 10
 
 def _descending(clause: ColumnElement[Any]) -> bool:
     return isinstance(clause, UnaryExpression) and clause.modifier is operators.desc_op
+
+
+class Keyset:
+    """Cursors of one list order (its sort keys, the id last): made from a page's last row, read back as "the rows
+    after it in this order".
+
+    A cursor is base64url (no padding) of JSON `[version, sort, values]`: `sort` is a digest of the order's SQL
+    (a cursor made for another sort, or another list, is refused), `values` each typed (`["t", iso datetime]`,
+    `["u", uuid]`, …) and checked against its key's type, so an altered cursor is a 422 (`InvalidCursor`), never
+    a database error. Not signed: a hand-made cursor only starts a page elsewhere in a list the caller may read."""
+
+    VERSION = 1
+
+    def __init__(self, order_by: Sequence[ColumnElement[Any]]) -> None:
+        self.order_by = list(order_by)
+        self.keys = [(c.element if isinstance(c, UnaryExpression) and c.modifier in _DIRECTIONS else c,
+                      _descending(c)) for c in order_by]
+        self.values = [key.label(f"_keyset_{i}") for i, (key, _) in enumerate(self.keys)]
+        sql = ", ".join(str(c.compile(dialect=postgresql.dialect())) for c in order_by)
+        self.sort = hashlib.sha256(sql.encode()).hexdigest()[:16]
+
+    def cursor(self, values: Sequence[Any]) -> str:
+        body = json.dumps([self.VERSION, self.sort, [_typed(v) for v in values]], separators=(",", ":"))
+        return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+    def after(self, cursor: str) -> ColumnElement[bool]:
+        """Rows after the cursor's row in this order (PostgreSQL's: NULLs last ascending, first descending)."""
+        return self._after(self._read(cursor))
+
+    def through(self, values: Sequence[Any]) -> ColumnElement[bool]:
+        """Rows up to the one with these sort values, itself included."""
+        if self._one_row_comparison(values):
+            row, at = self._rows(values)
+            return row >= at if self.keys[0][1] else row <= at
+        return not_(self._after(values))
+
+    def _one_row_comparison(self, values: Sequence[Any]) -> bool:
+        same_way = len({desc for _, desc in self.keys}) == 1
+        return same_way and None not in values and not any(_nullable(key) for key, _ in self.keys)
+
+    def _rows(self, values: Sequence[Any]) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        return (tuple_(*(k for k, _ in self.keys)),
+                tuple_(*(_bind(k, v) for (k, _), v in zip(self.keys, values, strict=True))))
+
+    def _after(self, values: Sequence[Any]) -> ColumnElement[bool]:
+        if self._one_row_comparison(values):
+            # One row comparison: an index condition on `(key, id)` (a range scan from the cursor on).
+            row, at = self._rows(values)
+            return row < at if self.keys[0][1] else row > at
+        after: ColumnElement[bool] | None = None
+        for (key, desc), value in reversed(list(zip(self.keys, values, strict=True))):
+            beyond = _beyond(key, desc, None if value is None else _bind(key, value))
+            same = key.is_(None) if value is None else key.is_not_distinct_from(_bind(key, value))
+            after = beyond if after is None else or_(beyond, and_(same, after))
+        assert after is not None
+        return after
+
+    def _read(self, cursor: str) -> list[Any]:
+        try:
+            version, sort, typed = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            if version != self.VERSION or sort != self.sort or len(typed) != len(self.keys):
+                raise ValueError
+            values = [_untyped(v) for v in typed]
+            for (key, _), value in zip(self.keys, values, strict=True):
+                if value is not None and not isinstance(value, _python_type(key)) or "\x00" in str(value):
+                    raise ValueError
+        # JSONDecodeError, binascii.Error, UnicodeDecodeError are ValueErrors; Decimal's are ArithmeticErrors.
+        except (ValueError, TypeError, AttributeError, ArithmeticError):
+            raise InvalidCursor from None
+        return values
+
+
+_DIRECTIONS = (operators.asc_op, operators.desc_op)
+# Cursor values by type (bool before int, datetime before date: subclasses).
+_TYPES: tuple[tuple[str, type, Callable[[Any], Any], Callable[[Any], Any]], ...] = (
+    ("b", bool, lambda v: v, bool),
+    ("t", datetime, datetime.isoformat, datetime.fromisoformat),
+    ("d", date, date.isoformat, date.fromisoformat),
+    ("u", uuid.UUID, str, uuid.UUID),
+    ("m", Decimal, str, Decimal),
+    ("i", int, lambda v: v, int),
+    ("f", float, lambda v: v, float),
+    ("s", str, str, str),
+)
+
+
+def _typed(value: Any) -> Any:
+    if value is None:
+        return None
+    for tag, kind, write, _ in _TYPES:
+        if isinstance(value, kind):
+            return [tag, write(value)]
+    raise TypeError(f"a sort key of type {type(value).__name__} cannot be in a cursor")
+
+
+def _untyped(value: Any) -> Any:
+    if value is None:
+        return None
+    tag, raw = value
+    for name, kind, _, read in _TYPES:
+        if tag == name:
+            if kind in (bool, int, float) and type(raw) not in ((bool,) if kind is bool else (int, float)):
+                raise ValueError
+            return read(raw)
+    raise ValueError
+
+
+def _python_type(key: ColumnElement[Any]) -> type | tuple[type, ...]:
+    try:
+        kind = key.type.python_type
+    except NotImplementedError:
+        return object
+    return (int, float, Decimal) if kind in (int, float, Decimal) else kind
+
+
+def _nullable(key: ColumnElement[Any]) -> bool:
+    return any(c.nullable for c in visitors.iterate(key) if isinstance(c, Column))
+
+
+def _bind(key: ColumnElement[Any], value: Any) -> ColumnElement[Any]:
+    return literal(value, type_=key.type)
+
+
+def _beyond(key: ColumnElement[Any], desc: bool, value: ColumnElement[Any] | None) -> ColumnElement[bool]:
+    """`key` strictly after `value` (None: NULL) in PostgreSQL's order: NULLs after every value ascending. Never
+    NULL itself (`through` is its negation)."""
+    if value is None:
+        return key.is_not(None) if desc else false()
+    return and_(key.is_not(None), key < value) if desc else or_(key > value, key.is_(None))

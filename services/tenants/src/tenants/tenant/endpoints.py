@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from common.api import Page, PageParamsDep
+from common.api import KeysetPage, KeysetPageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.db.session import DatabaseDep
@@ -15,15 +15,18 @@ from tenants.tenant import schemas, service
 router = APIRouter(prefix="/api/platform/tenants", tags=["tenants"])
 
 
-@router.get("", response_model=Page[schemas.TenantRead], responses=problem_responses(401, 403, 422))
+@router.get("", response_model=KeysetPage[schemas.TenantRead], responses=problem_responses(401, 403, 422))
 async def list_tenants(
-    session: SessionDep, _: PlatformOwner, page: PageParamsDep,
+    session: SessionDep, _: PlatformOwner, page: KeysetPageParamsDep,
     status: schemas.TenantStatus | None = None,
     plan: Annotated[str | None, Query(max_length=100)] = None,
     q: Annotated[str | None, Query(max_length=200, description="Search in the name")] = None,
     sort: schemas.TenantSort = schemas.TenantSort.created_desc,
-) -> Page[schemas.TenantRead]:
-    """Tenants, newest first. Deleted tenants are listed only with `status=DELETED`."""
+) -> KeysetPage[schemas.TenantRead]:
+    """Tenants, newest first. Deleted tenants are listed only with `status=DELETED`.
+
+    Page by `offset`, or by `cursor` (each page's `nextCursor`, null on the last page): a cursor page costs the
+    same however deep it is, and rows created or deleted meanwhile never make one repeat or skip a tenant."""
     return await service.list_tenants(session, status=status, plan=plan, q=q, sort=sort, page=page)
 
 

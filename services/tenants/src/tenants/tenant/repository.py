@@ -10,8 +10,9 @@ from sqlalchemy import Insert, Select, Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from common.api import Total
 from common.db.engine import Database, Prepared
-from common.db.repository import Repository, contains
+from common.db.repository import Repository, contains, trigram_searchable
 from tenants.models import Plan, Tenant, outbox
 from tenants.tenant.schemas import TenantSort
 
@@ -46,7 +47,7 @@ class TenantRepository(Repository[Tenant]):
         return select(Tenant).options(joinedload(Tenant.plan))
 
     async def list(self, *, status: str | None, plan: str | None, q: str | None, sort: TenantSort,
-                   limit: int, offset: int) -> tuple[list[Tenant], int]:
+                   limit: int, offset: int, cursor: str | None = None) -> tuple[list[Tenant], Total]:
         # The plan is loaded with the page only (an eager load is not part of the count's subquery).
         stmt = self.select()
         if status:
@@ -60,11 +61,15 @@ class TenantRepository(Repository[Tenant]):
             ids = list((await self.session.execute(
                 select(Plan.id).where((func.lower(Plan.name) == p) | (func.lower(Plan.code) == p)))).scalars())
             if not ids:
-                return [], 0
+                return [], Total(0)
             stmt = stmt.where(Tenant.plan_id.in_(ids))
-        if q:
-            stmt = stmt.where(contains([Tenant.name], q))
-        return await self.paginate(stmt, limit=limit, offset=offset, order_by=[_SORT[sort]])
+        search = contains([Tenant.name], q) if q else None
+        if search is not None and trigram_searchable(q or ""):
+            stmt, search = stmt.where(search), None  # ix_tenants_live_name_trgm finds the matches
+        # Else (`q` too short for trigrams) an unindexed filter: estimated, not counted; a page reads a bounded
+        # stretch of the order's index (see `Repository.paginate`).
+        return await self.paginate(stmt, limit=limit, offset=offset, order_by=[_SORT[sort]], cursor=cursor,
+                                   keyset=True, unindexed=search)
 
     @classmethod
     async def create(cls, database: Database, tenant: dict[str, Any], event: dict[str, Any]) -> None:

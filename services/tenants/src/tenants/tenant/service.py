@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.api import Page, PageParams
+from common.api import KeysetPage, PageParams
 from common.db import commit_each_statement, utcnow
 from common.db.engine import Database
 from common.errors import Conflict, NotFound, Unprocessable
@@ -71,11 +71,11 @@ async def get(session: AsyncSession, tenant_id: uuid.UUID) -> TenantRead:
 
 
 async def list_tenants(session: AsyncSession, *, status: TenantStatus | None, plan: str | None, q: str | None,
-                       sort: TenantSort, page: PageParams) -> Page[TenantRead]:
+                       sort: TenantSort, page: PageParams) -> KeysetPage[TenantRead]:
     await commit_each_statement(session)  # reads only (each statement sees the latest commits, as before)
     items, total = await TenantRepository(session).list(status=status, plan=plan, q=q, sort=sort,
-                                                        limit=page.limit, offset=page.offset)
-    return Page[TenantRead].of(items, total, page)
+                                                        limit=page.limit, offset=page.offset, cursor=page.cursor)
+    return KeysetPage[TenantRead].of(items, total, page)
 
 
 async def update(session: AsyncSession, tenant_id: uuid.UUID, payload: TenantUpdate) -> TenantRead:
