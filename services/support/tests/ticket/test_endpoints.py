@@ -275,4 +275,5 @@ async def test_the_json_keeps_its_camel_case_fields_and_bodies_take_only_them(ow
     assert reopened.status_code == 200 and message.status_code == 201, message.text
     assert set(message.json()) == {"id", "ticketId", "authorId", "authorRole", "body", "internal", "createdAt"}
     page = (await owner.get(f"{url}/messages")).json()
-    assert page == {"items": [message.json()], "total": 1, "limit": 20, "offset": 0}
+    assert page == {"items": [message.json()], "total": 1, "limit": 20, "offset": 0,
+                    "totalExact": True}
