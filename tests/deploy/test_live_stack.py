@@ -160,7 +160,10 @@ async def test_one_api_call_is_one_trace_up_to_the_subscriber(workload, otlp):
                   ("webhook-dispatcher", Span.SPAN_KIND_CONSUMER)}
         # The attempt by name: the dispatcher's SQL spans are CLIENT spans too, and may be exported first.
         attempted = any(span.kind == Span.SPAN_KIND_CLIENT and span.name.startswith("webhook") for _, span in spans)
-        return wanted <= kinds and attempted
+        # Each process exports in its own batches: a child may arrive before its parent does.
+        ids = {span.span_id for _, span in spans}
+        closed = all(not span.parent_span_id or span.parent_span_id in ids for _, span in spans)
+        return wanted <= kinds and attempted and closed
 
     await until(complete)
     spans = otlp.trace(trace_id)
