@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Select, select
 
+from common.api import Total
 from common.db.repository import Repository, contains
 from support.models import Ticket
 from support.ticket.schemas import TicketSort
@@ -35,7 +36,7 @@ class TicketRepository(Repository[Ticket]):
 
     async def list(self, *, tenant_id: uuid.UUID | None, statuses: Sequence[str], priorities: Sequence[str],
                    assignee_id: uuid.UUID | None, q: str | None, sort: TicketSort, limit: int,
-                   offset: int) -> tuple[list[Ticket], int]:
+                   offset: int, cursor: str | None = None) -> tuple[list[Ticket], Total]:
         stmt: Select[tuple[Ticket]] = select(Ticket)
         if tenant_id is not None:
             stmt = stmt.where(Ticket.tenant_id == tenant_id)
@@ -47,4 +48,4 @@ class TicketRepository(Repository[Ticket]):
             stmt = stmt.where(Ticket.assignee_id == assignee_id)
         if q:
             stmt = stmt.where(contains([Ticket.subject, Ticket.description], q))
-        return await self.paginate(stmt, limit=limit, offset=offset, order_by=_SORT[sort])
+        return await self.paginate(stmt, limit=limit, offset=offset, order_by=_SORT[sort], cursor=cursor, keyset=True)
