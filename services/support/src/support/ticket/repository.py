@@ -19,7 +19,8 @@ _SORT: dict[TicketSort, tuple[ColumnElement[object], ...]] = {
     TicketSort.updated_desc: (Ticket.updated_at.desc(),),
     # Same priority: the oldest first (it has waited longest).
     TicketSort.priority: (Ticket.priority_rank.asc(), Ticket.created_at.asc()),
-    TicketSort.priority_desc: (Ticket.priority_rank.desc(), Ticket.created_at.asc()),
+    # The most urgent first, as an ascending key: one direction, so a cursor is one row comparison (an index range).
+    TicketSort.priority_desc: ((-Ticket.priority_rank).asc(), Ticket.created_at.asc()),
 }
 
 
