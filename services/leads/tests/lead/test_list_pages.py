@@ -9,11 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from common.testing.pages import (
-    assert_foreign_or_altered_cursors_are_refused,
-    assert_walks_give_the_whole_list,
-    set_column,
-)
+from common.testing import pages
 
 LEADS = "/api/platform/leads"
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -28,8 +24,8 @@ async def marker(api, database_url) -> str:
     for i in range(11):
         name = f"Walk {mark} {i % 4}" if i % 2 else f"WALK {mark} {i % 4}"
         ids.append((await api.create(name=name, value=str(Decimal(100 * (i % 3)))))["id"])
-    await set_column(database_url, "leads", "created_at", {i: T0 + timedelta(minutes=n % 3) for n, i in enumerate(ids)})
-    await set_column(database_url, "leads", "updated_at", {i: T0 + timedelta(hours=n % 3) for n, i in enumerate(ids)})
+    await pages.set_column(database_url, "leads", "created_at", {i: T0 + timedelta(minutes=n % 3) for n, i in enumerate(ids)})
+    await pages.set_column(database_url, "leads", "updated_at", {i: T0 + timedelta(hours=n % 3) for n, i in enumerate(ids)})
     return mark
 
 
@@ -45,21 +41,18 @@ def _key(sort: str, lead: dict):
 @pytest.mark.parametrize("sort", ["-createdAt", "createdAt", "-updatedAt", "updatedAt", "name", "-name", "value",
                                   "-value"])
 async def test_walking_by_cursor_lists_every_lead_once_in_the_sorts_order(owner, marker, sort):
-    whole = await assert_walks_give_the_whole_list(owner, LEADS, {"q": marker, "sort": sort})
+    whole = await pages.assert_walks_give_the_whole_list(owner, LEADS, {"q": marker, "sort": sort})
     assert len(whole) == 11
     keys = [_key(sort, lead) for lead in whole]
     assert keys == sorted(keys, reverse=sort.startswith("-")) and len(set(keys)) < len(keys)  # ties included
     # A filter keeps the walk whole.
-    await assert_walks_give_the_whole_list(owner, LEADS, {"q": f"{marker} 1", "sort": sort})
+    await pages.assert_walks_give_the_whole_list(owner, LEADS, {"q": f"{marker} 1", "sort": sort})
 
 
 async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, marker):
-    await assert_foreign_or_altered_cursors_are_refused(owner, LEADS, {"q": marker}, "name", "-value")
-    await assert_foreign_or_altered_cursors_are_refused(owner, LEADS, {"q": marker}, "-createdAt", "createdAt")
+    await pages.assert_foreign_or_altered_cursors_are_refused(owner, LEADS, {"q": marker}, "name", "-value")
+    await pages.assert_foreign_or_altered_cursors_are_refused(owner, LEADS, {"q": marker}, "-createdAt", "createdAt")
 
 
 async def test_offset_pages_are_as_before(owner, marker):
-    whole = (await owner.get(LEADS, params={"q": marker, "sort": "name", "limit": 100})).json()["items"]
-    page = (await owner.get(LEADS, params={"q": marker, "sort": "name", "limit": 3, "offset": 3})).json()
-    assert [lead["id"] for lead in page["items"]] == [lead["id"] for lead in whole[3:6]]
-    assert page["total"] == 11 and page["offset"] == 3 and page["totalExact"] is True
+    await pages.assert_offset_page_is_a_slice(owner, LEADS, {"q": marker, "sort": "name"})

@@ -53,6 +53,14 @@ async def assert_walks_give_the_whole_list(client: httpx.AsyncClient, url: str,
     return list(whole["items"])
 
 
+async def assert_offset_page_is_a_slice(client: httpx.AsyncClient, url: str, params: Mapping[str, Any]) -> None:
+    """`offset` pages as before a cursor existed: rows 3–5 of the whole list, its total, the offset echoed."""
+    whole = (await client.get(url, params={**params, "limit": 100})).json()
+    page = (await client.get(url, params={**params, "limit": 3, "offset": 3})).json()
+    assert [item["id"] for item in page["items"]] == [item["id"] for item in whole["items"][3:6]]
+    assert page["total"] == whole["total"] and page["offset"] == 3 and page["limit"] == 3
+
+
 async def assert_foreign_or_altered_cursors_are_refused(client: httpx.AsyncClient, url: str,
                                                         params: Mapping[str, Any], sort: str | None = None,
                                                         other: str | None = None) -> None:
