@@ -55,7 +55,12 @@ class Lead(Base, table=True):
     __table_args__ = (
         CheckConstraint("value >= 0", name="value_not_negative"),
         Index("ix_leads_stage_created", "stage", "created_at"),
-        Index("ix_leads_created_at", "created_at"),
+        # `(key, id)` for each sort of the list: a page, by offset from the start or by cursor at any depth, is a
+        # range of one of them (ids break ties on the key).
+        Index("ix_leads_created_id", "created_at", "id"),
+        Index("ix_leads_updated_id", "updated_at", "id"),
+        Index("ix_leads_name_id", text("lower(name)"), "id"),
+        Index("ix_leads_value_id", "value", "id"),
         Index("ix_leads_source", "source"),
     )
 

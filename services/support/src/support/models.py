@@ -29,11 +29,14 @@ class Ticket(Base, table=True):
         # One index per list filter / sort; a tenant's own list is the hottest path.
         Index("ix_tickets_tenant_created", "tenant_id", "created_at"),
         Index("ix_tickets_status_created", "status", "created_at"),
-        Index("ix_tickets_priority_rank_created", "priority_rank", "created_at"),
         Index("ix_tickets_assignee_created", "assignee_id", "created_at",
               postgresql_where=text("assignee_id IS NOT NULL")),
-        Index("ix_tickets_created_at", "created_at"),
-        Index("ix_tickets_updated_at", "updated_at"),
+        # `(key, id)` for each sort of the list: a page, by offset from the start or by cursor at any depth, is a
+        # range of one of them (ids break ties; `-priority` is by `-priority_rank`, ascending like its dates).
+        Index("ix_tickets_created_id", "created_at", "id"),
+        Index("ix_tickets_updated_id", "updated_at", "id"),
+        Index("ix_tickets_priority_created_id", "priority_rank", "created_at", "id"),
+        Index("ix_tickets_urgent_created_id", text("(-priority_rank)"), "created_at", "id"),
         # `q` is a case-insensitive substring search (ILIKE '%…%'): trigram indexes serve it.
         Index("ix_tickets_subject_trgm", "subject", postgresql_using="gin",
               postgresql_ops={"subject": "gin_trgm_ops"}),

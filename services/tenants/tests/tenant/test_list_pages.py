@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from common.testing.checks import assert_problem
+from common.testing.pages import walk
 
 URL = "/api/platform/tenants"
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -33,20 +34,6 @@ async def _insert(database_url: str, rows: list[tuple[str, str, str, datetime]])
     finally:
         await conn.close()
     return [str(i) for i in ids]
-
-
-async def _walk(owner, params: dict, *, limit: int) -> list[dict]:
-    items: list[dict] = []
-    cursor = None
-    while True:
-        resp = await owner.get(URL, params=params | {"limit": limit} | ({"cursor": cursor} if cursor else {}))
-        assert resp.status_code == 200, resp.text
-        page = resp.json()
-        items += page["items"]
-        cursor = page["nextCursor"]
-        if cursor is None:
-            return items
-        assert len(page["items"]) == limit
 
 
 @pytest.fixture
@@ -75,7 +62,7 @@ async def test_walking_by_cursor_lists_every_tenant_once_in_the_sorts_order(owne
     whole = (await owner.get(URL, params=params | {"limit": 100})).json()
     assert whole["totalExact"] is True and whole["nextCursor"] is None and whole["total"] == len(whole["items"]) > 0
     for limit in (1, 2, 5):
-        walked = await _walk(owner, params, limit=limit)
+        walked = await walk(owner, URL, params, limit=limit)
         assert [t["id"] for t in walked] == [t["id"] for t in whole["items"]]
     key = sort.lstrip("-")
     keys = [t[key].lower() if key == "name" else datetime.fromisoformat(t[key]) for t in whole["items"]]

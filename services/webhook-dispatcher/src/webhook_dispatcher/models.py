@@ -77,6 +77,9 @@ class WebhookEndpoint(Base, table=True):
 
     __tablename__ = "webhook_endpoints"
     __table_args__ = (Index("ix_webhook_endpoints_status", "status"),
+                      # The lists (newest first, by offset or cursor) read a range of this one.
+                      Index("ix_webhook_endpoints_live_created_id", "kind", "created_at", "id",
+                            postgresql_where=text("status <> 'DELETED'")),
                       CheckConstraint("NOT trusted OR kind = 'N8N_FLOW'", name="trusted_only_n8n"))
 
     url: str = Field(sa_type=String(2048))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, status
 
-from common.api import Page, PageParamsDep
+from common.api import KeysetPage, KeysetPageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import Unprocessable, problem_responses
@@ -71,10 +71,12 @@ router = APIRouter(prefix="/api/platform/leads", tags=["leads"])
 operations_router = APIRouter(prefix="/api/platform/operations/leads", tags=["own operations"])
 
 
-@router.get("", response_model=Page[schemas.LeadRead], responses=problem_responses(401, 403, 422))
-async def list_leads(session: SessionDep, _: PlatformOwner, page: PageParamsDep, filters: LeadFiltersDep,
-                     sort: schemas.LeadSort = schemas.LeadSort.created_desc) -> Page[schemas.LeadRead]:
-    """Leads, newest first; filter by stage, source, text, own operations, creation range."""
+@router.get("", response_model=KeysetPage[schemas.LeadRead], responses=problem_responses(401, 403, 422))
+async def list_leads(session: SessionDep, _: PlatformOwner, page: KeysetPageParamsDep, filters: LeadFiltersDep,
+                     sort: schemas.LeadSort = schemas.LeadSort.created_desc) -> KeysetPage[schemas.LeadRead]:
+    """Leads, newest first; filter by stage, source, text, own operations, creation range.
+
+    Page by `offset`, or by `cursor` (each page's `nextCursor`, null on the last page)."""
     return await service.list_leads(session, filters, sort=sort, page=page)
 
 
@@ -116,10 +118,10 @@ async def convert_lead(session: SessionDep, caller: PlatformOwner, lead_id: uuid
     return await service.convert(session, lead_id, body or schemas.ConvertRequest(), caller)
 
 
-@operations_router.get("", response_model=Page[schemas.LeadRead], responses=problem_responses(401, 403, 422))
-async def list_own_operation_leads(session: SessionDep, _: PlatformOwner, page: PageParamsDep,
+@operations_router.get("", response_model=KeysetPage[schemas.LeadRead], responses=problem_responses(401, 403, 422))
+async def list_own_operation_leads(session: SessionDep, _: PlatformOwner, page: KeysetPageParamsDep,
                                    filters: OwnOperationFiltersDep,
                                    sort: schemas.LeadSort = schemas.LeadSort.created_desc,
-                                   ) -> Page[schemas.LeadRead]:
+                                   ) -> KeysetPage[schemas.LeadRead]:
     """Leads of the owner's own operations (`ownOperation = true`), with the same filters."""
     return await service.list_leads(session, filters, sort=sort, page=page)

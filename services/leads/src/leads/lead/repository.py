@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
+from common.api import Total
 from common.db.repository import Repository, contains
 from leads.lead.schemas import LeadFilters, LeadSort
 from leads.models import Lead, StageChange
@@ -58,8 +59,10 @@ class LeadRepository(Repository[Lead]):
     async def get_with_history(self, lead_id: uuid.UUID) -> Lead | None:
         return await self.get_one(self.select().where(Lead.id == lead_id).options(selectinload(Lead.history)))
 
-    async def list(self, f: LeadFilters, *, sort: LeadSort, limit: int, offset: int) -> tuple[list[Lead], int]:
-        return await self.paginate(apply_filters(select(Lead), f), limit=limit, offset=offset, order_by=[SORT[sort]])
+    async def list(self, f: LeadFilters, *, sort: LeadSort, limit: int, offset: int,
+                   cursor: str | None = None) -> tuple[list[Lead], Total]:
+        return await self.paginate(apply_filters(select(Lead), f), limit=limit, offset=offset, order_by=[SORT[sort]],
+                                   cursor=cursor, keyset=True)
 
     async def add_if_new_contact(self, values: dict[str, Any]) -> Lead | None:
         """Insert unless a lead with this `contact_key` exists (then None): one lead per contact."""

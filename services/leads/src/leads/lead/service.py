@@ -19,7 +19,7 @@ from typing import Any
 from pydantic.alias_generators import to_camel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.api import Page, PageParams
+from common.api import KeysetPage, PageParams
 from common.auth import Principal
 from common.db import utcnow
 from common.errors import Conflict, NotFound, found
@@ -94,11 +94,12 @@ async def get(session: AsyncSession, lead_id: uuid.UUID) -> LeadDetail:
 
 
 async def list_leads(session: AsyncSession, filters: LeadFilters, *, sort: LeadSort,
-                     page: PageParams) -> Page[LeadRead]:
+                     page: PageParams) -> KeysetPage[LeadRead]:
     if filters.stage is not None:
         await stages.require(session, filters.stage)
-    items, total = await LeadRepository(session).list(filters, sort=sort, limit=page.limit, offset=page.offset)
-    return Page[LeadRead].of(items, total, page)
+    items, total = await LeadRepository(session).list(filters, sort=sort, limit=page.limit, offset=page.offset,
+                                                      cursor=page.cursor)
+    return KeysetPage[LeadRead].of(items, total, page)
 
 
 def _jsonable(value: Any) -> Any:

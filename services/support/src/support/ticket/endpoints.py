@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from common.api import Page, PageParamsDep
+from common.api import KeysetPage, KeysetPageParamsDep
 from common.db import SessionDep
 from common.errors import problem_responses
 from support.auth import SupportCaller
@@ -16,9 +16,9 @@ from support.ticket.schemas import Priority, TicketCreate, TicketRead, TicketSor
 router = APIRouter(prefix="/api/platform/support/tickets", tags=["tickets"])
 
 
-@router.get("", response_model=Page[TicketRead], responses=problem_responses(401, 403, 422))
+@router.get("", response_model=KeysetPage[TicketRead], responses=problem_responses(401, 403, 422))
 async def list_tickets(
-    session: SessionDep, caller: SupportCaller, page: PageParamsDep,
+    session: SessionDep, caller: SupportCaller, page: KeysetPageParamsDep,
     tenantId: uuid.UUID | None = None,
     status: Annotated[list[TicketStatus], Query(max_length=5, description="One or more statuses")] = [],  # noqa: B006
     priority: Annotated[list[Priority], Query(max_length=4, description="One or more priorities")] = [],  # noqa: B006
@@ -26,9 +26,9 @@ async def list_tickets(
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
                                    description="Case-insensitive search in subject and description")] = None,
     sort: TicketSort = TicketSort.created_desc,
-) -> Page[TicketRead]:
+) -> KeysetPage[TicketRead]:
     """Tickets, newest first. Tenant users see only their own tenant's tickets (a `tenantId` of another
-    tenant gives an empty page)."""
+    tenant gives an empty page). Page by `offset`, or by `cursor` (each page's `nextCursor`)."""
     return await service.list_tickets(session, caller, tenant_id=tenantId, statuses=status, priorities=priority,
                                       assignee_id=assigneeId, q=(q or "").strip() or None, sort=sort, page=page)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Select, select
 
+from common.api import Total
 from common.db.repository import Repository, contains
 from support.models import Ticket
 from support.ticket.schemas import TicketSort
@@ -18,7 +19,8 @@ _SORT: dict[TicketSort, tuple[ColumnElement[object], ...]] = {
     TicketSort.updated_desc: (Ticket.updated_at.desc(),),
     # Same priority: the oldest first (it has waited longest).
     TicketSort.priority: (Ticket.priority_rank.asc(), Ticket.created_at.asc()),
-    TicketSort.priority_desc: (Ticket.priority_rank.desc(), Ticket.created_at.asc()),
+    # The most urgent first, as an ascending key: one direction, so a cursor is one row comparison (an index range).
+    TicketSort.priority_desc: ((-Ticket.priority_rank).asc(), Ticket.created_at.asc()),
 }
 
 
@@ -35,7 +37,7 @@ class TicketRepository(Repository[Ticket]):
 
     async def list(self, *, tenant_id: uuid.UUID | None, statuses: Sequence[str], priorities: Sequence[str],
                    assignee_id: uuid.UUID | None, q: str | None, sort: TicketSort, limit: int,
-                   offset: int) -> tuple[list[Ticket], int]:
+                   offset: int, cursor: str | None = None) -> tuple[list[Ticket], Total]:
         stmt: Select[tuple[Ticket]] = select(Ticket)
         if tenant_id is not None:
             stmt = stmt.where(Ticket.tenant_id == tenant_id)
@@ -47,4 +49,4 @@ class TicketRepository(Repository[Ticket]):
             stmt = stmt.where(Ticket.assignee_id == assignee_id)
         if q:
             stmt = stmt.where(contains([Ticket.subject, Ticket.description], q))
-        return await self.paginate(stmt, limit=limit, offset=offset, order_by=_SORT[sort])
+        return await self.paginate(stmt, limit=limit, offset=offset, order_by=_SORT[sort], cursor=cursor, keyset=True)

@@ -49,7 +49,7 @@ from typing import Any
 from pydantic.alias_generators import to_camel, to_snake
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.api import Page, PageParams
+from common.api import KeysetPage, PageParams
 from common.auth import Principal
 from common.db import utcnow
 from common.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -139,17 +139,18 @@ async def get(session: AsyncSession, principal: Principal, ticket_id: uuid.UUID)
 
 async def list_tickets(session: AsyncSession, principal: Principal, *, tenant_id: uuid.UUID | None,
                        statuses: list[TicketStatus], priorities: list[Priority], assignee_id: uuid.UUID | None,
-                       q: str | None, sort: TicketSort, page: PageParams) -> Page[TicketRead]:
+                       q: str | None, sort: TicketSort, page: PageParams) -> KeysetPage[TicketRead]:
     scope = tenant_scope(principal)
     if scope is not None:
         if tenant_id is not None and tenant_id != scope:
             # Another tenant's tickets do not exist for a tenant user: an empty page, not a 403.
-            return Page[TicketRead].of([], 0, page)
+            return KeysetPage[TicketRead].of([], 0, page)
         tenant_id = scope
     items, total = await TicketRepository(session).list(
         tenant_id=tenant_id, statuses=[s.value for s in statuses], priorities=[p.value for p in priorities],
-        assignee_id=assignee_id, q=q or None, sort=sort, limit=page.limit, offset=page.offset)
-    return Page[TicketRead].of(items, total, page)
+        assignee_id=assignee_id, q=q or None, sort=sort, limit=page.limit, offset=page.offset,
+        cursor=page.cursor)
+    return KeysetPage[TicketRead].of(items, total, page)
 
 
 def _changes(ticket: Ticket, payload: TicketUpdate) -> dict[str, tuple[Any, Any]]:

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Response, status
 from pydantic import AfterValidator
 
-from common.api import Page, PageParamsDep
+from common.api import KeysetPage, KeysetPageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.errors import problem_responses
@@ -40,9 +40,9 @@ async def create_endpoint(session: SessionDep, principal: PlatformOwner, box: Se
     return await service.create(session, box, settings, transport, principal, body)
 
 
-@router.get("", response_model=Page[EndpointRead], responses=problem_responses(401, 403, 422))
+@router.get("", response_model=KeysetPage[EndpointRead], responses=problem_responses(401, 403, 422))
 async def list_endpoints(
-    session: SessionDep, _: PlatformOwner, page: PageParamsDep,
+    session: SessionDep, _: PlatformOwner, page: KeysetPageParamsDep,
     status: Annotated[list[EndpointStatusName], Query(
         max_length=4, description="One or more statuses: repeat the parameter (`status=ACTIVE&status=PAUSED`)",
     )] = [],  # noqa: B006
@@ -54,8 +54,9 @@ async def list_endpoints(
         AfterValidator(subscribable_event)] = None,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
                                    description="Case-insensitive search in url and description")] = None,
-) -> Page[EndpointRead]:
-    """Subscriber endpoints, newest first; the filters combine (all must hold). The endpoints that feed
+) -> KeysetPage[EndpointRead]:
+    """Subscriber endpoints, newest first; the filters combine (all must hold). Page by `offset`, or by
+    `cursor` (each page's `nextCursor`, null on the last page). The endpoints that feed
     n8n flows are not listed here (nor reachable by id): they are managed through /api/platform/n8n/flows."""
     return await service.list_endpoints(session, statuses=status, event_type=eventType,
                                         q=(q or "").strip() or None, page=page)

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Text, Uuid
 
+from common.api import Total
 from common.db.repository import Repository, contains
 from webhook_dispatcher.models import EndpointKind, EndpointStatus, WebhookEndpoint
 
@@ -88,8 +89,8 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
         return await self.all(stmt)
 
     async def list(self, *, statuses: Sequence[str] = (), patterns: Sequence[str] | None = None,
-                   q: str | None = None, limit: int, offset: int,
-                   kind: EndpointKind = EndpointKind.WEBHOOK) -> tuple[list[WebhookEndpoint], int]:
+                   q: str | None = None, limit: int, offset: int, cursor: str | None = None,
+                   kind: EndpointKind = EndpointKind.WEBHOOK) -> tuple[list[WebhookEndpoint], Total]:
         """`statuses`: any of them; `patterns`: subscribed to at least one of these patterns, as
         written; `q`: case-insensitive substring of the URL or the description. Newest first."""
         stmt = select(WebhookEndpoint).where(WebhookEndpoint.status != EndpointStatus.DELETED, WebhookEndpoint.kind == kind)
@@ -100,7 +101,7 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
                 bindparam("patterns", list(patterns), ARRAY(Text))))
         if q:
             stmt = stmt.where(contains([WebhookEndpoint.url, WebhookEndpoint.description], q))  # type: ignore[list-item]
-        return await self.paginate(stmt, limit=limit, offset=offset,
+        return await self.paginate(stmt, limit=limit, offset=offset, cursor=cursor, keyset=True,
                                    order_by=[WebhookEndpoint.created_at.desc()])  # type: ignore[attr-defined]
 
     async def notify_changed(self, endpoint_id: uuid.UUID) -> None:

@@ -20,7 +20,7 @@ import orjson
 from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.api import Page, PageParams
+from common.api import KeysetPage, PageParams
 from common.auth import Principal
 from common.crypto import SecretBox, mask
 from common.db import utcnow
@@ -203,12 +203,13 @@ async def get(session: AsyncSession, endpoint_id: uuid.UUID) -> EndpointRead:
 
 async def list_endpoints(session: AsyncSession, *, statuses: Sequence[EndpointStatusName] = (),
                          event_type: str | None = None, q: str | None = None,
-                         page: PageParams) -> Page[EndpointRead]:
+                         page: PageParams) -> KeysetPage[EndpointRead]:
     """`event_type`: only the endpoints that would receive it (subscribed to a pattern routing matches)."""
     patterns = None if event_type is None else patterns_matching(event_type)
     items, total = await WebhookEndpointRepository(session).list(statuses=statuses, patterns=patterns, q=q,
-                                                          limit=page.limit, offset=page.offset)
-    return Page[EndpointRead].of(items, total, page)
+                                                          limit=page.limit, offset=page.offset,
+                                                          cursor=page.cursor)
+    return KeysetPage[EndpointRead].of(items, total, page)
 
 
 async def verify(session: AsyncSession, box: SecretBox, settings: Settings, transport: WebhookTransport,

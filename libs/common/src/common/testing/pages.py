@@ -1,0 +1,81 @@
+"""Checks for a list that takes `cursor` (`KeysetPageParamsDep`), through its real API: walking it by cursor gives
+the offset page's rows once each, in order; a cursor of another sort, an altered one or one with `offset` is a 422.
+And `set_column`, to give rows ties on a sort key that the API would not make."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import httpx
+
+from common.testing.checks import assert_problem
+
+
+async def set_column(database_url: str, table: str, column: str, values: Mapping[str, Any]) -> None:
+    """`column` of the rows of `table` by id (`{id: value}`), straight in the database."""
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await conn.executemany(f'UPDATE "{table}" SET "{column}" = $2 WHERE id = $1::uuid',  # test-only names
+                               [(str(i), v) for i, v in values.items()])
+    finally:
+        await conn.close()
+
+
+async def walk(client: httpx.AsyncClient, url: str, params: Mapping[str, Any], *, limit: int) -> list[dict[str, Any]]:
+    """Every item of the list, page after page by `nextCursor` (each page but the last one full)."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        resp = await client.get(url, params={**params, "limit": limit} | ({"cursor": cursor} if cursor else {}))
+        assert resp.status_code == 200, resp.text
+        page = resp.json()
+        items += page["items"]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            return items
+        assert len(page["items"]) == limit, page
+
+
+async def assert_walks_give_the_whole_list(client: httpx.AsyncClient, url: str,
+                                           params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The list in one offset page (at most 100 rows) equals its walk by cursor at page sizes 1, 2 and 5: every
+    row once, in the same order. Returns the list."""
+    resp = await client.get(url, params={**params, "limit": 100})
+    assert resp.status_code == 200, resp.text
+    whole = resp.json()
+    assert whole["nextCursor"] is None and whole["total"] == len(whole["items"]) > 0, whole
+    ids = [item["id"] for item in whole["items"]]
+    assert len(set(ids)) == len(ids)
+    for limit in (1, 2, 5):
+        assert [item["id"] for item in await walk(client, url, params, limit=limit)] == ids, limit
+    return list(whole["items"])
+
+
+async def assert_offset_page_is_a_slice(client: httpx.AsyncClient, url: str, params: Mapping[str, Any]) -> None:
+    """`offset` pages as before a cursor existed: rows 3–5 of the whole list, its total, the offset echoed."""
+    whole = (await client.get(url, params={**params, "limit": 100})).json()
+    page = (await client.get(url, params={**params, "limit": 3, "offset": 3})).json()
+    assert [item["id"] for item in page["items"]] == [item["id"] for item in whole["items"][3:6]]
+    assert page["total"] == whole["total"] and page["offset"] == 3 and page["limit"] == 3
+
+
+async def assert_foreign_or_altered_cursors_are_refused(client: httpx.AsyncClient, url: str,
+                                                        params: Mapping[str, Any], sort: str | None = None,
+                                                        other: str | None = None) -> None:
+    """A cursor of `sort` passed with `other` (and the reverse), altered, or with `offset`, is a 422 problem; with
+    its own sort it is a page. `sort=None`: a list with one order (no `sort` parameter)."""
+    made: dict[str | None, str] = {}
+    for s in (sort, other) if other else (sort,):
+        resp = await client.get(url, params={**params, "limit": 1} | ({"sort": s} if s else {}))
+        assert resp.status_code == 200, resp.text
+        made[s] = resp.json()["nextCursor"]
+        assert made[s], "the list needs two rows"
+    mixed = [{"sort": other, "cursor": made[sort]}, {"sort": sort, "cursor": made[other]}] if other else []
+    for bad in (*mixed, {"sort": sort, "cursor": made[sort][:-2] + "xy"}, {"sort": sort, "cursor": "bm90IGEgY3Vyc29y"},
+                {"sort": sort, "cursor": "%%%%"}, {"sort": sort, "cursor": made[sort], "offset": 1},
+                {"sort": sort, "cursor": "x" * 1001}):
+        assert_problem(await client.get(url, params={**params, **{k: v for k, v in bad.items() if v}}), 422)
+    own = {"sort": sort, "cursor": made[sort]}
+    assert (await client.get(url, params={**params, **{k: v for k, v in own.items() if v}})).status_code == 200

@@ -1,0 +1,58 @@
+"""The lead list by cursor, through the real API: every lead once, in each sort's order, with ties on the sort key;
+a cursor of another sort, altered, or with `offset` is a 422 problem."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from common.testing import pages
+
+LEADS = "/api/platform/leads"
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+async def marker(api, database_url) -> str:
+    """11 leads sharing a marker, with ties on every sort key: 3 creation and update instants, 3 values, names
+    equal but for case."""
+    mark = uuid.uuid4().hex[:10]
+    ids = []
+    for i in range(11):
+        name = f"Walk {mark} {i % 4}" if i % 2 else f"WALK {mark} {i % 4}"
+        ids.append((await api.create(name=name, value=str(Decimal(100 * (i % 3)))))["id"])
+    await pages.set_column(database_url, "leads", "created_at", {i: T0 + timedelta(minutes=n % 3) for n, i in enumerate(ids)})
+    await pages.set_column(database_url, "leads", "updated_at", {i: T0 + timedelta(hours=n % 3) for n, i in enumerate(ids)})
+    return mark
+
+
+def _key(sort: str, lead: dict):
+    key = sort.lstrip("-")
+    if key == "name":
+        return lead["name"].lower()
+    if key == "value":
+        return Decimal(lead["value"])
+    return datetime.fromisoformat(lead[key])
+
+
+@pytest.mark.parametrize("sort", ["-createdAt", "createdAt", "-updatedAt", "updatedAt", "name", "-name", "value",
+                                  "-value"])
+async def test_walking_by_cursor_lists_every_lead_once_in_the_sorts_order(owner, marker, sort):
+    whole = await pages.assert_walks_give_the_whole_list(owner, LEADS, {"q": marker, "sort": sort})
+    assert len(whole) == 11
+    keys = [_key(sort, lead) for lead in whole]
+    assert keys == sorted(keys, reverse=sort.startswith("-")) and len(set(keys)) < len(keys)  # ties included
+    # A filter keeps the walk whole.
+    await pages.assert_walks_give_the_whole_list(owner, LEADS, {"q": f"{marker} 1", "sort": sort})
+
+
+async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, marker):
+    await pages.assert_foreign_or_altered_cursors_are_refused(owner, LEADS, {"q": marker}, "name", "-value")
+    await pages.assert_foreign_or_altered_cursors_are_refused(owner, LEADS, {"q": marker}, "-createdAt", "createdAt")
+
+
+async def test_offset_pages_are_as_before(owner, marker):
+    await pages.assert_offset_page_is_a_slice(owner, LEADS, {"q": marker, "sort": "name"})
