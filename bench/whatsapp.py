@@ -51,7 +51,7 @@ async def _worker_pid(api: Api) -> int | None:
 # `processed_at`) -> batch written (the row's `updated_at`, set by the batch's last statement before COMMIT) ->
 # reply claimed by the outbound worker (the claim leases it: `next_attempt_at` = claim + LEASE_SECONDS, the lease
 # of the default WHATSAPP_TIMEOUT_SECONDS, see `conversations.outbound.worker`) -> the provider got it.
-LEASE_SECONDS = 10.0 * 3 + 10
+LEASE_SECONDS = 2 * 10.0 * 3 + 10
 _HOPS_SQL = """
 SELECT e.payload->>'contact', e.created_at, e.processed_at, e.updated_at,
        m.next_attempt_at - make_interval(secs => $2)

@@ -32,9 +32,13 @@ class WokenWorker:
                     pass
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        except asyncio.CancelledError:
+            # Shutdown only: a step that failed is restarted by `supervise`, and work it started elsewhere (e.g.
+            # deliveries in flight) goes on rather than being cut mid-call and sent again after its lease.
+            self.stopped()
+            raise
         finally:
             unregister_leader(self.channel, self.wake)
-            self.stopped()
 
     def stopped(self) -> None:
         """Called when the loop ends (cancelled at shutdown)."""

@@ -53,7 +53,7 @@ def _page_params(limit: Limit = 20, offset: Offset = 0) -> PageParams:
 
 def _keyset_page_params(
     limit: Limit = 20, offset: Offset = 0,
-    cursor: Annotated[str | None, Query(max_length=1000, description=(
+    cursor: Annotated[str | None, Query(max_length=4096, description=(
         "The `nextCursor` of the previous page: the page after it, read from where it ended (rows added or removed "
         "meanwhile never make a page repeat or skip a row). Not with `offset`; same `sort` and filters."))] = None,
 ) -> PageParams:

@@ -118,9 +118,10 @@ class Repository(Generic[M]):
         page's size however deep the page is. Not with `offset` (the cursor is the position).
 
         `unindexed`: a filter no index serves (e.g. a substring too short for a trigram index). Counting its
-        matches would read every row: the total is the planner's estimate (not exact). A keyset page reads at most
-        SCAN_ROWS rows of the order: when they hold fewer than `limit` matches the page is short (even empty) and
-        its cursor goes on after the last row read. An offset page reads as far as its matches are."""
+        matches would read every row: the total is the planner's estimate (not exact). A page by cursor reads at
+        most SCAN_ROWS rows of the order: when they hold fewer than `limit` matches the page is short (even empty)
+        and its cursor goes on after the last row read. The first page and offset pages read as far as their
+        matches are (a short first page would make an offset client skip the matches after it)."""
         # A bare ORM attribute (`Model.created_at`) is no SQL clause yet: made one, its column is found below
         # (else the ids query would order by a table it does not select from: a cross join, wrong pages).
         order_by = [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in order_by]
@@ -133,7 +134,7 @@ class Repository(Generic[M]):
         if pages is not None and cursor:
             statement = statement.where(pages.after(cursor))
         if unindexed is not None:
-            if pages is not None and not offset:
+            if pages is not None and cursor:
                 return await self._scan(statement, unindexed, pages, limit=limit, total=total)
             statement = statement.where(unindexed)
         if total == 0 or (exact and offset >= total):
@@ -251,7 +252,9 @@ class Keyset:
         self.sort = hashlib.sha256(sql.encode()).hexdigest()[:16]
 
     def cursor(self, values: Sequence[Any]) -> str:
-        body = json.dumps([self.VERSION, self.sort, [_typed(v) for v in values]], separators=(",", ":"))
+        # Not ASCII-escaped: a name of non-Latin letters would otherwise grow six-fold past the parameter's limit.
+        body = json.dumps([self.VERSION, self.sort, [_typed(v) for v in values]], separators=(",", ":"),
+                          ensure_ascii=False)
         return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
     def after(self, cursor: str) -> ColumnElement[bool]:

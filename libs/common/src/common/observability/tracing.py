@@ -149,7 +149,7 @@ class TracingMiddleware:
                 message.setdefault("headers", []).append(header)
             await send(message)
 
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = otel_context.attach(trace.set_span_in_context(span, ctx))  # the caller's baggage kept
         try:
             await self.app(scope, receive, _send)
         finally:

@@ -33,9 +33,6 @@ from conversations.worker_loop import WokenWorker
 
 logger = logging.getLogger("conversations.outbound")
 BATCH = 50
-# Messages claimed (or handed over by the inbound worker) and not yet recorded, at most: with 16 calls at a time,
-# a batch's worth gets through within the lease even if the provider times out on every call.
-MAX_IN_FLIGHT = BATCH
 OUTCOMES = {"sent": "sent", "failed": "failed", "credentials": "credentials_rejected", "later": "retry"}
 
 
@@ -73,7 +70,11 @@ class OutboundWorker(WokenWorker):
         super().__init__(settings.conversations_worker_poll_seconds)
         self.database = database
         self.settings = settings
-        self.lease_seconds = settings.whatsapp_timeout_seconds * 3 + 10  # no other worker sends it meanwhile
+        # Messages claimed (or handed over by the inbound worker) and not yet recorded: one wave of calls. An inbound
+        # batch may hand over up to as many again while a claim runs, so the lease (no other worker sends a message
+        # meanwhile) covers two waves even if every call takes its timeout three times.
+        self.max_in_flight = concurrency
+        self.lease_seconds = 2 * settings.whatsapp_timeout_seconds * 3 + 10
         self._calls = asyncio.Semaphore(concurrency)
         self._in_flight = 0
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -85,7 +86,7 @@ class OutboundWorker(WokenWorker):
     @property
     def room(self) -> int:
         """How many more messages may be handed to this worker now."""
-        return MAX_IN_FLIGHT - self._in_flight
+        return self.max_in_flight - self._in_flight
 
     async def step(self) -> bool:
         """Claim due messages (one transaction) and hand them to the provider in the background (calls and
