@@ -66,7 +66,8 @@ class Outcome:
 class OutboundWorker(WokenWorker):
     channel = OUTBOUND_WAKE
 
-    def __init__(self, database: Database, settings: Settings, *, concurrency: int = 16) -> None:
+    # Provider calls at a time: a claim's batch in one wave (16 made replies queue behind slow calls at 200/s).
+    def __init__(self, database: Database, settings: Settings, *, concurrency: int = BATCH) -> None:
         super().__init__(settings.conversations_worker_poll_seconds)
         self.database = database
         self.settings = settings
