@@ -60,6 +60,15 @@ class Runtime:
         """Run a long-running job for the app's lifetime, restarted with backoff when it fails."""
         return self.spawn(supervise(name, job, **options), name)
 
+    async def stop(self) -> None:
+        """Cancel its tasks (last started first) and wait for them, then stop the producer (after the relay)."""
+        for task in reversed(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+
 
 Hook = Callable[[FastAPI, Runtime], Awaitable[None]]
 ConsumerFactory = Callable[[Runtime], list[EventConsumer]]
@@ -105,12 +114,7 @@ def create_service_app(
         finally:
             if on_shutdown is not None:
                 await on_shutdown(app, runtime)
-            for task in reversed(runtime.tasks):
-                task.cancel()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
-            if runtime.producer is not None:
-                with contextlib.suppress(Exception):
-                    await runtime.producer.stop()
+            await runtime.stop()
             for close in runtime.closers:
                 with contextlib.suppress(Exception):
                     await close()

@@ -100,12 +100,7 @@ async def serve(settings: Settings) -> None:
         logger.info("conversations worker started (pid %d, status on %s)", os.getpid(), site.name)
         await stop.wait()
     finally:
-        for task in reversed(runtime.tasks):
-            task.cancel()
-        await asyncio.gather(*runtime.tasks, return_exceptions=True)
-        if runtime.producer is not None:
-            with contextlib.suppress(Exception):
-                await runtime.producer.stop()
+        await runtime.stop()
         await runner.cleanup()
         await http.close()
         await database.dispose()
