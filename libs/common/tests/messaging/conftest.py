@@ -37,18 +37,25 @@ def recording_consumer() -> Callable[..., tuple[EventConsumer, list[uuid.UUID]]]
 
 @pytest.fixture
 async def broker(tmp_path):
-    """A tansu of this test's own, so it can be killed and started again on the same address."""
+    """A tansu of this test's own, so it can be killed (`down`) and started again (`up`, `restart`) on the same
+    address."""
     from devstack.kafka import start_tansu
 
     started = [await start_tansu(log_path=tmp_path / "tansu.log")]
     port = int(started[0].bootstrap.rsplit(":", 1)[1])
 
-    async def restart() -> None:
+    async def down() -> None:
         started[-1].kill()
         await asyncio.to_thread(started[-1].process.wait)
+
+    async def up() -> None:
         started.append(await start_tansu(port, log_path=tmp_path / "tansu.log"))
 
-    started[0].restart = restart  # type: ignore[attr-defined]
+    async def restart() -> None:
+        await down()
+        await up()
+
+    started[0].down, started[0].up, started[0].restart = down, up, restart  # type: ignore[attr-defined]
     yield started[0]
     await started[-1].stop()
 

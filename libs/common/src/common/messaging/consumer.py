@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
+from aiokafka import errors as kafka_errors
+from aiokafka.util import commit_structure_validate
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -91,6 +93,42 @@ def membership(consumer: AIOKafkaConsumer) -> tuple[int, str] | None:
     if coordinator is None or not hasattr(coordinator, "generation"):
         return None
     return coordinator.generation, coordinator.member_id
+
+
+_MEMBERSHIP_GONE = (kafka_errors.UnknownMemberIdError, kafka_errors.IllegalGenerationError,
+                    kafka_errors.RebalanceInProgressError)
+
+
+async def commit_as(consumer: AIOKafkaConsumer, offsets: dict[Any, int], member: tuple[int, str] | None) -> bool:
+    """Commit `offsets` as the group membership `member` they were read under, or not at all (False).
+
+    aiokafka's own `commit` retries a failed send (coordinator gone, timeout) with whatever membership its
+    coordinator holds at each retry. Across a tansu restart that is the new group's (or generation -1, which
+    a broker takes for a standalone commit): positions in the lost log became the new log's committed
+    offsets, and the next assignment skipped the new log's first records -- the relay's re-published rows.
+    Each attempt here is built only while the membership is still `member`; a dropped commit costs a
+    re-read, which the inbox absorbs."""
+    coordinator = consumer._coordinator
+    if coordinator is None or member is None:
+        return False
+    structured = commit_structure_validate(offsets)
+    while membership(consumer) == member:
+        try:
+            await coordinator.ensure_coordinator_known()
+            async with coordinator._commit_lock:
+                if membership(consumer) != member:
+                    return False
+                # Not shielded: the request is built from the membership checked just above, before the
+                # coroutine's first await (a shielded task would only start on a later loop turn).
+                await coordinator._do_commit_offsets(None, structured)
+            return True
+        except _MEMBERSHIP_GONE:
+            return False
+        except kafka_errors.KafkaError as err:
+            if not err.retriable:
+                raise
+            await asyncio.sleep(coordinator._retry_backoff_ms / 1000)
+    return False
 
 
 class _Assignment(ConsumerRebalanceListener):
@@ -196,7 +234,7 @@ class EventConsumer:
                 if offsets and (not batches or loop.time() - committed_at >= COMMIT_INTERVAL):
                     if committing is not None:
                         await committing
-                    committing = asyncio.ensure_future(consumer.commit(offsets))
+                    committing = asyncio.ensure_future(commit_as(consumer, offsets, offsets_of))
                     offsets, committed_at = {}, loop.time()
         finally:
             self._consumer = None
@@ -204,8 +242,8 @@ class EventConsumer:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 if committing is not None:
                     await committing
-                if offsets and offsets_of == membership(consumer):
-                    await consumer.commit(offsets)
+                if offsets:
+                    await commit_as(consumer, offsets, offsets_of)
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
