@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -73,7 +74,8 @@ async def gateway(upstreams, data_dir):
     ups = dict(upstreams)
     ups["support"] = f"127.0.0.1:{free_port()}"  # nobody listens: 502
     gw = await start_gateway(
-        port=free_port(), upstreams=ups, docs_root=docs_root, log_path=data_dir / "logs" / "gateway.log"
+        port=free_port(), upstreams=ups, docs_root=docs_root, log_path=data_dir / "logs" / "gateway.log",
+        env={**os.environ, "GATEWAY_UPSTREAM_WAIT": "1s"},  # the dead upstream's 502 comes after 1 s
     )
     yield gw
     await gw.stop()
@@ -128,6 +130,31 @@ async def test_dead_upstream_is_problem_502(client):
     assert r.status_code == 502
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["status"] == 502
+
+
+async def test_a_request_waits_for_a_restarting_service_instead_of_502(data_dir):
+    """A service the supervisor is restarting refuses connections for a moment: the gateway dials it again
+    until it is back (up to GATEWAY_UPSTREAM_WAIT), and the create sent meanwhile reaches it once, whole."""
+    port = free_port()
+    gw = await start_gateway(port=free_port(), upstreams={"tenants": f"127.0.0.1:{port}"},
+                             docs_root=build_docs(data_dir / "docs-restart"),
+                             log_path=data_dir / "logs" / "gateway-restart.log")
+    runner = web.AppRunner(_make_app("tenants"), access_log=None)
+    try:
+        async with httpx.AsyncClient(base_url=gw.url, trust_env=False, timeout=15) as client:
+            sent = asyncio.create_task(client.post("/api/platform/tenants?restart=1", content=b"x" * 5000))
+            await asyncio.sleep(0.75)  # the service is away this long (not a wait for anything)
+            assert not sent.done()  # without the retry, the 502 would be here already
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()  # the service is back
+            answer = await sent
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["bytes"] == 5000
+        assert [seen for seen in SEEN if seen[1] == "/api/platform/tenants?restart=1"] == [
+            ("tenants", "/api/platform/tenants?restart=1")]  # sent once
+    finally:
+        await runner.cleanup()
+        await gw.stop()
 
 
 async def test_body_limit(client):
