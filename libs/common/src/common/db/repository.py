@@ -19,7 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
-from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql import operators, sqltypes, visitors
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -294,11 +294,10 @@ class Keyset:
             version, sort, typed = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
             if version != self.VERSION or sort != self.sort or len(typed) != len(self.keys):
                 raise ValueError
-            values = [_untyped(v) for v in typed]
-            for (key, _), value in zip(self.keys, values, strict=True):
-                if value is not None and not isinstance(value, _python_type(key)) or "\x00" in str(value):
-                    raise ValueError
-        # JSONDecodeError, binascii.Error, UnicodeDecodeError are ValueErrors; Decimal's are ArithmeticErrors.
+            values = [None if v is None else _fitting(key, _untyped(v))
+                      for (key, _), v in zip(self.keys, typed, strict=True)]
+        # JSONDecodeError, binascii.Error, UnicodeDecodeError are ValueErrors; Decimal's and datetime's overflows
+        # are ArithmeticErrors.
         except (ValueError, TypeError, AttributeError, ArithmeticError):
             raise InvalidCursor from None
         return values
@@ -333,18 +332,53 @@ def _untyped(value: Any) -> Any:
     tag, raw = value
     for name, kind, _, read in _TYPES:
         if tag == name:
-            if kind in (bool, int, float) and type(raw) not in ((bool,) if kind is bool else (int, float)):
-                raise ValueError
+            if kind in (bool, int, float) and type(raw) not in {bool: (bool,), int: (int,), float: (int, float)}[kind]:
+                raise ValueError  # JSON's own type: a float is no integer (int() would truncate it), true no 1
             return read(raw)
     raise ValueError
 
 
-def _python_type(key: ColumnElement[Any]) -> type | tuple[type, ...]:
+# Integer columns' ranges: a value outside its key's is refused before the driver refuses it.
+_INTEGER_BITS = ((sqltypes.SmallInteger, 16), (sqltypes.BigInteger, 64), (sqltypes.Integer, 32))
+
+
+def _fitting(key: ColumnElement[Any], value: Any) -> Any:
+    """`value` as the driver takes it for `key`'s type (a timestamptz in UTC); ValueError/ArithmeticError when it
+    could not be bound to that type (a float or string for an integer key, an integer out of its range, a naive
+    time for a time zone aware key, a number too large for `numeric`): the cursor is refused, never the query."""
+    kind = key.type
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError
+    if isinstance(kind, sqltypes.Integer):
+        bits = next(n for t, n in _INTEGER_BITS if isinstance(kind, t))
+        if type(value) is not int or not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise ValueError
+        return value
+    if isinstance(kind, sqltypes.Numeric) and kind.asdecimal:
+        if type(value) is int:
+            value = Decimal(value)
+        if not isinstance(value, Decimal) or not value.is_finite() or abs(value.adjusted()) > _NUMERIC_DIGITS:
+            raise ValueError
+        return value
+    if isinstance(kind, sqltypes.Float):
+        if type(value) not in (int, float):
+            raise ValueError
+        return float(value)
+    if isinstance(kind, sqltypes.DateTime):
+        if not isinstance(value, datetime) or (value.tzinfo is None) == bool(kind.timezone):
+            raise ValueError
+        return value.astimezone(UTC) if kind.timezone else value  # OverflowError near year 1 / 9999
     try:
-        kind = key.type.python_type
+        python_type = kind.python_type
     except NotImplementedError:
-        return object
-    return (int, float, Decimal) if kind in (int, float, Decimal) else kind
+        return value
+    if python_type is date and isinstance(value, datetime) or not isinstance(value, python_type):
+        raise ValueError
+    return value
+
+
+# Digits either side of the point a cursor's `numeric` may have (PostgreSQL's own bound is far above; no key needs more).
+_NUMERIC_DIGITS = 1000
 
 
 def _nullable(key: ColumnElement[Any]) -> bool:
