@@ -52,3 +52,17 @@ async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, 
 
 async def test_offset_pages_are_as_before(owner, marker):
     await pages.assert_offset_page_is_a_slice(owner, TICKETS, {"q": marker, "sort": "priority"})
+
+
+@pytest.mark.parametrize("sort", ["-createdAt", "-priority"])
+async def test_a_one_or_two_character_search_is_estimated_and_its_walk_finds_every_match_once(owner, admin_a, new_ticket,
+                                                                                             marker, sort):
+    # Too short for the trigram indexes (subject, description): the total is an estimate, each cursor page reads a
+    # bounded stretch of the order; the walk still lists exactly the `ILIKE '%q%'` matches, in order.
+    made = [(await new_ticket(admin_a, subject=f"Ŧ {marker}", description="100% down"))["id"]]
+    mine = [t["id"] for t in (await owner.get(TICKETS, params={"q": marker, "limit": 100})).json()["items"]]
+    for q, including in ((marker[:2], mine), ("ŧ", made), ("%", made)):
+        walked = await pages.assert_short_search_walk_finds_every_match(
+            owner, TICKETS, {"q": q, "sort": sort}, fields=["subject", "description"], including=including)
+        keys = [_key(sort, t) for t in walked]
+        assert keys == sorted(keys, reverse=sort == "-createdAt")

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from common.testing.checks import assert_problem
-from common.testing.pages import walk
+from common.testing.pages import assert_short_search_walk_finds_every_match, walk
 
 URL = "/api/platform/tenants"
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -130,21 +130,9 @@ async def test_total_exact_unless_estimated(owner, seeded, database_url):
 async def test_a_two_character_search_walked_by_cursor_finds_every_match_once(owner, seeded, sort):
     # Too short for the trigram index: each page reads a bounded stretch of the order (a page may be short, even
     # empty, before the end); following `nextCursor` still lists every match once, in order.
-    q = seeded[:2]
     mine = {t["id"] for t in (await owner.get(URL, params={"q": seeded, "limit": 100})).json()["items"]}
-    walked: list[dict] = []
-    cursor = None
-    while True:
-        page = (await owner.get(URL, params={"q": q, "sort": sort, "limit": 7} | ({"cursor": cursor} if cursor else {})
-                                )).json()
-        assert page["totalExact"] is False
-        walked += page["items"]
-        cursor = page["nextCursor"]
-        if cursor is None:
-            break
-    ids = [t["id"] for t in walked]
-    assert len(ids) == len(set(ids)) and mine <= set(ids)
-    assert all(q in t["name"].lower() for t in walked)
+    walked = await assert_short_search_walk_finds_every_match(owner, URL, {"q": seeded[:2], "sort": sort},
+                                                              fields=["name"], including=mine)
     key = sort.lstrip("-")
     keys = [t[key].lower() if key == "name" else datetime.fromisoformat(t[key]) for t in walked]
     assert keys == sorted(keys, reverse=sort.startswith("-"))

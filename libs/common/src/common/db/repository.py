@@ -55,6 +55,19 @@ def trigram_searchable(q: str) -> bool:
     return False
 
 
+def search(statement: Select[Any], columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]],
+           q: str | None) -> tuple[Select[Any], ColumnElement[bool] | None]:
+    """`statement` searched for `q` (`contains` on `columns`, each with a trigram index), for `paginate`: a `q` the
+    indexes serve is in the statement; one too short for them (`trigram_searchable`) is returned apart, to pass as
+    `paginate(..., unindexed=)` (an estimated total, bounded cursor pages) instead of counting every row's match."""
+    if not q:
+        return statement, None
+    found = contains(columns, q)
+    if trigram_searchable(q):
+        return statement.where(found), None
+    return statement, found
+
+
 class Repository(Generic[M]):
     model: ClassVar[type[Any]]
     # Constraint name -> the exception its violation means for this model, e.g. a taken unique email:
