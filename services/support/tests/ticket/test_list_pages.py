@@ -42,6 +42,10 @@ async def test_walking_by_cursor_lists_every_ticket_once_in_the_sorts_order(owne
         keys = [_key(sort, t) for t in whole]
         reverse = sort.startswith("-") and "priority" not in sort
         assert keys == sorted(keys, reverse=reverse) and len(set(keys)) < len(keys)  # ties included
+        # Tickets equal on every key come by id, the way the sort goes (as every list's sorts): `-createdAt` newest
+        # first and ids descending; `-priority` (most urgent first, then oldest first) and the rest ascending.
+        keyed = [(key, uuid.UUID(t["id"])) for key, t in zip(keys, whole, strict=True)]
+        assert keyed == sorted(keyed, reverse=reverse)
     await pages.assert_walks_give_the_whole_list(owner, TICKETS, {"q": marker, "sort": sort, "priority": ["LOW", "HIGH"]})
 
 
