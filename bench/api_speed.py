@@ -183,6 +183,12 @@ async def _seed_tenants(api: Api, rows: int) -> int:
     try:
         have = int(await conn.fetchval("SELECT count(*) FROM tenants"))
         if have < rows:
+            # Many rows (`--list-rows 1000000`): the GIN indexes (name search) are built after the load, in bulk,
+            # not row by row (about 10x faster), as a restore would.
+            gins = [] if rows - have < 100_000 else await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tenants' AND indexdef LIKE '%USING gin%'")
+            for gin in gins:
+                await conn.execute(f'DROP INDEX "{gin["indexname"]}"')
             # A tenth suspended, plans spread over the three seeded ones, creation times spread over a year.
             await conn.execute("""
                 INSERT INTO tenants (id, name, plan_id, status, settings, created_at, updated_at)
@@ -191,6 +197,8 @@ async def _seed_tenants(api: Api, rows: int) -> int:
                        now() - (i || ' minutes')::interval, now()
                 FROM generate_series(1, $1) AS i, (SELECT array_agg(id ORDER BY sort_order) AS ids FROM plans) p
             """, rows - have)
+            for gin in gins:
+                await conn.execute(gin["indexdef"])
             # As autovacuum leaves a table at rest: statistics, and the visibility map that lets a deep page
             # skip rows in an index-only scan (right after a bulk load every skipped row costs a heap visit).
             await conn.execute("VACUUM ANALYZE tenants")
