@@ -47,6 +47,9 @@ async def test_walking_by_cursor_lists_every_ticket_once_in_the_sorts_order(owne
         keyed = [(key, uuid.UUID(t["id"])) for key, t in zip(keys, whole, strict=True)]
         assert keyed == sorted(keyed, reverse=reverse)
     await pages.assert_walks_give_the_whole_list(owner, TICKETS, {"q": marker, "sort": sort, "priority": ["LOW", "HIGH"]})
+    # One priority (a range of the priority sorts' indexes): oldest first, the same rows as the unfiltered order's.
+    one = await pages.assert_walks_give_the_whole_list(owner, TICKETS, {"q": marker, "sort": sort, "priority": "HIGH"})
+    assert [t["id"] for t in one] == [t["id"] for t in whole if t["priority"] == "HIGH"]
 
 
 async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, marker):
