@@ -165,7 +165,7 @@ class Run:
                                     f"{api_speed.CLIENTS} clients",
                       lambda: api_speed.create_rate(api, seconds=args.api_seconds, warmup=1.0, cpu=cpu,
                                                     progress=say)),
-                "h": ("api_list", f"(h) list pages at {args.list_rows:,} tenants",
+                "h": ("api_list", f"(h) list pages at {args.list_rows:,} tenants and {api_speed.LEAD_ROWS:,} leads",
                       lambda: api_speed.list_pages(api, calls=100, cpu=cpu, progress=say, rows=args.list_rows)),
                 "i": ("idle", f"(i) idle CPU of every service, {args.idle_seconds:.0f}s",
                       lambda: api_speed.idle(api, seconds=args.idle_seconds, cpu=cpu, progress=say)),

@@ -208,6 +208,42 @@ def test_cursor_values_keep_their_type_and_a_key_of_another_type_is_refused():
         keys._read(keys.cursor([T0, "x", Decimal(0), None, uuid.uuid4()]))
 
 
+async def test_a_cursor_value_the_key_s_type_cannot_hold_is_invalid_never_a_database_error(database):
+    """Hand-made cursors whose values the driver would refuse for the key's column (a float or a string for an
+    integer, an integer past int4, a naive time for a timestamptz, a time that overflows when made UTC, a number
+    past numeric's range): each is `InvalidCursor` (the API's 422), and the query is never sent."""
+    tag = uuid.uuid4().hex[:8]
+    await _seed(database, tag)
+    statement = select(Row).where(Row.tag == tag)
+    order = [Row.rank.asc(), Row.created_at.asc(), Row.price.asc()]
+    keys = Keyset([*order, Row.id.asc()])
+
+    def made(rank, created, price) -> str:
+        body = [Keyset.VERSION, keys.sort, [rank, created, price, ["u", str(uuid.uuid4())]]]
+        return base64.urlsafe_b64encode(json.dumps(body).encode()).decode().rstrip("=")
+
+    at, price = ["t", T0.isoformat()], ["m", "0.25"]
+    bad = [
+        made(["f", 1.5], at, price), made(["i", 1.5], at, price), made(["s", "1"], at, price),
+        made(["b", True], at, price), made(["i", 2**31], at, price), made(["i", -(2**31) - 1], at, price),
+        made(["i", 1], ["t", "2026-01-01T00:00:00"], price),  # naive, for a timestamptz
+        made(["i", 1], ["t", "0001-01-01T00:00:00+05:00"], price),  # before year 1 in UTC
+        made(["i", 1], ["t", "9999-12-31T23:00:00-05:00"], price),  # after year 9999 in UTC
+        made(["i", 1], ["d", "2026-01-01"], price), made(["i", 1], ["s", "2026-01-01T00:00:00+00:00"], price),
+        made(["i", 1], at, ["f", 0.25]), made(["i", 1], at, ["m", "NaN"]), made(["i", 1], at, ["m", "Infinity"]),
+        made(["i", 1], at, ["m", "1e100000"]), made(["i", 1], at, ["s", "0.25"]),
+    ]
+    async with database.sessionmaker() as session:
+        repo = RowRepository(session)
+        for cursor in bad:
+            with pytest.raises(InvalidCursor):
+                await repo.paginate(statement, limit=3, offset=0, order_by=order, cursor=cursor)
+        for good in (made(["i", 1], at, price), made(["i", 1], ["t", "2026-01-01T05:00:00+05:00"], ["i", 0]),
+                     made(["i", -(2**31)], at, price)):
+            rows, _ = await repo.paginate(statement, limit=3, offset=0, order_by=order, cursor=good)
+            assert rows
+
+
 async def test_total_says_whether_it_was_counted(database, monkeypatch):
     monkeypatch.setattr("common.db.repository.EXACT_TOTAL_UP_TO", 5)
     tag = uuid.uuid4().hex[:8]

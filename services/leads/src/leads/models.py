@@ -50,18 +50,26 @@ class StageChange(Base, table=True):
     note: str | None = Field(default=None, sa_type=String(1000))
 
 
+# The lead list's sort keys (LeadRepository's SORT), each made afresh for the index it leads.
+_SORT_KEYS = {"created": lambda: "created_at", "updated": lambda: "updated_at", "name": lambda: text("lower(name)"),
+              "value": lambda: "value"}
+
+
 class Lead(Base, table=True):
     __tablename__ = "leads"
     __table_args__ = (
         CheckConstraint("value >= 0", name="value_not_negative"),
-        Index("ix_leads_stage_created", "stage", "created_at"),
-        # `(key, id)` for each sort of the list: a page, by offset from the start or by cursor at any depth, is a
-        # range of one of them (ids break ties on the key).
-        Index("ix_leads_created_id", "created_at", "id"),
-        Index("ix_leads_updated_id", "updated_at", "id"),
-        Index("ix_leads_name_id", text("lower(name)"), "id"),
-        Index("ix_leads_value_id", "value", "id"),
-        Index("ix_leads_source", "source"),
+        # `(key, id)` for each sort of the list, alone and after each equality filter (`stage`, `source`; own
+        # operations as partial indexes): a page, filtered or not, by offset from the start or by cursor at any
+        # depth, is a range of one of them (ids break ties on the key). Other filters narrow such a range.
+        *(Index(f"ix_leads_{name}_id", key(), "id") for name, key in _SORT_KEYS.items()),
+        *(Index(f"ix_leads_{column}_{name}_id", column, key(), "id")
+          for column in ("stage", "source") for name, key in _SORT_KEYS.items()),
+        *(Index(f"ix_leads_own_{name}_id", key(), "id", postgresql_where=text("own_operation"))
+          for name, key in _SORT_KEYS.items()),
+        # `q` (ILIKE '%q%' on name, email, company): one trigram index per column (a BitmapOr of the three).
+        *(Index(f"ix_leads_{column}_trgm", column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"},
+                postgresql_with={"fastupdate": "off"}) for column in ("name", "email", "company")),
     )
 
     name: str = Field(sa_type=String(200))

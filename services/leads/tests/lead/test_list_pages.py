@@ -56,3 +56,18 @@ async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, 
 
 async def test_offset_pages_are_as_before(owner, marker):
     await pages.assert_offset_page_is_a_slice(owner, LEADS, {"q": marker, "sort": "name"})
+
+
+@pytest.mark.parametrize("sort", ["-createdAt", "name", "-value"])
+async def test_a_one_or_two_character_search_is_estimated_and_its_walk_finds_every_match_once(api, owner, marker, sort):
+    # Too short for the trigram indexes: the total is an estimate and each cursor page reads a bounded stretch of
+    # the order; the walk still lists exactly the `ILIKE '%q%'` matches (escaped: `%` is a percent sign), in order.
+    rare = uuid.uuid4().hex[:6]
+    made = [(await api.create(name=f"Ŧ {rare}", company="50% off"))["id"],
+            (await api.create(name=f"plain {rare}", email=f"ŧ{rare}@example.com"))["id"]]
+    mine = [lead["id"] for lead in (await owner.get(LEADS, params={"q": marker, "limit": 100})).json()["items"]]
+    for q, including in ((marker[:2], mine), ("ŧ", made), ("%", made[:1]), ("0%", made[:1])):
+        walked = await pages.assert_short_search_walk_finds_every_match(
+            owner, LEADS, {"q": q, "sort": sort}, fields=["name", "email", "company"], including=including)
+        keys = [_key(sort, lead) for lead in walked]
+        assert keys == sorted(keys, reverse=sort.startswith("-"))

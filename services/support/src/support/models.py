@@ -10,6 +10,7 @@ from common.db.base import TableModel, new_registry
 from common.messaging import inbox_table, outbox_table
 
 PRIORITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+RANKS = {priority: rank for rank, priority in enumerate(PRIORITIES, 1)}  # `priority_rank` of each (its CASE below)
 STATUSES = ("OPEN", "IN_PROGRESS", "WAITING", "RESOLVED", "CLOSED")
 
 
@@ -21,22 +22,28 @@ class Base(TableModel, registry=new_registry()):
     pass
 
 
+# The ticket list's sorts (TicketRepository's _SORT) as index keys, each made afresh for the index it leads.
+_SORT_KEYS = {"created": lambda: ("created_at",), "updated": lambda: ("updated_at",),
+              "priority_created": lambda: ("priority_rank", "created_at"),
+              "urgent_created": lambda: (text("(-priority_rank)"), "created_at")}
+
+
 class Ticket(Base, table=True):
     __tablename__ = "tickets"
     __table_args__ = (
         CheckConstraint(_in("priority", PRIORITIES), name="priority"),
         CheckConstraint(_in("status", STATUSES), name="status"),
-        # One index per list filter / sort; a tenant's own list is the hottest path.
-        Index("ix_tickets_tenant_created", "tenant_id", "created_at"),
-        Index("ix_tickets_status_created", "status", "created_at"),
-        Index("ix_tickets_assignee_created", "assignee_id", "created_at",
-              postgresql_where=text("assignee_id IS NOT NULL")),
-        # `(key, id)` for each sort of the list: a page, by offset from the start or by cursor at any depth, is a
-        # range of one of them (ids break ties; `-priority` is by `-priority_rank`, ascending like its dates).
-        Index("ix_tickets_created_id", "created_at", "id"),
-        Index("ix_tickets_updated_id", "updated_at", "id"),
-        Index("ix_tickets_priority_created_id", "priority_rank", "created_at", "id"),
-        Index("ix_tickets_urgent_created_id", text("(-priority_rank)"), "created_at", "id"),
+        # `(keys, id)` for each sort of the list, alone and after each equality filter (a tenant's own list, the
+        # hottest path; one status; one assignee): a page, filtered or not, by offset from the start or by cursor
+        # at any depth, is a range of one of them (ids break ties; `-priority` is by `-priority_rank`, ascending
+        # like its dates). One priority is a range of the priority sorts' indexes (`(rank, created_at, id)`, and
+        # `(rank, updated_at, id)`); more than one value of a filter, or two filters, narrow such a range.
+        *(Index(f"ix_tickets_{name}_id", *keys(), "id") for name, keys in _SORT_KEYS.items()),
+        *(Index(f"ix_tickets_{prefix}_{name}_id", column, *keys(), "id", **where)
+          for prefix, column, where in (("tenant", "tenant_id", {}), ("status", "status", {}),
+                                        ("assignee", "assignee_id", {"postgresql_where": text("assignee_id IS NOT NULL")}))
+          for name, keys in _SORT_KEYS.items()),
+        Index("ix_tickets_priority_updated_id", "priority_rank", "updated_at", "id"),
         # `q` is a case-insensitive substring search (ILIKE '%…%'): trigram indexes serve it.
         Index("ix_tickets_subject_trgm", "subject", postgresql_using="gin",
               postgresql_ops={"subject": "gin_trgm_ops"}),

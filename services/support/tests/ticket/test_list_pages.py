@@ -42,7 +42,14 @@ async def test_walking_by_cursor_lists_every_ticket_once_in_the_sorts_order(owne
         keys = [_key(sort, t) for t in whole]
         reverse = sort.startswith("-") and "priority" not in sort
         assert keys == sorted(keys, reverse=reverse) and len(set(keys)) < len(keys)  # ties included
+        # Tickets equal on every key come by id, the way the sort goes (as every list's sorts): `-createdAt` newest
+        # first and ids descending; `-priority` (most urgent first, then oldest first) and the rest ascending.
+        keyed = [(key, uuid.UUID(t["id"])) for key, t in zip(keys, whole, strict=True)]
+        assert keyed == sorted(keyed, reverse=reverse)
     await pages.assert_walks_give_the_whole_list(owner, TICKETS, {"q": marker, "sort": sort, "priority": ["LOW", "HIGH"]})
+    # One priority (a range of the priority sorts' indexes): oldest first, the same rows as the unfiltered order's.
+    one = await pages.assert_walks_give_the_whole_list(owner, TICKETS, {"q": marker, "sort": sort, "priority": "HIGH"})
+    assert [t["id"] for t in one] == [t["id"] for t in whole if t["priority"] == "HIGH"]
 
 
 async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, marker):
@@ -52,3 +59,17 @@ async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, 
 
 async def test_offset_pages_are_as_before(owner, marker):
     await pages.assert_offset_page_is_a_slice(owner, TICKETS, {"q": marker, "sort": "priority"})
+
+
+@pytest.mark.parametrize("sort", ["-createdAt", "-priority"])
+async def test_a_one_or_two_character_search_is_estimated_and_its_walk_finds_every_match_once(owner, admin_a, new_ticket,
+                                                                                             marker, sort):
+    # Too short for the trigram indexes (subject, description): the total is an estimate, each cursor page reads a
+    # bounded stretch of the order; the walk still lists exactly the `ILIKE '%q%'` matches, in order.
+    made = [(await new_ticket(admin_a, subject=f"Ŧ {marker}", description="100% down"))["id"]]
+    mine = [t["id"] for t in (await owner.get(TICKETS, params={"q": marker, "limit": 100})).json()["items"]]
+    for q, including in ((marker[:2], mine), ("ŧ", made), ("%", made)):
+        walked = await pages.assert_short_search_walk_finds_every_match(
+            owner, TICKETS, {"q": q, "sort": sort}, fields=["subject", "description"], including=including)
+        keys = [_key(sort, t) for t in walked]
+        assert keys == sorted(keys, reverse=sort == "-createdAt")

@@ -3,6 +3,7 @@ ties on the sort key and tenants created meanwhile; foreign or altered cursors a
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,7 @@ import asyncpg
 import pytest
 
 from common.testing.checks import assert_problem
-from common.testing.pages import walk
+from common.testing.pages import assert_short_search_walk_finds_every_match, walk
 
 URL = "/api/platform/tenants"
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -104,10 +105,23 @@ async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, 
 async def test_total_exact_unless_estimated(owner, seeded, database_url):
     exact = (await owner.get(URL, params={"q": seeded})).json()
     assert exact["totalExact"] is True and exact["total"] == 13  # the live ones
-    # A 2-character search: no trigram index can serve it, it is not counted (every row would be read).
-    short = (await owner.get(URL, params={"q": seeded[:2]})).json()
-    assert short["totalExact"] is False and short["total"] >= 1
-    assert set(short) == {"items", "total", "limit", "offset", "totalExact", "nextCursor"}
+    # A 1-2 character search (no trigram serves it): a rare one is found through its 1- and 2-grams
+    # (ix_tenants_live_name_grams) and counted; one the planner expects often is estimated, never counted by reading
+    # every row; either way the rows are exactly the ILIKE matches.
+    rare = "ǂ" + chr(0x4E00 + secrets.randbelow(20_000))
+    [made] = await _insert(database_url, [(f"Rare {rare.upper()} {seeded}", "FREE", "ACTIVE", T0)])
+    found = (await owner.get(URL, params={"q": rare})).json()
+    assert found["totalExact"] is True and found["total"] == 1 and [t["id"] for t in found["items"]] == [made]
+    for q in (seeded[:2], "wa", "%"):
+        short = (await owner.get(URL, params={"q": q, "limit": 1})).json()
+        conn = await _connect(database_url)
+        try:
+            matches = await conn.fetchval("SELECT count(*) FROM tenants WHERE status <> 'DELETED' AND "
+                                          "strpos(lower(name), lower($1)) > 0", q)
+        finally:
+            await conn.close()
+        assert short["total"] == matches if short["totalExact"] else short["total"] >= 0, (q, short, matches)
+        assert set(short) == {"items", "total", "limit", "offset", "totalExact", "nextCursor"}
     # Above 1,000 matches: counted up to 1,000, then PostgreSQL's estimate.
     many = uuid.uuid4().hex[:10]
     conn = await _connect(database_url)
@@ -130,21 +144,9 @@ async def test_total_exact_unless_estimated(owner, seeded, database_url):
 async def test_a_two_character_search_walked_by_cursor_finds_every_match_once(owner, seeded, sort):
     # Too short for the trigram index: each page reads a bounded stretch of the order (a page may be short, even
     # empty, before the end); following `nextCursor` still lists every match once, in order.
-    q = seeded[:2]
     mine = {t["id"] for t in (await owner.get(URL, params={"q": seeded, "limit": 100})).json()["items"]}
-    walked: list[dict] = []
-    cursor = None
-    while True:
-        page = (await owner.get(URL, params={"q": q, "sort": sort, "limit": 7} | ({"cursor": cursor} if cursor else {})
-                                )).json()
-        assert page["totalExact"] is False
-        walked += page["items"]
-        cursor = page["nextCursor"]
-        if cursor is None:
-            break
-    ids = [t["id"] for t in walked]
-    assert len(ids) == len(set(ids)) and mine <= set(ids)
-    assert all(q in t["name"].lower() for t in walked)
+    walked = await assert_short_search_walk_finds_every_match(owner, URL, {"q": seeded[:2], "sort": sort},
+                                                              fields=["name"], including=mine, exact=None)
     key = sort.lstrip("-")
     keys = [t[key].lower() if key == "name" else datetime.fromisoformat(t[key]) for t in walked]
     assert keys == sorted(keys, reverse=sort.startswith("-"))

@@ -77,9 +77,17 @@ class WebhookEndpoint(Base, table=True):
 
     __tablename__ = "webhook_endpoints"
     __table_args__ = (Index("ix_webhook_endpoints_status", "status"),
-                      # The lists (newest first, by offset or cursor) read a range of this one.
+                      # The lists (newest first, by offset or cursor) read a range of this one, or with one
+                      # `status` of the next; `eventType` and `q` (url, description) are found by GIN indexes.
                       Index("ix_webhook_endpoints_live_created_id", "kind", "created_at", "id",
                             postgresql_where=text("status <> 'DELETED'")),
+                      Index("ix_webhook_endpoints_live_status_created_id", "kind", "status", "created_at", "id",
+                            postgresql_where=text("status <> 'DELETED'")),
+                      Index("ix_webhook_endpoints_live_events", "events", postgresql_using="gin",
+                            postgresql_where=text("status <> 'DELETED'")),
+                      *(Index(f"ix_webhook_endpoints_live_{column}_trgm", column, postgresql_using="gin",
+                              postgresql_ops={column: "gin_trgm_ops"}, postgresql_with={"fastupdate": "off"},
+                              postgresql_where=text("status <> 'DELETED'")) for column in ("url", "description")),
                       CheckConstraint("NOT trusted OR kind = 'N8N_FLOW'", name="trusted_only_n8n"))
 
     url: str = Field(sa_type=String(2048))

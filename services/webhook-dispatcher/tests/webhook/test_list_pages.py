@@ -24,3 +24,16 @@ async def test_walking_by_cursor_lists_every_endpoint_once_newest_first(owner, r
     await pages.assert_walks_give_the_whole_list(owner, API, {"q": mark, "eventType": "lead.created", "status": "ACTIVE"})
     await pages.assert_foreign_or_altered_cursors_are_refused(owner, API, {"q": mark})
     await pages.assert_offset_page_is_a_slice(owner, API, {"q": mark})
+
+
+async def test_a_one_or_two_character_search_is_estimated_and_its_walk_finds_every_match_once(owner, receiver,
+                                                                                             endpoints):
+    # Too short for the trigram indexes (url, description): the total is an estimate, each cursor page reads a
+    # bounded stretch; the walk still lists exactly the `ILIKE '%q%'` matches (`_` escaped), newest first.
+    mark = uuid.uuid4().hex[:8]
+    ids = [(await endpoints(receiver.hook().url, ["lead.*"], description=f"ǂ_{mark} {i}"))["id"] for i in range(3)]
+    for q in ("ǂ", "ǂ_", "_"):
+        walked = await pages.assert_short_search_walk_finds_every_match(owner, API, {"q": q},
+                                                                        fields=["url", "description"], including=ids)
+        created = [datetime.fromisoformat(e["createdAt"]) for e in walked]
+        assert created == sorted(created, reverse=True)

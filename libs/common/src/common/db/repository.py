@@ -19,7 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
-from sqlalchemy.sql import operators, visitors
+from sqlalchemy.sql import operators, sqltypes, visitors
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -53,6 +53,19 @@ def trigram_searchable(q: str) -> bool:
         if padded >= 3:
             return True
     return False
+
+
+def search(statement: Select[Any], columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]],
+           q: str | None) -> tuple[Select[Any], ColumnElement[bool] | None]:
+    """`statement` searched for `q` (`contains` on `columns`, each with a trigram index), for `paginate`: a `q` the
+    indexes serve is in the statement; one too short for them (`trigram_searchable`) is returned apart, to pass as
+    `paginate(..., unindexed=)` (an estimated total, bounded cursor pages) instead of counting every row's match."""
+    if not q:
+        return statement, None
+    found = contains(columns, q)
+    if trigram_searchable(q):
+        return statement.where(found), None
+    return statement, found
 
 
 class Repository(Generic[M]):
@@ -105,7 +118,8 @@ class Repository(Generic[M]):
 
     async def paginate(self, statement: Select[tuple[M]], *, limit: int, offset: int,
                        order_by: Sequence[ColumnElement[Any]] = (), cursor: str | None = None,
-                       keyset: bool = False, unindexed: ColumnElement[bool] | None = None) -> tuple[list[M], Total]:
+                       keyset: bool = False, unindexed: ColumnElement[bool] | None = None,
+                       narrowing: ColumnElement[bool] | None = None) -> tuple[list[M], Total]:
         """One page of `statement` (ordered by `order_by`, then `id` so pages never overlap) and its total
         (`page_total`: exact up to EXACT_TOTAL_UP_TO rows, PostgreSQL's estimate above; `Total.exact` says which).
 
@@ -121,7 +135,12 @@ class Repository(Generic[M]):
         matches would read every row: the total is the planner's estimate (not exact). A page by cursor reads at
         most SCAN_ROWS rows of the order: when they hold fewer than `limit` matches the page is short (even empty)
         and its cursor goes on after the last row read. The first page and offset pages read as far as their
-        matches are (a short first page would make an offset client skip the matches after it)."""
+        matches are (a short first page would make an offset client skip the matches after it).
+
+        `narrowing`: an indexed condition every row matching `unindexed` meets (e.g. a GIN over a column's short
+        substrings). When the planner estimates few matches (FEW_PER_PAGE pages), they are found through it (the
+        total counted, every page whole, by offset or cursor); else the order's index is walked as above (its
+        estimate of such conditions is poor: used always, it would gather a common substring's every row)."""
         # A bare ORM attribute (`Model.created_at`) is no SQL clause yet: made one, its column is found below
         # (else the ids query would order by a table it does not select from: a cross join, wrong pages).
         order_by = [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in order_by]
@@ -131,6 +150,9 @@ class Repository(Generic[M]):
             total, exact = await self.page_total(statement)  # the list's, wherever the page starts
         else:
             total, exact = await self.estimate(self._ids(statement.where(unindexed))), False
+            if narrowing is not None and total <= FEW_PER_PAGE * limit:
+                statement, unindexed = statement.where(narrowing, unindexed), None
+                total, exact = await self.page_total(statement)
         if pages is not None and cursor:
             statement = statement.where(pages.after(cursor))
         if unindexed is not None:
@@ -294,11 +316,10 @@ class Keyset:
             version, sort, typed = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
             if version != self.VERSION or sort != self.sort or len(typed) != len(self.keys):
                 raise ValueError
-            values = [_untyped(v) for v in typed]
-            for (key, _), value in zip(self.keys, values, strict=True):
-                if value is not None and not isinstance(value, _python_type(key)) or "\x00" in str(value):
-                    raise ValueError
-        # JSONDecodeError, binascii.Error, UnicodeDecodeError are ValueErrors; Decimal's are ArithmeticErrors.
+            values = [None if v is None else _fitting(key, _untyped(v))
+                      for (key, _), v in zip(self.keys, typed, strict=True)]
+        # JSONDecodeError, binascii.Error, UnicodeDecodeError are ValueErrors; Decimal's and datetime's overflows
+        # are ArithmeticErrors.
         except (ValueError, TypeError, AttributeError, ArithmeticError):
             raise InvalidCursor from None
         return values
@@ -333,18 +354,53 @@ def _untyped(value: Any) -> Any:
     tag, raw = value
     for name, kind, _, read in _TYPES:
         if tag == name:
-            if kind in (bool, int, float) and type(raw) not in ((bool,) if kind is bool else (int, float)):
-                raise ValueError
+            if kind in (bool, int, float) and type(raw) not in {bool: (bool,), int: (int,), float: (int, float)}[kind]:
+                raise ValueError  # JSON's own type: a float is no integer (int() would truncate it), true no 1
             return read(raw)
     raise ValueError
 
 
-def _python_type(key: ColumnElement[Any]) -> type | tuple[type, ...]:
+# Integer columns' ranges: a value outside its key's is refused before the driver refuses it.
+_INTEGER_BITS = ((sqltypes.SmallInteger, 16), (sqltypes.BigInteger, 64), (sqltypes.Integer, 32))
+
+
+def _fitting(key: ColumnElement[Any], value: Any) -> Any:
+    """`value` as the driver takes it for `key`'s type (a timestamptz in UTC); ValueError/ArithmeticError when it
+    could not be bound to that type (a float or string for an integer key, an integer out of its range, a naive
+    time for a time zone aware key, a number too large for `numeric`): the cursor is refused, never the query."""
+    kind = key.type
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError
+    if isinstance(kind, sqltypes.Integer):
+        bits = next(n for t, n in _INTEGER_BITS if isinstance(kind, t))
+        if type(value) is not int or not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise ValueError
+        return value
+    if isinstance(kind, sqltypes.Numeric) and kind.asdecimal:
+        if type(value) is int:
+            value = Decimal(value)
+        if not isinstance(value, Decimal) or not value.is_finite() or abs(value.adjusted()) > _NUMERIC_DIGITS:
+            raise ValueError
+        return value
+    if isinstance(kind, sqltypes.Float):
+        if type(value) not in (int, float):
+            raise ValueError
+        return float(value)
+    if isinstance(kind, sqltypes.DateTime):
+        if not isinstance(value, datetime) or (value.tzinfo is None) == bool(kind.timezone):
+            raise ValueError
+        return value.astimezone(UTC) if kind.timezone else value  # OverflowError near year 1 / 9999
     try:
-        kind = key.type.python_type
+        python_type = kind.python_type
     except NotImplementedError:
-        return object
-    return (int, float, Decimal) if kind in (int, float, Decimal) else kind
+        return value
+    if python_type is date and isinstance(value, datetime) or not isinstance(value, python_type):
+        raise ValueError
+    return value
+
+
+# Digits either side of the point a cursor's `numeric` may have (PostgreSQL's own bound is far above; no key needs more).
+_NUMERIC_DIGITS = 1000
 
 
 def _nullable(key: ColumnElement[Any]) -> bool:

@@ -4,7 +4,7 @@ And `set_column`, to give rows ties on a sort key that the API would not make.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -23,8 +23,10 @@ async def set_column(database_url: str, table: str, column: str, values: Mapping
         await conn.close()
 
 
-async def walk(client: httpx.AsyncClient, url: str, params: Mapping[str, Any], *, limit: int) -> list[dict[str, Any]]:
-    """Every item of the list, page after page by `nextCursor` (each page but the last one full)."""
+async def walk(client: httpx.AsyncClient, url: str, params: Mapping[str, Any], *, limit: int,
+               full: bool = True) -> list[dict[str, Any]]:
+    """Every item of the list, page after page by `nextCursor` (each page but the last one full, unless `full` is
+    False: a search no index serves reads a bounded stretch per page, which may hold fewer matches)."""
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
@@ -35,7 +37,25 @@ async def walk(client: httpx.AsyncClient, url: str, params: Mapping[str, Any], *
         cursor = page["nextCursor"]
         if cursor is None:
             return items
-        assert len(page["items"]) == limit, page
+        assert len(page["items"]) == limit or not full, page
+
+
+async def assert_short_search_walk_finds_every_match(client: httpx.AsyncClient, url: str, params: Mapping[str, Any],
+                                                     *, fields: Sequence[str], including: Iterable[str],
+                                                     exact: bool | None = False) -> list[dict[str, Any]]:
+    """`params["q"]` too short for a trigram index (1–2 characters): the first page's total is an estimate
+    (`totalExact` false, never a count of every row; `exact=None`: a list that may count it through another index);
+    walked by cursor (pages may be short, even empty, before the end), every row comes once, each holding `q`
+    case-insensitively in one of `fields` (the `ILIKE '%q%'` the list promises), and every id of `including` is
+    among them. Returns the rows walked, in order."""
+    q = str(params["q"]).lower()
+    first = (await client.get(url, params={**params, "limit": 7})).json()
+    assert first["totalExact"] is exact or exact is None, first
+    walked = await walk(client, url, params, limit=7, full=False)
+    ids = [row["id"] for row in walked]
+    assert len(ids) == len(set(ids)) and set(including) <= set(ids)
+    assert all(any(q in (row.get(f) or "").lower() for f in fields) for row in walked)
+    return walked
 
 
 async def assert_walks_give_the_whole_list(client: httpx.AsyncClient, url: str,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, not_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
 from common.api import Total
-from common.db.repository import Repository, contains
+from common.db.repository import Repository, contains, search
 from leads.lead.schemas import LeadFilters, LeadSort
 from leads.models import Lead, StageChange
 
@@ -26,6 +27,10 @@ SORT = {
 }
 
 
+# What `q` searches (each with a trigram index, ix_leads_<column>_trgm).
+SEARCHED = (Lead.name, Lead.email, Lead.company)
+
+
 class StageMissing(Exception):
     """The stage was removed concurrently (foreign key)."""
 
@@ -37,13 +42,15 @@ def filter_conditions(f: LeadFilters) -> list[ColumnElement[bool]]:
     if f.source is not None:
         conds.append(Lead.source == f.source)
     if f.own_operation is not None:
-        conds.append(Lead.own_operation.is_(f.own_operation))
+        # Bare `own_operation` / `NOT own_operation` (no parameter): the planner then proves the own-operations
+        # indexes' `WHERE own_operation` for the own-operations list.
+        conds.append(Lead.own_operation if f.own_operation else not_(Lead.own_operation))
     if f.created_from is not None:
         conds.append(Lead.created_at >= f.created_from)
     if f.created_to is not None:
         conds.append(Lead.created_at < f.created_to)
     if f.q:
-        conds.append(contains([Lead.name, Lead.email, Lead.company], f.q))
+        conds.append(contains(SEARCHED, f.q))
     return conds
 
 
@@ -61,8 +68,10 @@ class LeadRepository(Repository[Lead]):
 
     async def list(self, f: LeadFilters, *, sort: LeadSort, limit: int, offset: int,
                    cursor: str | None = None) -> tuple[list[Lead], Total]:
-        return await self.paginate(apply_filters(select(Lead), f), limit=limit, offset=offset, order_by=[SORT[sort]],
-                                   cursor=cursor, keyset=True)
+        # `q` apart: a search too short for the trigram indexes is paginate's `unindexed` (as every list's).
+        stmt, unindexed = search(apply_filters(select(Lead), replace(f, q=None)), SEARCHED, f.q)
+        return await self.paginate(stmt, limit=limit, offset=offset, order_by=[SORT[sort]], cursor=cursor,
+                                   keyset=True, unindexed=unindexed)
 
     async def add_if_new_contact(self, values: dict[str, Any]) -> Lead | None:
         """Insert unless a lead with this `contact_key` exists (then None): one lead per contact."""

@@ -15,6 +15,11 @@ from support.ticket.schemas import Priority, TicketCreate, TicketRead, TicketSor
 
 router = APIRouter(prefix="/api/platform/support/tickets", tags=["tickets"])
 
+SORT_HELP = ("`createdAt`, `updatedAt`: oldest first (`-createdAt`, `-updatedAt`: newest first); `-priority`: the most "
+             "urgent first, `priority`: the least urgent first, in both the oldest first within a priority (it has "
+             "waited longest). Tickets equal on every key come by id, as in every list: descending where the last key "
+             "is (`-createdAt`, `-updatedAt`), else ascending")
+
 
 @router.get("", response_model=KeysetPage[TicketRead], responses=problem_responses(401, 403, 422))
 async def list_tickets(
@@ -25,7 +30,7 @@ async def list_tickets(
     assigneeId: uuid.UUID | None = None,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
                                    description="Case-insensitive search in subject and description")] = None,
-    sort: TicketSort = TicketSort.created_desc,
+    sort: Annotated[TicketSort, Query(description=SORT_HELP)] = TicketSort.created_desc,
 ) -> KeysetPage[TicketRead]:
     """Tickets, newest first. Tenant users see only their own tenant's tickets (a `tenantId` of another
     tenant gives an empty page). Page by `offset`, or by `cursor` (each page's `nextCursor`)."""

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, Select, select
 
 from common.api import Total
-from common.db.repository import Repository, contains
-from support.models import Ticket
+from common.db.repository import Repository, search
+from support.models import RANKS, Ticket
 from support.ticket.schemas import TicketSort
 
 _SORT: dict[TicketSort, tuple[ColumnElement[object], ...]] = {
@@ -43,10 +43,17 @@ class TicketRepository(Repository[Ticket]):
             stmt = stmt.where(Ticket.tenant_id == tenant_id)
         if statuses:
             stmt = stmt.where(Ticket.status.in_(statuses))
+        order = _SORT[sort]
         if priorities:
-            stmt = stmt.where(Ticket.priority.in_(priorities))
+            ranks = sorted({RANKS[p] for p in priorities})
+            stmt = stmt.where(Ticket.priority_rank.in_(ranks))
+            if len(ranks) == 1 and sort in (TicketSort.priority, TicketSort.priority_desc):
+                # One priority: every row has the same rank, the order is by creation (oldest first) alone, and the
+                # page a range of an index `(…, priority_rank, created_at, id)` (the planner does not see that
+                # `-priority_rank` is constant too). A cursor of this list is then of its own.
+                order = order[1:]
         if assignee_id is not None:
             stmt = stmt.where(Ticket.assignee_id == assignee_id)
-        if q:
-            stmt = stmt.where(contains([Ticket.subject, Ticket.description], q))
-        return await self.paginate(stmt, limit=limit, offset=offset, order_by=_SORT[sort], cursor=cursor, keyset=True)
+        stmt, unindexed = search(stmt, [Ticket.subject, Ticket.description], q)  # ix_tickets_*_trgm
+        return await self.paginate(stmt, limit=limit, offset=offset, order_by=order, cursor=cursor, keyset=True,
+                                   unindexed=unindexed)

@@ -6,13 +6,13 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, bindparam, func, insert, select
+from sqlalchemy import Insert, Select, String, Table, bindparam, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from common.api import Total
 from common.db.engine import Database, Prepared
-from common.db.repository import Repository, contains, trigram_searchable
+from common.db.repository import Repository, search
 from tenants.models import Plan, Tenant, outbox
 from tenants.tenant.schemas import TenantSort
 
@@ -63,13 +63,12 @@ class TenantRepository(Repository[Tenant]):
             if not ids:
                 return [], Total(0)
             stmt = stmt.where(Tenant.plan_id.in_(ids))
-        search = contains([Tenant.name], q) if q else None
-        if search is not None and trigram_searchable(q or ""):
-            stmt, search = stmt.where(search), None  # ix_tenants_live_name_trgm finds the matches
-        # Else (`q` too short for trigrams) an unindexed filter: estimated, not counted; a page reads a bounded
-        # stretch of the order's index (see `Repository.paginate`).
+        stmt, unindexed = search(stmt, [Tenant.name], q)  # ix_tenants_live_name_trgm
+        # Too short for trigrams: each 1- and 2-gram of lower(q) is one of the name's wherever lower(name) holds
+        # lower(q), so ix_tenants_live_name_grams finds a superset of a rare q's matches (ILIKE keeps exactly them).
+        grams = func.lower_grams(Tenant.name).op("@>")(func.lower_grams(literal(q, String))) if unindexed is not None else None
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[_SORT[sort]], cursor=cursor,
-                                   keyset=True, unindexed=search)
+                                   keyset=True, unindexed=unindexed, narrowing=grams)
 
     @classmethod
     async def create(cls, database: Database, tenant: dict[str, Any], event: dict[str, Any]) -> None:

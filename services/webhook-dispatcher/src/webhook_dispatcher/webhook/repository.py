@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Text, Uuid
 
 from common.api import Total
-from common.db.repository import Repository, contains
+from common.db.repository import Repository, search
 from webhook_dispatcher.models import EndpointKind, EndpointStatus, WebhookEndpoint
 
 CHANGED_CHANNEL = "webhook_endpoint_changed"
@@ -99,9 +99,8 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
         if patterns is not None:
             stmt = stmt.where(WebhookEndpoint.events.has_any(  # type: ignore[attr-defined]
                 bindparam("patterns", list(patterns), ARRAY(Text))))
-        if q:
-            stmt = stmt.where(contains([WebhookEndpoint.url, WebhookEndpoint.description], q))  # type: ignore[list-item]
-        return await self.paginate(stmt, limit=limit, offset=offset, cursor=cursor, keyset=True,
+        stmt, unindexed = search(stmt, [WebhookEndpoint.url, WebhookEndpoint.description], q)  # type: ignore[list-item]
+        return await self.paginate(stmt, limit=limit, offset=offset, cursor=cursor, keyset=True, unindexed=unindexed,
                                    order_by=[WebhookEndpoint.created_at.desc()])  # type: ignore[attr-defined]
 
     async def notify_changed(self, endpoint_id: uuid.UUID) -> None:
