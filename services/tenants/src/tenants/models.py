@@ -57,14 +57,6 @@ class Tenant(Base, table=True):
         # search reads through (10 ms per page at 10,000 new tenants) until a vacuum.
         Index("ix_tenants_live_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"},
               postgresql_with={"fastupdate": "off"}, postgresql_where=text("status <> 'DELETED'")),
-        # `q` of 1-2 characters (no trigram narrows it): the distinct lower-case 1- and 2-grams of each name
-        # (`lower_grams`, migration 0006) hold every substring of lower(name) that long, so the grams of q narrow the
-        # rows to read and ILIKE decides. A pending list of 64 kB (fastupdate): an insert appends its ~40 keys,
-        # merged 64 kB at a time (measured per insert: PostgreSQL CPU +~0.2 ms, WAL +~1 KB; without fastupdate
-        # 3.5 ms and +31 KB), and a search reads at most those 64 kB through.
-        Index("ix_tenants_live_name_grams", func.lower_grams(text("name")), postgresql_using="gin",
-              postgresql_with={"fastupdate": "on", "gin_pending_list_limit": "64"},
-              postgresql_where=text("status <> 'DELETED'")),
     )
 
     name: str = Field(sa_type=String(200))

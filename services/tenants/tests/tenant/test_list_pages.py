@@ -3,7 +3,6 @@ ties on the sort key and tenants created meanwhile; foreign or altered cursors a
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -105,23 +104,10 @@ async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, 
 async def test_total_exact_unless_estimated(owner, seeded, database_url):
     exact = (await owner.get(URL, params={"q": seeded})).json()
     assert exact["totalExact"] is True and exact["total"] == 13  # the live ones
-    # A 1-2 character search (no trigram serves it): a rare one is found through its 1- and 2-grams
-    # (ix_tenants_live_name_grams) and counted; one the planner expects often is estimated, never counted by reading
-    # every row; either way the rows are exactly the ILIKE matches.
-    rare = "ǂ" + chr(0x4E00 + secrets.randbelow(20_000))
-    [made] = await _insert(database_url, [(f"Rare {rare.upper()} {seeded}", "FREE", "ACTIVE", T0)])
-    found = (await owner.get(URL, params={"q": rare})).json()
-    assert found["totalExact"] is True and found["total"] == 1 and [t["id"] for t in found["items"]] == [made]
-    for q in (seeded[:2], "wa", "%"):
-        short = (await owner.get(URL, params={"q": q, "limit": 1})).json()
-        conn = await _connect(database_url)
-        try:
-            matches = await conn.fetchval("SELECT count(*) FROM tenants WHERE status <> 'DELETED' AND "
-                                          "strpos(lower(name), lower($1)) > 0", q)
-        finally:
-            await conn.close()
-        assert short["total"] == matches if short["totalExact"] else short["total"] >= 0, (q, short, matches)
-        assert set(short) == {"items", "total", "limit", "offset", "totalExact", "nextCursor"}
+    # A 2-character search: no trigram index can serve it, it is not counted (every row would be read).
+    short = (await owner.get(URL, params={"q": seeded[:2]})).json()
+    assert short["totalExact"] is False and short["total"] >= 1
+    assert set(short) == {"items", "total", "limit", "offset", "totalExact", "nextCursor"}
     # Above 1,000 matches: counted up to 1,000, then PostgreSQL's estimate.
     many = uuid.uuid4().hex[:10]
     conn = await _connect(database_url)
@@ -146,7 +132,7 @@ async def test_a_two_character_search_walked_by_cursor_finds_every_match_once(ow
     # empty, before the end); following `nextCursor` still lists every match once, in order.
     mine = {t["id"] for t in (await owner.get(URL, params={"q": seeded, "limit": 100})).json()["items"]}
     walked = await assert_short_search_walk_finds_every_match(owner, URL, {"q": seeded[:2], "sort": sort},
-                                                              fields=["name"], including=mine, exact=None)
+                                                              fields=["name"], including=mine)
     key = sort.lstrip("-")
     keys = [t[key].lower() if key == "name" else datetime.fromisoformat(t[key]) for t in walked]
     assert keys == sorted(keys, reverse=sort.startswith("-"))

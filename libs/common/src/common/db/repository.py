@@ -118,8 +118,7 @@ class Repository(Generic[M]):
 
     async def paginate(self, statement: Select[tuple[M]], *, limit: int, offset: int,
                        order_by: Sequence[ColumnElement[Any]] = (), cursor: str | None = None,
-                       keyset: bool = False, unindexed: ColumnElement[bool] | None = None,
-                       narrowing: ColumnElement[bool] | None = None) -> tuple[list[M], Total]:
+                       keyset: bool = False, unindexed: ColumnElement[bool] | None = None) -> tuple[list[M], Total]:
         """One page of `statement` (ordered by `order_by`, then `id` so pages never overlap) and its total
         (`page_total`: exact up to EXACT_TOTAL_UP_TO rows, PostgreSQL's estimate above; `Total.exact` says which).
 
@@ -135,12 +134,7 @@ class Repository(Generic[M]):
         matches would read every row: the total is the planner's estimate (not exact). A page by cursor reads at
         most SCAN_ROWS rows of the order: when they hold fewer than `limit` matches the page is short (even empty)
         and its cursor goes on after the last row read. The first page and offset pages read as far as their
-        matches are (a short first page would make an offset client skip the matches after it).
-
-        `narrowing`: an indexed condition every row matching `unindexed` meets (e.g. a GIN over a column's short
-        substrings). When the planner estimates few matches (FEW_PER_PAGE pages), they are found through it (the
-        total counted, every page whole, by offset or cursor); else the order's index is walked as above (its
-        estimate of such conditions is poor: used always, it would gather a common substring's every row)."""
+        matches are (a short first page would make an offset client skip the matches after it)."""
         # A bare ORM attribute (`Model.created_at`) is no SQL clause yet: made one, its column is found below
         # (else the ids query would order by a table it does not select from: a cross join, wrong pages).
         order_by = [c.__clause_element__() if hasattr(c, "__clause_element__") else c for c in order_by]
@@ -150,9 +144,6 @@ class Repository(Generic[M]):
             total, exact = await self.page_total(statement)  # the list's, wherever the page starts
         else:
             total, exact = await self.estimate(self._ids(statement.where(unindexed))), False
-            if narrowing is not None and total <= FEW_PER_PAGE * limit:
-                statement, unindexed = statement.where(narrowing, unindexed), None
-                total, exact = await self.page_total(statement)
         if pages is not None and cursor:
             statement = statement.where(pages.after(cursor))
         if unindexed is not None:

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from sqlalchemy import Insert, Select, String, Table, bindparam, func, insert, literal, select
+from sqlalchemy import Insert, Select, Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -64,11 +64,8 @@ class TenantRepository(Repository[Tenant]):
                 return [], Total(0)
             stmt = stmt.where(Tenant.plan_id.in_(ids))
         stmt, unindexed = search(stmt, [Tenant.name], q)  # ix_tenants_live_name_trgm
-        # Too short for trigrams: each 1- and 2-gram of lower(q) is one of the name's wherever lower(name) holds
-        # lower(q), so ix_tenants_live_name_grams finds a superset of a rare q's matches (ILIKE keeps exactly them).
-        grams = func.lower_grams(Tenant.name).op("@>")(func.lower_grams(literal(q, String))) if unindexed is not None else None
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[_SORT[sort]], cursor=cursor,
-                                   keyset=True, unindexed=unindexed, narrowing=grams)
+                                   keyset=True, unindexed=unindexed)
 
     @classmethod
     async def create(cls, database: Database, tenant: dict[str, Any], event: dict[str, Any]) -> None:
