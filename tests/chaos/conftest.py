@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import asyncpg
 import httpx
+import orjson
 import psutil
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from common.testing.fixtures import server_fixture
 from common.testing.receiver import webhook_receiver
@@ -151,6 +154,57 @@ class Platform:
                     if ('"WARNING"' in line or '"ERROR"' in line) and '"logger":"aiokafka' not in line]
             out += [f"--- {name}.log"] + kept[-lines:]
         return "\n".join(out)
+
+    async def explain_losses(self, lost: set[str]) -> str:
+        """For tenants created (201) whose event never reached the subscriber: where each one stopped --
+        its outbox row (published or not), the tenants topic (on the broker now), the dispatcher's inbox and
+        deliveries. Read while the platform still runs, for the log of a failed case."""
+        pgdata = self.data_dir / "postgres"
+        port = int((pgdata / "postmaster.pid").read_text().splitlines()[3])
+
+        async def fetch(database: str, sql: str, *args) -> list:
+            conn = await asyncpg.connect(host=str(pgdata), port=port, user="postgres", database=database)
+            try:
+                return await conn.fetch(sql, *args)
+            finally:
+                await conn.close()
+
+        rows = await fetch("tenants", "SELECT aggregate_id, event_id::text AS id, created_at, published_at FROM outbox "
+                                      "WHERE event_type = 'tenant.created' AND aggregate_id = ANY($1)", list(lost))
+        ids = {r["id"] for r in rows}
+        seen = {str(r["event_id"]) for r in await fetch("webhook_dispatcher", "SELECT event_id FROM inbox "
+                                                        "WHERE event_id = ANY($1::uuid[])", list(ids))}
+        delivered = {str(r["event_id"]) for r in await fetch("webhook_dispatcher", "SELECT event_id FROM "
+                                                             "webhook_deliveries WHERE event_id = ANY($1::uuid[])",
+                                                             list(ids))}
+        kafka = psutil.Process(self.pid_of("kafka")).cmdline()
+        bootstrap = next(a for a in kafka if a.startswith("tcp://")).removeprefix("tcp://")
+        in_topic: dict[str, tuple[int, int]] = {}
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            topic = "platform.tenants.events"
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or
+                                                              await consumer.partitions_for_topic(topic) or ())]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            while batches := await consumer.getmany(timeout_ms=2000, max_records=10_000):
+                for records in batches.values():
+                    for record in records:
+                        event = orjson.loads(record.value)["id"]
+                        if event in ids:
+                            in_topic[event] = (record.partition, record.offset)
+        finally:
+            await consumer.stop()
+        unpublished = [r for r in rows if r["published_at"] is None]
+        lines = [f"    {len(lost)} lost: {len(rows)} in the tenants outbox ({len(unpublished)} unpublished), "
+                 f"{len(in_topic)} in the topic now, {len(seen)} in the dispatcher's inbox, "
+                 f"{len(delivered)} with delivery rows"]
+        for r in sorted(rows, key=lambda r: r["created_at"])[:20]:
+            lines.append(f"      {r['aggregate_id']} created {r['created_at']:%H:%M:%S.%f} published "
+                         f"{r['published_at'] and format(r['published_at'], '%H:%M:%S.%f')} "
+                         f"topic {in_topic.get(r['id'])} inbox {r['id'] in seen} delivery {r['id'] in delivered}")
+        return "\n".join(lines)
 
     def keep_logs(self, case: str) -> Path:
         """Copy the stack's log folder out of DATA_DIR (removed after the module): for a case that saw a 500."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Recovery, report, settle
+from .conftest import Recovery, parsed, report, settle
 
 
 async def run_case(platform, name, count, rate, kills):
@@ -35,6 +35,10 @@ async def run_case(platform, name, count, rate, kills):
         print(f"    logs kept in {platform.keep_logs(name)}")
     if counts["lost"] or not counts["settled_with_marker"] or result.server_errors:
         print(platform.log_digest())
+    if counts["lost"]:
+        delivered = {parsed(r)[0] for r in hook.events()}
+        print(await platform.explain_losses(set(result.created) - delivered))
+        print(f"    logs kept in {platform.keep_logs(name)}")
     assert counts["lost"] == 0, counts
     assert not result.server_errors, result.server_errors  # an outage answers 503 + Retry-After, never 500
     assert counts["one_id_per_tenant"] == 1, counts
