@@ -107,7 +107,7 @@ def create_service_app(
         start_messaging(runtime, outbox, kafka=uses_kafka)
         if on_startup is not None:
             await on_startup(app, runtime)
-        _tune_gc()
+        tune_gc()
         logger.info("%s started", settings.service_name)
         try:
             yield
@@ -145,10 +145,11 @@ def create_service_app(
     return app
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """What exists after start-up (modules, app, caches) lives as long as the process: freezing it keeps
     full collections from walking it again and again, and a larger young generation makes collections
-    rarer under load (their pauses showed in the latency tail)."""
+    rarer under load (their pauses showed in the latency tail). Called once started (a service app's
+    lifespan; conversations' worker process)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)

@@ -6,8 +6,8 @@ sends one coalesced NOTIFY when the leader is elsewhere), polling as a fallback.
 `/metrics` (this process's own series) on CONVERSATIONS_WORKER_PORT. The service's outbox relay (and its
 retention) runs here too, beside the workers that write most of its rows: the API process only acknowledges.
 Started by the API as a child process (CONVERSATIONS_WORKERS=process, `--parent <pid>`: it then ends with
-the API, and runs at a lower CPU priority than it), or alone (a Deployment of its own, with
-CONVERSATIONS_WORKERS=off on the API)."""
+the API, and runs at a lower CPU priority than it, see `_lower_priority`), or alone (a Deployment of its own,
+with CONVERSATIONS_WORKERS=off on the API)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ import signal
 from collections.abc import Iterable
 from typing import Any
 
+import uvloop
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from common.app import Runtime, start_messaging
+from common.app import Runtime, start_messaging, tune_gc
 from common.db import Database
 from common.messaging.wakeup import wake
 from common.observability.logging import configure_logging
@@ -97,6 +98,7 @@ async def serve(settings: Settings) -> None:
         runtime.supervise("wake-ups", lambda: listen(database, WAKE_CHANNELS))
         # The relay as `create_service_app` starts it for a service (broker connection retried in the background).
         start_messaging(runtime, outbox)
+        tune_gc()
         logger.info("conversations worker started (pid %d, status on %s)", os.getpid(), site.name)
         await stop.wait()
     finally:
@@ -116,17 +118,30 @@ def _end_with(parent: int) -> None:
         raise SystemExit(f"parent process {parent} is gone")
 
 
+def _lower_priority() -> None:
+    """Below the API that started it, as the scheduler sees it. Linux's autogroups (on by default) share the CPU
+    between sessions first and apply a nice value only inside its session: as a child in the API's session this
+    process's work counted against the API's share (a webhook waited behind a batch), and `nice` alone did not
+    put it behind PostgreSQL or the broker. So: a session of its own, whose autogroup gets the same lower
+    priority (where there are no autogroups, the nice value does it)."""
+    with contextlib.suppress(OSError):  # already a session leader (started by hand): its own session anyway
+        os.setsid()
+    os.nice(NICE)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+        autogroup.write(str(NICE))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m conversations.worker", description=__doc__.split("\n\n")[0])
     parser.add_argument("--parent", type=int, help="end with this process (set by the API that starts it)")
     args = parser.parse_args(argv)
     if args.parent:
         _end_with(args.parent)
-        os.nice(NICE)
+        _lower_priority()
     settings = Settings()
     configure_logging(settings.service_name, settings.log_level)
     configure_tracing(settings.service_name)
-    asyncio.run(serve(settings))
+    uvloop.run(serve(settings))  # the API's loop too (uvicorn's): less CPU per socket read and write
 
 
 if __name__ == "__main__":

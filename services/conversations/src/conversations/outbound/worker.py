@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, utcnow
 from conversations import metrics
+from conversations.channel.repository import ChannelRepository
 from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, set_status
 from conversations.config import Settings
@@ -103,15 +104,16 @@ class OutboundWorker(WokenWorker):
             blocked = select(Channel.id).where(Channel.status == ChannelStatus.ERROR.value)
             claimed = await MessageRepository(session).claim_due(lease_seconds=self.lease_seconds, limit=limit,
                                                                  blocked_channels=blocked)
-            if claimed:  # their conversations in one read (the gets below find them in the session)
-                await ConversationRepository(session).all(select(Conversation).where(
-                    Conversation.id.in_({m.conversation_id for m in claimed})))  # type: ignore[attr-defined]
+            # Their conversations and channels in one read each, held here (the session's identity map holds rows
+            # only weakly: a `session.get` of a row nobody holds reads it again, one SELECT per message).
+            conversations = {c.id: c for c in await ConversationRepository(session).all(select(Conversation).where(
+                Conversation.id.in_({m.conversation_id for m in claimed})))} if claimed else {}  # type: ignore[attr-defined]
+            channels = {c.id: c for c in await ChannelRepository(session).all(select(Channel).where(
+                Channel.id.in_({m.channel_id for m in claimed})))} if claimed else {}  # type: ignore[attr-defined]
             tokens: dict[uuid.UUID, str] = {}
             for message in claimed:
-                channel = await session.get(Channel, message.channel_id)
-                conversation = await session.get(Conversation, message.conversation_id)
-                assert channel is not None and conversation is not None
-                jobs.append(self.job(channel, conversation, message, tokens))
+                jobs.append(self.job(channels[message.channel_id], conversations[message.conversation_id], message,
+                                     tokens))
         self.hand_over(jobs)
         return len(jobs) == limit
 
