@@ -247,6 +247,11 @@ class Stack:
             # 2.0 s and join after a killed member 7.1 s at 3000, both 1.0 s at 1000 (the dead member's session
             # ends within the first hold). Heartbeats every 1/3 of it: a few tiny requests a second.
             env.setdefault("KAFKA_SESSION_TIMEOUT_MS", "1000")
+            # One process per service here, so more than one partition per topic spreads nothing; and tansu's
+            # work for every fetch, which an idle consumer sends 10 times a second and tansu holds for the
+            # whole wait, grows with the partitions it names: the dispatcher's fetch names every topic. Idle
+            # `make run`, tansu measured ~5 % of a core with 3 partitions, ~3 % with 1.
+            env.setdefault("KAFKA_TOPIC_PARTITIONS", "1")
         env.update(self.extra_env)
         return env
 
