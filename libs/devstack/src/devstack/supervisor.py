@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import credentials, docs
+from . import credentials, docs, serve
 from ._proc import all_or_none, free_port, kill_now, log_size, port_in_use, repo_root, spawn, tail, terminate
 from .gateway import Gateway, start_gateway
 from .kafka import Broker, start_kafka
@@ -312,10 +312,8 @@ class Stack:
         log = self.log_path(name)
         proc, offset = self._go_standby(name, port)
         if proc is None:
-            argv = [
-                sys.executable, "-m", "uvicorn", spec.app_factory, "--factory",
-                "--host", "127.0.0.1", "--port", str(port),
-            ]  # fmt: skip
+            # uvicorn's CLI with a main loop that sleeps (devstack.serve): the process shows that command line.
+            argv = [sys.executable, "-m", "devstack.serve", *serve.argv(spec.app_factory, "127.0.0.1", port)[3:]]
             offset = log_size(log)
             proc = spawn(argv, env=self.service_env(name, port), log_path=log, cwd=self.root, header="uvicorn")
         sp = ServiceProcess(spec, port, log, proc, log_offset=offset)
