@@ -1,4 +1,5 @@
-"""`supervise()` restarts a failing job after a backoff and stops on cancel; `every()` repeats a step."""
+"""`supervise()` restarts a failing job after a backoff and stops on cancel; `every()` repeats a step; `IdleWait` backs a
+fallback poll off while idle."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from common.supervise import every, supervise
+from common.supervise import IdleWait, every, supervise
 
 
 async def test_a_failing_or_ending_job_is_started_again_and_failures_are_reported():
@@ -70,3 +71,21 @@ async def test_every_runs_the_step_repeatedly_and_a_failing_step_ends_it_for_the
     with pytest.raises(ValueError, match="third step"):
         await every(0.001, step, first=0)
     assert third.is_set() and steps == 3
+
+
+def test_an_idle_workers_fallback_poll_backs_off_and_comes_back_with_work_or_a_wake_up():
+    idle = IdleWait(1.0)
+    assert [idle.after(found=False) for _ in range(6)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]  # idle: 8 x less often
+    assert idle.after(found=True) == 1.0  # work found (or being retried): as often as before
+    assert idle.after(found=False) == 2.0
+    idle.woken()
+    assert idle.after(found=False) == 1.0
+    assert IdleWait(0.2, longest=0.5).after(False) == 0.2 and IdleWait(2.0, longest=1.0).longest == 2.0
+
+
+async def test_an_idle_wait_returns_at_once_when_woken_and_says_so():
+    idle, event = IdleWait(60.0), asyncio.Event()
+    event.set()
+    assert await idle.wait(event, found=False) is True  # no 60 s wait: the wake-up is what counts
+    assert idle.after(found=False) == 60.0  # and the wake-up reset the back-off
+    assert await IdleWait(0.01).wait(asyncio.Event(), found=True) is False

@@ -141,3 +141,21 @@ def test_a_service_taking_a_replica_id_gets_one_per_port_the_same_on_every_resta
     assert stack({}).service_env("webhook-dispatcher", 28107)["WEBHOOK_REPLICA_ID"] != first  # another stack
     assert "WEBHOOK_REPLICA_ID" not in stack({}).service_env("leads", 18104)
     assert stack({"WEBHOOK_REPLICA_ID": "pod-7"}).service_env("webhook-dispatcher", 18107)["WEBHOOK_REPLICA_ID"] == "pod-7"
+
+
+def test_services_on_the_embedded_broker_get_one_partition_and_a_short_session_unless_set(tmp_path: Path):
+    # One process per service: one partition spreads as much as three, and an idle consumer's fetch costs tansu
+    # less the fewer partitions it names. An external cluster keeps the services' own defaults.
+    leads = ServiceSpec("leads", "devstack_demo", 8104, "leads", ("/api/platform/leads*",))
+
+    def env(process: object, given: dict[str, str]) -> dict[str, str]:
+        s = Stack(tmp_path / "data", env=given, root=tmp_path, registry=[leads])
+        s.broker = Broker(process=process, bootstrap="127.0.0.1:9")  # type: ignore[arg-type]
+        s.database_urls = {"leads": "postgresql://x/b"}
+        return s.service_env("leads", 18104)
+
+    embedded = env(object(), {})
+    assert (embedded["KAFKA_TOPIC_PARTITIONS"], embedded["KAFKA_SESSION_TIMEOUT_MS"]) == ("1", "1000")
+    assert env(object(), {"KAFKA_TOPIC_PARTITIONS": "6"})["KAFKA_TOPIC_PARTITIONS"] == "6"
+    external = env(None, {})
+    assert "KAFKA_TOPIC_PARTITIONS" not in external and "KAFKA_SESSION_TIMEOUT_MS" not in external

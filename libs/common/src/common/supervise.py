@@ -47,3 +47,36 @@ async def every(interval: float, step: Callable[[], Awaitable[Any]], *, first: f
     while True:
         await step()
         await asyncio.sleep(interval)
+
+
+class IdleWait:
+    """How long a worker's fallback poll waits (between wake-ups that tell it of work): `base` after a pass that
+    found work or after a wake-up, then doubling while passes find nothing, up to `longest` (default 8 x `base`).
+    An idle worker then looks 8 times less often, while one with work (or retrying it) looks as often as before.
+    Only for work that wakes its worker when it appears: the fallback is then for what nobody announced (a dead
+    replica's leftovers), which may wait up to `longest`."""
+
+    def __init__(self, base: float, longest: float | None = None) -> None:
+        self.base = base
+        self.longest = max(base, base * 8 if longest is None else longest)
+        self._next = base
+
+    def after(self, found: bool) -> float:
+        """The wait after a pass that found work (`found`) or nothing."""
+        if found:
+            self._next = self.base
+        wait, self._next = self._next, min(self._next * 2, self.longest)
+        return wait
+
+    def woken(self) -> None:
+        """A wake-up came before the wait ended: the next empty pass waits `base` again."""
+        self._next = self.base
+
+    async def wait(self, event: asyncio.Event, found: bool) -> bool:
+        """Wait for `event` at most `after(found)`; True if it was set (and counted as a wake-up)."""
+        try:
+            await asyncio.wait_for(event.wait(), self.after(found))
+        except TimeoutError:
+            return False
+        self.woken()
+        return True

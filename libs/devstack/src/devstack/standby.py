@@ -1,5 +1,5 @@
 """A service process started before it is needed: it imports the service's app and waits; told to go, it
-serves exactly as ``python -m uvicorn <factory> --factory --host H --port P`` would.
+serves exactly as ``python -m uvicorn <factory> --factory --host H --port P`` would (through :mod:`devstack.serve`).
 
 Importing a service (FastAPI, SQLAlchemy, pydantic models, OpenTelemetry...) is most of its start: 2.5-3 s
 of CPU, 7-12 s of wall time on a busy 2-core machine. ``make run`` starts one per service before PostgreSQL,
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     app = args[0] if not args[0].startswith("--") else json.loads(sys.stdin.readline() or "{}").get("app")
     if not app:
         return
-    import uvicorn
+    from devstack import serve
 
     importlib.import_module(app.split(":", 1)[0])
     line = sys.stdin.readline()
@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     # From here on this process IS the service: show the command line it stands for, so whoever finds a service
     # by its command line (ps, pgrep -f, a chaos script) finds a restarted one too, spare or not. (Before the
     # environment is replaced: setproctitle takes its room from the original environment block.)
-    setproctitle(f"{sys.executable} -m uvicorn {app} --factory --host {host} --port {port}")
+    setproctitle(" ".join(serve.argv(app, host, port)))
     os.environ.clear()
     os.environ.update(json.loads(line)["env"])
-    uvicorn.run(app, factory=True, host=host, port=port)
+    serve.serve(app, host, port)
 
 
 if __name__ == "__main__":

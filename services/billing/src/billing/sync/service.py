@@ -24,6 +24,7 @@ from billing.subscription.stripe_objects import SubscriptionState
 from billing.sync.repository import SyncJobRepository
 from common.db import Database
 from common.retrying import RetryableCall
+from common.supervise import IdleWait
 
 logger = logging.getLogger("billing.sync")
 
@@ -143,9 +144,12 @@ async def run_job(database: Database, billing: Billing, job: SyncJob) -> bool:
         detail = getattr(exc, "detail", None) or str(exc)
         logger.warning("billing job %s (%s of tenant %s) postponed after attempt %d: %s", job.event_id, job.kind,
                        job.tenant_id, job.attempts, detail)
+        delay = backoff(billing, job.attempts)
         async with database.sessionmaker() as session:
-            await SyncJobRepository(session).postpone(job.id, backoff(billing, job.attempts), detail)
+            await SyncJobRepository(session).postpone(job.id, delay, detail)
             await session.commit()
+        # Due again after `delay`: the worker is woken then (its fallback poll backs off while idle).
+        asyncio.get_running_loop().call_later(delay.total_seconds(), billing.jobs_waiting.set)
         return False
     async with database.sessionmaker() as session:
         await SyncJobRepository(session).finish(job.id)
@@ -160,6 +164,9 @@ async def run_worker(database: Database, billing: Billing) -> None:
     slots = settings.billing_sync_concurrency
     lease = settings.stripe_timeout_seconds * 3 + 60
     running: set[asyncio.Task[bool]] = set()
+    # New jobs wake it after their commit, finished ones when they end, postponed ones when they are due again:
+    # the fallback poll (leases of a dead replica, jobs another replica postponed) backs off while idle.
+    idle = IdleWait(settings.billing_poll_interval_seconds)
     try:
         while True:
             billing.jobs_waiting.clear()
@@ -175,10 +182,7 @@ async def run_worker(database: Database, billing: Billing) -> None:
                 task.add_done_callback(lambda t: (running.discard(t), billing.jobs_waiting.set()))
             if jobs and len(running) < slots:
                 continue
-            try:
-                await asyncio.wait_for(billing.jobs_waiting.wait(), settings.billing_poll_interval_seconds)
-            except TimeoutError:
-                pass
+            await idle.wait(billing.jobs_waiting, found=bool(jobs))
     finally:
         for task in running:
             task.cancel()

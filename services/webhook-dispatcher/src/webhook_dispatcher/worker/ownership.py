@@ -68,6 +68,8 @@ class Ownership:
             orphans = {e for e in busy if e not in self._until}
             for endpoint_id in idle:
                 del self._until[endpoint_id]
+            if not idle and not keep:
+                return orphans  # nothing held: nothing to renew or give up (an idle replica asks no database)
             started = asyncio.get_running_loop().time()
             renewed: set[uuid.UUID] = set()
             async with self.database.engine.begin() as conn:
