@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.db.engine import Prepared
+from common.outage import is_outage
 
 
 async def test_every_pooled_connection_plans_each_statement_for_the_table_as_it_is_now(scratch_database):
@@ -79,3 +80,37 @@ async def test_json_parameters_store_the_document_given_and_refuse_what_they_ref
         await db.run(add, {"name": "nan", "doc": {"x": float("nan")}})
     with pytest.raises(TypeError, match="not JSON serializable"):
         await db.run(add, {"name": "when", "doc": {"at": datetime.now(UTC)}})
+
+
+async def test_prepared_statements_keep_at_most_half_the_pool_so_sessions_still_get_connections(scratch_database):
+    # `run` keeps the connections it used (a checkout costs CPU), but never more than `pool_size` of the pool's
+    # 2 x `pool_size`: after a burst of statements, sessions are not left waiting for a connection.
+    db = await scratch_database(pool_size=2)
+    nap = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
+    await asyncio.gather(*(db.run(nap, {"seconds": 0.05}) for _ in range(12)))
+
+    async def session_query() -> int:
+        async with db.sessionmaker() as session:
+            value = (await session.execute(text("SELECT 1 FROM pg_sleep(0.2)"))).scalar_one()
+            return int(value)
+
+    assert await asyncio.wait_for(asyncio.gather(*(session_query() for _ in range(2))), 10) == [1, 1]
+
+
+async def test_when_the_server_ends_the_connections_one_statement_fails_not_one_per_kept_connection(
+        scratch_database, postgres):
+    db = await scratch_database(pool_size=3)
+    nap = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
+    await asyncio.gather(*(db.run(nap, {"seconds": 0.05}) for _ in range(3)))  # three kept now
+    admin = await postgres.connect()
+    try:
+        ended = await admin.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                     "WHERE datname = $1", db.engine.url.database)
+    finally:
+        await admin.close()
+    assert ended >= 3
+    with pytest.raises(Exception) as failed:
+        await db.run(nap, {"seconds": 0})
+    assert is_outage(failed.value)  # a 503 for its caller, as from a session
+    for _ in range(3):  # the other kept connections were dropped with it: fresh ones work
+        await db.run(nap, {"seconds": 0})
