@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select, text
+from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -114,3 +114,21 @@ async def test_when_the_server_ends_the_connections_one_statement_fails_not_one_
     assert is_outage(failed.value)  # a 503 for its caller, as from a session
     for _ in range(3):  # the other kept connections were dropped with it: fresh ones work
         await db.run(nap, {"seconds": 0})
+
+
+async def test_a_statement_with_no_plan_to_choose_is_planned_once_and_the_pool_keeps_planning_each_time(
+        scratch_database):
+    metadata = MetaData()
+    seen = Table("seen", metadata, Column("name", String(20)), Column("mode", String(40)))
+    db = await scratch_database(metadata, pool_size=1)
+    # What plan_cache_mode each statement ran under, written by the statement itself.
+    write = insert(seen).from_select(["name", "mode"], select(bindparam("name", type_=String),
+                                                              func.current_setting(text("'plan_cache_mode'"))))
+    generic, custom = Prepared(write, generic_plan=True), Prepared(write)
+    await asyncio.gather(*(db.run(generic, {"name": "generic"}) for _ in range(4)))  # more than are kept
+    await asyncio.gather(*(db.run(custom, {"name": "custom"}) for _ in range(4)))
+    async with db.engine.connect() as conn:
+        rows = set((await conn.execute(select(seen.c.name, seen.c.mode))).all())
+        # the pool's other connection (one is kept by `run`) went back to it after the burst: it plans each time
+        assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+    assert rows == {("generic", "auto"), ("custom", "force_custom_plan")}
