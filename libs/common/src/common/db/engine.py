@@ -85,11 +85,12 @@ class Database:
         self._spans = trace_database(self.engine)
         self.autocommit: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
-        # `run`'s own connections: up to `pool_size` pooled connections it keeps checked out between calls
-        # (the other half of the pool stays for sessions), each with when it was taken (recycled like the pool's);
-        # apart, those set to plan generically (`Prepared.generic_plan`), set back before they return to the pool.
+        # `run`'s own connections: up to `pool_size` - 1 pooled connections it keeps checked out between calls,
+        # so sessions always have `pool_size` of the pool's 2 x `pool_size` beside the relay's one (with
+        # DATABASE_POOL_SIZE=1, none is kept). Each with when it was taken (recycled like the pool's); apart, those
+        # set to plan generically (`Prepared.generic_plan`), set back before they return to the pool.
         self._kept: dict[bool, list[tuple[Any, float]]] = {False: [], True: []}
-        self._keep = pool_size
+        self._keep = pool_size - 1
 
     async def run(self, prepared: Prepared, params: Mapping[str, Any]) -> None:
         """Execute `prepared` with `params` (every bind parameter by name) on a connection of its own, committed
