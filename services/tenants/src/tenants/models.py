@@ -54,9 +54,9 @@ class Tenant(Base, table=True):
               postgresql_where=text("status <> 'DELETED'")),
         # `q` (`name ILIKE '%q%'`) of 3+ characters is looked up in trigrams instead of reading every name
         # (pg_trgm, migration 0004). New names wait in a pending list of 64 kB (migration 0006), merged into the
-        # tree when it fills: a create does not insert each trigram into the tree (-35 us of PostgreSQL CPU and -1 KB of
-        # WAL per create),
-        # and a search reads at most those 64 kB through (the default 4 MB list cost 10 ms per page until a vacuum).
+        # tree when it fills: a create does not insert each trigram into the tree (35 us of PostgreSQL CPU and 1 KB
+        # of WAL less per create), and a search reads at most those 64 kB through (the default 4 MB list cost
+        # 10 ms per page until a vacuum).
         Index("ix_tenants_live_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"},
               postgresql_with={"fastupdate": "on", "gin_pending_list_limit": "64"},
               postgresql_where=text("status <> 'DELETED'")),
