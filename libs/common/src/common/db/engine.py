@@ -87,7 +87,8 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
         # `run`'s own connections: up to `pool_size` - 1 pooled connections it keeps checked out between calls,
         # so sessions always have `pool_size` of the pool's 2 x `pool_size` beside the relay's one (with
-        # DATABASE_POOL_SIZE=1, none is kept). Each with when it was taken (recycled like the pool's); apart, those
+        # DATABASE_POOL_SIZE=1, none is kept). Each with when it was taken from the pool (recycled after
+        # RECYCLE_SECONDS kept, so at most twice that since it was opened); apart, those
         # set to plan generically (`Prepared.generic_plan`), set back before they return to the pool.
         self._kept: dict[bool, list[tuple[Any, float]]] = {False: [], True: []}
         self._keep = pool_size - 1
@@ -104,7 +105,9 @@ class Database:
         # A connection kept from an earlier call, else one from the pool: a checkout and check-in through the
         # async engine (a greenlet, the pool's bookkeeping and reset) cost ~20 us of CPU, two thirds of the
         # statement's own driver work. Only statements that commit by themselves run on these.
-        generic = prepared.generic_plan
+        # Planned generically only on a connection `run` keeps (with none kept, SET and RESET around every statement
+        # would cost two round trips more than the planning they save).
+        generic = prepared.generic_plan and self._keep > 0
         kept = self._kept[generic]
         fresh = not kept
         conn, since = kept.pop() if kept else (await self.engine.raw_connection(), time.monotonic())
