@@ -6,11 +6,12 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, insert, select, text
+from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from common.db.engine import Prepared
+from common.outage import is_outage
 
 
 async def test_every_pooled_connection_plans_each_statement_for_the_table_as_it_is_now(scratch_database):
@@ -79,3 +80,56 @@ async def test_json_parameters_store_the_document_given_and_refuse_what_they_ref
         await db.run(add, {"name": "nan", "doc": {"x": float("nan")}})
     with pytest.raises(TypeError, match="not JSON serializable"):
         await db.run(add, {"name": "when", "doc": {"at": datetime.now(UTC)}})
+
+
+async def test_prepared_statements_keep_at_most_half_the_pool_so_sessions_still_get_connections(scratch_database):
+    # `run` keeps the connections it used (a checkout costs CPU), but fewer than `pool_size` of the pool's
+    # 2 x `pool_size`: after a burst of statements, sessions (and a relay's connection) are not left waiting.
+    db = await scratch_database(pool_size=2)
+    nap = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
+    await asyncio.gather(*(db.run(nap, {"seconds": 0.05}) for _ in range(12)))
+
+    async def session_query() -> int:
+        async with db.sessionmaker() as session:
+            value = (await session.execute(text("SELECT 1 FROM pg_sleep(0.2)"))).scalar_one()
+            return int(value)
+
+    async with db.engine.connect():  # e.g. a relay's
+        assert await asyncio.wait_for(asyncio.gather(*(session_query() for _ in range(2))), 10) == [1, 1]
+
+
+async def test_when_the_server_ends_the_connections_one_statement_fails_not_one_per_kept_connection(
+        scratch_database, postgres):
+    db = await scratch_database(pool_size=3)
+    nap = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
+    await asyncio.gather(*(db.run(nap, {"seconds": 0.05}) for _ in range(3)))  # two kept now, one in the pool
+    admin = await postgres.connect()
+    try:
+        ended = await admin.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                     "WHERE datname = $1", db.engine.url.database)
+    finally:
+        await admin.close()
+    assert ended >= 3
+    with pytest.raises(Exception) as failed:
+        await db.run(nap, {"seconds": 0})
+    assert is_outage(failed.value)  # a 503 for its caller, as from a session
+    for _ in range(3):  # the other kept connections were dropped with it: fresh ones work
+        await db.run(nap, {"seconds": 0})
+
+
+async def test_a_statement_with_no_plan_to_choose_is_planned_once_and_the_pool_keeps_planning_each_time(
+        scratch_database):
+    metadata = MetaData()
+    seen = Table("seen", metadata, Column("name", String(20)), Column("mode", String(40)))
+    db = await scratch_database(metadata, pool_size=2)
+    # What plan_cache_mode each statement ran under, written by the statement itself.
+    write = insert(seen).from_select(["name", "mode"], select(bindparam("name", type_=String),
+                                                              func.current_setting(text("'plan_cache_mode'"))))
+    generic, custom = Prepared(write, generic_plan=True), Prepared(write)
+    await asyncio.gather(*(db.run(generic, {"name": "generic"}) for _ in range(4)))  # more than are kept
+    await asyncio.gather(*(db.run(custom, {"name": "custom"}) for _ in range(4)))
+    async with db.engine.connect() as conn:
+        rows = set((await conn.execute(select(seen.c.name, seen.c.mode))).all())
+        # the connections `run` did not keep went back to the pool after the burst: they plan each time
+        assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+    assert rows == {("generic", "auto"), ("custom", "force_custom_plan")}

@@ -32,8 +32,9 @@ def _insert(table: Table, columns: Iterable[str]) -> Insert:
 NEW_TENANT_COLUMNS = ("id", "name", "plan_id", "status", "contact_email", "settings", "created_at", "updated_at")
 EVENT_COLUMNS = ("event_id", "event_type", "topic", "aggregate_id", "payload", "headers")  # Outbox.row()
 # A new tenant and its event as ONE statement (a data-modifying CTE: a refused row writes no event), compiled
-# once: the create path's only database work.
-_CREATE = Prepared(_insert(outbox, EVENT_COLUMNS).add_cte(_insert(_TENANTS, NEW_TENANT_COLUMNS).cte("change")))
+# once: the create path's only database work. Two INSERT ... VALUES: no plan to choose, so planned once per connection.
+_CREATE = Prepared(_insert(outbox, EVENT_COLUMNS).add_cte(_insert(_TENANTS, NEW_TENANT_COLUMNS).cte("change")),
+                   generic_plan=True)
 
 
 class DuplicateName(Exception):
