@@ -110,6 +110,9 @@ class Platform:
             "WEBHOOK_RETRY_SCHEDULE": "0.3,0.5,1,1,2,2,2,2,2,2",
             "RATE_LIMIT_PER_MINUTE": "1000000",
             "OUTBOX_POLL_INTERVAL_SECONDS": "0.5",
+            # `make run` gives the embedded broker one partition per topic; a cluster has several (k8s: 6-12).
+            # Three here, so a broker loss and its re-publishing are tested across partitions.
+            "KAFKA_TOPIC_PARTITIONS": "3",
         })
         return env
 

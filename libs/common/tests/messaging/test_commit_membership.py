@@ -70,6 +70,10 @@ async def test_a_commit_under_the_same_membership_lands(broker):
     try:
         await read(consumer, 3)
         tp = TopicPartition(topic, 0)
+        # Read between a lost membership and the next join: never committed (a broker takes generation -1
+        # with no member id as a standalone commit).
+        assert await commit_as(consumer, {tp: 3}, (-1, "")) is False
+        assert await consumer.committed(tp) is None
         assert await commit_as(consumer, {tp: 3}, membership(consumer)) is True
         assert await consumer.committed(tp) == 3
     finally:

@@ -8,7 +8,8 @@ wakes it at once, so a stop is as prompt as uvicorn's.
 
 Usage (by :mod:`devstack.supervisor` and :mod:`devstack.standby`): ``python -m devstack.serve <module:factory>
 --factory --host H --port P``. The process shows uvicorn's command line, as a standby does, so whoever finds a
-service by its command line (ps, pgrep -f, a chaos script) finds it however it was started.
+service by its command line (ps, pgrep -f, a chaos script) finds it however it was started. Unlike uvicorn's CLI
+it reads no ``UVICORN_*`` environment variables (nothing sets them here): options go in ``serve``'s Config.
 """
 
 from __future__ import annotations

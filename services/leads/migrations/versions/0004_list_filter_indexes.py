@@ -22,9 +22,10 @@ def upgrade() -> None:
         op.create_index(f"ix_leads_own_{name}_id", "leads", [key, "id"],
                         postgresql_where=sa.text("own_operation"))
     for column in SEARCHED:
-        # fastupdate off: a pending list of new rows would be read through by every search until a vacuum.
+        # A 64 kB pending list (tenants 0006): cheaper writes; a search reads at most those 64 kB through.
         op.create_index(f"ix_leads_{column}_trgm", "leads", [column], postgresql_using="gin",
-                        postgresql_ops={column: "gin_trgm_ops"}, postgresql_with={"fastupdate": "off"})
+                        postgresql_ops={column: "gin_trgm_ops"},
+                        postgresql_with={"fastupdate": "on", "gin_pending_list_limit": "64"})
     op.drop_index("ix_leads_stage_created", table_name="leads")
     op.drop_index("ix_leads_source", table_name="leads")
 

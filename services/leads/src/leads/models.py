@@ -67,9 +67,12 @@ class Lead(Base, table=True):
           for column in ("stage", "source") for name, key in _SORT_KEYS.items()),
         *(Index(f"ix_leads_own_{name}_id", key(), "id", postgresql_where=text("own_operation"))
           for name, key in _SORT_KEYS.items()),
-        # `q` (ILIKE '%q%' on name, email, company): one trigram index per column (a BitmapOr of the three).
+        # `q` (ILIKE '%q%' on name, email, company): one trigram index per column (a BitmapOr of the three),
+        # new entries through a 64 kB pending list as tenants' name index (cheaper writes, a search reads at most
+        # those 64 kB through).
         *(Index(f"ix_leads_{column}_trgm", column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"},
-                postgresql_with={"fastupdate": "off"}) for column in ("name", "email", "company")),
+                postgresql_with={"fastupdate": "on", "gin_pending_list_limit": "64"})
+          for column in ("name", "email", "company")),
     )
 
     name: str = Field(sa_type=String(200))

@@ -17,10 +17,10 @@ def upgrade() -> None:
     op.create_index("ix_webhook_endpoints_live_events", "webhook_endpoints", ["events"], postgresql_using="gin",
                     postgresql_where=LIVE)
     for column in ("url", "description"):
-        # fastupdate off: a pending list of new rows would be read through by every search until a vacuum.
+        # A 64 kB pending list (as tenants' name index): cheaper writes; a search reads at most those 64 kB through.
         op.create_index(f"ix_webhook_endpoints_live_{column}_trgm", "webhook_endpoints", [column],
                         postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"},
-                        postgresql_with={"fastupdate": "off"}, postgresql_where=LIVE)
+                        postgresql_with={"fastupdate": "on", "gin_pending_list_limit": "64"}, postgresql_where=LIVE)
 
 
 def downgrade() -> None:

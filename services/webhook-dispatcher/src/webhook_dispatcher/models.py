@@ -86,7 +86,8 @@ class WebhookEndpoint(Base, table=True):
                       Index("ix_webhook_endpoints_live_events", "events", postgresql_using="gin",
                             postgresql_where=text("status <> 'DELETED'")),
                       *(Index(f"ix_webhook_endpoints_live_{column}_trgm", column, postgresql_using="gin",
-                              postgresql_ops={column: "gin_trgm_ops"}, postgresql_with={"fastupdate": "off"},
+                              postgresql_ops={column: "gin_trgm_ops"},
+                              postgresql_with={"fastupdate": "on", "gin_pending_list_limit": "64"},
                               postgresql_where=text("status <> 'DELETED'")) for column in ("url", "description")),
                       CheckConstraint("NOT trusted OR kind = 'N8N_FLOW'", name="trusted_only_n8n"))
 

@@ -109,7 +109,10 @@ async def commit_as(consumer: AIOKafkaConsumer, offsets: dict[Any, int], member:
     Each attempt here is built only while the membership is still `member`; a dropped commit costs a
     re-read, which the inbox absorbs."""
     coordinator = consumer._coordinator
-    if coordinator is None or member is None:
+    # Read between a lost membership and the next join (generation -1, no member id): such a commit is the
+    # standalone kind a broker accepts from anyone, the very one to avoid. (Member ids are what tell two
+    # memberships apart: a restarted tansu numbers generations from 0 again.)
+    if coordinator is None or member is None or member[0] < 0 or not member[1]:
         return False
     structured = commit_structure_validate(offsets)
     while membership(consumer) == member:
