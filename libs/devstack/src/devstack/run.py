@@ -123,7 +123,7 @@ async def amain(names: list[str]) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
     t = stack.elapsed()
-    _print(f"[{t:5.1f}s] stopping services, gateway, kafka, postgres ...")
+    _print(f"[{t:5.1f}s] stopping gateway, services, kafka, postgres ...")
     await stack.stop()
     _print(f"[{stack.elapsed():5.1f}s] stopped ({stack.elapsed() - t:.1f}s). Data kept in {stack.data_dir}")
     return code

@@ -481,14 +481,15 @@ class Stack:
                            self.start_gateway(gateway_port, {n: f"127.0.0.1:{self.ports[n]}" for n in names})])
 
     async def stop(self, timeout: float = 10.0, *, keep_postgres: bool = False) -> None:
-        """Stop in reverse order: services (SIGTERM, SIGKILL after ``timeout``), Caddy, tansu and
-        the embedded PostgreSQL (unless ``keep_postgres``) -- only what this stack started (not an
-        assigned ``postgres``/``broker``). Safe to call twice."""
+        """Stop: Caddy first (no request comes in; those in flight finish on live services), then the services
+        (SIGTERM, SIGKILL after ``timeout``), tansu and the embedded PostgreSQL (unless ``keep_postgres``) --
+        only what this stack started (not an assigned ``postgres``/``broker``). Safe to call twice. (Services
+        first left the gateway holding every request for its GATEWAY_UPSTREAM_WAIT, and its stop waiting on them.)"""
         self._drop_standbys()
-        procs = [sp for sp in self.services.values() if sp.process is not None]
-        await asyncio.gather(*(terminate(sp.process, timeout) for sp in procs))
         if self.gateway is not None:
             await self.gateway.stop()
+        procs = [sp for sp in self.services.values() if sp.process is not None]
+        await asyncio.gather(*(terminate(sp.process, timeout) for sp in procs))
         if self.broker is not None and "kafka" in self._owned:
             await self.broker.stop()
         if self.postgres is not None and "postgres" in self._owned and not keep_postgres:
