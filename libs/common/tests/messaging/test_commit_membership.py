@@ -4,6 +4,7 @@ joined anew on a restarted (empty) broker, it would make the new log's first rec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -11,34 +12,39 @@ from common.messaging.consumer import commit_as, membership
 from common.messaging.kafka import ensure_topics
 
 
-async def read(consumer: AIOKafkaConsumer, count: int) -> None:
-    got = 0
-    async with asyncio.timeout(30):
-        while got < count:
-            got += sum(len(r) for r in (await consumer.getmany(timeout_ms=200)).values())
+@contextlib.asynccontextmanager
+async def reading(broker, topic: str, records: int, **options):
+    """A group consumer of `topic` (one partition, `records` records in it), which has read them all."""
+    await ensure_topics(broker.bootstrap, [topic], 1)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    for _ in range(records):
+        await producer.send_and_wait(topic, b"old log")
+    await producer.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=f"group-{topic}",
+                                auto_offset_reset="earliest", enable_auto_commit=False, **options)
+    await consumer.start()
+    try:
+        got = 0
+        async with asyncio.timeout(30):
+            while got < records:
+                got += sum(len(r) for r in (await consumer.getmany(timeout_ms=200)).values())
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 async def test_a_commit_retried_across_a_broker_restart_is_dropped_not_sent_as_the_new_member(broker):
     topic = "commit.membership"
-    await ensure_topics(broker.bootstrap, [topic], 1)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    for _ in range(5):
-        await producer.send_and_wait(topic, b"old log")
-    await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id="commit-membership",
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                session_timeout_ms=3000, heartbeat_interval_ms=500, retry_backoff_ms=50)
-    await consumer.start()
-    try:
-        await read(consumer, 5)
+    async with reading(broker, topic, 5, session_timeout_ms=3000, heartbeat_interval_ms=500,
+                       retry_backoff_ms=50) as consumer:
         member = membership(consumer)
         tp = TopicPartition(topic, 0)
 
         await broker.down()
         # Begun while the broker is away: it keeps retrying until the broker is back.
         commit = asyncio.create_task(commit_as(consumer, {tp: 5}, member))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the broker stays away this long (not a wait for anything)
         assert not commit.done()
         await broker.up()
         await ensure_topics(broker.bootstrap, [topic], 1)  # as the relay does on the new, empty broker
@@ -52,29 +58,14 @@ async def test_a_commit_retried_across_a_broker_restart_is_dropped_not_sent_as_t
         assert await commit_as(consumer, {tp: 5}, member) is False
         # Offset 5 of the lost log was not committed into the new group: its reader starts at the beginning.
         assert await consumer.committed(tp) is None
-    finally:
-        await consumer.stop()
 
 
 async def test_a_commit_under_the_same_membership_lands(broker):
-    topic = "commit.same"
-    await ensure_topics(broker.bootstrap, [topic], 1)
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    for _ in range(3):
-        await producer.send_and_wait(topic, b"x")
-    await producer.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id="commit-same",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await read(consumer, 3)
-        tp = TopicPartition(topic, 0)
+    async with reading(broker, "commit.same", 3) as consumer:
+        tp = TopicPartition("commit.same", 0)
         # Read between a lost membership and the next join: never committed (a broker takes generation -1
         # with no member id as a standalone commit).
         assert await commit_as(consumer, {tp: 3}, (-1, "")) is False
         assert await consumer.committed(tp) is None
         assert await commit_as(consumer, {tp: 3}, membership(consumer)) is True
         assert await consumer.committed(tp) == 3
-    finally:
-        await consumer.stop()
