@@ -93,10 +93,11 @@ class Database:
         self._kept: dict[bool, list[tuple[Any, float]]] = {False: [], True: []}
         self._keep = pool_size - 1
 
-    async def run(self, prepared: Prepared, params: Mapping[str, Any]) -> None:
+    async def run(self, prepared: Prepared, params: Mapping[str, Any]) -> str:
         """Execute `prepared` with `params` (every bind parameter by name) on a connection of its own, committed
-        by itself (asyncpg's implicit transaction). Database errors come out as SQLAlchemy's, as from a session
-        (`IntegrityError` for a constraint), so callers and the problem+json handlers treat both paths alike."""
+        by itself (asyncpg's implicit transaction); returns PostgreSQL's command status (`INSERT 0 1`: one row
+        written). Database errors come out as SQLAlchemy's, as from a session (`IntegrityError` for a
+        constraint), so callers and the problem+json handlers treat both paths alike."""
         sql, names = prepared.compiled(self.engine.dialect)
         if len(params) != len(names):  # a value nobody binds would be dropped silently
             raise ValueError(f"expected parameters {[n for n, _ in names]}, got {sorted(params)}")
@@ -115,7 +116,7 @@ class Database:
             if generic and fresh:
                 await conn.driver_connection.execute("SET plan_cache_mode = auto")
             with span:
-                await conn.driver_connection.execute(sql, *args)
+                status: str = await conn.driver_connection.execute(sql, *args)
         except asyncpg.PostgresError as exc:
             # A statement refused for its data leaves a usable connection; anything else (the server shutting
             # down, a killed backend) may not, and a dead one kept or back in the pool fails the next request.
@@ -133,6 +134,7 @@ class Database:
                 self._forget_kept()
             raise
         await self._put_back(conn, since, generic)
+        return status
 
     def _forget_kept(self) -> None:
         """A connection failed (the server restarted, or killed it): those kept are likely dead too. Each would

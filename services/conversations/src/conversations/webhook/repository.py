@@ -4,9 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from common.db import Database
+from common.db.engine import Prepared
 from common.db.repository import Repository
 from conversations.models import InboundEvent
 
@@ -18,6 +20,14 @@ INBOUND_LOCK = 0x636F6E76  # advisory lock: one replica processes stored webhook
 _TABLE = InboundEvent.__table__  # type: ignore[attr-defined]
 ADD_NEW = insert(_TABLE).on_conflict_do_nothing(index_elements=["channel_id", "kind", "external_id"]) \
     .returning(_TABLE.c.id)
+# One item (the usual POST): the same INSERT as one compiled statement on `Database.run`'s connection, with no
+# ORM session around it. The columns' Python-side defaults are written as SQL (`run` binds named parameters only).
+ADD_ONE = Prepared(
+    insert(_TABLE).values({c: bindparam(c, type_=_TABLE.c[c].type)
+                           for c in ("id", "channel_id", "kind", "external_id", "payload")}
+                          | {"attempts": literal_column("0"), "created_at": func.now(), "updated_at": func.now()})
+    .on_conflict_do_nothing(index_elements=["channel_id", "kind", "external_id"]),
+    generic_plan=True)  # INSERT ... VALUES: no plan to choose
 
 
 class InboundEventRepository(Repository[InboundEvent]):
@@ -28,6 +38,11 @@ class InboundEventRepository(Repository[InboundEvent]):
         if not rows:
             return 0
         return len((await self.session.execute(ADD_NEW, rows)).all())
+
+    @staticmethod
+    async def add_one(database: Database, row: dict[str, Any]) -> bool:
+        """Insert one row unless seen before (same channel, kind and provider id); True when it was new."""
+        return (await database.run(ADD_ONE, row)).endswith(" 1")  # "INSERT 0 1": one row written
 
     async def lock_worker(self) -> bool:
         return bool((await self.session.execute(select(func.pg_try_advisory_xact_lock(INBOUND_LOCK)))).scalar())

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from common.db import commit_each_statement
+from common.db import Database, commit_each_statement
 from common.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from common.messaging.wakeup import wake_after_commit
+from common.messaging.wakeup import wake, wake_after_commit
 from conversations.channel.repository import ChannelRepository
 from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, secret_sha256, set_status
@@ -126,11 +126,17 @@ async def verify_subscription(session: AsyncSession, settings: Settings, channel
     return challenge
 
 
-async def _store(session: AsyncSession, items: list[tuple[uuid.UUID, Item]]) -> Received:
-    """One INSERT of every item (skipping those seen before); committed by itself when nothing else was
-    read in this request (the usual case: the channel's keys were in memory)."""
+async def _store(session: AsyncSession, database: Database, items: list[tuple[uuid.UUID, Item]]) -> Received:
+    """One INSERT of every item (skipping those seen before), committed by itself. One item (the usual POST) is
+    one compiled statement on the database's own connection; more go through the session (its transaction
+    when this request read a channel's keys)."""
     rows = [{"id": uuid.uuid4(), "channel_id": channel_id, "kind": i.kind, "external_id": i.external_id,
              "payload": i.data} for channel_id, i in items]
+    if len(rows) == 1:
+        new = int(await InboundEventRepository.add_one(database, rows[0]))
+        if new:
+            wake(WAKE_CHANNEL, database.engine)
+        return Received(received=1, new=new)
     if rows and not session.in_transaction():
         await commit_each_statement(session)
     new = await InboundEventRepository(session).add_new(rows)
@@ -139,8 +145,8 @@ async def _store(session: AsyncSession, items: list[tuple[uuid.UUID, Item]]) -> 
     return Received(received=len(items), new=new)
 
 
-async def receive_cloud(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, raw: bytes,
-                        signature: str | None) -> Received:
+async def receive_cloud(session: AsyncSession, database: Database, settings: Settings, channel_id: uuid.UUID,
+                        raw: bytes, signature: str | None) -> Received:
     """Signature first (X-Hub-Signature-256 over the raw bytes), then parse; each change is routed by its
     `metadata.phone_number_id` (one Meta app may post every number's messages to one URL)."""
     channel = await _keys(session, settings, channel_id, ChannelType.CLOUD_API)
@@ -162,12 +168,12 @@ async def receive_cloud(session: AsyncSession, settings: Settings, channel_id: u
                            channel.id, number)
             continue
         routed.append((target.id, item))
-    result = await _store(session, routed)
+    result = await _store(session, database, routed)
     return Received(received=result.received, new=result.new)
 
 
-async def receive_evolution(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, raw: bytes,
-                            secret: str | None) -> Received:
+async def receive_evolution(session: AsyncSession, database: Database, settings: Settings, channel_id: uuid.UUID,
+                            raw: bytes, secret: str | None) -> Received:
     """The per-channel secret (header set with the webhook) first; then the wrapped body."""
     channel = await _keys(session, settings, channel_id, ChannelType.EVOLUTION)
     if not secret or not channel.webhook_secret_sha256 or not hmac.compare_digest(
@@ -177,4 +183,4 @@ async def receive_evolution(session: AsyncSession, settings: Settings, channel_i
         items = evolution_items(_parse(raw))
     except BadPayload as exc:
         raise BadRequest(str(exc)) from None
-    return await _store(session, [(channel.id, i) for i in items])
+    return await _store(session, database, [(channel.id, i) for i in items])
