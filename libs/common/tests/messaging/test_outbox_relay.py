@@ -244,6 +244,11 @@ async def test_a_commit_notifies_the_relays_of_other_processes_after_it_is_visib
             await session.commit()
         async with asyncio.timeout(5):
             assert await heard.get() == 1  # the row is visible when the notification arrives
+        async with database.sessionmaker() as session:  # the next commit: announced again (a kept connection)
+            await outbox.add(session, tenant_event(uuid.uuid4()), key="k")
+            await session.commit()
+        async with asyncio.timeout(5):
+            assert await heard.get() == 2
 
 
 def test_the_relay_places_each_key_in_the_partition_kafkas_own_partitioner_gives_it():
