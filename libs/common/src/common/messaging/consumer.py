@@ -99,7 +99,8 @@ _MEMBERSHIP_GONE = (kafka_errors.UnknownMemberIdError, kafka_errors.IllegalGener
                     kafka_errors.RebalanceInProgressError)
 
 
-async def commit_as(consumer: AIOKafkaConsumer, offsets: dict[Any, int], member: tuple[int, str] | None) -> bool:
+async def commit_as(consumer: AIOKafkaConsumer, offsets: dict[Any, int], member: tuple[int, str] | None,
+                    name: str = "") -> bool:
     """Commit `offsets` as the group membership `member` they were read under, or not at all (False).
 
     aiokafka's own `commit` retries a failed send (coordinator gone, timeout) with whatever membership its
@@ -107,31 +108,37 @@ async def commit_as(consumer: AIOKafkaConsumer, offsets: dict[Any, int], member:
     a broker takes for a standalone commit): positions in the lost log became the new log's committed
     offsets, and the next assignment skipped the new log's first records -- the relay's re-published rows.
     Each attempt here is built only while the membership is still `member`; a dropped commit costs a
-    re-read, which the inbox absorbs."""
+    re-read, which the inbox absorbs. This is the one place that decides (the consumer loop hands every
+    commit here, whatever happened to the group meanwhile)."""
+
+    def dropped() -> bool:
+        logger.info("consumer %s: offsets read under an earlier group membership dropped (read again)", name)
+        return False
+
     coordinator = consumer._coordinator
     # Read between a lost membership and the next join (generation -1, no member id): such a commit is the
     # standalone kind a broker accepts from anyone, the very one to avoid. (Member ids are what tell two
     # memberships apart: a restarted tansu numbers generations from 0 again.)
     if coordinator is None or member is None or member[0] < 0 or not member[1]:
-        return False
+        return dropped()
     structured = commit_structure_validate(offsets)
     while membership(consumer) == member:
         try:
             await coordinator.ensure_coordinator_known()
             async with coordinator._commit_lock:
                 if membership(consumer) != member:
-                    return False
+                    return dropped()
                 # Not shielded: the request is built from the membership checked just above, before the
                 # coroutine's first await (a shielded task would only start on a later loop turn).
                 await coordinator._do_commit_offsets(None, structured)
             return True
         except _MEMBERSHIP_GONE:
-            return False
+            return dropped()
         except kafka_errors.KafkaError as err:
             if not err.retriable:
                 raise
             await asyncio.sleep(coordinator._retry_backoff_ms / 1000)
-    return False
+    return dropped()
 
 
 class _Assignment(ConsumerRebalanceListener):
@@ -222,22 +229,13 @@ class EventConsumer:
                     if offsets_of != fetched_by:
                         offsets, offsets_of = {}, fetched_by
                     offsets.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
-                if offsets and offsets_of != membership(consumer):
-                    # The group was joined anew meanwhile (a restarted broker forgot it, or a rebalance): these
-                    # offsets come from positions of the old membership -- after a tansu restart, positions in
-                    # a log that no longer exists. Committed now, they would become the new assignment's
-                    # starting positions and skip the new log's first records (the relay's re-published
-                    # rows): dropped, what they cover is read again and the inbox absorbs it.
-                    logger.info("consumer %s: group joined anew; offsets of the previous membership dropped",
-                                self.name)
-                    offsets = {}
                 # Offsets go after the database commit, as always, but at most every COMMIT_INTERVAL and
                 # without making the next batch wait for the broker: what a crash or a rebalance
                 # replays is already in the inbox, which absorbs it.
                 if offsets and (not batches or loop.time() - committed_at >= COMMIT_INTERVAL):
                     if committing is not None:
                         await committing
-                    committing = asyncio.ensure_future(commit_as(consumer, offsets, offsets_of))
+                    committing = asyncio.ensure_future(commit_as(consumer, offsets, offsets_of, self.name))
                     offsets, committed_at = {}, loop.time()
         finally:
             self._consumer = None
@@ -246,7 +244,7 @@ class EventConsumer:
                 if committing is not None:
                     await committing
                 if offsets:
-                    await commit_as(consumer, offsets, offsets_of)
+                    await commit_as(consumer, offsets, offsets_of, self.name)
             with contextlib.suppress(Exception):
                 await consumer.stop()
 

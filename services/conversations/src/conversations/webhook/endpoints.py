@@ -36,24 +36,20 @@ async def whatsapp_verification(
 
 
 @router.post(WHATSAPP, response_model=Received, responses=problem_responses(400, 401, 404, 422))
-async def whatsapp_webhook(session: SessionDep, database: DatabaseDep, settings: SettingsDep, channel_id: uuid.UUID,
-                           request: Request,
+async def whatsapp_webhook(database: DatabaseDep, settings: SettingsDep, channel_id: uuid.UUID, request: Request,
                            signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
                            ) -> Response:
     """Messages and statuses from the Cloud API. Stored (deduplicated on the provider's id) and answered at
     once; processed right after."""
-    return _answer(await service.receive_cloud(session, database, settings, channel_id, await request.body(),
-                                               signature))
+    return _answer(await service.receive_cloud(database, settings, channel_id, await request.body(), signature))
 
 
 @router.post(EVOLUTION, response_model=Received, responses=problem_responses(400, 401, 404, 422))
-async def evolution_webhook(session: SessionDep, database: DatabaseDep, settings: SettingsDep,
-                            channel_id: uuid.UUID, request: Request,
+async def evolution_webhook(database: DatabaseDep, settings: SettingsDep, channel_id: uuid.UUID, request: Request,
                             secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None) -> Response:
     """Events of an Evolution instance (the wrapped body: `{event, instance, data}`), authenticated by the
     channel's secret header that the platform set with the webhook."""
-    return _answer(await service.receive_evolution(session, database, settings, channel_id, await request.body(),
-                                                   secret))
+    return _answer(await service.receive_evolution(database, settings, channel_id, await request.body(), secret))
 
 
 def _answer(received: Received) -> Response:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, commit_each_statement
 from common.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from common.messaging.wakeup import wake, wake_after_commit
+from common.messaging.wakeup import wake
 from conversations.channel.repository import ChannelRepository
 from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, secret_sha256, set_status
@@ -80,15 +80,24 @@ async def _cached(key: object, settings: Settings, load: Callable[[], Awaitable[
             pending.cancel()
 
 
-async def _keys(session: AsyncSession, settings: Settings, channel_id: uuid.UUID, type: ChannelType) -> Keys:
-    keys = await _cached(channel_id, settings, lambda: ChannelRepository(session).get(channel_id))
+async def _read_channel(database: Database, read: Callable[[ChannelRepository], Awaitable[Channel | None]],
+                        ) -> Channel | None:
+    """A session only when the keys are not in memory (every KEYS_TTL_SECONDS per channel): an acknowledgement
+    opens none."""
+    async with database.sessionmaker() as session:
+        return await read(ChannelRepository(session))
+
+
+async def _keys(database: Database, settings: Settings, channel_id: uuid.UUID, type: ChannelType) -> Keys:
+    keys = await _cached(channel_id, settings, lambda: _read_channel(database, lambda r: r.get(channel_id)))
     if keys is None or keys.type != type:
         raise NotFound("Unknown channel")
     return keys
 
 
-async def _keys_by_number(session: AsyncSession, settings: Settings, number: str) -> Keys | None:
-    return await _cached(("number", number), settings, lambda: ChannelRepository(session).by_phone_number_id(number))
+async def _keys_by_number(database: Database, settings: Settings, number: str) -> Keys | None:
+    return await _cached(("number", number), settings,
+                         lambda: _read_channel(database, lambda r: r.by_phone_number_id(number)))
 
 
 def forget(channel_id: uuid.UUID) -> None:
@@ -126,10 +135,9 @@ async def verify_subscription(session: AsyncSession, settings: Settings, channel
     return challenge
 
 
-async def _store(session: AsyncSession, database: Database, items: list[tuple[uuid.UUID, Item]]) -> Received:
+async def _store(database: Database, items: list[tuple[uuid.UUID, Item]]) -> Received:
     """One INSERT of every item (skipping those seen before), committed by itself. One item (the usual POST) is
-    one compiled statement on the database's own connection; more go through the session (its transaction
-    when this request read a channel's keys)."""
+    one compiled statement on the database's own connection; more, one multi-row statement in a session."""
     rows = [{"id": uuid.uuid4(), "channel_id": channel_id, "kind": i.kind, "external_id": i.external_id,
              "payload": i.data} for channel_id, i in items]
     if len(rows) == 1:
@@ -137,19 +145,21 @@ async def _store(session: AsyncSession, database: Database, items: list[tuple[uu
         if new:
             wake(WAKE_CHANNEL, database.engine)
         return Received(received=1, new=new)
-    if rows and not session.in_transaction():
+    if not rows:
+        return Received(received=0, new=0)
+    async with database.sessionmaker() as session:
         await commit_each_statement(session)
-    new = await InboundEventRepository(session).add_new(rows)
+        new = await InboundEventRepository(session).add_new(rows)
     if new:
-        wake_after_commit(session, WAKE_CHANNEL)
+        wake(WAKE_CHANNEL, database.engine)
     return Received(received=len(items), new=new)
 
 
-async def receive_cloud(session: AsyncSession, database: Database, settings: Settings, channel_id: uuid.UUID,
-                        raw: bytes, signature: str | None) -> Received:
+async def receive_cloud(database: Database, settings: Settings, channel_id: uuid.UUID, raw: bytes,
+                        signature: str | None) -> Received:
     """Signature first (X-Hub-Signature-256 over the raw bytes), then parse; each change is routed by its
     `metadata.phone_number_id` (one Meta app may post every number's messages to one URL)."""
-    channel = await _keys(session, settings, channel_id, ChannelType.CLOUD_API)
+    channel = await _keys(database, settings, channel_id, ChannelType.CLOUD_API)
     expected = "sha256=" + hmac.new(channel.app_secret.encode(), raw, hashlib.sha256).hexdigest()
     if not signature or not hmac.compare_digest(signature.strip().lower().encode(), expected.encode()):
         raise Unauthorized("Invalid X-Hub-Signature-256", headers={})
@@ -161,21 +171,21 @@ async def receive_cloud(session: AsyncSession, database: Database, settings: Set
     for item in items:
         number = item.phone_number_id or channel.phone_number_id
         assert number is not None
-        target = channel if number == channel.phone_number_id else await _keys_by_number(session, settings, number)
+        target = channel if number == channel.phone_number_id else await _keys_by_number(database, settings, number)
         # Another number of the same Meta app (signed with the same secret) is routed to its channel.
         if target is None or target.app_secret != channel.app_secret:
             logger.warning("Cloud API webhook on channel %s for unknown phone number id %s: skipped",
                            channel.id, number)
             continue
         routed.append((target.id, item))
-    result = await _store(session, database, routed)
+    result = await _store(database, routed)
     return Received(received=result.received, new=result.new)
 
 
-async def receive_evolution(session: AsyncSession, database: Database, settings: Settings, channel_id: uuid.UUID,
-                            raw: bytes, secret: str | None) -> Received:
+async def receive_evolution(database: Database, settings: Settings, channel_id: uuid.UUID, raw: bytes,
+                            secret: str | None) -> Received:
     """The per-channel secret (header set with the webhook) first; then the wrapped body."""
-    channel = await _keys(session, settings, channel_id, ChannelType.EVOLUTION)
+    channel = await _keys(database, settings, channel_id, ChannelType.EVOLUTION)
     if not secret or not channel.webhook_secret_sha256 or not hmac.compare_digest(
             secret_sha256(secret).encode(), channel.webhook_secret_sha256.encode()):
         raise Unauthorized("Invalid or missing webhook secret", headers={})
@@ -183,4 +193,4 @@ async def receive_evolution(session: AsyncSession, database: Database, settings:
         items = evolution_items(_parse(raw))
     except BadPayload as exc:
         raise BadRequest(str(exc)) from None
-    return await _store(session, database, [(channel.id, i) for i in items])
+    return await _store(database, [(channel.id, i) for i in items])
