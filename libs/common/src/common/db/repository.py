@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import re
+import string
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -55,15 +56,57 @@ def trigram_searchable(q: str) -> bool:
     return False
 
 
+# Put between the columns of one searched expression (`SEARCH_SEPARATOR.join`, e.g. leads' name, email and
+# company under one trigram index): no word runs across it, and each column's start is a word's start.
+SEARCH_SEPARATOR = "\x1f"
+# What a word starts after, besides the text's start: white space, ASCII punctuation, SEARCH_SEPARATOR. Listed
+# one by one on purpose: pg_trgm reads a regular expression's trigrams only through small character classes
+# (`[^[:alnum:]]` has too many characters: it gave none, every row was read).
+_WORD_BREAKS = " \t\n\r" + string.punctuation + SEARCH_SEPARATOR
+_AT_WORD_START = "(^|[" + "".join("\\" + c for c in _WORD_BREAKS) + "])"
+_REGEX_SPECIAL = frozenset("\\^$.|?*+()[]{}")
+
+
+def starts_word(columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]], q: str) -> ColumnElement[bool]:
+    """Case-insensitive match of `q` where a word starts in any of `columns`: at the start or right after white
+    space or punctuation (`ac` finds "Acme Corp", "The Acme" and "x@acme.com", not "Lilac"). A regular
+    expression pg_trgm serves: the word of `q` is known to start there, so it has the trigrams `"  a"`, `" ac"`
+    even at 1-2 characters."""
+    pattern = _AT_WORD_START + "".join("\\" + c if c in _REGEX_SPECIAL else c for c in q)
+    return or_(*(column.regexp_match(pattern, flags="i") for column in columns))
+
+
+def matching(columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]], q: str) -> tuple[ColumnElement[bool], bool]:
+    """What a list's `q` finds in `columns` (each with a trigram index), and whether the index serves it:
+    - a substring (`contains`) when pg_trgm can look it up (`trigram_searchable`: 3+ letters or digits, or fewer
+      with punctuation before them);
+    - else, a `q` with letters or digits (1-2 of them, e.g. `ac`, `7f`, `a-`): where a word starts
+      (`starts_word`), which a user typing 1-2 characters means, and which the index serves;
+    - else (no letter or digit, e.g. `%`, `@`): a substring no index serves (False)."""
+    columns = list(columns)
+    if trigram_searchable(q):
+        return contains(columns, q), True
+    if re.search(r"[^\W_]", q):
+        return starts_word(columns, q), True
+    return contains(columns, q), False
+
+
+# The rule `matching` keeps, for the OpenAPI description of each list's `q` (after what it searches).
+SEARCH_RULE = ("case-insensitive: 3 or more characters anywhere (`acm` finds \"Acme\" and \"Lilacme\"); 1-2 letters "
+               "or digits where a word starts, at the start or after a space or punctuation (`ac` finds \"Acme "
+               "Corp\", \"The Acme\" and \"x@acme.com\", not \"Lilac\"); no letter or digit (`%`) anywhere, with an "
+               "estimated total")
+
+
 def search(statement: Select[Any], columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]],
            q: str | None) -> tuple[Select[Any], ColumnElement[bool] | None]:
-    """`statement` searched for `q` (`contains` on `columns`, each with a trigram index), for `paginate`: a `q` the
-    indexes serve is in the statement; one too short for them (`trigram_searchable`) is returned apart, to pass as
+    """`statement` searched for `q` (`matching` on `columns`, each with a trigram index), for `paginate`: a `q` the
+    indexes serve is in the statement; one they cannot (no letter or digit) is returned apart, to pass as
     `paginate(..., unindexed=)` (an estimated total, bounded cursor pages) instead of counting every row's match."""
     if not q:
         return statement, None
-    found = contains(columns, q)
-    if trigram_searchable(q):
+    found, indexed = matching(columns, q)
+    if indexed:
         return statement.where(found), None
     return statement, found
 

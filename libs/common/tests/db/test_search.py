@@ -1,0 +1,108 @@
+"""A list's `q` (`search`/`matching`) against real PostgreSQL with a trigram index: 3+ characters anywhere, 1-2
+letters or digits where a word starts, and every first page served by the index at 10,000 rows (EXPLAIN)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Index, String, event, select, text
+from sqlmodel import Field
+
+from common.db.base import TableModel, new_registry
+from common.db.repository import Repository, matching, search
+
+
+class Base(TableModel, registry=new_registry()):
+    pass
+
+
+class Named(Base, table=True):
+    __tablename__ = "search_rows"
+    __table_args__ = (Index("ix_search_rows_name_trgm", "name", postgresql_using="gin",
+                            postgresql_ops={"name": "gin_trgm_ops"},
+                            postgresql_with={"fastupdate": "on", "gin_pending_list_limit": "64"}),)
+
+    name: str = Field(sa_type=String(100))
+
+
+class NamedRepository(Repository[Named]):
+    model = Named
+
+
+NAMES = ["Acme Corp", "The Acme", "x@acme.com", "ac", "(AC) Hardware", "Lilac", "Lilacme", "Tracks", "Zz Top",
+         "a-b", "50% off"]
+
+
+@pytest.fixture(scope="module")
+async def database(module_scratch_database):
+    db = await module_scratch_database()
+    async with db.engine.begin() as conn:
+        await conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+        await conn.run_sync(Base.metadata.create_all)
+        # 10,000 rows as bench (h) seeds tenants, and the names the rule is about.
+        await conn.execute(text("INSERT INTO search_rows (id, name, created_at, updated_at) SELECT "
+                                "gen_random_uuid(), 'Seed ' || md5(i::text), now(), now() "
+                                "FROM generate_series(1, 10000) AS i"))
+    async with db.sessionmaker() as session, session.begin():
+        session.add_all([Named(name=n) for n in NAMES])
+    async with db.autocommit.connect() as conn:
+        await conn.execute(text("VACUUM ANALYZE search_rows"))
+    return db
+
+
+async def _found(database, q: str) -> set[str]:
+    async with database.sessionmaker() as session:
+        statement, unindexed = search(select(Named).where(~Named.name.startswith("Seed ")), [Named.name], q)
+        rows, total = await NamedRepository(session).paginate(statement, limit=100, offset=0, unindexed=unindexed)
+    return {row.name for row in rows}
+
+
+async def test_one_or_two_letters_or_digits_match_where_a_word_starts(database):
+    assert await _found(database, "ac") == {"Acme Corp", "The Acme", "x@acme.com", "ac", "(AC) Hardware"}
+    assert await _found(database, "AC") == await _found(database, "ac")
+    assert await _found(database, "l") == {"Lilac", "Lilacme"}
+    assert await _found(database, "b") == {"a-b"}  # after punctuation
+    assert await _found(database, "a-") == {"a-b"}
+    assert await _found(database, "zz") == {"Zz Top"}
+    # 3+ characters: anywhere, as before.
+    assert await _found(database, "lac") == {"Lilac", "Lilacme"}
+    assert await _found(database, "acme") == {"Acme Corp", "The Acme", "x@acme.com", "Lilacme"}
+    # No letter or digit: a substring, the one kind no trigram index serves (paginate's `unindexed`).
+    assert await _found(database, "%") == {"50% off"}
+    assert [matching([Named.name], q)[1] for q in ("ac", "a", "a-", "acm", "%", "@", "..")] == \
+        [True, True, True, True, False, False, False]
+
+
+def _plans_of(database) -> tuple[list[tuple[str, Any]], Any]:
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if not statement.startswith("EXPLAIN"):
+            statements.append((statement, parameters))
+    return statements, seen
+
+
+@pytest.mark.parametrize("q", ["zz", "7f", "s", "a7f3"])
+async def test_the_first_page_of_any_search_is_served_by_the_trigram_index_at_10000_rows(database, q):
+    statements, seen = _plans_of(database)
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with database.sessionmaker() as session:
+            statement, unindexed = search(select(Named), [Named.name], q)
+            assert unindexed is None
+            rows, total = await NamedRepository(session).paginate(statement, limit=20, offset=0, keyset=True,
+                                                                  order_by=[Named.created_at.desc()])
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
+    assert statements
+    async with database.engine.connect() as conn:
+        for sql, parameters in statements:
+            plan = "\n".join((await conn.exec_driver_sql(f"EXPLAIN (COSTS OFF) {sql}", tuple(parameters))).scalars())
+            # A count (up to 1,001 rows) or a page: never every row. `s` matches every row's first word: its count
+            # stops at 1,001 and its page walks the order until 20 match.
+            assert "Seq Scan" not in plan or q == "s", plan
+            if q != "s":
+                assert "ix_search_rows_name_trgm" in plan, plan
+    if q == "zz":
+        assert ([r.name for r in rows], int(total), total.exact) == (["Zz Top"], 1, True)
