@@ -169,8 +169,9 @@ LIST_QUERIES = {
     "status=SUSPENDED": "&status=SUSPENDED",
     "plan=Pro": "&plan=Pro",
     "q=a7f3 (a few matches)": "&q=a7f3",
-    "q=7f (a tenth of the rows)": "&q=7f",
+    "q=7f (2 characters: where a word starts, ~50 rows)": "&q=7f",
     "q=zz (2 characters, no match)": "&q=zz",
+    "q=s (1 character: every row's first word)": "&q=s",
     "page 401 by offset (offset 8,000: O(offset))": "&offset=8000",  # OFFSET_PAGE
     "page 401 by cursor (after row 8,000)": "&cursor={cursor}",
 }
@@ -258,7 +259,8 @@ LEAD_QUERIES = {
     "stage=WON by name": "&stage=WON&sort=name",
     "own operations, last updated": "&ownOperation=true&sort=-updatedAt",
     "q=a7f3 (a few matches)": "&q=a7f3",
-    "q=7f (2 characters)": "&q=7f",
+    "q=7f (2 characters: where a word starts, ~130 rows)": "&q=7f",
+    "q=zz (2 characters, no match)": "&q=zz",
     "page 401 by cursor (after row 8,000)": "&cursor={cursor}",
 }
 

@@ -59,15 +59,49 @@ async def test_offset_pages_are_as_before(owner, marker):
 
 
 @pytest.mark.parametrize("sort", ["-createdAt", "name", "-value"])
-async def test_a_one_or_two_character_search_is_estimated_and_its_walk_finds_every_match_once(api, owner, marker, sort):
-    # Too short for the trigram indexes: the total is an estimate and each cursor page reads a bounded stretch of
-    # the order; the walk still lists exactly the `ILIKE '%q%'` matches (escaped: `%` is a percent sign), in order.
+async def test_a_one_or_two_character_search_finds_word_starts_and_its_walk_finds_every_match_once(api, owner, marker,
+                                                                                                   sort):
+    # 1-2 letters or digits: where a word of name, email or company starts, served by the trigram index (counted,
+    # full pages). No letter or digit: the `ILIKE '%q%'` no index serves (`%` a percent sign): an estimated total,
+    # each cursor page a bounded stretch of the order; both walks list every match once, in order.
     rare = uuid.uuid4().hex[:6]
     made = [(await api.create(name=f"Ŧ {rare}", company="50% off"))["id"],
             (await api.create(name=f"plain {rare}", email=f"ŧ{rare}@example.com"))["id"]]
     mine = [lead["id"] for lead in (await owner.get(LEADS, params={"q": marker, "limit": 100})).json()["items"]]
-    for q, including in ((marker[:2], mine), ("ŧ", made), ("%", made[:1]), ("0%", made[:1])):
+    for q, including in ((marker[:2], mine), ("ŧ", made), ("50", made[:1])):
+        walked = await pages.assert_word_start_search_walk_finds_every_match(
+            owner, LEADS, {"q": q, "sort": sort}, fields=["name", "email", "company"], including=including)
+        keys = [_key(sort, lead) for lead in walked]
+        assert keys == sorted(keys, reverse=sort.startswith("-"))
+    assert made[0] not in {lead["id"] for lead in await pages.walk(owner, LEADS, {"q": "0%", "sort": sort}, limit=50)}
+    for q, including in (("%", made[:1]), ("% ", made[:1])):
         walked = await pages.assert_short_search_walk_finds_every_match(
             owner, LEADS, {"q": q, "sort": sort}, fields=["name", "email", "company"], including=including)
         keys = [_key(sort, lead) for lead in walked]
         assert keys == sorted(keys, reverse=sort.startswith("-"))
+
+
+@pytest.mark.parametrize("q", ["a7f3", "7f"])
+async def test_a_search_of_name_email_and_company_is_one_scan_of_one_trigram_index(database_url, q):
+    # The three columns as one text (migration 0005): the list's condition is the index's expression, so a search
+    # is one index scan (three per-column indexes made it a BitmapOr of three). Sequential scans off: the table
+    # here is small, the question is whether the index can serve the condition at all.
+    import asyncpg
+    from sqlalchemy import select
+    from sqlalchemy.dialects import postgresql
+
+    from common.db.repository import search
+    from leads.lead.repository import SEARCHED
+    from leads.models import Lead
+
+    statement, unindexed = search(select(Lead.id), SEARCHED, q)
+    assert unindexed is None
+    compiled = statement.compile(dialect=postgresql.dialect(paramstyle="numeric_dollar"))
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN (COSTS OFF) {compiled.string}",
+                                                          *(compiled.params[k] for k in compiled.positiontup)))
+    finally:
+        await conn.close()
+    assert plan.count("Bitmap Index Scan on ix_leads_search_trgm") == 1 and "BitmapOr" not in plan, plan

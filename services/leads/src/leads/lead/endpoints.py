@@ -9,13 +9,16 @@ from fastapi import APIRouter, Body, Depends, Query, status
 from common.api import KeysetPage, KeysetPageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
+from common.db.repository import SEARCH_RULE
 from common.errors import Unprocessable, problem_responses
 from leads.lead import schemas, service
 from leads.stage.schemas import StageCode
 
 # Query parameters shared by the lead list, own-operations list, pipeline and metrics.
 SourceQuery = Annotated[schemas.Source | None, Query(description="Exact source, e.g. web")]
-SearchQuery = Annotated[str | None, Query(max_length=200, description="Search in name, email, company")]
+# No NUL (PostgreSQL refuses it) and no SEARCH_SEPARATOR (it joins the three columns searched as one text).
+SearchQuery = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00\x1f]*$",
+                                          description=f"Search in name, email and company, {SEARCH_RULE}")]
 StageQuery = Annotated[StageCode | None, Query(description="Stage code")]
 CreatedFromQuery = Annotated[datetime | None, Query(description="Created at or after (ISO 8601; naive = UTC)")]
 CreatedToQuery = Annotated[datetime | None, Query(description="Created before (ISO 8601; naive = UTC)")]

@@ -11,9 +11,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
 from common.api import Total
-from common.db.repository import Repository, contains, search
+from common.db.repository import Repository, matching, search
 from leads.lead.schemas import LeadFilters, LeadSort
-from leads.models import Lead, StageChange
+from leads.models import Lead, StageChange, search_text
 
 SORT = {
     LeadSort.created: Lead.created_at.asc(),
@@ -27,8 +27,8 @@ SORT = {
 }
 
 
-# What `q` searches (each with a trigram index, ix_leads_<column>_trgm).
-SEARCHED = (Lead.name, Lead.email, Lead.company)
+# What `q` searches: name, email and company as one text under one trigram index (ix_leads_search_trgm).
+SEARCHED = (search_text(Lead.name, Lead.email, Lead.company),)
 
 
 class StageMissing(Exception):
@@ -50,7 +50,7 @@ def filter_conditions(f: LeadFilters) -> list[ColumnElement[bool]]:
     if f.created_to is not None:
         conds.append(Lead.created_at < f.created_to)
     if f.q:
-        conds.append(contains(SEARCHED, f.q))
+        conds.append(matching(SEARCHED, f.q)[0])  # as the list's (`search`), counted here
     return conds
 
 
@@ -68,7 +68,7 @@ class LeadRepository(Repository[Lead]):
 
     async def list(self, f: LeadFilters, *, sort: LeadSort, limit: int, offset: int,
                    cursor: str | None = None) -> tuple[list[Lead], Total]:
-        # `q` apart: a search too short for the trigram indexes is paginate's `unindexed` (as every list's).
+        # `q` apart: a search the trigram index cannot serve is paginate's `unindexed` (as every list's).
         stmt, unindexed = search(apply_filters(select(Lead), replace(f, q=None)), SEARCHED, f.q)
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[SORT[sort]], cursor=cursor,
                                    keyset=True, unindexed=unindexed)
