@@ -238,6 +238,9 @@ async def test_hostile_requests_on_one_lead_change_nothing(api, owner):
         ("GET", LEADS + "?createdFrom=2025-02-01&createdTo=2025-01-01", None),
         ("GET", LEADS + "?createdFrom=0001-01-01T00:00:00%2B05:00", None),
         ("GET", LEADS + "?q=" + "q" * 201, None),
+        ("GET", LEADS + "?q=a%1Fb", None),  # the separator of the three columns searched as one text
+        ("GET", LEADS + "?q=a%00", None),
+        ("GET", LEADS + "/metrics?q=a%1Fb", None),
         ("GET", LEADS + "?stage=NOPE", None),
         ("GET", LEADS + "?ownOperation=perhaps", None),
     ]

@@ -62,14 +62,18 @@ async def test_offset_pages_are_as_before(owner, marker):
 
 
 @pytest.mark.parametrize("sort", ["-createdAt", "-priority"])
-async def test_a_one_or_two_character_search_is_estimated_and_its_walk_finds_every_match_once(owner, admin_a, new_ticket,
-                                                                                             marker, sort):
-    # Too short for the trigram indexes (subject, description): the total is an estimate, each cursor page reads a
-    # bounded stretch of the order; the walk still lists exactly the `ILIKE '%q%'` matches, in order.
+async def test_a_one_or_two_character_search_finds_word_starts_and_its_walk_finds_every_match_once(
+        owner, admin_a, new_ticket, marker, sort):
+    # 1-2 letters or digits: where a word of subject or description starts, served by the trigram indexes
+    # (counted, full pages). No letter or digit: the `ILIKE '%q%'` no index serves: an estimated total, each cursor
+    # page a bounded stretch of the order. Both walks list every match once, in order.
     made = [(await new_ticket(admin_a, subject=f"Ŧ {marker}", description="100% down"))["id"]]
     mine = [t["id"] for t in (await owner.get(TICKETS, params={"q": marker, "limit": 100})).json()["items"]]
-    for q, including in ((marker[:2], mine), ("ŧ", made), ("%", made)):
-        walked = await pages.assert_short_search_walk_finds_every_match(
-            owner, TICKETS, {"q": q, "sort": sort}, fields=["subject", "description"], including=including)
+    for q, including, check in ((marker[:2], mine, pages.assert_word_start_search_walk_finds_every_match),
+                                ("ŧ", made, pages.assert_word_start_search_walk_finds_every_match),
+                                ("10", made, pages.assert_word_start_search_walk_finds_every_match),
+                                ("%", made, pages.assert_short_search_walk_finds_every_match)):
+        walked = await check(owner, TICKETS, {"q": q, "sort": sort}, fields=["subject", "description"],
+                             including=including)
         keys = [_key(sort, t) for t in walked]
         assert keys == sorted(keys, reverse=sort == "-createdAt")

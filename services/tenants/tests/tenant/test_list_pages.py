@@ -10,7 +10,11 @@ import asyncpg
 import pytest
 
 from common.testing.checks import assert_problem
-from common.testing.pages import assert_short_search_walk_finds_every_match, walk
+from common.testing.pages import (
+    assert_short_search_walk_finds_every_match,
+    assert_word_start_search_walk_finds_every_match,
+    walk,
+)
 
 URL = "/api/platform/tenants"
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -104,10 +108,13 @@ async def test_a_foreign_altered_or_offset_mixed_cursor_is_a_422_problem(owner, 
 async def test_total_exact_unless_estimated(owner, seeded, database_url):
     exact = (await owner.get(URL, params={"q": seeded})).json()
     assert exact["totalExact"] is True and exact["total"] == 13  # the live ones
-    # A 2-character search: no trigram index can serve it, it is not counted (every row would be read).
+    # A 2-character search: where a word starts, served by the trigram index, counted as any other.
     short = (await owner.get(URL, params={"q": seeded[:2]})).json()
-    assert short["totalExact"] is False and short["total"] >= 1
-    assert set(short) == {"items", "total", "limit", "offset", "totalExact", "nextCursor"}
+    assert short["totalExact"] is True and short["total"] >= 13
+    # No letter or digit: no trigram index can serve it, it is not counted (every row would be read).
+    bare = (await owner.get(URL, params={"q": " "})).json()
+    assert bare["totalExact"] is False and bare["total"] >= 1
+    assert set(bare) == {"items", "total", "limit", "offset", "totalExact", "nextCursor"}
     # Above 1,000 matches: counted up to 1,000, then PostgreSQL's estimate.
     many = uuid.uuid4().hex[:10]
     conn = await _connect(database_url)
@@ -128,11 +135,13 @@ async def test_total_exact_unless_estimated(owner, seeded, database_url):
 
 @pytest.mark.parametrize("sort", SORTS)
 async def test_a_two_character_search_walked_by_cursor_finds_every_match_once(owner, seeded, sort):
-    # Too short for the trigram index: each page reads a bounded stretch of the order (a page may be short, even
-    # empty, before the end); following `nextCursor` still lists every match once, in order.
+    # 2 characters: where a word starts, served by the trigram index (counted, full pages). No letter or digit: no
+    # index serves it, each page reads a bounded stretch of the order (a page may be short, even empty, before the
+    # end). Following `nextCursor` lists every match once, in order, either way.
     mine = {t["id"] for t in (await owner.get(URL, params={"q": seeded, "limit": 100})).json()["items"]}
-    walked = await assert_short_search_walk_finds_every_match(owner, URL, {"q": seeded[:2], "sort": sort},
-                                                              fields=["name"], including=mine)
-    key = sort.lstrip("-")
-    keys = [t[key].lower() if key == "name" else datetime.fromisoformat(t[key]) for t in walked]
-    assert keys == sorted(keys, reverse=sort.startswith("-"))
+    for q, check in ((seeded[:2], assert_word_start_search_walk_finds_every_match),
+                     (" ", assert_short_search_walk_finds_every_match)):
+        walked = await check(owner, URL, {"q": q, "sort": sort}, fields=["name"], including=mine)
+        key = sort.lstrip("-")
+        keys = [t[key].lower() if key == "name" else datetime.fromisoformat(t[key]) for t in walked]
+        assert keys == sorted(keys, reverse=sort.startswith("-"))

@@ -26,14 +26,16 @@ async def test_walking_by_cursor_lists_every_endpoint_once_newest_first(owner, r
     await pages.assert_offset_page_is_a_slice(owner, API, {"q": mark})
 
 
-async def test_a_one_or_two_character_search_is_estimated_and_its_walk_finds_every_match_once(owner, receiver,
-                                                                                             endpoints):
-    # Too short for the trigram indexes (url, description): the total is an estimate, each cursor page reads a
-    # bounded stretch; the walk still lists exactly the `ILIKE '%q%'` matches (`_` escaped), newest first.
+async def test_a_one_or_two_character_search_finds_word_starts_and_its_walk_finds_every_match_once(owner, receiver,
+                                                                                                   endpoints):
+    # 1-2 letters or digits: where a word of url or description starts, served by the trigram indexes (counted,
+    # full pages). No letter or digit: the `ILIKE '%q%'` no index serves (`_` escaped): an estimated total, each
+    # cursor page a bounded stretch. Both walks list every match once, newest first.
     mark = uuid.uuid4().hex[:8]
     ids = [(await endpoints(receiver.hook().url, ["lead.*"], description=f"ǂ_{mark} {i}"))["id"] for i in range(3)]
-    for q in ("ǂ", "ǂ_", "_"):
-        walked = await pages.assert_short_search_walk_finds_every_match(owner, API, {"q": q},
-                                                                        fields=["url", "description"], including=ids)
+    for q, check in (("ǂ", pages.assert_word_start_search_walk_finds_every_match),
+                     ("ǂ_", pages.assert_word_start_search_walk_finds_every_match),
+                     ("_", pages.assert_short_search_walk_finds_every_match)):
+        walked = await check(owner, API, {"q": q}, fields=["url", "description"], including=ids)
         created = [datetime.fromisoformat(e["createdAt"]) for e in walked]
         assert created == sorted(created, reverse=True)

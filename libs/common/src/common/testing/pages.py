@@ -4,6 +4,7 @@ And `set_column`, to give rows ties on a sort key that the API would not make.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -43,7 +44,7 @@ async def walk(client: httpx.AsyncClient, url: str, params: Mapping[str, Any], *
 async def assert_short_search_walk_finds_every_match(client: httpx.AsyncClient, url: str, params: Mapping[str, Any],
                                                      *, fields: Sequence[str],
                                                      including: Iterable[str]) -> list[dict[str, Any]]:
-    """`params["q"]` too short for a trigram index (1–2 characters): the first page's total is an estimate
+    """`params["q"]` no trigram index serves (no letter or digit, e.g. `%`): the first page's total is an estimate
     (`totalExact` false, never a count of every row); walked by cursor (pages may be short, even empty, before
     the end), every row comes once, each holding `q` case-insensitively in one of `fields` (the `ILIKE '%q%'` the
     list promises), and every id of `including` is among them. Returns the rows walked, in order."""
@@ -54,6 +55,23 @@ async def assert_short_search_walk_finds_every_match(client: httpx.AsyncClient, 
     ids = [row["id"] for row in walked]
     assert len(ids) == len(set(ids)) and set(including) <= set(ids)
     assert all(any(q in (row.get(f) or "").lower() for f in fields) for row in walked)
+    return walked
+
+
+async def assert_word_start_search_walk_finds_every_match(client: httpx.AsyncClient, url: str,
+                                                         params: Mapping[str, Any], *, fields: Sequence[str],
+                                                         including: Iterable[str]) -> list[dict[str, Any]]:
+    """`params["q"]` of 1-2 letters or digits: found where a word starts (at the start, or after a space or
+    punctuation), served by the trigram index: the first page's total is counted (`totalExact` true, up to 1,000);
+    walked by cursor every page is full but the last, every row comes once, each with a word of one of `fields`
+    starting with `q` case-insensitively, and every id of `including` is among them. Returns the rows walked."""
+    at_word_start = re.compile(r"(^|[\s!-/:-@\[-`{-~])" + re.escape(str(params["q"])), re.IGNORECASE)
+    first = (await client.get(url, params={**params, "limit": 7})).json()
+    walked = await walk(client, url, params, limit=7)
+    assert first["totalExact"] is True and first["total"] == len(walked), first
+    ids = [row["id"] for row in walked]
+    assert len(ids) == len(set(ids)) and set(including) <= set(ids)
+    assert all(any(at_word_start.search(row.get(f) or "") for f in fields) for row in walked), walked
     return walked
 
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query, status
 
 from common.api import KeysetPage, KeysetPageParamsDep
 from common.db import SessionDep
+from common.db.repository import SEARCH_RULE
 from common.errors import problem_responses
 from support.auth import SupportCaller
 from support.text import NO_NUL
@@ -29,7 +30,7 @@ async def list_tickets(
     priority: Annotated[list[Priority], Query(max_length=4, description="One or more priorities")] = [],  # noqa: B006
     assigneeId: uuid.UUID | None = None,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
-                                   description="Case-insensitive search in subject and description")] = None,
+                                   description=f"Search in subject and description, {SEARCH_RULE}")] = None,
     sort: Annotated[TicketSort, Query(description=SORT_HELP)] = TicketSort.created_desc,
 ) -> KeysetPage[TicketRead]:
     """Tickets, newest first. Tenant users see only their own tenant's tickets (a `tenantId` of another

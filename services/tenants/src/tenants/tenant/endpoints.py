@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Query, Response, status
 from common.api import KeysetPage, KeysetPageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
+from common.db.repository import SEARCH_RULE
 from common.db.session import DatabaseDep
 from common.errors import problem_responses
 from tenants.tenant import schemas, service
@@ -20,7 +21,7 @@ async def list_tenants(
     session: SessionDep, _: PlatformOwner, page: KeysetPageParamsDep,
     status: schemas.TenantStatus | None = None,
     plan: Annotated[str | None, Query(max_length=100)] = None,
-    q: Annotated[str | None, Query(max_length=200, description="Search in the name")] = None,
+    q: Annotated[str | None, Query(max_length=200, description=f"Search in the name, {SEARCH_RULE}")] = None,
     sort: schemas.TenantSort = schemas.TenantSort.created_desc,
 ) -> KeysetPage[schemas.TenantRead]:
     """Tenants, newest first. Deleted tenants are listed only with `status=DELETED`.

@@ -9,6 +9,7 @@ from pydantic import AfterValidator
 from common.api import KeysetPage, KeysetPageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
+from common.db.repository import SEARCH_RULE
 from common.errors import problem_responses
 from common.validation import NO_NUL
 from webhook_dispatcher.dependencies import SecretBoxDep, SettingsDep, TransportDep
@@ -53,7 +54,7 @@ async def list_endpoints(
         examples=["lead.stage.changed"]),
         AfterValidator(subscribable_event)] = None,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL,
-                                   description="Case-insensitive search in url and description")] = None,
+                                   description=f"Search in url and description, {SEARCH_RULE}")] = None,
 ) -> KeysetPage[EndpointRead]:
     """Subscriber endpoints, newest first; the filters combine (all must hold). Page by `offset`, or by
     `cursor` (each page's `nextCursor`, null on the last page). The endpoints that feed
