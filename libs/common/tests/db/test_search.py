@@ -31,7 +31,7 @@ class NamedRepository(Repository[Named]):
 
 
 NAMES = ["Acme Corp", "The Acme", "x@acme.com", "ac", "(AC) Hardware", "Lilac", "Lilacme", "Tracks", "Zz Top",
-         "a-b", "50% off"]
+         "a-b", "50% off", "q.e.d", "b*", "c\\d", "d(e", "e[f]", "f|g", "Ǆemal Ŧe"]
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +62,14 @@ async def test_one_or_two_letters_or_digits_match_where_a_word_starts(database):
     assert await _found(database, "ac") == {"Acme Corp", "The Acme", "x@acme.com", "ac", "(AC) Hardware"}
     assert await _found(database, "AC") == await _found(database, "ac")
     assert await _found(database, "l") == {"Lilac", "Lilacme"}
-    assert await _found(database, "b") == {"a-b"}  # after punctuation
+    assert await _found(database, "b") == {"a-b", "b*"}  # after punctuation
     assert await _found(database, "a-") == {"a-b"}
     assert await _found(database, "zz") == {"Zz Top"}
+    # Taken literally, a regular expression's own characters too.
+    assert [await _found(database, q) for q in ("q.", "b*", "c\\", "d(", "e[", "f|", "e.")] == \
+        [{"q.e.d"}, {"b*"}, {"c\\d"}, {"d(e"}, {"e[f]"}, {"f|g"}, {"q.e.d"}]
+    # Letters beyond ASCII, their case folded.
+    assert await _found(database, "ŧ") == {"Ǆemal Ŧe"}
     # 3+ characters: anywhere, as before.
     assert await _found(database, "lac") == {"Lilac", "Lilacme"}
     assert await _found(database, "acme") == {"Acme Corp", "The Acme", "x@acme.com", "Lilacme"}
