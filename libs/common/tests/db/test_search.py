@@ -75,8 +75,10 @@ async def test_one_or_two_letters_or_digits_match_where_a_word_starts(database):
     assert await _found(database, "acme") == {"Acme Corp", "The Acme", "x@acme.com", "Lilacme"}
     # No letter or digit: a substring, the one kind no trigram index serves (paginate's `unindexed`).
     assert await _found(database, "%") == {"50% off"}
-    assert [matching([Named.name], q)[1] for q in ("ac", "a", "a-", "acm", "%", "@", "..")] == \
-        [True, True, True, True, False, False, False]
+    # 3+ characters with no trigram (one digit among punctuation): a substring too, no index serves it.
+    assert await _found(database, "0% ") == {"50% off"}
+    assert [matching([Named.name], q)[1] for q in ("ac", "a", "a-", "@g", "acm", "%", "@", "..", "0%_", "a--")] == \
+        [True, True, True, True, True, False, False, False, False, False]
 
 
 def _plans_of(database) -> tuple[list[tuple[str, Any]], Any]:

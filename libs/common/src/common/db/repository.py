@@ -78,15 +78,16 @@ def starts_word(columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any
 
 def matching(columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]], q: str) -> tuple[ColumnElement[bool], bool]:
     """What a list's `q` finds in `columns` (each with a trigram index), and whether the index serves it:
-    - a substring (`contains`) when pg_trgm can look it up (`trigram_searchable`: 3+ letters or digits, or fewer
-      with punctuation before them);
-    - else, a `q` with letters or digits (1-2 of them, e.g. `ac`, `7f`, `a-`): where a word starts
-      (`starts_word`), which a user typing 1-2 characters means, and which the index serves;
-    - else (no letter or digit, e.g. `%`, `@`): a substring no index serves (False)."""
+    - a substring (`contains`) when pg_trgm can look it up (`trigram_searchable`: 3+ letters or digits in a row,
+      or fewer with punctuation before them, e.g. `@g`);
+    - else, 1-2 characters with a letter or digit (`ac`, `7f`, `a-`): where a word starts (`starts_word`), which a
+      user typing 1-2 characters means, and which the index serves;
+    - else a substring no index serves (False): no letter or digit (`%`, `@`), or 3+ characters with no
+      trigram (`0%_`, `a--`: the rule stays "3 or more characters, anywhere")."""
     columns = list(columns)
     if trigram_searchable(q):
         return contains(columns, q), True
-    if re.search(r"[^\W_]", q):
+    if len(q) <= 2 and re.search(r"[^\W_]", q):
         return starts_word(columns, q), True
     return contains(columns, q), False
 
@@ -94,14 +95,14 @@ def matching(columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]],
 # The rule `matching` keeps, for the OpenAPI description of each list's `q` (after what it searches).
 SEARCH_RULE = ("case-insensitive: 3 or more characters anywhere (`acm` finds \"Acme\" and \"Lilacme\"); 1-2 letters "
                "or digits where a word starts, at the start or after a space or punctuation (`ac` finds \"Acme "
-               "Corp\", \"The Acme\" and \"x@acme.com\", not \"Lilac\"); no letter or digit (`%`) anywhere, with an "
-               "estimated total")
+               "Corp\", \"The Acme\" and \"x@acme.com\", not \"Lilac\"). A search of punctuation the trigram index "
+               "cannot serve (`%`, `0%_`) has an estimated total")
 
 
 def search(statement: Select[Any], columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]],
            q: str | None) -> tuple[Select[Any], ColumnElement[bool] | None]:
     """`statement` searched for `q` (`matching` on `columns`, each with a trigram index), for `paginate`: a `q` the
-    indexes serve is in the statement; one they cannot (no letter or digit) is returned apart, to pass as
+    indexes serve is in the statement; one they cannot (e.g. no letter or digit) is returned apart, to pass as
     `paginate(..., unindexed=)` (an estimated total, bounded cursor pages) instead of counting every row's match."""
     if not q:
         return statement, None
