@@ -4,11 +4,36 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, Uuid, and_, column, func, insert, or_, select, tuple_, update, values
+from sqlalchemy import (
+    ARRAY,
+    Select,
+    String,
+    Uuid,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from common.db.repository import Repository, contains
 from conversations.models import Conversation, Message
+
+# `mark_many_sent`: the pairs as two arrays, so the statement is the same for any count (compiled once per
+# process; a VALUES list of the pairs was compiled again at every call). Core on the table: no ORM
+# synchronisation of the session's objects (the caller's session holds no messages).
+_MESSAGES = Message.__table__  # type: ignore[attr-defined]
+_SENT = func.unnest(bindparam("ids", type_=ARRAY(Uuid())), bindparam("external_ids", type_=ARRAY(String()))) \
+    .table_valued(column("id", Uuid()), column("external_id", String())).render_derived(name="sent")
+_MARK_MANY_SENT = (update(_MESSAGES).where(_MESSAGES.c.id == _SENT.c.id, _MESSAGES.c.status == "QUEUED")
+                   .values(status="SENT", external_id=_SENT.c.external_id, sent_at=bindparam("now"),
+                           updated_at=bindparam("now"), failure_reason=None)
+                   .returning(_MESSAGES.c.id))
 
 
 class ConversationRepository(Repository[Conversation]):
@@ -78,12 +103,10 @@ class MessageRepository(Repository[Message]):
         """`mark_sent` for several (message id, provider id) in ONE statement; the ids it changed."""
         if not sent:
             return set()
-        given = values(column("id", Uuid), column("external_id", String), name="sent").data(sent)
-        stmt = (update(Message).where(Message.id == given.c.id, Message.status == "QUEUED")
-                .values(status="SENT", external_id=given.c.external_id, sent_at=now, updated_at=now,
-                        failure_reason=None)
-                .returning(Message.id))
-        return set((await self.session.execute(stmt)).scalars())
+        ids, external_ids = zip(*sent, strict=True)
+        result = await self.session.execute(_MARK_MANY_SENT, {"ids": list(ids), "external_ids": list(external_ids),
+                                                              "now": now})
+        return set(result.scalars())
 
     async def mark_sent(self, message_id: uuid.UUID, external_id: str | None, now: datetime) -> bool:
         """SENT with the provider's id, unless it left QUEUED meanwhile; whether it was changed."""
