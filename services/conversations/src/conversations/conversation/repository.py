@@ -34,6 +34,7 @@ _MARK_MANY_SENT = (update(_MESSAGES).where(_MESSAGES.c.id == _SENT.c.id, _MESSAG
                    .values(status="SENT", external_id=_SENT.c.external_id, sent_at=bindparam("now"),
                            updated_at=bindparam("now"), failure_reason=None)
                    .returning(_MESSAGES.c.id))
+_INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.seq)
 
 
 class ConversationRepository(Repository[Conversation]):
@@ -82,9 +83,11 @@ class MessageRepository(Repository[Message]):
     model = Message
 
     async def insert_many(self, rows: list[dict[str, Any]]) -> None:
-        """New messages in one Core statement (no unit of work); `seq` follows the order of `rows`."""
+        """New messages in one Core statement (no unit of work); `seq` follows the order of `rows`. With
+        RETURNING, SQLAlchemy sends the rows as ONE multi-row INSERT ("insertmanyvalues"); without it, asyncpg
+        executed the statement once per row (two executions per inbound message for PostgreSQL to plan)."""
         if rows:
-            await self.session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
+            await self.session.execute(_INSERT_MESSAGES, rows)
 
     async def by_external_id(self, channel_id: uuid.UUID, external_id: str, *, for_update: bool = False
                              ) -> Message | None:
