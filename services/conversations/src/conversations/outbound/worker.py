@@ -34,6 +34,7 @@ from conversations.worker_loop import WokenWorker
 
 logger = logging.getLogger("conversations.outbound")
 BATCH = 50
+BLOCKED = select(Channel.id).where(Channel.status == ChannelStatus.ERROR.value)  # their messages wait
 OUTCOMES = {"sent": "sent", "failed": "failed", "credentials": "credentials_rejected", "later": "retry"}
 
 
@@ -101,9 +102,8 @@ class OutboundWorker(WokenWorker):
             # A claim lost with a crash of the database only leaves the message due again: sent again, as after
             # a crash of this process between the call and its record. Not worth waiting for the WAL flush.
             await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            blocked = select(Channel.id).where(Channel.status == ChannelStatus.ERROR.value)
             claimed = await MessageRepository(session).claim_due(lease_seconds=self.lease_seconds, limit=limit,
-                                                                 blocked_channels=blocked)
+                                                                 blocked_channels=BLOCKED)
             # Their conversations and channels in one read each, held here (the session's identity map holds rows
             # only weakly: a `session.get` of a row nobody holds reads it again, one SELECT per message).
             conversations = {c.id: c for c in await ConversationRepository(session).all(select(Conversation).where(
