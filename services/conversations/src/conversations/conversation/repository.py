@@ -40,7 +40,7 @@ _INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.seq)
 
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)  # bounded: a caller building a new statement per call only misses
 def _claim(blocked_channels: Any) -> Any:
     """`MessageRepository.claim_due`'s statement (`lease` seconds and `limit` bound at each call): building it
     was about half of the claim's CPU in the worker, run after every wave of deliveries."""
