@@ -62,7 +62,9 @@ WHERE e.kind = 'message' AND e.payload->>'contact' = ANY($1)"""
 HOPS = ("stored", "picked", "written", "claimed", "provider")
 
 
-async def _hops(api: Api, sent_at: dict[str, float], provider_at: dict[str, float]) -> dict[str, Any]:
+async def _hops(api: Api, sent_at: dict[str, float], provider_at: dict[str, float]) -> tuple[dict[str, Any], float]:
+    """p50/p99 of each hop, and the measured messages per inbound batch (a batch's rows share `processed_at`):
+    the worker's CPU per message falls as its batches grow, so compare that figure only at like batch sizes."""
     url = api.stack.database_urls["conversations"].replace("postgresql+asyncpg://", "postgresql://", 1)
     try:
         conn = await asyncpg.connect(url)
@@ -71,7 +73,7 @@ async def _hops(api: Api, sent_at: dict[str, float], provider_at: dict[str, floa
         finally:
             await conn.close()
     except Exception as exc:  # informative only
-        return {"error": repr(exc)[:200]}
+        return {"error": repr(exc)[:200]}, 0.0
     gaps: dict[str, list[float]] = {hop: [] for hop in HOPS}
     for contact, *stamps in rows:
         if contact not in provider_at:
@@ -79,7 +81,9 @@ async def _hops(api: Api, sent_at: dict[str, float], provider_at: dict[str, floa
         times = [sent_at[contact], *(t.timestamp() for t in stamps), provider_at[contact]]
         for hop, a, b in zip(HOPS, times[:-1], times[1:], strict=True):
             gaps[hop].append((b - a) * 1000)
-    return {hop: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for hop, v in gaps.items()}
+    batches = len({stamps[1] for _, *stamps in rows})
+    return ({hop: {"p50": percentile(v, 50), "p99": percentile(v, 99)} for hop, v in gaps.items()},
+            round(len(rows) / batches, 2) if batches else 0.0)
 
 
 def _cpu_per_message(usage: dict[str, float], seconds: float, messages: int) -> dict[str, float]:
@@ -167,12 +171,14 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
             if m["to"] in sent_at and m["to"] not in first:
                 first[m["to"]] = m["at"]
         replies = [(first[c] - sent_at[c]) * 1000 for c in sent_at if c in first]
-        hops = await _hops(api, sent_at, first)
+        hops, per_batch = await _hops(api, sent_at, first)
     progress("(w) p50 / p99 per hop (ms): " + ", ".join(
         f"{hop} {v['p50']:.1f} / {v['p99']:.1f}" if isinstance(v, dict) else f"{hop} {v}" for hop, v in hops.items()))
     per_message = _cpu_per_message(CpuMonitor.usage(cpu0, cpu2), cpu2.at - cpu0.at, len(sent_at))
-    progress("(w) CPU ms per message: " + ", ".join(f"{k} {v:.2f}" for k, v in per_message.items()))
+    progress("(w) CPU ms per message: " + ", ".join(f"{k} {v:.2f}" for k, v in per_message.items())
+             + f"; measured messages per inbound batch {per_batch:.1f}")
     return {"rate": rate, "seconds": seconds, "messages": len(sent_at), "failures": failures,
             "ack_p50_ms": percentile(acks, 50), "ack_p99_ms": percentile(acks, 99),
             "reply_p50_ms": percentile(replies, 50), "reply_p99_ms": percentile(replies, 99),
-            "replied": len(replies), "hops_ms": hops, "cpu_ms_per_message": per_message, "cpu": usage}
+            "replied": len(replies), "hops_ms": hops, "messages_per_batch": per_batch, "cpu_ms_per_message": per_message,
+            "cpu": usage}

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+from common.db import Database
 from common.testing.fake_whatsapp import sign, text_message, wamid
+from conversations.webhook import service
 
 
 async def test_500_messages_twice_interleaved_over_50_contacts(api, events, anonymous):
@@ -51,3 +54,31 @@ async def test_500_messages_twice_interleaved_over_50_contacts(api, events, anon
         assert seen == [f"{contact} #{n}" for n in range(10)], contact
     started = events.matching(lambda e: e.event == "conversation.started" and e.data["channelId"] == channel_id)
     assert len({e.data["conversationId"] for e in started}) == 50
+
+
+
+async def test_items_stored_in_quick_succession_share_the_workers_wake_ups(database_url):
+    """Each item stored wakes the worker process (a NOTIFY); those within WAKE_GAP_SECONDS of a wake-up share
+    one at the gap's end: fewer NOTIFYs, and batches of several items instead of one each. The last item
+    stored is announced too (no wait for the worker's polling)."""
+    database = Database(database_url)
+    notified: list[float] = []
+
+    def on_notify(*_: object) -> None:
+        notified.append(time.monotonic())
+
+    try:
+        async with database.engine.connect() as listening:
+            raw = (await listening.get_raw_connection()).driver_connection
+            await raw.add_listener(service.WAKE_CHANNEL, on_notify)
+            await asyncio.sleep(0.05)
+            for _ in range(20):  # one every 3 ms (a NOTIFY's round trip is shorter): 60 ms
+                service._wake_worker(database)
+                await asyncio.sleep(0.003)
+            last = time.monotonic()
+            await asyncio.sleep(service.WAKE_GAP_SECONDS + 0.1)
+            await raw.remove_listener(service.WAKE_CHANNEL, on_notify)
+    finally:
+        await database.dispose()
+    assert 2 <= len(notified) <= 10, len(notified)  # 20 without the gap
+    assert notified[-1] >= last - service.WAKE_GAP_SECONDS

@@ -53,7 +53,12 @@ class Outbox:
         is kept): for a worker writing a batch of changes in one transaction."""
         if not envelopes:
             return
-        await session.execute(insert(self.table).values([self.row(envelope, key=key) for envelope, key in envelopes]))
+        # The rows as parameters of one cached statement, not `values(rows)`: a multi-row VALUES was compiled
+        # again at every call (its SQL depends on the row count; ~29 ms of CPU for 400 rows). With RETURNING,
+        # SQLAlchemy sends them as ONE multi-row INSERT ("insertmanyvalues"), in list order; without it, asyncpg
+        # would execute the statement once per row.
+        await session.execute(insert(self.table).returning(self.table.c.seq),
+                              [self.row(envelope, key=key) for envelope, key in envelopes])
         wake_after_commit(session, self.channel)
 
     async def publish_many(self, session: AsyncSession, events: list[tuple[str, Any, Any]], *,

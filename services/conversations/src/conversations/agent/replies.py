@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -17,8 +18,14 @@ def normalize(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+@functools.lru_cache(maxsize=4096)
+def _keyword(keyword: str) -> str:
+    """A keyword as `normalize`d text contains it: kept, not normalized again for every inbound message."""
+    return normalize(keyword).strip()
+
+
 def _contains(text: str, keyword: str) -> bool:
-    return normalize(keyword).strip() in text
+    return _keyword(keyword) in text
 
 
 def within_hours(hours: dict[str, Any] | None, now: datetime) -> bool:

@@ -1,15 +1,61 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, Uuid, and_, column, func, insert, or_, select, tuple_, update, values
+from sqlalchemy import (
+    ARRAY,
+    Float,
+    Select,
+    String,
+    Uuid,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from common.db.repository import Repository, contains
 from conversations.models import Conversation, Message
 
+# `mark_many_sent`: the pairs as two arrays, so the statement is the same for any count (compiled once per
+# process; a VALUES list of the pairs was compiled again at every call). Core on the table: no ORM
+# synchronisation of the session's objects (the caller's session holds no messages).
+_MESSAGES = Message.__table__  # type: ignore[attr-defined]
+_SENT = func.unnest(bindparam("ids", type_=ARRAY(Uuid())), bindparam("external_ids", type_=ARRAY(String()))) \
+    .table_valued(column("id", Uuid()), column("external_id", String())).render_derived(name="sent")
+_MARK_MANY_SENT = (update(_MESSAGES).where(_MESSAGES.c.id == _SENT.c.id, _MESSAGES.c.status == "QUEUED")
+                   .values(status="SENT", external_id=_SENT.c.external_id, sent_at=bindparam("now"),
+                           updated_at=bindparam("now"), failure_reason=None)
+                   .returning(_MESSAGES.c.id))
+_INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.seq)
+
+
+
+@functools.lru_cache(maxsize=8)  # bounded: a caller building a new statement per call only misses
+def _claim(blocked_channels: Any) -> Any:
+    """`MessageRepository.claim_due`'s statement (`lease` seconds and `limit` bound at each call): building it
+    was about half of the claim's CPU in the worker, run after every wave of deliveries."""
+    heads = (select(Message.id, Message.next_attempt_at)
+             .where(Message.status == "QUEUED", Message.channel_id.not_in(blocked_channels))  # type: ignore[attr-defined]
+             .ext(distinct_on(Message.conversation_id))
+             .order_by(Message.conversation_id, Message.seq).subquery())  # type: ignore[arg-type]
+    due = select(heads.c.id).where(heads.c.next_attempt_at <= func.now()).limit(bindparam("limit"))
+    stmt = (update(Message)
+            .where(Message.id.in_(due), Message.status == "QUEUED",  # type: ignore[attr-defined]
+                   Message.next_attempt_at <= func.now())  # type: ignore[operator]
+            .values(next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, bindparam("lease", type_=Float())),
+                    attempts=Message.attempts + 1)
+            .returning(Message))
+    return select(Message).from_statement(stmt)
 
 class ConversationRepository(Repository[Conversation]):
     model = Conversation
@@ -57,9 +103,11 @@ class MessageRepository(Repository[Message]):
     model = Message
 
     async def insert_many(self, rows: list[dict[str, Any]]) -> None:
-        """New messages in one Core statement (no unit of work); `seq` follows the order of `rows`."""
+        """New messages in one Core statement (no unit of work); `seq` follows the order of `rows`. With
+        RETURNING, SQLAlchemy sends the rows as ONE multi-row INSERT ("insertmanyvalues"); without it, asyncpg
+        executed the statement once per row (two executions per inbound message for PostgreSQL to plan)."""
         if rows:
-            await self.session.execute(insert(Message.__table__), rows)  # type: ignore[attr-defined]
+            await self.session.execute(_INSERT_MESSAGES, rows)
 
     async def by_external_id(self, channel_id: uuid.UUID, external_id: str, *, for_update: bool = False
                              ) -> Message | None:
@@ -78,12 +126,10 @@ class MessageRepository(Repository[Message]):
         """`mark_sent` for several (message id, provider id) in ONE statement; the ids it changed."""
         if not sent:
             return set()
-        given = values(column("id", Uuid), column("external_id", String), name="sent").data(sent)
-        stmt = (update(Message).where(Message.id == given.c.id, Message.status == "QUEUED")
-                .values(status="SENT", external_id=given.c.external_id, sent_at=now, updated_at=now,
-                        failure_reason=None)
-                .returning(Message.id))
-        return set((await self.session.execute(stmt)).scalars())
+        ids, external_ids = zip(*sent, strict=True)
+        result = await self.session.execute(_MARK_MANY_SENT, {"ids": list(ids), "external_ids": list(external_ids),
+                                                              "now": now})
+        return set(result.scalars())
 
     async def mark_sent(self, message_id: uuid.UUID, external_id: str | None, now: datetime) -> bool:
         """SENT with the provider's id, unless it left QUEUED meanwhile; whether it was changed."""
@@ -94,17 +140,7 @@ class MessageRepository(Repository[Message]):
 
     async def claim_due(self, *, lease_seconds: float, limit: int, blocked_channels: Any) -> list[Message]:
         """The oldest queued message of each conversation, if due, leased for `lease_seconds` (a message
-        is never sent before the earlier queued ones of its conversation)."""
-        heads = (select(Message.id, Message.next_attempt_at)
-                 .where(Message.status == "QUEUED", Message.channel_id.not_in(blocked_channels))  # type: ignore[attr-defined]
-                 .ext(distinct_on(Message.conversation_id))
-                 .order_by(Message.conversation_id, Message.seq).subquery())  # type: ignore[arg-type]
-        due = select(heads.c.id).where(heads.c.next_attempt_at <= func.now()).limit(limit)
-        stmt = (update(Message)
-                .where(Message.id.in_(due), Message.status == "QUEUED",  # type: ignore[attr-defined]
-                       Message.next_attempt_at <= func.now())  # type: ignore[operator]
-                .values(next_attempt_at=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_seconds),
-                        attempts=Message.attempts + 1)
-                .returning(Message))
-        result = await self.session.execute(select(Message).from_statement(stmt))
+        is never sent before the earlier queued ones of its conversation). `blocked_channels`: a statement the
+        caller keeps (the claim is built once per such statement, not at every call)."""
+        result = await self.session.execute(_claim(blocked_channels), {"lease": lease_seconds, "limit": limit})
         return list(result.scalars())

@@ -97,9 +97,11 @@ async def receive(session: AsyncSession, channel: Channel, item: dict[str, Any],
         else await ConversationRepository(session).open_for(channel.id, item["contact"])
     started = conversation is None
     if conversation is None:
+        # Every field with a default factory given: SQLModel's constructor otherwise inspects each factory's
+        # signature (pydantic's get_default), a quarter of building one (the worker builds one per new contact).
         conversation = Conversation(id=uuid.uuid4(), channel_id=channel.id, agent_id=agent_id,
                                     contact=item["contact"], contact_name=item.get("contactName"),
-                                    last_message_at=now)
+                                    last_message_at=now, created_at=now, updated_at=now)
         await ConversationRepository(session).add(conversation, flush=False)  # with the session's next flush
         await _publish(session, events, "conversation.started", conversation_data(conversation, channel.type),
                        conversation.id)

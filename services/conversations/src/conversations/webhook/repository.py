@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, literal_column, or_, select, update
+from sqlalchemy import ARRAY, Uuid, any_, bindparam, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from common.db import Database
@@ -29,6 +29,9 @@ ADD_ONE = Prepared(
     .on_conflict_do_nothing(index_elements=["channel_id", "kind", "external_id"]),
     generic_plan=True)  # INSERT ... VALUES: no plan to choose
 
+# The ids as one array: the same SQL for any batch size (an IN list is a statement per size for asyncpg to prepare).
+_MARK = update(_TABLE).where(_TABLE.c.id == any_(bindparam("ids", type_=ARRAY(Uuid())))) \
+    .values(processed_at=bindparam("processed_at"))
 
 class InboundEventRepository(Repository[InboundEvent]):
     model = InboundEvent
@@ -64,6 +67,7 @@ class InboundEventRepository(Repository[InboundEvent]):
         return len(result.all())
 
     async def mark(self, ids: list[uuid.UUID], processed_at: datetime) -> None:
+        """Core on the table: an ORM UPDATE also evaluated its criteria against every row of the batch held
+        by the session, to set `processed_at` on objects nobody reads again."""
         if ids:
-            await self.session.execute(update(InboundEvent).where(InboundEvent.id.in_(ids))  # type: ignore[attr-defined]
-                                       .values(processed_at=processed_at))
+            await self.session.execute(_MARK, {"ids": ids, "processed_at": processed_at})

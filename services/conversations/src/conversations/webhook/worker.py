@@ -137,6 +137,7 @@ class InboundWorker(WokenWorker):
         flows: list[agents.FlowRequest] = []
         state = BatchState()
         handed: list[SendJob] = []
+        queued = self.outbound.queued if self.outbound is not None else 0  # see `OutboundWorker.hand_over`
         async with self.database.sessionmaker() as session, session.begin():
             repo = InboundEventRepository(session)
             if not await repo.lock_worker():
@@ -205,7 +206,7 @@ class InboundWorker(WokenWorker):
         for channel_type, kind, payload in counted:  # once committed: a batch done again is not counted twice
             metrics.inbound(channel_type, kind, payload)
         if self.outbound is not None:
-            self.outbound.hand_over(handed)
+            self.outbound.hand_over(handed, seen=queued)
         self._ask_all(flows)
         return len(rows)
 
