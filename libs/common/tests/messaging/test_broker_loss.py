@@ -198,3 +198,26 @@ def test_placements_give_the_rows_past_the_new_end():
     small.add([(i, i) for i in range(12)])
     assert len(small.kept()) < 12 and small.baseline > 0  # the oldest forgotten: a loss there is "unknown"
     assert small.cut(0)[1] is True
+
+
+def test_a_pass_placed_over_offsets_the_broker_had_acknowledged_is_sent_again():
+    """Seen in the chaos test: right after a restart, tansu acknowledged a batch at offset 5 of a partition it had
+    acknowledged up to 6 (two racing writes), and served 5 and 6 from the older batch: those rows of the pass are
+    not in the log and must go again. A pass that began an empty log (offset 0) is in it."""
+    from collections import namedtuple
+
+    from common.messaging.placements import Placements
+
+    placed = namedtuple("placed", "topic partition offset")
+    topic = "platform.overlap.events"
+    relay = OutboxRelay(None, None, Outbox(OUTBOX, "overlap"), bootstrap="127.0.0.1:1")
+    relay.placements[(topic, 2)] = Placements(baseline=0)  # empty when its leadership began (`_check_at_start`)
+    relay._note_acknowledged([(seq, placed(topic, 2, seq)) for seq in range(7)])  # offsets 0..6
+    relay._note_acknowledged([(100 + i, placed(topic, 2, 5 + i)) for i in range(3)])  # 5..7: back to 5
+    assert relay._lost[topic] == {0, 1, 2, 3, 4, 5, 6, 100, 101, 102}
+
+    restarted = OutboxRelay(None, None, Outbox(OUTBOX, "restarted"), bootstrap="127.0.0.1:1")
+    restarted.placements[(topic, 1)] = Placements(baseline=0)
+    restarted._note_acknowledged([(seq, placed(topic, 1, seq)) for seq in range(7)])
+    restarted._note_acknowledged([(200 + i, placed(topic, 1, i)) for i in range(3)])  # a new, empty log
+    assert restarted._lost[topic] == set(range(7))

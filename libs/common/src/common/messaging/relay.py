@@ -14,7 +14,7 @@ leader election or a deleted topic). The leader notices a loss three ways:
 Then only the rows whose records the broker lost are marked unpublished and sent again, in `seq` order,
 with their own event ids (consumers drop what their inbox has already seen): the leader remembers where
 the broker placed each row it sent (`placements`), and every row it placed in the topic is sent again --
-but not the rows the detecting pass has just placed in the new log (nor, as before, every retained row of
+but not the rows the detecting pass has just placed in a new, empty log (nor, as before, every retained row of
 the topic). Not "only the rows at or past the new end": a send that failed (timed out across the restart)
 may still have been written to the new log, so the new end says nothing of what survived (seen in the
 chaos test: 15 events lost that way). When the partition held records from before this leadership (an
@@ -247,8 +247,9 @@ class OutboxRelay:
     # ------------------------------------------------------------------ broker loss
     def _note_acknowledged(self, sent: list[tuple[int, Any]]) -> None:
         """Record where the broker placed each row (seq, metadata); a record placed below an offset it
-        acknowledged before means its log went back. Of that pass, only the rows of such a partition are
-        known to be in the new log: the others may have been acknowledged by the broker before it died."""
+        acknowledged before means its log went back. Of that pass, only the rows of such a partition that it began
+        at offset 0 are known to be in the new log: the others may have been acknowledged by the broker before
+        it died, or placed over records it still holds."""
         by_partition: dict[tuple[str, int], list[tuple[int, int]]] = {}
         for seq, meta in sent:
             by_partition.setdefault((meta.topic, meta.partition), []).append((meta.offset, seq))
@@ -258,14 +259,19 @@ class OutboxRelay:
                 if placed[0][0] < self.acknowledged.get(key, 0)}
         for topic in {t for t, _ in back}:
             (t, p), end = next((key, end) for key, end in back.items() if key[0] == topic)
+            # Known to be in the new log: a pass's rows in a partition it began at offset 0 (an empty log). One that
+            # went back to a later offset may have been placed over records the broker still holds: right after a
+            # restart tansu was seen placing a batch at 5 in a log it had acknowledged up to 6 (two racing writes),
+            # and serving its records 5 and 6 from the older batch -- one event lost. Those rows go again.
             self._broker_lost(topic, f"partition {p} placed a record at offset {end} after acknowledging up to "
                                      f"{self.acknowledged[(t, p)] - 1}",
                               {p: end for (t, p), end in back.items() if t == topic},
-                              sent={seq for key in back if key[0] == topic for _, seq in by_partition[key]})
+                              sent={seq for key in back if key[0] == topic and back[key] == 0
+                                    for _, seq in by_partition[key]})
         for key, placed in by_partition.items():
             lost = self._lost.get(key[0], ())
-            if key[0] in self._lost and key not in back:
-                if lost is not None:  # maybe acknowledged by the broker that died: sent again
+            if key[0] in self._lost and back.get(key, 1) != 0:
+                if lost is not None:  # maybe acknowledged by the broker that died, or placed over: sent again
                     lost.update(seq for _, seq in placed)
                 continue
             self._placed(key).add(placed)
