@@ -104,19 +104,10 @@ def resolves_principal(call: object) -> bool:
     return isinstance(call, _BearerPrincipal)
 
 
-async def _principal(request: Request, token: str) -> Principal:
+def _from_claims(claims: dict[str, Any]) -> Principal:
+    """The Principal of verified claims; a 401 when they do not make one."""
     try:
-        if token.startswith(api_keys.PREFIX):
-            claims = api_keys.principal_claims(await request.app.state.api_keys.principal(token))
-        else:
-            jwks: JWKSClient = request.app.state.jwks
-            claims = await jwks.verify(token)
-    except InvalidToken as exc:
-        raise Unauthorized(f"Invalid token: {exc}") from None
-    except KeysUnavailable:
-        raise ProblemError("Token verification keys are unavailable", status=503) from None
-    try:
-        principal = Principal(
+        return Principal(
             id=uuid.UUID(claims["sub"]),
             email=claims.get("email"),
             role=Role(claims.get("role")),
@@ -126,7 +117,22 @@ async def _principal(request: Request, token: str) -> Principal:
         )
     except (KeyError, ValueError):
         raise Unauthorized("Invalid token claims") from None
-    settings = request.app.state.settings
+
+
+async def _principal(request: Request, token: str) -> Principal:
+    state = request.app.state
+    try:
+        if token.startswith(api_keys.PREFIX):
+            principal = _from_claims(api_keys.principal_claims(await state.api_keys.principal(token)))
+        else:
+            jwks: JWKSClient = state.jwks
+            # Built once per remembered token (a client sends the same one on every call), not per request.
+            principal = await jwks.verified(token, _from_claims)
+    except InvalidToken as exc:
+        raise Unauthorized(f"Invalid token: {exc}") from None
+    except KeysUnavailable:
+        raise ProblemError("Token verification keys are unavailable", status=503) from None
+    settings = state.settings
     if principal.api_key_id and not api_keys.scope_allows(principal.scopes, settings.service_name,
                                                           request.method):
         raise Forbidden(f"This API key's scopes do not allow {request.method} on {settings.service_name}")
