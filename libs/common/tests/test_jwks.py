@@ -70,5 +70,24 @@ async def test_tampered_and_wrong_type_tokens_are_never_remembered_as_valid():
         await client.verify(f"{head}.{payload}.{signature[:-4]}AAAA")
 
 
+async def test_a_remembered_tokens_converted_claims_are_built_once_and_expire_with_it():
+    private, jwk = _key("k1")
+    client = _client(jwk)
+    token = _token(private, "k1", lifetime=2)
+    built: list[dict] = []
+
+    def convert(claims: dict) -> tuple[str]:
+        built.append(claims)
+        return (claims["sub"],)
+
+    first = await client.verified(token, convert)
+    assert first == ("u1",) and await client.verified(token, convert) is first and len(built) == 1
+    assert (await client.verify(token))["sub"] == "u1"  # the plain claims too, from the same entry
+    await asyncio.sleep(max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.1)
+    with pytest.raises(InvalidToken):
+        await client.verified(token, convert)
+    assert len(built) == 1
+
+
 async def _no_fetch(force: bool) -> None:
     return None

@@ -12,11 +12,14 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 import jwt
 from jwt.algorithms import RSAAlgorithm
+
+T = TypeVar("T")
 
 
 class KeysUnavailable(Exception):
@@ -38,7 +41,7 @@ class JWKSClient:
         self._keys: dict[str, Any] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
-        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()  # token -> its claims
+        self._verified: OrderedDict[str, list[Any]] = OrderedDict()  # token -> [claims, converted, converter]
 
     VERIFIED_MAX = 4096
 
@@ -66,17 +69,30 @@ class JWKSClient:
                 self._fetched_at = time.monotonic()  # keep serving cached keys; retry after ttl
 
     async def verify(self, token: str) -> dict[str, Any]:
-        claims = self._verified.get(token)
-        if claims is not None:
-            if claims["exp"] > time.time() and time.monotonic() - self._fetched_at < self.ttl:
+        return dict((await self._remembered(token))[0])
+
+    async def verified(self, token: str, convert: Callable[[dict[str, Any]], T]) -> T:
+        """`convert(claims)` of a valid token, converted once while the token is remembered: a caller's own immutable
+        view of the claims (e.g. its Principal), shared by the calls that send the token. An exception of `convert`
+        is raised each time (nothing remembered)."""
+        entry = await self._remembered(token)
+        if entry[2] is not convert:
+            entry[1], entry[2] = convert(dict(entry[0])), convert
+        return entry[1]  # type: ignore[no-any-return]
+
+    async def _remembered(self, token: str) -> list[Any]:
+        """The remembered [claims, converted value, its converter] of a valid token, verified now if need be."""
+        entry = self._verified.get(token)
+        if entry is not None:
+            if entry[0]["exp"] > time.time() and time.monotonic() - self._fetched_at < self.ttl:
                 self._verified.move_to_end(token)
-                return dict(claims)
+                return entry
             del self._verified[token]
-        claims = await self._verify(token)
-        self._verified[token] = claims
+        entry = [await self._verify(token), None, None]
+        self._verified[token] = entry
         if len(self._verified) > self.VERIFIED_MAX:
             self._verified.popitem(last=False)
-        return dict(claims)
+        return entry
 
     async def _verify(self, token: str) -> dict[str, Any]:
         try:

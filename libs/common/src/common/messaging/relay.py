@@ -125,6 +125,11 @@ class OutboxRelay:
         self._counts: dict[str, int] = {}  # partitions written to, per topic, for this leadership
         self.is_leader = False
         self._wake = asyncio.Event()
+        # Labelled metric children, looked up once (`labels()` validates and locks on every call; a pass used five).
+        self._lag = OUTBOX_LAG.labels(outbox.source)
+        self._oldest_age = OUTBOX_OLDEST_AGE.labels(outbox.source)
+        self._published = OUTBOX_PUBLISHED.labels(outbox.source)
+        self._events_published: dict[str, Any] = {}  # event type -> its EVENTS_PUBLISHED child
 
     def lost_leadership(self, _: BaseException | None = None) -> None:
         self.is_leader = False
@@ -219,11 +224,11 @@ class OutboxRelay:
         mark the sent ones."""
         rows = await conn.fetch(self._select, self.batch_size)
         if not rows:
-            OUTBOX_LAG.labels(self.outbox.source).set(0)
-            OUTBOX_OLDEST_AGE.labels(self.outbox.source).set(0)
+            self._lag.set(0)
+            self._oldest_age.set(0)
             return 0
-        OUTBOX_LAG.labels(self.outbox.source).set(len(rows))
-        OUTBOX_OLDEST_AGE.labels(self.outbox.source).set(float(rows[0]["age"]))
+        self._lag.set(len(rows))
+        self._oldest_age.set(float(rows[0]["age"]))
         futures = []
         for row in rows:
             futures.append(await self._send(row))
@@ -235,10 +240,13 @@ class OutboxRelay:
         failed = len(rows) - len(done)
         if done:
             await conn.execute(self._mark, done)
-            OUTBOX_PUBLISHED.labels(self.outbox.source).inc(len(done))
+            self._published.inc(len(done))
             sent = set(done)
             for event, count in Tally(row["event_type"] for row in rows if row["seq"] in sent).items():
-                EVENTS_PUBLISHED.labels(self.outbox.source, event).inc(count)
+                child = self._events_published.get(event)
+                if child is None:
+                    child = self._events_published[event] = EVENTS_PUBLISHED.labels(self.outbox.source, event)
+                child.inc(count)
         if failed:
             logger.warning("outbox relay: %d of %d sends failed; will retry", failed, len(rows))
             await asyncio.sleep(0.5)
@@ -394,7 +402,8 @@ class OutboxRelay:
             carrier = child_headers(stored.get("traceparent"), stored.get("tracestate"))
         headers = [("event", row["event_type"].encode())] + [(k, v.encode()) for k, v in carrier.items()]
         key = row["aggregate_id"].encode()
-        partition = (murmur2(key) & 0x7FFFFFFF) % await self._partitions(topic)
+        partitions = await self._partitions(topic)
+        partition = (murmur2(key) & 0x7FFFFFFF) % partitions if partitions > 1 else 0
         # The payload as PostgreSQL prints the jsonb: the same JSON document the row holds.
         return await self.producer.send(topic, value=row["payload"].encode(), key=key, partition=partition,
                                         headers=headers)

@@ -8,11 +8,14 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from common.auth.dependencies import get_principal
+from common.auth.dependencies import get_principal, resolves_principal
 
 
 def _depends_on(dependant: Dependant, target: object) -> bool:
-    return any(d.call is target or _depends_on(d, target) for d in dependant.dependencies)
+    """Whether `dependant` depends on `target`, directly or not; for `get_principal`, also on a `require_roles`
+    check (the same bearer dependency, with roles)."""
+    return any(d.call is target or (target is get_principal and resolves_principal(d.call)) or _depends_on(d, target)
+               for d in dependant.dependencies)
 
 
 def api_routes(app: FastAPI) -> list[tuple[str, str, Dependant]]:

@@ -3,13 +3,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from common.api import KeysetPage, KeysetPageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
 from common.db.repository import SEARCH_RULE
-from common.db.session import DatabaseDep
 from common.errors import problem_responses
 from tenants.tenant import schemas, service
 
@@ -33,9 +32,11 @@ async def list_tenants(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=schemas.TenantRead,
              responses=problem_responses(401, 403, 409, 422))
-async def create_tenant(database: DatabaseDep, _: PlatformOwner, body: schemas.TenantCreate) -> Response:
+async def create_tenant(request: Request, _: PlatformOwner, body: schemas.TenantCreate) -> Response:
     """Create a tenant; emits `tenant.created`."""
-    tenant = await service.create(database, body)
+    # The app's Database straight from the request (what DatabaseDep gives): a dependency level of its own cost ~12 us
+    # of CPU per create, FastAPI solving it on every request.
+    tenant = await service.create(request.app.state.database, body)
     # Serialised once, as `response_model` would (camelCase): FastAPI would validate the model it was given again.
     return Response(tenant.model_dump_json(), status_code=status.HTTP_201_CREATED, media_type="application/json")
 
