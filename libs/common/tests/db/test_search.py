@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Index, String, event, select, text
+from sqlalchemy import Index, String, event, func, select, text
 from sqlmodel import Field
 
 from common.db.base import TableModel, new_registry
@@ -113,3 +113,58 @@ async def test_the_first_page_of_any_search_is_served_by_the_trigram_index_at_10
                 assert "ix_search_rows_name_trgm" in plan, plan
     if q == "zz":
         assert ([r.name for r in rows], int(total), total.exact) == (["Zz Top"], 1, True)
+
+
+@pytest.mark.parametrize("q", ["7f", "a7f3"])
+async def test_a_search_with_few_matches_finds_them_once_and_reads_its_page_by_primary_key(database, q):
+    """`paginate(searched=True)`: the count also orders the few matches it found, so the search (its trigram index
+    scan and the recheck of every candidate) runs in one statement, and the page's rows are read by id."""
+    statements, seen = _plans_of(database)
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with database.sessionmaker() as session:
+            statement, unindexed = search(select(Named), [Named.name], q)
+            rows, total = await NamedRepository(session).paginate(statement, limit=20, offset=0, keyset=True,
+                                                                  order_by=[Named.created_at.desc()], searched=True)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
+    async with database.sessionmaker() as session:
+        expected = list((await session.execute(statement.order_by(Named.created_at.desc(), Named.id.desc()))
+                         ).scalars())
+    assert (int(total), total.exact) == (len(expected), True) and 0 < len(expected) <= 200
+    assert [r.id for r in rows] == [r.id for r in expected[:20]]
+    assert len(statements) == 2, [s for s, _ in statements]
+    async with database.engine.connect() as conn:
+        plans = ["\n".join((await conn.exec_driver_sql(f"EXPLAIN (COSTS OFF) {sql}", tuple(parameters))).scalars())
+                 for sql, parameters in statements]
+    assert "ix_search_rows_name_trgm" in plans[0], plans[0]
+    assert "ix_search_rows_name_trgm" not in plans[1] and "~*" not in plans[1], plans[1]
+
+
+@pytest.mark.parametrize("few_per_page", [10, 1])
+async def test_a_searched_list_gives_the_same_pages_by_offset_and_by_cursor_whether_its_matches_are_few_or_not(
+        database, monkeypatch, few_per_page):
+    """Few matches (found first by the count) or more (`FEW_PER_PAGE` 1: read as any list's), ordered by a key
+    with ties (the name, lower-cased) and by id: the pages, totals and cursors agree."""
+    monkeypatch.setattr("common.db.repository.FEW_PER_PAGE", few_per_page)
+    statement, _ = search(select(Named), [Named.name], "7f")
+    order_by = [func.lower(Named.name).desc()]
+    async with database.sessionmaker() as session:
+        expected = [r.id for r in (await session.execute(
+            statement.order_by(func.lower(Named.name).desc(), Named.id.desc()))).scalars()]
+        repo = NamedRepository(session)
+        by_offset = []
+        for offset in range(0, len(expected) + 7, 7):
+            rows, total = await repo.paginate(statement, limit=7, offset=offset, order_by=order_by, searched=True)
+            assert (int(total), total.exact) == (len(expected), True)
+            by_offset += [r.id for r in rows]
+        by_cursor, cursor = [], None
+        for _ in range(len(expected)):
+            rows, total = await repo.paginate(statement, limit=7, offset=0, order_by=order_by, cursor=cursor,
+                                              keyset=True, searched=True)
+            assert (int(total), total.exact) == (len(expected), True)
+            by_cursor += [r.id for r in rows]
+            if not (cursor := total.next_cursor):
+                break
+    assert 7 < len(expected) <= 70
+    assert by_offset == expected and by_cursor == expected

@@ -145,3 +145,32 @@ async def test_a_two_character_search_walked_by_cursor_finds_every_match_once(ow
         key = sort.lstrip("-")
         keys = [t[key].lower() if key == "name" else datetime.fromisoformat(t[key]) for t in walked]
         assert keys == sorted(keys, reverse=sort.startswith("-"))
+
+
+async def test_a_search_with_few_matches_is_searched_once_and_its_page_read_by_id_with_the_plan(database_url, seeded):
+    # `paginate(searched=True)`: the count returns the few ids it found; the page reads those by primary key (the
+    # plan eager-loaded as ever), not the search's index scan and recheck a second time.
+    from sqlalchemy import event
+
+    from common.db.engine import Database
+    from tenants.tenant.repository import TenantRepository
+    from tenants.tenant.schemas import TenantSort
+
+    db = Database(database_url, pool_size=1)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.sessionmaker() as session:
+            rows, total = await TenantRepository(session).list(status=None, plan=None, q=seeded,
+                                                               sort=TenantSort.name, limit=5, offset=0)
+            assert (int(total), total.exact) == (13, True)
+            assert [t.name for t in rows] == [f"Walk {seeded} {i:02d}" for i in range(5)]
+            assert {t.plan.code for t in rows} == {"FREE", "PRO", "ENTERPRISE"}
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        await db.dispose()
+    assert len(statements) == 2, statements
+    assert "ILIKE" in statements[0].upper() and "ILIKE" not in statements[1].upper(), statements

@@ -71,7 +71,7 @@ class LeadRepository(Repository[Lead]):
         # `q` apart: a search the trigram index cannot serve is paginate's `unindexed` (as every list's).
         stmt, unindexed = search(apply_filters(select(Lead), replace(f, q=None)), SEARCHED, f.q)
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[SORT[sort]], cursor=cursor,
-                                   keyset=True, unindexed=unindexed)
+                                   keyset=True, unindexed=unindexed, searched=bool(f.q))
 
     async def add_if_new_contact(self, values: dict[str, Any]) -> Lead | None:
         """Insert unless a lead with this `contact_key` exists (then None): one lead per contact."""

@@ -56,4 +56,4 @@ class TicketRepository(Repository[Ticket]):
             stmt = stmt.where(Ticket.assignee_id == assignee_id)
         stmt, unindexed = search(stmt, [Ticket.subject, Ticket.description], q)  # ix_tickets_*_trgm
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=order, cursor=cursor, keyset=True,
-                                   unindexed=unindexed)
+                                   unindexed=unindexed, searched=bool(q))

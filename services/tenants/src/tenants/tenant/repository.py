@@ -66,7 +66,7 @@ class TenantRepository(Repository[Tenant]):
             stmt = stmt.where(Tenant.plan_id.in_(ids))
         stmt, unindexed = search(stmt, [Tenant.name], q)  # ix_tenants_live_name_trgm
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[_SORT[sort]], cursor=cursor,
-                                   keyset=True, unindexed=unindexed)
+                                   keyset=True, unindexed=unindexed, searched=bool(q))
 
     @classmethod
     async def create(cls, database: Database, tenant: dict[str, Any], event: dict[str, Any]) -> None:

@@ -101,6 +101,7 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
                 bindparam("patterns", list(patterns), ARRAY(Text))))
         stmt, unindexed = search(stmt, [WebhookEndpoint.url, WebhookEndpoint.description], q)  # type: ignore[list-item]
         return await self.paginate(stmt, limit=limit, offset=offset, cursor=cursor, keyset=True, unindexed=unindexed,
+                                   searched=bool(q),
                                    order_by=[WebhookEndpoint.created_at.desc()])  # type: ignore[attr-defined]
 
     async def notify_changed(self, endpoint_id: uuid.UUID) -> None:
