@@ -72,13 +72,19 @@ async def test_items_stored_in_quick_succession_share_the_workers_wake_ups(datab
             raw = (await listening.get_raw_connection()).driver_connection
             await raw.add_listener(service.WAKE_CHANNEL, on_notify)
             await asyncio.sleep(0.05)
-            for _ in range(20):  # one every 3 ms (a NOTIFY's round trip is shorter): 60 ms
+            first = time.monotonic()
+            for _ in range(20):  # one every 3 ms (a NOTIFY's round trip is shorter): ~60 ms
                 service._wake_worker(database)
                 await asyncio.sleep(0.003)
             last = time.monotonic()
-            await asyncio.sleep(service.WAKE_GAP_SECONDS + 0.1)
+            # The last item is announced (at its gap's end at the latest): waited for, not slept on.
+            async with asyncio.timeout(5):
+                while not notified or notified[-1] < last - service.WAKE_GAP_SECONDS:
+                    await asyncio.sleep(0.005)
             await raw.remove_listener(service.WAKE_CHANNEL, on_notify)
     finally:
         await database.dispose()
-    assert 2 <= len(notified) <= 10, len(notified)  # 20 without the gap
-    assert notified[-1] >= last - service.WAKE_GAP_SECONDS
+    # At most one wake-up at once and one at its gap's end per gap the calls spanned, as long as they took (a loaded
+    # machine stretches the 3 ms sleeps): 20 without the gap, however long the calls took, once they span < 90 ms.
+    gaps = (last - first) / service.WAKE_GAP_SECONDS
+    assert 2 <= len(notified) <= min(19, gaps + 2), (len(notified), gaps)

@@ -40,6 +40,11 @@ def unregister_leader(channel: str, wake: Callable[[], None]) -> None:
         del _leaders[channel]
 
 
+def leads_here(channel: str) -> bool:
+    """Whether the relay (or worker) woken through `channel` runs in this process: `wake` is then a direct call."""
+    return channel in _leaders
+
+
 def wake_after_commit(session: AsyncSession, channel: str) -> None:
     """Called when an outbox row is added in `session`: wake the relay once that session commits (at
     once when each of its statements commits by itself: the row is already visible)."""

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.db import Database, commit_each_statement
 from common.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from common.messaging.wakeup import wake
+from common.messaging.wakeup import leads_here, wake
 from conversations.channel.repository import ChannelRepository
 from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, secret_sha256, set_status
@@ -140,26 +140,33 @@ async def verify_subscription(session: AsyncSession, settings: Settings, channel
 # its own process) was ~13 % of this process's CPU (py-spy), and each woke a batch of one or two items, the
 # batch's fixed cost (its transaction, lock, reads and writes) paid for nearly every message.
 WAKE_GAP_SECONDS = 0.01
-_woken: dict[asyncio.AbstractEventLoop, float] = {}  # per event loop: when the worker was last woken
-_wake_due: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # per event loop: the wake-up at a gap's end
+# Per (event loop, engine) -- test apps share a loop, each with its own database: when the worker was last woken,
+# and the wake-up due at the end of the gap.
+_Key = tuple[asyncio.AbstractEventLoop, object]
+_woken: dict[_Key, float] = {}
+_wake_due: dict[_Key, asyncio.TimerHandle] = {}
 
 
 def _wake_worker(database: Database) -> None:
+    if leads_here(WAKE_CHANNEL):  # the worker runs in this process (inline): waking it is a free call
+        wake(WAKE_CHANNEL, database.engine)
+        return
     loop = asyncio.get_running_loop()
-    if loop in _wake_due:
+    key = (loop, database.engine)
+    if key in _wake_due:
         return  # the wake-up at the end of this gap covers this item too
-    if loop.time() - _woken.get(loop, float("-inf")) >= WAKE_GAP_SECONDS:
-        _wake_now(loop, database)
+    if loop.time() - _woken.get(key, float("-inf")) >= WAKE_GAP_SECONDS:
+        _wake_now(key, database)
     else:
-        _wake_due[loop] = loop.call_at(_woken[loop] + WAKE_GAP_SECONDS, _wake_now, loop, database)
+        _wake_due[key] = loop.call_at(_woken[key] + WAKE_GAP_SECONDS, _wake_now, key, database)
 
 
-def _wake_now(loop: asyncio.AbstractEventLoop, database: Database) -> None:
-    _wake_due.pop(loop, None)
-    for gone in [other for other in _woken if other.is_closed()]:  # test apps' loops
+def _wake_now(key: _Key, database: Database) -> None:
+    _wake_due.pop(key, None)
+    for gone in [other for other in _woken if other[0].is_closed()]:  # test apps' loops
         _woken.pop(gone, None)
         _wake_due.pop(gone, None)
-    _woken[loop] = loop.time()
+    _woken[key] = key[0].time()
     wake(WAKE_CHANNEL, database.engine)
 
 

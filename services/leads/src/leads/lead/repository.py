@@ -69,9 +69,10 @@ class LeadRepository(Repository[Lead]):
     async def list(self, f: LeadFilters, *, sort: LeadSort, limit: int, offset: int,
                    cursor: str | None = None) -> tuple[list[Lead], Total]:
         # `q` apart: a search the trigram index cannot serve is paginate's `unindexed` (as every list's).
-        stmt, unindexed = search(apply_filters(select(Lead), replace(f, q=None)), SEARCHED, f.q)
+        filtered = apply_filters(select(Lead), replace(f, q=None))
+        stmt, unindexed = search(filtered, SEARCHED, f.q)
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[SORT[sort]], cursor=cursor,
-                                   keyset=True, unindexed=unindexed, searched=bool(f.q))
+                                   keyset=True, unindexed=unindexed, searched=filtered if f.q else None)
 
     async def add_if_new_contact(self, values: dict[str, Any]) -> Lead | None:
         """Insert unless a lead with this `contact_key` exists (then None): one lead per contact."""

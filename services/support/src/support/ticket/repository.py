@@ -54,6 +54,7 @@ class TicketRepository(Repository[Ticket]):
                 order = order[1:]
         if assignee_id is not None:
             stmt = stmt.where(Ticket.assignee_id == assignee_id)
+        filtered = stmt
         stmt, unindexed = search(stmt, [Ticket.subject, Ticket.description], q)  # ix_tickets_*_trgm
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=order, cursor=cursor, keyset=True,
-                                   unindexed=unindexed, searched=bool(q))
+                                   unindexed=unindexed, searched=filtered if q else None)

@@ -64,9 +64,10 @@ class TenantRepository(Repository[Tenant]):
             if not ids:
                 return [], Total(0)
             stmt = stmt.where(Tenant.plan_id.in_(ids))
+        filtered = stmt
         stmt, unindexed = search(stmt, [Tenant.name], q)  # ix_tenants_live_name_trgm
         return await self.paginate(stmt, limit=limit, offset=offset, order_by=[_SORT[sort]], cursor=cursor,
-                                   keyset=True, unindexed=unindexed, searched=bool(q))
+                                   keyset=True, unindexed=unindexed, searched=filtered if q else None)
 
     @classmethod
     async def create(cls, database: Database, tenant: dict[str, Any], event: dict[str, Any]) -> None:

@@ -92,16 +92,17 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
                    q: str | None = None, limit: int, offset: int, cursor: str | None = None,
                    kind: EndpointKind = EndpointKind.WEBHOOK) -> tuple[list[WebhookEndpoint], Total]:
         """`statuses`: any of them; `patterns`: subscribed to at least one of these patterns, as
-        written; `q`: case-insensitive substring of the URL or the description. Newest first."""
+        written; `q`: searched in the URL and the description (`common.db.repository.matching`). Newest first."""
         stmt = select(WebhookEndpoint).where(WebhookEndpoint.status != EndpointStatus.DELETED, WebhookEndpoint.kind == kind)
         if statuses:
             stmt = stmt.where(WebhookEndpoint.status.in_(list(statuses)))  # type: ignore[attr-defined]
         if patterns is not None:
             stmt = stmt.where(WebhookEndpoint.events.has_any(  # type: ignore[attr-defined]
                 bindparam("patterns", list(patterns), ARRAY(Text))))
+        filtered = stmt
         stmt, unindexed = search(stmt, [WebhookEndpoint.url, WebhookEndpoint.description], q)  # type: ignore[list-item]
         return await self.paginate(stmt, limit=limit, offset=offset, cursor=cursor, keyset=True, unindexed=unindexed,
-                                   searched=bool(q),
+                                   searched=filtered if q else None,
                                    order_by=[WebhookEndpoint.created_at.desc()])  # type: ignore[attr-defined]
 
     async def notify_changed(self, endpoint_id: uuid.UUID) -> None:
