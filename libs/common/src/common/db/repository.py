@@ -36,6 +36,7 @@ from sqlalchemy import (
     func,
     literal,
     not_,
+    null,
     or_,
     select,
     tuple_,
@@ -198,7 +199,7 @@ class Repository(Generic[M]):
 
         `searched`: `statement` holds an indexed search (`search`), whose matches are usually few, and this is the
         list's statement before it (its filters, its eager loads). The count then also returns the ids it found when
-        they are at most FEW_PER_PAGE pages' worth (`_counted_ids`), and the page is read from those by primary key
+        they are at most FEW_PER_PAGE pages' worth (`_counted`), and the page is read from those by primary key
         through `searched` (the list's other filters checked again on those few rows, as they are then: a row
         soft-deleted in between is not shown): the search's index scan and the recheck of every candidate run once
         instead of twice.
@@ -213,10 +214,7 @@ class Repository(Generic[M]):
         pages = Keyset([*order_by, tiebreak]) if keyset or cursor else None
         found: list[Any] | None = None
         if searched is not None and unindexed is None:
-            total, found = await self._counted_ids(statement, limit=limit)
-            exact = total <= EXACT_TOTAL_UP_TO
-            if not exact:
-                total = max(total, await self.estimate(self._ids(statement)))
+            total, exact, found = await self._counted(statement, ids_up_to=FEW_PER_PAGE * limit)
             if found is not None:
                 # The few matches the count found, read again by id (as they are now), ordered and paged by
                 # the plain path: no second search.
@@ -246,11 +244,11 @@ class Repository(Generic[M]):
             #   index), not as whole rows (3-10x cheaper at offset 8,000).
             keys = {c.key: c for clause in (*order_by, tiebreak) for c in visitors.iterate(clause)
                     if isinstance(c, Column)}
-            matching = statement.with_only_columns(*keys.values()).order_by(None).cte("matching")
+            matches = statement.with_only_columns(*keys.values()).order_by(None).cte("matching")
             if few:
-                matching = matching.prefix_with("MATERIALIZED")
-            adapt = ClauseAdapter(matching).traverse
-            ids = (select(matching.c.id).order_by(*(adapt(c) for c in order_by), adapt(tiebreak))
+                matches = matches.prefix_with("MATERIALIZED")
+            adapt = ClauseAdapter(matches).traverse
+            ids = (select(matches.c.id).order_by(*(adapt(c) for c in order_by), adapt(tiebreak))
                    .limit(fetch).offset(offset))
             page = statement.where(self.model.id.in_(ids)).order_by(*order_by, tiebreak)
         else:
@@ -259,15 +257,6 @@ class Repository(Generic[M]):
             return await self.all(page), Total(total, exact=exact)
         rows, last = await self._keyed(page, pages, limit)
         return rows, Total(total, exact=exact, next_cursor=pages.cursor(last) if last else None)
-
-    async def _counted_ids(self, statement: Select[Any], *, limit: int) -> tuple[int, list[Any] | None]:
-        """`page_total`'s count of `statement` (up to EXACT_TOTAL_UP_TO + 1) and, when it is at most FEW_PER_PAGE
-        pages' worth, the ids it counted, from the same scan (one statement)."""
-        unordered = self._ids(statement).limit(EXACT_TOTAL_UP_TO + 1).subquery()
-        counted = func.count()
-        ids = case((counted <= FEW_PER_PAGE * limit, func.array_agg(unordered.c.id)))
-        total, found = (await self.session.execute(select(counted, ids).select_from(unordered))).one()
-        return total, found
 
     async def _keyed(self, page: Select[Any], pages: Keyset, limit: int) -> tuple[list[M], Sequence[Any] | None]:
         """The first `limit` rows of `page` (read with one more), and the sort values of the last when more follow."""
@@ -294,12 +283,20 @@ class Repository(Generic[M]):
         """(rows `statement` returns, whether that is exact). Counting is O(rows), so a list's total is
         counted only up to EXACT_TOTAL_UP_TO; past it, the planner's estimate of the same statement (one
         EXPLAIN, O(1) whatever the table's size) -- never below what was counted."""
+        total, exact, _ = await self._counted(statement)
+        return total, exact
+
+    async def _counted(self, statement: Select[Any], *, ids_up_to: int = 0) -> tuple[int, bool, list[Any] | None]:
+        """`page_total`, and the ids it counted when they are at most `ids_up_to`, from the same scan (one
+        statement; the `searched` page of `paginate`); else None."""
         unordered = self._ids(statement)
-        capped = select(func.count()).select_from(unordered.limit(EXACT_TOTAL_UP_TO + 1).subquery())
-        counted = (await self.session.execute(capped)).scalar_one()
+        capped = unordered.limit(EXACT_TOTAL_UP_TO + 1).subquery()
+        count = func.count()
+        ids = case((count <= ids_up_to, func.array_agg(capped.c.id))) if ids_up_to else null()
+        counted, found = (await self.session.execute(select(count, ids).select_from(capped))).one()
         if counted <= EXACT_TOTAL_UP_TO:
-            return counted, True
-        return max(counted, await self.estimate(unordered)), False
+            return counted, True, found
+        return max(counted, await self.estimate(unordered)), False, found
 
     def _ids(self, statement: Select[Any]) -> Select[Any]:
         """`statement`'s ids, unordered: what a count or an estimate needs (no eager-load join to plan, and an

@@ -267,17 +267,16 @@ class OutboxRelay:
                 if placed[0][0] < self.acknowledged.get(key, 0)}
         for topic in {t for t, _ in back}:
             (t, p), end = next((key, end) for key, end in back.items() if key[0] == topic)
+            self._broker_lost(topic, f"partition {p} placed a record at offset {end} after acknowledging up to "
+                                     f"{self.acknowledged[(t, p)] - 1}",
+                              {p: end for (t, p), end in back.items() if t == topic},
+                              sent={seq for key in back if key[0] == topic for _, seq in by_partition[key]})
+        for key, placed in by_partition.items():
+            lost = self._lost.get(key[0], ())
             # Known to be in the new log: a pass's rows in a partition it began at offset 0 (an empty log). One that
             # went back to a later offset may have been placed over records the broker still holds: right after a
             # restart tansu was seen placing a batch at 5 in a log it had acknowledged up to 6 (two racing writes),
             # and serving its records 5 and 6 from the older batch -- one event lost. Those rows go again.
-            self._broker_lost(topic, f"partition {p} placed a record at offset {end} after acknowledging up to "
-                                     f"{self.acknowledged[(t, p)] - 1}",
-                              {p: end for (t, p), end in back.items() if t == topic},
-                              sent={seq for key in back if key[0] == topic and back[key] == 0
-                                    for _, seq in by_partition[key]})
-        for key, placed in by_partition.items():
-            lost = self._lost.get(key[0], ())
             if key[0] in self._lost and back.get(key, 1) != 0:
                 if lost is not None:  # maybe acknowledged by the broker that died, or placed over: sent again
                     lost.update(seq for _, seq in placed)
