@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
+from bench import client_gc
 from bench.machine import CpuMonitor, describe
 from bench.scenarios import percentile
 from bench.stack import Api
@@ -128,7 +129,8 @@ async def create_rate(api: Api, *, seconds: float, warmup: float, cpu: CpuMonito
                 s0 = await _sessions(stats, database)
                 c0 = cpu.snapshot()
                 t0 = time.monotonic()
-                ok, failed, took = await _closed_loop(call, seconds)
+                with client_gc.held():
+                    ok, failed, took = await _closed_loop(call, seconds)
                 elapsed = time.monotonic() - t0
                 usage = CpuMonitor.usage(c0, cpu.snapshot())
                 await asyncio.sleep(1.0)
@@ -266,13 +268,14 @@ async def _page(api: Api, conn: asyncpg.Connection, url: str, label: str, query:
     b0 = await _backends_cpu(conn, database)
     c0 = cpu.snapshot()
     t_start = time.monotonic()
-    for _ in range(calls):  # one at a time: the latency of a page, not of a queue
-        t0 = time.perf_counter()
-        async with api.session.get(f"{url}?limit=20{query}", headers=api.headers) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"GET {url}{query}: {resp.status} {body[:300]!r}")
-        took.append((time.perf_counter() - t0) * 1000)
+    with client_gc.held():
+        for _ in range(calls):  # one at a time: the latency of a page, not of a queue
+            t0 = time.perf_counter()
+            async with api.session.get(f"{url}?limit=20{query}", headers=api.headers) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"GET {url}{query}: {resp.status} {body[:300]!r}")
+            took.append((time.perf_counter() - t0) * 1000)
     elapsed = time.monotonic() - t_start
     usage = CpuMonitor.usage(c0, cpu.snapshot())
     b1 = await _backends_cpu(conn, database)

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from bench import client_gc
 from bench.kafka import (
     TENANTS_TOPIC,
     make_producer,
@@ -186,15 +187,16 @@ async def _api_load(api: Api, rate: float, seconds: float) -> tuple[list[tuple[s
     """Open loop: call i is sent at t0 + i / rate whatever the earlier ones are doing."""
     n = max(1, int(rate * seconds))
     loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    tasks = []
-    for i in range(n):
-        delay = t0 + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(api.create_tenant()))
-    sent_for = loop.time() - t0
-    results = await asyncio.gather(*tasks)
+    with client_gc.held():
+        t0 = loop.time()
+        tasks = []
+        for i in range(n):
+            delay = t0 + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(api.create_tenant()))
+        sent_for = loop.time() - t0
+        results = await asyncio.gather(*tasks)
     return list(results), (n - 1) / sent_for if sent_for > 0 else float("nan")
 
 

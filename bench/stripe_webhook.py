@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench import client_gc
 from bench.machine import CpuMonitor, describe
 from bench.scenarios import Progress, percentile
 from bench.stack import Api
@@ -111,14 +112,15 @@ async def stripe_webhook(api: Api, *, rate: float, seconds: float, burst: int, p
         # 1. Acknowledgement at a steady rate: one POST every 1/rate s, each timed on its own.
         calls = int(rate * seconds)
         progress(f"(s) acknowledgement: {calls} events at {rate:.0f}/s")
-        interval, start = 1.0 / rate, time.perf_counter()
-        tasks = []
-        for i in range(calls):
-            delay = start + i * interval - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_post(session, url, _event(tenants[i % len(tenants)], i), secret)))
-        acks = await asyncio.gather(*tasks)
+        with client_gc.held():
+            interval, start = 1.0 / rate, time.perf_counter()
+            tasks = []
+            for i in range(calls):
+                delay = start + i * interval - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(_post(session, url, _event(tenants[i % len(tenants)], i), secret)))
+            acks = await asyncio.gather(*tasks)
         durations = [d * 1000 for d, status in acks if status == 200]
         await _wait_processed(api, session, base + calls, 60)
         # 2. Processing under a burst: everything POSTed as fast as 64 connections allow; the rate counts

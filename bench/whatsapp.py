@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench import client_gc
 from bench.machine import CpuMonitor
 from bench.scenarios import percentile
 from bench.stack import Api
@@ -161,7 +162,8 @@ async def inbound(api: Api, *, rate: float, seconds: float, warmup: float, progr
         await load(warmup, False)
         await replied(warm)  # so that the CPU per message below counts none of the warm-up's work
         cpu0 = cpu.snapshot()
-        await load(seconds, True)
+        with client_gc.held():
+            await load(seconds, True)
         cpu1 = cpu.snapshot()
         usage = CpuMonitor.usage(cpu0, cpu1)
         await replied(sent_at)

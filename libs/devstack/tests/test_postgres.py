@@ -30,6 +30,8 @@ async def test_embedded_creates_service_databases(pg: Postgres):
     try:
         names = {r[0] for r in await conn.fetch("SELECT datname FROM pg_database")}
         assert int(await conn.fetchval("SHOW max_connections")) >= 300
+        # new WAL segments without 16 MB of zeros written while every commit waits (devstack.postgres._tune)
+        assert await conn.fetchval("SHOW wal_init_zero") == "off"
     finally:
         await conn.close()
     assert {s.database for s in SERVICES} <= names
