@@ -172,8 +172,12 @@ def _api_lines(results: dict[str, Any]) -> list[Line]:
         lines.append(Line("g", f"create rps vs bare FastAPI + asyncpg ({g.get('clients')} clients)",
                           f"{_num(t.get('rate')):,.0f} / {_num(b.get('rate')):,.0f} = {_num(g.get('ratio')):.2f}",
                           f">= {TARGET_API_RATIO:.1f}", _ok(_num(g.get("ratio")), TARGET_API_RATIO, at_least=True)))
-        lines.append(Line("g", "  CPU per create: tenants / bare (ms)",
-                          f"{_num(t.get('cpu_ms_per_call')):.2f} / {_num(b.get('cpu_ms_per_call')):.2f}", "", None))
+        lines.append(Line("g", "  CPU per create: tenants / bare (ms); bare / tenants",
+                          f"{_num(t.get('cpu_ms_per_call')):.2f} / {_num(b.get('cpu_ms_per_call')):.2f}; "
+                          f"{_num(g.get('process_ratio')):.2f}", "", None))
+        lines.append(Line("g", "  every process's CPU per create (ms)",
+                          f"{_num(t.get('stack_cpu_ms_per_call')):.2f} / {_num(b.get('stack_cpu_ms_per_call')):.2f}",
+                          "", None))
         lines.append(Line("g", "  new PostgreSQL sessions while creating", str(t.get("new_sessions")), "0",
                           t.get("new_sessions") == 0 and t.get("failed") == 0))
     if h:
