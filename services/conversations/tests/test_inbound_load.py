@@ -56,7 +56,6 @@ async def test_500_messages_twice_interleaved_over_50_contacts(api, events, anon
     assert len({e.data["conversationId"] for e in started}) == 50
 
 
-
 async def test_items_stored_in_quick_succession_share_the_workers_wake_ups(database_url):
     """Each item stored wakes the worker process (a NOTIFY); those within WAKE_GAP_SECONDS of a wake-up share
     one at the gap's end: fewer NOTIFYs, and batches of several items instead of one each. The last item

@@ -119,7 +119,8 @@ def search(statement: Select[Any], columns: Iterable[InstrumentedAttribute[Any] 
            q: str | None) -> tuple[Select[Any], ColumnElement[bool] | None]:
     """`statement` searched for `q` (`matching` on `columns`, each with a trigram index), for `paginate`: a `q` the
     indexes serve is in the statement; one they cannot (e.g. no letter or digit) is returned apart, to pass as
-    `paginate(..., unindexed=)` (an estimated total, bounded cursor pages) instead of counting every row's match."""
+    `paginate(..., unindexed=)` (an estimated total, bounded cursor pages) instead of counting every row's match.
+    A list calls both through `Repository.search_page`."""
     if not q:
         return statement, None
     found, indexed = matching(columns, q)
@@ -175,6 +176,16 @@ class Repository(Generic[M]):
         """Rows `statement` would return (its ORDER BY, LIMIT and eager loads do not matter)."""
         counted = select(func.count()).select_from(statement.order_by(None).subquery())
         return (await self.session.execute(counted)).scalar_one()
+
+    async def search_page(self, statement: Select[tuple[M]],
+                          columns: Iterable[InstrumentedAttribute[Any] | ColumnElement[Any]], q: str | None, *,
+                          limit: int, offset: int, order_by: Sequence[ColumnElement[Any]] = (),
+                          cursor: str | None = None, keyset: bool = False) -> tuple[list[M], Total]:
+        """`paginate` of a list with a `q` searched in `columns` (`search`): `statement` holds the list's other
+        filters, and is what the few matches of an indexed search are read again through (`searched`)."""
+        found, unindexed = search(statement, columns, q)
+        return await self.paginate(found, limit=limit, offset=offset, order_by=order_by, cursor=cursor,
+                                   keyset=keyset, unindexed=unindexed, searched=statement if q else None)
 
     async def paginate(self, statement: Select[tuple[M]], *, limit: int, offset: int,
                        order_by: Sequence[ColumnElement[Any]] = (), cursor: str | None = None,

@@ -39,7 +39,6 @@ _MARK_MANY_SENT = (update(_MESSAGES).where(_MESSAGES.c.id == _SENT.c.id, _MESSAG
 _INSERT_MESSAGES = insert(_MESSAGES).returning(_MESSAGES.c.seq)
 
 
-
 @functools.lru_cache(maxsize=8)  # bounded: a caller building a new statement per call only misses
 def _claim(blocked_channels: Any) -> Any:
     """`MessageRepository.claim_due`'s statement (`lease` seconds and `limit` bound at each call): building it
@@ -56,6 +55,7 @@ def _claim(blocked_channels: Any) -> Any:
                     attempts=Message.attempts + 1)
             .returning(Message))
     return select(Message).from_statement(stmt)
+
 
 class ConversationRepository(Repository[Conversation]):
     model = Conversation

@@ -29,9 +29,11 @@ ADD_ONE = Prepared(
     .on_conflict_do_nothing(index_elements=["channel_id", "kind", "external_id"]),
     generic_plan=True)  # INSERT ... VALUES: no plan to choose
 
+
 # The ids as one array: the same SQL for any batch size (an IN list is a statement per size for asyncpg to prepare).
 _MARK = update(_TABLE).where(_TABLE.c.id == any_(bindparam("ids", type_=ARRAY(Uuid())))) \
     .values(processed_at=bindparam("processed_at"))
+
 
 class InboundEventRepository(Repository[InboundEvent]):
     model = InboundEvent

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import selectinload
 
 from common.api import Total
-from common.db.repository import Repository, matching, search
+from common.db.repository import Repository, matching
 from leads.lead.schemas import LeadFilters, LeadSort
 from leads.models import Lead, StageChange, search_text
 
@@ -68,11 +68,9 @@ class LeadRepository(Repository[Lead]):
 
     async def list(self, f: LeadFilters, *, sort: LeadSort, limit: int, offset: int,
                    cursor: str | None = None) -> tuple[list[Lead], Total]:
-        # `q` apart: a search the trigram index cannot serve is paginate's `unindexed` (as every list's).
-        filtered = apply_filters(select(Lead), replace(f, q=None))
-        stmt, unindexed = search(filtered, SEARCHED, f.q)
-        return await self.paginate(stmt, limit=limit, offset=offset, order_by=[SORT[sort]], cursor=cursor,
-                                   keyset=True, unindexed=unindexed, searched=filtered if f.q else None)
+        # `q` apart: searched as every list's (`search_page`).
+        return await self.search_page(apply_filters(select(Lead), replace(f, q=None)), SEARCHED, f.q, limit=limit,
+                                      offset=offset, order_by=[SORT[sort]], cursor=cursor, keyset=True)
 
     async def add_if_new_contact(self, values: dict[str, Any]) -> Lead | None:
         """Insert unless a lead with this `contact_key` exists (then None): one lead per contact."""

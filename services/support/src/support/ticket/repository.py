@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, Select, select
 
 from common.api import Total
-from common.db.repository import Repository, search
+from common.db.repository import Repository
 from support.models import RANKS, Ticket
 from support.ticket.schemas import TicketSort
 
@@ -54,7 +54,5 @@ class TicketRepository(Repository[Ticket]):
                 order = order[1:]
         if assignee_id is not None:
             stmt = stmt.where(Ticket.assignee_id == assignee_id)
-        filtered = stmt
-        stmt, unindexed = search(stmt, [Ticket.subject, Ticket.description], q)  # ix_tickets_*_trgm
-        return await self.paginate(stmt, limit=limit, offset=offset, order_by=order, cursor=cursor, keyset=True,
-                                   unindexed=unindexed, searched=filtered if q else None)
+        return await self.search_page(stmt, [Ticket.subject, Ticket.description], q,  # ix_tickets_*_trgm
+                                      limit=limit, offset=offset, order_by=order, cursor=cursor, keyset=True)

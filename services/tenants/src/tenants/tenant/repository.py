@@ -12,7 +12,7 @@ from sqlalchemy.orm import joinedload
 
 from common.api import Total
 from common.db.engine import Database, Prepared
-from common.db.repository import Repository, search
+from common.db.repository import Repository
 from tenants.models import Plan, Tenant, outbox
 from tenants.tenant.schemas import TenantSort
 
@@ -64,10 +64,8 @@ class TenantRepository(Repository[Tenant]):
             if not ids:
                 return [], Total(0)
             stmt = stmt.where(Tenant.plan_id.in_(ids))
-        filtered = stmt
-        stmt, unindexed = search(stmt, [Tenant.name], q)  # ix_tenants_live_name_trgm
-        return await self.paginate(stmt, limit=limit, offset=offset, order_by=[_SORT[sort]], cursor=cursor,
-                                   keyset=True, unindexed=unindexed, searched=filtered if q else None)
+        return await self.search_page(stmt, [Tenant.name], q,  # ix_tenants_live_name_trgm
+                                      limit=limit, offset=offset, order_by=[_SORT[sort]], cursor=cursor, keyset=True)
 
     @classmethod
     async def create(cls, database: Database, tenant: dict[str, Any], event: dict[str, Any]) -> None:

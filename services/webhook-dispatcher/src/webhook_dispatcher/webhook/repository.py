@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import Text, Uuid
 
 from common.api import Total
-from common.db.repository import Repository, search
+from common.db.repository import Repository
 from webhook_dispatcher.models import EndpointKind, EndpointStatus, WebhookEndpoint
 
 CHANGED_CHANNEL = "webhook_endpoint_changed"
@@ -99,11 +99,9 @@ class WebhookEndpointRepository(Repository[WebhookEndpoint]):
         if patterns is not None:
             stmt = stmt.where(WebhookEndpoint.events.has_any(  # type: ignore[attr-defined]
                 bindparam("patterns", list(patterns), ARRAY(Text))))
-        filtered = stmt
-        stmt, unindexed = search(stmt, [WebhookEndpoint.url, WebhookEndpoint.description], q)  # type: ignore[list-item]
-        return await self.paginate(stmt, limit=limit, offset=offset, cursor=cursor, keyset=True, unindexed=unindexed,
-                                   searched=filtered if q else None,
-                                   order_by=[WebhookEndpoint.created_at.desc()])  # type: ignore[attr-defined]
+        return await self.search_page(stmt, [WebhookEndpoint.url, WebhookEndpoint.description], q,  # type: ignore[list-item]
+                                      limit=limit, offset=offset, cursor=cursor, keyset=True,
+                                      order_by=[WebhookEndpoint.created_at.desc()])  # type: ignore[attr-defined]
 
     async def notify_changed(self, endpoint_id: uuid.UUID) -> None:
         """Every dispatcher replica reloads this endpoint when the transaction commits."""
