@@ -9,6 +9,7 @@ from sqlalchemy import String, UniqueConstraint, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Field
 
+import common.db.repository as common_repository
 from common.db.base import TableModel, new_registry
 from common.db.repository import Repository, contains
 
@@ -150,6 +151,35 @@ async def test_a_total_past_the_exact_limit_is_the_planners_estimate_never_below
                                                 offset=4, order_by=[Item.name.asc()])
         # An estimate never ends the list early: the page is read whatever the total says.
         assert [r.name for r in rows] == [f"{tag}-4", f"{tag}-5"] and paged_total >= 4
+
+
+async def test_an_estimate_is_reused_for_the_same_statement_and_parameters_for_a_few_seconds(database, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("common.db.repository.time.monotonic", lambda: clock[0])
+    mine, other = (uuid.uuid4().int % 2**31 for _ in range(2))
+    tag = uuid.uuid4().hex[:6]
+    await _add(database, *(f"{tag}-{i}" for i in range(3)), rank=mine)
+
+    def ranked(rank: int):
+        return select(Item.id).where(Item.rank == rank)
+
+    async with database.sessionmaker() as session:
+        await session.execute(text("ANALYZE items"))
+        repo = ItemRepository(session)
+        before = await repo.estimate(ranked(mine))
+        assert before < 100
+        async with database.sessionmaker() as writer, writer.begin():  # many more rows, and statistics that know them
+            writer.add_all(Item(name=f"{tag}-more-{i}", rank=rank) for rank in (mine, other) for i in range(500))
+        await session.execute(text("ANALYZE items"))
+        assert await repo.estimate(ranked(mine)) == before  # the same statement and parameters: kept
+        assert await repo.estimate(ranked(other)) >= 400  # other parameters: planned
+        clock[0] += 5.1  # past ESTIMATE_SECONDS
+        assert await repo.estimate(ranked(mine)) >= 400
+        # The most recently read are kept, the oldest dropped past ESTIMATES_KEPT.
+        monkeypatch.setattr("common.db.repository.ESTIMATES_KEPT", 2)
+        for rank in (mine, other, mine + 1):
+            await repo.estimate(ranked(rank))
+        assert len(common_repository._ESTIMATES) == 2
 
 
 async def test_flush_raises_the_repositorys_exception_for_a_named_constraint_and_other_violations_as_they_are(
