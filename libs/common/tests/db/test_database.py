@@ -10,7 +10,7 @@ from sqlalchemy import JSON, Column, Float, MetaData, String, Table, bindparam, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from common.db.engine import Prepared
+from common.db.engine import PoolTimeout, Prepared
 from common.outage import is_outage
 
 
@@ -98,18 +98,51 @@ async def test_prepared_statements_keep_at_most_half_the_pool_so_sessions_still_
         assert await asyncio.wait_for(asyncio.gather(*(session_query() for _ in range(2))), 10) == [1, 1]
 
 
+async def test_a_burst_of_prepared_statements_holds_fewer_than_pool_size_connections_while_it_runs(scratch_database):
+    # 12 at once on `run`'s pool_size - 1 = 2 connections: they queue for those two, and sessions are served
+    # from the rest of the pool meanwhile (before, the burst took every pooled connection and sessions waited).
+    db = await scratch_database(pool_size=3)
+    nap = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
+    burst = asyncio.gather(*(db.run(nap, {"seconds": 0.1}) for _ in range(12)))  # >= 0.6 s on two connections
+    most = 0
+    async with db.sessionmaker() as session:
+        while not burst.done():
+            sleeping = (await session.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'SELECT pg_sleep%' "
+                "AND pid <> pg_backend_pid() AND datname = current_database()"))).scalar_one()
+            most = max(most, sleeping)
+            await session.commit()
+            await asyncio.sleep(0.02)
+    await burst
+    assert most == 2
+
+
+async def test_a_statement_waiting_longer_than_the_pool_timeout_for_a_connection_is_an_outage(scratch_database,
+                                                                                                 monkeypatch):
+    monkeypatch.setattr("common.db.engine.POOL_TIMEOUT", 0.3)
+    db = await scratch_database(pool_size=2)  # `run` holds one connection at most
+    nap = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
+    busy = asyncio.ensure_future(db.run(nap, {"seconds": 3}))
+    await asyncio.sleep(0.1)
+    with pytest.raises(PoolTimeout) as waited:
+        await db.run(nap, {"seconds": 0})
+    assert is_outage(waited.value)  # a 503 with Retry-After for its caller, as when the pool has none free
+    await busy
+    assert await db.run(nap, {"seconds": 0}) == "SELECT 1"  # the connection came back, and serves again
+
+
 async def test_when_the_server_ends_the_connections_one_statement_fails_not_one_per_kept_connection(
         scratch_database, postgres):
     db = await scratch_database(pool_size=3)
     nap = Prepared(text("SELECT pg_sleep(:seconds)").bindparams(bindparam("seconds", type_=Float)))
-    await asyncio.gather(*(db.run(nap, {"seconds": 0.05}) for _ in range(3)))  # two kept now, one in the pool
+    await asyncio.gather(*(db.run(nap, {"seconds": 0.05}) for _ in range(3)))  # two kept now (pool_size - 1)
     admin = await postgres.connect()
     try:
         ended = await admin.fetchval("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                      "WHERE datname = $1", db.engine.url.database)
     finally:
         await admin.close()
-    assert ended >= 3
+    assert ended >= 2
     with pytest.raises(Exception) as failed:
         await db.run(nap, {"seconds": 0})
     assert is_outage(failed.value)  # a 503 for its caller, as from a session
@@ -127,9 +160,9 @@ async def test_a_statement_with_no_plan_to_choose_is_planned_once_and_the_pool_k
                                                               func.current_setting(text("'plan_cache_mode'"))))
     generic, custom = Prepared(write, generic_plan=True), Prepared(write)
     await asyncio.gather(*(db.run(generic, {"name": "generic"}) for _ in range(4)))  # more than are kept
-    await asyncio.gather(*(db.run(custom, {"name": "custom"}) for _ in range(4)))
+    await asyncio.gather(*(db.run(custom, {"name": "custom"}) for _ in range(4)))  # the same connection, set back
     async with db.engine.connect() as conn:
         rows = set((await conn.execute(select(seen.c.name, seen.c.mode))).all())
-        # the connections `run` did not keep went back to the pool after the burst: they plan each time
+        # the pool's other connections plan each time
         assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
     assert rows == {("generic", "auto"), ("custom", "force_custom_plan")}

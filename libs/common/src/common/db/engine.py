@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 from sqlalchemy import Dialect, Executable, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -31,6 +33,12 @@ def _json(value: Any) -> str:
 
 
 RECYCLE_SECONDS = 1800  # a pooled connection's age limit (SQLAlchemy's pool_recycle, and `Database.run`'s own)
+POOL_TIMEOUT = 30.0  # how long a request waits for a connection (the pool's `pool_timeout`, and `Database.run`'s)
+
+
+class PoolTimeout(sa_exc.TimeoutError):
+    """No connection of `Database.run`'s came free in POOL_TIMEOUT: what the pool raises in that case (an outage,
+    a 503 for the caller)."""
 
 
 class Prepared:
@@ -75,7 +83,7 @@ class Database:
         # (each a fork on the server and a handshake plus type introspection here). A request that finds
         # every connection busy waits for one (pool_timeout). LIFO keeps the idle ones few and warm.
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=2 * pool_size, max_overflow=0, pool_use_lifo=True, pool_timeout=30,
+            url, pool_size=2 * pool_size, max_overflow=0, pool_use_lifo=True, pool_timeout=POOL_TIMEOUT,
             pool_recycle=RECYCLE_SECONDS, echo=echo, json_serializer=_json,
             connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan" if custom_plans else "auto"}},
         )
@@ -85,13 +93,19 @@ class Database:
         self._spans = trace_database(self.engine)
         self.autocommit: AsyncEngine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
-        # `run`'s own connections: up to `pool_size` - 1 pooled connections it keeps checked out between calls,
-        # so sessions always have `pool_size` of the pool's 2 x `pool_size` beside the relay's one (with
-        # DATABASE_POOL_SIZE=1, none is kept). Each with when it was taken from the pool (recycled after
-        # RECYCLE_SECONDS kept, so at most twice that since it was opened); apart, those
-        # set to plan generically (`Prepared.generic_plan`), set back before they return to the pool.
+        # `run`'s own connections: at most `pool_size` - 1 of the pool's, kept checked out between calls (a checkout
+        # and check-in through the async engine cost ~20 us of CPU, two thirds of the statement's own driver work),
+        # so sessions always have `pool_size` of the pool's 2 x `pool_size` beside the relay's one; a call that
+        # finds all of them busy waits for one (with DATABASE_POOL_SIZE=1, none is kept: one checkout per call).
+        # Idle ones by plan mode (True: `Prepared.generic_plan`), each with when it was taken from the pool
+        # (recycled after RECYCLE_SECONDS kept, so at most twice that since it was opened). A connection's mode is
+        # set when a call needs the other one, and set back before it returns to the pool: once per connection,
+        # not per call. (Before, a call finding no idle one took another from the pool and gave it back after:
+        # under 32 clients a quarter of the tenant creates paid a SET and a RESET round trip for that.)
         self._kept: dict[bool, list[tuple[Any, float]]] = {False: [], True: []}
         self._keep = pool_size - 1
+        self._held = 0  # taken from the pool by `run` and not given back: idle in `_kept`, or running a statement
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def run(self, prepared: Prepared, params: Mapping[str, Any]) -> str:
         """Execute `prepared` with `params` (every bind parameter by name) on a connection of its own, committed
@@ -103,69 +117,135 @@ class Database:
             raise ValueError(f"expected parameters {[n for n, _ in names]}, got {sorted(params)}")
         args = [process(params[name]) if process else params[name] for name, process in names]
         span = statement_span(sql, self.engine.url.database) if self._spans else contextlib.nullcontext()
-        # A connection kept from an earlier call, else one from the pool: a checkout and check-in through the
-        # async engine (a greenlet, the pool's bookkeeping and reset) cost ~20 us of CPU, two thirds of the
-        # statement's own driver work. Only statements that commit by themselves run on these.
-        # Planned generically only on a connection `run` keeps (with none kept, SET and RESET around every statement
-        # would cost two round trips more than the planning they save).
-        generic = prepared.generic_plan and self._keep > 0
-        kept = self._kept[generic]
-        fresh = not kept
-        conn, since = kept.pop() if kept else (await self.engine.raw_connection(), time.monotonic())
+        if self._keep == 0:
+            return await self._run_once(sql, args, span)
+        generic = prepared.generic_plan
+        conn, since, mode = await self._take(generic)
         try:
-            if generic and fresh:
-                await conn.driver_connection.execute("SET plan_cache_mode = auto")
+            if mode != generic:
+                # Only statements that commit by themselves run on these connections: a plain SET stays.
+                await conn.driver_connection.execute("SET plan_cache_mode = auto" if generic else "RESET plan_cache_mode")
+                mode = generic
             with span:
                 status: str = await conn.driver_connection.execute(sql, *args)
         except asyncpg.PostgresError as exc:
             # A statement refused for its data leaves a usable connection; anything else (the server shutting
             # down, a killed backend) may not, and a dead one kept or back in the pool fails the next request.
             if isinstance(exc, (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)):
-                await self._put_back(conn, since, generic)
+                await self._put_back(conn, since, mode)
             else:
-                conn.invalidate()
+                self._drop(conn)
                 self._forget_kept()
             error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
             raise error(sql, args, exc) from exc
         except BaseException as exc:
             # Cancelled or broken mid-statement: the connection's state is unknown, so it is not reused.
-            conn.invalidate()
+            self._drop(conn)
             if not isinstance(exc, asyncio.CancelledError):
                 self._forget_kept()
             raise
-        await self._put_back(conn, since, generic)
+        await self._put_back(conn, since, mode)
         return status
+
+    async def _run_once(self, sql: str, args: list[Any], span: Any) -> str:
+        """`run` with nothing kept: a pool checkout for the one statement, planned as the pool plans."""
+        conn = await self.engine.raw_connection()
+        try:
+            with span:
+                status: str = await conn.driver_connection.execute(sql, *args)
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)):
+                conn.close()
+            else:
+                conn.invalidate()
+            error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
+            raise error(sql, args, exc) from exc
+        except BaseException:
+            conn.invalidate()
+            raise
+        conn.close()
+        return status
+
+    async def _take(self, generic: bool) -> tuple[Any, float, bool]:
+        """An idle kept connection planning as wanted, else a new one from the pool while fewer than `_keep` are
+        held, else an idle one planning the other way, else the first to come back (within the pool's timeout)."""
+        deadline = None
+        while True:
+            for mode in (generic, not generic):
+                if self._kept[mode] and (mode == generic or self._held >= self._keep):
+                    conn, since = self._kept[mode].pop()
+                    return conn, since, mode
+                if mode == generic and self._held < self._keep:
+                    self._held += 1
+                    try:
+                        return await self.engine.raw_connection(), time.monotonic(), False
+                    except BaseException:
+                        self._released()
+                        raise
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + POOL_TIMEOUT
+            waiter = loop.create_future()
+            self._waiting.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then ended: the connection that came free goes to the next one
+                if isinstance(exc, TimeoutError):
+                    raise PoolTimeout(f"none of `run`'s {self._keep} connections came free in {POOL_TIMEOUT:.0f} s") \
+                        from None
+                raise
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+
+    def _wake(self) -> None:
+        """A connection came free (kept idle, or given back so a new one may be taken): wake the first waiter."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _released(self) -> None:
+        self._held -= 1
+        self._wake()
+
+    def _drop(self, conn: Any) -> None:
+        conn.invalidate()
+        self._released()
 
     def _forget_kept(self) -> None:
         """A connection failed (the server restarted, or killed it): those kept are likely dead too. Each would
         fail one request (no checkout sees them); closed, the next `run`s connect afresh instead."""
         for kept in self._kept.values():
             while kept:
-                kept.pop()[0].invalidate()
+                self._drop(kept.pop()[0])
 
     async def _put_back(self, conn: Any, since: float, generic: bool) -> None:
-        """Keep `conn` for the next `run`, unless enough are kept or it is due for recycling: back to the pool
-        (planning as it did when it came from there)."""
-        if sum(map(len, self._kept.values())) < self._keep and time.monotonic() - since < RECYCLE_SECONDS:
+        """Keep `conn` for the next `run`, unless it is due for recycling: back to the pool (planning as it did
+        when it came from there)."""
+        if time.monotonic() - since < RECYCLE_SECONDS:
             self._kept[generic].append((conn, since))
+            self._wake()
             return
         if generic:
             try:
                 await conn.driver_connection.execute("RESET plan_cache_mode")
             except Exception:  # the statement's outcome stands; this connection is not reused
-                conn.invalidate()
+                self._drop(conn)
                 return
             except BaseException:
-                conn.invalidate()
+                self._drop(conn)
                 raise
         conn.close()
+        self._released()
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        for kept in self._kept.values():
-            while kept:
-                kept.pop()[0].invalidate()  # closed: a generic plan setting must not reach the pool
+        self._forget_kept()  # closed: a generic plan setting must not reach the pool
         await self.engine.dispose()
