@@ -131,6 +131,25 @@ async def test_a_statement_waiting_longer_than_the_pool_timeout_for_a_connection
     assert await db.run(nap, {"seconds": 0}) == "SELECT 1"  # the connection came back, and serves again
 
 
+async def test_calls_waiting_for_a_connection_are_served_in_order_and_one_cancelled_gives_up_its_turn(
+        scratch_database):
+    metadata = MetaData()
+    served = Table("served", metadata, Column("name", String(20)), Column("at", Float))
+    db = await scratch_database(metadata, pool_size=2)  # `run` holds one connection at most
+    write = Prepared(text("INSERT INTO served (name, at) SELECT :name, extract(epoch FROM clock_timestamp()) "
+                          "FROM pg_sleep(0.05)").bindparams(bindparam("name", type_=String)))
+    first = asyncio.ensure_future(db.run(write, {"name": "first"}))
+    await asyncio.sleep(0.01)
+    waiting = {name: asyncio.ensure_future(db.run(write, {"name": name})) for name in ("a", "b", "c", "d")}
+    await asyncio.sleep(0.01)
+    waiting["b"].cancel()
+    await asyncio.gather(first, *(task for name, task in waiting.items() if name != "b"))
+    async with db.engine.connect() as conn:
+        order = [name for (name,) in (await conn.execute(select(served.c.name).order_by(served.c.at))).all()]
+    assert order == ["first", "a", "c", "d"]
+    assert await db.run(write, {"name": "after"}) == "INSERT 0 1"  # nothing was lost to the cancelled call
+
+
 async def test_when_the_server_ends_the_connections_one_statement_fails_not_one_per_kept_connection(
         scratch_database, postgres):
     db = await scratch_database(pool_size=3)

@@ -105,7 +105,8 @@ class Database:
         self._kept: dict[bool, list[tuple[Any, float]]] = {False: [], True: []}
         self._keep = pool_size - 1
         self._held = 0  # taken from the pool by `run` and not given back: idle in `_kept`, or running a statement
-        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Calls waiting for one, first come first served: each is handed a connection, or None (open one).
+        self._waiting: collections.deque[asyncio.Future[tuple[Any, float, bool] | None]] = collections.deque()
 
     async def run(self, prepared: Prepared, params: Mapping[str, Any]) -> str:
         """Execute `prepared` with `params` (every bind parameter by name) on a connection of its own, committed
@@ -168,49 +169,65 @@ class Database:
 
     async def _take(self, generic: bool) -> tuple[Any, float, bool]:
         """An idle kept connection planning as wanted, else a new one from the pool while fewer than `_keep` are
-        held, else an idle one planning the other way, else the first to come back (within the pool's timeout)."""
-        deadline = None
-        while True:
-            for mode in (generic, not generic):
-                if self._kept[mode] and (mode == generic or self._held >= self._keep):
-                    conn, since = self._kept[mode].pop()
-                    return conn, since, mode
-                if mode == generic and self._held < self._keep:
-                    self._held += 1
-                    try:
-                        return await self.engine.raw_connection(), time.monotonic(), False
-                    except BaseException:
-                        self._released()
-                        raise
-            loop = asyncio.get_running_loop()
-            deadline = deadline or loop.time() + POOL_TIMEOUT
-            waiter = loop.create_future()
-            self._waiting.append(waiter)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await waiter
-            except (TimeoutError, asyncio.CancelledError) as exc:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # woken, then ended: the connection that came free goes to the next one
-                if isinstance(exc, TimeoutError):
-                    raise PoolTimeout(f"none of `run`'s {self._keep} connections came free in {POOL_TIMEOUT:.0f} s") \
-                        from None
-                raise
-            finally:
-                with contextlib.suppress(ValueError):
+        held, else an idle one planning the other way, else the first to come free, handed over in the order the
+        calls came (within the pool's timeout): none is taken by a later call meanwhile."""
+        if self._kept[generic]:
+            return (*self._kept[generic].pop(), generic)
+        if self._held < self._keep:
+            self._held += 1
+            return await self._connect()
+        if self._kept[not generic]:
+            return (*self._kept[not generic].pop(), not generic)
+        waiter: asyncio.Future[tuple[Any, float, bool] | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            async with asyncio.timeout(POOL_TIMEOUT):
+                handed = await waiter
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if waiter.done() and not waiter.cancelled():  # handed over, then ended: to the next call
+                handed = waiter.result()
+                if handed:
+                    self._give(*handed)
+                else:
+                    self._released()
+            else:
+                with contextlib.suppress(ValueError):  # or already passed over by `_next`
                     self._waiting.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                raise PoolTimeout(f"none of `run`'s {self._keep} connections came free in {POOL_TIMEOUT:.0f} s") \
+                    from None
+            raise
+        return handed if handed else await self._connect()  # None: one was dropped, a new one may be opened
 
-    def _wake(self) -> None:
-        """A connection came free (kept idle, or given back so a new one may be taken): wake the first waiter."""
+    async def _connect(self) -> tuple[Any, float, bool]:
+        """A new connection from the pool, already counted in `_held`."""
+        try:
+            return await self.engine.raw_connection(), time.monotonic(), False
+        except BaseException:
+            self._released()
+            raise
+
+    def _next(self) -> asyncio.Future[tuple[Any, float, bool] | None] | None:
+        """The first call still waiting (one cancelled or timed out meanwhile is passed over)."""
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
-                waiter.set_result(None)
-                return
+                return waiter
+        return None
+
+    def _give(self, conn: Any, since: float, generic: bool) -> None:
+        """A connection came free: to the first waiting call, else kept idle."""
+        if waiter := self._next():
+            waiter.set_result((conn, since, generic))
+        else:
+            self._kept[generic].append((conn, since))
 
     def _released(self) -> None:
-        self._held -= 1
-        self._wake()
+        """A held connection was closed or dropped: the first waiting call may open one in its place."""
+        if waiter := self._next():
+            waiter.set_result(None)  # still counted in `_held`: now its
+        else:
+            self._held -= 1
 
     def _drop(self, conn: Any) -> None:
         conn.invalidate()
@@ -227,8 +244,7 @@ class Database:
         """Keep `conn` for the next `run`, unless it is due for recycling: back to the pool (planning as it did
         when it came from there)."""
         if time.monotonic() - since < RECYCLE_SECONDS:
-            self._kept[generic].append((conn, since))
-            self._wake()
+            self._give(conn, since, generic)
             return
         if generic:
             try:
