@@ -4,6 +4,7 @@ fallback poll off while idle."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -33,6 +34,29 @@ async def test_a_failing_or_ending_job_is_started_again_and_failures_are_reporte
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_an_outage_is_a_one_line_warning_and_a_bug_an_error_with_its_traceback(caplog):
+    failures = [ConnectionRefusedError(111, "Connection refused"), KeyError("bug")]
+    done = asyncio.Event()
+
+    async def job() -> None:
+        if failures:
+            raise failures.pop(0)
+        done.set()
+        await asyncio.Event().wait()
+
+    with caplog.at_level(logging.INFO, logger="common.supervise"):
+        task = asyncio.create_task(supervise("relay", job, first_delay=0.01))
+        async with asyncio.timeout(5):
+            await done.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    outage, bug = caplog.records
+    assert outage.levelno == logging.WARNING and outage.exc_info is None
+    assert "relay stopped: a dependency is unreachable (ConnectionRefusedError" in outage.getMessage()
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None and "relay failed" in bug.getMessage()
 
 
 async def test_cancel_stops_the_job_and_the_supervisor_for_good():

@@ -1,8 +1,9 @@
 """`supervise()`: the one way a long-running loop runs (STYLE habit 15).
 
 A background job (relay, consumer, poller, purge) is a plain coroutine function; run under
-`supervise`, a failure is logged with its reason and the job is started again after a backoff that
-grows while it keeps failing and resets once it has run a while. Cancellation stops it.
+`supervise`, a failure is logged with its reason (an outage -- the database or the broker unreachable -- as a
+one-line warning, anything else as an error with its traceback) and the job is started again after a backoff
+that grows while it keeps failing and resets once it has run a while. Cancellation stops it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from common.outage import is_outage
 
 logger = logging.getLogger("common.supervise")
 
@@ -31,7 +34,11 @@ async def supervise(name: str, job: Callable[[], Awaitable[Any]], *, first_delay
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.exception("%s failed; starting it again in %.1f s", name, delay)
+            if is_outage(exc):  # the database or the broker away (restarting): expected, its reason is enough
+                logger.warning("%s stopped: a dependency is unreachable (%s: %s); starting it again in %.1f s", name,
+                               type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc) else "", delay)
+            else:
+                logger.exception("%s failed; starting it again in %.1f s", name, delay)
             if on_failure is not None:
                 on_failure(exc)
         if time.monotonic() - started >= healthy_after:
