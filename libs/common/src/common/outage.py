@@ -8,7 +8,7 @@ import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from sqlalchemy import exc as sa_exc
 
-_OUTAGE_TYPES: tuple[type[BaseException], ...] = (
+OUTAGE_TYPES: tuple[type[BaseException], ...] = (
     OSError,  # connection refused / reset, DNS, socket timeouts (TimeoutError is one)
     sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
     sa_exc.TimeoutError,  # no pooled connection came free in time
@@ -30,7 +30,7 @@ def is_outage(exc: BaseException) -> bool:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, _OUTAGE_TYPES):
+        if isinstance(current, OUTAGE_TYPES):
             return True
         if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
             return True

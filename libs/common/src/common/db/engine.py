@@ -150,7 +150,7 @@ class Database:
 
     async def _run_once(self, sql: str, args: list[Any], span: Any) -> str:
         """`run` with nothing kept: a pool checkout for the one statement, planned as the pool plans."""
-        conn = await self.engine.raw_connection()
+        conn = await self._pooled()
         try:
             with span:
                 status: str = await conn.driver_connection.execute(sql, *args)
@@ -202,10 +202,20 @@ class Database:
     async def _connect(self) -> tuple[Any, float, bool]:
         """A new connection from the pool, already counted in `_held`."""
         try:
-            return await self.engine.raw_connection(), time.monotonic(), False
+            return await self._pooled(), time.monotonic(), False
         except BaseException:
             self._released()
             raise
+
+    async def _pooled(self) -> Any:
+        """A connection from the pool, its driver's errors raised as SQLAlchemy's, as `engine.connect()` raises them
+        (`raw_connection` does not: e.g. "not yet accepting connections" came out as the dialect's bare `Error`,
+        which only a handler of `Exception` answered, after which Starlette raises it again)."""
+        try:
+            return await self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error,
+                                      dialect=self.engine.dialect) from exc
 
     def _next(self) -> asyncio.Future[tuple[Any, float, bool] | None] | None:
         """The first call still waiting (one cancelled or timed out meanwhile is passed over)."""
