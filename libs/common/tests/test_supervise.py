@@ -11,6 +11,17 @@ import pytest
 from common.supervise import IdleWait, every, supervise
 
 
+async def _supervised_until(reached: asyncio.Event, name: str, job, **options) -> asyncio.Task:
+    """`supervise(name, job)` until `reached` is set, then cancelled (which ends it)."""
+    task = asyncio.create_task(supervise(name, job, first_delay=0.01, **options))
+    async with asyncio.timeout(5):
+        await reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return task
+
+
 async def test_a_failing_or_ending_job_is_started_again_and_failures_are_reported():
     calls = 0
     failures: list[BaseException] = []
@@ -26,14 +37,9 @@ async def test_a_failing_or_ending_job_is_started_again_and_failures_are_reporte
         third.set()
         await asyncio.Event().wait()
 
-    task = asyncio.create_task(supervise("flaky", job, first_delay=0.01, on_failure=failures.append))
-    async with asyncio.timeout(5):
-        await third.wait()
+    await _supervised_until(third, "flaky", job, on_failure=failures.append)
     assert calls == 3
     assert [str(f) for f in failures] == ["broker went away"]  # the ending is no failure
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 async def test_an_outage_is_a_one_line_warning_and_a_bug_an_error_with_its_traceback(caplog):
@@ -47,12 +53,7 @@ async def test_an_outage_is_a_one_line_warning_and_a_bug_an_error_with_its_trace
         await asyncio.Event().wait()
 
     with caplog.at_level(logging.INFO, logger="common.supervise"):
-        task = asyncio.create_task(supervise("relay", job, first_delay=0.01))
-        async with asyncio.timeout(5):
-            await done.wait()
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await _supervised_until(done, "relay", job)
     outage, bug = caplog.records
     assert outage.levelno == logging.WARNING and outage.exc_info is None
     assert "relay stopped: a dependency is unreachable (ConnectionRefusedError" in outage.getMessage()
@@ -72,12 +73,7 @@ async def test_cancel_stops_the_job_and_the_supervisor_for_good():
         finally:
             stopped.set()
 
-    task = asyncio.create_task(supervise("steady", job, first_delay=0.01))
-    async with asyncio.timeout(5):
-        await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    task = await _supervised_until(started, "steady", job)
     assert stopped.is_set() and task.cancelled() and runs == 1
 
 

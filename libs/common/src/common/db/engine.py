@@ -41,6 +41,17 @@ class PoolTimeout(sa_exc.TimeoutError):
     a 503 for the caller)."""
 
 
+def _refused_data(exc: asyncpg.PostgresError) -> bool:
+    """A statement refused for its data (a constraint, a value the column cannot hold): its connection is usable."""
+    return isinstance(exc, (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError))
+
+
+def _as_sqlalchemy(sql: str, args: list[Any], exc: asyncpg.PostgresError) -> DBAPIError:
+    """The driver's error as SQLAlchemy raises it from a session (`IntegrityError` for a constraint)."""
+    error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
+    return error(sql, args, exc)
+
+
 class Prepared:
     """A Core statement with named `bindparam`s, compiled once per process and run by `Database.run` straight on a
     pooled connection's asyncpg driver (which prepares it once per connection).
@@ -132,13 +143,12 @@ class Database:
         except asyncpg.PostgresError as exc:
             # A statement refused for its data leaves a usable connection; anything else (the server shutting
             # down, a killed backend) may not, and a dead one kept or back in the pool fails the next request.
-            if isinstance(exc, (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)):
+            if _refused_data(exc):
                 await self._put_back(conn, since, mode)
             else:
                 self._drop(conn)
                 self._forget_kept()
-            error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
-            raise error(sql, args, exc) from exc
+            raise _as_sqlalchemy(sql, args, exc) from exc
         except BaseException as exc:
             # Cancelled or broken mid-statement: the connection's state is unknown, so it is not reused.
             self._drop(conn)
@@ -155,12 +165,11 @@ class Database:
             with span:
                 status: str = await conn.driver_connection.execute(sql, *args)
         except asyncpg.PostgresError as exc:
-            if isinstance(exc, (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)):
+            if _refused_data(exc):
                 conn.close()
             else:
                 conn.invalidate()
-            error = IntegrityError if isinstance(exc, asyncpg.IntegrityConstraintViolationError) else DBAPIError
-            raise error(sql, args, exc) from exc
+            raise _as_sqlalchemy(sql, args, exc) from exc
         except BaseException:
             conn.invalidate()
             raise
