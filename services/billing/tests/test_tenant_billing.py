@@ -4,6 +4,7 @@ changes and cancellations: once each, whatever Stripe does meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import Counter
 
@@ -193,6 +194,28 @@ async def test_a_tenant_on_a_plan_without_a_price_waits_for_the_sync_then_is_sub
     assert resp.status_code == 404 and "/api/platform/plans" in resp.json()["detail"]
     resp = await owner.put(f"{BILLING}/plans/{code}", json={"name": "Other", "amount": 100})
     assert resp.status_code == 422
+
+
+async def test_a_job_waiting_for_the_owner_is_tried_again_rarely_and_said_once(owner, stripe, tenants, count,
+                                                                               configured, plan_copy, caplog):
+    # A plan without a Stripe price: only the owner can unblock its tenants' jobs (and doing so wakes them at once).
+    code = f"T{uuid.uuid4().hex[:6].upper()}"
+    await tenants.plan(code, f"Plan {code}", 500, currency="EUR")
+    await plan_copy(owner, code)
+    tenant = uuid.uuid4()
+    with caplog.at_level(logging.DEBUG, logger="billing.sync"):
+        await tenants.created(tenant, plan=f"Plan {code}")
+
+        async def tried_three_times() -> bool:
+            return await count("SELECT count(*) FROM billing_sync_jobs WHERE tenant_id = :t AND attempts >= 3 "
+                               "AND last_error LIKE '%has no Stripe price%'", t=tenant) == 1
+
+        await wait_until(tried_three_times)
+    said = [r for r in caplog.records if r.name == "billing.sync" and str(tenant) in r.getMessage()]
+    assert [r.levelno for r in said][:3] == [logging.WARNING, logging.DEBUG, logging.DEBUG], said
+    # Waiting, it is tried again once per BILLING_RETRY_MAX_SECONDS (1 s here; 0.8-1 s with jitter), not backing off
+    # from BILLING_RETRY_INITIAL_SECONDS (0.2 s here: the third attempt came 0.6 s after the first).
+    assert said[2].created - said[0].created >= 1.5, [r.created for r in said]
 
 
 @pytest.mark.parametrize("lost", ["/v1/customers", "/v1/subscriptions"])

@@ -142,9 +142,19 @@ async def run_job(database: Database, billing: Billing, job: SyncJob) -> bool:
         await _KINDS[job.kind](database, billing, stripe, job)
     except (RetryableCall, StripeRejected, Waiting, stripe_settings.NotConfigured) as exc:
         detail = getattr(exc, "detail", None) or str(exc)
-        logger.warning("billing job %s (%s of tenant %s) postponed after attempt %d: %s", job.event_id, job.kind,
-                       job.tenant_id, job.attempts, detail)
-        delay = backoff(billing, job.attempts)
+        if isinstance(exc, (Waiting, stripe_settings.NotConfigured)):
+            # Only the owner unblocks it (keys saved, plans priced), and that makes every waiting job due at once
+            # (`retry_waiting`): meanwhile it is tried again only as a safety net (a change that raced this
+            # attempt), once per BILLING_RETRY_MAX_SECONDS, and said once per reason. Backing off from 2 s, each
+            # of 200 new tenants waiting for Stripe's keys logged 3-4 warnings in its first 15 s, then one per
+            # 5 min for good.
+            delay = timedelta(seconds=billing.settings.billing_retry_max_seconds * random.uniform(0.8, 1.0))
+            said = job.last_error == detail[:2000]
+        else:
+            delay, said = backoff(billing, job.attempts), False
+        (logger.debug if said else logger.warning)(
+            "billing job %s (%s of tenant %s) postponed after attempt %d: %s", job.event_id, job.kind, job.tenant_id,
+            job.attempts, detail)
         async with database.sessionmaker() as session:
             await SyncJobRepository(session).postpone(job.id, delay, detail)
             await session.commit()
