@@ -241,8 +241,8 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_seconds(pid: int) -> float:
-    """Time on a CPU so far, in nanoseconds from the scheduler (`/proc/<pid>/schedstat`); `/proc/<pid>/stat`'s
-    10 ms ticks where there is none. With ticks, each backend's figure was off by up to a tick: with three or four
+    """Time on a CPU so far, in seconds: the scheduler's nanoseconds (`/proc/<pid>/schedstat`), else
+    `/proc/<pid>/stat`'s 10 ms ticks. With ticks, each backend's figure was off by up to a tick: with three or four
     backends in a page's 100 calls, +-0.1-0.4 ms per page, the size of what (h) measures."""
     try:
         with open(f"/proc/{pid}/schedstat") as f:

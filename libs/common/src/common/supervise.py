@@ -36,7 +36,7 @@ async def supervise(name: str, job: Callable[[], Awaitable[Any]], *, first_delay
         except Exception as exc:
             if is_outage(exc):  # the database or the broker away (restarting): expected, its reason is enough
                 logger.warning("%s stopped: a dependency is unreachable (%s: %s); starting it again in %.1f s", name,
-                               type(exc).__name__, str(exc).splitlines()[0][:300] if str(exc) else "", delay)
+                               type(exc).__name__, (str(exc).splitlines() or [""])[0][:300], delay)
             else:
                 logger.exception("%s failed; starting it again in %.1f s", name, delay)
             if on_failure is not None:

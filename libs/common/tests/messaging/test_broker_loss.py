@@ -135,7 +135,7 @@ async def test_batched_sends_and_idle_checks_are_not_taken_for_a_loss(database, 
             await seen.wait_for(lambda e: e.id == sent[-1])
             marker = await add_events(database, outbox, 1)
             await seen.wait_for(lambda e: e.id == marker[0])
-            ids = [e.id for e in seen.matching(lambda e: True)]
+            ids = [e.id for e in seen.deliveries(lambda e: True)]
     assert sorted(map(str, ids)) == sorted(map(str, sent + marker))  # each once: nothing re-published
     # A new leader counts the records the partitions really hold (not tansu's listed ends): no loss.
     async with relay_running(database, broker.bootstrap, source) as relay:

@@ -76,10 +76,7 @@ async def becomes(owner, tenant_id: str, **expected: Any) -> dict[str, Any]:
 
 
 def of(events, tenant_id: str, name: str) -> list[Envelope]:
-    """The tenant's `name` events, each once: delivery is at least once (a relay that finds the broker lost records
-    sends them again, with their ids), so what is counted here is events, not deliveries."""
-    found = events.matching(lambda e: e.event == name and str(e.tenant_id) == tenant_id)
-    return list({e.id: e for e in found}.values())  # in the order each was first seen
+    return events.matching(lambda e: e.event == name and str(e.tenant_id) == tenant_id)
 
 
 async def test_a_tenant_that_does_not_pay_is_suspended_then_reactivated_once(owner, billing, tenant_events):

@@ -38,6 +38,14 @@ class EventCollector:
                 await self._changed.wait()
 
     def matching(self, predicate: Callable[[Envelope], bool]) -> list[Envelope]:
+        """The events `predicate` picks, each once, in the order they first arrived. Delivery is at least once (a
+        relay that finds the broker lost records sends them again, with their ids): a test that counts what a
+        service did counts events, not deliveries (seen once in `make test`: a plan change's `tenant.updated`
+        twice)."""
+        return list({e.id: e for e in self.deliveries(predicate)}.values())
+
+    def deliveries(self, predicate: Callable[[Envelope], bool]) -> list[Envelope]:
+        """Every record of the events `predicate` picks, a redelivered one as often as it came."""
         return [e for e, _ in self.events if predicate(e)]
 
     def headers_of(self, event_id: uuid.UUID) -> dict[str, str]:
