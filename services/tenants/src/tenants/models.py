@@ -63,14 +63,17 @@ class Tenant(Base, table=True):
     )
 
     name: str = Field(sa_type=String(200))
-    plan_id: uuid.UUID = Field(foreign_key="plans.id")
+    # A plan's id, checked by a trigger rather than a foreign key (migration 0007: the key locked the plan's row at
+    # every create); a referenced plan cannot be deleted.
+    plan_id: uuid.UUID
     status: str = Field(default="ACTIVE", sa_type=String(20))
     contact_email: str | None = Field(default=None, sa_type=String(320))
     settings: dict[str, Any] = Field(default_factory=dict, sa_type=JSONB)
     status_reason: str | None = Field(default=None, sa_type=String(500))
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
-    plan: Plan = Relationship(sa_relationship_kwargs={"lazy": "raise"})
+    plan: Plan = Relationship(sa_relationship_kwargs={"lazy": "raise", "primaryjoin": "Tenant.plan_id == Plan.id",
+                                                      "foreign_keys": "[Tenant.plan_id]"})
 
 
 outbox = outbox_table(Base.metadata)
