@@ -55,6 +55,15 @@ from common.outage import is_outage
 logger = logging.getLogger("common.relay")
 tracer = trace.get_tracer("common.relay")
 
+# The relay's connection, for as long as it leads (each statement commits by itself: no BEGIN/COMMIT round trips):
+# - a mark lost to a database crash only means those rows are published again (same event ids, which consumers
+#   dedupe): marks need not wait for the WAL flush;
+# - the pass's `published_at IS NULL ORDER BY seq` is read through its partial index in order, never as a bitmap.
+#   A mark leaves the row's old entry in that index until a vacuum; only a plain index scan flags such an entry
+#   dead when it meets it, so that the next pass skips it. A bitmap scan visited the heap page of every row marked
+#   since the last vacuum at each pass: 0.4 ms growing to 3.3 ms within 8 s at ~1,200 creates/s, against 0.1-0.2 ms.
+RELAY_SESSION = ("SET synchronous_commit TO OFF", "SET enable_bitmapscan TO OFF")
+
 BROKER_LOSSES = Counter("outbox_broker_losses_total",
                         "Times the broker was found to have lost records it acknowledged", ["source"])
 # A partition this leadership knows nothing of: any loss in it may concern rows of earlier leaders.
@@ -169,10 +178,8 @@ class OutboxRelay:
                 register_leader(self.outbox.channel, self._wake.set)  # commits of this process
                 await raw.add_listener(self.outbox.channel, self._on_notify)  # commits of other processes
                 await ensure_topics(self.bootstrap, [self.outbox.topic], self.partitions)
-                # The relay's statements run on this connection, each committing by itself (no BEGIN/COMMIT
-                # round trips). A mark lost to a database crash only means those rows are published again
-                # (same event ids, which consumers dedupe): marks need not wait for the WAL flush.
-                await raw.execute("SET synchronous_commit TO OFF")
+                for setting in RELAY_SESSION:
+                    await raw.execute(setting)
                 self._offsets = make_offsets_reader(self.bootstrap, f"{self.outbox.source}-relay-offsets")
                 await self._offsets.start()
                 self.acknowledged.clear()
