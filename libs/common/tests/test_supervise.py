@@ -60,6 +60,31 @@ async def test_an_outage_is_a_one_line_warning_and_a_bug_an_error_with_its_trace
     assert bug.levelno == logging.ERROR and bug.exc_info is not None and "relay failed" in bug.getMessage()
 
 
+async def test_an_outage_is_tried_again_within_seconds_a_bug_backs_off_further_and_a_job_that_ran_a_while_anew(caplog):
+    """The waits the supervisor logs: an outage's stop growing to `outage_max_delay`, a bug's to `max_delay`, and from
+    `first_delay` again after a run of `healthy_after` (an outbox relay whose connection was cut every 9 s, under the
+    old 60 s, waited up to 30 s before it published again)."""
+    plan = [ConnectionRefusedError(111, "refused")] * 5 + [KeyError("bug")] * 5 + ["run a while", KeyError("bug")]
+    done = asyncio.Event()
+
+    async def job() -> None:
+        step = plan.pop(0) if plan else None
+        if step is None:
+            done.set()
+            await asyncio.Event().wait()
+        if step == "run a while":
+            await asyncio.sleep(0.06)
+            raise ConnectionRefusedError(111, "refused after a while")
+        raise step
+
+    with caplog.at_level(logging.INFO, logger="common.supervise"):
+        await _supervised_until(done, "relay", job, max_delay=0.16, outage_max_delay=0.04, healthy_after=0.05)
+    waits = [round(r.args[-1], 2) for r in caplog.records]
+    assert waits[:5] == [0.01, 0.02, 0.04, 0.04, 0.04]  # outages: capped at outage_max_delay
+    assert waits[5:10] == [0.04, 0.08, 0.16, 0.16, 0.16]  # then bugs: on up to max_delay
+    assert waits[10:] == [0.01, 0.02]  # a run of healthy_after: the next failure waits first_delay again
+
+
 async def test_cancel_stops_the_job_and_the_supervisor_for_good():
     started, stopped = asyncio.Event(), asyncio.Event()
     runs = 0

@@ -3,7 +3,8 @@
 A background job (relay, consumer, poller, purge) is a plain coroutine function; run under
 `supervise`, a failure is logged with its reason (an outage -- the database or the broker unreachable -- as a
 one-line warning, anything else as an error with its traceback) and the job is started again after a backoff
-that grows while it keeps failing and resets once it has run a while. Cancellation stops it.
+that grows while it keeps failing (to 5 s for an outage, 30 s for a bug) and resets once it has run a while.
+Cancellation stops it.
 """
 
 from __future__ import annotations
@@ -19,32 +20,46 @@ from common.outage import is_outage
 logger = logging.getLogger("common.supervise")
 
 
+OUTAGE_MAX_DELAY = 5.0  # seconds: how long a job stopped by an outage waits at most before it tries again
+
+
 async def supervise(name: str, job: Callable[[], Awaitable[Any]], *, first_delay: float = 1.0,
-                    max_delay: float = 30.0, healthy_after: float = 60.0,
+                    max_delay: float = 30.0, outage_max_delay: float = OUTAGE_MAX_DELAY, healthy_after: float = 10.0,
                     on_failure: Callable[[BaseException], Any] | None = None) -> None:
     """Run `job()` until cancelled; restart it when it fails or returns.
 
-    `on_failure` (e.g. resetting a leader flag) runs after each failure, before the backoff."""
+    The wait doubles from `first_delay` while the job keeps failing, up to `max_delay` for a bug and
+    `outage_max_delay` for an outage: a dependency that comes back (a restarted database or broker) is found within
+    seconds, not after the half minute a bug's backoff reaches. A job that ran `healthy_after` seconds had what it
+    needs: its next failure is a new one, waited for from `first_delay` again. (With 60 s there, an outbox relay whose
+    connection was cut every 9 s waited 1, 2, 4, 8, 16, then 30 s before publishing again.)
+    `on_failure` (e.g. resetting a leader flag) runs after each failure, before the wait."""
     delay = first_delay
     while True:
         started = time.monotonic()
+        failure: Exception | None = None
         try:
             await job()
-            logger.warning("%s ended; starting it again in %.1f s", name, delay)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if is_outage(exc):  # the database or the broker away (restarting): expected, its reason is enough
-                logger.warning("%s stopped: a dependency is unreachable (%s: %s); starting it again in %.1f s", name,
-                               type(exc).__name__, (str(exc).splitlines() or [""])[0][:300], delay)
-            else:
-                logger.exception("%s failed; starting it again in %.1f s", name, delay)
-            if on_failure is not None:
-                on_failure(exc)
+            failure = exc
         if time.monotonic() - started >= healthy_after:
-            delay = first_delay  # it ran well for a while: this failure is a new one
+            delay = first_delay
+        outage = failure is not None and is_outage(failure)
+        if outage:
+            delay = min(delay, outage_max_delay)
+        if failure is None:
+            logger.warning("%s ended; starting it again in %.1f s", name, delay)
+        elif outage:  # the database or the broker away (restarting): expected, its reason is enough
+            logger.warning("%s stopped: a dependency is unreachable (%s: %s); starting it again in %.1f s", name,
+                           type(failure).__name__, (str(failure).splitlines() or [""])[0][:300], delay)
+        else:
+            logger.error("%s failed; starting it again in %.1f s", name, delay, exc_info=failure)
+        if failure is not None and on_failure is not None:
+            on_failure(failure)
         await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay)
+        delay = min(delay * 2, outage_max_delay if outage else max_delay)
 
 
 async def every(interval: float, step: Callable[[], Awaitable[Any]], *, first: float | None = None) -> None:
