@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.machine import CpuMonitor
 from devstack.kafka import start_tansu
 
 BATCHES, RECORDS, BODY = 1_000, 32, b"x" * 600
-
-
-def _cpu_ms(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")  # utime + stime, in clock ticks
 
 
 def _rss_mb(pid: int) -> float:
@@ -38,6 +32,8 @@ async def main(waves: int) -> None:
     broker = await start_tansu()
     assert broker.process is not None
     pid = broker.process.pid
+    cpu = CpuMonitor()
+    cpu.track("tansu", pid)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=False, linger_ms=0)
     consumer = AIOKafkaConsumer("growth", bootstrap_servers=broker.bootstrap, group_id="growth",
                                 fetch_max_wait_ms=20, auto_offset_reset="earliest")
@@ -57,7 +53,7 @@ async def main(waves: int) -> None:
     rows = []
     try:
         for wave in range(1, waves + 1):
-            cpu0, t0 = _cpu_ms(pid), time.monotonic()
+            start, t0 = cpu.snapshot(), time.monotonic()
             for i in range(BATCHES):
                 batch = producer.create_batch()
                 for _ in range(RECORDS):
@@ -68,7 +64,8 @@ async def main(waves: int) -> None:
                     await sent
                 await asyncio.sleep(0.005)  # ~150 batches/s: a steady load, not a burst
             await asyncio.sleep(0.5)
-            per_batch = (_cpu_ms(pid) - cpu0) / BATCHES
+            end = cpu.snapshot()
+            per_batch = CpuMonitor.usage(start, end).get("tansu", 0.0) / 100 * (end.at - start.at) * 1000 / BATCHES
             rows.append((wave * BATCHES, per_batch, _rss_mb(pid)))
             print(f"[{time.monotonic() - t0:5.1f}s] wave {wave}/{waves}: the broker holds {wave * BATCHES:,} batches "
                   f"({wave * BATCHES * RECORDS:,} records); tansu {per_batch:.2f} ms CPU per batch, "
