@@ -76,6 +76,10 @@ async def test_unverified_or_malformed_requests_are_refused_and_store_nothing(co
     assert_problem(await post(good, secret="whsec_forged0000000000000000"), 400, detail="does not verify")
     assert_problem(await anonymous.post(WEBHOOK, content=raw), 400, detail="missing stripe-signature")
     assert_problem(await post(good, timestamp=int(time.time()) - 301), 400, detail="does not verify")
+    # Not hex, not even ASCII (a 500 once: the SDK's compare_digest raised TypeError).
+    non_ascii = f"t={int(time.time())},v1=\u00e9".encode()
+    assert_problem(await anonymous.post(WEBHOOK, content=raw, headers={"Stripe-Signature": non_ascii}), 400,
+                   detail="does not verify")
     assert_problem(await post(b"not json at all"), 400, detail="not json")
     assert_problem(await post(b"[1, 2]"), 400, detail="not a stripe event")
     assert_problem(await post({"id": "evt_1", "type": "x"}), 400, detail="created")

@@ -101,6 +101,10 @@ async def receive(billing: Billing, body: bytes, signature: str | None) -> Webho
     """Verify, then store in ONE autocommitted statement (committed before the 2xx), then wake the worker."""
     if not signature:
         raise BadRequest("Missing Stripe-Signature header")
+    if not signature.isascii():
+        # Stripe's header is hex and ASCII; the SDK's comparison (hmac.compare_digest) raises TypeError on anything
+        # else, which would be a 500 anyone can cause.
+        raise BadRequest("Stripe-Signature does not verify: it is not ASCII")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:
