@@ -41,13 +41,25 @@ class SyncJobRepository(Repository[SyncJob]):
             return []
         return await self.all(select(SyncJob).where(SyncJob.id.in_(ids)).order_by(SyncJob.seq))  # type: ignore[attr-defined]
 
-    async def finish(self, job_id: uuid.UUID) -> None:
+    async def finish(self, job_id: uuid.UUID, note: str | None = None) -> None:
         await self.session.execute(update(SyncJob).where(SyncJob.id == job_id)
-                                   .values(done_at=func.now(), last_error=None))
+                                   .values(done_at=func.now(), last_error=note))
 
     async def postpone(self, job_id: uuid.UUID, delay: timedelta, error: str) -> None:
         await self.session.execute(update(SyncJob).where(SyncJob.id == job_id)
                                    .values(next_attempt_at=func.now() + delay, last_error=error[:2000]))
+
+    async def cancel_after(self, job: SyncJob) -> uuid.UUID | None:
+        """The event id of a `cancel` of the job's tenant queued after it and not done yet, if any."""
+        return (await self.session.execute(
+            select(SyncJob.event_id).where(SyncJob.tenant_id == job.tenant_id, SyncJob.kind == "cancel",
+                                           SyncJob.seq > job.seq, SyncJob.done_at.is_(None))  # type: ignore[operator,union-attr]
+            .limit(1))).scalar_one_or_none()
+
+    async def first_queued_at(self, tenant_id: uuid.UUID) -> datetime | None:
+        """When the tenant's oldest job still kept was queued (no try for the tenant can be older)."""
+        return (await self.session.execute(select(func.min(SyncJob.created_at))
+                                           .where(SyncJob.tenant_id == tenant_id))).scalar_one_or_none()
 
     async def due_now(self) -> None:
         """Every waiting job is tried again at once (e.g. Stripe was just configured, plans just priced)."""

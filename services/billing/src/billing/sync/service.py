@@ -115,12 +115,33 @@ async def _change_plan(database: Database, billing: Billing, stripe: StripeApi, 
     await _record(database, billing, job, answer, requested_price=price)
 
 
+async def _unrecorded_subscription(database: Database, stripe: StripeApi, job: SyncJob) -> str | None:
+    """A live subscription of the tenant that Stripe made but billing never heard of: a try of an earlier job,
+    superseded by this cancel (see `run_job`), may have made it (or its customer) and lost the answer."""
+    async with database.sessionmaker() as session:
+        customer = await CustomerRepository(session).by_tenant(job.tenant_id)
+        since = await SyncJobRepository(session).first_queued_at(job.tenant_id)
+    customer_id = customer.stripe_customer_id if customer is not None else None
+    if customer_id is None:
+        first = int((since or job.created_at).timestamp()) - CLOCK_SKEW_SECONDS
+        found = await stripe.find_customer(tenant_id=job.tenant_id, created_since=first)
+        customer_id = str(found["id"]) if found is not None else None
+    if customer_id is None:
+        return None
+    found = await stripe.find_subscription(customer=customer_id, tenant_id=job.tenant_id)
+    return str(found["id"]) if found is not None else None
+
+
 async def _cancel(database: Database, billing: Billing, stripe: StripeApi, job: SyncJob) -> None:
     async with database.sessionmaker() as session:
         subscription = await SubscriptionRepository(session).by_tenant(job.tenant_id)
-    if subscription is None or subscription.status in subscriptions.ENDED:
+    if subscription is not None and subscription.status not in subscriptions.ENDED:
+        subscription_id: str | None = subscription.stripe_subscription_id
+    else:
+        subscription_id = await _unrecorded_subscription(database, stripe, job)
+    if subscription_id is None:
         return
-    answer = await stripe.cancel_subscription(subscription=subscription.stripe_subscription_id,
+    answer = await stripe.cancel_subscription(subscription=subscription_id,
                                               key=idempotency_key(job.event_id, "cancel"))
     await _record(database, billing, job, answer)
 
@@ -135,7 +156,22 @@ def backoff(billing: Billing, attempts: int) -> timedelta:
 
 
 async def run_job(database: Database, billing: Billing, job: SyncJob) -> bool:
-    """Do one job; True when done, False when postponed."""
+    """Do one job; True when done, False when postponed.
+
+    A job of a tenant deleted since it was queued is superseded: done without running, so the cancellation
+    queued after it runs next. A job Stripe keeps refusing (a price it will not switch to) or that waits for
+    the owner (a plan without a price) would otherwise hold the cancellation behind it, and the deleted tenant
+    would go on being charged; run, a create would subscribe a deleted tenant."""
+    if job.kind != "cancel":
+        async with database.sessionmaker() as session:
+            cancel = await SyncJobRepository(session).cancel_after(job)
+            if cancel is not None:
+                await SyncJobRepository(session).finish(job.id, f"superseded: the tenant was deleted (event {cancel})")
+                await session.commit()
+        if cancel is not None:
+            logger.warning("billing job %s (%s of tenant %s) superseded: the tenant was deleted (event %s) first",
+                           job.event_id, job.kind, job.tenant_id, cancel)
+            return True
     try:
         async with database.sessionmaker() as session:
             stripe = await stripe_settings.api(session, billing)
