@@ -4,7 +4,7 @@ its inbox, an older event never undoing a newer one) and prices each with no han
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 BILLING = "/api/platform/billing"
 
@@ -42,3 +42,22 @@ async def test_a_plan_added_in_tenants_is_priced_by_the_sync_and_follows_its_cha
                        previous={"active": True, "name": f"Growth {code}"}, plan_id=created.data["planId"])
     plan = await plan_copy(owner, code, lambda p: p["name"] == f"Scale {code}")
     assert (plan["amount"], plan["active"], plan["stripePriceId"]) == (2500, False, synced[code]["stripePriceId"])
+
+
+async def test_a_name_taken_by_another_plan_before_its_rename_arrives_is_kept(owner, tenants, configured, plan_copy):
+    """Plan events are keyed by plan: one plan's rename can reach billing before the rename that freed its new name."""
+    a, b = (f"R{uuid.uuid4().hex[:6].upper()}" for _ in range(2))
+    await tenants.plan(a, f"Starter {a}", 900)
+    await tenants.plan(b, f"Growth {b}", 1900)
+    await plan_copy(owner, a)
+    await plan_copy(owner, b)
+    renamed = datetime.now(UTC)
+    # In tenants: A renamed "Legacy", then B renamed to A's old name. Billing gets B's event first.
+    await tenants.plan(b, f"Starter {a}", 1900, changes=["name"], previous={"name": f"Growth {b}"},
+                       at=renamed + timedelta(seconds=1))
+    await plan_copy(owner, b, lambda p: p["name"] == f"Starter {a}", timeout=15)
+    assert (await plan_copy(owner, a))["name"] == f"(renamed) {a}"  # stale until its own event comes
+    await tenants.plan(a, f"Legacy {a}", 900, changes=["name"], previous={"name": f"Starter {a}"},
+                       at=renamed)
+    assert (await plan_copy(owner, a, lambda p: p["name"] == f"Legacy {a}", timeout=15))["amount"] == 900
+    assert (await plan_copy(owner, b))["name"] == f"Starter {a}"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, literal, or_, select, update
 
 from billing.models import PlanPrice
 from common.db.repository import Repository
@@ -23,3 +23,11 @@ class PlanRepository(Repository[PlanPrice]):
 
     async def by_price(self, price_id: str) -> PlanPrice | None:
         return await self.get_one(select(PlanPrice).where(PlanPrice.stripe_price_id == price_id).limit(1))
+
+    async def release_name(self, name: str, *, keep: str) -> None:
+        """Another plan's copy still named `name` is stale: tenants' plan names are unique, so that plan was renamed
+        by an event not applied yet (plan events are keyed by plan: partitions, and their order, differ). It is
+        named "(renamed) CODE" until its own event comes, instead of the new name's event failing on the unique
+        name (it was retried, then dead-lettered: the new name never reached billing)."""
+        await self.session.execute(update(PlanPrice).where(PlanPrice.name == name, PlanPrice.code != keep)
+                                   .values(name=literal("(renamed) ") + PlanPrice.code))

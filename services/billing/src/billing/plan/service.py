@@ -113,6 +113,8 @@ async def apply_plan_event(session: AsyncSession, billing: Billing, data: PlanDa
     plan = await repo.by_code(data.code, for_update=True)
     if plan is not None and plan.terms_at is not None and at <= plan.terms_at:
         return "stale"
+    if plan is None or plan.name != data.name:
+        await repo.release_name(data.name, keep=data.code)  # before this copy takes it (no autoflush before)
     if plan is None:
         plan = PlanPrice(code=data.code, name=data.name, amount=data.amount, currency=data.currency.upper(),
                          interval=data.interval)
