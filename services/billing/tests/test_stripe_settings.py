@@ -2,8 +2,17 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import uuid
 
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from billing.app import create_app
 from common.testing.checks import assert_problem
+from common.testing.plugin import bearer
+from common.testing.servers import serve_app
 
 STRIPE = "/api/platform/integrations/stripe"
 
@@ -63,3 +72,65 @@ async def test_a_dump_of_billing_holds_no_plaintext_secret(configured, stripe, d
     assert "stripe_settings" in dump and "sk_test_…" in dump  # the table and the masked key are there
     for secret in (stripe.secret_key, stripe.webhook_secret, stripe.publishable_key):
         assert secret not in dump
+
+
+@pytest.fixture
+async def scratch(migrated_database, platform_settings, stripe, owner_token):
+    """Billing on a database of its own, without the Kafka consumer (a second member of its group would take the
+    session app's partitions): `(owner client, engine on its database)`. A mode switch starts billing over."""
+    from billing.config import Settings
+
+    url = await migrated_database("billing", name="billing_modes")
+    settings = Settings(database_url=url, stripe_api_base=stripe.url, stripe_timeout_seconds=3, **platform_settings)
+    engine = create_async_engine(url)
+    async with serve_app(create_app(settings, consume=False)) as served, \
+            httpx.AsyncClient(base_url=served, headers=bearer(owner_token), timeout=15) as client:
+        yield client, engine
+    await engine.dispose()
+
+
+async def _sql(engine, statement: str, **params):
+    async with engine.begin() as conn:
+        result = await conn.execute(text(statement), params)
+        return result.all() if result.returns_rows else None
+
+
+async def test_switching_to_live_keys_starts_billing_over_in_live_mode(scratch):
+    owner, engine = scratch
+    assert (await owner.put(STRIPE, json={"publishableKey": PK, "secretKey": SK, "webhookSecret": WH})).status_code == 200
+    subscribed, cancelled, deleted = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await _sql(engine, "INSERT INTO billing_plans (id, code, name, amount, currency, interval, active, "
+               "stripe_product_id, stripe_price_id, mapped_by, created_at, updated_at) VALUES (gen_random_uuid(), "
+               "'PRO', 'Pro', 4900, 'USD', 'month', true, 'prod_test1', 'price_test1', 'sync', now(), now())")
+    for tenant, status in ((subscribed, "active"), (cancelled, "canceled"), (deleted, "active")):
+        await _sql(engine, "INSERT INTO billing_customers (id, tenant_id, stripe_customer_id, name, created_at, "
+                   "updated_at) VALUES (gen_random_uuid(), :t, :c, 'Acme', now(), now())", t=tenant, c=f"cus_{tenant.hex}")
+        await _sql(engine, "INSERT INTO billing_subscriptions (id, tenant_id, stripe_subscription_id, "
+                   "stripe_customer_id, stripe_price_id, plan_code, status, cancel_at_period_end, state_at, "
+                   "created_at, updated_at) VALUES (gen_random_uuid(), :t, :s, :c, 'price_test1', 'PRO', :st, false, "
+                   "1, now(), now())", t=tenant, s=f"sub_{tenant.hex}", c=f"cus_{tenant.hex}", st=status)
+    await _sql(engine, "INSERT INTO billing_sync_jobs (id, event_id, tenant_id, kind, attempts, next_attempt_at, "
+               "created_at, updated_at) VALUES (gen_random_uuid(), gen_random_uuid(), :t, 'cancel', 0, "
+               "now() + interval '1 hour', now(), now())", t=deleted)
+
+    live = {"publishableKey": "pk_live_" + "a" * 24, "secretKey": "sk_live_" + "b" * 24}
+    # Live events are signed with a live endpoint's secret: the test one would refuse every one of them.
+    assert_problem(await owner.put(STRIPE, json=live), 422, detail="webhookSecret")
+    assert (await owner.get(STRIPE)).json()["mode"] == "test"
+
+    resp = await owner.put(STRIPE, json=live | {"webhookSecret": "whsec_" + "d" * 32})
+    assert resp.status_code == 200 and resp.json()["mode"] == "live"
+    # Test prices, customers and subscriptions do not exist in live Stripe: forgotten; the subscribed tenant (not
+    # the cancelled nor the deleted one) is queued for a live subscription on its plan.
+    assert await _sql(engine, "SELECT stripe_price_id, stripe_product_id FROM billing_plans") == [(None, None)]
+    assert await _sql(engine, "SELECT count(*) FROM billing_customers") == [(0,)]
+    assert await _sql(engine, "SELECT count(*) FROM billing_subscriptions") == [(0,)]
+    assert await _sql(engine, "SELECT tenant_id, plan FROM billing_sync_jobs WHERE kind = 'create'") == [
+        (subscribed, "Pro")]
+
+    # Back to test keys while billing follows live customers: refused (their live subscriptions would go unwatched).
+    await _sql(engine, "INSERT INTO billing_customers (id, tenant_id, stripe_customer_id, created_at, updated_at) "
+               "VALUES (gen_random_uuid(), :t, 'cus_live1', now(), now())", t=subscribed)
+    assert_problem(await owner.put(STRIPE, json={"publishableKey": PK, "secretKey": SK, "webhookSecret": WH}), 409,
+                   detail="live")
+    assert (await owner.get(STRIPE)).json()["mode"] == "live"

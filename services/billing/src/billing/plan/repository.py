@@ -31,3 +31,8 @@ class PlanRepository(Repository[PlanPrice]):
         name (it was retried, then dead-lettered: the new name never reached billing)."""
         await self.session.execute(update(PlanPrice).where(PlanPrice.name == name, PlanPrice.code != keep)
                                    .values(name=literal("(renamed) ") + PlanPrice.code))
+
+    async def forget_prices(self) -> None:
+        """Every plan unpriced: its Stripe product and price belong to the keys' old mode."""
+        await self.session.execute(update(PlanPrice).values(stripe_price_id=None, stripe_product_id=None, mapped_by=None,
+                                                            synced_at=None))

@@ -70,6 +70,15 @@ async def put(session: AsyncSession, billing: Billing, principal: Principal,
     if row is not None and body.secret_key is None and row.mode != mode:
         raise Unprocessable(f"publishableKey is a {mode} key but the stored secretKey is a {row.mode} key: "
                             "send a secretKey of the same mode")
+    if row is not None and body.webhook_secret is None and row.mode != mode:
+        raise Unprocessable(f"webhookSecret: required to switch to {mode} keys (Stripe signs {mode} events with "
+                            f"the signing secret of a {mode} webhook endpoint, not the stored {row.mode} one)",
+                            extra={"errors": [{"loc": ["body", "webhookSecret"], "msg": "required", "type": "missing"}]})
+    if row is not None and row.mode != mode:
+        # Imported here: it reaches sync, which imports this module.
+        from billing.stripe_settings.mode_switch import start_over
+
+        await start_over(session, leaving=row.mode, entering=mode)
     if row is None:
         row = StripeSettings(mode=mode, publishable_key_encrypted="", publishable_key_hint="",
                              secret_key_encrypted="", secret_key_hint="", webhook_secret_encrypted="",

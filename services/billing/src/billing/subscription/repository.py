@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, text, tuple_
+from sqlalchemy import Select, delete, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
 
 from billing.models import Customer, Invoice, Subscription
@@ -28,8 +28,21 @@ class CustomerRepository(Repository[Customer]):
                                    .on_conflict_do_nothing())
 
 
+    async def every(self) -> list[Customer]:
+        return await self.all(select(Customer))
+
+    async def forget_all(self) -> None:
+        await self.session.execute(delete(Customer))
+
+
 class SubscriptionRepository(Repository[Subscription]):
     model = Subscription
+
+    async def not_ended(self, ended: set[str]) -> list[Subscription]:
+        return await self.all(select(Subscription).where(Subscription.status.not_in(ended)))  # type: ignore[attr-defined]
+
+    async def forget_all(self) -> None:
+        await self.session.execute(delete(Subscription))
 
     async def by_stripe_id(self, subscription_id: str, *, for_update: bool = False) -> Subscription | None:
         stmt = select(Subscription).where(Subscription.stripe_subscription_id == subscription_id)

@@ -56,6 +56,11 @@ class SyncJobRepository(Repository[SyncJob]):
                                            SyncJob.seq > job.seq, SyncJob.done_at.is_(None))  # type: ignore[operator,union-attr]
             .limit(1))).scalar_one_or_none()
 
+    async def being_cancelled(self) -> set[uuid.UUID]:
+        """Tenants with a cancellation not done yet (deleted tenants)."""
+        return set((await self.session.execute(select(SyncJob.tenant_id).where(
+            SyncJob.kind == "cancel", SyncJob.done_at.is_(None)))).scalars())  # type: ignore[union-attr]
+
     async def first_queued_at(self, tenant_id: uuid.UUID) -> datetime | None:
         """When the tenant's oldest job still kept was queued (no try for the tenant can be older)."""
         return (await self.session.execute(select(func.min(SyncJob.created_at))
