@@ -4,6 +4,7 @@ changes and cancellations: once each, whatever Stripe does meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import uuid
 from collections import Counter
@@ -188,6 +189,16 @@ async def test_a_tenant_on_a_plan_without_a_price_waits_for_the_sync_then_is_sub
     assert resp.status_code == 422 and "no price" in resp.json()["detail"]
     resp = await owner.put(f"{BILLING}/plans/{code}", json={"priceId": plans["PRO"]["stripePriceId"]})
     assert resp.status_code == 422 and "4900 USD per month" in resp.json()["detail"], resp.text
+    # Same amount, currency and interval, yet not the plan's terms: every 3 months, metered, tiered.
+    for change in ({"interval_count": 3}, {"usage_type": "metered"}, {"tiers_mode": "graduated"}):
+        other = copy.deepcopy(stripe.prices[price]) | {"id": f"price_{uuid.uuid4().hex[:14]}"}
+        if "tiers_mode" in change:
+            other |= {"billing_scheme": "tiered", "tiers_mode": "graduated", "unit_amount": None}
+        else:
+            other["recurring"] |= change
+        stripe.prices[other["id"]] = other
+        resp = await owner.put(f"{BILLING}/plans/{code}", json={"priceId": other["id"]})
+        assert resp.status_code == 422 and "once per interval" in resp.json()["detail"], (change, resp.text)
     resp = await owner.put(f"{BILLING}/plans/{code}", json={"priceId": price})
     assert resp.json()["mappedBy"] == "manual" and resp.json()["amount"] == 900
     # Plans are tenants': billing neither adds one nor changes its terms.

@@ -89,6 +89,11 @@ async def update(session: AsyncSession, billing: Billing, code: str, body: PlanU
     recurring = price.get("recurring") or {}
     if not price.get("active", True) or not recurring:
         raise Unprocessable("priceId: the price must be active and recurring")
+    # A plan bills a fixed amount once per interval: not every 3 months, not metered, not tiered (no unit_amount).
+    if (price.get("billing_scheme") or "per_unit") != "per_unit" or price.get("unit_amount") is None \
+            or int(recurring.get("interval_count") or 1) != 1 or (recurring.get("usage_type") or "licensed") != "licensed":
+        raise Unprocessable("priceId: the price must bill a fixed amount once per interval (billing_scheme per_unit, "
+                            "usage_type licensed, interval_count 1)")
     terms = (int(price.get("unit_amount") or 0), str(price.get("currency") or "").upper(),
              str(recurring.get("interval") or ""))
     if terms != (plan.amount, plan.currency, plan.interval):
