@@ -101,6 +101,22 @@ async def test_a_tenant_is_subscribed_moved_between_plans_and_cancelled_once(own
     assert (await billing_of(owner, tenant))["status"] == "canceled"
 
 
+async def test_our_own_plan_change_is_not_announced_as_made_in_stripe_when_its_event_comes_first(
+        owner, stripe, tenants, prices, events):
+    tenant = uuid.uuid4()
+    await tenants.created(tenant, plan="Pro")
+    sub = await subscribed(owner, stripe, tenant)
+    changes = stripe.created["price_change"]
+    # The change is made in Stripe, but its answers are lost (three tries of one attempt, then the next attempts'):
+    # Stripe's customer.subscription.updated reaches billing first.
+    stripe.lose_answers(9, path=f"/v1/subscriptions/{sub['id']}")
+    await tenants.plan_changed(tenant, "Enterprise", previous="Pro")
+    moved = await events.wait_for(lambda e: e.event == "billing.subscription.updated" and e.tenant_id == tenant)
+    assert moved.data["plan"] == "ENTERPRISE" and moved.data["planChangedInStripe"] is False
+    await subscribed(owner, stripe, tenant, plan="ENTERPRISE")
+    assert stripe.created["price_change"] == changes + 1
+
+
 async def test_failed_payments_are_published_each_once_with_the_last_attempt_marked(owner, stripe, tenants,
                                                                                     prices, events):
     tenant = uuid.uuid4()

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, select, text, tuple_
+from sqlalchemy import Select, delete, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
 from billing.models import Customer, Invoice, Subscription
@@ -37,6 +37,10 @@ class CustomerRepository(Repository[Customer]):
 
 class SubscriptionRepository(Repository[Subscription]):
     model = Subscription
+
+    async def request_price(self, tenant_id: uuid.UUID, price_id: str) -> None:
+        await self.session.execute(update(Subscription).where(Subscription.tenant_id == tenant_id)
+                                   .values(requested_price_id=price_id))
 
     async def not_ended(self, ended: set[str]) -> list[Subscription]:
         return await self.all(select(Subscription).where(Subscription.status.not_in(ended)))  # type: ignore[attr-defined]

@@ -106,8 +106,13 @@ async def _change_plan(database: Database, billing: Billing, stripe: StripeApi, 
     if subscription is None or subscription.status in subscriptions.ENDED:
         await _create(database, billing, stripe, job)
         return
-    if subscription.requested_price_id == price or subscription.stripe_item_id is None:
-        return  # already on it: asked before, or changed in Stripe and echoed back by tenants
+    if subscription.stripe_price_id == price or subscription.stripe_item_id is None:
+        return  # already on it: changed before (its answer or Stripe's event recorded), or in Stripe and echoed back
+    # Said before asking: Stripe's event of this change may be applied before its answer is (or instead, the answer
+    # lost), and a price nobody asked for is announced as a change made in Stripe (tenants would follow it back).
+    async with database.sessionmaker() as session:
+        await SubscriptionRepository(session).request_price(job.tenant_id, price)
+        await session.commit()
     answer = await stripe.change_price(subscription=subscription.stripe_subscription_id,
                                        item=subscription.stripe_item_id, price=price,
                                        proration=billing.settings.billing_proration_behavior,
