@@ -97,6 +97,14 @@ async def test_cloud_channel_shows_the_verify_token_once_and_masks_every_secret(
     assert_problem(await owner.post(CHANNELS, json=dup), 409)
 
 
+async def test_a_secret_of_four_characters_is_never_read_back(api, owner):
+    channel = await api.cloud_channel(verifyToken="abcd")
+    assert channel["verifyToken"] == "abcd"  # shown once, to paste into Meta
+    assert (await owner.get(f"{CHANNELS}/{channel['id']}")).json()["verifyToken"] == "****"
+    updated = await owner.patch(f"{CHANNELS}/{channel['id']}", json={"verifyToken": "wxyz"})
+    assert updated.status_code == 200 and updated.json()["verifyToken"] == "****", updated.text
+
+
 async def test_bad_channel_input_is_a_clear_422(owner):
     for body in [{"name": "x", "type": "CLOUD_API", "phoneNumberId": "1"},
                  {"name": "x", "type": "EVOLUTION", "apiUrl": "ftp://x", "apiKey": "abcd", "instanceName": "a"},

@@ -199,3 +199,29 @@ async def test_a_new_contacts_replies_keep_their_order_when_the_first_is_throttl
     conversation = await api.conversation_of(channel["id"], contact)
     statuses = {m["text"]: m["status"] for m in await api.messages(conversation["id"]) if m["direction"] == "OUTBOUND"}
     assert statuses == {"¡Hola!": "SENT", "Cuesta 10": "SENT"}
+
+
+async def test_a_message_the_provider_keeps_failing_is_given_up_and_the_next_one_goes(api, graph, owner):
+    channel = await api.cloud_channel()
+    contact = "573009990000"
+    await api.post_cloud(channel, text_message(channel["phoneNumberId"], contact, "hola"))
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    url = f"/api/platform/operations/conversations/{conversation['id']}/messages"
+    graph.fail_next(131000, times=10_000)  # Meta's unknown error, answered as HTTP 500, for as long as it takes
+    try:
+        first = (await owner.post(url, json={"text": "uno"})).json()
+        second = (await owner.post(url, json={"text": "dos"})).json()
+
+        async def retried():
+            found = await _find(api, conversation["id"], first["id"], "QUEUED")
+            return found and found["attempts"] >= 2
+
+        await api.wait_until(retried, timeout=30)
+        await api.execute("UPDATE messages SET created_at = now() - interval '25 hours' WHERE id = :id",
+                          id=first["id"])
+        failed = await api.wait_until(lambda: _find(api, conversation["id"], first["id"], "FAILED"), timeout=30)
+        assert failed["failureReason"].startswith("gave up after") and "HTTP 500" in failed["failureReason"]
+    finally:
+        graph._failures.clear()
+    await api.wait_until(lambda: _find(api, conversation["id"], second["id"], "SENT"), timeout=30)
+    assert [m["text"] for m in graph.sent if m["to"] == contact] == ["dos"]

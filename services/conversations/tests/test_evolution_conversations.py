@@ -162,3 +162,29 @@ async def test_evolution_delivery_updates_move_the_status_forward(api, owner, ev
     await evolution.emit(instance, evolution.message_upsert(instance, "5511955559999", "marker"))
     await api.wait_until(lambda: api.conversation_of(channel["id"], "5511955559999"))
     assert await status_is("READ")
+
+
+async def test_keywords_match_whole_words_not_parts_of_words(api, owner, evolution):
+    channel = await _connected_channel(api, evolution)
+    instance = channel["instanceName"]
+    await api.agent(channel["id"], handoffMessage="Te paso con una persona", rules=[
+        {"keywords": ["precio"], "reply": "Desde 10 USD"},
+        {"keywords": ["buenos dias"], "reply": "¡Buenos días!"},
+        {"keywords": ["quiero", "tienen", "mucho"], "reply": "Cuéntame más"}])
+    expected = {  # contact: (what they write, what the agent answers)
+        "5511966660001": ("Quiero un plan personal", "Cuéntame más"),
+        "5511966660002": ("¿Tienen agentes de ventas?", "Cuéntame más"),
+        "5511966660003": ("te aprecio mucho", "Cuéntame más"),
+        "5511966660004": ("¿Puedo hablar con una PERSONA?", "Te paso con una persona"),
+        "5511966660005": ("Buenos Días, equipo", "¡Buenos días!"),
+    }
+    for contact, (text_, _) in expected.items():
+        await evolution.emit(instance, evolution.message_upsert(instance, contact, text_))
+
+    def answers():
+        sent = {m["number"]: m["text"] for m in evolution.sent if m["number"] in expected}
+        return sent if len(sent) == len(expected) else None
+
+    assert await api.wait_until(answers) == {contact: reply for contact, (_, reply) in expected.items()}
+    handed_off = {c["contact"]: c["handedOff"] for c in await api.conversations(channelId=channel["id"])}
+    assert handed_off == {contact: contact.endswith("4") for contact in expected}

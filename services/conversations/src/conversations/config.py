@@ -21,6 +21,10 @@ class Settings(ServiceSettings):
     # Outbound: per-call timeout, and how long a message waits before a new try after the provider failed.
     whatsapp_timeout_seconds: float = Field(default=10.0, gt=0)
     outbound_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # A message the provider still fails (down, 5xx, throttled) this long after it was queued is given up (FAILED),
+    # so one message the provider never takes does not hold its conversation's later replies forever. Hours ride
+    # out an outage; a reply later than that is stale (and past 24 h Meta refuses it outside the window anyway).
+    whatsapp_retry_give_up_hours: float = Field(default=6.0, gt=0)
     # Processed webhook rows deduplicate a provider's retries (Meta retries for up to 7 days), then go.
     inbound_retention_hours: float = Field(default=168.0, gt=0)
     # How often the channels-by-status gauge is read from the database.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -19,13 +20,19 @@ def normalize(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _keyword(keyword: str) -> str:
-    """A keyword as `normalize`d text contains it: kept, not normalized again for every inbound message."""
-    return normalize(keyword).strip()
+def _keyword(keyword: str) -> re.Pattern[str]:
+    """A keyword as a pattern of whole words of `normalize`d text, so "persona" finds "una persona?" but not
+    "personal"; the words of a phrase may be apart by any spaces or punctuation. Kept, not built again for
+    every inbound message."""
+    normalized = normalize(keyword).strip()
+    words = re.findall(r"\w+", normalized)
+    if not words:  # only symbols (an emoji): there are no word edges to respect
+        return re.compile(re.escape(normalized))
+    return re.compile(r"(?<!\w)" + r"\W+".join(map(re.escape, words)) + r"(?!\w)")
 
 
 def _contains(text: str, keyword: str) -> bool:
-    return _keyword(keyword) in text
+    return _keyword(keyword).search(text) is not None
 
 
 def within_hours(hours: dict[str, Any] | None, now: datetime) -> bool:

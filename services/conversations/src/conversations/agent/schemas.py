@@ -21,7 +21,7 @@ class AgentMode(StrEnum):
 
 
 class Rule(InputSchema):
-    """Answer `reply` when the message contains any of `keywords` (case and accents ignored)."""
+    """Answer `reply` when the message has any of `keywords` as whole words (case and accents ignored)."""
 
     keywords: Annotated[list[Keyword], Field(min_length=1, max_length=50)]
     reply: Text

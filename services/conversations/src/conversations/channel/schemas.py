@@ -74,12 +74,17 @@ class ChannelUpdate(ChannelCredentials):
     name: Name | None = None
 
 
+MASK = "****"  # what `common.crypto.mask` puts before the characters it lets be seen
+
+
 def _masked(last4: str | None) -> str | None:
-    return None if last4 is None else "****" + last4
+    """`last4` is what `mask` showed of the secret when it was stored: its last four, or nothing of a short one."""
+    return None if last4 is None else MASK + last4
 
 
 def _masked_field(last4_field: str) -> Any:
-    """A read-only field that shows a credential as `****` + its last four characters, read from `last4_field`."""
+    """A read-only field that shows a credential masked (`****` + at most its last four characters, never all of
+    it), read from `last4_field`."""
 
     def shown(self: BaseModel) -> str | None:
         return _masked(getattr(self, last4_field))

@@ -13,10 +13,12 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.api import Page, PageParams
+from common.crypto import mask
 from common.db import utcnow
 from common.errors import BadGateway, Conflict, NotFound, ProblemError
 from conversations.channel.repository import ChannelRepository
 from conversations.channel.schemas import (
+    MASK,
     ChannelCreate,
     ChannelCreated,
     ChannelRead,
@@ -67,7 +69,13 @@ class Credentials:
 
 def _store_secret(settings: Settings, channel: Channel, name: str, value: str) -> None:
     setattr(channel, f"{name}_encrypted", secret_box(settings.secrets_encryption_keys).encrypt(value))
-    setattr(channel, f"{name}_last4", value[-4:])
+    setattr(channel, f"{name}_last4", _visible_part(value))
+
+
+def _visible_part(secret: str) -> str:
+    """What `mask` lets be read back of a secret (nothing of a short one), kept since the secret is stored
+    encrypted only."""
+    return (mask(secret) or "").removeprefix(MASK)
 
 
 def _provider_problem(exc: Exception) -> ProblemError:

@@ -1,8 +1,9 @@
 """Hands queued messages to the provider, oldest first per conversation.
 
 Provider down, throttled (429, 5xx, Cloud 130429): the message stays QUEUED and is tried again with a
-growing delay (never lost). Refused for good (e.g. Cloud 131047, outside the 24 h window): FAILED with the
-reason, not retried. Credentials refused (Cloud 190, 401/403): the channel goes to ERROR (published) and
+growing delay, until WHATSAPP_RETRY_GIVE_UP_HOURS after it was queued: then FAILED, so it does not hold
+its conversation's later messages forever. Refused for good (e.g. Cloud 131047, outside the 24 h window):
+FAILED with the reason, not retried. Credentials refused (Cloud 190, 401/403): the channel goes to ERROR (published) and
 its messages wait until new credentials are saved."""
 
 from __future__ import annotations
@@ -216,13 +217,14 @@ class OutboundWorker(WokenWorker):
         now, error = utcnow(), outcome.error
         message.updated_at = now
         if outcome.kind == "failed":
-            message.status, message.failure_reason = MessageStatus.FAILED.value, str(error)[:500]
-            logger.info("message %s failed: %s", message.id, error)
+            _fail(message, str(error))
         elif outcome.kind == "credentials":
             message.next_attempt_at = now  # waits for the channel to leave ERROR
             message.failure_reason = str(error)[:500]
             await session.refresh(channel, with_for_update=True)
             await set_status(session, channel, ChannelStatus.ERROR, f"credentials rejected: {error}"[:500])
+        elif self._given_up(message):
+            _fail(message, f"gave up after {message.attempts} tries: {error}")
         else:
             wait = min(2.0 ** min(message.attempts, 12), self.settings.outbound_retry_max_seconds)
             retry_after = getattr(error, "retry_after", None)
@@ -231,3 +233,15 @@ class OutboundWorker(WokenWorker):
             message.next_attempt_at = now + timedelta(seconds=wait)
             message.failure_reason = f"provider unavailable, retrying: {error}"[:500]
             logger.info("message %s: provider unavailable (%s); next try in %.0f s", message.id, error, wait)
+
+    def _given_up(self, message: Message) -> bool:
+        """Queued too long ago to try again. Throttling (429, 130429) counts too: its Retry-After is still waited
+        while the message is young, but a reply throttled for hours is as stale as one the provider keeps
+        failing, and a provider that throttles forever must not hold the conversation forever either."""
+        return utcnow() - message.created_at >= timedelta(hours=self.settings.whatsapp_retry_give_up_hours)
+
+
+def _fail(message: Message, reason: str) -> None:
+    """FAILED for good, not tried again: the next message of its conversation goes."""
+    message.status, message.failure_reason = MessageStatus.FAILED.value, reason[:500]
+    logger.info("message %s failed: %s", message.id, reason)
