@@ -25,8 +25,11 @@ class SecretBox:
         return self._fernet.rotate(token.encode()).decode()
 
 
+MASK = "****"  # what a masked secret starts with
+
+
 def mask(secret: str | None, visible: int = 4) -> str | None:
-    """Shown after creation: only the last `visible` characters."""
+    """Shown after creation: only the last `visible` characters (none of a secret that short)."""
     if not secret:
         return secret
-    return "****" + secret[-visible:] if len(secret) > visible else "****"
+    return MASK + secret[-visible:] if len(secret) > visible else MASK

@@ -27,7 +27,6 @@ class CustomerRepository(Repository[Customer]):
                                                            stripe_customer_id=customer_id, name=name)
                                    .on_conflict_do_nothing())
 
-
     async def every(self) -> list[Customer]:
         return await self.all(select(Customer))
 

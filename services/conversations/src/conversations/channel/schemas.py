@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, computed_field, model_validator
 
 from common.api import InputSchema, Schema
+from common.crypto import MASK
 
 
 class ChannelType(StrEnum):
@@ -72,9 +73,6 @@ class ChannelUpdate(ChannelCredentials):
     """New name or credentials; a channel in ERROR is tried again with them."""
 
     name: Name | None = None
-
-
-MASK = "****"  # what `common.crypto.mask` puts before the characters it lets be seen
 
 
 def _masked(last4: str | None) -> str | None:

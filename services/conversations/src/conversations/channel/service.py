@@ -13,12 +13,11 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.api import Page, PageParams
-from common.crypto import mask
+from common.crypto import MASK, mask
 from common.db import utcnow
 from common.errors import BadGateway, Conflict, NotFound, ProblemError
 from conversations.channel.repository import ChannelRepository
 from conversations.channel.schemas import (
-    MASK,
     ChannelCreate,
     ChannelCreated,
     ChannelRead,
