@@ -165,11 +165,11 @@ async def create_rate(api: Api, *, seconds: float, warmup: float, cpu: CpuMonito
     out["process_ratio"] = (out["baseline"]["cpu_ms_per_call"] / out["tenants"]["cpu_ms_per_call"]
                             if out["tenants"]["cpu_ms_per_call"] else float("nan"))
     out["cpu"] = out["tenants"].pop("cpu")
-    progress(f"  (g) tenants {out['tenants']['rate']:,.0f}/s ({out['tenants']['cpu_ms_per_call']:.2f} ms CPU "
-             f"each), baseline {out['baseline']['rate']:,.0f}/s ({out['baseline']['cpu_ms_per_call']:.2f} ms), "
-             f"ratio {out['ratio']:.2f} (one process's CPU: {out['process_ratio']:.2f}; every process's per call: "
-             f"{out['tenants']['stack_cpu_ms_per_call']:.2f} / {out['baseline']['stack_cpu_ms_per_call']:.2f} ms); "
-             f"new PostgreSQL sessions during tenants: "
+    progress(f"  (g) per process: tenants {out['tenants']['cpu_ms_per_call']:.2f} ms of CPU per create, bare "
+             f"{out['baseline']['cpu_ms_per_call']:.2f} ms: ratio {out['process_ratio']:.2f}; on this machine "
+             f"(every process sharing it) {out['tenants']['rate']:,.0f}/s vs {out['baseline']['rate']:,.0f}/s = "
+             f"{out['ratio']:.2f}, every process's CPU per call {out['tenants']['stack_cpu_ms_per_call']:.2f} / "
+             f"{out['baseline']['stack_cpu_ms_per_call']:.2f} ms; new PostgreSQL sessions during tenants: "
              f"{out['tenants']['new_sessions']}")
     return out
 

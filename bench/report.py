@@ -169,12 +169,17 @@ def _api_lines(results: dict[str, Any]) -> list[Line]:
     g, h, i = results.get("api_create") or {}, results.get("api_list") or {}, results.get("idle") or {}
     if g:
         t, b = g.get("tenants") or {}, g.get("baseline") or {}
-        lines.append(Line("g", f"create rps vs bare FastAPI + asyncpg ({g.get('clients')} clients)",
+        # The target is per process (#14): each app's own capacity, the inverse of its CPU per create, as when it has
+        # a core of its own. The rates below are the machine's: on 2 cores every process of the bench shares them,
+        # so they are the inverse of all processes' CPU per call (the tenants side also pays PostgreSQL's indexes,
+        # the broker and the dispatcher recording each event) -- shown, not judged.
+        lines.append(Line("g", "create per process vs bare FastAPI + asyncpg: CPU ms per create; ratio",
+                          f"{_num(t.get('cpu_ms_per_call')):.2f} / {_num(b.get('cpu_ms_per_call')):.2f}: "
+                          f"{_num(g.get('process_ratio')):.2f}", f">= {TARGET_API_RATIO:.1f}",
+                          _ok(_num(g.get("process_ratio")), TARGET_API_RATIO, at_least=True)))
+        lines.append(Line("g", f"  rps on this machine, all processes sharing it ({g.get('clients')} clients)",
                           f"{_num(t.get('rate')):,.0f} / {_num(b.get('rate')):,.0f} = {_num(g.get('ratio')):.2f}",
-                          f">= {TARGET_API_RATIO:.1f}", _ok(_num(g.get("ratio")), TARGET_API_RATIO, at_least=True)))
-        lines.append(Line("g", "  CPU per create: tenants / bare (ms); bare / tenants",
-                          f"{_num(t.get('cpu_ms_per_call')):.2f} / {_num(b.get('cpu_ms_per_call')):.2f}; "
-                          f"{_num(g.get('process_ratio')):.2f}", "", None))
+                          "", None))
         lines.append(Line("g", "  every process's CPU per create (ms)",
                           f"{_num(t.get('stack_cpu_ms_per_call')):.2f} / {_num(b.get('stack_cpu_ms_per_call')):.2f}",
                           "", None))
