@@ -214,3 +214,47 @@ async def test_processed_events_are_purged_after_the_retention(configured, post,
         await database.dispose()
     assert await count("SELECT count(*) FROM stripe_events WHERE stripe_event_id = :a", a=old["id"]) == 0
     assert await count("SELECT count(*) FROM stripe_events WHERE stripe_event_id = :b", b=recent["id"]) == 1
+
+
+async def test_a_late_first_payment_of_an_older_invoice_leaves_the_newer_overdue_one_delinquent(configured, post,
+                                                                                                 events, count):
+    tenant, sub = uuid.uuid4(), f"sub_{uuid.uuid4().hex[:10]}"
+    older, newer = f"in_{uuid.uuid4().hex[:10]}", f"in_{uuid.uuid4().hex[:10]}"
+    t0, month = int(time.time()), 30 * 86400
+
+    def bill(inv_id: str, created: int, **state: Any) -> dict[str, Any]:
+        return invoice(tenant, inv_id, sub, **state) | {"created": created}  # Stripe's time of the invoice
+
+    def paid(e, inv_id: str) -> bool:
+        return e.event == "billing.payment_succeeded" and e.data["invoiceId"] == inv_id
+
+    async def overdue(invoice_id: str | None) -> int:
+        where = "overdue_since IS NULL" if invoice_id is None else \
+            "overdue_invoice_id = :inv AND delinquent_at IS NOT NULL"
+        return await count(f"SELECT count(*) FROM billing_subscriptions WHERE stripe_subscription_id = :sub "
+                           f"AND {where}", sub=sub, inv=invoice_id)
+
+    await post(event("customer.subscription.created", subscription(tenant, sub, "active", "price_a",
+                                                                    period_end=t0 + month), t0))
+    # Stripe gives up on this month's invoice: after the grace period the tenant is delinquent.
+    await post(event("invoice.payment_failed", bill(newer, t0, status="open", attempts=4, next_attempt=None), t0 + 1))
+    await post(event("customer.subscription.updated", subscription(tenant, sub, "unpaid", "price_a",
+                                                                    period_end=t0 + month), t0 + 2,
+                     previous_attributes={"status": "active"}))
+    await events.wait_for(lambda e: e.event == "billing.subscription.delinquent" and e.data["invoiceId"] == newer)
+
+    # Last month's invoice, never seen before, is paid now: published, but the delinquency stays.
+    await post(event("invoice.payment_succeeded", bill(older, t0 - month, status="paid", attempts=1,
+                                                       next_attempt=None), t0 + 3))
+    late = await events.wait_for(lambda e: paid(e, older))
+    assert await overdue(newer) == 1
+    assert late.data["status"] == "paid" and late.data.get("settlesDelinquency") is False
+
+    # The overdue invoice itself is paid: that ends it.
+    await post(event("invoice.payment_succeeded", bill(newer, t0, status="paid", attempts=5, next_attempt=None),
+                     t0 + 4))
+    settled = await events.wait_for(lambda e: paid(e, newer))
+    assert settled.data["settlesDelinquency"] is True
+    assert await overdue(None) == 1
+    assert len(events.matching(lambda e: e.event == "billing.subscription.delinquent"
+                               and e.data["subscriptionId"] == sub)) == 1

@@ -91,7 +91,8 @@ class Subscription(Base, table=True):
     canceled_at: datetime | None = _tz(default=None, nullable=True)
     state_at: int = Field(default=0, sa_type=BigInteger)
     # Since when Stripe has given up collecting (unpaid, canceled for non-payment, last attempt failed);
-    # cleared by a successful payment. `delinquent_at`: when billing.subscription.delinquent was published
+    # cleared when the subscription is active again or by the payment of the overdue invoice or of a newer one
+    # (never of an older one). `delinquent_at`: when billing.subscription.delinquent was published
     # (the grace period ended), so it is published once per delinquency.
     overdue_since: datetime | None = _tz(default=None, nullable=True)
     overdue_invoice_id: str | None = Field(default=None, sa_type=String(255), nullable=True)
@@ -114,6 +115,8 @@ class Invoice(Base, table=True):
     hosted_invoice_url: str | None = Field(default=None, sa_type=Text, nullable=True)
     paid_at: datetime | None = _tz(default=None, nullable=True)
     state_at: int = Field(default=0, sa_type=BigInteger)
+    # Stripe's `created` of the invoice (not of an event): which of two invoices is the newer one.
+    stripe_created: int | None = Field(default=None, sa_type=BigInteger, nullable=True)
 
 
 class StripeEvent(Base, table=True):

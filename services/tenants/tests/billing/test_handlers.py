@@ -122,3 +122,20 @@ async def test_a_plan_changed_in_stripe_is_followed_once_and_our_own_changes_are
             await asyncio.sleep(0.05)
             plans = [e.data["plan"] for e in of(tenant_events, t, "tenant.updated")]
     assert plans == ["Enterprise", "Pro"]
+
+
+async def test_only_a_payment_that_settles_the_delinquency_reactivates(owner, billing, tenant_events):
+    t = (await tenant(owner))["id"]
+    await billing("billing.subscription.delinquent", t, **delinquent(t))
+    await becomes(owner, t, status="SUSPENDED", statusReason="payment")
+    # An older invoice paid late while the overdue one is still unpaid: billing says it settles nothing.
+    await billing("billing.payment_succeeded", t, **paid() | {"invoiceId": "in_0", "settlesDelinquency": False})
+    # A later event of the same tenant (same partition, so applied after it) as the marker.
+    await billing("billing.subscription.updated", t, **from_portal("Enterprise"))
+    got = await becomes(owner, t, plan="Enterprise")
+    assert (got["status"], got["statusReason"]) == ("SUSPENDED", "payment")
+    assert of(tenant_events, t, "tenant.reactivated") == []
+    await billing("billing.payment_succeeded", t, **paid() | {"settlesDelinquency": True})  # the overdue one
+    await becomes(owner, t, status="ACTIVE")
+    await tenant_events.wait_for(lambda e: e.event == "tenant.reactivated" and str(e.tenant_id) == t)
+    assert len(of(tenant_events, t, "tenant.reactivated")) == 1

@@ -185,6 +185,11 @@ class PaymentData(EventData):
     nextPaymentAttempt: datetime | None = Field(default=None, description="null when Stripe will not retry")
     finalAttempt: bool = Field(default=False, description="Failed and Stripe gave up (no next attempt)")
     hostedInvoiceUrl: str | None = None
+    settlesDelinquency: bool | None = Field(
+        default=None, description="billing.payment_succeeded only: true when, after this payment, the tenant's "
+        "subscription has no overdue invoice left (a suspension for non-payment may end); false when an invoice "
+        "Stripe gave up on, newer than this one, is still unpaid. Absent in events published before the field "
+        "existed")
 
 
 class DelinquencyData(EventData):

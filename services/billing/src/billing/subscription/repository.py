@@ -81,7 +81,7 @@ _BULK_INVOICE_COLUMNS = {
     "stripe_invoice_id": "text", "tenant_id": "uuid", "stripe_subscription_id": "text", "status": "text",
     "amount_due": "bigint", "amount_paid": "bigint", "currency": "text", "attempt_count": "int",
     "next_payment_attempt": "timestamptz", "hosted_invoice_url": "text", "paid_at": "timestamptz",
-    "state_at": "bigint"}
+    "state_at": "bigint", "stripe_created": "bigint"}
 _INSERT_INVOICES = text(
     f"INSERT INTO billing_invoices (id, {', '.join(_BULK_INVOICE_COLUMNS)}, created_at, updated_at) "
     f"SELECT u.*, now(), now() FROM unnest(CAST(:id AS uuid[]), "

@@ -42,6 +42,20 @@ def clear_overdue(row: Subscription) -> None:
     row.overdue_since = row.overdue_invoice_id = row.delinquent_at = None
 
 
+async def payment_settles(session: AsyncSession, row: Subscription, paid: Any) -> bool:
+    """Whether the payment of invoice `paid` (its row) ends the subscription's delinquency: the overdue
+    invoice's own payment does, and so does a newer invoice's (by Stripe's `created`: Stripe makes the
+    subscription active again when its latest invoice is paid); an older invoice's, seen late, does not.
+    Not overdue, overdue with no invoice known, or an invoice of unknown age (seen before `created` was
+    kept): any payment does, as before."""
+    if row.overdue_since is None or row.overdue_invoice_id in (None, paid.stripe_invoice_id):
+        return True
+    overdue = await InvoiceRepository(session).by_stripe_id(row.overdue_invoice_id)
+    if overdue is None or overdue.stripe_created is None or paid.stripe_created is None:
+        return True
+    return bool(paid.stripe_created > overdue.stripe_created)
+
+
 async def publish_delinquent(session: AsyncSession, row: Subscription, grace: timedelta) -> None:
     if row.delinquent_at is not None or row.overdue_since is None:
         return
@@ -194,7 +208,8 @@ def _invoice_values(state: InvoiceState, tenant_id: uuid.UUID | None, created: i
     return {"tenant_id": tenant_id, "stripe_subscription_id": state.subscription_id, "status": state.status,
             "amount_due": state.amount_due, "amount_paid": state.amount_paid, "currency": state.currency,
             "attempt_count": state.attempt_count, "next_payment_attempt": state.next_payment_attempt,
-            "hosted_invoice_url": state.hosted_invoice_url, "paid_at": state.paid_at, "state_at": created}
+            "hosted_invoice_url": state.hosted_invoice_url, "paid_at": state.paid_at, "state_at": created,
+            "stripe_created": state.created}
 
 
 async def insert_new_invoices(session: AsyncSession, events: list[tuple[dict[str, Any], int]]) -> set[str]:
@@ -237,20 +252,28 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
             outcome = "stale"
         else:
             for key, value in values.items():
-                if key != "tenant_id" or value is not None:
+                if key not in ("tenant_id", "stripe_created") or value is not None:
                     setattr(row, key, value)
             row.updated_at = utcnow()
             await repo.flush()
     if row.tenant_id is None:
         return "no_tenant"
     data = _payment_data(row, state)
-    if outcome == "applied" and row.stripe_subscription_id is not None and (row.status == "paid"
-                                                                          or data["finalAttempt"]):
-        sub = await SubscriptionRepository(session).by_stripe_id(row.stripe_subscription_id, for_update=True)
-        if sub is not None and row.status == "paid":
-            clear_overdue(sub)
-        elif sub is not None and data["finalAttempt"]:
-            await mark_overdue(session, sub, row.stripe_invoice_id, grace)
     name = "billing.payment_failed" if event_type == "invoice.payment_failed" else "billing.payment_succeeded"
+    subs = SubscriptionRepository(session)
+    sub: Subscription | None = None
+    if row.stripe_subscription_id is not None and (name == "billing.payment_succeeded" or (
+            outcome == "applied" and (row.status == "paid" or data["finalAttempt"]))):
+        sub = await subs.by_stripe_id(row.stripe_subscription_id, for_update=True)
+    if outcome == "applied" and sub is not None:
+        if row.status == "paid" and await payment_settles(session, sub, row):
+            clear_overdue(sub)
+        elif data["finalAttempt"]:
+            await mark_overdue(session, sub, row.stripe_invoice_id, grace)
+    if name == "billing.payment_succeeded":
+        # Tells tenants whether this payment lifts a suspension for non-payment: only when nothing is overdue
+        # after it (a late payment of an older invoice leaves the newer overdue one, and the suspension).
+        sub = sub or await subs.by_tenant(row.tenant_id)
+        data["settlesDelinquency"] = sub is None or sub.overdue_since is None
     await events.publish(session, name, data, key=row.tenant_id, tenant_id=row.tenant_id)
     return outcome

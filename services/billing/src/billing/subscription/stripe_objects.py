@@ -87,6 +87,7 @@ class InvoiceState(InvoiceFacts):
     customer: str | None
     subscription_id: str | None
     tenant_id: uuid.UUID | None
+    created: int | None = None  # Stripe's time of the invoice's creation (orders two invoices)
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> InvoiceState:
@@ -103,6 +104,7 @@ class InvoiceState(InvoiceFacts):
         # Checked above, field by field: built without a second validation (the webhook worker's hot path).
         return cls.model_construct(
             id=str(obj["id"]), customer=_id(obj.get("customer")), subscription_id=subscription, tenant_id=tenant,
+            created=number("created") or None,
             status=(str(obj["status"])[:30] if obj.get("status") else None), amount_due=number("amount_due"),
             amount_paid=number("amount_paid"),
             currency=(str(obj["currency"])[:3].upper() if obj.get("currency") else None),

@@ -25,7 +25,8 @@ async def on_billing_events(session: AsyncSession, events: list[ConsumedEvent]) 
             if name == "billing.subscription.delinquent":
                 await service.suspend_for_payment(session, DelinquencyData.model_validate(data).tenantId)
             elif name == "billing.payment_succeeded":
-                await service.reactivate_after_payment(session, PaymentData.model_validate(data).tenantId)
+                payment = PaymentData.model_validate(data)
+                await service.reactivate_after_payment(session, payment.tenantId, payment.settlesDelinquency)
             elif name == "billing.subscription.updated":
                 sub = SubscriptionData.model_validate(data)
                 if sub.planChangedInStripe and sub.plan:

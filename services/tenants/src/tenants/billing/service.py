@@ -1,5 +1,6 @@
 """What billing's events do to a tenant. A suspension for non-payment carries the reason "payment" and only
-such a suspension is lifted by a later payment: one the owner made by hand stays. A plan changed in Stripe
+such a suspension is lifted by a later payment that settles the delinquency (not the late payment of an older
+invoice while the overdue one is unpaid): one the owner made by hand stays. A plan changed in Stripe
 (customer portal) becomes the tenant's plan once; the tenant.updated it causes finds billing already on that
 price, so nothing echoes back to Stripe."""
 
@@ -28,7 +29,14 @@ async def suspend_for_payment(session: AsyncSession, tenant_id: uuid.UUID) -> bo
     return True
 
 
-async def reactivate_after_payment(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+async def reactivate_after_payment(session: AsyncSession, tenant_id: uuid.UUID,
+                                   settles_delinquency: bool | None = None) -> bool:
+    """`settles_delinquency` (the payment's `settlesDelinquency`): false when billing still holds a newer unpaid
+    invoice it gave up on (e.g. an older invoice paid late), so the suspension stays. Absent (None, events
+    published before billing said so): any payment reactivates, as billing then also cleared its overdue
+    state on any payment and would never announce the end of that delinquency again."""
+    if settles_delinquency is False:
+        return False
     state = await TenantStateRepository(session).status(tenant_id)
     if state is None or state != ("SUSPENDED", PAYMENT):
         return False
