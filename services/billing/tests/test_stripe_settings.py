@@ -15,6 +15,7 @@ from common.testing.plugin import bearer
 from common.testing.servers import serve_app
 
 STRIPE = "/api/platform/integrations/stripe"
+INVOICES = "/api/platform/billing/invoices"
 
 PK, SK, WH = "pk_test_" + "a" * 24, "sk_test_" + "b" * 20 + "4242", "whsec_" + "c" * 32
 
@@ -112,6 +113,11 @@ async def test_switching_to_live_keys_starts_billing_over_in_live_mode(scratch):
     await _sql(engine, "INSERT INTO billing_sync_jobs (id, event_id, tenant_id, kind, attempts, next_attempt_at, "
                "created_at, updated_at) VALUES (gen_random_uuid(), gen_random_uuid(), :t, 'cancel', 0, "
                "now() + interval '1 hour', now(), now())", t=deleted)
+    await _sql(engine, "INSERT INTO billing_invoices (id, stripe_invoice_id, tenant_id, stripe_subscription_id, status, "
+               "amount_due, amount_paid, attempt_count, state_at, created_at, updated_at) VALUES (gen_random_uuid(), "
+               "'in_test1', :t, :s, 'paid', 4900, 4900, 1, 1, now(), now())", t=subscribed, s=f"sub_{subscribed.hex}")
+    assert [i["stripeInvoiceId"] for i in (await owner.get(INVOICES, params={"tenantId": str(subscribed)})).json()[
+        "items"]] == ["in_test1"]
 
     live = {"publishableKey": "pk_live_" + "a" * 24, "secretKey": "sk_live_" + "b" * 24}
     # Live events are signed with a live endpoint's secret: the test one would refuse every one of them.
@@ -125,6 +131,9 @@ async def test_switching_to_live_keys_starts_billing_over_in_live_mode(scratch):
     assert await _sql(engine, "SELECT stripe_price_id, stripe_product_id FROM billing_plans") == [(None, None)]
     assert await _sql(engine, "SELECT count(*) FROM billing_customers") == [(0,)]
     assert await _sql(engine, "SELECT count(*) FROM billing_subscriptions") == [(0,)]
+    # Nor are test invoices the tenant's billing history in live mode (Stripe keeps them in its test mode).
+    assert await _sql(engine, "SELECT count(*) FROM billing_invoices") == [(0,)]
+    assert (await owner.get(INVOICES, params={"tenantId": str(subscribed)})).json()["items"] == []
     assert await _sql(engine, "SELECT tenant_id, plan FROM billing_sync_jobs WHERE kind = 'create'") == [
         (subscribed, "Pro")]
 

@@ -10,7 +10,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.plan.repository import PlanRepository
-from billing.subscription.repository import CustomerRepository, SubscriptionRepository
+from billing.subscription.repository import CustomerRepository, InvoiceRepository, SubscriptionRepository
 from billing.subscription.service import ENDED
 from billing.sync import service as sync_jobs
 from billing.sync.repository import SyncJobRepository
@@ -20,7 +20,8 @@ logger = logging.getLogger("billing.stripe_settings")
 
 
 async def start_over(session: AsyncSession, *, leaving: str, entering: str) -> int:
-    """Forget the products, prices, customers and subscriptions of the mode `leaving`, and queue a subscription in
+    """Forget the products, prices, customers, subscriptions and invoices of the mode `leaving` (test invoices are
+    no tenant's billing history; Stripe keeps them in its test mode), and queue a subscription in
     the mode `entering` for every tenant subscribed in the old one (it runs once the plans are priced: POST
     …/plans/sync). Returns how many tenants were queued. Leaving live is refused while live customers are known:
     their subscriptions would go on being billed with billing no longer following them."""
@@ -47,6 +48,7 @@ async def start_over(session: AsyncSession, *, leaving: str, entering: str) -> i
         queued += 1
     await PlanRepository(session).forget_prices()
     await SubscriptionRepository(session).forget_all()
+    await InvoiceRepository(session).forget_all()
     await customers.forget_all()
     logger.warning("Stripe keys switched from %s to %s mode: %d tenants will be subscribed in %s mode once the plans "
                    "are priced (POST /api/platform/billing/plans/sync)", leaving, entering, queued, entering)

@@ -92,6 +92,9 @@ _INSERT_INVOICES = text(
 class InvoiceRepository(Repository[Invoice]):
     model = Invoice
 
+    async def forget_all(self) -> None:
+        await self.session.execute(delete(Invoice))
+
     async def by_stripe_id(self, invoice_id: str, *, for_update: bool = False) -> Invoice | None:
         stmt = select(Invoice).where(Invoice.stripe_invoice_id == invoice_id)
         return await self.get_one(stmt.with_for_update() if for_update else stmt)
