@@ -98,3 +98,14 @@ async def test_an_n8n_reply_pending_when_its_worker_died_is_asked_again_and_sent
     await api.post_cloud(channel, text_message(number, contact, "marcador"))  # proves nothing more came before it
     await api.wait_until(lambda: len([m for m in graph.sent if m["to"] == contact]) >= 2)
     assert [m["text"] for m in graph.sent if m["to"] == contact] == ["Respuesta tras reiniciar"] * 2
+
+
+async def test_an_n8n_reply_with_a_nul_character_is_sent_without_it(api, graph, n8n):
+    """PostgreSQL text cannot hold U+0000: the flow's reply is queued without it, not lost to the fallback."""
+    channel = await api.cloud_channel()
+    path = f"agent-{uuid.uuid4().hex[:8]}"
+    await api.agent(channel["id"], mode="N8N", n8nWebhookUrl=n8n.add_flow(path, "Hola\u0000 desde n8n"),
+                    fallbackText="fallback")
+    await api.post_cloud(channel, text_message(channel["phoneNumberId"], "573100000009", "hola"))
+    sent = await api.wait_until(lambda: [m["text"] for m in graph.sent if m["to"] == "573100000009"])
+    assert sent == ["Hola desde n8n"]

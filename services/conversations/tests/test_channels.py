@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
+import httpx
+from aiohttp import web
+
 from common.testing.checks import assert_problem
+from common.testing.servers import FakeServer, free_port
 
 CHANNELS = "/api/platform/operations/channels"
 
@@ -139,3 +144,136 @@ async def test_deleted_channel_disappears_and_its_webhooks_answer_404(api, owner
     assert channel["instanceName"] not in evolution.instances
     assert_problem(await owner.get(f"{CHANNELS}/{channel['id']}"), 404)
     assert_problem(await api.client.post(f"/api/webhooks/evolution/{channel['id']}", json={}), 404)
+
+
+
+async def _message(api, conversation_id, message_id, *, settled=False):
+    found = [m for m in await api.messages(conversation_id) if m["id"] == message_id]
+    return found[0] if found and (not settled or found[0]["status"] != "QUEUED") else None
+
+
+async def test_a_deleted_channel_fails_its_queued_reply_and_refuses_new_ones(api, owner, graph):
+    """A reply held (the token had expired) when the channel is deleted ends FAILED ("channel deleted") and a
+    person's new message on its conversation is a 409 problem, not queued."""
+    from common.testing.fake_whatsapp import text_message
+
+    channel = await api.cloud_channel()
+    number, contact = channel["phoneNumberId"], "573005550101"
+    await api.post_cloud(channel, text_message(number, contact, "hola"))
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    url = f"/api/platform/operations/conversations/{conversation['id']}/messages"
+    graph.expire_token(number)
+    held = (await owner.post(url, json={"text": "¿Sigue ahí?"})).json()
+    await api.wait_until(lambda: _status(owner, channel["id"], "ERROR"))
+    assert (await owner.delete(f"{CHANNELS}/{channel['id']}")).status_code == 204
+    graph.numbers[number]["expired"] = False
+    message = await api.wait_until(lambda: _message(api, conversation["id"], held["id"], settled=True))
+    assert message["status"] == "FAILED" and message["failureReason"] == "channel deleted"
+    refused = assert_problem(await owner.post(url, json={"text": "otro"}), 409)
+    assert "deleted" in refused["detail"]
+    assert [m for m in graph.sent if m["to"] == contact] == []
+
+
+async def test_replies_queued_on_a_channel_as_it_is_deleted_are_not_sent(api, owner, graph):
+    """What raced the delete: an inbound message stored before it and processed after is recorded with no agent
+    reply; a reply queued as it committed is FAILED ("channel deleted") by the outbound worker, not sent."""
+    from common.testing.fake_whatsapp import text_message
+
+    channel = await api.cloud_channel()
+    await api.agent(channel["id"], greeting="Hola")
+    number, contact, late = channel["phoneNumberId"], "573005550201", "573005550202"
+    await api.post_cloud(channel, text_message(number, contact, "hola"))
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    await api.wait_until(lambda: [m for m in graph.sent if m["to"] == contact])  # the greeting
+    assert (await owner.delete(f"{CHANNELS}/{channel['id']}")).status_code == 204
+
+    item = text_message(number, late, "tarde")["entry"][0]["changes"][0]["value"]["messages"][0]
+    payload = {"contact": late, "contactName": None, "externalId": item["id"], "type": "text", "text": "tarde",
+               "caption": None, "timestamp": None, "raw": item}
+    await api.execute("INSERT INTO inbound_events (id, created_at, updated_at, channel_id, kind, external_id, payload, "
+                      "attempts) VALUES (:id, now(), now(), :c, 'message', :e, CAST(:p AS jsonb), 0)",
+                      id=uuid.uuid4(), c=channel["id"], e=item["id"], p=json.dumps(payload))
+    queued = uuid.uuid4()
+    await api.execute("INSERT INTO messages (id, created_at, updated_at, conversation_id, channel_id, direction, "
+                      "sender, type, text, status, attempts, next_attempt_at) VALUES (:id, now(), now(), :conv, :c, "
+                      "'OUTBOUND', 'AGENT', 'text', 'respuesta tardía', 'QUEUED', 0, now())",
+                      id=queued, conv=conversation["id"], c=channel["id"])
+    await api.execute("NOTIFY conversations_outbound")
+    message = await api.wait_until(lambda: _message(api, conversation["id"], str(queued), settled=True))
+    assert message["status"] == "FAILED" and message["failureReason"] == "channel deleted"
+
+    late_conversation = await api.wait_until(lambda: api.scalar(
+        "SELECT id FROM conversations WHERE channel_id = :c AND contact = :n", c=channel["id"], n=late))
+    assert await api.scalar("SELECT count(*) FROM messages WHERE conversation_id = :c AND direction = 'OUTBOUND'",
+                            c=late_conversation) == 0
+    assert [m["text"] for m in graph.sent if m["to"] in (contact, late)] == ["Hola"]
+
+
+class _FlakyEvolution(FakeServer):
+    """The Evolution server behind a proxy that answers 503 to the routes in `failing` (e.g. "webhook/set"): the
+    server falling over between two calls of one create."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream, self.port, self.failing = upstream, free_port(), set()
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        if "/".join(request.path.split("/")[1:3]) in self.failing:
+            return web.json_response({"status": 503, "error": "Service Unavailable"}, status=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("apikey", "content-type")}
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.request(request.method, self.upstream + request.path_qs, headers=headers,
+                                          content=await request.read())
+        return web.Response(body=answer.content, status=answer.status_code, content_type="application/json")
+
+
+async def test_a_create_that_fails_after_making_the_instance_deletes_it_so_a_retry_succeeds(api, owner, evolution):
+    name = f"inst-{uuid.uuid4().hex[:10]}"
+    body = {"name": "Ven\u0000tas", "type": "EVOLUTION", "apiUrl": evolution.url, "apiKey": evolution.api_key,
+            "instanceName": name}
+    assert_problem(await owner.post(CHANNELS, json=body), 422)  # the database refused the row, after the instance
+    assert name not in evolution.instances
+    retried = await owner.post(CHANNELS, json=body | {"name": "Ventas"})
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["instanceName"] == name and name in evolution.instances
+
+
+async def test_an_instance_left_by_a_failed_create_is_adopted_by_the_retry_and_no_one_elses_is(api, owner, evolution):
+    """The server fell over after making the instance: neither the webhook nor the cleanup went through. The next
+    create of that name adopts the instance (fresh QR, our webhook); a name taken by someone else stays a 409."""
+    async with _FlakyEvolution(evolution.url) as flaky:
+        name = f"inst-{uuid.uuid4().hex[:10]}"
+        body = {"name": "Ventas", "type": "EVOLUTION", "apiUrl": flaky.url, "apiKey": evolution.api_key,
+                "instanceName": name}
+        flaky.failing = {"webhook/set", "instance/delete"}
+        assert_problem(await owner.post(CHANNELS, json=body), 503)
+        assert name in evolution.instances and not evolution.instances[name].get("webhook")
+        flaky.failing = set()
+        created = await owner.post(CHANNELS, json=body)
+        assert created.status_code == 201, created.text
+        channel = created.json()
+        assert channel["instanceName"] == name
+        qr = await owner.get(f"{CHANNELS}/{channel['id']}/qr")
+        assert qr.status_code == 200 and qr.json()["dataUrl"].startswith("data:image/png;base64,")
+        answer = await evolution.emit(name, evolution.message_upsert(name, "5511933330000", "hola"))
+        assert answer.status_code == 200 and answer.json() == {"received": 1, "new": 1}
+        await api.wait_until(lambda: api.conversation_of(channel["id"], "5511933330000"))
+
+        flaky.failing = {"instance/delete"}  # deleting the channel could not delete its instance: still ours
+        assert (await owner.delete(f"{CHANNELS}/{channel['id']}")).status_code == 204
+        assert name in evolution.instances
+        flaky.failing = set()
+        again = await owner.post(CHANNELS, json=body | {"name": "Ventas 2"})
+        assert again.status_code == 201, again.text
+        answer = await evolution.emit(name, evolution.message_upsert(name, "5511933330001", "hola"))
+        assert answer.status_code == 200 and answer.json() == {"received": 1, "new": 1}
+
+        theirs = f"inst-{uuid.uuid4().hex[:10]}"
+        async with httpx.AsyncClient() as client:  # made on the server by someone else
+            made = await client.post(f"{evolution.url}/instance/create", headers={"apikey": evolution.api_key},
+                                     json={"instanceName": theirs, "integration": "WHATSAPP-BAILEYS"})
+            assert made.status_code == 201
+        assert_problem(await owner.post(CHANNELS, json=body | {"instanceName": theirs}), 409)
+        assert not evolution.instances[theirs].get("webhook")

@@ -225,3 +225,60 @@ async def test_a_message_the_provider_keeps_failing_is_given_up_and_the_next_one
         graph._failures.clear()
     await api.wait_until(lambda: _find(api, conversation["id"], second["id"], "SENT"), timeout=30)
     assert [m["text"] for m in graph.sent if m["to"] == contact] == ["dos"]
+
+
+async def test_a_nul_character_is_dropped_and_the_rest_of_the_delivery_is_stored(api, graph):
+    """PostgreSQL text and jsonb cannot hold U+0000: a message carrying one (in its text, caption or the
+    contact's name) is stored without it, and the other messages of the same POST are stored too."""
+    channel = await api.cloud_channel()
+    number = channel["phoneNumberId"]
+    body = batch(number, messages=[("573001230000", "ho\u0000la", None), ("573001230000", "sin nul", None)],
+                 names={"573001230000": "An\u0000a"})
+    value = body["entry"][0]["changes"][0]["value"]
+    value["messages"].append({"from": "573001230000", "id": wamid(), "timestamp": value["messages"][0]["timestamp"],
+                              "type": "image", "image": {"id": "1\u00002", "caption": "fo\u0000to",
+                                                         "mime_type": "image/jpeg"}})
+    answer = await api.post_cloud(channel, body)
+    assert answer.status_code == 200 and answer.json() == {"received": 3, "new": 3}, answer.text
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], "573001230000"))
+
+    async def stored():
+        messages = await api.messages(conversation["id"])
+        return messages if len(messages) == 3 else None
+
+    messages = await api.wait_until(stored)
+    assert [(m["text"], m["caption"]) for m in messages] == [("hola", None), ("sin nul", None), (None, "foto")]
+    assert conversation["contactName"] == "Ana"
+
+
+async def test_metas_throttling_codes_are_retried_later_and_still_given_up(api, graph, owner):
+    """131056 (too many messages to one recipient) and 131048 (spam rate limit) are throttling in Meta's error
+    codes, like 130429, 4 and 80007: the message waits and goes; a message throttled past
+    WHATSAPP_RETRY_GIVE_UP_HOURS is FAILED all the same."""
+    channel = await api.cloud_channel()
+    contact = "573009990011"
+    await api.post_cloud(channel, text_message(channel["phoneNumberId"], contact, "hola"))
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    url = f"/api/platform/operations/conversations/{conversation['id']}/messages"
+    for code in (131056, 131048):
+        graph.fail_next(code, times=4)  # more than one call's own tries: the message is queued again, then goes
+        sent = (await owner.post(url, json={"text": f"tras {code}"})).json()
+        message = await api.wait_until(lambda sent=sent: _find(api, conversation["id"], sent["id"], "SENT"), timeout=30)
+        assert message["attempts"] >= 2
+    assert [m["text"] for m in graph.sent if m["to"] == contact] == ["tras 131056", "tras 131048"]
+
+    graph.fail_next(131056, times=10_000)
+    try:
+        stuck = (await owner.post(url, json={"text": "nunca"})).json()
+
+        async def retried():
+            found = await _find(api, conversation["id"], stuck["id"], "QUEUED")
+            return found and found["attempts"] >= 2
+
+        await api.wait_until(retried, timeout=30)
+        await api.execute("UPDATE messages SET created_at = now() - interval '25 hours' WHERE id = :id",
+                          id=stuck["id"])
+        failed = await api.wait_until(lambda: _find(api, conversation["id"], stuck["id"], "FAILED"), timeout=30)
+        assert failed["failureReason"].startswith("gave up after") and "131056" in failed["failureReason"]
+    finally:
+        graph._failures.clear()

@@ -188,3 +188,26 @@ async def test_keywords_match_whole_words_not_parts_of_words(api, owner, evoluti
     assert await api.wait_until(answers) == {contact: reply for contact, (_, reply) in expected.items()}
     handed_off = {c["contact"]: c["handedOff"] for c in await api.conversations(channelId=channel["id"])}
     assert handed_off == {contact: contact.endswith("4") for contact in expected}
+
+
+async def test_a_nul_character_is_dropped_and_the_other_messages_of_the_post_are_stored(api, evolution):
+    channel = await _connected_channel(api, evolution)
+    instance = channel["instanceName"]
+    contact = "5511944440000"
+    first = evolution.message_upsert(instance, contact, "ho\u0000la", push_name="Jo\u0000ão")
+    second = evolution.message_upsert(instance, contact, "segunda")
+    first["data"]["message"] = {"imageMessage": {"caption": "fo\u0000to", "mimetype": "image/jpeg"}}
+    first["data"]["messageType"] = "imageMessage"
+    body = first | {"data": [first["data"], second["data"]]}
+    answer = await evolution.emit(instance, body)
+    assert answer.status_code == 200 and answer.json() == {"received": 2, "new": 2}, answer.text
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+
+    async def stored():
+        messages = await api.messages(conversation["id"])
+        return messages if len(messages) == 2 else None
+
+    messages = await api.wait_until(stored)
+    assert [(m["type"], m["text"], m["caption"]) for m in messages] == [("image", None, "foto"),
+                                                                      ("text", "segunda", None)]
+    assert conversation["contactName"] == "João"

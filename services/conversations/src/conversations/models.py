@@ -68,6 +68,19 @@ class Channel(Base, table=True):
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
 
+class EvolutionInstance(Base, table=True):
+    """An Evolution instance this service made, recorded in its own transaction as soon as the server made it, and
+    forgotten with the commit of the channel that holds it (or once deleted again). A channel create that failed
+    after making the instance, and could not delete it, leaves this row: the next create of that name adopts the
+    instance instead of meeting "name in use" for ever. A name in use without a row is someone else's: 409."""
+
+    __tablename__ = "evolution_instances"
+    __table_args__ = (Index("uq_evolution_instances_instance", "api_url", "instance_name", unique=True),)
+
+    api_url: str = Field(sa_type=String(500))
+    instance_name: str = Field(sa_type=String(100))
+
+
 class Agent(Base, table=True):
     __tablename__ = "agents"
     __table_args__ = (

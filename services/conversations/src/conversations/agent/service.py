@@ -158,6 +158,7 @@ async def ask_flow(request: FlowRequest) -> str | None:
         response = await fetch("POST", request.url, json=request.body, timeout=request.timeout)
         if response.status_code < 300:
             reply = _flow_reply(response)
+            reply = reply.replace("\x00", "").strip() if reply else None  # PostgreSQL text cannot hold NUL
             if reply:
                 return reply
         logger.warning("agent %s: n8n flow answered %s without a reply; fallback", request.agent_id,
@@ -173,6 +174,7 @@ async def deliver_flow_reply(session: AsyncSession, request: FlowRequest, reply:
     if not await PendingReplyRepository(session).take(request.id) or not reply:
         return None
     conversation = await conversations.require(session, request.conversation_id, for_update=True)
-    if conversation.status != "OPEN" or conversation.handed_off:
+    if conversation.status != "OPEN" or conversation.handed_off \
+            or await ChannelRepository(session).get(conversation.channel_id) is None:  # deleted meanwhile
         return None
     return await conversations.queue_outbound(session, conversation, reply, sender="AGENT")

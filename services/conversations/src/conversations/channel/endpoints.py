@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response, status
 from common.api import Page, PageParamsDep
 from common.auth import PlatformOwner
 from common.db import SessionDep
+from common.db.session import DatabaseDep
 from common.errors import problem_responses
 from conversations.channel import schemas, service
 from conversations.dependencies import SettingsDep
@@ -18,13 +19,14 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=schemas.ChannelCreated,
              responses=problem_responses(401, 403, 409, 422, 502, 503))
-async def create_channel(session: SessionDep, settings: SettingsDep, _: PlatformOwner, body: schemas.ChannelCreate,
-                         response: Response) -> schemas.ChannelCreated:
+async def create_channel(session: SessionDep, database: DatabaseDep, settings: SettingsDep, _: PlatformOwner,
+                         body: schemas.ChannelCreate, response: Response) -> schemas.ChannelCreated:
     """A WhatsApp number. EVOLUTION: creates the instance on the Evolution server and points its webhook
     here (starts CONNECTING; scan the QR). CLOUD_API: answers the webhook URL and the verify token to paste
-    into Meta (the verify token in full only here). Credentials are stored encrypted, shown masked."""
+    into Meta (the verify token in full only here). Credentials are stored encrypted, shown masked. An
+    Evolution instance made by an earlier create of this name that failed is deleted by it, or else adopted here."""
     response.headers.update(NO_STORE)
-    return await service.create(session, settings, body)
+    return await service.create(session, database, settings, body)
 
 
 @router.get("", response_model=Page[schemas.ChannelRead], responses=problem_responses(401, 403, 422))

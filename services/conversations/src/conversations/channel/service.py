@@ -9,14 +9,15 @@ import logging
 import os
 import secrets
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from common.api import Page, PageParams
 from common.crypto import MASK, mask
-from common.db import utcnow
+from common.db import Database, utcnow
 from common.errors import BadGateway, Conflict, NotFound, ProblemError
-from conversations.channel.repository import ChannelRepository
+from conversations.channel.repository import ChannelRepository, EvolutionInstanceRepository
 from conversations.channel.schemas import (
     ChannelCreate,
     ChannelCreated,
@@ -29,6 +30,7 @@ from conversations.channel.schemas import (
     TestResult,
 )
 from conversations.config import Settings
+from conversations.conversation.repository import CHANNEL_DELETED, MessageRepository
 from conversations.dependencies import secret_box
 from conversations.events import outbox
 from conversations.models import Channel
@@ -109,7 +111,10 @@ async def set_status(session: AsyncSession, channel: Channel, status: ChannelSta
     return True
 
 
-async def create(session: AsyncSession, settings: Settings, body: ChannelCreate) -> ChannelCreated:
+async def create(session: AsyncSession, database: Database, settings: Settings, body: ChannelCreate
+                 ) -> ChannelCreated:
+    """`database`: for the record of an Evolution instance made here, which must outlive this request's
+    transaction when the create fails after the instance was made (see `_make_instance`)."""
     repo = ChannelRepository(session)
     channel = Channel(id=uuid.uuid4(), name=body.name.strip(), type=body.type.value,
                       status=ChannelStatus.CONNECTING.value)
@@ -123,33 +128,86 @@ async def create(session: AsyncSession, settings: Settings, body: ChannelCreate)
         _store_secret(settings, channel, "access_token", body.access_token)
         _store_secret(settings, channel, "app_secret", body.app_secret)
         _store_secret(settings, channel, "verify_token", verify_token)
+        await _add(session, channel)
     else:
         assert body.api_url and body.api_key and body.instance_name
-        api_url = body.api_url.rstrip("/")
-        if await repo.by_instance(api_url, body.instance_name) is not None:
-            raise Conflict(f"A channel for instance {body.instance_name} on {api_url} exists already")
-        channel.api_url, channel.instance_name = api_url, body.instance_name
+        api_url, name = body.api_url.rstrip("/"), body.instance_name
+        await repo.lock_instance(api_url, name)
+        if await repo.by_instance(api_url, name) is not None:
+            raise Conflict(f"A channel for instance {name} on {api_url} exists already")
+        channel.api_url, channel.instance_name = api_url, name
         _store_secret(settings, channel, "api_key", body.api_key)
         secret = secrets.token_urlsafe(32)
         channel.webhook_secret_sha256 = secret_sha256(secret)
-        timeout = settings.whatsapp_timeout_seconds
-        try:
-            created = await evolution.create_instance(api_url, body.api_key, body.instance_name, timeout=timeout)
-            await evolution.set_webhook(api_url, body.api_key, body.instance_name, webhook_url(settings, channel),
-                                        secret, timeout=timeout)
-        except (ProviderError, ProviderUnavailable) as exc:
-            if isinstance(exc, ProviderError) and exc.status in (403, 409):
-                raise Conflict(f"The Evolution server refused the instance: {exc}") from None
-            raise _provider_problem(exc) from None
-        qr = created.get("qrcode") if isinstance(created.get("qrcode"), dict) else {}
-        if isinstance(qr.get("base64"), str) and qr["base64"].startswith("data:image/png;base64,"):
+        qr = (await _make_instance(session, database, settings, api_url, body.api_key, name)).get("qrcode")
+        if isinstance(qr, dict) and isinstance(qr.get("base64"), str) \
+                and qr["base64"].startswith("data:image/png;base64,"):
             channel.qr_data_url = qr["base64"]
-    await repo.add(channel)
+        try:
+            await evolution.set_webhook(api_url, body.api_key, name, webhook_url(settings, channel), secret,
+                                        timeout=settings.whatsapp_timeout_seconds)
+            await _add(session, channel)  # flushed: a row the database refuses fails here, while we can undo
+            await EvolutionInstanceRepository(session).forget(api_url, name)  # the channel holds it from its commit
+        except Exception as exc:
+            await _undo_instance(database, settings, api_url, body.api_key, name)
+            if isinstance(exc, (ProviderError, ProviderUnavailable)):
+                raise _provider_problem(exc) from None
+            raise
+    return ChannelCreated.model_validate(channel).model_copy(
+        update={"webhook_url": webhook_url(settings, channel), "verify_token_plain": verify_token})
+
+
+async def _add(session: AsyncSession, channel: Channel) -> None:
+    await ChannelRepository(session).add(channel)
     await outbox.publish(session, "channel.status.changed", {
         "channelId": channel.id, "channelType": channel.type, "name": channel.name, "status": channel.status,
         "previousStatus": None, "reason": "created"}, key=channel.id)
-    return ChannelCreated.model_validate(channel).model_copy(
-        update={"webhook_url": webhook_url(settings, channel), "verify_token_plain": verify_token})
+
+
+async def _make_instance(session: AsyncSession, database: Database, settings: Settings, api_url: str,
+                         api_key: str, name: str) -> dict[str, Any]:
+    """The Evolution instance of a new channel: created, and recorded as made here at once (its own transaction,
+    kept should this create fail after it); or, when the name is in use by an instance made here that no channel
+    holds (a create that failed after making it and could not delete it), adopted with a fresh QR. A name in use
+    by anyone else is a 409."""
+    timeout = settings.whatsapp_timeout_seconds
+    try:
+        created = await evolution.create_instance(api_url, api_key, name, timeout=timeout)
+    except ProviderUnavailable as exc:
+        raise _provider_problem(exc) from None
+    except ProviderError as exc:
+        if exc.status not in (403, 409):  # Evolution v2 answers 403 for a name in use
+            raise _provider_problem(exc) from None
+        if not await EvolutionInstanceRepository(session).made_here(api_url, name):
+            raise Conflict(f"The Evolution server refused the instance: {exc}") from None
+        logger.info("Evolution instance %s on %s: made by an earlier create that failed; adopted", name, api_url)
+        try:
+            return {"qrcode": await evolution.connect(api_url, api_key, name, timeout=timeout)}
+        except (ProviderError, ProviderUnavailable) as exc:
+            raise _provider_problem(exc) from None
+    try:
+        async with database.sessionmaker() as journal, journal.begin():
+            await EvolutionInstanceRepository(journal).record(api_url, name)
+    except Exception:
+        await _undo_instance(database, settings, api_url, api_key, name)
+        raise
+    return created
+
+
+async def _undo_instance(database: Database, settings: Settings, api_url: str, api_key: str, name: str) -> None:
+    """Best effort, after a create failed past making the instance: delete it again. Should that fail too, its
+    record stays and the next create of this name adopts it."""
+    try:
+        await evolution.delete_instance(api_url, api_key, name, timeout=settings.whatsapp_timeout_seconds)
+    except (ProviderError, ProviderUnavailable) as exc:
+        logger.warning("Evolution instance %s on %s left by a failed create (the next create adopts it): %s",
+                       name, api_url, exc)
+        return
+    try:
+        async with database.sessionmaker() as journal, journal.begin():
+            await EvolutionInstanceRepository(journal).forget(api_url, name)
+    except Exception:
+        logger.warning("Evolution instance %s on %s deleted; its record was not", name, api_url, exc_info=True)
 
 
 async def list_channels(session: AsyncSession, settings: Settings, *, type: ChannelType | None,
@@ -181,15 +239,22 @@ async def update(session: AsyncSession, settings: Settings, channel_id: uuid.UUI
 
 
 async def delete(session: AsyncSession, settings: Settings, channel_id: uuid.UUID) -> None:
-    """Soft delete: its conversations and messages stay readable; its webhooks answer 404 from now on."""
+    """Soft delete: its conversations and messages stay readable; its webhooks answer 404 from now on. Its
+    messages still queued are not sent: FAILED ("channel deleted"), as are any an agent queues after (the
+    outbound worker's claim)."""
     channel = await require(session, channel_id, for_update=True)
     channel.deleted_at = utcnow()
+    failed = await MessageRepository(session).fail_queued(channel.id, CHANNEL_DELETED, channel.deleted_at)
+    if failed:
+        logger.info("channel %s deleted: %d queued messages will not be sent", channel.id, failed)
     if channel.type == ChannelType.EVOLUTION and channel.api_url and channel.instance_name:
         try:
             await evolution.delete_instance(channel.api_url, Credentials(settings, channel).api_key,
                                             channel.instance_name, timeout=settings.whatsapp_timeout_seconds)
         except (ProviderError, ProviderUnavailable) as exc:
             logger.warning("channel %s: Evolution instance not deleted: %s", channel.id, exc)
+            # Still ours: a new channel of this instance name adopts it instead of meeting "name in use".
+            await EvolutionInstanceRepository(session).record(channel.api_url, channel.instance_name)
     await ChannelRepository(session).flush()
 
 

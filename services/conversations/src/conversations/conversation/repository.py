@@ -32,7 +32,11 @@ from conversations.models import Conversation, Message
 _MESSAGES = Message.__table__  # type: ignore[attr-defined]
 _SENT = func.unnest(bindparam("ids", type_=ARRAY(Uuid())), bindparam("external_ids", type_=ARRAY(String()))) \
     .table_valued(column("id", Uuid()), column("external_id", String())).render_derived(name="sent")
-_MARK_MANY_SENT = (update(_MESSAGES).where(_MESSAGES.c.id == _SENT.c.id, _MESSAGES.c.status == "QUEUED")
+CHANNEL_DELETED = "channel deleted"  # the failure reason of the messages a deleted channel did not send
+# Also a message failed by its channel's delete while its call was in flight: it did go out (recorded as it was).
+_MARK_MANY_SENT = (update(_MESSAGES).where(_MESSAGES.c.id == _SENT.c.id, or_(
+                       _MESSAGES.c.status == "QUEUED",
+                       and_(_MESSAGES.c.status == "FAILED", _MESSAGES.c.failure_reason == CHANNEL_DELETED)))
                    .values(status="SENT", external_id=_SENT.c.external_id, sent_at=bindparam("now"),
                            updated_at=bindparam("now"), failure_reason=None)
                    .returning(_MESSAGES.c.id))
@@ -137,6 +141,13 @@ class MessageRepository(Repository[Message]):
                 .values(status="SENT", external_id=external_id, sent_at=now, updated_at=now, failure_reason=None)
                 .returning(Message.id))
         return (await self.session.execute(stmt)).first() is not None
+
+    async def fail_queued(self, channel_id: uuid.UUID, reason: str, now: datetime) -> int:
+        """Every message of the channel still QUEUED ends FAILED with `reason`; how many."""
+        stmt = (update(Message).where(Message.channel_id == channel_id, Message.status == "QUEUED")
+                .values(status="FAILED", failure_reason=reason, updated_at=now)
+                .execution_options(synchronize_session=False))
+        return (await self.session.execute(stmt)).rowcount  # type: ignore[attr-defined, no-any-return]
 
     async def claim_due(self, *, lease_seconds: float, limit: int, blocked_channels: Any) -> list[Message]:
         """The oldest queued message of each conversation, if due, leased for `lease_seconds` (a message

@@ -17,6 +17,7 @@ from common.auth import Principal
 from common.db import utcnow
 from common.errors import Conflict, NotFound, Unprocessable
 from common.messaging.wakeup import wake_after_commit
+from conversations.channel.repository import ChannelRepository
 from conversations.conversation.repository import ConversationRepository, MessageRepository
 from conversations.conversation.schemas import (
     ConversationRead,
@@ -151,6 +152,8 @@ async def reply(session: AsyncSession, conversation_id: uuid.UUID, text: str, ca
     conversation = await require(session, conversation_id, for_update=True)
     if conversation.status != ConversationStatus.OPEN:
         raise Conflict("The conversation is closed")
+    if await ChannelRepository(session).get(conversation.channel_id) is None:
+        raise Conflict("The conversation's channel was deleted: nothing more can be sent on it")
     conversation.handed_off = True
     conversation.handoff_reason = conversation.handoff_reason or "PERSON_REPLIED"
     message = await queue_outbound(session, conversation, text.strip(), sender="PERSON", author_id=caller.id)

@@ -1,10 +1,11 @@
 """Hands queued messages to the provider, oldest first per conversation.
 
-Provider down, throttled (429, 5xx, Cloud 130429): the message stays QUEUED and is tried again with a
-growing delay, until WHATSAPP_RETRY_GIVE_UP_HOURS after it was queued: then FAILED, so it does not hold
-its conversation's later messages forever. Refused for good (e.g. Cloud 131047, outside the 24 h window):
-FAILED with the reason, not retried. Credentials refused (Cloud 190, 401/403): the channel goes to ERROR (published) and
-its messages wait until new credentials are saved."""
+Provider down, throttled (429, 5xx, Meta's throttling codes 4, 80007, 130429, 131048, 131056): the message
+stays QUEUED and is tried again with a growing delay, until WHATSAPP_RETRY_GIVE_UP_HOURS after it was queued:
+then FAILED, so it does not hold its conversation's later messages forever. Refused for good (e.g. Cloud
+131047, outside the 24 h window): FAILED with the reason, not retried. Credentials refused (Cloud 190,
+401/403): the channel goes to ERROR (published) and its messages wait until new credentials are saved. A
+message of a deleted channel is not sent: FAILED ("channel deleted")."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from conversations.channel.repository import ChannelRepository
 from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, set_status
 from conversations.config import Settings
-from conversations.conversation.repository import ConversationRepository, MessageRepository
+from conversations.conversation.repository import CHANNEL_DELETED, ConversationRepository, MessageRepository
 from conversations.conversation.schemas import MessageStatus
 from conversations.conversation.service import OUTBOUND_WAKE, message_data
 from conversations.events import outbox
@@ -122,11 +123,16 @@ class OutboundWorker(WokenWorker):
             channels = {c.id: c for c in await ChannelRepository(session).all(select(Channel).where(
                 Channel.id.in_({m.channel_id for m in claimed})))} if claimed else {}  # type: ignore[attr-defined]
             tokens: dict[uuid.UUID, str] = {}
+            now = utcnow()
             for message in claimed:
+                if channels[message.channel_id].deleted_at is not None:  # queued (by an agent) as it was deleted
+                    message.updated_at = now
+                    _fail(message, CHANNEL_DELETED)
+                    continue
                 jobs.append(self.job(channels[message.channel_id], conversations[message.conversation_id], message,
                                      tokens))
         self.hand_over(jobs)
-        return len(jobs) == limit
+        return len(claimed) == limit
 
     def job(self, channel: Channel, conversation: Conversation, message: Message | dict[str, Any],
             tokens: dict[uuid.UUID, str]) -> SendJob:
@@ -235,9 +241,9 @@ class OutboundWorker(WokenWorker):
             logger.info("message %s: provider unavailable (%s); next try in %.0f s", message.id, error, wait)
 
     def _given_up(self, message: Message) -> bool:
-        """Queued too long ago to try again. Throttling (429, 130429) counts too: its Retry-After is still waited
-        while the message is young, but a reply throttled for hours is as stale as one the provider keeps
-        failing, and a provider that throttles forever must not hold the conversation forever either."""
+        """Queued too long ago to try again. Throttling (429, 130429, 131056 ...) counts too: its Retry-After is
+        still waited while the message is young, but a reply throttled for hours is as stale as one the provider
+        keeps failing, and a provider that throttles forever must not hold the conversation forever either."""
         return utcnow() - message.created_at >= timedelta(hours=self.settings.whatsapp_retry_give_up_hours)
 
 

@@ -11,6 +11,11 @@ from conversations.providers.http import Reply, json_or_empty, request
 PROVIDER = "cloud_api"  # the metrics label
 OUTSIDE_WINDOW = 131047
 THROUGHPUT_LIMIT = 130429
+PAIR_RATE_LIMIT = 131056  # too many messages to the same recipient in a short time
+SPAM_RATE_LIMIT = 131048
+# Meta's "throttling errors": wait and try again (4: app call rate, 80007: WABA rate, 130429: number throughput,
+# 131048: spam rate limit, 131056: business-consumer pair rate). Not a refusal of the message itself.
+THROTTLING = frozenset({4, 80007, THROUGHPUT_LIMIT, SPAM_RATE_LIMIT, PAIR_RATE_LIMIT})
 TOKEN_EXPIRED = 190
 
 
@@ -20,8 +25,12 @@ def _error(response: Reply) -> dict[str, Any]:
 
 
 def _throttled(response: Reply) -> RetryableCall | None:
-    if response.status_code >= 400 and _error(response).get("code") in (THROUGHPUT_LIMIT, 4, 80007):
-        return RetryableCall("throughput limit (130429)", status=response.status_code,
+    if response.status_code < 400:
+        return None
+    error = _error(response)
+    if error.get("code") in THROTTLING:
+        return RetryableCall(f"throttled by Meta ({error['code']}: {error.get('message') or response.reason_phrase})",
+                             status=response.status_code,
                              retry_after=retry_after_seconds(response.headers.get("retry-after")))
     return None
 

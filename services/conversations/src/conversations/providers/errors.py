@@ -17,7 +17,7 @@ class CredentialsRejected(ProviderError):
 
 
 class ProviderUnavailable(Exception):
-    """Down, throttled or failing (network error, 429, 5xx, Cloud API 130429): try again later."""
+    """Down, throttled or failing (network error, 429, 5xx, Cloud API throttling codes): try again later."""
 
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)

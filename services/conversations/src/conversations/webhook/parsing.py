@@ -28,6 +28,19 @@ class Item:
     phone_number_id: str | None = None  # Cloud API routing
 
 
+def without_nul(value: Any) -> Any:
+    """`value` (parsed JSON) with every U+0000 removed from its strings and keys: PostgreSQL's text and jsonb
+    cannot hold it, and one such character refused the whole delivery (every message of the POST was lost).
+    Removed rather than replaced: it carries no text, and a removed NUL leaves what the sender saw."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
+
+
 def _str(value: Any, limit: int = 4096) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 

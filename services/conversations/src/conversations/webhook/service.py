@@ -23,7 +23,7 @@ from conversations.channel.schemas import ChannelStatus, ChannelType
 from conversations.channel.service import Credentials, secret_sha256, set_status
 from conversations.config import Settings
 from conversations.models import Channel
-from conversations.webhook.parsing import BadPayload, Item, cloud_items, evolution_items
+from conversations.webhook.parsing import BadPayload, Item, cloud_items, evolution_items, without_nul
 from conversations.webhook.repository import InboundEventRepository
 from conversations.webhook.schemas import Received
 
@@ -116,9 +116,11 @@ async def _channel(session: AsyncSession, channel_id: uuid.UUID, type: ChannelTy
 
 def _parse(raw: bytes) -> object:
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest("The body is not JSON") from None
+    # JSON can carry a NUL only escaped (`\\u0000`): a body without that text needs no walk.
+    return without_nul(body) if b"\\u0000" in raw else body
 
 
 async def verify_subscription(session: AsyncSession, settings: Settings, channel_id: uuid.UUID,

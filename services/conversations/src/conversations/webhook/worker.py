@@ -84,6 +84,8 @@ async def process(session: AsyncSession, row: InboundEvent, state: BatchState) -
         if result is None:
             return None
         conversation, message, started = result
+        if channel.deleted_at is not None:
+            return None  # stored before the channel was deleted: recorded, but nothing is sent on it any more
         return await agents.respond(session, conversation, message, started=started, channel_type=channel.type,
                                     known=state.agents, new_messages=state.messages)
     if row.kind.startswith("status:"):
