@@ -146,7 +146,6 @@ async def test_deleted_channel_disappears_and_its_webhooks_answer_404(api, owner
     assert_problem(await api.client.post(f"/api/webhooks/evolution/{channel['id']}", json={}), 404)
 
 
-
 async def _message(api, conversation_id, message_id, *, settled=False):
     found = [m for m in await api.messages(conversation_id) if m["id"] == message_id]
     return found[0] if found and (not settled or found[0]["status"] != "QUEUED") else None
@@ -230,14 +229,28 @@ class _FlakyEvolution(FakeServer):
 
 
 async def test_a_create_that_fails_after_making_the_instance_deletes_it_so_a_retry_succeeds(api, owner, evolution):
+    """The server fell over after making the instance (its webhook not set): the create deletes the instance again
+    and answers 503, and a retry makes the channel."""
+    async with _FlakyEvolution(evolution.url) as flaky:
+        name = f"inst-{uuid.uuid4().hex[:10]}"
+        body = {"name": "Ventas", "type": "EVOLUTION", "apiUrl": flaky.url, "apiKey": evolution.api_key,
+                "instanceName": name}
+        flaky.failing = {"webhook/set"}
+        assert_problem(await owner.post(CHANNELS, json=body), 503)
+        assert name not in evolution.instances
+        flaky.failing = set()
+        retried = await owner.post(CHANNELS, json=body)
+        assert retried.status_code == 201, retried.text
+        assert retried.json()["instanceName"] == name and evolution.instances[name].get("webhook")
+
+
+async def test_a_name_the_database_cannot_store_is_refused_before_any_instance_is_made(owner, evolution):
     name = f"inst-{uuid.uuid4().hex[:10]}"
     body = {"name": "Ven\u0000tas", "type": "EVOLUTION", "apiUrl": evolution.url, "apiKey": evolution.api_key,
             "instanceName": name}
-    assert_problem(await owner.post(CHANNELS, json=body), 422)  # the database refused the row, after the instance
-    assert name not in evolution.instances
-    retried = await owner.post(CHANNELS, json=body | {"name": "Ventas"})
-    assert retried.status_code == 201, retried.text
-    assert retried.json()["instanceName"] == name and name in evolution.instances
+    assert_problem(await owner.post(CHANNELS, json=body), 422, detail="NUL")
+    # Refused as input: the Evolution server was never asked (not made, then deleted again).
+    assert [r for r in evolution.requests if name in r.path or name in str(r.body)] == []
 
 
 async def test_an_instance_left_by_a_failed_create_is_adopted_by_the_retry_and_no_one_elses_is(api, owner, evolution):

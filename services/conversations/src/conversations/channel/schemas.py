@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, computed_field, model_validator
 
 from common.api import InputSchema, Schema
 from common.crypto import MASK
+from common.validation import StorableText
 
 
 class ChannelType(StrEnum):
@@ -23,7 +24,7 @@ class ChannelStatus(StrEnum):
     ERROR = "ERROR"
 
 
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"), StorableText]
 Secret = Annotated[str, Field(min_length=4, max_length=500, pattern=r"^[\x21-\x7e]+$")]
 Url = Annotated[str, Field(min_length=8, max_length=500, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
 Instance = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
