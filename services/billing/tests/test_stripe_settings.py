@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import uuid
 
@@ -81,7 +82,7 @@ async def scratch(migrated_database, platform_settings, stripe, owner_token):
     session app's partitions): `(owner client, engine on its database)`. A mode switch starts billing over."""
     from billing.config import Settings
 
-    url = await migrated_database("billing", name="billing_modes")
+    url = await migrated_database("billing", name=f"billing_modes_{uuid.uuid4().hex[:8]}")  # one per test: a switch lasts
     settings = Settings(database_url=url, stripe_api_base=stripe.url, stripe_timeout_seconds=3, **platform_settings)
     engine = create_async_engine(url)
     async with serve_app(create_app(settings, consume=False)) as served, \
@@ -143,3 +144,41 @@ async def test_switching_to_live_keys_starts_billing_over_in_live_mode(scratch):
     assert_problem(await owner.put(STRIPE, json={"publishableKey": PK, "secretKey": SK, "webhookSecret": WH}), 409,
                    detail="live")
     assert (await owner.get(STRIPE)).json()["mode"] == "live"
+
+
+async def test_test_events_not_applied_yet_when_going_live_are_not_applied(scratch):
+    """A test-mode event received before the switch, which the worker is applying as it happens: the switch waits
+    for it (so that it forgets what it wrote), and one not applied yet is not applied after (it would put a test
+    invoice in live history)."""
+    owner, engine = scratch
+    assert (await owner.put(STRIPE, json={"publishableKey": PK, "secretKey": SK, "webhookSecret": WH})).status_code == 200
+    tenant, sub = uuid.uuid4(), f"sub_{uuid.uuid4().hex[:10]}"
+    paid = {"id": f"in_{uuid.uuid4().hex[:10]}", "object": "invoice", "customer": f"cus_{sub}", "status": "paid",
+            "amount_due": 4900, "amount_paid": 4900, "currency": "usd", "attempt_count": 1,
+            "next_payment_attempt": None, "parent": {"type": "subscription_details", "subscription_details": {
+                "subscription": sub, "metadata": {"tenantId": str(tenant)}}}}
+    live = {"publishableKey": "pk_live_" + "a" * 24, "secretKey": "sk_live_" + "b" * 24,
+            "webhookSecret": "whsec_" + "d" * 32}
+    async with engine.connect() as held:
+        for _ in range(20):  # held before the worker takes it (it polls; rarely first)
+            evt = f"evt_{uuid.uuid4().hex}"
+            body = {"id": evt, "object": "event", "type": "invoice.payment_succeeded", "created": 1, "livemode": False,
+                    "data": {"object": paid}}
+            await _sql(engine, "INSERT INTO stripe_events (id, stripe_event_id, type, stripe_created, payload, "
+                       "received_at, attempts, created_at, updated_at) VALUES (gen_random_uuid(), :e, "
+                       "'invoice.payment_succeeded', 1, CAST(:p AS jsonb), now(), 0, now(), now())",
+                       e=evt, p=json.dumps(body))
+            hold = await held.begin()
+            if (await held.execute(text("SELECT 1 FROM stripe_events WHERE stripe_event_id = :e AND processed_at "
+                                        "IS NULL FOR UPDATE NOWAIT"), {"e": evt})).all():
+                break
+            await hold.rollback()
+        else:
+            pytest.fail("the worker applied each event before it could be held")
+        switch = asyncio.ensure_future(owner.put(STRIPE, json=live))
+        await asyncio.sleep(0.5)
+        await hold.rollback()
+        assert (await switch).status_code == 200
+    assert await _sql(engine, "SELECT outcome FROM stripe_events WHERE stripe_event_id = :e", e=evt) == [("ignored",)]
+    await asyncio.sleep(0.5)  # the worker's next look
+    assert await _sql(engine, "SELECT count(*) FROM billing_invoices") == [(0,)]

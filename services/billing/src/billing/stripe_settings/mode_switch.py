@@ -14,6 +14,7 @@ from billing.subscription.repository import CustomerRepository, InvoiceRepositor
 from billing.subscription.service import ENDED
 from billing.sync import service as sync_jobs
 from billing.sync.repository import SyncJobRepository
+from billing.webhook.repository import StripeEventRepository
 from common.errors import Conflict
 
 logger = logging.getLogger("billing.stripe_settings")
@@ -31,6 +32,10 @@ async def start_over(session: AsyncSession, *, leaving: str, entering: str) -> i
         raise Conflict(f"Billing follows {len(known)} live Stripe customers: with test keys their live subscriptions "
                        "would go on being billed unwatched. Keep live keys (send new live ones to rotate them)",
                        title="Live customers exist")
+    # First: Stripe events of the old mode received but not applied yet would put its objects back after the
+    # forgetting below (and one being applied now is waited for, so that the forgetting sees what it wrote).
+    ignored = await StripeEventRepository(session).ignore_pending(livemode=leaving == "live",
+                                                                 why=f"Stripe keys switched to {entering} mode")
     plans = {plan.code: plan for plan in await PlanRepository(session).list()}
     names = {customer.tenant_id: customer.name for customer in known}
     deleted = await SyncJobRepository(session).being_cancelled()
@@ -51,5 +56,6 @@ async def start_over(session: AsyncSession, *, leaving: str, entering: str) -> i
     await InvoiceRepository(session).forget_all()
     await customers.forget_all()
     logger.warning("Stripe keys switched from %s to %s mode: %d tenants will be subscribed in %s mode once the plans "
-                   "are priced (POST /api/platform/billing/plans/sync)", leaving, entering, queued, entering)
+                   "are priced (POST /api/platform/billing/plans/sync); %d %s-mode events not applied", leaving,
+                   entering, queued, entering, ignored, leaving)
     return queued

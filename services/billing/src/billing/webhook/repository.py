@@ -66,6 +66,15 @@ class StripeEventRepository(Repository[StripeEvent]):
             "error = NULL FROM unnest(CAST(:ids AS uuid[]), CAST(:outcomes AS text[])) AS u(id, outcome) "
             "WHERE e.id = u.id"), {"ids": [i for i, _ in outcomes], "outcomes": [o for _, o in outcomes]})
 
+    async def ignore_pending(self, *, livemode: bool, why: str) -> int:
+        """Every event of that mode not yet applied is marked done, not applied (outcome "ignored"). An event the
+        worker holds is waited for: once this returns, what it applied is in the tables."""
+        result = await self.session.execute(text(
+            "UPDATE stripe_events SET processed_at = now(), outcome = 'ignored', error = :why "
+            "WHERE processed_at IS NULL AND payload->>'livemode' = :livemode"),
+            {"why": why, "livemode": "true" if livemode else "false"})
+        return result.rowcount or 0  # type: ignore[attr-defined]
+
     async def purge_processed(self, before: datetime, limit: int) -> int:
         """Delete up to `limit` events processed before `before` (oldest first); returns how many."""
         result = await self.session.execute(text(
