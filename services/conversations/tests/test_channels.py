@@ -214,6 +214,7 @@ class _FlakyEvolution(FakeServer):
 
     def __init__(self, upstream: str) -> None:
         self.upstream, self.port, self.failing = upstream, free_port(), set()
+        self.lost: set[str] = set()  # routes passed on whose answer is lost (a 504 instead)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._forward)
@@ -225,6 +226,8 @@ class _FlakyEvolution(FakeServer):
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.request(request.method, self.upstream + request.path_qs, headers=headers,
                                           content=await request.read())
+        if "/".join(request.path.split("/")[1:3]) in self.lost:
+            return web.json_response({"status": 504, "error": "Gateway Timeout"}, status=504)
         return web.Response(body=answer.content, status=answer.status_code, content_type="application/json")
 
 
@@ -242,6 +245,24 @@ async def test_a_create_that_fails_after_making_the_instance_deletes_it_so_a_ret
         retried = await owner.post(CHANNELS, json=body)
         assert retried.status_code == 201, retried.text
         assert retried.json()["instanceName"] == name and evolution.instances[name].get("webhook")
+
+
+async def test_an_instance_whose_create_answer_was_lost_is_adopted_by_the_next_create(owner, evolution):
+    """The server made the instance but its answer was lost (a proxy's 504): the create answers 503 without
+    asking again (a second POST would meet its own instance as "name in use"), and the next create adopts it."""
+    async with _FlakyEvolution(evolution.url) as flaky:
+        name = f"inst-{uuid.uuid4().hex[:10]}"
+        body = {"name": "Ventas", "type": "EVOLUTION", "apiUrl": flaky.url, "apiKey": evolution.api_key,
+                "instanceName": name}
+        flaky.lost = {"instance/create"}
+        assert_problem(await owner.post(CHANNELS, json=body), 503)
+        assert name in evolution.instances
+        flaky.lost = set()
+        created = await owner.post(CHANNELS, json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["instanceName"] == name and evolution.instances[name].get("webhook")
+    bad_url = body | {"apiUrl": "http://evo\u0000.example", "instanceName": f"inst-{uuid.uuid4().hex[:10]}"}
+    assert_problem(await owner.post(CHANNELS, json=bad_url), 422, detail="NUL")
 
 
 async def test_a_name_the_database_cannot_store_is_refused_before_any_instance_is_made(owner, evolution):
@@ -290,3 +311,26 @@ async def test_an_instance_left_by_a_failed_create_is_adopted_by_the_retry_and_n
             assert made.status_code == 201
         assert_problem(await owner.post(CHANNELS, json=body | {"instanceName": theirs}), 409)
         assert not evolution.instances[theirs].get("webhook")
+
+
+async def test_a_reply_queued_as_a_channel_in_error_is_deleted_ends_failed(api, owner, graph):
+    """A channel in ERROR holds its messages (until new credentials); deleted, it holds them no more: a reply that
+    raced its delete is FAILED ("channel deleted"), not QUEUED for ever."""
+    from common.testing.fake_whatsapp import text_message
+
+    channel = await api.cloud_channel()
+    number, contact = channel["phoneNumberId"], "573005550301"
+    await api.post_cloud(channel, text_message(number, contact, "hola"))
+    conversation = await api.wait_until(lambda: api.conversation_of(channel["id"], contact))
+    graph.expire_token(number)
+    await owner.post(f"/api/platform/operations/conversations/{conversation['id']}/messages", json={"text": "uno"})
+    await api.wait_until(lambda: _status(owner, channel["id"], "ERROR"))
+    assert (await owner.delete(f"{CHANNELS}/{channel['id']}")).status_code == 204
+    raced = uuid.uuid4()
+    await api.execute("INSERT INTO messages (id, created_at, updated_at, conversation_id, channel_id, direction, "
+                      "sender, type, text, status, attempts, next_attempt_at) VALUES (:id, now(), now(), :conv, :c, "
+                      "'OUTBOUND', 'AGENT', 'text', 'tarde', 'QUEUED', 0, now())",
+                      id=raced, conv=conversation["id"], c=channel["id"])
+    await api.execute("NOTIFY conversations_outbound")
+    message = await api.wait_until(lambda: _message(api, conversation["id"], str(raced), settled=True), timeout=15)
+    assert message["status"] == "FAILED" and message["failureReason"] == "channel deleted"

@@ -26,7 +26,7 @@ class ChannelStatus(StrEnum):
 
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S"), StorableText]
 Secret = Annotated[str, Field(min_length=4, max_length=500, pattern=r"^[\x21-\x7e]+$")]
-Url = Annotated[str, Field(min_length=8, max_length=500, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+Url = Annotated[str, Field(min_length=8, max_length=500, pattern=r"^https?://[^\s/?#]+[^\s]*$"), StorableText]
 Instance = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 PhoneNumberId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9]+$")]
 

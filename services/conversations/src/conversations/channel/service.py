@@ -166,32 +166,39 @@ async def _add(session: AsyncSession, channel: Channel) -> None:
 
 async def _make_instance(session: AsyncSession, database: Database, settings: Settings, api_url: str,
                          api_key: str, name: str) -> dict[str, Any]:
-    """The Evolution instance of a new channel: created, and recorded as made here at once (its own transaction,
-    kept should this create fail after it); or, when the name is in use by an instance made here that no channel
-    holds (a create that failed after making it and could not delete it), adopted with a fresh QR. A name in use
-    by anyone else is a 409."""
+    """The Evolution instance of a new channel. Recorded as made here BEFORE the server is asked (its own
+    transaction, kept should this create fail): a create whose answer is lost (timeout, 5xx) may still have made
+    it, and the next create of this name then adopts it. When the name is in use by an instance recorded before
+    this create (one that failed after making it, or a deleted channel's the server would not delete), adopted
+    with a fresh QR. A name in use by anyone else is a 409."""
     timeout = settings.whatsapp_timeout_seconds
+    adoptable = await EvolutionInstanceRepository(session).made_here(api_url, name)
+    if not adoptable:
+        await _journal(database, api_url, name, made=True)
     try:
-        created = await evolution.create_instance(api_url, api_key, name, timeout=timeout)
+        return await evolution.create_instance(api_url, api_key, name, timeout=timeout)
     except ProviderUnavailable as exc:
-        raise _provider_problem(exc) from None
+        raise _provider_problem(exc) from None  # the record stays: made or not, the next create finds out
     except ProviderError as exc:
-        if exc.status not in (403, 409):  # Evolution v2 answers 403 for a name in use
+        in_use = exc.status in (403, 409)  # Evolution v2 answers 403 for a name in use
+        if not adoptable:
+            await _journal(database, api_url, name, made=False)  # answered: nothing was made by this create
+        if not in_use:
             raise _provider_problem(exc) from None
-        if not await EvolutionInstanceRepository(session).made_here(api_url, name):
+        if not adoptable:
             raise Conflict(f"The Evolution server refused the instance: {exc}") from None
-        logger.info("Evolution instance %s on %s: made by an earlier create that failed; adopted", name, api_url)
-        try:
-            return {"qrcode": await evolution.connect(api_url, api_key, name, timeout=timeout)}
-        except (ProviderError, ProviderUnavailable) as exc:
-            raise _provider_problem(exc) from None
+    logger.info("Evolution instance %s on %s: made here earlier, held by no channel; adopted", name, api_url)
     try:
-        async with database.sessionmaker() as journal, journal.begin():
-            await EvolutionInstanceRepository(journal).record(api_url, name)
-    except Exception:
-        await _undo_instance(database, settings, api_url, api_key, name)
-        raise
-    return created
+        return {"qrcode": await evolution.connect(api_url, api_key, name, timeout=timeout)}
+    except (ProviderError, ProviderUnavailable) as exc:
+        raise _provider_problem(exc) from None
+
+
+async def _journal(database: Database, api_url: str, name: str, *, made: bool) -> None:
+    """Record (or forget) an instance as made here, committed at once whatever becomes of the request."""
+    async with database.sessionmaker() as journal, journal.begin():
+        instances = EvolutionInstanceRepository(journal)
+        await (instances.record(api_url, name) if made else instances.forget(api_url, name))
 
 
 async def _undo_instance(database: Database, settings: Settings, api_url: str, api_key: str, name: str) -> None:
@@ -204,8 +211,7 @@ async def _undo_instance(database: Database, settings: Settings, api_url: str, a
                        name, api_url, exc)
         return
     try:
-        async with database.sessionmaker() as journal, journal.begin():
-            await EvolutionInstanceRepository(journal).forget(api_url, name)
+        await _journal(database, api_url, name, made=False)
     except Exception:
         logger.warning("Evolution instance %s on %s deleted; its record was not", name, api_url, exc_info=True)
 

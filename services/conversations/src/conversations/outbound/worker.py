@@ -36,7 +36,8 @@ from conversations.worker_loop import WokenWorker
 
 logger = logging.getLogger("conversations.outbound")
 BATCH = 50
-BLOCKED = select(Channel.id).where(Channel.status == ChannelStatus.ERROR.value)  # their messages wait
+# Their messages wait (for new credentials); not a deleted channel's: claimed, they end FAILED ("channel deleted").
+BLOCKED = select(Channel.id).where(Channel.status == ChannelStatus.ERROR.value, Channel.deleted_at.is_(None))  # type: ignore[union-attr]
 OUTCOMES = {"sent": "sent", "failed": "failed", "credentials": "credentials_rejected", "later": "retry"}
 
 

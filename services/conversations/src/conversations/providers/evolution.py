@@ -29,8 +29,9 @@ def _raise_for(response: Reply) -> None:
 
 
 async def create_instance(api_url: str, api_key: str, instance: str, *, timeout: float) -> dict[str, Any]:
+    """One attempt: tried again after a lost answer, the POST would meet its own instance as "name in use"."""
     response = await request(PROVIDER, "POST", f"{api_url.rstrip('/')}/instance/create", timeout=timeout,
-                             headers={"apikey": api_key},
+                             attempts=1, headers={"apikey": api_key},
                              json={"instanceName": instance, "integration": "WHATSAPP-BAILEYS", "qrcode": True})
     _raise_for(response)
     return json_or_empty(response)

@@ -61,7 +61,9 @@ class BatchState:
 
     async def channel(self, session: AsyncSession, channel_id: uuid.UUID) -> Channel | None:
         if channel_id not in self.channels:
-            self.channels[channel_id] = await session.get(Channel, channel_id)
+            # FOR KEY SHARE until the batch commits: a channel's delete (FOR UPDATE) waits for it, then fails the
+            # replies it queued; or it went first, and the batch reads it deleted. Other writers do not wait.
+            self.channels[channel_id] = await session.get(Channel, channel_id, with_for_update={"key_share": True})
         return self.channels[channel_id]
 
 
