@@ -151,6 +151,18 @@ async def _message(api, conversation_id, message_id, *, settled=False):
     return found[0] if found and (not settled or found[0]["status"] != "QUEUED") else None
 
 
+async def _raced_reply(api, conversation_id, channel_id, text):
+    """An agent's reply queued as the channel's delete committed (written straight, as that race would leave it),
+    once the outbound worker has settled it."""
+    raced = uuid.uuid4()
+    await api.execute("INSERT INTO messages (id, created_at, updated_at, conversation_id, channel_id, direction, "
+                      "sender, type, text, status, attempts, next_attempt_at) VALUES (:id, now(), now(), :conv, :c, "
+                      "'OUTBOUND', 'AGENT', 'text', :text, 'QUEUED', 0, now())",
+                      id=raced, conv=conversation_id, c=channel_id, text=text)
+    await api.execute("NOTIFY conversations_outbound")
+    return await api.wait_until(lambda: _message(api, conversation_id, str(raced), settled=True), timeout=15)
+
+
 async def test_a_deleted_channel_fails_its_queued_reply_and_refuses_new_ones(api, owner, graph):
     """A reply held (the token had expired) when the channel is deleted ends FAILED ("channel deleted") and a
     person's new message on its conversation is a 409 problem, not queued."""
@@ -192,13 +204,7 @@ async def test_replies_queued_on_a_channel_as_it_is_deleted_are_not_sent(api, ow
     await api.execute("INSERT INTO inbound_events (id, created_at, updated_at, channel_id, kind, external_id, payload, "
                       "attempts) VALUES (:id, now(), now(), :c, 'message', :e, CAST(:p AS jsonb), 0)",
                       id=uuid.uuid4(), c=channel["id"], e=item["id"], p=json.dumps(payload))
-    queued = uuid.uuid4()
-    await api.execute("INSERT INTO messages (id, created_at, updated_at, conversation_id, channel_id, direction, "
-                      "sender, type, text, status, attempts, next_attempt_at) VALUES (:id, now(), now(), :conv, :c, "
-                      "'OUTBOUND', 'AGENT', 'text', 'respuesta tardía', 'QUEUED', 0, now())",
-                      id=queued, conv=conversation["id"], c=channel["id"])
-    await api.execute("NOTIFY conversations_outbound")
-    message = await api.wait_until(lambda: _message(api, conversation["id"], str(queued), settled=True))
+    message = await _raced_reply(api, conversation["id"], channel["id"], "respuesta tardía")
     assert message["status"] == "FAILED" and message["failureReason"] == "channel deleted"
 
     late_conversation = await api.wait_until(lambda: api.scalar(
@@ -231,13 +237,18 @@ class _FlakyEvolution(FakeServer):
         return web.Response(body=answer.content, status=answer.status_code, content_type="application/json")
 
 
+def _new_instance(flaky, evolution):
+    """A new instance name, and the create of an EVOLUTION channel for it through the flaky proxy."""
+    name = f"inst-{uuid.uuid4().hex[:10]}"
+    return name, {"name": "Ventas", "type": "EVOLUTION", "apiUrl": flaky.url, "apiKey": evolution.api_key,
+                  "instanceName": name}
+
+
 async def test_a_create_that_fails_after_making_the_instance_deletes_it_so_a_retry_succeeds(api, owner, evolution):
     """The server fell over after making the instance (its webhook not set): the create deletes the instance again
     and answers 503, and a retry makes the channel."""
     async with _FlakyEvolution(evolution.url) as flaky:
-        name = f"inst-{uuid.uuid4().hex[:10]}"
-        body = {"name": "Ventas", "type": "EVOLUTION", "apiUrl": flaky.url, "apiKey": evolution.api_key,
-                "instanceName": name}
+        name, body = _new_instance(flaky, evolution)
         flaky.failing = {"webhook/set"}
         assert_problem(await owner.post(CHANNELS, json=body), 503)
         assert name not in evolution.instances
@@ -251,9 +262,7 @@ async def test_an_instance_whose_create_answer_was_lost_is_adopted_by_the_next_c
     """The server made the instance but its answer was lost (a proxy's 504): the create answers 503 without
     asking again (a second POST would meet its own instance as "name in use"), and the next create adopts it."""
     async with _FlakyEvolution(evolution.url) as flaky:
-        name = f"inst-{uuid.uuid4().hex[:10]}"
-        body = {"name": "Ventas", "type": "EVOLUTION", "apiUrl": flaky.url, "apiKey": evolution.api_key,
-                "instanceName": name}
+        name, body = _new_instance(flaky, evolution)
         flaky.lost = {"instance/create"}
         assert_problem(await owner.post(CHANNELS, json=body), 503)
         assert name in evolution.instances
@@ -278,9 +287,7 @@ async def test_an_instance_left_by_a_failed_create_is_adopted_by_the_retry_and_n
     """The server fell over after making the instance: neither the webhook nor the cleanup went through. The next
     create of that name adopts the instance (fresh QR, our webhook); a name taken by someone else stays a 409."""
     async with _FlakyEvolution(evolution.url) as flaky:
-        name = f"inst-{uuid.uuid4().hex[:10]}"
-        body = {"name": "Ventas", "type": "EVOLUTION", "apiUrl": flaky.url, "apiKey": evolution.api_key,
-                "instanceName": name}
+        name, body = _new_instance(flaky, evolution)
         flaky.failing = {"webhook/set", "instance/delete"}
         assert_problem(await owner.post(CHANNELS, json=body), 503)
         assert name in evolution.instances and not evolution.instances[name].get("webhook")
@@ -326,11 +333,5 @@ async def test_a_reply_queued_as_a_channel_in_error_is_deleted_ends_failed(api, 
     await owner.post(f"/api/platform/operations/conversations/{conversation['id']}/messages", json={"text": "uno"})
     await api.wait_until(lambda: _status(owner, channel["id"], "ERROR"))
     assert (await owner.delete(f"{CHANNELS}/{channel['id']}")).status_code == 204
-    raced = uuid.uuid4()
-    await api.execute("INSERT INTO messages (id, created_at, updated_at, conversation_id, channel_id, direction, "
-                      "sender, type, text, status, attempts, next_attempt_at) VALUES (:id, now(), now(), :conv, :c, "
-                      "'OUTBOUND', 'AGENT', 'text', 'tarde', 'QUEUED', 0, now())",
-                      id=raced, conv=conversation["id"], c=channel["id"])
-    await api.execute("NOTIFY conversations_outbound")
-    message = await api.wait_until(lambda: _message(api, conversation["id"], str(raced), settled=True), timeout=15)
+    message = await _raced_reply(api, conversation["id"], channel["id"], "tarde")
     assert message["status"] == "FAILED" and message["failureReason"] == "channel deleted"

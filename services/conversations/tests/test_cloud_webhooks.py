@@ -128,6 +128,18 @@ async def _find(api, conversation_id, message_id, status):
     return found[0] if found else None
 
 
+async def _given_up(api, conversation_id, message_id):
+    """Once the provider has failed `message_id` twice, it is made WHATSAPP_RETRY_GIVE_UP_HOURS old: the message, FAILED."""
+
+    async def retried():
+        found = await _find(api, conversation_id, message_id, "QUEUED")
+        return found and found["attempts"] >= 2
+
+    await api.wait_until(retried, timeout=30)
+    await api.execute("UPDATE messages SET created_at = now() - interval '25 hours' WHERE id = :id", id=message_id)
+    return await api.wait_until(lambda: _find(api, conversation_id, message_id, "FAILED"), timeout=30)
+
+
 async def test_an_expired_token_puts_the_channel_in_error_and_holds_the_message(api, graph, owner, events):
     channel = await api.cloud_channel()
     number = channel["phoneNumberId"]
@@ -211,15 +223,7 @@ async def test_a_message_the_provider_keeps_failing_is_given_up_and_the_next_one
     try:
         first = (await owner.post(url, json={"text": "uno"})).json()
         second = (await owner.post(url, json={"text": "dos"})).json()
-
-        async def retried():
-            found = await _find(api, conversation["id"], first["id"], "QUEUED")
-            return found and found["attempts"] >= 2
-
-        await api.wait_until(retried, timeout=30)
-        await api.execute("UPDATE messages SET created_at = now() - interval '25 hours' WHERE id = :id",
-                          id=first["id"])
-        failed = await api.wait_until(lambda: _find(api, conversation["id"], first["id"], "FAILED"), timeout=30)
+        failed = await _given_up(api, conversation["id"], first["id"])
         assert failed["failureReason"].startswith("gave up after") and "HTTP 500" in failed["failureReason"]
     finally:
         graph._failures.clear()
@@ -270,15 +274,7 @@ async def test_metas_throttling_codes_are_retried_later_and_still_given_up(api, 
     graph.fail_next(131056, times=10_000)
     try:
         stuck = (await owner.post(url, json={"text": "nunca"})).json()
-
-        async def retried():
-            found = await _find(api, conversation["id"], stuck["id"], "QUEUED")
-            return found and found["attempts"] >= 2
-
-        await api.wait_until(retried, timeout=30)
-        await api.execute("UPDATE messages SET created_at = now() - interval '25 hours' WHERE id = :id",
-                          id=stuck["id"])
-        failed = await api.wait_until(lambda: _find(api, conversation["id"], stuck["id"], "FAILED"), timeout=30)
+        failed = await _given_up(api, conversation["id"], stuck["id"])
         assert failed["failureReason"].startswith("gave up after") and "131056" in failed["failureReason"]
     finally:
         graph._failures.clear()
