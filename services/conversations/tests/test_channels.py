@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 from aiohttp import web
+from sqlalchemy import text
 
 from common.testing.checks import assert_problem
 from common.testing.servers import FakeServer, free_port
@@ -335,3 +336,20 @@ async def test_a_reply_queued_as_a_channel_in_error_is_deleted_ends_failed(api, 
     assert (await owner.delete(f"{CHANNELS}/{channel['id']}")).status_code == 204
     message = await _raced_reply(api, conversation["id"], channel["id"], "tarde")
     assert message["status"] == "FAILED" and message["failureReason"] == "channel deleted"
+
+
+async def test_a_second_create_of_an_instance_under_way_is_a_409_not_a_wait(api, owner, evolution, db):
+    """Two creates of one instance at once would both make (or adopt) it: the second is refused at once, without
+    holding a connection while the first talks to the Evolution server."""
+    from conversations.channel.repository import instance_lock_key
+
+    name = f"inst-{uuid.uuid4().hex[:10]}"
+    body = {"name": "Ventas", "type": "EVOLUTION", "apiUrl": evolution.url, "apiKey": evolution.api_key,
+            "instanceName": name}
+    async with db.connect() as held:  # what a create under way holds
+        await held.execute(text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"),
+                           {"key": instance_lock_key(evolution.url, name)})
+        assert_problem(await owner.post(CHANNELS, json=body), 409, detail="under way")
+        await held.execute(text("SELECT pg_advisory_unlock_all()"))
+    assert name not in evolution.instances
+    assert (await owner.post(CHANNELS, json=body)).status_code == 201

@@ -9,6 +9,10 @@ from common.db.repository import Repository
 from conversations.models import Channel, EvolutionInstance
 
 
+def instance_lock_key(api_url: str, instance_name: str) -> str:
+    return f"evolution-instance|{api_url}|{instance_name}"
+
+
 class ChannelRepository(Repository[Channel]):
     model = Channel
 
@@ -22,11 +26,12 @@ class ChannelRepository(Repository[Channel]):
         return await self.get_one(self.select().where(Channel.api_url == api_url,
                                                       Channel.instance_name == instance_name))
 
-    async def lock_instance(self, api_url: str, instance_name: str) -> None:
-        """Until this transaction ends, other creates of this instance wait (one makes it, the next finds its
-        channel): two at once would both make or adopt it, and the one that lost would delete it again."""
-        await self.session.execute(select(func.pg_advisory_xact_lock(
-            func.hashtextextended(f"evolution-instance|{api_url}|{instance_name}", 0))))
+    async def lock_instance(self, api_url: str, instance_name: str) -> bool:
+        """This instance's create lock until the transaction ends; False when another create holds it. Two at once
+        would both make or adopt it, and the one that lost would delete it again. Not waited for: a create holds
+        its connection across the Evolution server's calls, and creates queued behind it would hold theirs."""
+        return bool((await self.session.execute(select(func.pg_try_advisory_xact_lock(
+            func.hashtextextended(instance_lock_key(api_url, instance_name), 0))))).scalar())
 
     async def page(self, *, type: str | None, status: str | None, limit: int, offset: int
                    ) -> tuple[list[Channel], int]:

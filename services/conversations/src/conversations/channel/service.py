@@ -132,7 +132,8 @@ async def create(session: AsyncSession, database: Database, settings: Settings, 
     else:
         assert body.api_url and body.api_key and body.instance_name
         api_url, name = body.api_url.rstrip("/"), body.instance_name
-        await repo.lock_instance(api_url, name)
+        if not await repo.lock_instance(api_url, name):
+            raise Conflict(f"Another create of instance {name} on {api_url} is under way: try again once it is done")
         if await repo.by_instance(api_url, name) is not None:
             raise Conflict(f"A channel for instance {name} on {api_url} exists already")
         channel.api_url, channel.instance_name = api_url, name
