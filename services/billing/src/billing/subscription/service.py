@@ -264,7 +264,8 @@ async def apply_invoice_event(session: AsyncSession, event_type: str, obj: dict[
     sub: Subscription | None = None
     if row.stripe_subscription_id is not None and (name == "billing.payment_succeeded" or (
             outcome == "applied" and (row.status == "paid" or data["finalAttempt"]))):
-        sub = await subs.by_stripe_id(row.stripe_subscription_id, for_update=True)
+        # Locked only when this event may change it (a stale one only reads whether anything is overdue).
+        sub = await subs.by_stripe_id(row.stripe_subscription_id, for_update=outcome == "applied")
     if outcome == "applied" and sub is not None:
         if row.status == "paid" and await payment_settles(session, sub, row):
             clear_overdue(sub)
